@@ -1,0 +1,114 @@
+//! Wall-clock time, injectable.
+//!
+//! The daemon reasons about wall-clock instants (window ends, the 30-minute availability lag, the
+//! 7-day horizon, the rolling 24-hour budget), which `tokio::time::pause` cannot move. Everything
+//! that reads "now" or waits for an instant goes through [`Clock`], so tests and the simulator can
+//! share a manual clock and step it forward instead of sleeping.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use tokio::sync::watch;
+
+/// A source of "now" and a way to wait for an instant.
+#[derive(Clone, Debug, Default)]
+pub enum Clock {
+    /// The operating system's clock; waits use tokio timers.
+    #[default]
+    System,
+    /// A clock that only moves when a test moves it.
+    Manual(Arc<ManualClock>),
+}
+
+/// A clock that a test steps forward; waiters wake when it passes their instant.
+#[derive(Debug)]
+pub struct ManualClock {
+    /// Milliseconds since the Unix epoch.
+    now_ms: watch::Sender<i64>,
+}
+
+impl Clock {
+    /// A manual clock starting at `start`.
+    pub fn manual(start: DateTime<Utc>) -> (Clock, Arc<ManualClock>) {
+        let (tx, _rx) = watch::channel(start.timestamp_millis());
+        let manual = Arc::new(ManualClock { now_ms: tx });
+        (Clock::Manual(manual.clone()), manual)
+    }
+
+    /// The current instant.
+    pub fn now(&self) -> DateTime<Utc> {
+        match self {
+            Clock::System => Utc::now(),
+            Clock::Manual(m) => m.now(),
+        }
+    }
+
+    /// Waits until the clock reads `at` or later.
+    pub async fn sleep_until(&self, at: DateTime<Utc>) {
+        match self {
+            Clock::System => {
+                let wait = (at - Utc::now()).to_std().unwrap_or_default();
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            Clock::Manual(m) => {
+                let mut rx = m.now_ms.subscribe();
+                let target = at.timestamp_millis();
+                // `wait_for` returns at once if the condition already holds; an error means the
+                // clock was dropped, and then nothing will ever wake us: pend forever.
+                if rx.wait_for(|now| *now >= target).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+
+    /// Waits for `d` of clock time.
+    pub async fn sleep(&self, d: std::time::Duration) {
+        let at = self.now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        self.sleep_until(at).await;
+    }
+}
+
+impl ManualClock {
+    /// The current instant.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(*self.now_ms.borrow())
+            .single()
+            .unwrap_or_default()
+    }
+
+    /// Moves the clock forward by `d` and wakes every waiter whose instant has come.
+    pub fn advance(&self, d: std::time::Duration) {
+        let step = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        self.now_ms.send_modify(|now| *now = now.saturating_add(step));
+    }
+
+    /// Sets the clock to `at` (which may be earlier: tests of clock skew use that).
+    pub fn set(&self, at: DateTime<Utc>) {
+        self.now_ms.send_replace(at.timestamp_millis());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn manual_sleep_wakes_when_clock_passes_instant() {
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let (clock, manual) = Clock::manual(start);
+        let target = start + chrono::Duration::minutes(5);
+        let waiter = tokio::spawn({
+            let clock = clock.clone();
+            async move { clock.sleep_until(target).await }
+        });
+        manual.advance(std::time::Duration::from_secs(60));
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        manual.advance(std::time::Duration::from_secs(240));
+        waiter.await.unwrap();
+        assert_eq!(clock.now(), target);
+    }
+}

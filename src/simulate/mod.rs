@@ -1,0 +1,1 @@
+//! The built-in TAP API simulator (in progress).
