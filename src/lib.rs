@@ -1,6 +1,43 @@
-//! tapfwd: collects Proofpoint TAP SIEM events for many tenants and ships them, complete and
-//! without duplicates, to file, syslog, Kafka and HTTP sinks.
+//! tapfwd collects Proofpoint TAP SIEM events for many client organisations (tenants) at once and
+//! ships them, complete and without duplicates, to files, syslog, Kafka and HTTP SIEMs.
+//!
+//! A [`scheduler`] runs one [`poller`] per tenant. Each poller asks the TAP SIEM API
+//! ([`tap::client`]) for the next window after its checkpoint, splits the response into raw events
+//! as it streams in ([`tap::split`]), drops the events each sink already has, hands the rest to
+//! that sink ([`sinks`]), and moves the sink's checkpoint only when the sink has them. The
+//! [`store`] (sled) keeps checkpoints, dedupe keys and request budgets.
+//!
+//! # Invariants
+//! 1. **Nothing lost.** A checkpoint passes the end of a window only after every event of that
+//!    window was durably accepted by the sink the checkpoint belongs to. Failures hold the
+//!    checkpoint; the API keeps 7 days, so the source is the replay buffer.
+//! 2. **Nothing twice.** Events are identified by a hash of their raw bytes (never by GUID). Keys
+//!    are remembered for `poll.dedupe_horizon`, longer than any overlap the daemon produces, and
+//!    are committed with the delivery they record. A sink that is down causes no duplicates in
+//!    the sinks that are up.
+//! 3. **Windows the API accepts.** `30 s ≤ end − start ≤ 1 h`, `end ≤ now − lag`,
+//!    `start ≥ now − 7 d` with a margin. An older checkpoint is clamped and the gap reported.
+//! 4. **Within budget.** Requests are counted per tenant in a rolling 24 h log in the store;
+//!    steady polling is reserved first; a 429 waits for budget.
+//! 5. **Raw in, raw out.** Events are forwarded as the API sent them; metadata goes beside them.
+//! 6. **Tenants are isolated.** One tenant's failures never stop or delay another beyond the
+//!    shared concurrency limit.
+//! 7. **Secrets stay secret.** Never in logs, status, metrics, the store or error messages.
 
+pub mod app;
+pub mod backoff;
+pub mod budget;
+pub mod cli;
 pub mod clock;
+pub mod config;
+pub mod metrics;
+pub mod poller;
+pub mod scheduler;
 pub mod simulate;
+pub mod sinks;
+pub mod status;
+pub mod store;
 pub mod tap;
+
+pub use app::App;
+pub use config::Config;

@@ -1,1 +1,289 @@
-//! (in progress)
+//! The TAP SIEM API client: one `GET /v2/siem/all?format=json&interval=START/END` per window.
+//!
+//! The response is never held whole: a reader task feeds the body to the [`Splitter`] as it
+//! arrives and hands complete events on in [`Batch`]es of bounded size through a small channel,
+//! so a 600 MB hour costs a few batches of memory (the performance issue's large-window case).
+//! Status codes are mapped to [`TapError`], which says exhaustively what is retryable. The
+//! secret only ever travels in the `Authorization` header, which reqwest marks sensitive; no
+//! error message here is built from it (invariant 7).
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::mpsc;
+
+use super::split::{BatchBuilder, SplitError, SplitLimits, SplitSummary, Splitter};
+use super::window::Window;
+use super::Batch;
+
+/// Why a window could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    #[error("credentials rejected (401): check the principal and secret")]
+    Unauthorized,
+    #[error("access denied (403): the SIEM API is not licensed for this principal")]
+    Forbidden,
+    #[error("request quota exhausted (429)")]
+    Throttled,
+    #[error("start outside the API's 7-day horizon (400): {0}")]
+    TooOld(String),
+    #[error("request rejected (400): {0}")]
+    BadRequest(String),
+    #[error("server error ({status}): {body}")]
+    Server { status: u16, body: String },
+    #[error("unexpected status ({status}): {body}")]
+    Unexpected { status: u16, body: String },
+    #[error("connection failed: {0}")]
+    Transport(String),
+    #[error("response stalled: no data for {0:?}")]
+    Timeout(Duration),
+    #[error("malformed response: {0}")]
+    Malformed(#[from] SplitError),
+    #[error("response is not JSON (content-type `{0}`)")]
+    NotJson(String),
+}
+
+impl TapError {
+    /// Whether retrying the same request later can succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TapError::Server { .. }
+            | TapError::Transport(_)
+            | TapError::Timeout(_)
+            | TapError::Malformed(_)
+            | TapError::NotJson(_)
+            | TapError::Unexpected { .. }
+            | TapError::Throttled => true,
+            TapError::Unauthorized
+            | TapError::Forbidden
+            | TapError::TooOld(_)
+            | TapError::BadRequest(_) => false,
+        }
+    }
+
+    /// A bounded label for metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            TapError::Unauthorized => "unauthorized",
+            TapError::Forbidden => "forbidden",
+            TapError::Throttled => "throttled",
+            TapError::TooOld(_) => "too_old",
+            TapError::BadRequest(_) => "bad_request",
+            TapError::Server { .. } => "server_error",
+            TapError::Unexpected { .. } => "unexpected_status",
+            TapError::Transport(_) => "transport",
+            TapError::Timeout(_) => "timeout",
+            TapError::Malformed(_) => "malformed",
+            TapError::NotJson(_) => "not_json",
+        }
+    }
+
+    /// The HTTP status this error came from, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            TapError::Unauthorized => Some(401),
+            TapError::Forbidden => Some(403),
+            TapError::Throttled => Some(429),
+            TapError::TooOld(_) | TapError::BadRequest(_) => Some(400),
+            TapError::Server { status, .. } | TapError::Unexpected { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// What the reader task sends: batches of events, then the end of a complete response.
+#[derive(Debug)]
+pub enum WindowItem {
+    Batch(Batch),
+    Done(SplitSummary),
+}
+
+/// Credentials of one tenant, borrowed for a request.
+pub struct Credentials<'a> {
+    pub principal: &'a str,
+    pub secret: &'a SecretString,
+}
+
+/// Limits for splitting responses into batches.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub events: usize,
+    pub bytes: usize,
+}
+
+/// A shared HTTP client for every tenant (one connection pool per API host).
+#[derive(Clone)]
+pub struct TapClient {
+    http: reqwest::Client,
+    read_timeout: Duration,
+}
+
+impl TapClient {
+    pub fn new(read_timeout: Duration) -> Result<TapClient, TapError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("tapfwd/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(read_timeout)
+            .gzip(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| TapError::Transport(e.to_string()))?;
+        Ok(TapClient { http, read_timeout })
+    }
+
+    fn url(base_url: &str) -> String {
+        format!("{}/v2/siem/all", base_url.trim_end_matches('/'))
+    }
+
+    /// Starts fetching `window`. Status errors are returned here; body errors arrive on the
+    /// channel, which ends with `WindowItem::Done` only if the whole response was read and valid.
+    pub async fn fetch_window(
+        &self,
+        base_url: &str,
+        creds: &Credentials<'_>,
+        window: Window,
+        limits: BatchLimits,
+    ) -> Result<mpsc::Receiver<Result<WindowItem, TapError>>, TapError> {
+        let response = self.send(base_url, creds, &window.interval_param()).await?;
+        let (tx, rx) = mpsc::channel(2);
+        let read_timeout = self.read_timeout;
+        tokio::spawn(async move {
+            let result = read_body(response, limits, read_timeout, &tx).await;
+            if let Err(e) = result {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(rx)
+    }
+
+    /// One cheap request (the shortest window the API accepts), to test credentials.
+    pub async fn probe(
+        &self,
+        base_url: &str,
+        creds: &Credentials<'_>,
+        window: Window,
+    ) -> Result<(), TapError> {
+        let mut rx = self
+            .fetch_window(
+                base_url,
+                creds,
+                window,
+                BatchLimits {
+                    events: 10_000,
+                    bytes: 8 << 20,
+                },
+            )
+            .await?;
+        while let Some(item) = rx.recv().await {
+            if let WindowItem::Done(_) = item? {
+                return Ok(());
+            }
+        }
+        Err(TapError::Transport("response ended early".into()))
+    }
+
+    async fn send(
+        &self,
+        base_url: &str,
+        creds: &Credentials<'_>,
+        interval: &str,
+    ) -> Result<reqwest::Response, TapError> {
+        let response = self
+            .http
+            .get(Self::url(base_url))
+            .query(&[("format", "json"), ("interval", interval)])
+            .basic_auth(creds.principal, Some(creds.secret.expose_secret()))
+            .send()
+            .await
+            .map_err(|e| transport_error(&e, self.read_timeout))?;
+        let status = response.status().as_u16();
+        match status {
+            200 => {
+                let ctype = response
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                if !ctype.is_empty() && !ctype.contains("json") {
+                    return Err(TapError::NotJson(ctype));
+                }
+                Ok(response)
+            }
+            204 => Ok(response),
+            _ => {
+                let body = short_body(response).await;
+                Err(match status {
+                    401 => TapError::Unauthorized,
+                    403 => TapError::Forbidden,
+                    429 => TapError::Throttled,
+                    400 if body.contains("too far into the past") => TapError::TooOld(body),
+                    400 => TapError::BadRequest(body),
+                    500..=599 => TapError::Server { status, body },
+                    _ => TapError::Unexpected { status, body },
+                })
+            }
+        }
+    }
+}
+
+async fn read_body(
+    response: reqwest::Response,
+    limits: BatchLimits,
+    read_timeout: Duration,
+    tx: &mpsc::Sender<Result<WindowItem, TapError>>,
+) -> Result<(), TapError> {
+    if response.status().as_u16() == 204 {
+        let _ = tx
+            .send(Ok(WindowItem::Done(SplitSummary::default())))
+            .await;
+        return Ok(());
+    }
+    let mut splitter = Splitter::new(SplitLimits::default());
+    let mut builder = BatchBuilder::new();
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| transport_error(&e, read_timeout))?;
+        splitter.feed(&chunk, &mut builder)?;
+        if builder.len() >= limits.events || builder.raw_bytes() >= limits.bytes {
+            if tx.send(Ok(WindowItem::Batch(builder.take()))).await.is_err() {
+                return Ok(()); // the poller gave up on this window
+            }
+        }
+    }
+    let summary = splitter.finish()?;
+    if !builder.is_empty() && tx.send(Ok(WindowItem::Batch(builder.take()))).await.is_err() {
+        return Ok(());
+    }
+    let _ = tx.send(Ok(WindowItem::Done(summary))).await;
+    Ok(())
+}
+
+fn transport_error(e: &reqwest::Error, read_timeout: Duration) -> TapError {
+    if e.is_timeout() {
+        return TapError::Timeout(read_timeout);
+    }
+    // reqwest's Display names the URL (no credentials: they travel in a header) and the cause
+    // chain holds the useful part ("connection reset by peer").
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    TapError::Transport(msg)
+}
+
+/// At most 300 characters of an error body, on one line.
+async fn short_body(response: reqwest::Response) -> String {
+    let bytes = response.bytes().await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(600)]);
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
+    one_line.trim().to_string()
+}

@@ -1,0 +1,418 @@
+//! The command line: `run`, `check`, `status`, `simulate`, `demo`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::{Config, LogFormat};
+use crate::simulate::{SimConfig, Simulator};
+use crate::status::{SinkStatus, TenantStatus};
+use crate::store::Store;
+use crate::tap::client::{Credentials, TapClient};
+use crate::tap::window::{self, Window};
+use crate::App;
+
+/// Collects Proofpoint TAP SIEM events for many tenants and ships them exactly once to file,
+/// syslog, Kafka and HTTP SIEMs.
+#[derive(Parser, Debug)]
+#[command(name = "tapfwd", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon in the foreground until SIGTERM or SIGINT.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate the config; exit 0 if it is good, non-zero naming the bad key if not.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Also try each tenant's credentials with one request (it counts against the quota).
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Show each tenant's checkpoints, lag, last error and requests used in the last 24 h.
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the built-in TAP SIEM API simulator.
+    Simulate {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8480")]
+        listen: SocketAddr,
+        /// Simulator config (TOML: `seed` and `[[tenants]]`); without it, `--tenants` generated
+        /// tenants `tenant-0001`… with secrets `secret-0001`….
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value_t = 3)]
+        tenants: usize,
+        #[arg(long, default_value_t = 600)]
+        events_per_hour: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Run the daemon against the built-in simulator, no Proofpoint account needed: events land
+    /// in DIR/events.ndjson.
+    Demo {
+        #[arg(long, default_value = "var/demo")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        tenants: usize,
+        #[arg(long, default_value_t = 600)]
+        events_per_hour: u32,
+        /// Hours of history to collect on the first start.
+        #[arg(long, default_value_t = 3)]
+        hours: u64,
+        /// Keep polling after catching up (otherwise exit once every tenant is caught up).
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub async fn main(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Run { config } => run(&config).await,
+        Command::Check { config, connect } => check(&config, connect).await,
+        Command::Status { config, json } => status(&config, json).await,
+        Command::Simulate {
+            listen,
+            config,
+            tenants,
+            events_per_hour,
+            seed,
+        } => simulate(listen, config, tenants, events_per_hour, seed).await,
+        Command::Demo {
+            dir,
+            tenants,
+            events_per_hour,
+            hours,
+            follow,
+        } => demo(&dir, tenants, events_per_hour, hours, follow).await,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("tapfwd: {e:#}");
+            1
+        }
+    }
+}
+
+/// Sets up logging: text on a terminal, JSON when configured. `RUST_LOG` filters.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))
+}
+
+/// Cancelled on SIGTERM or SIGINT.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        }
+        t.cancel();
+    });
+    token
+}
+
+async fn run(path: &Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    init_logging(config.log.format);
+    let app = App::build(config, Clock::System).await?;
+    app.run(shutdown_on_signals()).await
+}
+
+async fn check(path: &Path, connect: bool) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let secrets = config
+        .resolve_secrets(&|k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
+    println!(
+        "config ok: {} tenant(s), {} sink(s)",
+        config.tenants.len(),
+        config.sinks.len()
+    );
+    if !connect {
+        return Ok(());
+    }
+    let client = TapClient::new(config.poll.read_timeout)?;
+    let now = chrono::Utc::now().timestamp();
+    let end = window::floor_minute(now - config.poll.lag.as_secs() as i64);
+    let probe = Window {
+        start: end - 60,
+        end,
+    };
+    let mut failed = 0;
+    for (id, tenant) in &config.tenants {
+        let creds = Credentials {
+            principal: &tenant.principal,
+            secret: &secrets[id],
+        };
+        match client.probe(&tenant.base_url, &creds, probe).await {
+            Ok(()) => println!("tenant {id}: credentials accepted"),
+            Err(e) => {
+                failed += 1;
+                println!("tenant {id}: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} tenant(s) failed the connection check");
+    }
+    Ok(())
+}
+
+/// Builds per-tenant status from the store (when the daemon is not running).
+fn status_from_store(config: &Config, store: &Store) -> anyhow::Result<Vec<TenantStatus>> {
+    let now = chrono::Utc::now().timestamp();
+    let lag = config.poll.lag.as_secs() as i64;
+    let streams = store.streams()?;
+    let mut out = Vec::new();
+    for (id, tenant) in &config.tenants {
+        let record = store.tenant_record(id)?.unwrap_or_default();
+        let used = store
+            .budget(id)?
+            .map(|mut b| b.used(now))
+            .unwrap_or_default();
+        let sinks: Vec<SinkStatus> = streams
+            .iter()
+            .filter(|(t, s, _)| t == id && tenant.sinks.contains(s))
+            .map(|(_, s, st)| SinkStatus {
+                sink: s.clone(),
+                checkpoint: window::rfc3339(st.checkpoint),
+                behind_seconds: now - st.checkpoint,
+                backlog_seconds: (now - st.checkpoint - lag).max(0),
+                gap_seconds: st.gap_seconds,
+                ..Default::default()
+            })
+            .collect();
+        out.push(TenantStatus {
+            tenant: id.clone(),
+            state: if record.failed {
+                "failed".into()
+            } else if sinks.is_empty() {
+                "not_started".into()
+            } else {
+                "stopped".into()
+            },
+            last_error: record.last_error.clone(),
+            last_error_at: record.last_error_at.map(window::rfc3339),
+            requests_24h: used,
+            requests_limit: tenant.requests_per_day,
+            sinks,
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
+async fn status(path: &Path, json: bool) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let tenants = match Store::open(&config.state_dir) {
+        Ok(store) => status_from_store(&config, &store)?,
+        Err(crate::store::StoreError::Locked { .. }) => {
+            let Some(addr) = config.admin_listen else {
+                bail!("the state store is locked by the running daemon and admin_listen is not configured, so its status cannot be read");
+            };
+            fetch_live_status(addr).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tenants)?);
+        return Ok(());
+    }
+    print!("{}", render_status_table(&tenants));
+    Ok(())
+}
+
+async fn fetch_live_status(addr: SocketAddr) -> anyhow::Result<Vec<TenantStatus>> {
+    let url = format!("http://{addr}/status");
+    let response = reqwest::get(&url)
+        .await
+        .with_context(|| format!("asking the running daemon at {url}"))?;
+    let body: serde_json::Value = response.json().await?;
+    let tenants = body
+        .get("tenants")
+        .cloned()
+        .unwrap_or(serde_json::Value::Array(vec![]));
+    Ok(serde_json::from_value(tenants)?)
+}
+
+/// A human-readable table of tenants and their sinks.
+pub fn render_status_table(tenants: &[TenantStatus]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<20} {:<12} {:<16} {:<21} {:>10} {:>9}  LAST ERROR",
+        "TENANT", "STATE", "SINK", "CHECKPOINT", "BEHIND", "REQ/24H"
+    );
+    for t in tenants {
+        let err = t.last_error.clone().unwrap_or_default();
+        if t.sinks.is_empty() {
+            let _ = writeln!(
+                out,
+                "{:<20} {:<12} {:<16} {:<21} {:>10} {:>4}/{:<4}  {}",
+                t.tenant, t.state, "-", "-", "-", t.requests_24h, t.requests_limit, err
+            );
+        }
+        for s in &t.sinks {
+            let behind = humantime::format_duration(Duration::from_secs(
+                (s.behind_seconds.max(0) as u64 / 60) * 60,
+            ))
+            .to_string();
+            let sink_err = s.last_error.clone().unwrap_or_else(|| err.clone());
+            let _ = writeln!(
+                out,
+                "{:<20} {:<12} {:<16} {:<21} {:>10} {:>4}/{:<4}  {}",
+                t.tenant,
+                t.state,
+                s.sink,
+                s.checkpoint,
+                behind,
+                t.requests_24h,
+                t.requests_limit,
+                sink_err
+            );
+        }
+    }
+    out
+}
+
+async fn simulate(
+    listen: SocketAddr,
+    config: Option<PathBuf>,
+    tenants: usize,
+    events_per_hour: u32,
+    seed: u64,
+) -> anyhow::Result<()> {
+    init_logging(LogFormat::Text);
+    let cfg = match config {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml_sim_config(&text).with_context(|| format!("simulator config {}", path.display()))?
+        }
+        None => SimConfig::generated(tenants, events_per_hour, seed),
+    };
+    let n = cfg.tenants.len();
+    let sim = Simulator::new(cfg, Clock::System);
+    let server = sim.bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    println!("TAP simulator listening on http://{} with {n} tenant(s)", server.addr);
+    shutdown_on_signals().cancelled().await;
+    Ok(())
+}
+
+fn toml_sim_config(text: &str) -> anyhow::Result<SimConfig> {
+    let built = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()?;
+    Ok(serde_path_to_error::deserialize(built).map_err(|e| {
+        anyhow::anyhow!("key `{}`: {}", e.path(), e.inner())
+    })?)
+}
+
+async fn demo(
+    dir: &Path,
+    tenants: usize,
+    events_per_hour: u32,
+    hours: u64,
+    follow: bool,
+) -> anyhow::Result<()> {
+    init_logging(LogFormat::Text);
+    let sim_config = SimConfig::generated(tenants, events_per_hour, 7);
+    let sim = Simulator::new(sim_config.clone(), Clock::System);
+    let server = sim.bind("127.0.0.1:0".parse()?).await?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let events = dir.join("events.ndjson");
+    let mut text = format!(
+        "state_dir = {state:?}\n\n[poll]\ninterval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"{hours}h\"\n\n[sinks.archive]\ntype = \"file\"\npath = {events:?}\n",
+        state = dir.join("state").display().to_string(),
+        events = events.display().to_string(),
+    );
+    for t in &sim_config.tenants {
+        text.push_str(&format!(
+            "\n[tenants.{p}]\nbase_url = \"http://{addr}\"\nprincipal = \"{p}\"\nsecret = \"{s}\"\nsinks = [\"archive\"]\n",
+            p = t.principal,
+            s = t.secret,
+            addr = server.addr
+        ));
+    }
+    let config = Config::from_toml_with_env(&text, std::iter::empty())
+        .map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
+    std::fs::write(dir.join("demo.toml"), &text)?;
+    let app = App::build(config, Clock::System).await?;
+    let board = app.status();
+    let shutdown = shutdown_on_signals();
+    println!(
+        "demo: simulator on http://{}, {} tenant(s); events go to {}",
+        server.addr,
+        sim_config.tenants.len(),
+        events.display()
+    );
+    if !follow {
+        let stop = shutdown.clone();
+        let n = sim_config.tenants.len();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                let snap = board.snapshot();
+                if snap.len() == n && snap.iter().all(|t| t.state == "ok") {
+                    stop.cancel();
+                    return;
+                }
+            }
+        });
+    }
+    app.run(shutdown).await?;
+    let lines = std::fs::read_to_string(&events)
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
+    println!(
+        "demo: {} holds {lines} events; look with: head -n 3 {}",
+        events.display(),
+        events.display()
+    );
+    drop(server);
+    Ok(())
+}
+

@@ -1,0 +1,620 @@
+//! Typed configuration: the reference documentation for every key.
+//!
+//! A TOML file read through the `config` crate, overridden by environment variables under the
+//! prefix `TAPFWD__` with `__` between key parts (`TAPFWD__POLL__INTERVAL=1m`). Deserialisation
+//! goes through `serde_path_to_error`, so every error names the key path it is about
+//! (`tenants.acme.secret_env`). [`Config::validate`] checks everything that needs no I/O;
+//! [`Config::resolve_secrets`] reads the secrets (environment, files, systemd credentials) and is
+//! the only step that touches the outside world. Secrets live in [`SecretString`] from load to
+//! use, so they never reach a log line, the status output or an error message (invariant 7).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::sinks::SinkConfig;
+
+/// The API's own limits on a window (tap-api.md).
+pub const MIN_WINDOW: Duration = Duration::from_secs(30);
+pub const MAX_WINDOW: Duration = Duration::from_secs(3600);
+/// How far back the API serves events.
+pub const API_HORIZON: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory of the state store (checkpoints, dedupe keys, request budget). Created if absent.
+    /// Relative paths are taken from the working directory.
+    pub state_dir: PathBuf,
+    /// Address of the admin endpoint (`/metrics`, `/healthz`, `/readyz`, `/status`). Off when
+    /// absent. Keep it on loopback: it has no authentication.
+    #[serde(default)]
+    pub admin_listen: Option<SocketAddr>,
+    /// How and when tenants are polled.
+    #[serde(default)]
+    pub poll: PollConfig,
+    /// Log output.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Destinations, by name. Tenants refer to them in their `sinks` list.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// Client organisations, by id. The id appears in the output (`tenant` field), in metrics
+    /// labels and in the state store; it must match `[A-Za-z0-9_.-]{1,64}`.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+/// Polling schedule and limits, shared by all tenants.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollConfig {
+    /// How often a caught-up tenant asks for the next window. Default `5m`; at least `1m`.
+    #[serde(with = "humantime_serde", default = "default_interval")]
+    pub interval: Duration,
+    /// Availability lag: windows end at least this long before now, because the API publishes
+    /// events up to about 30 minutes late. Default `30m`. Lower values lose late events.
+    #[serde(with = "humantime_serde", default = "default_lag")]
+    pub lag: Duration,
+    /// Longest window asked for in one request, between `30s` and `1h`. Default `1h`.
+    #[serde(with = "humantime_serde", default = "default_max_window")]
+    pub max_window: Duration,
+    /// Where a tenant with no checkpoint starts: this long before `now - lag`. Default `1h`, at
+    /// most `7d` (the API's horizon).
+    #[serde(with = "humantime_serde", default = "default_initial_lookback")]
+    pub initial_lookback: Duration,
+    /// Windows fetched at once across all tenants. Default `16`.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// How long dedupe keys are remembered after the window that delivered them. It must cover
+    /// every overlap the daemon can produce (the inclusive window end, a window retried after a
+    /// partial delivery). Default `2h`.
+    #[serde(with = "humantime_serde", default = "default_dedupe_horizon")]
+    pub dedupe_horizon: Duration,
+    /// Largest number of events handed to a sink at once. Default `10000`.
+    #[serde(default = "default_batch_events")]
+    pub batch_events: usize,
+    /// Largest number of raw event bytes handed to a sink at once. Default `8388608` (8 MiB).
+    #[serde(default = "default_batch_bytes")]
+    pub batch_bytes: usize,
+    /// Longest wait for the next bytes of a response (not for the whole response, which may be
+    /// hundreds of MB). Default `60s`.
+    #[serde(with = "humantime_serde", default = "default_read_timeout")]
+    pub read_timeout: Duration,
+    /// Longest wait between retries of a failing window or sink. Default `10m`.
+    #[serde(with = "humantime_serde", default = "default_max_backoff")]
+    pub max_backoff: Duration,
+    /// How long a stopping daemon waits for in-flight windows. Default `20s`.
+    #[serde(with = "humantime_serde", default = "default_shutdown_grace")]
+    pub shutdown_grace: Duration,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_lag() -> Duration {
+    Duration::from_secs(1800)
+}
+fn default_max_window() -> Duration {
+    MAX_WINDOW
+}
+fn default_initial_lookback() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_concurrency() -> usize {
+    16
+}
+fn default_dedupe_horizon() -> Duration {
+    Duration::from_secs(2 * 3600)
+}
+fn default_batch_events() -> usize {
+    10_000
+}
+fn default_batch_bytes() -> usize {
+    8 << 20
+}
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(20)
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        PollConfig {
+            interval: default_interval(),
+            lag: default_lag(),
+            max_window: default_max_window(),
+            initial_lookback: default_initial_lookback(),
+            concurrency: default_concurrency(),
+            dedupe_horizon: default_dedupe_horizon(),
+            batch_events: default_batch_events(),
+            batch_bytes: default_batch_bytes(),
+            read_timeout: default_read_timeout(),
+            max_backoff: default_max_backoff(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (default; human-readable) or `json` (one object per line, for journald or a log
+    /// shipper). `RUST_LOG` sets the level filter (default `info`).
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// One client organisation's TAP credentials and destinations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Base URL of the TAP API. Default `https://tap-api-v2.proofpoint.com`.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// The service principal (Settings → Connected Applications in the TAP dashboard).
+    pub principal: String,
+    /// The secret, inline. Prefer `secret_env`, `secret_file` or `secret_credential`.
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    /// Name of an environment variable that holds the secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// Path of a file whose content (trailing newline removed) is the secret.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// Name of a systemd credential (`LoadCredential=NAME:...`), read from
+    /// `$CREDENTIALS_DIRECTORY/NAME`.
+    #[serde(default)]
+    pub secret_credential: Option<String>,
+    /// Names of the sinks this tenant's events go to; at least one.
+    pub sinks: Vec<String>,
+    /// The tenant's rolling 24-hour request quota for the SIEM endpoints. Default `1800`.
+    #[serde(default = "default_requests_per_day")]
+    pub requests_per_day: u32,
+}
+
+fn default_base_url() -> String {
+    "https://tap-api-v2.proofpoint.com".to_string()
+}
+fn default_requests_per_day() -> u32 {
+    1800
+}
+
+/// A configuration problem, naming the key it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Key { key: String, message: String },
+}
+
+impl ConfigError {
+    fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Key {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every problem found, one per line.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+/// A name usable as a tenant id or sink name.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+impl Config {
+    /// Reads `path` (TOML) with `TAPFWD__` environment overrides, then validates it.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Config::from_toml_with_env(&text, std::env::vars())
+    }
+
+    /// Parses TOML text with the given environment (only `TAPFWD__*` variables are used), then
+    /// validates it.
+    pub fn from_toml_with_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigErrors> {
+        let overrides: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("TAPFWD__"))
+            .collect();
+        let layered = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("TAPFWD")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .source(Some(overrides)),
+            )
+            .build()
+            .map_err(|e| ConfigError::key("(file)", e.to_string()))?;
+        let config: Config = serde_path_to_error::deserialize(layered).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { "(top level)".into() } else { key };
+            ConfigError::key(key, e.into_inner().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks everything that needs no I/O; reports every problem found, each with its key.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut err = |key: String, message: String| errors.push(ConfigError::key(key, message));
+        let p = &self.poll;
+        if p.max_window < MIN_WINDOW || p.max_window > MAX_WINDOW {
+            err(
+                "poll.max_window".into(),
+                format!(
+                    "must be between 30s and 1h (the API's limits), got {}",
+                    humantime::format_duration(p.max_window)
+                ),
+            );
+        }
+        if p.interval < Duration::from_secs(60) {
+            err(
+                "poll.interval".into(),
+                format!(
+                    "must be at least 1m, got {}",
+                    humantime::format_duration(p.interval)
+                ),
+            );
+        }
+        if p.initial_lookback > API_HORIZON {
+            err(
+                "poll.initial_lookback".into(),
+                "must be at most 7d (the API keeps 7 days)".into(),
+            );
+        }
+        if p.lag >= API_HORIZON {
+            err("poll.lag".into(), "must be well under 7d".into());
+        }
+        if p.concurrency == 0 {
+            err("poll.concurrency".into(), "must be at least 1".into());
+        }
+        if p.batch_events == 0 || p.batch_bytes < 4096 {
+            err(
+                "poll.batch_events".into(),
+                "batch_events must be at least 1 and batch_bytes at least 4096".into(),
+            );
+        }
+        if p.dedupe_horizon < p.max_window {
+            err(
+                "poll.dedupe_horizon".into(),
+                "must be at least poll.max_window, or overlapping windows could repeat events"
+                    .into(),
+            );
+        }
+        if self.tenants.is_empty() {
+            err("tenants".into(), "no tenants are configured".into());
+        }
+        for (name, sink) in &self.sinks {
+            if !valid_name(name) {
+                err(
+                    format!("sinks.{name}"),
+                    "sink names must match [A-Za-z0-9_.-]{1,64}".into(),
+                );
+            }
+            if let Err(message) = sink.validate() {
+                err(format!("sinks.{name}"), message);
+            }
+        }
+        for (id, t) in &self.tenants {
+            let key = |k: &str| format!("tenants.{id}.{k}");
+            if !valid_name(id) {
+                err(
+                    format!("tenants.{id}"),
+                    "tenant ids must match [A-Za-z0-9_.-]{1,64}".into(),
+                );
+            }
+            if t.principal.trim().is_empty() {
+                err(key("principal"), "is empty".into());
+            }
+            let sources = [
+                t.secret.is_some(),
+                t.secret_env.is_some(),
+                t.secret_file.is_some(),
+                t.secret_credential.is_some(),
+            ]
+            .iter()
+            .filter(|s| **s)
+            .count();
+            if sources != 1 {
+                err(
+                    key("secret"),
+                    format!("exactly one of secret, secret_env, secret_file, secret_credential must be set, found {sources}"),
+                );
+            }
+            match url_problem(&t.base_url) {
+                Some(problem) => err(key("base_url"), problem),
+                None => {}
+            }
+            if t.sinks.is_empty() {
+                err(key("sinks"), "lists no sinks".into());
+            }
+            for s in &t.sinks {
+                if !self.sinks.contains_key(s) {
+                    err(key("sinks"), format!("refers to undefined sink `{s}`"));
+                }
+            }
+            if t.requests_per_day < 10 {
+                err(key("requests_per_day"), "must be at least 10".into());
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Reads every tenant's secret from where its config says; errors name the key.
+    pub fn resolve_secrets(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<BTreeMap<String, SecretString>, ConfigErrors> {
+        let mut out = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (id, t) in &self.tenants {
+            match resolve_secret(id, t, env) {
+                Ok(s) => {
+                    out.insert(id.clone(), s);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+fn resolve_secret(
+    id: &str,
+    t: &TenantConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SecretString, ConfigError> {
+    let key = |k: &str| format!("tenants.{id}.{k}");
+    let read_file = |k: &str, path: &Path| -> Result<SecretString, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::key(key(k), format!("cannot read {}: {e}", path.display()))
+        })?;
+        let secret = text.trim_end_matches(['\n', '\r']).to_string();
+        if secret.is_empty() {
+            return Err(ConfigError::key(
+                key(k),
+                format!("{} is empty", path.display()),
+            ));
+        }
+        Ok(SecretString::from(secret))
+    };
+    if let Some(s) = &t.secret {
+        if s.expose_secret().is_empty() {
+            return Err(ConfigError::key(key("secret"), "is empty"));
+        }
+        return Ok(s.clone());
+    }
+    if let Some(var) = &t.secret_env {
+        return match env(var) {
+            Some(v) if !v.is_empty() => Ok(SecretString::from(v)),
+            Some(_) => Err(ConfigError::key(
+                key("secret_env"),
+                format!("environment variable {var} is empty"),
+            )),
+            None => Err(ConfigError::key(
+                key("secret_env"),
+                format!("environment variable {var} is not set"),
+            )),
+        };
+    }
+    if let Some(path) = &t.secret_file {
+        return read_file("secret_file", path);
+    }
+    if let Some(name) = &t.secret_credential {
+        let dir = env("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+            ConfigError::key(
+                key("secret_credential"),
+                "CREDENTIALS_DIRECTORY is not set (is the service started with LoadCredential=?)",
+            )
+        })?;
+        return read_file("secret_credential", &Path::new(&dir).join(name));
+    }
+    Err(ConfigError::key(key("secret"), "no secret is configured"))
+}
+
+/// Why `url` cannot be a TAP base URL, if it cannot.
+fn url_problem(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let Some(rest) = rest else {
+        return Some(format!("`{url}` is not an http(s) URL"));
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.is_empty() {
+        return Some(format!("`{url}` has no host"));
+    }
+    if authority.contains('@') {
+        return Some("must not carry credentials; use principal and secret".into());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+state_dir = "var/state"
+[poll]
+interval = "5m"
+[sinks.archive]
+type = "file"
+path = "var/events.ndjson"
+[tenants.acme]
+principal = "p-acme"
+secret_env = "ACME_TAP_SECRET"
+sinks = ["archive"]
+"#;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        Config::from_toml_with_env(
+            text,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn good_config_loads_with_defaults() {
+        let c = load(GOOD, &[]).unwrap();
+        assert_eq!(c.poll.interval, Duration::from_secs(300));
+        assert_eq!(c.poll.lag, Duration::from_secs(1800));
+        assert_eq!(c.poll.max_window, Duration::from_secs(3600));
+        assert_eq!(c.tenants["acme"].requests_per_day, 1800);
+        assert_eq!(
+            c.tenants["acme"].base_url,
+            "https://tap-api-v2.proofpoint.com"
+        );
+    }
+
+    #[test]
+    fn env_overrides_use_double_underscore() {
+        let c = load(
+            GOOD,
+            &[
+                ("TAPFWD__POLL__INTERVAL", "10m"),
+                ("TAPFWD__POLL__CONCURRENCY", "3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.poll.interval, Duration::from_secs(600));
+        assert_eq!(c.poll.concurrency, 3);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = GOOD.replace("interval = \"5m\"", "intervall = \"5m\"");
+        let e = load(&text, &[]).unwrap_err();
+        assert!(e.contains("poll"), "{e}");
+        assert!(e.contains("intervall"), "{e}");
+    }
+
+    #[test]
+    fn undefined_sink_is_named() {
+        let text = GOOD.replace("sinks = [\"archive\"]", "sinks = [\"splunk\"]");
+        let e = load(&text, &[]).unwrap_err();
+        assert!(e.contains("tenants.acme.sinks"), "{e}");
+        assert!(e.contains("undefined sink `splunk`"), "{e}");
+    }
+
+    #[test]
+    fn window_outside_api_limits_is_rejected() {
+        for bad in ["10s", "2h"] {
+            let text = GOOD.replace(
+                "interval = \"5m\"",
+                &format!("interval = \"5m\"\nmax_window = \"{bad}\""),
+            );
+            let e = load(&text, &[]).unwrap_err();
+            assert!(e.contains("poll.max_window"), "{e}");
+        }
+    }
+
+    #[test]
+    fn missing_credentials_are_named() {
+        let text = GOOD.replace("secret_env = \"ACME_TAP_SECRET\"\n", "");
+        let e = load(&text, &[]).unwrap_err();
+        assert!(e.contains("tenants.acme.secret"), "{e}");
+        let text = GOOD.replace("principal = \"p-acme\"\n", "");
+        let e = load(&text, &[]).unwrap_err();
+        assert!(e.contains("tenants.acme"), "{e}");
+        assert!(e.contains("principal"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_names_key() {
+        let text = GOOD.replace("interval = \"5m\"", "interval = \"five minutes\"");
+        let e = load(&text, &[]).unwrap_err();
+        assert!(e.contains("poll.interval"), "{e}");
+    }
+
+    #[test]
+    fn secret_env_resolution_reports_missing_variable_without_value() {
+        let c = load(GOOD, &[]).unwrap();
+        let e = c.resolve_secrets(&|_| None).unwrap_err().to_string();
+        assert!(e.contains("tenants.acme.secret_env"), "{e}");
+        assert!(e.contains("ACME_TAP_SECRET is not set"), "{e}");
+        let s = c
+            .resolve_secrets(&|k| (k == "ACME_TAP_SECRET").then(|| "hunter2".to_string()))
+            .unwrap();
+        assert_eq!(s["acme"].expose_secret(), "hunter2");
+        assert!(!format!("{:?}", s["acme"]).contains("hunter2"));
+    }
+
+    #[test]
+    fn credentials_in_base_url_are_refused() {
+        let text = GOOD.replace(
+            "principal = \"p-acme\"",
+            "principal = \"p-acme\"\nbase_url = \"https://u:pw@tap.example\"",
+        );
+        let e = load(&text, &[]).unwrap_err();
+        assert!(e.contains("tenants.acme.base_url"), "{e}");
+        assert!(!e.contains("pw@"), "{e}");
+    }
+}

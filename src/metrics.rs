@@ -1,0 +1,183 @@
+//! Counters and gauges, rendered in the Prometheus text format by the admin endpoint.
+//!
+//! Names follow `tapfwd_<noun>_<unit>`; labels are bounded (`tenant`, `sink`, `kind`, `status`):
+//! never URLs, GUIDs or error strings, and never a secret (invariant 7).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// (metric name, rendered label set) -> value.
+type Series = BTreeMap<(&'static str, String), f64>;
+
+/// Fetch-duration histogram buckets, in seconds.
+const BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0];
+
+#[derive(Default)]
+pub struct Metrics {
+    series: Mutex<Series>,
+    /// Fetch durations: bucket counts, sum, count (all tenants together, to keep series bounded).
+    fetch: Mutex<([u64; BUCKETS.len()], f64, u64)>,
+}
+
+const HELP: &[(&str, Kind, &str)] = &[
+    ("tapfwd_events_fetched_total", Kind::Counter, "Events received from the TAP API, before dedupe."),
+    ("tapfwd_events_delivered_total", Kind::Counter, "Events a sink durably accepted."),
+    ("tapfwd_events_deduplicated_total", Kind::Counter, "Events dropped because the sink already had them."),
+    ("tapfwd_sink_errors_total", Kind::Counter, "Failed deliveries, by kind (unavailable, rejected, commit)."),
+    ("tapfwd_api_requests_total", Kind::Counter, "TAP API requests by status."),
+    ("tapfwd_gap_seconds_total", Kind::Counter, "API history skipped because a checkpoint fell past the 7-day horizon."),
+    ("tapfwd_checkpoint_lag_seconds", Kind::Gauge, "How far a sink's checkpoint is behind now (freshness; includes the configured lag)."),
+    ("tapfwd_sink_backlog_seconds", Kind::Gauge, "Seconds of events not yet delivered to a sink beyond the configured lag."),
+    ("tapfwd_budget_remaining_requests", Kind::Gauge, "Requests left in the tenant's rolling 24-hour quota."),
+    ("tapfwd_tenant_failed", Kind::Gauge, "1 while the API rejects the tenant's credentials."),
+    ("tapfwd_store_size_bytes", Kind::Gauge, "Size of the state store on disk."),
+    ("tapfwd_tenants", Kind::Gauge, "Tenants this daemon polls."),
+];
+
+fn labels(tenant: &str, sink: Option<&str>, extra: Option<(&str, &str)>) -> String {
+    let mut s = format!("tenant=\"{tenant}\"");
+    if let Some(sink) = sink {
+        let _ = write!(s, ",sink=\"{sink}\"");
+    }
+    if let Some((k, v)) = extra {
+        let _ = write!(s, ",{k}=\"{v}\"");
+    }
+    s
+}
+
+impl Metrics {
+    fn add(&self, name: &'static str, labels: String, v: f64) {
+        if let Ok(mut m) = self.series.lock() {
+            *m.entry((name, labels)).or_default() += v;
+        }
+    }
+
+    fn set(&self, name: &'static str, labels: String, v: f64) {
+        if let Ok(mut m) = self.series.lock() {
+            m.insert((name, labels), v);
+        }
+    }
+
+    pub fn add_fetched(&self, tenant: &str, n: u64) {
+        self.add("tapfwd_events_fetched_total", labels(tenant, None, None), n as f64);
+    }
+
+    pub fn add_delivered(&self, tenant: &str, sink: &str, n: u64) {
+        self.add("tapfwd_events_delivered_total", labels(tenant, Some(sink), None), n as f64);
+    }
+
+    pub fn add_deduplicated(&self, tenant: &str, sink: &str, n: u64) {
+        if n > 0 {
+            self.add("tapfwd_events_deduplicated_total", labels(tenant, Some(sink), None), n as f64);
+        }
+    }
+
+    pub fn add_sink_error(&self, tenant: &str, sink: &str, kind: &'static str) {
+        self.add("tapfwd_sink_errors_total", labels(tenant, Some(sink), Some(("kind", kind))), 1.0);
+    }
+
+    pub fn add_request(&self, tenant: &str, status: &str) {
+        self.add("tapfwd_api_requests_total", labels(tenant, None, Some(("status", status))), 1.0);
+    }
+
+    pub fn add_gap(&self, tenant: &str, sink: &str, secs: i64) {
+        self.add("tapfwd_gap_seconds_total", labels(tenant, Some(sink), None), secs as f64);
+    }
+
+    pub fn set_stream_gauges(&self, tenant: &str, sink: &str, behind: i64, backlog: i64) {
+        self.set("tapfwd_checkpoint_lag_seconds", labels(tenant, Some(sink), None), behind as f64);
+        self.set("tapfwd_sink_backlog_seconds", labels(tenant, Some(sink), None), backlog as f64);
+    }
+
+    pub fn set_budget(&self, tenant: &str, remaining: i64, failed: bool) {
+        self.set("tapfwd_budget_remaining_requests", labels(tenant, None, None), remaining as f64);
+        self.set("tapfwd_tenant_failed", labels(tenant, None, None), if failed { 1.0 } else { 0.0 });
+    }
+
+    pub fn set_global(&self, name: &'static str, v: f64) {
+        if let Ok(mut m) = self.series.lock() {
+            m.insert((name, String::new()), v);
+        }
+    }
+
+    pub fn observe_fetch(&self, _tenant: &str, secs: f64) {
+        if let Ok(mut f) = self.fetch.lock() {
+            for (i, b) in BUCKETS.iter().enumerate() {
+                if secs <= *b {
+                    f.0[i] += 1;
+                }
+            }
+            f.1 += secs;
+            f.2 += 1;
+        }
+    }
+
+    /// Drops every series of a tenant that was removed by a reload.
+    pub fn forget_tenant(&self, tenant: &str) {
+        let prefix = format!("tenant=\"{tenant}\"");
+        if let Ok(mut m) = self.series.lock() {
+            m.retain(|(_, l), _| !(l == &prefix || l.starts_with(&format!("{prefix},"))));
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let series = self.series.lock().map(|m| m.clone()).unwrap_or_default();
+        for (name, kind, help) in HELP {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {}", if *kind == Kind::Counter { "counter" } else { "gauge" });
+            for ((n, l), v) in series.range((*name, String::new())..) {
+                if n != name {
+                    break;
+                }
+                if l.is_empty() {
+                    let _ = writeln!(out, "{name} {v}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{l}}} {v}");
+                }
+            }
+        }
+        if let Ok(f) = self.fetch.lock() {
+            let name = "tapfwd_window_fetch_duration_seconds";
+            let _ = writeln!(out, "# HELP {name} Time to fetch and deliver one window.");
+            let _ = writeln!(out, "# TYPE {name} histogram");
+            for (i, b) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", f.0[i]);
+            }
+            let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", f.2);
+            let _ = writeln!(out, "{name}_sum {}", f.1);
+            let _ = writeln!(out, "{name}_count {}", f.2);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_gauges_and_histogram() {
+        let m = Metrics::default();
+        m.add_delivered("acme", "archive", 5);
+        m.add_delivered("acme", "archive", 2);
+        m.set_stream_gauges("acme", "archive", 2000, 200);
+        m.observe_fetch("acme", 0.3);
+        m.set_global("tapfwd_store_size_bytes", 4096.0);
+        let text = m.render();
+        assert!(text.contains("tapfwd_events_delivered_total{tenant=\"acme\",sink=\"archive\"} 7"), "{text}");
+        assert!(text.contains("tapfwd_checkpoint_lag_seconds{tenant=\"acme\",sink=\"archive\"} 2000"), "{text}");
+        assert!(text.contains("tapfwd_window_fetch_duration_seconds_bucket{le=\"0.5\"} 1"), "{text}");
+        assert!(text.contains("tapfwd_store_size_bytes 4096"), "{text}");
+        m.forget_tenant("acme");
+        assert!(!m.render().contains("acme"));
+    }
+}

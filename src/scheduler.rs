@@ -1,0 +1,209 @@
+//! Runs every tenant's [`Poller`] on one timer heap.
+//!
+//! A poller is a plain struct, not a task: while it waits for its next window it costs its own
+//! size and one heap entry, which is what lets one daemon hold thousands of tenants. When one is
+//! due, the scheduler moves it into a task that waits for one of `poll.concurrency` permits (a
+//! FIFO semaphore, so a tenant with a long backlog takes turns with everyone else: each step is
+//! one window), runs one step, and sends it back with the time it wants to run again.
+//! Keeps invariant 6: a tenant's slowness holds only its own permit.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::task::TaskTracker;
+
+use crate::poller::{Context, Next, Poller};
+use crate::tap::window;
+
+/// A change to the set of tenants, sent by a config reload.
+pub enum Command {
+    /// Adds the tenant, or replaces it once its current step (if any) ends.
+    Put(Box<Poller>),
+    /// Removes the tenant once its current step (if any) ends.
+    Remove(String),
+}
+
+enum Slot {
+    Idle(Box<Poller>),
+    Running,
+}
+
+struct Entry {
+    slot: Slot,
+    /// Bumped on every replacement, so heap entries of an older poller are ignored.
+    generation: u64,
+    /// What a reload asked for while the poller was running.
+    pending: Option<Option<Box<Poller>>>,
+}
+
+pub struct Scheduler {
+    ctx: Context,
+    entries: HashMap<Arc<str>, Entry>,
+    /// (due unix seconds, sequence, tenant, generation).
+    heap: BinaryHeap<Reverse<(i64, u64, Arc<str>, u64)>>,
+    seq: u64,
+    next_generation: u64,
+}
+
+impl Scheduler {
+    pub fn new(ctx: Context, pollers: Vec<Poller>) -> Scheduler {
+        let mut s = Scheduler {
+            ctx,
+            entries: HashMap::new(),
+            heap: BinaryHeap::new(),
+            seq: 0,
+            next_generation: 0,
+        };
+        let now = s.ctx.clock.now().timestamp();
+        for p in pollers {
+            s.insert(Box::new(p), now);
+        }
+        s
+    }
+
+    fn push(&mut self, due: i64, id: Arc<str>, generation: u64) {
+        self.seq += 1;
+        self.heap.push(Reverse((due, self.seq, id, generation)));
+    }
+
+    fn insert(&mut self, poller: Box<Poller>, due: i64) {
+        let id: Arc<str> = Arc::from(poller.id());
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        self.entries.insert(
+            id.clone(),
+            Entry {
+                slot: Slot::Idle(poller),
+                generation,
+                pending: None,
+            },
+        );
+        self.push(due, id, generation);
+    }
+
+    fn apply(&mut self, command: Command) {
+        let now = self.ctx.clock.now().timestamp();
+        let (id, replacement): (Arc<str>, Option<Box<Poller>>) = match command {
+            Command::Put(p) => (Arc::from(p.id()), Some(p)),
+            Command::Remove(id) => (Arc::from(id.as_str()), None),
+        };
+        match self.entries.get_mut(&id) {
+            Some(entry) if matches!(entry.slot, Slot::Running) => entry.pending = Some(replacement),
+            _ => match replacement {
+                Some(p) => self.insert(p, now),
+                None => self.remove(&id),
+            },
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        self.entries.remove(id);
+        self.ctx.status.remove(id);
+        self.ctx.metrics.forget_tenant(id);
+    }
+
+    /// Number of tenants scheduled.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Runs until `ctx.shutdown` is cancelled, then waits up to `poll.shutdown_grace` for steps
+    /// in flight (they stop at the next batch boundary) and flushes the store.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let permits = Arc::new(Semaphore::new(self.ctx.poll.concurrency));
+        let tracker = TaskTracker::new();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Box<Poller>, Next)>();
+        let mut commands_open = true;
+        loop {
+            let now = self.ctx.clock.now().timestamp();
+            while let Some(Reverse((due, _, _, _))) = self.heap.peek() {
+                if *due > now {
+                    break;
+                }
+                let Some(Reverse((_, _, id, generation))) = self.heap.pop() else {
+                    break;
+                };
+                let Some(entry) = self.entries.get_mut(&id) else {
+                    continue;
+                };
+                if entry.generation != generation {
+                    continue;
+                }
+                let Slot::Idle(mut poller) = std::mem::replace(&mut entry.slot, Slot::Running)
+                else {
+                    continue;
+                };
+                let ctx = self.ctx.clone();
+                let permits = permits.clone();
+                let done = done_tx.clone();
+                tracker.spawn(async move {
+                    let next = match permits.acquire_owned().await {
+                        Ok(_permit) => {
+                            if ctx.shutdown.is_cancelled() {
+                                Next::At(0)
+                            } else {
+                                poller.step(&ctx).await
+                            }
+                        }
+                        Err(_) => Next::At(0),
+                    };
+                    let _ = done.send((poller, next));
+                });
+            }
+            let next_due = self.heap.peek().map(|Reverse((due, ..))| *due);
+            let clock = self.ctx.clock.clone();
+            let sleep = async move {
+                match next_due {
+                    Some(due) => clock.sleep_until(window::to_datetime(due)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = self.ctx.shutdown.cancelled() => break,
+                Some((poller, next)) = done_rx.recv() => self.returned(poller, next),
+                command = commands.recv(), if commands_open => match command {
+                    Some(c) => self.apply(c),
+                    None => commands_open = false,
+                },
+                _ = sleep => {}
+            }
+        }
+        tracker.close();
+        let grace = self.ctx.poll.shutdown_grace;
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(grace = ?grace, "windows still in flight at the end of the grace period were abandoned; they will be fetched again");
+        }
+        if let Err(e) = self.ctx.store.flush().await {
+            tracing::error!(error = %e, "final store flush failed");
+        }
+    }
+
+    fn returned(&mut self, poller: Box<Poller>, next: Next) {
+        let now = self.ctx.clock.now().timestamp();
+        let id: Arc<str> = Arc::from(poller.id());
+        let Some(entry) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if let Some(pending) = entry.pending.take() {
+            match pending {
+                Some(p) => self.insert(p, now),
+                None => self.remove(&id),
+            }
+            return;
+        }
+        entry.slot = Slot::Idle(poller);
+        let generation = entry.generation;
+        let due = match next {
+            Next::Now => now,
+            Next::At(t) => t.max(now),
+        };
+        self.push(due, id, generation);
+    }
+}

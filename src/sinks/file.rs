@@ -1,0 +1,237 @@
+//! The file sink: one JSON object per line, appended to a local file.
+//!
+//! Line format: `{"tenant":"acme","eventType":"messagesDelivered","event":{...as the API sent it...}}`.
+//!
+//! **Delivered** means written and `fdatasync`ed. The committed length of the file is recorded in
+//! the state store together with the dedupe keys of the batch that reached it, inside the sink's
+//! lock, so commits follow the order of the bytes even when many tenants share the file. On
+//! start, anything past the committed length (a batch written before a crash but never
+//! committed) is cut, and those events are fetched and written again: after a `kill -9` at any
+//! moment the file holds every event exactly once. Rotating the file underneath the daemon is not
+//! supported; stop it, move the file, and it starts a new one.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::{write_envelope, Commit, Sink, SinkError};
+use crate::store::Store;
+use crate::tap::Batch;
+
+/// `type = "file"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The file to append to; its directory is created if absent.
+    pub path: PathBuf,
+}
+
+impl FileConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.path.as_os_str().is_empty() {
+            return Err("path is empty".into());
+        }
+        Ok(())
+    }
+}
+
+struct Open {
+    file: Arc<File>,
+    /// The committed length: every byte before it belongs to a committed batch.
+    len: u64,
+}
+
+pub struct FileSink {
+    name: String,
+    path: PathBuf,
+    open: Mutex<Option<Open>>,
+}
+
+impl FileSink {
+    pub fn new(name: &str, config: &FileConfig) -> FileSink {
+        FileSink {
+            name: name.to_string(),
+            path: config.path.clone(),
+            open: Mutex::new(None),
+        }
+    }
+
+    fn io_error(&self, what: &str, e: std::io::Error) -> SinkError {
+        let msg = format!("{what} {}: {e}", self.path.display());
+        match e.kind() {
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound => {
+                SinkError::Rejected(msg)
+            }
+            _ if e.raw_os_error() == Some(28) => SinkError::Rejected(msg), // ENOSPC
+            _ => SinkError::Unavailable(msg),
+        }
+    }
+}
+
+fn open_file(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
+#[async_trait]
+impl Sink for FileSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn start(&self, store: &Store) -> Result<(), SinkError> {
+        let file = open_file(&self.path).map_err(|e| self.io_error("cannot open", e))?;
+        let actual = file
+            .metadata()
+            .map_err(|e| self.io_error("cannot stat", e))?
+            .len();
+        let committed = match store.position(&self.name)? {
+            Some(len) => len,
+            None => {
+                // A file that predates this sink's state: keep what is there, append after it.
+                store.set_position(&self.name, actual)?;
+                actual
+            }
+        };
+        let len = if actual > committed {
+            tracing::warn!(sink = %self.name, path = %self.path.display(), cut_bytes = actual - committed,
+                "cutting an uncommitted tail left by an interrupted run; its events will be fetched again");
+            file.set_len(committed)
+                .map_err(|e| self.io_error("cannot truncate", e))?;
+            file.sync_all().map_err(|e| self.io_error("cannot sync", e))?;
+            committed
+        } else {
+            if actual < committed {
+                tracing::warn!(sink = %self.name, path = %self.path.display(), expected = committed, found = actual,
+                    "file is shorter than recorded: it was truncated or replaced outside tapfwd; appending from its current end");
+                store.set_position(&self.name, actual)?;
+            }
+            actual
+        };
+        *self.open.lock().await = Some(Open {
+            file: Arc::new(file),
+            len,
+        });
+        Ok(())
+    }
+
+    async fn deliver(
+        &self,
+        tenant: &str,
+        batch: &Batch,
+        commit: Commit<'_>,
+    ) -> Result<(), SinkError> {
+        let mut lines = Vec::with_capacity(batch.raw_bytes() + batch.len() * 80);
+        for (meta, raw) in batch.iter() {
+            write_envelope(&mut lines, tenant, meta.kind, raw);
+            lines.push(b'\n');
+        }
+        let mut guard = self.open.lock().await;
+        let open = guard
+            .as_mut()
+            .ok_or_else(|| SinkError::Unavailable(format!("file sink {} not started", self.name)))?;
+        let file = open.file.clone();
+        let at = open.len;
+        let written = lines.len() as u64;
+        // Blocking I/O off the runtime. The task runs to completion even if this future is
+        // dropped; a write that was never committed is cut by the next write (or the next start).
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            if file.metadata()?.len() != at {
+                file.set_len(at)?;
+            }
+            file.write_all_at(&lines, at)?;
+            file.sync_data()
+        })
+        .await
+        .map_err(|e| SinkError::Unavailable(format!("file write task failed: {e}")))?
+        .map_err(|e| self.io_error("cannot write", e))?;
+        commit(Some(at + written))?;
+        open.len = at + written;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tap::split::{BatchBuilder, SplitLimits, Splitter};
+
+    fn batch(body: &str) -> Batch {
+        let mut s = Splitter::new(SplitLimits::default());
+        let mut b = BatchBuilder::new();
+        s.feed(body.as_bytes(), &mut b).unwrap();
+        s.finish().unwrap();
+        b.take()
+    }
+
+    #[tokio::test]
+    async fn torn_tail_is_cut_on_start_and_commits_record_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let path = dir.path().join("out/events.ndjson");
+        let sink = FileSink::new("archive", &FileConfig { path: path.clone() });
+        sink.start(&store).await.unwrap();
+        let b = batch(r#"{"messagesDelivered":[{"GUID":"a","messageTime":"2026-01-01T00:00:00Z"}],"clicksPermitted":[{"id":"c"}]}"#);
+        sink.deliver(
+            "acme",
+            &b,
+            Box::new(|pos| store.set_position("archive", pos.unwrap())),
+        )
+        .await
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "{\"tenant\":\"acme\",\"eventType\":\"messagesDelivered\",\"event\":{\"GUID\":\"a\",\"messageTime\":\"2026-01-01T00:00:00Z\"}}\n\
+             {\"tenant\":\"acme\",\"eventType\":\"clicksPermitted\",\"event\":{\"id\":\"c\"}}\n"
+        );
+        assert_eq!(store.position("archive").unwrap(), Some(text.len() as u64));
+
+        // A crash after writing but before committing leaves a tail.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut f, b"{\"tenant\":\"acme\",\"torn").unwrap();
+        let sink = FileSink::new("archive", &FileConfig { path: path.clone() });
+        sink.start(&store).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[tokio::test]
+    async fn failed_commit_is_reported_and_length_not_advanced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let path = dir.path().join("events.ndjson");
+        let sink = FileSink::new("archive", &FileConfig { path: path.clone() });
+        sink.start(&store).await.unwrap();
+        let b = batch(r#"{"clicksBlocked":[{"id":"x"}]}"#);
+        let err = sink
+            .deliver(
+                "acme",
+                &b,
+                Box::new(|_| {
+                    Err(crate::store::StoreError::Corrupt {
+                        key: "k".into(),
+                        message: "test".into(),
+                    })
+                }),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SinkError::Commit(_)));
+        // The next delivery overwrites the uncommitted bytes.
+        sink.deliver("acme", &b, Box::new(|_| Ok(()))).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
+}

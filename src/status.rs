@@ -1,0 +1,78 @@
+//! What the daemon reports about each tenant and sink: the `tapfwd status` output, the admin
+//! endpoint's `/status`, and the source of its `/metrics`. Built from checkpoints, counters and
+//! error texts only; secrets have no path into it (invariant 7).
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use serde::{Deserialize, Serialize};
+
+/// One tenant's state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TenantStatus {
+    pub tenant: String,
+    /// `ok`, `catching_up`, `retrying`, `throttled`, `waiting_for_budget` or `failed`.
+    pub state: String,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    /// Requests counted in the rolling 24 hours, and the quota.
+    pub requests_24h: u32,
+    pub requests_limit: u32,
+    pub next_poll_at: Option<String>,
+    /// Events received from the API (before dedupe), since start.
+    pub events_fetched: u64,
+    /// Windows fetched, since start.
+    pub windows_fetched: u64,
+    /// API responses by status class (`200`, `429`, `transport`, ...), since start.
+    pub requests_by_status: BTreeMap<String, u64>,
+    pub sinks: Vec<SinkStatus>,
+}
+
+/// One tenant's progress into one sink.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SinkStatus {
+    pub sink: String,
+    /// Every event up to this instant was delivered.
+    pub checkpoint: String,
+    /// How far the checkpoint is behind now, in seconds (includes the configured lag).
+    pub behind_seconds: i64,
+    /// Seconds not yet delivered beyond the configured lag: the sink's backlog.
+    pub backlog_seconds: i64,
+    pub delivered: u64,
+    pub deduplicated: u64,
+    pub failing: bool,
+    pub last_error: Option<String>,
+    /// API history skipped because the checkpoint fell past the 7-day horizon.
+    pub gap_seconds: i64,
+}
+
+/// The latest status of every tenant, shared by the pollers and the admin endpoint.
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    tenants: RwLock<BTreeMap<String, TenantStatus>>,
+}
+
+impl StatusBoard {
+    pub fn put(&self, status: TenantStatus) {
+        if let Ok(mut t) = self.tenants.write() {
+            t.insert(status.tenant.clone(), status);
+        }
+    }
+
+    pub fn remove(&self, tenant: &str) {
+        if let Ok(mut t) = self.tenants.write() {
+            t.remove(tenant);
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<TenantStatus> {
+        self.tenants
+            .read()
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn get(&self, tenant: &str) -> Option<TenantStatus> {
+        self.tenants.read().ok()?.get(tenant).cloned()
+    }
+}

@@ -1,0 +1,372 @@
+//! The state store: checkpoints, dedupe keys, request budgets and sink positions, in sled.
+//!
+//! Keeps invariants 1 and 2 on disk. Everything lives in one sled tree with prefixed keys so that
+//! one `apply_batch` is one atomic transaction:
+//!
+//! | key | value |
+//! |---|---|
+//! | `s/TENANT/SINK` | [`StreamState`]: the checkpoint of that tenant's events for that sink |
+//! | `k/TENANT/SINK/END/SEQ` | 16-byte dedupe keys of one delivered chunk of the window ending at END |
+//! | `b/TENANT` | the tenant's rolling 24 h request log ([`Budget`]) |
+//! | `p/SINK` | a sink's committed position (the file sink's length) |
+//! | `t/TENANT` | the tenant's last error, for `tapfwd status` |
+//!
+//! Dedupe keys are stored as one blob per delivered chunk rather than one sled entry per event:
+//! a 200,000-event window costs a handful of inserts, and pruning is a range delete. A chunk's
+//! keys and the sink position it reached are written in one batch after the sink confirmed the
+//! chunk; the checkpoint moves in a later batch, once the whole window is delivered. Names are
+//! validated to `[A-Za-z0-9_.-]`, so `/` separates key parts unambiguously. No secret is ever
+//! written here (invariant 7).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::budget::Budget;
+use crate::tap::EventKey;
+
+/// A store failure. None is retryable in place: the daemon stops the affected work and says why.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store at {path} is in use by another process (is tapfwd already running? `tapfwd status` asks the running daemon through admin_listen)")]
+    Locked { path: PathBuf },
+    #[error("state store at {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("state store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("state store: corrupt record at {key}: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+/// Progress of one tenant's events into one sink.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamState {
+    /// Unix seconds: every event up to this instant (the end of the last delivered window) has
+    /// been delivered to the sink.
+    pub checkpoint: i64,
+    /// Seconds of API history skipped because the checkpoint had fallen past the 7-day horizon.
+    #[serde(default)]
+    pub gap_seconds: i64,
+    /// The last skipped span, `[from, to)` in unix seconds.
+    #[serde(default)]
+    pub last_gap: Option<(i64, i64)>,
+}
+
+/// What `tapfwd status` shows about a tenant besides its streams.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// The last error, with secrets already excluded by construction.
+    pub last_error: Option<String>,
+    /// Unix seconds of the last error.
+    pub last_error_at: Option<i64>,
+    /// True while the tenant's credentials are rejected (401/403).
+    pub failed: bool,
+}
+
+/// The open store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+    path: PathBuf,
+}
+
+fn stream_key(tenant: &str, sink: &str) -> Vec<u8> {
+    format!("s/{tenant}/{sink}").into_bytes()
+}
+
+fn keys_prefix(tenant: &str, sink: &str) -> Vec<u8> {
+    format!("k/{tenant}/{sink}/").into_bytes()
+}
+
+fn window_key(tenant: &str, sink: &str, window_end: i64) -> Vec<u8> {
+    let mut k = keys_prefix(tenant, sink);
+    k.extend_from_slice(&(window_end.max(0) as u64).to_be_bytes());
+    k
+}
+
+fn budget_key(tenant: &str) -> Vec<u8> {
+    format!("b/{tenant}").into_bytes()
+}
+
+fn position_key(sink: &str) -> Vec<u8> {
+    format!("p/{sink}").into_bytes()
+}
+
+fn tenant_key(tenant: &str) -> Vec<u8> {
+    format!("t/{tenant}").into_bytes()
+}
+
+impl Store {
+    /// Opens (creating) the store under `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+            path: dir.to_owned(),
+            message: e.to_string(),
+        })?;
+        let path = dir.join("tapfwd.sled");
+        let db = sled::Config::new()
+            .path(&path)
+            // sled's default page cache is 1 GiB; the working set here is checkpoints and a few
+            // recent key blobs per tenant.
+            .cache_capacity(32 << 20)
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked { path: path.clone() }
+                }
+                sled::Error::Io(io) if io.to_string().contains("lock") => {
+                    StoreError::Locked { path: path.clone() }
+                }
+                other => StoreError::Open {
+                    path: path.clone(),
+                    message: other.to_string(),
+                },
+            })?;
+        let tree = db.open_tree("state")?;
+        Ok(Store { db, tree, path })
+    }
+
+    /// Where the store lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn get_json<T: for<'de> Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.tree.get(key)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    message: e.to_string(),
+                }),
+        }
+    }
+
+    fn json<T: Serialize>(value: &T) -> Vec<u8> {
+        // Serialising these plain structs cannot fail.
+        serde_json::to_vec(value).unwrap_or_default()
+    }
+
+    /// The stream's progress, if it has any.
+    pub fn stream(&self, tenant: &str, sink: &str) -> Result<Option<StreamState>, StoreError> {
+        self.get_json(&stream_key(tenant, sink))
+    }
+
+    /// Sets a stream's progress outright (first start, horizon clamp, rewind).
+    pub fn put_stream(&self, tenant: &str, sink: &str, s: &StreamState) -> Result<(), StoreError> {
+        self.tree.insert(stream_key(tenant, sink), Self::json(s))?;
+        Ok(())
+    }
+
+    /// Records that a chunk of the window ending at `window_end` was delivered to `sink`:
+    /// its dedupe keys and, for sinks with a position, where the sink now stands. One atomic batch.
+    pub fn commit_chunk(
+        &self,
+        tenant: &str,
+        sink: &str,
+        window_end: i64,
+        keys: &[EventKey],
+        position: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        if !keys.is_empty() {
+            let mut k = window_key(tenant, sink, window_end);
+            k.extend_from_slice(&self.db.generate_id()?.to_be_bytes());
+            let mut blob = Vec::with_capacity(keys.len() * 16);
+            for key in keys {
+                blob.extend_from_slice(&key.0);
+            }
+            batch.insert(k, blob);
+        }
+        if let Some(pos) = position {
+            batch.insert(position_key(sink), &pos.to_be_bytes());
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Moves a stream's checkpoint and forgets dedupe keys of windows that ended before
+    /// `forget_before`, in one atomic batch.
+    pub fn commit_window(
+        &self,
+        tenant: &str,
+        sink: &str,
+        state: &StreamState,
+        forget_before: i64,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(stream_key(tenant, sink), Self::json(state));
+        let start = keys_prefix(tenant, sink);
+        let end = window_key(tenant, sink, forget_before);
+        for item in self.tree.range(start..end) {
+            let (k, _) = item?;
+            batch.remove(k);
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Dedupe keys of every delivered chunk of windows that ended at or after `since`.
+    pub fn load_keys(
+        &self,
+        tenant: &str,
+        sink: &str,
+        since: i64,
+        into: &mut HashSet<EventKey>,
+    ) -> Result<(), StoreError> {
+        let prefix = keys_prefix(tenant, sink);
+        let from = window_key(tenant, sink, since);
+        let mut end = prefix.clone();
+        // '/' + 1 == '0': the first key after every key with this prefix.
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        for item in self.tree.range(from..end) {
+            let (_, blob) = item?;
+            for chunk in blob.chunks_exact(16) {
+                let mut key = [0u8; 16];
+                key.copy_from_slice(chunk);
+                into.insert(EventKey(key));
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets every dedupe key of a stream (rewind with `--no-dedupe`).
+    pub fn forget_keys(&self, tenant: &str, sink: &str) -> Result<(), StoreError> {
+        let prefix = keys_prefix(tenant, sink);
+        let mut batch = sled::Batch::default();
+        for item in self.tree.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            batch.remove(k);
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// The tenant's request log, if any.
+    pub fn budget(&self, tenant: &str) -> Result<Option<Budget>, StoreError> {
+        self.get_json(&budget_key(tenant))
+    }
+
+    pub fn put_budget(&self, tenant: &str, budget: &Budget) -> Result<(), StoreError> {
+        self.tree.insert(budget_key(tenant), Self::json(budget))?;
+        Ok(())
+    }
+
+    /// A sink's committed position (the file sink's committed length).
+    pub fn position(&self, sink: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.tree.get(position_key(sink))?.and_then(|v| {
+            let bytes: [u8; 8] = v.as_ref().try_into().ok()?;
+            Some(u64::from_be_bytes(bytes))
+        }))
+    }
+
+    pub fn set_position(&self, sink: &str, pos: u64) -> Result<(), StoreError> {
+        self.tree.insert(position_key(sink), &pos.to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn tenant_record(&self, tenant: &str) -> Result<Option<TenantRecord>, StoreError> {
+        self.get_json(&tenant_key(tenant))
+    }
+
+    pub fn put_tenant_record(&self, tenant: &str, r: &TenantRecord) -> Result<(), StoreError> {
+        self.tree.insert(tenant_key(tenant), Self::json(r))?;
+        Ok(())
+    }
+
+    /// Every stream in the store: `(tenant, sink, state)`.
+    pub fn streams(&self) -> Result<Vec<(String, String, StreamState)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(b"s/") {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k[2..]).into_owned();
+            let Some((tenant, sink)) = key.split_once('/') else {
+                continue;
+            };
+            let state: StreamState =
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                    key: key.clone(),
+                    message: e.to_string(),
+                })?;
+            out.push((tenant.to_string(), sink.to_string(), state));
+        }
+        Ok(out)
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Every raw key and value, for tests that check what the store holds.
+    pub fn dump(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        for tree_name in self.db.tree_names() {
+            if let Ok(tree) = self.db.open_tree(&tree_name) {
+                for (k, v) in tree.iter().flatten() {
+                    out.push((k.to_vec(), v.to_vec()));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_keys_load_by_window_and_prune_with_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let k = |b: u8| EventKey([b; 16]);
+        store
+            .commit_chunk("acme", "file", 1000, &[k(1), k(2)], Some(10))
+            .unwrap();
+        store.commit_chunk("acme", "file", 2000, &[k(3)], None).unwrap();
+        store.commit_chunk("other", "file", 2000, &[k(9)], None).unwrap();
+        assert_eq!(store.position("file").unwrap(), Some(10));
+
+        let mut set = HashSet::new();
+        store.load_keys("acme", "file", 0, &mut set).unwrap();
+        assert_eq!(set, HashSet::from([k(1), k(2), k(3)]));
+        set.clear();
+        store.load_keys("acme", "file", 1500, &mut set).unwrap();
+        assert_eq!(set, HashSet::from([k(3)]));
+
+        let state = StreamState {
+            checkpoint: 2000,
+            ..Default::default()
+        };
+        store.commit_window("acme", "file", &state, 1500).unwrap();
+        set.clear();
+        store.load_keys("acme", "file", 0, &mut set).unwrap();
+        assert_eq!(set, HashSet::from([k(3)]));
+        assert_eq!(store.stream("acme", "file").unwrap(), Some(state));
+        set.clear();
+        store.load_keys("other", "file", 0, &mut set).unwrap();
+        assert_eq!(set, HashSet::from([k(9)]));
+    }
+
+    #[test]
+    fn second_open_reports_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let second = Store::open(dir.path());
+        let msg = second.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("in use by another process"), "{msg}");
+    }
+}
