@@ -140,7 +140,8 @@ mod tests {
         let a = br#"{"GUID":"g1","recipient":["a@x"],"id":"1"}"#;
         let b = br#"{"GUID":"g1","recipient":["b@x"],"id":"2"}"#;
         assert_ne!(EventKey::of(a), EventKey::of(b));
-        assert_eq!(EventKey::of(a), EventKey::of(&a.to_vec()));
+        let replay = a.to_vec();
+        assert_eq!(EventKey::of(a), EventKey::of(&replay));
     }
 
     #[test]
