@@ -57,8 +57,7 @@ impl App {
         };
         let mut sinks = BTreeMap::new();
         for (name, sink_config) in &config.sinks {
-            let sink = sinks::build(name, sink_config)
-                .with_context(|| format!("sink `{name}`"))?;
+            let sink = sinks::build(name, sink_config).with_context(|| format!("sink `{name}`"))?;
             sink.start(&store)
                 .await
                 .with_context(|| format!("starting sink `{name}`"))?;

@@ -72,7 +72,13 @@ impl Budget {
 
     /// Whether a request of this kind may be sent now, with `limit` requests per day and a
     /// steady cadence of `steady_per_day` requests.
-    pub fn allows(&mut self, now_secs: i64, demand: Demand, limit: u32, steady_per_day: u32) -> bool {
+    pub fn allows(
+        &mut self,
+        now_secs: i64,
+        demand: Demand,
+        limit: u32,
+        steady_per_day: u32,
+    ) -> bool {
         let used = self.used(now_secs);
         match demand {
             Demand::Steady => used < limit,

@@ -135,14 +135,14 @@ pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
@@ -268,7 +268,7 @@ async fn fetch_live_status(addr: SocketAddr) -> anyhow::Result<Vec<TenantStatus>
     let response = reqwest::get(&url)
         .await
         .with_context(|| format!("asking the running daemon at {url}"))?;
-    let body: serde_json::Value = response.json().await?;
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
     let tenants = body
         .get("tenants")
         .cloned()
@@ -329,14 +329,21 @@ async fn simulate(
         Some(path) => {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            toml_sim_config(&text).with_context(|| format!("simulator config {}", path.display()))?
+            toml_sim_config(&text)
+                .with_context(|| format!("simulator config {}", path.display()))?
         }
         None => SimConfig::generated(tenants, events_per_hour, seed),
     };
     let n = cfg.tenants.len();
     let sim = Simulator::new(cfg, Clock::System);
-    let server = sim.bind(listen).await.with_context(|| format!("binding {listen}"))?;
-    println!("TAP simulator listening on http://{} with {n} tenant(s)", server.addr);
+    let server = sim
+        .bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    println!(
+        "TAP simulator listening on http://{} with {n} tenant(s)",
+        server.addr
+    );
     shutdown_on_signals().cancelled().await;
     Ok(())
 }
@@ -345,9 +352,8 @@ fn toml_sim_config(text: &str) -> anyhow::Result<SimConfig> {
     let built = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .build()?;
-    Ok(serde_path_to_error::deserialize(built).map_err(|e| {
-        anyhow::anyhow!("key `{}`: {}", e.path(), e.inner())
-    })?)
+    Ok(serde_path_to_error::deserialize(built)
+        .map_err(|e| anyhow::anyhow!("key `{}`: {}", e.path(), e.inner()))?)
 }
 
 async fn demo(
@@ -415,4 +421,3 @@ async fn demo(
     drop(server);
     Ok(())
 }
-

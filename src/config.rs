@@ -284,7 +284,11 @@ impl Config {
             .map_err(|e| ConfigError::key("(file)", e.to_string()))?;
         let config: Config = serde_path_to_error::deserialize(layered).map_err(|e| {
             let key = e.path().to_string();
-            let key = if key == "." { "(top level)".into() } else { key };
+            let key = if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            };
             ConfigError::key(key, e.into_inner().to_string())
         })?;
         config.validate()?;

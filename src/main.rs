@@ -1,1 +1,7 @@
-fn main() {}
+use clap::Parser;
+
+#[tokio::main]
+async fn main() {
+    let cli = tapfwd::cli::Cli::parse();
+    std::process::exit(tapfwd::cli::main(cli).await);
+}

@@ -27,17 +27,61 @@ pub struct Metrics {
 }
 
 const HELP: &[(&str, Kind, &str)] = &[
-    ("tapfwd_events_fetched_total", Kind::Counter, "Events received from the TAP API, before dedupe."),
-    ("tapfwd_events_delivered_total", Kind::Counter, "Events a sink durably accepted."),
-    ("tapfwd_events_deduplicated_total", Kind::Counter, "Events dropped because the sink already had them."),
-    ("tapfwd_sink_errors_total", Kind::Counter, "Failed deliveries, by kind (unavailable, rejected, commit)."),
-    ("tapfwd_api_requests_total", Kind::Counter, "TAP API requests by status."),
-    ("tapfwd_gap_seconds_total", Kind::Counter, "API history skipped because a checkpoint fell past the 7-day horizon."),
-    ("tapfwd_checkpoint_lag_seconds", Kind::Gauge, "How far a sink's checkpoint is behind now (freshness; includes the configured lag)."),
-    ("tapfwd_sink_backlog_seconds", Kind::Gauge, "Seconds of events not yet delivered to a sink beyond the configured lag."),
-    ("tapfwd_budget_remaining_requests", Kind::Gauge, "Requests left in the tenant's rolling 24-hour quota."),
-    ("tapfwd_tenant_failed", Kind::Gauge, "1 while the API rejects the tenant's credentials."),
-    ("tapfwd_store_size_bytes", Kind::Gauge, "Size of the state store on disk."),
+    (
+        "tapfwd_events_fetched_total",
+        Kind::Counter,
+        "Events received from the TAP API, before dedupe.",
+    ),
+    (
+        "tapfwd_events_delivered_total",
+        Kind::Counter,
+        "Events a sink durably accepted.",
+    ),
+    (
+        "tapfwd_events_deduplicated_total",
+        Kind::Counter,
+        "Events dropped because the sink already had them.",
+    ),
+    (
+        "tapfwd_sink_errors_total",
+        Kind::Counter,
+        "Failed deliveries, by kind (unavailable, rejected, commit).",
+    ),
+    (
+        "tapfwd_api_requests_total",
+        Kind::Counter,
+        "TAP API requests by status.",
+    ),
+    (
+        "tapfwd_gap_seconds_total",
+        Kind::Counter,
+        "API history skipped because a checkpoint fell past the 7-day horizon.",
+    ),
+    (
+        "tapfwd_checkpoint_lag_seconds",
+        Kind::Gauge,
+        "How far a sink's checkpoint is behind now (freshness; includes the configured lag).",
+    ),
+    (
+        "tapfwd_sink_backlog_seconds",
+        Kind::Gauge,
+        "Seconds of events not yet delivered to a sink beyond the configured lag.",
+    ),
+    (
+        "tapfwd_budget_remaining_requests",
+        Kind::Gauge,
+        "Requests left in the tenant's rolling 24-hour quota.",
+    ),
+    (
+        "tapfwd_tenant_failed",
+        Kind::Gauge,
+        "1 while the API rejects the tenant's credentials.",
+    ),
+    (
+        "tapfwd_store_size_bytes",
+        Kind::Gauge,
+        "Size of the state store on disk.",
+    ),
     ("tapfwd_tenants", Kind::Gauge, "Tenants this daemon polls."),
 ];
 
@@ -66,39 +110,79 @@ impl Metrics {
     }
 
     pub fn add_fetched(&self, tenant: &str, n: u64) {
-        self.add("tapfwd_events_fetched_total", labels(tenant, None, None), n as f64);
+        self.add(
+            "tapfwd_events_fetched_total",
+            labels(tenant, None, None),
+            n as f64,
+        );
     }
 
     pub fn add_delivered(&self, tenant: &str, sink: &str, n: u64) {
-        self.add("tapfwd_events_delivered_total", labels(tenant, Some(sink), None), n as f64);
+        self.add(
+            "tapfwd_events_delivered_total",
+            labels(tenant, Some(sink), None),
+            n as f64,
+        );
     }
 
     pub fn add_deduplicated(&self, tenant: &str, sink: &str, n: u64) {
         if n > 0 {
-            self.add("tapfwd_events_deduplicated_total", labels(tenant, Some(sink), None), n as f64);
+            self.add(
+                "tapfwd_events_deduplicated_total",
+                labels(tenant, Some(sink), None),
+                n as f64,
+            );
         }
     }
 
     pub fn add_sink_error(&self, tenant: &str, sink: &str, kind: &'static str) {
-        self.add("tapfwd_sink_errors_total", labels(tenant, Some(sink), Some(("kind", kind))), 1.0);
+        self.add(
+            "tapfwd_sink_errors_total",
+            labels(tenant, Some(sink), Some(("kind", kind))),
+            1.0,
+        );
     }
 
     pub fn add_request(&self, tenant: &str, status: &str) {
-        self.add("tapfwd_api_requests_total", labels(tenant, None, Some(("status", status))), 1.0);
+        self.add(
+            "tapfwd_api_requests_total",
+            labels(tenant, None, Some(("status", status))),
+            1.0,
+        );
     }
 
     pub fn add_gap(&self, tenant: &str, sink: &str, secs: i64) {
-        self.add("tapfwd_gap_seconds_total", labels(tenant, Some(sink), None), secs as f64);
+        self.add(
+            "tapfwd_gap_seconds_total",
+            labels(tenant, Some(sink), None),
+            secs as f64,
+        );
     }
 
     pub fn set_stream_gauges(&self, tenant: &str, sink: &str, behind: i64, backlog: i64) {
-        self.set("tapfwd_checkpoint_lag_seconds", labels(tenant, Some(sink), None), behind as f64);
-        self.set("tapfwd_sink_backlog_seconds", labels(tenant, Some(sink), None), backlog as f64);
+        self.set(
+            "tapfwd_checkpoint_lag_seconds",
+            labels(tenant, Some(sink), None),
+            behind as f64,
+        );
+        self.set(
+            "tapfwd_sink_backlog_seconds",
+            labels(tenant, Some(sink), None),
+            backlog as f64,
+        );
     }
 
     pub fn set_budget(&self, tenant: &str, remaining: i64, failed: bool) {
-        self.set("tapfwd_budget_remaining_requests", labels(tenant, None, None), remaining as f64);
-        self.set("tapfwd_tenant_failed", labels(tenant, None, None), if failed { 1.0 } else { 0.0 });
+        self.set(
+            "tapfwd_budget_remaining_requests",
+            labels(tenant, None, None),
+            remaining as f64,
+        );
+        self.set(
+            "tapfwd_tenant_failed",
+            labels(tenant, None, None),
+            if failed { 1.0 } else { 0.0 },
+        );
     }
 
     pub fn set_global(&self, name: &'static str, v: f64) {
@@ -133,7 +217,15 @@ impl Metrics {
         let series = self.series.lock().map(|m| m.clone()).unwrap_or_default();
         for (name, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {}", if *kind == Kind::Counter { "counter" } else { "gauge" });
+            let _ = writeln!(
+                out,
+                "# TYPE {name} {}",
+                if *kind == Kind::Counter {
+                    "counter"
+                } else {
+                    "gauge"
+                }
+            );
             for ((n, l), v) in series.range((*name, String::new())..) {
                 if n != name {
                     break;
@@ -173,9 +265,18 @@ mod tests {
         m.observe_fetch("acme", 0.3);
         m.set_global("tapfwd_store_size_bytes", 4096.0);
         let text = m.render();
-        assert!(text.contains("tapfwd_events_delivered_total{tenant=\"acme\",sink=\"archive\"} 7"), "{text}");
-        assert!(text.contains("tapfwd_checkpoint_lag_seconds{tenant=\"acme\",sink=\"archive\"} 2000"), "{text}");
-        assert!(text.contains("tapfwd_window_fetch_duration_seconds_bucket{le=\"0.5\"} 1"), "{text}");
+        assert!(
+            text.contains("tapfwd_events_delivered_total{tenant=\"acme\",sink=\"archive\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tapfwd_checkpoint_lag_seconds{tenant=\"acme\",sink=\"archive\"} 2000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tapfwd_window_fetch_duration_seconds_bucket{le=\"0.5\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("tapfwd_store_size_bytes 4096"), "{text}");
         m.forget_tenant("acme");
         assert!(!m.render().contains("acme"));

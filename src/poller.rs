@@ -201,8 +201,17 @@ impl Poller {
         let ready: Vec<usize> = (0..self.streams.len())
             .filter(|&i| self.streams[i].retry_at <= now)
             .collect();
-        let Some(start) = ready.iter().map(|&i| self.streams[i].state.checkpoint).min() else {
-            let t = self.streams.iter().map(|s| s.retry_at).min().unwrap_or(now + 60);
+        let Some(start) = ready
+            .iter()
+            .map(|&i| self.streams[i].state.checkpoint)
+            .min()
+        else {
+            let t = self
+                .streams
+                .iter()
+                .map(|s| s.retry_at)
+                .min()
+                .unwrap_or(now + 60);
             return Next::At(t);
         };
         let cap = ready
@@ -225,14 +234,16 @@ impl Poller {
             Plan::Fetch { window, demand } => (window, demand),
         };
         let steady_per_day = (86_400 / cadence.interval.max(60)) as u32;
-        if !self.budget.allows(
-            now,
-            demand,
-            self.config.requests_per_day,
-            steady_per_day,
-        ) {
+        if !self
+            .budget
+            .allows(now, demand, self.config.requests_per_day, steady_per_day)
+        {
             self.state = "waiting_for_budget";
-            let at = self.budget.next_release(now).unwrap_or(now + 300).max(now + 1);
+            let at = self
+                .budget
+                .next_release(now)
+                .unwrap_or(now + 300)
+                .max(now + 1);
             tracing::debug!(tenant = %self.id, until = %window::rfc3339(at), "request budget spent; waiting");
             return Next::At(at);
         }
@@ -252,6 +263,7 @@ impl Poller {
         match result {
             Ok(()) => {
                 *self.by_status.entry("200".into()).or_default() += 1;
+                ctx.metrics.add_request(&self.id, "200");
                 self.windows_fetched += 1;
                 self.attempts = 0;
                 if self.record.failed || self.record.last_error.is_some() {
@@ -282,6 +294,7 @@ impl Poller {
                     .status()
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| e.class().to_string());
+                ctx.metrics.add_request(&self.id, &label);
                 *self.by_status.entry(label).or_default() += 1;
                 self.fetch_failed(ctx, now, window, e)
             }
@@ -289,15 +302,13 @@ impl Poller {
     }
 
     fn behind(&self, now: i64) -> Option<i64> {
-        self.streams
-            .iter()
-            .map(|s| now - s.state.checkpoint)
-            .max()
+        self.streams.iter().map(|s| now - s.state.checkpoint).max()
     }
 
     fn clamp_to_horizon(&mut self, ctx: &Context, now: i64) -> Result<(), StoreError> {
         for s in &mut self.streams {
-            let (start, gap) = window::clamp_to_horizon(s.state.checkpoint, now, self.horizon_margin);
+            let (start, gap) =
+                window::clamp_to_horizon(s.state.checkpoint, now, self.horizon_margin);
             if let Some((from, to)) = gap {
                 s.state.checkpoint = start;
                 s.state.gap_seconds += to - from;
@@ -324,9 +335,16 @@ impl Poller {
             }
             TapError::Throttled => {
                 let release = self.budget.next_release(now).unwrap_or(now);
-                let wait = backoff::delay(self.attempts, Duration::from_secs(300), Duration::from_secs(3600));
+                let wait = backoff::delay(
+                    self.attempts,
+                    Duration::from_secs(300),
+                    Duration::from_secs(3600),
+                );
                 tracing::warn!(tenant = %self.id, "API quota exhausted (429); waiting for budget");
-                ("throttled", release.min(now + 3600).max(now + wait.as_secs() as i64))
+                (
+                    "throttled",
+                    release.min(now + 3600).max(now + wait.as_secs() as i64),
+                )
             }
             TapError::TooOld(_) => {
                 // Our clock or the API's disagree about the horizon: step further inside it.
@@ -445,11 +463,13 @@ impl Poller {
                 let i = targets[slot];
                 let stream = &mut self.streams[i];
                 stream.deduplicated += dups;
-                ctx.metrics.add_deduplicated(tenant, stream.sink.name(), dups);
+                ctx.metrics
+                    .add_deduplicated(tenant, stream.sink.name(), dups);
                 match result {
                     Ok(()) => {
                         stream.delivered += delivered;
-                        ctx.metrics.add_delivered(tenant, stream.sink.name(), delivered);
+                        ctx.metrics
+                            .add_delivered(tenant, stream.sink.name(), delivered);
                     }
                     Err(e) => {
                         alive[slot] = false;
@@ -473,12 +493,8 @@ impl Poller {
             let stream = &mut self.streams[i];
             let mut state = stream.state.clone();
             state.checkpoint = window.end;
-            ctx.store.commit_window(
-                tenant,
-                stream.sink.name(),
-                &state,
-                window.end - horizon,
-            )?;
+            ctx.store
+                .commit_window(tenant, stream.sink.name(), &state, window.end - horizon)?;
             stream.state = state;
             if stream.attempts > 0 {
                 tracing::info!(tenant = %tenant, sink = %stream.sink.name(), "sink recovered");
@@ -500,7 +516,8 @@ impl Poller {
         let wait = backoff::delay(stream.attempts, base, ctx.poll.max_backoff);
         stream.attempts = stream.attempts.saturating_add(1);
         stream.retry_at = now + wait.as_secs().max(1) as i64;
-        ctx.metrics.add_sink_error(tenant, stream.sink.name(), e.class());
+        ctx.metrics
+            .add_sink_error(tenant, stream.sink.name(), e.class());
         if e.is_retryable() {
             tracing::warn!(tenant = %tenant, sink = %stream.sink.name(), error = %e, retry_in_secs = wait.as_secs(), "sink unavailable; holding its checkpoint");
         } else {

@@ -336,8 +336,12 @@ mod tests {
         store
             .commit_chunk("acme", "file", 1000, &[k(1), k(2)], Some(10))
             .unwrap();
-        store.commit_chunk("acme", "file", 2000, &[k(3)], None).unwrap();
-        store.commit_chunk("other", "file", 2000, &[k(9)], None).unwrap();
+        store
+            .commit_chunk("acme", "file", 2000, &[k(3)], None)
+            .unwrap();
+        store
+            .commit_chunk("other", "file", 2000, &[k(9)], None)
+            .unwrap();
         assert_eq!(store.position("file").unwrap(), Some(10));
 
         let mut set = HashSet::new();

@@ -110,7 +110,8 @@ impl Sink for FileSink {
                 "cutting an uncommitted tail left by an interrupted run; its events will be fetched again");
             file.set_len(committed)
                 .map_err(|e| self.io_error("cannot truncate", e))?;
-            file.sync_all().map_err(|e| self.io_error("cannot sync", e))?;
+            file.sync_all()
+                .map_err(|e| self.io_error("cannot sync", e))?;
             committed
         } else {
             if actual < committed {
@@ -139,9 +140,9 @@ impl Sink for FileSink {
             lines.push(b'\n');
         }
         let mut guard = self.open.lock().await;
-        let open = guard
-            .as_mut()
-            .ok_or_else(|| SinkError::Unavailable(format!("file sink {} not started", self.name)))?;
+        let open = guard.as_mut().ok_or_else(|| {
+            SinkError::Unavailable(format!("file sink {} not started", self.name))
+        })?;
         let file = open.file.clone();
         let at = open.len;
         let written = lines.len() as u64;
@@ -183,7 +184,9 @@ mod tests {
         let path = dir.path().join("out/events.ndjson");
         let sink = FileSink::new("archive", &FileConfig { path: path.clone() });
         sink.start(&store).await.unwrap();
-        let b = batch(r#"{"messagesDelivered":[{"GUID":"a","messageTime":"2026-01-01T00:00:00Z"}],"clicksPermitted":[{"id":"c"}]}"#);
+        let b = batch(
+            r#"{"messagesDelivered":[{"GUID":"a","messageTime":"2026-01-01T00:00:00Z"}],"clicksPermitted":[{"id":"c"}]}"#,
+        );
         sink.deliver(
             "acme",
             &b,
@@ -230,7 +233,9 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, SinkError::Commit(_)));
         // The next delivery overwrites the uncommitted bytes.
-        sink.deliver("acme", &b, Box::new(|_| Ok(()))).await.unwrap();
+        sink.deliver("acme", &b, Box::new(|_| Ok(())))
+            .await
+            .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
     }

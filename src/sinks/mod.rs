@@ -68,8 +68,12 @@ pub trait Sink: Send + Sync {
 
     /// Delivers every event of `batch` for `tenant`, then calls `commit` once and returns its
     /// result. `batch` is never empty.
-    async fn deliver(&self, tenant: &str, batch: &Batch, commit: Commit<'_>)
-        -> Result<(), SinkError>;
+    async fn deliver(
+        &self,
+        tenant: &str,
+        batch: &Batch,
+        commit: Commit<'_>,
+    ) -> Result<(), SinkError>;
 }
 
 /// `[sinks.NAME]`: one destination. `type` selects the kind.

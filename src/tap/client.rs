@@ -235,9 +235,7 @@ async fn read_body(
     tx: &mpsc::Sender<Result<WindowItem, TapError>>,
 ) -> Result<(), TapError> {
     if response.status().as_u16() == 204 {
-        let _ = tx
-            .send(Ok(WindowItem::Done(SplitSummary::default())))
-            .await;
+        let _ = tx.send(Ok(WindowItem::Done(SplitSummary::default()))).await;
         return Ok(());
     }
     let mut splitter = Splitter::new(SplitLimits::default());
@@ -247,13 +245,22 @@ async fn read_body(
         let chunk = chunk.map_err(|e| transport_error(&e, read_timeout))?;
         splitter.feed(&chunk, &mut builder)?;
         if builder.len() >= limits.events || builder.raw_bytes() >= limits.bytes {
-            if tx.send(Ok(WindowItem::Batch(builder.take()))).await.is_err() {
+            if tx
+                .send(Ok(WindowItem::Batch(builder.take())))
+                .await
+                .is_err()
+            {
                 return Ok(()); // the poller gave up on this window
             }
         }
     }
     let summary = splitter.finish()?;
-    if !builder.is_empty() && tx.send(Ok(WindowItem::Batch(builder.take()))).await.is_err() {
+    if !builder.is_empty()
+        && tx
+            .send(Ok(WindowItem::Batch(builder.take())))
+            .await
+            .is_err()
+    {
         return Ok(());
     }
     let _ = tx.send(Ok(WindowItem::Done(summary))).await;

@@ -135,7 +135,7 @@ impl SplitError {
 }
 
 /// What a whole, valid response held besides its events.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SplitSummary {
     /// The `queryEndTime` string of the response, unescaped; `None` when absent or not a string.
     pub query_end_time: Option<String>,

@@ -202,7 +202,10 @@ mod tests {
         assert!(start >= NOW - HORIZON_SECS + HORIZON_MARGIN_SECS);
         assert_eq!(start % 60, 0);
         assert_eq!(gap, Some((old, start)));
-        assert_eq!(clamp_to_horizon(NOW - 86_400, NOW, 600), (NOW - 86_400, None));
+        assert_eq!(
+            clamp_to_horizon(NOW - 86_400, NOW, 600),
+            (NOW - 86_400, None)
+        );
     }
 
     #[test]
@@ -211,7 +214,10 @@ mod tests {
             start: 1_795_000_020,
             end: 1_795_003_620,
         };
-        assert_eq!(w.interval_param(), "2026-11-18T11:07:00Z/2026-11-18T12:07:00Z");
+        assert_eq!(
+            w.interval_param(),
+            "2026-11-18T11:07:00Z/2026-11-18T12:07:00Z"
+        );
     }
 
     #[test]
