@@ -398,15 +398,10 @@ async fn demo(
         let stop = shutdown.clone();
         let n = sim_config.tenants.len();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            loop {
-                tick.tick().await;
-                let snap = board.snapshot();
-                if snap.len() == n && snap.iter().all(|t| t.state == "ok") {
-                    stop.cancel();
-                    return;
-                }
-            }
+            board
+                .wait_for(|snap| snap.len() == n && snap.iter().all(|t| t.state == "ok"))
+                .await;
+            stop.cancel();
         });
     }
     app.run(shutdown).await?;

@@ -395,8 +395,16 @@ impl Config {
                     err(key("sinks"), format!("refers to undefined sink `{s}`"));
                 }
             }
-            if t.requests_per_day < 10 {
-                err(key("requests_per_day"), "must be at least 10".into());
+            let steady = 86_400 / p.interval.as_secs().max(60);
+            if u64::from(t.requests_per_day) <= steady {
+                err(
+                    key("requests_per_day"),
+                    format!(
+                        "{} is not more than the {steady} requests a day that polling every {} needs",
+                        t.requests_per_day,
+                        humantime::format_duration(p.interval)
+                    ),
+                );
             }
         }
         if errors.is_empty() {
