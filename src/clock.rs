@@ -82,7 +82,8 @@ impl ManualClock {
     /// Moves the clock forward by `d` and wakes every waiter whose instant has come.
     pub fn advance(&self, d: std::time::Duration) {
         let step = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        self.now_ms.send_modify(|now| *now = now.saturating_add(step));
+        self.now_ms
+            .send_modify(|now| *now = now.saturating_add(step));
     }
 
     /// Sets the clock to `at` (which may be earlier: tests of clock skew use that).
