@@ -85,6 +85,12 @@ pub enum SplitError {
         index: u64,
         detail: serde_json::Error,
     },
+    #[error("event {index} of {kind} is not valid UTF-8 (byte {offset} of the event)")]
+    EventNotUtf8 {
+        kind: EventKind,
+        index: u64,
+        offset: usize,
+    },
     #[error("event {index} of {kind} is {len} bytes, over the {limit}-byte limit")]
     EventTooLarge {
         kind: EventKind,
@@ -123,6 +129,7 @@ impl SplitError {
             SplitError::NotObject { .. }
             | SplitError::EventNotObject { .. }
             | SplitError::EventInvalid { .. }
+            | SplitError::EventNotUtf8 { .. }
             | SplitError::EventTooLarge { .. }
             | SplitError::NotArray { .. }
             | SplitError::TrailingData { .. }
@@ -742,7 +749,7 @@ impl Splitter {
                     i += 1;
                     continue;
                 }
-                match memchr::memchr2(b'"', b'\\', &chunk[i..]) {
+                match find_quote_or_backslash(&chunk[i..]) {
                     None => i = end,
                     Some(k) => {
                         i += k;
@@ -814,8 +821,14 @@ impl Splitter {
             compact(&mut out.buf, start);
         }
         let raw = &out.buf[start..];
+        let text = std::str::from_utf8(raw).map_err(|e| SplitError::EventNotUtf8 {
+            kind,
+            index,
+            offset: e.valid_up_to(),
+        })?;
+        // Checked as UTF-8 as a whole above, so serde_json need not check each string again.
         let times: EventTimes<'_> =
-            serde_json::from_slice(raw).map_err(|detail| SplitError::EventInvalid {
+            serde_json::from_str(text).map_err(|detail| SplitError::EventInvalid {
                 kind,
                 index,
                 detail,
@@ -840,6 +853,46 @@ impl Splitter {
         self.events += 1;
         Ok(())
     }
+}
+
+/// The first `"` or `\\` in `s`.
+///
+/// Most strings of an event are short keys and values, for which memchr's setup costs more than
+/// the search: look 8 bytes at a time first, and hand long strings to memchr.
+#[inline]
+fn find_quote_or_backslash(s: &[u8]) -> Option<usize> {
+    const SHORT: usize = 32;
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        if i >= SHORT {
+            return memchr::memchr2(b'"', b'\\', &s[i..]).map(|k| i + k);
+        }
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&s[i..i + 8]);
+        let word = u64::from_le_bytes(word);
+        let found = zero_bytes(word ^ splat(b'"')) | zero_bytes(word ^ splat(b'\\'));
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|k| i + k)
+}
+
+/// `b` in every byte of a word.
+#[inline]
+const fn splat(b: u8) -> u64 {
+    0x0101_0101_0101_0101 * b as u64
+}
+
+/// A word whose lowest set bit is the high bit of the lowest zero byte of `w` (bits above it may
+/// be set falsely by borrows, so only the lowest counts); 0 when no byte is zero.
+#[inline]
+const fn zero_bytes(w: u64) -> u64 {
+    w.wrapping_sub(splat(1)) & !w & splat(0x80)
 }
 
 /// Removes whitespace outside strings from `buf[start..]`, in place.
@@ -1506,6 +1559,35 @@ mod tests {
             Err(SplitError::AlreadyFailed)
         ));
         assert!(matches!(s.finish(), Err(SplitError::AlreadyFailed)));
+    }
+
+    #[test]
+    fn events_that_are_not_utf8_are_rejected() {
+        let mut body = br#"{"messagesBlocked":[{"a":"ok"},{"a":"x"#.to_vec();
+        body.extend_from_slice(b"\xff\xfe\"}]}");
+        assert_eq!(
+            split_err(&body),
+            "event 1 of messagesBlocked is not valid UTF-8 (byte 7 of the event)"
+        );
+    }
+
+    #[test]
+    fn quote_search_finds_the_first_quote_or_backslash_at_any_length() {
+        for len in 0..100 {
+            let hay = vec![b'a'; len];
+            assert_eq!(find_quote_or_backslash(&hay), None);
+            for at in 0..len {
+                for (needle, other) in [(b'"', b'\\'), (b'\\', b'"')] {
+                    let mut hay = hay.clone();
+                    hay[at] = needle;
+                    if at + 1 < len {
+                        hay[len - 1] = other;
+                    }
+                    assert_eq!(find_quote_or_backslash(&hay), Some(at), "len {len} at {at}");
+                }
+            }
+        }
+        assert_eq!(find_quote_or_backslash("é😀\"".as_bytes()), Some(6));
     }
 
     #[test]
