@@ -6,8 +6,8 @@
 //! arrives to a [`Splitter`], which appends the bytes of every complete event to a [`BatchBuilder`]
 //! and notes its kind, identity key and time. The daemon takes the complete events as a [`Batch`]
 //! whenever it likes; the bytes of an event still in progress stay behind for the next chunk.
-//! Memory is bounded by the event in progress (at most [`SplitLimits::max_event_bytes`], plus one
-//! chunk) and whatever the caller has not taken.
+//! Memory is bounded by the event in progress (at most [`SplitLimits::max_event_bytes`]; past
+//! that its bytes are only counted, for the error) and whatever the caller has not taken.
 //!
 //! Outside the events the splitter is a small validating push parser: every value under a key it
 //! does not know is checked for structure and skipped. Inside an event it only tracks strings,
@@ -332,8 +332,9 @@ struct EventScan {
     oversize: bool,
 }
 
-/// Longest top-level key captured; longer keys are none of the known ones.
-const MAX_KEY: usize = 32;
+/// Longest top-level key captured, quotes included; longer keys are none of the known ones even
+/// with every character escaped (`\uXXXX`).
+const MAX_KEY: usize = 128;
 /// Longest `queryEndTime` captured, quotes included.
 const MAX_QUERY_END_TIME: usize = 256;
 /// Bytes of a non-object body shown in the error.
@@ -491,6 +492,7 @@ impl Splitter {
                 b'"' => {
                     let role = if self.stack.len() == 1 {
                         self.key.clear();
+                        self.key.push(b);
                         StrRole::TopKey
                     } else {
                         StrRole::Key
@@ -706,17 +708,7 @@ impl Splitter {
     fn end_string(&mut self, role: StrRole) {
         match role {
             StrRole::TopKey => {
-                // The closing quote was pushed too.
-                let name = &self.key[..self.key.len().saturating_sub(1)];
-                self.top_key = if self.key.len() > MAX_KEY {
-                    TopKey::Other
-                } else if let Some(kind) = EventKind::from_array_name(name) {
-                    TopKey::Events(kind)
-                } else if name == b"queryEndTime" {
-                    TopKey::QueryEndTime
-                } else {
-                    TopKey::Other
-                };
+                self.top_key = classify_key(&self.key);
                 self.state = State::Colon;
             }
             StrRole::Key => self.state = State::Colon,
@@ -852,6 +844,33 @@ impl Splitter {
         out.complete = start + len;
         self.events += 1;
         Ok(())
+    }
+}
+
+/// What the top-level key `quoted` (a JSON string literal, quotes included) names.
+fn classify_key(quoted: &[u8]) -> TopKey {
+    if quoted.len() < 2 || quoted.len() > MAX_KEY {
+        return TopKey::Other;
+    }
+    let unescaped;
+    let name = if quoted.contains(&b'\\') {
+        // No known name needs escaping, but an escaped spelling still names it.
+        match serde_json::from_slice::<String>(quoted) {
+            Ok(name) => {
+                unescaped = name;
+                unescaped.as_bytes()
+            }
+            Err(_) => return TopKey::Other,
+        }
+    } else {
+        &quoted[1..quoted.len() - 1]
+    };
+    if let Some(kind) = EventKind::from_array_name(name) {
+        TopKey::Events(kind)
+    } else if name == b"queryEndTime" {
+        TopKey::QueryEndTime
+    } else {
+        TopKey::Other
     }
 }
 
@@ -1236,6 +1255,15 @@ mod tests {
             assert!(seen.is_empty(), "{body}");
             assert_eq!(summary.events, 0);
         }
+    }
+
+    #[test]
+    fn escaped_spellings_of_known_keys_still_name_them() {
+        let body = br#"{"messages\u0042locked":[{"a":1}],"query\u0045ndTime":"t","x\"y":[{}]}"#;
+        let (seen, summary) = split(body).unwrap();
+        assert_eq!(seen[0].0, EventKind::MessagesBlocked);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(summary.query_end_time.as_deref(), Some("t"));
     }
 
     #[test]
