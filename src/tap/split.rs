@@ -11,8 +11,9 @@
 //!
 //! Outside the events the splitter is a small validating push parser: every value under a key it
 //! does not know is checked for structure and skipped. Inside an event it only tracks strings,
-//! escapes and bracket depth (skipping through strings with `memchr`) to find where the element
-//! ends; then serde_json parses the element once, which both validates it and yields its time.
+//! escapes and bracket depth (skipping through strings a word at a time, long ones with `memchr`)
+//! to find where the element ends; then the element is checked as UTF-8 and serde_json parses it
+//! once, which both validates it and yields its time, and the key is hashed over its final bytes.
 //!
 //! Invariant 5, "raw in, raw out": the bytes of an event are forwarded exactly as the API sent
 //! them, never re-serialized, and its [`EventKey`] is the hash of those bytes. The one exception is
@@ -360,9 +361,9 @@ pub struct Splitter {
     /// The kind of the event array being read, and the index of its current element.
     kind: EventKind,
     index: u64,
-    /// Body offset of the current event's first byte.
-    event_offset: u64,
+    /// The element in progress, while `state` is `Event`.
     scan: EventScan,
+    /// Events emitted so far.
     events: u64,
 }
 
@@ -379,7 +380,6 @@ impl Splitter {
             head: Vec::new(),
             kind: EventKind::MessagesBlocked,
             index: 0,
-            event_offset: 0,
             scan: EventScan::default(),
             events: 0,
         }
@@ -571,7 +571,6 @@ impl Splitter {
             }
             out.drop_partial();
             self.scan = EventScan::default();
-            self.event_offset = at;
             self.state = State::Event;
             return Ok(false);
         }
