@@ -184,6 +184,7 @@ async fn check(path: &Path, connect: bool) -> anyhow::Result<()> {
         let creds = Credentials {
             principal: &tenant.principal,
             secret: &secrets[id],
+            threat_status: &tenant.threat_status,
         };
         match client.probe(&tenant.base_url, &creds, probe).await {
             Ok(()) => println!("tenant {id}: credentials accepted"),

@@ -192,6 +192,40 @@ pub struct TenantConfig {
     /// The tenant's rolling 24-hour request quota for the SIEM endpoints. Default `1800`.
     #[serde(default = "default_requests_per_day")]
     pub requests_per_day: u32,
+    /// Which threat verdicts to collect (`active`, `cleared`, `falsePositive`). Default: all
+    /// three. The API's own default leaves out `falsePositive`, but a SIEM needs those verdicts
+    /// to close the alerts it raised.
+    #[serde(default = "default_threat_status")]
+    pub threat_status: Vec<ThreatStatus>,
+}
+
+/// A TAP threat verdict, as the `threatStatus` query parameter spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ThreatStatus {
+    #[serde(rename = "active")]
+    Active,
+    #[serde(rename = "cleared")]
+    Cleared,
+    #[serde(rename = "falsePositive")]
+    FalsePositive,
+}
+
+impl ThreatStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThreatStatus::Active => "active",
+            ThreatStatus::Cleared => "cleared",
+            ThreatStatus::FalsePositive => "falsePositive",
+        }
+    }
+}
+
+fn default_threat_status() -> Vec<ThreatStatus> {
+    vec![
+        ThreatStatus::Active,
+        ThreatStatus::Cleared,
+        ThreatStatus::FalsePositive,
+    ]
 }
 
 fn default_base_url() -> String {
@@ -389,6 +423,9 @@ impl Config {
             }
             if t.sinks.is_empty() {
                 err(key("sinks"), "lists no sinks".into());
+            }
+            if t.threat_status.is_empty() {
+                err(key("threat_status"), "lists no verdicts".into());
             }
             for s in &t.sinks {
                 if !self.sinks.contains_key(s) {

@@ -168,6 +168,7 @@ impl Poller {
             && self.config.principal == config.principal
             && self.config.requests_per_day == config.requests_per_day
             && self.config.sinks == config.sinks
+            && self.config.threat_status == config.threat_status
             && self.secret.expose_secret() == secret.expose_secret()
     }
 
@@ -394,6 +395,7 @@ impl Poller {
         let creds = Credentials {
             principal: &self.config.principal,
             secret: &self.secret,
+            threat_status: &self.config.threat_status,
         };
         let limits = BatchLimits {
             events: ctx.poll.batch_events,
