@@ -56,7 +56,11 @@ fn status_json(config: &Path) -> serde_json::Value {
         .arg(config)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -133,18 +137,23 @@ async fn kill_9_mid_backlog_leaves_every_event_exactly_once() {
         .collect();
     let events2 = events.clone();
     tokio::task::spawn_blocking(move || {
-        wait_until("every event up to the target", Duration::from_secs(300), || {
-            let data = std::fs::read(&events2).unwrap_or_default();
-            let mut n: HashMap<&str, usize> = HashMap::new();
-            for line in data.split(|b| *b == b'\n') {
-                for (t, p) in [("k1", "p-k1"), ("k2", "p-k2"), ("k3", "p-k3")] {
-                    if line.starts_with(format!("{{\"tenant\":\"{t}\"").as_bytes()) {
-                        *n.entry(p).or_default() += 1;
+        wait_until(
+            "every event up to the target",
+            Duration::from_secs(300),
+            || {
+                let data = std::fs::read(&events2).unwrap_or_default();
+                let mut n: HashMap<&str, usize> = HashMap::new();
+                for line in data.split(|b| *b == b'\n') {
+                    for (t, p) in [("k1", "p-k1"), ("k2", "p-k2"), ("k3", "p-k3")] {
+                        if line.starts_with(format!("{{\"tenant\":\"{t}\"").as_bytes()) {
+                            *n.entry(p).or_default() += 1;
+                        }
                     }
                 }
-            }
-            want.iter().all(|(p, w)| n.get(p).copied().unwrap_or(0) >= *w)
-        })
+                want.iter()
+                    .all(|(p, w)| n.get(p).copied().unwrap_or(0) >= *w)
+            },
+        )
     })
     .await
     .unwrap();
@@ -159,9 +168,10 @@ async fn kill_9_mid_backlog_leaves_every_event_exactly_once() {
             .iter()
             .find(|t| t["tenant"] == id)
             .unwrap();
-        let cp = chrono::DateTime::parse_from_rfc3339(t["sinks"][0]["checkpoint"].as_str().unwrap())
-            .unwrap()
-            .timestamp();
+        let cp =
+            chrono::DateTime::parse_from_rfc3339(t["sinks"][0]["checkpoint"].as_str().unwrap())
+                .unwrap()
+                .timestamp();
         assert_exactly_once(&lines, id, &expected(&sim.sim, p, starts[p], cp));
     }
     assert!(killed_at.windows(2).all(|w| w[0] <= w[1]), "{killed_at:?}");
@@ -172,7 +182,10 @@ async fn secrets_never_reach_logs_status_or_the_store() {
     const GOOD: &str = "Xy7-good-SECRET-4b1d";
     const BAD: &str = "Qz9-wrong-SECRET-77e0";
     let sim = Sim::start(
-        vec![tenant("p-good", GOOD, 600), tenant("p-bad", "the-real-one", 600)],
+        vec![
+            tenant("p-good", GOOD, 600),
+            tenant("p-bad", "the-real-one", 600),
+        ],
         1,
         Clock::System,
     )
@@ -206,14 +219,20 @@ async fn secrets_never_reach_logs_status_or_the_store() {
     let log2 = log_path.clone();
     tokio::task::spawn_blocking(move || {
         wait_until("the bad tenant to fail", Duration::from_secs(60), || {
-            std::fs::read_to_string(&log2).unwrap_or_default().contains("tenant failed")
+            std::fs::read_to_string(&log2)
+                .unwrap_or_default()
+                .contains("tenant failed")
         })
     })
     .await
     .unwrap();
     let events2 = events.clone();
     tokio::task::spawn_blocking(move || {
-        wait_until("events from the good tenant", Duration::from_secs(60), || file_len(&events2) > 0)
+        wait_until(
+            "events from the good tenant",
+            Duration::from_secs(60),
+            || file_len(&events2) > 0,
+        )
     })
     .await
     .unwrap();
@@ -243,7 +262,9 @@ async fn secrets_never_reach_logs_status_or_the_store() {
         assert!(!logs.contains(secret), "secret in logs");
         assert!(!status_text.contains(secret), "secret in status");
         assert!(
-            !store_bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            !store_bytes
+                .windows(secret.len())
+                .any(|w| w == secret.as_bytes()),
             "secret in the store"
         );
         // Base64 of the Basic credentials must not leak either.
@@ -272,19 +293,38 @@ fn check_names_the_bad_key() {
     let good = "state_dir = \"s\"\n[sinks.archive]\ntype = \"file\"\npath = \"e.ndjson\"\n[tenants.acme]\nprincipal = \"p\"\nsecret = \"x\"\nsinks = [\"archive\"]\n";
     let cases: &[(&str, &str)] = &[
         (good, ""),
-        (&good.replace("sinks = [\"archive\"]", "sinks = [\"splunk\"]"), "tenants.acme.sinks"),
+        (
+            &good.replace("sinks = [\"archive\"]", "sinks = [\"splunk\"]"),
+            "tenants.acme.sinks",
+        ),
         (&good.replace("secret = \"x\"\n", ""), "tenants.acme.secret"),
-        (&format!("{good}[poll]\nmax_window = \"2h\"\n"), "poll.max_window"),
-        (&format!("{good}[poll]\nmax_window = \"10s\"\n"), "poll.max_window"),
+        (
+            &format!("{good}[poll]\nmax_window = \"2h\"\n"),
+            "poll.max_window",
+        ),
+        (
+            &format!("{good}[poll]\nmax_window = \"10s\"\n"),
+            "poll.max_window",
+        ),
         (&format!("{good}[poll]\nlag = \"thirty\"\n"), "poll.lag"),
-        (&good.replace("type = \"file\"", "type = \"file\"\ncolour = \"blue\""), "colour"),
-        (&good.replace("type = \"file\"", "type = \"carrier-pigeon\""), "sinks.archive"),
+        (
+            &good.replace("type = \"file\"", "type = \"file\"\ncolour = \"blue\""),
+            "colour",
+        ),
+        (
+            &good.replace("type = \"file\"", "type = \"carrier-pigeon\""),
+            "sinks.archive",
+        ),
         ("state_dir = \"s\"\n[tenants.acme\n", "TOML"),
     ];
     for (i, (text, key)) in cases.iter().enumerate() {
         let path = scratch.path(&format!("c{i}.toml"));
         std::fs::write(&path, text).unwrap();
-        let out = tapfwd().args(["check", "--config"]).arg(&path).output().unwrap();
+        let out = tapfwd()
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         if key.is_empty() {
             assert!(out.status.success(), "case {i}: {stderr}");

@@ -12,7 +12,8 @@ use support::*;
 use tapfwd::clock::Clock;
 use tapfwd::simulate::Fault;
 
-const POLL: &str = "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"6h\"\nbatch_events = 150";
+const POLL: &str =
+    "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"6h\"\nbatch_events = 150";
 const MIN5: Duration = Duration::from_secs(300);
 
 fn lag() -> i64 {
@@ -53,7 +54,10 @@ async fn backlog_is_split_into_valid_windows_and_delivered_exactly_once() {
     let cps = checkpoints(&running.board, "archive");
     for (tenant, cp) in &cps {
         let latest = (t0().timestamp() - lag()).div_euclid(60) * 60;
-        assert!(latest - cp < 300, "{tenant} not caught up: {cp} vs {latest}");
+        assert!(
+            latest - cp < 300,
+            "{tenant} not caught up: {cp} vs {latest}"
+        );
     }
     // Every request was a window the API accepts.
     let mut requests = 0;
@@ -63,13 +67,23 @@ async fn backlog_is_split_into_valid_windows_and_delivered_exactly_once() {
             assert_eq!(r.status, 200, "{r:?}");
             assert!(r.query.contains("format=json"), "{r:?}");
             let (s, e) = parse_interval(&r.query).unwrap_or_else(|| panic!("no interval: {r:?}"));
-            assert!((30..=3600).contains(&(e - s)), "window length {}: {r:?}", e - s);
+            assert!(
+                (30..=3600).contains(&(e - s)),
+                "window length {}: {r:?}",
+                e - s
+            );
             assert_eq!(s % 60, 0, "{r:?}");
             assert_eq!(e % 60, 0, "{r:?}");
-            assert!(e <= r.at.timestamp() - lag(), "window ends inside the lag: {r:?}");
+            assert!(
+                e <= r.at.timestamp() - lag(),
+                "window ends inside the lag: {r:?}"
+            );
         }
     }
-    assert!(requests >= 18, "6 hours in 1-hour windows for 3 tenants: {requests}");
+    assert!(
+        requests >= 18,
+        "6 hours in 1-hour windows for 3 tenants: {requests}"
+    );
 
     let lines = read_lines(&events);
     for (id, p) in [("acme", "p-acme"), ("beta", "p-beta"), ("gamma", "p-gamma")] {
@@ -79,7 +93,10 @@ async fn backlog_is_split_into_valid_windows_and_delivered_exactly_once() {
 
     // Multi-recipient messages share a GUID and all arrive; boundary events arrive once.
     let mut by_guid: HashMap<String, usize> = HashMap::new();
-    for l in lines.iter().filter(|l| l.event_type.starts_with("messages")) {
+    for l in lines
+        .iter()
+        .filter(|l| l.event_type.starts_with("messages"))
+    {
         let v: serde_json::Value = serde_json::from_slice(&l.raw).unwrap();
         if let Some(g) = v["GUID"].as_str() {
             *by_guid.entry(format!("{}/{g}", l.tenant)).or_default() += 1;
@@ -93,9 +110,14 @@ async fn backlog_is_split_into_valid_windows_and_delivered_exactly_once() {
         .sim
         .expected_events("p-acme", support_dt(initial), support_dt(cps["acme"]))
         .into_iter()
-        .filter(|e| e.time.timestamp_subsec_millis() == 0 && e.time.timestamp() % 3600 == initial % 3600)
+        .filter(|e| {
+            e.time.timestamp_subsec_millis() == 0 && e.time.timestamp() % 3600 == initial % 3600
+        })
         .count();
-    assert!(on_boundary > 0, "the simulator should put events exactly on window boundaries");
+    assert!(
+        on_boundary > 0,
+        "the simulator should put events exactly on window boundaries"
+    );
 
     // Steady state: two more hours in 5-minute steps, one request per tenant per step.
     let before: usize = ["p-acme", "p-beta", "p-gamma"]
@@ -154,8 +176,14 @@ async fn lag_keeps_late_events_and_a_short_lag_loses_them() {
         if expect_loss {
             let got: std::collections::HashSet<&[u8]> =
                 lines.iter().map(|l| l.raw.as_slice()).collect();
-            let lost = want.iter().filter(|(_, r)| !got.contains(r.as_slice())).count();
-            assert!(lost > 0, "a 1-minute lag should lose late events; the simulator must publish late");
+            let lost = want
+                .iter()
+                .filter(|(_, r)| !got.contains(r.as_slice()))
+                .count();
+            assert!(
+                lost > 0,
+                "a 1-minute lag should lose late events; the simulator must publish late"
+            );
         } else {
             assert_exactly_once(&lines, "late", &want);
         }
@@ -246,8 +274,15 @@ async fn server_errors_resets_and_malformed_bodies_are_retried_without_loss() {
     assert!(failures >= 4, "the injected faults were seen: {failures}");
     assert!(status.requests_by_status.len() > 1, "{status:?}");
     let initial = (t0().timestamp() - lag() - 3 * 3600).div_euclid(60) * 60;
-    assert!(cp >= t0().timestamp() - lag() - 600, "caught up after the faults");
-    assert_exactly_once(&read_lines(&events), "f", &expected(&sim.sim, "p-f", initial, cp));
+    assert!(
+        cp >= t0().timestamp() - lag() - 600,
+        "caught up after the faults"
+    );
+    assert_exactly_once(
+        &read_lines(&events),
+        "f",
+        &expected(&sim.sim, "p-f", initial, cp),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,7 +291,11 @@ async fn bad_credentials_fail_one_tenant_and_the_others_continue() {
     let mut unlicensed = tenant("p-nolicense", "s-nolicense", 100);
     unlicensed.licensed = false;
     let sim = Sim::start(
-        vec![tenant("p-good", "s-good", 600), tenant("p-bad", "s-bad", 600), unlicensed],
+        vec![
+            tenant("p-good", "s-good", 600),
+            tenant("p-bad", "s-bad", 600),
+            unlicensed,
+        ],
         2,
         clock.clone(),
     )
@@ -279,10 +318,17 @@ async fn bad_credentials_fail_one_tenant_and_the_others_continue() {
     step_clock(&running, &manual, 3, MIN5, 6).await;
     let bad = running.board.get("bad").unwrap();
     assert_eq!(bad.state, "failed", "{bad:?}");
-    assert!(bad.last_error.as_deref().unwrap_or("").contains("401"), "{bad:?}");
+    assert!(
+        bad.last_error.as_deref().unwrap_or("").contains("401"),
+        "{bad:?}"
+    );
     let nolicense = running.board.get("nolicense").unwrap();
     assert_eq!(nolicense.state, "failed");
-    assert!(nolicense.last_error.as_deref().unwrap_or("").contains("403"));
+    assert!(nolicense
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("403"));
     // A failed tenant is not retried in a loop: one attempt, then an hour's wait.
     assert!(sim.sim.request_log("p-bad").len() <= 2);
     let good = running.board.get("good").unwrap();
@@ -325,12 +371,22 @@ async fn throttled_tenant_waits_for_budget_and_then_completes() {
         .iter()
         .filter(|r| r.status == 429)
         .count();
-    assert!(throttled <= 30, "429s should be waited out, got {throttled}");
+    assert!(
+        throttled <= 30,
+        "429s should be waited out, got {throttled}"
+    );
     let cp = checkpoints(&running.board, "archive")["q"];
     running.stop().await;
-    assert!(cp >= stuck_at + 4 * 3600, "moved on once the quota released: {stuck_at} -> {cp}");
+    assert!(
+        cp >= stuck_at + 4 * 3600,
+        "moved on once the quota released: {stuck_at} -> {cp}"
+    );
     let initial = (t0().timestamp() - lag() - 12 * 3600).div_euclid(60) * 60;
-    assert_exactly_once(&read_lines(&events), "q", &expected(&sim.sim, "p-q", initial, cp));
+    assert_exactly_once(
+        &read_lines(&events),
+        "q",
+        &expected(&sim.sim, "p-q", initial, cp),
+    );
 }
 
 /// The daemon's own budget stops a backfill before the API has to: it keeps a day of steady
@@ -355,7 +411,11 @@ async fn own_budget_reserves_steady_polls_and_avoids_429() {
     running.wait_idle(1, manual.now()).await;
     let st = running.board.get("b").unwrap();
     assert_eq!(st.state, "waiting_for_budget", "{st:?}");
-    assert_eq!(st.requests_24h, 40 - 24, "backlog stops where a day of hourly polls is left");
+    assert_eq!(
+        st.requests_24h,
+        40 - 24,
+        "backlog stops where a day of hourly polls is left"
+    );
     step_clock(&running, &manual, 1, Duration::from_secs(3600), 30).await;
     running.stop().await;
     assert!(sim.sim.request_log("p-b").iter().all(|r| r.status == 200));

@@ -149,12 +149,21 @@ pub fn read_lines(path: &Path) -> Vec<Line> {
         if line.is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_slice(line)
-            .unwrap_or_else(|e| panic!("line {} is not JSON ({e}): {}", n + 1, String::from_utf8_lossy(line)));
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap_or_else(|e| {
+            panic!(
+                "line {} is not JSON ({e}): {}",
+                n + 1,
+                String::from_utf8_lossy(line)
+            )
+        });
         let tenant = v["tenant"].as_str().unwrap().to_string();
         let event_type = v["eventType"].as_str().unwrap().to_string();
         let prefix = format!("{{\"tenant\":\"{tenant}\",\"eventType\":\"{event_type}\",\"event\":");
-        assert!(line.starts_with(prefix.as_bytes()), "line {}: envelope", n + 1);
+        assert!(
+            line.starts_with(prefix.as_bytes()),
+            "line {}: envelope",
+            n + 1
+        );
         assert_eq!(line.last(), Some(&b'}'));
         let raw = line[prefix.len()..line.len() - 1].to_vec();
         out.push(Line {
@@ -170,22 +179,57 @@ pub fn read_lines(path: &Path) -> Vec<Line> {
 pub fn assert_exactly_once(lines: &[Line], tenant: &str, expected: &[(String, Vec<u8>)]) {
     let mut got: HashMap<(&str, &[u8]), usize> = HashMap::new();
     for l in lines.iter().filter(|l| l.tenant == tenant) {
-        *got.entry((l.event_type.as_str(), l.raw.as_slice())).or_default() += 1;
+        *got.entry((l.event_type.as_str(), l.raw.as_slice()))
+            .or_default() += 1;
     }
     let mut want: HashMap<(&str, &[u8]), usize> = HashMap::new();
     for (kind, raw) in expected {
         *want.entry((kind.as_str(), raw.as_slice())).or_default() += 1;
     }
     let dups: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(dups.is_empty(), "{tenant}: {} events delivered more than once, e.g. {:?}", dups.len(),
-        dups.first().map(|((_, r), n)| (String::from_utf8_lossy(r).chars().take(200).collect::<String>(), n)));
+    assert!(
+        dups.is_empty(),
+        "{tenant}: {} events delivered more than once, e.g. {:?}",
+        dups.len(),
+        dups.first().map(|((_, r), n)| (
+            String::from_utf8_lossy(r)
+                .chars()
+                .take(200)
+                .collect::<String>(),
+            n
+        ))
+    );
     let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
-    assert!(missing.is_empty(), "{tenant}: {} of {} expected events missing, e.g. {:?}", missing.len(), want.len(),
-        missing.first().map(|(k, r)| (k, String::from_utf8_lossy(r).chars().take(200).collect::<String>())));
+    assert!(
+        missing.is_empty(),
+        "{tenant}: {} of {} expected events missing, e.g. {:?}",
+        missing.len(),
+        want.len(),
+        missing.first().map(|(k, r)| (
+            k,
+            String::from_utf8_lossy(r)
+                .chars()
+                .take(200)
+                .collect::<String>()
+        ))
+    );
     let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
-    assert!(extra.is_empty(), "{tenant}: {} unexpected events, e.g. {:?}", extra.len(),
-        extra.first().map(|(k, r)| (k, String::from_utf8_lossy(r).chars().take(200).collect::<String>())));
-    assert!(!want.is_empty(), "{tenant}: the test expected no events at all, which proves nothing");
+    assert!(
+        extra.is_empty(),
+        "{tenant}: {} unexpected events, e.g. {:?}",
+        extra.len(),
+        extra.first().map(|(k, r)| (
+            k,
+            String::from_utf8_lossy(r)
+                .chars()
+                .take(200)
+                .collect::<String>()
+        ))
+    );
+    assert!(
+        !want.is_empty(),
+        "{tenant}: the test expected no events at all, which proves nothing"
+    );
 }
 
 /// The simulator's ground truth for `principal` over `[start, end]` (both inclusive, like a
@@ -206,7 +250,9 @@ pub fn checkpoints(board: &StatusBoard, sink: &str) -> BTreeMap<String, i64> {
         .into_iter()
         .filter_map(|t| {
             let s = t.sinks.iter().find(|s| s.sink == sink)?;
-            let at = DateTime::parse_from_rfc3339(&s.checkpoint).ok()?.timestamp();
+            let at = DateTime::parse_from_rfc3339(&s.checkpoint)
+                .ok()?
+                .timestamp();
             Some((t.tenant, at))
         })
         .collect()
