@@ -637,6 +637,14 @@ sinks = ["archive"]
     }
 
     #[test]
+    fn tenant_ids_keep_their_case() {
+        // config 0.14 lowercased every key, silently renaming tenant `ACME` to `acme`.
+        let text = GOOD.replace("[tenants.acme]", "[tenants.ACME]");
+        let c = load(&text, &[]).unwrap();
+        assert!(c.tenants.contains_key("ACME"));
+    }
+
+    #[test]
     fn bad_duration_names_key() {
         let text = GOOD.replace("interval = \"5m\"", "interval = \"five minutes\"");
         let e = load(&text, &[]).unwrap_err();
