@@ -279,11 +279,11 @@ impl Poller {
                     Demand::Backlog => "catching_up",
                     Demand::Steady => "ok",
                 };
-                if self.windows_fetched % 24 == 0 || demand == Demand::Steady {
+                // Progress of a long backfill: one line every 24 windows, never per event.
+                if demand == Demand::Backlog && self.windows_fetched % 24 == 0 {
                     if let Some(behind) = self.behind(now) {
-                        if demand == Demand::Backlog {
-                            tracing::info!(tenant = %self.id, behind = %humantime::format_duration(Duration::from_secs(behind as u64)), "catching up");
-                        }
+                        let behind = Duration::from_secs(behind.max(0) as u64 / 60 * 60);
+                        tracing::info!(tenant = %self.id, behind = %humantime::format_duration(behind), windows = self.windows_fetched, "catching up");
                     }
                 }
                 Next::Now

@@ -452,3 +452,43 @@ async fn checkpoint_past_seven_days_is_clamped_and_gap_reported() {
     assert!(gap > 86_400, "the skipped span is reported: {st:?}");
     assert!(sim.sim.request_log("p-old").iter().all(|r| r.status != 400));
 }
+
+/// The API's clock runs two hours ahead of ours, so a start we think is inside the 7 days is too
+/// old for it: the 400 makes the daemon step further inside the horizon, not loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_too_old_for_a_skewed_api_clock_is_clamped_not_looped() {
+    let (clock, manual) = Clock::manual(t0());
+    let (api_clock, api_manual) = Clock::manual(t0() + chrono::Duration::hours(2));
+    let sim = Sim::start(vec![tenant("p-skew", "s-skew", 60)], 8, api_clock).await;
+    let scratch = Scratch::new();
+    let text = config_text(
+        &scratch.path("state"),
+        &scratch.path("events.ndjson"),
+        &sim.base_url(),
+        &[("skew", "p-skew", "s-skew")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
+    );
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(1, manual.now()).await;
+    running.stop().await;
+    let ten_days = Duration::from_secs(10 * 86_400);
+    manual.advance(ten_days);
+    api_manual.advance(ten_days);
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running
+        .wait_for("a window accepted after the clamp", |s| {
+            s.iter().any(|t| t.windows_fetched >= 1)
+        })
+        .await;
+    running.stop().await;
+    let log = sim.sim.request_log("p-skew");
+    let too_old = log.iter().filter(|r| r.status == 400).count();
+    assert!(
+        too_old >= 1,
+        "the skew should cause at least one 400: {log:?}"
+    );
+    assert!(
+        too_old <= 3,
+        "clamped after a few 400s, not a loop: {too_old}"
+    );
+}
