@@ -262,7 +262,14 @@ impl Poller {
             .observe_fetch(&self.id, started.elapsed().as_secs_f64());
         let now = ctx.clock.now().timestamp();
         match result {
-            Ok(()) => {
+            Ok(0) => {
+                // The API answered but every sink failed; each stream has its own retry time.
+                *self.by_status.entry("200".into()).or_default() += 1;
+                ctx.metrics.add_request(&self.id, "200");
+                self.state = "retrying";
+                Next::Now
+            }
+            Ok(_) => {
                 *self.by_status.entry("200".into()).or_default() += 1;
                 ctx.metrics.add_request(&self.id, "200");
                 self.windows_fetched += 1;
@@ -385,13 +392,14 @@ impl Poller {
         Next::At(self.retry_at)
     }
 
-    /// Fetches `window` and delivers it to the streams `targets`.
+    /// Fetches `window` and delivers it to the streams `targets`; returns how many of them now
+    /// have the whole window (the others failed and wait for their own retry).
     async fn fetch_window(
         &mut self,
         ctx: &Context,
         window: Window,
         targets: &[usize],
-    ) -> Result<(), WindowError> {
+    ) -> Result<usize, WindowError> {
         let creds = Credentials {
             principal: &self.config.principal,
             secret: &self.secret,
@@ -485,7 +493,7 @@ impl Poller {
             }
             if !alive.iter().any(|a| *a) {
                 // Every target failed: stop reading; the window is retried per stream.
-                return Ok(());
+                return Ok(0);
             }
         }
         for (slot, &i) in targets.iter().enumerate() {
@@ -505,7 +513,7 @@ impl Poller {
             stream.last_error = None;
         }
         ctx.store.flush().await?;
-        Ok(())
+        Ok(alive.iter().filter(|a| **a).count())
     }
 
     fn sink_failed(stream: &mut Stream, ctx: &Context, tenant: &str, e: SinkError) {

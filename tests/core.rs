@@ -492,3 +492,49 @@ async fn start_too_old_for_a_skewed_api_clock_is_clamped_not_looped() {
         "clamped after a few 400s, not a loop: {too_old}"
     );
 }
+
+/// One tenant, two sinks: `archive` works, `full` writes to /dev/full (ENOSPC on every write).
+/// The broken sink holds its own checkpoint, shows its backlog and error, and causes no
+/// duplicates in the working one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_sink_holds_its_checkpoint_without_duplicates_elsewhere() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant("p-two", "s-two", 900)], 6, clock.clone()).await;
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let mut text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("two", "p-two", "s-two")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"3h\"\nmax_backoff = \"2m\"",
+    );
+    text = text.replace("sinks = [\"archive\"]", "sinks = [\"archive\", \"full\"]");
+    text.push_str("[sinks.full]\ntype = \"file\"\npath = \"/dev/full\"\n");
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(1, manual.now()).await;
+    step_clock(&running, &manual, 1, Duration::from_secs(60), 30).await;
+    let st = running.board.get("two").unwrap();
+    let cps = checkpoints(&running.board, "archive");
+    let full_cp = checkpoints(&running.board, "full")["two"];
+    running.stop().await;
+    let initial = (t0().timestamp() - lag() - 3 * 3600).div_euclid(60) * 60;
+    assert_eq!(full_cp, initial, "the broken sink never advanced");
+    let full = st.sinks.iter().find(|s| s.sink == "full").unwrap();
+    assert!(full.failing, "{st:?}");
+    assert!(full.backlog_seconds >= 3 * 3600, "{st:?}");
+    assert!(
+        full.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("/dev/full"),
+        "{st:?}"
+    );
+    let archive = st.sinks.iter().find(|s| s.sink == "archive").unwrap();
+    assert!(!archive.failing);
+    assert_exactly_once(
+        &read_lines(&events),
+        "two",
+        &expected(&sim.sim, "p-two", initial, cps["two"]),
+    );
+}
