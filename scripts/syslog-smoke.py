@@ -8,7 +8,7 @@ Stdlib only. Prints one OK/FAIL line per check and 'N passed, M failed'.
 import json, os, socket, ssl, sys, time, uuid
 
 E = dict(os.environ)
-if "TAPFWD_SYSLOG_TCP_PORT" not in E:  # not eval'ed: ask the script
+if "TAPFWD_SYSLOG_TCP_LOG" not in E:  # not eval'ed: ask the script
     import shlex, subprocess
     out = subprocess.run([os.path.join(os.path.dirname(os.path.abspath(__file__)), "test-services"), "env"],
                          check=True, capture_output=True, text=True).stdout
