@@ -40,8 +40,10 @@ def wait_line(path, marker: bytes, timeout=5.0):
         try:
             with open(path, "rb") as f:
                 for line in f:
-                    if marker in line:
-                        return line[:-1] if line.endswith(b"\n") else line, time.time() - t0
+                    # only complete lines: rsyslog may write a big message in
+                    # several write() calls, so a reader can see half a line
+                    if marker in line and line.endswith(b"\n"):
+                        return line[:-1], time.time() - t0
         except FileNotFoundError:
             pass
         time.sleep(0.02)
@@ -54,7 +56,7 @@ def wait_json(path, marker: str, timeout=5.0):
         try:
             with open(path, "rb") as f:
                 for line in f:
-                    if marker.encode() in line:
+                    if marker.encode() in line and line.endswith(b"\n"):
                         return json.loads(line)
         except FileNotFoundError:
             pass
