@@ -161,6 +161,19 @@ def main():
     send_stream(tcp, octet(frame))
     j = wait_json(E["TAPFWD_SYSLOG_TCP_JSONL"], marker)
     check("tcp octet-counted frame with embedded LF: jsonl rawmsg intact", j is not None and j["rawmsg"].encode() == frame)
+    # documented rsyslog behaviour: a NUL byte is always stored as the 4 chars "#000"
+    marker = uuid.uuid4().hex
+    frame = rfc5424(f"nul\x00byte {marker}".encode(), "-")
+    send_stream(tcp, octet(frame))
+    line, _ = wait_line(E["TAPFWD_SYSLOG_TCP_LOG"], marker.encode())
+    check("tcp NUL byte arrives as '#000' (rsyslog always escapes NUL)", line == frame.replace(b"\x00", b"#000"))
+    # biggest UDP datagram loopback allows
+    marker = uuid.uuid4().hex
+    head = rfc5424(marker.encode() + b" ", "-")
+    frame = head + b"y" * (65507 - len(head))
+    send_udp(frame)
+    line, _ = wait_line(E["TAPFWD_SYSLOG_UDP_LOG"], marker.encode())
+    check("udp 65507-byte datagram (max) intact", line == frame)
     # mutual TLS must refuse a client without a certificate
     marker = uuid.uuid4().hex
     try:
