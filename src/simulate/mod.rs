@@ -293,8 +293,8 @@ impl Simulator {
         out
     }
 
-    /// Every request `principal` made (including rejected ones), oldest first. Requests whose
-    /// Authorization header named no known principal are logged under the name they gave, or "".
+    /// Every request made with `principal` as the Basic-auth user (including rejected ones), oldest
+    /// first. Requests naming no configured principal are not logged.
     pub fn request_log(&self, principal: &str) -> Vec<LoggedRequest> {
         match self.inner.tenants.get(principal) {
             Some(t) => t.live.lock().unwrap_or_else(|e| e.into_inner()).log.clone(),

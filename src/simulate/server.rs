@@ -327,8 +327,8 @@ async fn fault_response(
             resp
         }
         Fault::SlowHeaders(d) => {
-            tokio::time::sleep(d).await;
             logged(200);
+            tokio::time::sleep(d).await;
             stream_response(body, false, None)
         }
         Fault::StallMidBody(d) => {
