@@ -567,3 +567,21 @@ fn event_time(ev: &str) -> DateTime<Utc> {
     let p = |x: &Value| x.as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
     p(own).max(p(threat))
 }
+
+#[tokio::test]
+async fn empty_window_is_200_with_four_empty_arrays() {
+    let now = t0();
+    let h = Harness::new(SimConfig::generated(1, 0, 1), now).await;
+    let q = format!(
+        "format=json&interval={}/{}",
+        ts(now - mins(60)),
+        ts(now - mins(30))
+    );
+    let (status, headers, body) = h.get("/v2/siem/all", &q).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        r#"{"queryEndTime":"2026-03-02T11:30:00Z","messagesBlocked":[],"messagesDelivered":[],"clicksBlocked":[],"clicksPermitted":[]}"#
+    );
+}

@@ -643,8 +643,23 @@ impl Json<'_> {
 
 /// Appends `v` JSON-escaped (without quotes).
 pub(crate) fn escape_json(out: &mut Vec<u8>, v: &[u8]) {
+    // Bytes that need escaping: `"`, `\\` and control characters.
+    const NEEDS: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 0x20 {
+            t[i] = true;
+            i += 1;
+        }
+        t[b'"' as usize] = true;
+        t[b'\\' as usize] = true;
+        t
+    };
     let mut start = 0;
     for (i, &b) in v.iter().enumerate() {
+        if !NEEDS[b as usize] {
+            continue;
+        }
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",

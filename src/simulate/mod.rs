@@ -306,3 +306,26 @@ impl Simulator {
 fn ms_to_utc(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_humantime_delay() {
+        let cfg: SimConfig = serde_json::from_str(
+            r#"{"seed":1,"tenants":[{"principal":"p","secret":"s","events_per_hour":10,
+                "max_visibility_delay":"5m"}]}"#,
+        )
+        .unwrap();
+        let t = &cfg.tenants[0];
+        assert_eq!((t.daily_limit, t.clicks_permitted_limit), (1800, 1800));
+        assert_eq!(t.max_visibility_delay, Duration::from_secs(300));
+        assert!(t.licensed);
+        let bad = r#"{"seed":1,"tenants":[],"extra":1}"#;
+        assert!(serde_json::from_str::<SimConfig>(bad).is_err());
+        let gen = SimConfig::generated(2, 60, 3);
+        assert_eq!(gen.tenants[1].principal, "tenant-0002");
+        assert_eq!(gen.tenants[1].secret, "secret-0002");
+    }
+}
