@@ -33,6 +33,7 @@ pub mod config;
 pub mod metrics;
 pub mod poller;
 pub mod scheduler;
+pub mod shard;
 pub mod simulate;
 pub mod sinks;
 pub mod status;
