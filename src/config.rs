@@ -501,9 +501,8 @@ impl Config {
                     format!("exactly one of secret, secret_env, secret_file, secret_credential must be set, found {sources}"),
                 );
             }
-            match url_problem(&t.base_url) {
-                Some(problem) => err(key("base_url"), problem),
-                None => {}
+            if let Some(problem) = url_problem(&t.base_url) {
+                err(key("base_url"), problem);
             }
             if t.sinks.is_empty() {
                 err(key("sinks"), "lists no sinks".into());
