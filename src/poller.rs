@@ -236,6 +236,9 @@ impl Poller {
         let cadence = Self::cadence(ctx);
         let (window, demand) = match window::plan(start, now, cap, cadence, self.phase) {
             Plan::WaitUntil(t) => {
+                if self.state == "catching_up" && self.windows_fetched > 0 {
+                    tracing::info!(tenant = %self.id, windows = self.windows_fetched, events = self.events_fetched, "caught up");
+                }
                 self.state = if self.record.failed { "failed" } else { "ok" };
                 let blocked = self
                     .streams
@@ -301,7 +304,7 @@ impl Poller {
                             tracing::info!(tenant = %self.id, windows = self.windows_fetched, events = self.events_fetched, behind = %humantime::format_duration(Duration::from_secs(behind.max(0) as u64)), "catching up");
                         }
                     }
-                    Demand::Steady if was_catching_up && self.windows_fetched > 1 => {
+                    Demand::Steady if was_catching_up => {
                         tracing::info!(tenant = %self.id, windows = self.windows_fetched, events = self.events_fetched, "caught up");
                     }
                     _ => {}
