@@ -288,12 +288,21 @@ impl Daemon {
         self.log.lock().unwrap().join("\n")
     }
 
-    /// Waits for a JSON log line for which `pred` holds.
+    /// Waits for a JSON log line for which `pred` holds, looking at the whole log so far first.
     async fn wait_log(
         &mut self,
         what: &str,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
+        while self.lines.try_recv().is_ok() {}
+        let earlier = self.log.lock().unwrap().clone();
+        for line in earlier {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if pred(&v) {
+                    return v;
+                }
+            }
+        }
         let found = tokio::time::timeout(WAIT, async {
             while let Some(line) = self.lines.recv().await {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
