@@ -560,6 +560,37 @@ async fn reload_rebuilds_a_changed_sink_and_restarts_only_its_tenants() {
     // Reloading the same file again changes nothing.
     let summary = reloader.reload_file(&path, None).await.unwrap();
     assert!(summary.is_noop(), "{summary:?}");
+
+    // A new sink that cannot start rejects the whole reload: nothing else changes either.
+    let blocker = dir.path().join("blocker");
+    std::fs::write(&blocker, "a file, not a directory").unwrap();
+    let unopenable = format!("{:?}", blocker.join("x.ndjson").display().to_string());
+    let with_bad_sink = format!(
+        "{changed}\n[sinks.bad]\ntype = \"file\"\npath = {unopenable}\n\n[tenants.c]\nbase_url = \"http://{}\"\nprincipal = \"c\"\nsecret = \"s-c\"\nsinks = [\"bad\"]\n",
+        tap.addr
+    );
+    std::fs::write(&path, &with_bad_sink).unwrap();
+    let e = format!("{:#}", reloader.reload_file(&path, None).await.unwrap_err());
+    assert!(e.contains("sinks.bad") && e.contains("cannot start"), "{e}");
+    assert!(board.get("c").is_none());
+
+    // A changed sink whose new settings cannot start keeps its old instance; its tenant resumes
+    // on it, and the next reload tries the new settings again.
+    let two = format!("{:?}", dir.path().join("two.ndjson").display().to_string());
+    let broken_two = changed.replace(&two, &unopenable);
+    assert_ne!(broken_two, changed);
+    std::fs::write(&path, &broken_two).unwrap();
+    let summary = reloader.reload_file(&path, None).await.unwrap();
+    assert_eq!(summary.sinks_changed, ["two"]);
+    assert_eq!(summary.sinks_kept_old, ["two"]);
+    assert_eq!(summary.tenants_restarted, ["b"]);
+    wait_board(&board, "b back on its old sink", all_ok(&["a", "b"])).await;
+    let summary = reloader.reload_file(&path, None).await.unwrap();
+    assert_eq!(
+        summary.sinks_kept_old,
+        ["two"],
+        "retried on the next reload"
+    );
     shutdown.cancel();
     run.await.unwrap().unwrap();
 }
