@@ -194,14 +194,29 @@ impl App {
                 notify::notify_or_log("STOPPING=1\nSTATUS=stopping: finishing windows in flight");
             }
         });
+        // The watchdog is fed only while the scheduler loop answers a heartbeat, so a stuck
+        // scheduler gets the daemon restarted (WatchdogSec= in the unit).
         let watchdog = notify::watchdog_interval().map(|every| {
             let inner = inner.clone();
+            let commands = self.commands_tx.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 loop {
                     tokio::select! {
                         _ = inner.cancelled() => return,
-                        _ = tick.tick() => notify::notify_or_log("WATCHDOG=1"),
+                        _ = tick.tick() => {}
+                    }
+                    let (tx, rx) = oneshot::channel();
+                    let alive = async {
+                        commands.send(Command::Heartbeat(tx)).await.ok()?;
+                        rx.await.ok()
+                    };
+                    match tokio::time::timeout(every, alive).await {
+                        Ok(Some(())) => notify::notify_or_log("WATCHDOG=1"),
+                        _ if inner.is_cancelled() => return,
+                        _ => tracing::warn!(
+                            "the scheduler did not answer a heartbeat; the watchdog is not fed"
+                        ),
                     }
                 }
             })

@@ -3,7 +3,7 @@
 //! abstract namespace). Outside systemd (`NOTIFY_SOCKET` unset) every call does nothing.
 //!
 //! The daemon sends `READY=1` once the state store is open and every tenant is scheduled,
-//! `WATCHDOG=1` every half `$WATCHDOG_USEC` while it runs (`WatchdogSec=` in the unit),
+//! `WATCHDOG=1` every half `$WATCHDOG_USEC` while its scheduler answers (`WatchdogSec=` in the unit),
 //! `STATUS=...` lines for `systemctl status`, and `STOPPING=1` when it starts to shut down.
 
 use std::io;

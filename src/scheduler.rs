@@ -27,6 +27,8 @@ pub enum Command {
     /// any more, so nothing of theirs holds a sink or is about to write a checkpoint. A reload
     /// drains the tenants it replaces before it restarts their sinks or re-reads their state.
     Drain(Vec<String>, oneshot::Sender<()>),
+    /// Answered at once by a scheduler loop that is alive; the systemd watchdog pings only then.
+    Heartbeat(oneshot::Sender<()>),
 }
 
 enum Slot {
@@ -97,6 +99,10 @@ impl Scheduler {
         let (id, replacement): (Arc<str>, Option<Box<Poller>>) = match command {
             Command::Put(p) => (Arc::from(p.id()), Some(p)),
             Command::Remove(id) => (Arc::from(id.as_str()), None),
+            Command::Heartbeat(reply) => {
+                let _ = reply.send(());
+                return;
+            }
             Command::Drain(ids, done) => {
                 let mut running = HashSet::new();
                 for id in ids {
