@@ -591,6 +591,15 @@ async fn reload_rebuilds_a_changed_sink_and_restarts_only_its_tenants() {
         ["two"],
         "retried on the next reload"
     );
+
+    // Settings that need a restart are reported, not half-applied.
+    std::fs::write(
+        &path,
+        broken_two.replace("interval = \"1m\"", "interval = \"2m\""),
+    )
+    .unwrap();
+    let summary = reloader.reload_file(&path, None).await.unwrap();
+    assert_eq!(summary.restart_needed, ["poll"]);
     shutdown.cancel();
     run.await.unwrap().unwrap();
 }
