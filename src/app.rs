@@ -1,19 +1,27 @@
 //! The application: builds the store, sinks and pollers from a [`Config`], runs them until told
-//! to stop. Used by `tapfwd run`, `tapfwd demo`, the black-box tests and the benchmarks alike.
+//! to stop, and applies new configs while it runs ([`Reloader`]). Used by `tapfwd run`,
+//! `tapfwd demo`, the black-box tests and the benchmarks alike.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use secrecy::SecretString;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{self, AdminState};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::poller::{Context, Poller};
+use crate::notify;
+use crate::poller::{self, Context, Poller};
 use crate::scheduler::{Command, Scheduler};
+use crate::shard::Shard;
 use crate::sinks::{self, Sink};
 use crate::status::StatusBoard;
 use crate::store::Store;
@@ -25,13 +33,21 @@ pub struct App {
     scheduler: Scheduler,
     commands: mpsc::Receiver<Command>,
     commands_tx: mpsc::Sender<Command>,
+    /// The sinks as built; a reload changes the [`Reloader`]'s set, not this one.
     sinks: BTreeMap<String, Arc<dyn Sink>>,
+    reloader: Reloader,
+    /// The admin endpoint's socket, bound at build so its address is known before `run`.
+    admin: Option<tokio::net::TcpListener>,
+    /// Set by `run` once every tenant is scheduled; `/readyz` reads it.
+    ready: Arc<AtomicBool>,
 }
 
 impl App {
-    /// Opens the state store, starts the sinks and loads every tenant. Secrets are read from the
-    /// process environment and files as the config says.
-    pub async fn build(config: Config, clock: Clock) -> anyhow::Result<App> {
+    /// Opens the state store, starts the sinks and loads every tenant of the config's shard.
+    /// Secrets are read from the process environment, files and systemd credentials as the
+    /// config says.
+    pub async fn build(mut config: Config, clock: Clock) -> anyhow::Result<App> {
+        config.retain_shard(config.shard);
         let secrets = config
             .resolve_secrets(&|k| std::env::var(k).ok())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -40,10 +56,11 @@ impl App {
 
     /// As [`App::build`], with the secrets already resolved.
     pub async fn build_with_secrets(
-        config: Config,
+        mut config: Config,
         secrets: BTreeMap<String, SecretString>,
         clock: Clock,
     ) -> anyhow::Result<App> {
+        config.retain_shard(config.shard);
         let store = Store::open(&config.state_dir)?;
         let client = TapClient::new(config.poll.read_timeout)?;
         let ctx = Context {
@@ -80,14 +97,36 @@ impl App {
         }
         ctx.metrics
             .set_global("tapfwd_tenants", pollers.len() as f64);
+        ctx.metrics
+            .set_global("tapfwd_config_last_reload_successful", 1.0);
+        let admin = match config.admin_listen {
+            Some(addr) => Some(
+                admin::bind(addr)
+                    .await
+                    .with_context(|| format!("admin_listen: cannot listen on {addr}"))?,
+            ),
+            None => None,
+        };
         let scheduler = Scheduler::new(ctx.clone(), pollers);
         let (commands_tx, commands) = mpsc::channel(64);
+        let reloader = Reloader {
+            ctx: ctx.clone(),
+            commands: commands_tx.clone(),
+            running: Arc::new(Mutex::new(Running {
+                config,
+                secrets,
+                sinks: sinks.clone(),
+            })),
+        };
         Ok(App {
             ctx,
             scheduler,
             commands,
             commands_tx,
             sinks,
+            reloader,
+            admin,
+            ready: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -104,7 +143,7 @@ impl App {
         self.ctx.store.clone()
     }
 
-    /// The sinks by name.
+    /// The sinks by name, as built.
     pub fn sinks(&self) -> &BTreeMap<String, Arc<dyn Sink>> {
         &self.sinks
     }
@@ -114,17 +153,378 @@ impl App {
         self.commands_tx.clone()
     }
 
+    /// A handle that applies a new config to the running app (what SIGHUP does).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// Where the admin endpoint listens, when `admin_listen` is set (port 0 resolved).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Runs until `shutdown` is cancelled, then stops at a safe point and flushes the store.
+    /// Serves the admin endpoint meanwhile and tells systemd (when it started us) that the daemon
+    /// is ready, alive (watchdog) and stopping.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let inner = self.ctx.shutdown.clone();
-        let relay = tokio::spawn(async move {
-            shutdown.cancelled().await;
-            inner.cancel();
+        let relay = tokio::spawn({
+            let inner = inner.clone();
+            async move {
+                shutdown.cancelled().await;
+                inner.cancel();
+            }
         });
-        tracing::info!(tenants = self.scheduler.len(), store = %self.ctx.store.path().display(), "tapfwd running");
+        let admin = self.admin.map(|listener| {
+            let state = AdminState {
+                metrics: self.ctx.metrics.clone(),
+                status: self.ctx.status.clone(),
+                store: self.ctx.store.clone(),
+                ready: self.ready.clone(),
+            };
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "admin endpoint listening");
+            }
+            tokio::spawn(admin::serve(listener, state, inner.clone()))
+        });
+        let stopping = tokio::spawn({
+            let inner = inner.clone();
+            async move {
+                inner.cancelled().await;
+                notify::notify_or_log("STOPPING=1\nSTATUS=stopping: finishing windows in flight");
+            }
+        });
+        // The watchdog is fed only while the scheduler loop answers a heartbeat, so a stuck
+        // scheduler gets the daemon restarted (WatchdogSec= in the unit).
+        let watchdog = notify::watchdog_interval().map(|every| {
+            let inner = inner.clone();
+            let commands = self.commands_tx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tokio::select! {
+                        _ = inner.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    let (tx, rx) = oneshot::channel();
+                    let alive = async {
+                        commands.send(Command::Heartbeat(tx)).await.ok()?;
+                        rx.await.ok()
+                    };
+                    match tokio::time::timeout(every, alive).await {
+                        Ok(Some(())) => notify::notify_or_log("WATCHDOG=1"),
+                        _ if inner.is_cancelled() => return,
+                        _ => tracing::warn!(
+                            "the scheduler did not answer a heartbeat; the watchdog is not fed"
+                        ),
+                    }
+                }
+            })
+        });
+        // The store is open and every tenant is on the scheduler's heap: ready.
+        let tenants = self.scheduler.len();
+        self.ready.store(true, Ordering::Release);
+        notify::notify_or_log(&format!("READY=1\nSTATUS=polling {tenants} tenant(s)"));
+        tracing::info!(tenants, store = %self.ctx.store.path().display(), "tapfwd running");
         self.scheduler.run(self.commands).await;
+        self.ready.store(false, Ordering::Release);
         relay.abort();
+        stopping.abort();
+        if let Some(w) = watchdog {
+            w.abort();
+        }
+        if let Some(a) = admin {
+            a.abort();
+        }
         tracing::info!("tapfwd stopped");
         Ok(())
+    }
+}
+
+/// What a running app was built from, kept so that a reload can tell what changed.
+struct Running {
+    /// The config in effect, already cut to this replica's shard.
+    config: Config,
+    secrets: BTreeMap<String, SecretString>,
+    /// Every sink in use, by name.
+    sinks: BTreeMap<String, Arc<dyn Sink>>,
+}
+
+/// Applies a new config to a running [`App`]: tenants and sinks that were added, removed or
+/// changed take effect; the others keep polling undisturbed (their pollers are not touched).
+///
+/// A tenant whose settings changed ([`poller::same_setup`]) is drained (its current window ends)
+/// and started again from its checkpoints. A sink whose settings changed is rebuilt once every
+/// tenant writing to it has been drained, so two instances never write to one destination; its
+/// tenants are then started again on the new instance. A config that does not load, validate,
+/// resolve its secrets or start its new sinks is rejected whole, and the old one keeps running.
+/// Changes to `state_dir`, `admin_listen`, `poll` and `log` need a restart; a reload says so.
+/// Reloads are applied one at a time.
+#[derive(Clone)]
+pub struct Reloader {
+    ctx: Context,
+    commands: mpsc::Sender<Command>,
+    running: Arc<Mutex<Running>>,
+}
+
+/// What a reload changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub tenants_added: Vec<String>,
+    pub tenants_removed: Vec<String>,
+    pub tenants_changed: Vec<String>,
+    /// Unchanged tenants restarted because a sink of theirs was rebuilt.
+    pub tenants_restarted: Vec<String>,
+    pub sinks_added: Vec<String>,
+    pub sinks_removed: Vec<String>,
+    pub sinks_changed: Vec<String>,
+    /// Changed sinks whose new settings failed to start; their old instance keeps running.
+    pub sinks_kept_old: Vec<String>,
+    /// Tenants that could not be started (their state could not be read); see the log.
+    pub tenants_failed: Vec<String>,
+    /// Top-level keys that changed but only take effect after a restart.
+    pub restart_needed: Vec<&'static str>,
+}
+
+impl ReloadSummary {
+    pub fn is_noop(&self) -> bool {
+        *self == ReloadSummary::default()
+    }
+}
+
+impl fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: [(&str, &[String]); 9] = [
+            ("tenants added", &self.tenants_added),
+            ("tenants removed", &self.tenants_removed),
+            ("tenants changed", &self.tenants_changed),
+            ("tenants restarted", &self.tenants_restarted),
+            ("tenants failed", &self.tenants_failed),
+            ("sinks added", &self.sinks_added),
+            ("sinks removed", &self.sinks_removed),
+            ("sinks changed", &self.sinks_changed),
+            ("sinks kept old settings", &self.sinks_kept_old),
+        ];
+        let mut first = true;
+        for (label, names) in parts {
+            if names.is_empty() {
+                continue;
+            }
+            if !first {
+                write!(f, "; ")?;
+            }
+            first = false;
+            write!(f, "{label}: {}", names.join(", "))?;
+        }
+        if first {
+            write!(f, "no tenant or sink changed")?;
+        }
+        Ok(())
+    }
+}
+
+impl Reloader {
+    /// Loads `path` (as `tapfwd run` does, `shard` overriding the config's) and applies it. Logs
+    /// the outcome and counts it in the metrics; on error the old config keeps running.
+    pub async fn reload_file(
+        &self,
+        path: &Path,
+        shard: Option<Shard>,
+    ) -> anyhow::Result<ReloadSummary> {
+        let result = async {
+            let mut config = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if shard.is_some() {
+                config.shard = shard;
+            }
+            self.reload(config).await
+        }
+        .await;
+        match &result {
+            Ok(summary) => {
+                self.ctx.metrics.add_reload(true);
+                tracing::info!(config = %path.display(), changes = %summary, "config reloaded");
+                if !summary.restart_needed.is_empty() {
+                    tracing::warn!(keys = %summary.restart_needed.join(", "), "these settings changed but take effect only after a restart");
+                }
+            }
+            Err(e) => {
+                self.ctx.metrics.add_reload(false);
+                tracing::error!(config = %path.display(), error = %format!("{e:#}"), "config reload rejected; the running config stays in effect");
+            }
+        }
+        result
+    }
+
+    /// Applies `config` (validated again here, then cut to its shard). See [`Reloader`].
+    pub async fn reload(&self, mut config: Config) -> anyhow::Result<ReloadSummary> {
+        config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.retain_shard(config.shard);
+        let secrets = config
+            .resolve_secrets(&|k| std::env::var(k).ok())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut running = self.running.lock().await;
+        let old = &running.config;
+        let mut summary = ReloadSummary::default();
+        let debug_differs =
+            |a: &dyn fmt::Debug, b: &dyn fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        for (key, differs) in [
+            ("state_dir", old.state_dir != config.state_dir),
+            ("admin_listen", old.admin_listen != config.admin_listen),
+            ("poll", debug_differs(&old.poll, &config.poll)),
+            ("log", old.log.format != config.log.format),
+        ] {
+            if differs {
+                summary.restart_needed.push(key);
+            }
+        }
+
+        // Sinks: what changed, by name.
+        for name in config.sinks.keys() {
+            match old.sink_fingerprints.get(name) {
+                None => summary.sinks_added.push(name.clone()),
+                Some(f) if *f != config.sink_fingerprints[name] => {
+                    summary.sinks_changed.push(name.clone())
+                }
+                Some(_) => {}
+            }
+        }
+        summary.sinks_removed = old
+            .sinks
+            .keys()
+            .filter(|n| !config.sinks.contains_key(*n))
+            .cloned()
+            .collect();
+
+        // New sinks start before anything else changes: a failure rejects the whole reload.
+        let mut added_sinks = BTreeMap::new();
+        for name in &summary.sinks_added {
+            let sink = sinks::build(name, &config.sinks[name])
+                .with_context(|| format!("config key `sinks.{name}`"))?;
+            sink.start(&self.ctx.store)
+                .await
+                .with_context(|| format!("config key `sinks.{name}`: cannot start the sink"))?;
+            added_sinks.insert(name.clone(), sink);
+        }
+        let mut rebuilt = BTreeMap::new();
+        for name in &summary.sinks_changed {
+            let sink = sinks::build(name, &config.sinks[name])
+                .with_context(|| format!("config key `sinks.{name}`"))?;
+            rebuilt.insert(name.clone(), sink);
+        }
+
+        // Tenants.
+        for (id, tenant) in &config.tenants {
+            match old.tenants.get(id) {
+                None => summary.tenants_added.push(id.clone()),
+                Some(before) => {
+                    let same = match running.secrets.get(id) {
+                        Some(old_secret) => {
+                            poller::same_setup(before, old_secret, tenant, &secrets[id])
+                        }
+                        None => false,
+                    };
+                    if !same {
+                        summary.tenants_changed.push(id.clone());
+                    } else if before
+                        .sinks
+                        .iter()
+                        .any(|s| summary.sinks_changed.contains(s))
+                    {
+                        summary.tenants_restarted.push(id.clone());
+                    }
+                }
+            }
+        }
+        summary.tenants_removed = old
+            .tenants
+            .keys()
+            .filter(|id| !config.tenants.contains_key(*id))
+            .cloned()
+            .collect();
+
+        // Stop the pollers being replaced or removed; wait until none of them runs.
+        let drain: Vec<String> = summary
+            .tenants_removed
+            .iter()
+            .chain(&summary.tenants_changed)
+            .chain(&summary.tenants_restarted)
+            .cloned()
+            .collect();
+        if !drain.is_empty() {
+            let (tx, rx) = oneshot::channel();
+            self.commands
+                .send(Command::Drain(drain, tx))
+                .await
+                .map_err(|_| anyhow::anyhow!("the daemon is stopping"))?;
+            rx.await
+                .map_err(|_| anyhow::anyhow!("the daemon stopped during the reload"))?;
+        }
+
+        // Sinks: nothing writes to a changed sink now; start its new instance.
+        let mut fingerprints = config.sink_fingerprints.clone();
+        for (name, sink) in rebuilt {
+            match sink.start(&self.ctx.store).await {
+                Ok(()) => {
+                    running.sinks.insert(name, sink);
+                }
+                Err(e) => {
+                    tracing::error!(sink = %name, error = %e, "config key `sinks.{name}`: the new settings do not start; keeping the old ones");
+                    if let Some(f) = running.config.sink_fingerprints.get(&name) {
+                        fingerprints.insert(name.clone(), f.clone());
+                    }
+                    summary.sinks_kept_old.push(name);
+                }
+            }
+        }
+        for name in &summary.sinks_removed {
+            running.sinks.remove(name);
+        }
+        running.sinks.extend(added_sinks);
+
+        // Start the added, changed and restarted tenants from their checkpoints.
+        let start: Vec<String> = summary
+            .tenants_added
+            .iter()
+            .chain(&summary.tenants_changed)
+            .chain(&summary.tenants_restarted)
+            .cloned()
+            .collect();
+        for id in start {
+            let tenant = &config.tenants[&id];
+            let tenant_sinks = tenant
+                .sinks
+                .iter()
+                .filter_map(|s| running.sinks.get(s).cloned())
+                .collect();
+            match Poller::new(
+                &id,
+                Arc::new(tenant.clone()),
+                secrets[&id].clone(),
+                tenant_sinks,
+                &self.ctx,
+            ) {
+                Ok(p) => {
+                    self.commands
+                        .send(Command::Put(Box::new(p)))
+                        .await
+                        .map_err(|_| anyhow::anyhow!("the daemon is stopping"))?;
+                }
+                Err(e) => {
+                    tracing::error!(tenant = %id, error = %e, "cannot start the tenant after a reload");
+                    summary.tenants_failed.push(id);
+                }
+            }
+        }
+        config.sink_fingerprints = fingerprints;
+        // A tenant that failed to start counts as new on the next reload, which retries it.
+        for id in &summary.tenants_failed {
+            config.tenants.remove(id);
+        }
+        self.ctx
+            .metrics
+            .set_global("tapfwd_tenants", config.tenants.len() as f64);
+        running.config = config;
+        running.secrets = secrets;
+        Ok(summary)
     }
 }

@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `status`, `simulate`, `demo`.
+//! The command line: `run`, `check`, `status`, `rewind`, `simulate`, `demo`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
+use crate::shard::Shard;
 use crate::simulate::{SimConfig, Simulator};
 use crate::status::{SinkStatus, TenantStatus};
 use crate::store::Store;
@@ -28,10 +29,14 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the daemon in the foreground until SIGTERM or SIGINT.
+    /// Run the daemon in the foreground until SIGTERM or SIGINT; SIGHUP reloads the config.
     Run {
         #[arg(long, short)]
         config: PathBuf,
+        /// Poll only shard I of N (0 <= I < N): the tenants whose id hashes to I. Overrides
+        /// `shard` in the config.
+        #[arg(long, env = "TAPFWD_SHARD")]
+        shard: Option<Shard>,
     },
     /// Validate the config; exit 0 if it is good, non-zero naming the bad key if not.
     Check {
@@ -40,6 +45,30 @@ pub enum Command {
         /// Also try each tenant's credentials with one request (it counts against the quota).
         #[arg(long)]
         connect: bool,
+        /// Also list the tenants that shard I of N polls.
+        #[arg(long)]
+        shard: Option<Shard>,
+    },
+    /// Move a tenant's checkpoints back so that its events are fetched again. The daemon must be
+    /// stopped (it holds the state store).
+    Rewind {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Where to go back to: an RFC 3339 instant (`2026-11-23T08:00:00Z`) or a duration ago
+        /// (`6h`). Floored to the minute; no older than the API's 7 days minus an hour.
+        #[arg(long)]
+        to: String,
+        /// Only the stream into this sink (default: every sink of the tenant).
+        #[arg(long)]
+        sink: Option<String>,
+        /// Also forget the streams' dedupe keys, so events already delivered are delivered again.
+        /// Without it, events still remembered (the last `poll.dedupe_horizon` before the
+        /// checkpoint) are not sent twice.
+        #[arg(long)]
+        no_dedupe: bool,
     },
     /// Show each tenant's checkpoints, lag, last error and requests used in the last 24 h.
     Status {
@@ -86,8 +115,19 @@ pub enum Command {
 /// Runs the command line; returns the process exit code.
 pub async fn main(cli: Cli) -> i32 {
     let result = match cli.command {
-        Command::Run { config } => run(&config).await,
-        Command::Check { config, connect } => check(&config, connect).await,
+        Command::Run { config, shard } => run(&config, shard).await,
+        Command::Check {
+            config,
+            connect,
+            shard,
+        } => check(&config, connect, shard).await,
+        Command::Rewind {
+            config,
+            tenant,
+            to,
+            sink,
+            no_dedupe,
+        } => rewind(&config, &tenant, &to, sink.as_deref(), no_dedupe).await,
         Command::Status { config, json } => status(&config, json).await,
         Command::Simulate {
             listen,
@@ -113,12 +153,16 @@ pub async fn main(cli: Cli) -> i32 {
     }
 }
 
-/// Sets up logging: text on a terminal, JSON when configured. `RUST_LOG` filters.
+/// Sets up logging on stderr: human-readable text (coloured only on a terminal, so journald
+/// and files get plain lines), or one JSON object per line when `[log] format = "json"`.
+/// `RUST_LOG` filters (default `info`).
 pub fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -152,15 +196,51 @@ pub fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
-async fn run(path: &Path) -> anyhow::Result<()> {
-    let config = load(path)?;
+async fn run(path: &Path, shard: Option<Shard>) -> anyhow::Result<()> {
+    let mut config = load(path)?;
     init_logging(config.log.format);
+    if shard.is_some() {
+        config.shard = shard;
+    }
+    // Installed before the daemon reports ready, so an early SIGHUP reloads instead of killing.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("listening for SIGHUP")?;
+    if let Some(s) = config.shard {
+        let all = config.tenants.len();
+        let mine = config.tenants.keys().filter(|id| s.owns(id)).count();
+        tracing::info!(shard = %s, tenants = mine, of = all, "polling one shard of the tenants");
+    }
     let app = App::build(config, Clock::System).await?;
-    app.run(shutdown_on_signals()).await
+    let reloader = app.reloader();
+    let path = path.to_owned();
+    let reloads = tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+            // The outcome is logged and counted by the reloader; a rejected config changes nothing.
+            let _ = reloader.reload_file(&path, shard).await;
+        }
+    });
+    let result = app.run(shutdown_on_signals()).await;
+    reloads.abort();
+    result
 }
 
-async fn check(path: &Path, connect: bool) -> anyhow::Result<()> {
+async fn check(path: &Path, connect: bool, shard: Option<Shard>) -> anyhow::Result<()> {
     let config = load(path)?;
+    if let Some(s) = shard {
+        let mine: Vec<&str> = config
+            .tenants
+            .keys()
+            .filter(|id| s.owns(id))
+            .map(String::as_str)
+            .collect();
+        println!(
+            "shard {s} polls {} of {} tenant(s): {}",
+            mine.len(),
+            config.tenants.len(),
+            mine.join(" ")
+        );
+    }
     let secrets = config
         .resolve_secrets(&|k| std::env::var(k).ok())
         .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
@@ -269,12 +349,115 @@ async fn fetch_live_status(addr: SocketAddr) -> anyhow::Result<Vec<TenantStatus>
     let response = reqwest::get(&url)
         .await
         .with_context(|| format!("asking the running daemon at {url}"))?;
-    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
-    let tenants = body
-        .get("tenants")
-        .cloned()
-        .unwrap_or(serde_json::Value::Array(vec![]));
-    Ok(serde_json::from_value(tenants)?)
+    if !response.status().is_success() {
+        bail!("the running daemon at {url} answered {}", response.status());
+    }
+    let body: crate::admin::StatusBody = serde_json::from_slice(&response.bytes().await?)
+        .with_context(|| format!("reading the answer of {url}"))?;
+    Ok(body.tenants)
+}
+
+/// Where `tapfwd rewind` puts a checkpoint asked to go back to `target` at `now`: floored to the
+/// minute, and no older than the API horizon with an hour to spare (the daemon starts after the
+/// rewind, and a start older than the horizon would be clamped again and reported as a gap).
+/// `Err` for an instant in the future. The `bool` says whether the horizon moved it.
+pub fn rewind_target(target: i64, now: i64) -> Result<(i64, bool), String> {
+    if target > now {
+        return Err(format!("{} is in the future", window::rfc3339(target)));
+    }
+    let earliest = window::earliest_start(now, 3600);
+    let floored = window::floor_minute(target);
+    if floored < earliest {
+        Ok((earliest, true))
+    } else {
+        Ok((floored, false))
+    }
+}
+
+/// An RFC 3339 instant, or a duration before `now` (`90m`, `6h`, `2d`).
+fn parse_instant(text: &str, now: i64) -> anyhow::Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp());
+    }
+    match humantime::parse_duration(text) {
+        Ok(d) => Ok(now - d.as_secs() as i64),
+        Err(_) => bail!(
+            "--to `{text}` is neither an RFC 3339 instant (2026-11-23T08:00:00Z) nor a duration ago (6h)"
+        ),
+    }
+}
+
+async fn rewind(
+    path: &Path,
+    tenant: &str,
+    to: &str,
+    sink: Option<&str>,
+    no_dedupe: bool,
+) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let Some(t) = config.tenants.get(tenant) else {
+        bail!("tenant `{tenant}` is not configured in {}", path.display());
+    };
+    let sinks: Vec<String> = match sink {
+        Some(s) if t.sinks.iter().any(|x| x == s) => vec![s.to_string()],
+        Some(s) => bail!(
+            "tenant `{tenant}` does not send to sink `{s}` (its sinks: {})",
+            t.sinks.join(", ")
+        ),
+        None => t.sinks.clone(),
+    };
+    let now = chrono::Utc::now().timestamp();
+    let asked = parse_instant(to, now)?;
+    let (checkpoint, clamped) =
+        rewind_target(asked, now).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+    if clamped {
+        println!(
+            "{} is past the API's 7-day horizon; rewinding to {} instead",
+            window::rfc3339(asked),
+            window::rfc3339(checkpoint)
+        );
+    }
+    let store = match Store::open(&config.state_dir) {
+        Ok(store) => store,
+        Err(crate::store::StoreError::Locked { path }) => bail!(
+            "the daemon is running (it holds the state store {}): stop it first (systemctl stop tapfwd), rewind, then start it again",
+            path.display()
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    for s in &sinks {
+        let mut state = store.stream(tenant, s)?.unwrap_or_default();
+        let before = state.checkpoint;
+        if before != 0 && before <= checkpoint {
+            println!(
+                "{tenant} -> {s}: checkpoint {} is already at or before {}; unchanged",
+                window::rfc3339(before),
+                window::rfc3339(checkpoint)
+            );
+            continue;
+        }
+        state.checkpoint = checkpoint;
+        store.put_stream(tenant, s, &state)?;
+        if no_dedupe {
+            store.forget_keys(tenant, s)?;
+        }
+        println!(
+            "{tenant} -> {s}: checkpoint moved from {} to {}{}",
+            if before == 0 {
+                "(none)".to_string()
+            } else {
+                window::rfc3339(before)
+            },
+            window::rfc3339(checkpoint),
+            if no_dedupe {
+                "; dedupe keys forgotten, events will be delivered again"
+            } else {
+                ""
+            }
+        );
+    }
+    store.flush().await?;
+    Ok(())
 }
 
 /// A human-readable table of tenants and their sinks.
@@ -400,7 +583,7 @@ async fn demo(
         let n = sim_config.tenants.len();
         tokio::spawn(async move {
             board
-                .wait_for(|snap| snap.len() == n && snap.iter().all(|t| t.state == "ok"))
+                .wait_until(|snap| snap.len() == n && snap.iter().all(|t| t.state == "ok"))
                 .await;
             stop.cancel();
         });
@@ -414,6 +597,40 @@ async fn demo(
         events.display(),
         events.display()
     );
-    drop(server);
+    // The simulator serves until `server` goes out of scope here.
+    let _ = server.addr;
     Ok(())
+}
+
+#[cfg(test)]
+mod rewind_tests {
+    use super::*;
+
+    #[test]
+    fn rewind_target_floors_to_minute_and_stays_inside_horizon() {
+        let now = 1_800_000_000;
+        assert_eq!(
+            rewind_target(now - 3601, now),
+            Ok((window::floor_minute(now - 3601), false))
+        );
+        let (t, clamped) = rewind_target(now - 8 * 86_400, now).unwrap();
+        assert!(clamped);
+        assert_eq!(t, window::earliest_start(now, 3600));
+        assert!(t >= now - 7 * 86_400 + 3600);
+        assert!(rewind_target(now + 60, now).unwrap_err().contains("future"));
+    }
+
+    #[test]
+    fn instants_parse_as_rfc3339_or_duration_ago() {
+        let now = 1_800_000_000;
+        assert_eq!(parse_instant("6h", now).unwrap(), now - 6 * 3600);
+        assert_eq!(
+            parse_instant("2027-01-15T08:00:00Z", now).unwrap(),
+            chrono::DateTime::parse_from_rfc3339("2027-01-15T08:00:00Z")
+                .unwrap()
+                .timestamp()
+        );
+        let e = parse_instant("yesterday", now).unwrap_err().to_string();
+        assert!(e.contains("RFC 3339"), "{e}");
+    }
 }

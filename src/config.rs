@@ -17,6 +17,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::shard::Shard;
 use crate::sinks::SinkConfig;
 
 /// The API's own limits on a window (tap-api.md).
@@ -49,6 +50,25 @@ pub struct Config {
     /// labels and in the state store; it must match `[A-Za-z0-9_.-]{1,64}`.
     #[serde(default)]
     pub tenants: BTreeMap<String, TenantConfig>,
+    /// A directory of more tenants, one file per client organisation: `ID.toml` holds the keys of
+    /// a `[tenants.ID]` table (`principal`, `secret_credential`, `sinks`, ...). Relative paths are
+    /// taken from the directory of the main config file. Files not ending in `.toml` and hidden
+    /// files are ignored; an id defined both here and in the main file is an error. Environment
+    /// overrides do not apply to these files. Off when absent.
+    #[serde(default)]
+    pub tenants_dir: Option<PathBuf>,
+    /// This replica's share of the tenants, `"I/N"` (replica I of N, from 0): only tenants whose
+    /// id hashes to I are polled (see [`crate::shard`]). `tapfwd run --shard I/N` overrides it.
+    /// Off when absent: every tenant is polled.
+    #[serde(default)]
+    pub shard: Option<Shard>,
+    /// The file of each tenant that came from `tenants_dir`, for messages.
+    #[serde(skip)]
+    pub tenant_sources: BTreeMap<String, PathBuf>,
+    /// A hash of each sink's settings as written (secrets included, so a changed token counts),
+    /// for reload to tell which sinks changed. Never shown.
+    #[serde(skip)]
+    pub sink_fingerprints: BTreeMap<String, String>,
 }
 
 /// Polling schedule and limits, shared by all tenants.
@@ -242,6 +262,12 @@ pub enum ConfigError {
     Read { path: PathBuf, message: String },
     #[error("config key `{key}`: {message}")]
     Key { key: String, message: String },
+    #[error("{path}: config key `{key}`: {message}")]
+    FileKey {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
 }
 
 impl ConfigError {
@@ -287,18 +313,35 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 impl Config {
-    /// Reads `path` (TOML) with `TAPFWD__` environment overrides, then validates it.
+    /// Reads `path` (TOML) with `TAPFWD__` environment overrides, adds the tenants of
+    /// `tenants_dir` (relative to `path`'s directory), then validates the whole.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        Config::from_toml_with_env(&text, std::env::vars())
+        let mut config = Config::parse(&text, std::env::vars())?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.load_tenants_dir(base, path)?;
+        config.validate()?;
+        Ok(config)
     }
 
-    /// Parses TOML text with the given environment (only `TAPFWD__*` variables are used), then
-    /// validates it.
+    /// Parses TOML text with the given environment (only `TAPFWD__*` variables are used), adds
+    /// the tenants of `tenants_dir` (relative to the working directory), then validates it.
     pub fn from_toml_with_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigErrors> {
+        let main = Path::new("(config)");
+        let mut config = Config::parse(text, env)?;
+        config.load_tenants_dir(Path::new("."), main)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses without validating or reading `tenants_dir`.
+    fn parse(
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigErrors> {
@@ -316,7 +359,9 @@ impl Config {
             )
             .build()
             .map_err(|e| ConfigError::key("(file)", e.to_string()))?;
-        let config: Config = serde_path_to_error::deserialize(layered).map_err(|e| {
+        let raw_sinks: BTreeMap<String, serde_json::Value> =
+            layered.get("sinks").unwrap_or_default();
+        let mut config: Config = serde_path_to_error::deserialize(layered).map_err(|e| {
             let key = e.path().to_string();
             let key = if key == "." {
                 "(top level)".into()
@@ -325,8 +370,76 @@ impl Config {
             };
             ConfigError::key(key, e.into_inner().to_string())
         })?;
-        config.validate()?;
+        for name in config.sinks.keys() {
+            let fingerprint = match raw_sinks.get(name) {
+                Some(v) => blake3::hash(v.to_string().as_bytes()).to_hex().to_string(),
+                None => String::new(),
+            };
+            config.sink_fingerprints.insert(name.clone(), fingerprint);
+        }
         Ok(config)
+    }
+
+    /// Adds one tenant per `ID.toml` in `tenants_dir` (relative to `base`); `main` is the main
+    /// file's path, for the duplicate message.
+    fn load_tenants_dir(&mut self, base: &Path, main: &Path) -> Result<(), ConfigErrors> {
+        let Some(dir) = &self.tenants_dir else {
+            return Ok(());
+        };
+        let dir = base.join(dir);
+        let entries = std::fs::read_dir(&dir).map_err(|e| {
+            ConfigError::key(
+                "tenants_dir",
+                format!("cannot read directory {}: {e}", dir.display()),
+            )
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                !name.starts_with('.') && name.ends_with(".toml") && p.is_file()
+            })
+            .collect();
+        files.sort();
+        let mut errors = Vec::new();
+        for path in files {
+            let id = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if self.tenants.contains_key(&id) {
+                errors.push(ConfigError::key(
+                    format!("tenants.{id}"),
+                    format!(
+                        "defined twice: in {} and in {}",
+                        main.display(),
+                        path.display()
+                    ),
+                ));
+                continue;
+            }
+            match read_tenant_file(&path) {
+                Ok(tenant) => {
+                    self.tenants.insert(id.clone(), tenant);
+                    self.tenant_sources.insert(id, path);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Keeps only the tenants `shard` owns (all of them when `None`).
+    pub fn retain_shard(&mut self, shard: Option<Shard>) {
+        if let Some(shard) = shard {
+            self.tenants.retain(|id, _| shard.owns(id));
+            self.tenant_sources.retain(|id, _| shard.owns(id));
+        }
     }
 
     /// Checks everything that needs no I/O; reports every problem found, each with its key.
@@ -392,10 +505,15 @@ impl Config {
             }
         }
         for (id, t) in &self.tenants {
-            let key = |k: &str| format!("tenants.{id}.{k}");
+            let file = self
+                .tenant_sources
+                .get(id)
+                .map(|p| format!(" (in {})", p.display()))
+                .unwrap_or_default();
+            let key = |k: &str| format!("tenants.{id}.{k}{file}");
             if !valid_name(id) {
                 err(
-                    format!("tenants.{id}"),
+                    format!("tenants.{id}{file}"),
                     "tenant ids must match [A-Za-z0-9_.-]{1,64}".into(),
                 );
             }
@@ -471,6 +589,32 @@ impl Config {
             Err(ConfigErrors(errors))
         }
     }
+}
+
+/// One `tenants_dir` file: the keys of a `[tenants.ID]` table.
+fn read_tenant_file(path: &Path) -> Result<TenantConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let file_error = |key: String, message: String| ConfigError::FileKey {
+        path: path.to_owned(),
+        key,
+        message,
+    };
+    let layered = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .build()
+        .map_err(|e| file_error("(file)".into(), e.to_string()))?;
+    serde_path_to_error::deserialize(layered).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." {
+            "(top level)".into()
+        } else {
+            key
+        };
+        file_error(key, e.into_inner().to_string())
+    })
 }
 
 fn resolve_secret(
@@ -672,5 +816,113 @@ sinks = ["archive"]
         let e = load(&text, &[]).unwrap_err();
         assert!(e.contains("tenants.acme.base_url"), "{e}");
         assert!(!e.contains("pw@"), "{e}");
+    }
+
+    fn write_main_with_dir(extra_tenant: bool) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mut main = GOOD.replace("[poll]", "tenants_dir = \"tenants.d\"\n[poll]");
+        if !extra_tenant {
+            main = main.replace(
+                "[tenants.acme]\nprincipal = \"p-acme\"\nsecret_env = \"ACME_TAP_SECRET\"\nsinks = [\"archive\"]\n",
+                "",
+            );
+        }
+        std::fs::write(dir.path().join("tapfwd.toml"), main).unwrap();
+        std::fs::create_dir(dir.path().join("tenants.d")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn tenants_dir_adds_one_tenant_per_file_relative_to_main_file() {
+        let dir = write_main_with_dir(true);
+        let d = dir.path().join("tenants.d");
+        std::fs::write(
+            d.join("globex.toml"),
+            "principal = \"p-globex\"\nsecret_credential = \"tap_globex\"\nsinks = [\"archive\"]\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("notes.txt"), "ignored").unwrap();
+        std::fs::write(d.join(".hidden.toml"), "ignored = 1").unwrap();
+        let c = Config::load(&dir.path().join("tapfwd.toml")).unwrap();
+        assert_eq!(c.tenants.keys().collect::<Vec<_>>(), ["acme", "globex"]);
+        assert_eq!(
+            c.tenants["globex"].secret_credential.as_deref(),
+            Some("tap_globex")
+        );
+    }
+
+    #[test]
+    fn tenant_in_both_main_file_and_dir_names_both_files() {
+        let dir = write_main_with_dir(true);
+        let file = dir.path().join("tenants.d").join("acme.toml");
+        std::fs::write(
+            &file,
+            "principal = \"p\"\nsecret_env = \"X\"\nsinks = [\"archive\"]\n",
+        )
+        .unwrap();
+        let main = dir.path().join("tapfwd.toml");
+        let e = Config::load(&main).unwrap_err().to_string();
+        assert!(e.contains("tenants.acme"), "{e}");
+        assert!(e.contains(&main.display().to_string()), "{e}");
+        assert!(e.contains(&file.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn bad_key_in_tenant_file_names_file_and_key() {
+        let dir = write_main_with_dir(false);
+        let file = dir.path().join("tenants.d").join("initech.toml");
+        std::fs::write(
+            &file,
+            "principal = \"p\"\nsecret_env = \"X\"\nsinks = [\"archive\"]\nrequests_per_dya = 5\n",
+        )
+        .unwrap();
+        let e = Config::load(&dir.path().join("tapfwd.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&file.display().to_string()), "{e}");
+        assert!(e.contains("requests_per_dya"), "{e}");
+        std::fs::write(
+            &file,
+            "principal = \"p\"\nsecret_env = \"X\"\nsinks = [\"nope\"]\n",
+        )
+        .unwrap();
+        let e = Config::load(&dir.path().join("tapfwd.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tenants.initech.sinks"), "{e}");
+        assert!(e.contains("initech.toml"), "{e}");
+    }
+
+    #[test]
+    fn shard_key_is_parsed_and_filters_tenants() {
+        let text = GOOD.replace("[poll]", "shard = \"1/2\"\n[poll]");
+        let mut c = load(&text, &[]).unwrap();
+        let shard = c.shard.unwrap();
+        assert_eq!((shard.index, shard.count), (1, 2));
+        let owned = shard.owns("acme");
+        c.retain_shard(c.shard);
+        assert_eq!(c.tenants.contains_key("acme"), owned);
+        let e = load(&GOOD.replace("[poll]", "shard = \"2/2\"\n[poll]"), &[]).unwrap_err();
+        assert!(e.contains("shard"), "{e}");
+    }
+
+    #[test]
+    fn sink_fingerprint_changes_with_settings_only() {
+        let a = load(GOOD, &[]).unwrap();
+        let b = load(
+            &GOOD.replace("interval = \"5m\"", "interval = \"10m\""),
+            &[],
+        )
+        .unwrap();
+        let c = load(&GOOD.replace("var/events.ndjson", "var/other.ndjson"), &[]).unwrap();
+        assert!(!a.sink_fingerprints["archive"].is_empty());
+        assert_eq!(
+            a.sink_fingerprints["archive"],
+            b.sink_fingerprints["archive"]
+        );
+        assert_ne!(
+            a.sink_fingerprints["archive"],
+            c.sink_fingerprints["archive"]
+        );
     }
 }

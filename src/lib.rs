@@ -24,6 +24,7 @@
 //!    shared concurrency limit.
 //! 7. **Secrets stay secret.** Never in logs, status, metrics, the store or error messages.
 
+pub mod admin;
 pub mod app;
 pub mod backoff;
 pub mod budget;
@@ -31,8 +32,10 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod metrics;
+pub mod notify;
 pub mod poller;
 pub mod scheduler;
+pub mod shard;
 pub mod simulate;
 pub mod sinks;
 pub mod status;

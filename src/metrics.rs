@@ -83,6 +83,16 @@ const HELP: &[(&str, Kind, &str)] = &[
         "Size of the state store on disk.",
     ),
     ("tapfwd_tenants", Kind::Gauge, "Tenants this daemon polls."),
+    (
+        "tapfwd_config_reloads_total",
+        Kind::Counter,
+        "Config reloads (SIGHUP), by result (applied, rejected).",
+    ),
+    (
+        "tapfwd_config_last_reload_successful",
+        Kind::Gauge,
+        "1 if the last config reload was applied (or none was tried), 0 if it was rejected.",
+    ),
 ];
 
 fn labels(tenant: &str, sink: Option<&str>, extra: Option<(&str, &str)>) -> String {
@@ -189,6 +199,20 @@ impl Metrics {
         if let Ok(mut m) = self.series.lock() {
             m.insert((name, String::new()), v);
         }
+    }
+
+    /// Counts a config reload; `applied` false when it was rejected and the old config kept.
+    pub fn add_reload(&self, applied: bool) {
+        let result = if applied { "applied" } else { "rejected" };
+        self.add(
+            "tapfwd_config_reloads_total",
+            format!("result=\"{result}\""),
+            1.0,
+        );
+        self.set_global(
+            "tapfwd_config_last_reload_successful",
+            if applied { 1.0 } else { 0.0 },
+        );
     }
 
     pub fn observe_fetch(&self, _tenant: &str, secs: f64) {

@@ -34,6 +34,9 @@ use crate::tap::client::{BatchLimits, Credentials, TapClient, TapError, WindowIt
 use crate::tap::window::{self, Cadence, Plan, Window};
 use crate::tap::EventKey;
 
+/// A backfill logs its progress once per this many windows (a day of 1-hour windows).
+pub const CATCH_UP_LOG_EVERY: u64 = 24;
+
 /// What every poller shares.
 #[derive(Clone)]
 pub struct Context {
@@ -77,6 +80,23 @@ pub enum Next {
     Now,
     /// Unix seconds.
     At(i64),
+}
+
+/// Whether two settings of a tenant poll the same way (a reload keeps the running poller when they
+/// do). Compares everything a poller uses: where, who, how often, and into which sinks.
+pub fn same_setup(
+    a: &TenantConfig,
+    a_secret: &SecretString,
+    b: &TenantConfig,
+    b_secret: &SecretString,
+) -> bool {
+    use secrecy::ExposeSecret;
+    a.base_url == b.base_url
+        && a.principal == b.principal
+        && a.requests_per_day == b.requests_per_day
+        && a.sinks == b.sinks
+        && a.threat_status == b.threat_status
+        && a_secret.expose_secret() == b_secret.expose_secret()
 }
 
 /// One tenant's poller.
@@ -163,13 +183,7 @@ impl Poller {
 
     /// Whether this poller was built from the same settings (reload keeps it when true).
     pub fn same_setup(&self, config: &TenantConfig, secret: &SecretString) -> bool {
-        use secrecy::ExposeSecret;
-        self.config.base_url == config.base_url
-            && self.config.principal == config.principal
-            && self.config.requests_per_day == config.requests_per_day
-            && self.config.sinks == config.sinks
-            && self.config.threat_status == config.threat_status
-            && self.secret.expose_secret() == secret.expose_secret()
+        same_setup(&self.config, &self.secret, config, secret)
     }
 
     fn cadence(ctx: &Context) -> Cadence {
@@ -223,6 +237,9 @@ impl Poller {
         let cadence = Self::cadence(ctx);
         let (window, demand) = match window::plan(start, now, cap, cadence, self.phase) {
             Plan::WaitUntil(t) => {
+                if self.state == "catching_up" && self.windows_fetched > 0 {
+                    tracing::info!(tenant = %self.id, windows = self.windows_fetched, events = self.events_fetched, "caught up");
+                }
                 self.state = if self.record.failed { "failed" } else { "ok" };
                 let blocked = self
                     .streams
@@ -282,16 +299,23 @@ impl Poller {
                     self.record.last_error = None;
                     let _ = ctx.store.put_tenant_record(&self.id, &self.record);
                 }
+                let was_catching_up = self.state == "catching_up";
                 self.state = match demand {
                     Demand::Backlog => "catching_up",
                     Demand::Steady => "ok",
                 };
-                // Progress of a long backfill: one line every 24 windows, never per event.
-                if demand == Demand::Backlog && self.windows_fetched % 24 == 0 {
-                    if let Some(behind) = self.behind(now) {
-                        let behind = Duration::from_secs(behind.max(0) as u64 / 60 * 60);
-                        tracing::info!(tenant = %self.id, behind = %humantime::format_duration(behind), windows = self.windows_fetched, "catching up");
+                // Progress of a long backfill: one line per CATCH_UP_LOG_EVERY windows, and one
+                // when it ends; never per event.
+                match demand {
+                    Demand::Backlog if self.windows_fetched % CATCH_UP_LOG_EVERY == 0 => {
+                        if let Some(behind) = self.behind(now) {
+                            tracing::info!(tenant = %self.id, windows = self.windows_fetched, events = self.events_fetched, behind = %humantime::format_duration(Duration::from_secs(behind.max(0) as u64)), "catching up");
+                        }
                     }
+                    Demand::Steady if was_catching_up => {
+                        tracing::info!(tenant = %self.id, windows = self.windows_fetched, events = self.events_fetched, "caught up");
+                    }
+                    _ => {}
                 }
                 Next::Now
             }

@@ -8,10 +8,10 @@
 //! Keeps invariant 6: a tenant's slowness holds only its own permit.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::poller::{Context, Next, Poller};
@@ -23,6 +23,12 @@ pub enum Command {
     Put(Box<Poller>),
     /// Removes the tenant once its current step (if any) ends.
     Remove(String),
+    /// Removes these tenants like `Remove`, then answers once none of their pollers is running
+    /// any more, so nothing of theirs holds a sink or is about to write a checkpoint. A reload
+    /// drains the tenants it replaces before it restarts their sinks or re-reads their state.
+    Drain(Vec<String>, oneshot::Sender<()>),
+    /// Answered at once by a scheduler loop that is alive; the systemd watchdog pings only then.
+    Heartbeat(oneshot::Sender<()>),
 }
 
 /// A heap entry: (due unix seconds, sequence, tenant, generation).
@@ -41,12 +47,17 @@ struct Entry {
     pending: Option<Option<Box<Poller>>>,
 }
 
+/// (due unix seconds, sequence, tenant, generation).
+type Due = (i64, u64, Arc<str>, u64);
+
 pub struct Scheduler {
     ctx: Context,
     entries: HashMap<Arc<str>, Entry>,
     heap: BinaryHeap<Reverse<Due>>,
     seq: u64,
     next_generation: u64,
+    /// `Drain` commands still waiting for running pollers to return.
+    drains: Vec<(HashSet<Arc<str>>, oneshot::Sender<()>)>,
 }
 
 impl Scheduler {
@@ -57,6 +68,7 @@ impl Scheduler {
             heap: BinaryHeap::new(),
             seq: 0,
             next_generation: 0,
+            drains: Vec::new(),
         };
         let now = s.ctx.clock.now().timestamp();
         for p in pollers {
@@ -90,6 +102,30 @@ impl Scheduler {
         let (id, replacement): (Arc<str>, Option<Box<Poller>>) = match command {
             Command::Put(p) => (Arc::from(p.id()), Some(p)),
             Command::Remove(id) => (Arc::from(id.as_str()), None),
+            Command::Heartbeat(reply) => {
+                let _ = reply.send(());
+                return;
+            }
+            Command::Drain(ids, done) => {
+                let mut running = HashSet::new();
+                for id in ids {
+                    let id: Arc<str> = Arc::from(id.as_str());
+                    match self.entries.get_mut(&id) {
+                        Some(entry) if matches!(entry.slot, Slot::Running) => {
+                            entry.pending = Some(None);
+                            running.insert(id);
+                        }
+                        Some(_) => self.remove(&id),
+                        None => {}
+                    }
+                }
+                if running.is_empty() {
+                    let _ = done.send(());
+                } else {
+                    self.drains.push((running, done));
+                }
+                return;
+            }
         };
         match self.entries.get_mut(&id) {
             Some(entry) if matches!(entry.slot, Slot::Running) => entry.pending = Some(replacement),
@@ -187,17 +223,38 @@ impl Scheduler {
         }
     }
 
+    /// A running poller of `id` returned: answer the drains that were waiting only for it.
+    fn drained(&mut self, id: &Arc<str>) {
+        if self.drains.is_empty() {
+            return;
+        }
+        for (waiting, _) in &mut self.drains {
+            waiting.remove(id);
+        }
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.drains)
+            .into_iter()
+            .partition(|(w, _)| w.is_empty());
+        self.drains = waiting;
+        for (_, tx) in done {
+            let _ = tx.send(());
+        }
+    }
+
     fn returned(&mut self, poller: Box<Poller>, next: Next) {
         let now = self.ctx.clock.now().timestamp();
         let id: Arc<str> = Arc::from(poller.id());
         let Some(entry) = self.entries.get_mut(&id) else {
+            drop(poller);
+            self.drained(&id);
             return;
         };
         if let Some(pending) = entry.pending.take() {
+            drop(poller);
             match pending {
                 Some(p) => self.insert(p, now),
                 None => self.remove(&id),
             }
+            self.drained(&id);
             return;
         }
         entry.slot = Slot::Idle(poller);

@@ -50,7 +50,7 @@ pub struct SinkStatus {
 #[derive(Debug)]
 pub struct StatusBoard {
     tenants: RwLock<BTreeMap<String, TenantStatus>>,
-    /// Bumped on every change, so waiters (tests, `demo`) wake on changes instead of polling.
+    /// Bumped on every change, so waiters (tests, `tapfwd demo`) wake on changes instead of polling.
     version: tokio::sync::watch::Sender<u64>,
 }
 
@@ -58,7 +58,7 @@ impl Default for StatusBoard {
     fn default() -> Self {
         StatusBoard {
             tenants: RwLock::default(),
-            version: tokio::sync::watch::channel(0).0,
+            version: tokio::sync::watch::Sender::new(0),
         }
     }
 }
@@ -78,10 +78,11 @@ impl StatusBoard {
         self.version.send_modify(|v| *v += 1);
     }
 
-    /// Waits until `done` holds for a snapshot of every tenant's status.
-    pub async fn wait_for(&self, mut done: impl FnMut(&[TenantStatus]) -> bool) {
+    /// Waits until `done` holds for the snapshot of every tenant; checks after every change.
+    pub async fn wait_until(&self, mut done: impl FnMut(&[TenantStatus]) -> bool) {
         let mut rx = self.version.subscribe();
         loop {
+            rx.borrow_and_update();
             if done(&self.snapshot()) {
                 return;
             }

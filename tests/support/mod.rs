@@ -93,7 +93,7 @@ impl Running {
 
     /// Waits until `done` holds, or fails the test after [`PATIENCE`].
     pub async fn wait_for(&self, what: &str, done: impl FnMut(&[TenantStatus]) -> bool) {
-        if tokio::time::timeout(PATIENCE, self.board.wait_for(done))
+        if tokio::time::timeout(PATIENCE, self.board.wait_until(done))
             .await
             .is_err()
         {

@@ -1,0 +1,97 @@
+//! The admin endpoint (`admin_listen`): what operators and their monitoring ask a running daemon.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/metrics` | Prometheus text ([`Metrics::render`]); the store size is measured on each scrape |
+//! | `/healthz` | 200 while the process serves requests (liveness) |
+//! | `/readyz` | 200 once the state store is open and every tenant is scheduled, 503 before |
+//! | `/status` | `{"tenants":[TenantStatus...]}`, the shape `tapfwd status` reads when the store is locked |
+//!
+//! It has no authentication: bind it to loopback (the examples do) or to a pod network that only
+//! the scraper reaches. Everything it shows comes from the status board, the metrics and the
+//! store's size, none of which can hold a secret (invariant 7).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::status::{StatusBoard, TenantStatus};
+use crate::store::Store;
+
+/// What the endpoint reads.
+#[derive(Clone)]
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<StatusBoard>,
+    pub store: Store,
+    /// Set once the daemon is ready (store open, tenants scheduled); `/readyz` answers from it.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// The body of `/status`.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct StatusBody {
+    pub tenants: Vec<TenantStatus>,
+}
+
+/// The endpoint's routes.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/status", get(status))
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    s.metrics
+        .set_global("tapfwd_store_size_bytes", s.store.size_on_disk() as f64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(s): State<AdminState>) -> Response {
+    if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+async fn status(State(s): State<AdminState>) -> Json<StatusBody> {
+    Json(StatusBody {
+        tenants: s.status.snapshot(),
+    })
+}
+
+/// Binds `addr` (port 0 picks a free port; the bound address is returned).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+/// Serves the endpoint on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
