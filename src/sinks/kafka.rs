@@ -9,15 +9,18 @@
 //! **Delivered** (invariant 1) means every record of the batch has a successful delivery
 //! report: the partition leader wrote it and, with `acks=all`, every in-sync replica has it. The
 //! whole batch is enqueued, then every delivery report is awaited; only when all succeeded is
-//! the batch committed. Any failure holds the checkpoint and the batch is sent again later:
-//! records of it that did reach Kafka are then written a second time (at-least-once; the
-//! idempotent producer removes duplicates from its own retries, not across batches).
+//! the batch committed. Any failure holds the checkpoint and the poller sends the batch again
+//! later. The idempotent producer removes duplicates from its own retries; across a failed
+//! batch and its retry, the sink remembers (in memory) which records Kafka acknowledged and
+//! sends only the others. What remains at-least-once: a record whose delivery report said
+//! "failed" (typically `message_timeout` expired) although the broker did write it, and a
+//! batch retried after a restart of the daemon.
 //!
 //! A producer that hits a fatal error (for example a broker that lost the producer id) is
 //! replaced by a new one before the next batch.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -31,7 +34,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::{write_envelope, Commit, Sink, SinkError};
-use crate::tap::{Batch, EventKind};
+use crate::tap::{Batch, EventKey, EventKind};
 
 /// `type = "kafka"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -236,7 +239,14 @@ pub struct KafkaSink {
     config: KafkaConfig,
     client: ClientConfig,
     producer: RwLock<Arc<FutureProducer>>,
+    /// Per tenant, the events Kafka acknowledged in a batch that failed as a whole. The poller
+    /// retries that batch; these are skipped then, and forgotten once it is committed. In
+    /// memory only: after a restart, a retried batch is sent whole again.
+    acked: std::sync::Mutex<HashMap<String, HashSet<EventKey>>>,
 }
+
+/// At most this many acknowledged-but-uncommitted event keys are remembered (16 bytes each).
+const MAX_ACKED: usize = 1_000_000;
 
 impl KafkaSink {
     /// Builds the producer (librdkafka connects in the background; a broker that is down does
@@ -264,7 +274,38 @@ impl KafkaSink {
             config: config.clone(),
             client,
             producer: RwLock::new(Arc::new(producer)),
+            acked: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    fn acked_of(&self, tenant: &str) -> HashSet<EventKey> {
+        let acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+        acked.get(tenant).cloned().unwrap_or_default()
+    }
+
+    fn remember_acked(&self, tenant: &str, keys: Vec<EventKey>) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = acked.values().map(HashSet::len).sum();
+        if total + keys.len() > MAX_ACKED {
+            // Bounded memory: past this, retries send everything again (at-least-once).
+            acked.clear();
+        }
+        acked.entry(tenant.to_string()).or_default().extend(keys);
+    }
+
+    fn forget_acked(&self, tenant: &str, batch: &Batch) {
+        let mut acked = self.acked.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(set) = acked.get_mut(tenant) {
+            for e in &batch.events {
+                set.remove(&e.key);
+            }
+            if set.is_empty() {
+                acked.remove(tenant);
+            }
+        }
     }
 
     fn producer(&self) -> Arc<FutureProducer> {
@@ -353,11 +394,17 @@ impl Sink for KafkaSink {
                 .find(|(kind, _)| *kind == k)
                 .map_or("", |(_, t)| t.as_str())
         };
-        let mut pending: Vec<(DeliveryFuture, &str)> = Vec::with_capacity(batch.len());
+        // Records of this batch that Kafka acknowledged in an earlier, failed attempt.
+        let earlier: HashSet<EventKey> = self.acked_of(tenant);
+        let mut pending: Vec<(DeliveryFuture, &str, EventKey)> = Vec::with_capacity(batch.len());
+        let mut acked: Vec<EventKey> = Vec::new();
         let mut awaited = 0;
         let mut first_error: Option<SinkError> = None;
         let mut value = Vec::new();
         for (meta, raw) in batch.iter() {
+            if earlier.contains(&meta.key) {
+                continue;
+            }
             let topic = topic_of(meta.kind);
             let payload: &[u8] = if self.config.envelope {
                 value.clear();
@@ -393,17 +440,19 @@ impl Sink for KafkaSink {
             loop {
                 match producer.send_result(record) {
                     Ok(f) => {
-                        pending.push((f, topic));
+                        pending.push((f, topic, meta.key));
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         record = back;
                         if awaited < pending.len() {
                             // Our own earlier records free the queue as they are delivered.
-                            let (f, t) = &mut pending[awaited];
-                            let t = *t;
-                            if let Err(e) = outcome(f.await, t) {
-                                first_error.get_or_insert(e);
+                            let (f, t, key) = &mut pending[awaited];
+                            match outcome(f.await, t) {
+                                Ok(()) => acked.push(*key),
+                                Err(e) => {
+                                    first_error.get_or_insert(e);
+                                }
                             }
                             awaited += 1;
                         } else {
@@ -423,17 +472,24 @@ impl Sink for KafkaSink {
         }
         // Every enqueued record's report is awaited, even after a failure, so none is still in
         // flight when the batch is retried.
-        for (f, topic) in pending.iter_mut().skip(awaited) {
-            let topic = *topic;
-            if let Err(e) = outcome(f.await, topic) {
-                first_error.get_or_insert(e);
+        for (f, topic, key) in pending.iter_mut().skip(awaited) {
+            match outcome(f.await, topic) {
+                Ok(()) => acked.push(*key),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         if let Some(e) = first_error {
+            // Remember what Kafka did acknowledge, so the retry of this batch sends only the rest.
+            self.remember_acked(tenant, acked);
             self.renew_if_fatal(&producer);
             return Err(e);
         }
         commit(None)?;
+        if !earlier.is_empty() {
+            self.forget_acked(tenant, batch);
+        }
         Ok(())
     }
 }
