@@ -16,8 +16,8 @@
 //! "failed" (typically `message_timeout` expired) although the broker did write it, and a
 //! batch retried after a restart of the daemon.
 //!
-//! A producer that hits a fatal error (for example a broker that lost the producer id) is
-//! replaced by a new one before the next batch.
+//! A producer that hits a fatal error, or whose records time out (an idempotent producer whose
+//! id the cluster lost keeps timing out), is replaced by a new one before the next batch.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -315,10 +315,14 @@ impl KafkaSink {
         }
     }
 
-    /// Replaces a producer that librdkafka declared unusable.
-    fn renew_if_fatal(&self, used: &Arc<FutureProducer>) {
-        let Some((code, reason)) = used.client().fatal_error() else {
-            return;
+    /// Replaces a producer that librdkafka declared unusable, or whose records timed out: a
+    /// broker that lost the producer's id (a cluster rebuilt from scratch) makes an idempotent
+    /// producer time out forever, and a new producer works at once.
+    fn renew(&self, used: &Arc<FutureProducer>, timed_out: bool) {
+        let why = match used.client().fatal_error() {
+            Some((code, reason)) => format!("fatal error {code:?}: {reason}"),
+            None if timed_out => "deliveries timed out".to_string(),
+            None => return,
         };
         let Ok(fresh) = create(&self.name, &self.client) else {
             return;
@@ -328,11 +332,18 @@ impl KafkaSink {
             Err(poisoned) => poisoned.into_inner(),
         };
         if Arc::ptr_eq(&guard, used) {
-            tracing::warn!(sink = %self.name, code = ?code, reason = %reason, "kafka producer failed fatally; starting a new one");
+            tracing::warn!(sink = %self.name, reason = %why, "starting a new kafka producer");
             let old = std::mem::replace(&mut *guard, Arc::new(fresh));
-            // Dropping a producer purges and flushes with a timeout: not on the runtime.
-            tokio::task::spawn_blocking(move || drop(old));
+            release(old);
         }
+    }
+}
+
+/// Drops a producer reference; the last one purges and flushes with a timeout, which blocks, so
+/// it happens off the runtime.
+fn release(producer: Arc<FutureProducer>) {
+    if Arc::strong_count(&producer) == 1 {
+        tokio::task::spawn_blocking(move || drop(producer));
     }
 }
 
@@ -400,6 +411,7 @@ impl Sink for KafkaSink {
         let mut acked: Vec<EventKey> = Vec::new();
         let mut awaited = 0;
         let mut first_error: Option<SinkError> = None;
+        let mut timed_out = false;
         let mut value = Vec::new();
         for (meta, raw) in batch.iter() {
             if earlier.contains(&meta.key) {
@@ -448,7 +460,7 @@ impl Sink for KafkaSink {
                         if awaited < pending.len() {
                             // Our own earlier records free the queue as they are delivered.
                             let (f, t, key) = &mut pending[awaited];
-                            match outcome(f.await, t) {
+                            match outcome(f.await, t, &mut timed_out) {
                                 Ok(()) => acked.push(*key),
                                 Err(e) => {
                                     first_error.get_or_insert(e);
@@ -473,7 +485,7 @@ impl Sink for KafkaSink {
         // Every enqueued record's report is awaited, even after a failure, so none is still in
         // flight when the batch is retried.
         for (f, topic, key) in pending.iter_mut().skip(awaited) {
-            match outcome(f.await, topic) {
+            match outcome(f.await, topic, &mut timed_out) {
                 Ok(()) => acked.push(*key),
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -483,9 +495,11 @@ impl Sink for KafkaSink {
         if let Some(e) = first_error {
             // Remember what Kafka did acknowledge, so the retry of this batch sends only the rest.
             self.remember_acked(tenant, acked);
-            self.renew_if_fatal(&producer);
+            self.renew(&producer, timed_out);
+            release(producer);
             return Err(e);
         }
+        release(producer);
         commit(None)?;
         if !earlier.is_empty() {
             self.forget_acked(tenant, batch);
@@ -497,10 +511,16 @@ impl Sink for KafkaSink {
 fn outcome<E>(
     report: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, E>,
     topic: &str,
+    timed_out: &mut bool,
 ) -> Result<(), SinkError> {
     match report {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err((e, _))) => Err(classify(&e, topic)),
+        Ok(Err((e, _))) => {
+            if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut) {
+                *timed_out = true;
+            }
+            Err(classify(&e, topic))
+        }
         Err(_) => Err(SinkError::Unavailable(format!(
             "topic {topic}: the producer dropped the delivery report"
         ))),

@@ -980,6 +980,85 @@ mod tests {
         assert!(bad("address = \"h:1\"\napp_name = \"has space\"").contains("app_name"));
     }
 
+    /// Pins what docs/syslog-kafka.md says the `syslog` crate lacks: its TCP writer sends a
+    /// message with no octet count and no LF (frames run together), and its formatter stamps
+    /// the current time (it takes no timestamp).
+    #[test]
+    fn syslog_crate_tcp_is_unframed_and_stamps_now() {
+        use std::io::Read as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let formatter = syslog::Formatter5424 {
+            facility: syslog::Facility::LOG_USER,
+            hostname: Some("h".into()),
+            process: "p".into(),
+            pid: 1,
+        };
+        let mut logger = syslog::tcp(formatter, addr).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        logger.info((7u32, syslog_crate_sd(), "first")).unwrap();
+        logger.info((7u32, syslog_crate_sd(), "second")).unwrap();
+        drop(logger);
+        let mut got = String::new();
+        server.read_to_string(&mut got).unwrap();
+        assert!(got.starts_with("<14>1 "), "no octet count: {got:?}");
+        assert!(!got.contains('\n'), "no LF either: {got:?}");
+        assert!(got.contains("first<14>1 "), "{got:?}");
+        let ts = got.split(' ').nth(1).unwrap();
+        let t = DateTime::parse_from_rfc3339(ts).unwrap();
+        assert!(
+            (Utc::now() - t.with_timezone(&Utc)).num_seconds().abs() < 60,
+            "{got}"
+        );
+    }
+
+    fn syslog_crate_sd(
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+        Default::default()
+    }
+
+    #[tokio::test]
+    async fn unix_datagram_socket_gets_one_message_per_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sock");
+        let server = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let c = config(&format!(
+            "transport = \"unix\"\naddress = {:?}\nhostname = \"h\"",
+            path.display().to_string()
+        ));
+        let sink = SyslogSink::new("local", &c).unwrap();
+        let mut b = crate::tap::split::BatchBuilder::new();
+        let mut s = crate::tap::split::Splitter::new(crate::tap::split::SplitLimits::default());
+        s.feed(
+            br#"{"clicksBlocked":[{"id":"1","clickTime":"2025-11-20T12:00:07.123Z"},{"id":"2"}]}"#,
+            &mut b,
+        )
+        .unwrap();
+        s.finish().unwrap();
+        let committed = std::sync::atomic::AtomicBool::new(false);
+        sink.deliver(
+            "t",
+            &b.take(),
+            Box::new(|_| {
+                committed.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(())
+            }),
+        )
+        .await
+        .unwrap();
+        assert!(committed.load(std::sync::atomic::Ordering::SeqCst));
+        let mut buf = vec![0u8; 65536];
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&buf[..n]).unwrap(),
+            "<14>1 2025-11-20T12:00:07.123Z h tapfwd - clicksBlocked [tapfwd@32473 eventType=\"clicksBlocked\" tenant=\"t\"] {\"id\":\"1\",\"clickTime\":\"2025-11-20T12:00:07.123Z\"}"
+        );
+        let n = server.recv(&mut buf).unwrap();
+        assert!(std::str::from_utf8(&buf[..n])
+            .unwrap()
+            .ends_with(" {\"id\":\"2\"}"));
+    }
+
     #[tokio::test]
     async fn tcp_delivery_commits_once_and_notices_a_closed_server() {
         use tokio::net::TcpListener;
