@@ -47,6 +47,34 @@ fn services(command: &str) {
     assert!(status.success(), "{script} {command} failed: {status}");
 }
 
+/// Stops rsyslog; starts it again when dropped, also when the test fails half-way.
+struct Stopped;
+
+impl Stopped {
+    fn rsyslog() -> Stopped {
+        services("stop-rsyslog");
+        Stopped
+    }
+
+    fn restart(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // No second panic while unwinding: just try.
+            let script = std::env::var("TAPFWD_SERVICES_SCRIPT").unwrap_or_default();
+            let _ = std::process::Command::new(script)
+                .arg("start-rsyslog")
+                .status();
+        } else {
+            services("start-rsyslog");
+        }
+    }
+}
+
 /// A HOSTNAME no other run uses.
 fn marker(test: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -465,7 +493,7 @@ async fn rsyslog_down_holds_syslog_progress_while_file_sink_continues_and_catche
     let so_far = expected(&sim.sim, "p-d", initial, before).len();
     wait_received(&jsonl, offset, &host, so_far).await;
 
-    services("stop-rsyslog");
+    let stopped = Stopped::rsyslog();
     for _ in 0..6 {
         manual.advance(MIN5);
         idle(manual.now()).await;
@@ -501,7 +529,7 @@ async fn rsyslog_down_holds_syslog_progress_while_file_sink_continues_and_catche
         &expected(&sim.sim, "p-d", initial, file_cp),
     );
 
-    services("start-rsyslog");
+    stopped.restart();
     // Catch up: step the clock a minute at a time; between steps wait (with a deadline) for the
     // syslog checkpoint to reach the file's. The sink reconnects with backoff.
     let deadline = Instant::now() + PATIENCE;
