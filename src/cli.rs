@@ -353,8 +353,8 @@ fn toml_sim_config(text: &str) -> anyhow::Result<SimConfig> {
     let built = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .build()?;
-    Ok(serde_path_to_error::deserialize(built)
-        .map_err(|e| anyhow::anyhow!("key `{}`: {}", e.path(), e.inner()))?)
+    serde_path_to_error::deserialize(built)
+        .map_err(|e| anyhow::anyhow!("key `{}`: {}", e.path(), e.inner()))
 }
 
 async fn demo(

@@ -417,9 +417,8 @@ impl Config {
                     format!("exactly one of secret, secret_env, secret_file, secret_credential must be set, found {sources}"),
                 );
             }
-            match url_problem(&t.base_url) {
-                Some(problem) => err(key("base_url"), problem),
-                None => {}
+            if let Some(problem) = url_problem(&t.base_url) {
+                err(key("base_url"), problem);
             }
             if t.sinks.is_empty() {
                 err(key("sinks"), "lists no sinks".into());
@@ -634,6 +633,14 @@ sinks = ["archive"]
         let e = load(&text, &[]).unwrap_err();
         assert!(e.contains("tenants.acme"), "{e}");
         assert!(e.contains("principal"), "{e}");
+    }
+
+    #[test]
+    fn tenant_ids_keep_their_case() {
+        // config 0.14 lowercased every key, silently renaming tenant `ACME` to `acme`.
+        let text = GOOD.replace("[tenants.acme]", "[tenants.ACME]");
+        let c = load(&text, &[]).unwrap();
+        assert!(c.tenants.contains_key("ACME"));
     }
 
     #[test]

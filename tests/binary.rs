@@ -287,6 +287,50 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_connect_tries_each_tenants_credentials() {
+    let sim = Sim::start(
+        vec![tenant("p-ok", "s-ok", 60), tenant("p-no", "s-no", 60)],
+        1,
+        Clock::System,
+    )
+    .await;
+    let scratch = Scratch::new();
+    let config = scratch.path("tapfwd.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            &scratch.path("state"),
+            &scratch.path("events.ndjson"),
+            &sim.base_url(),
+            &[("ok", "p-ok", "s-ok"), ("no", "p-no", "not-the-secret")],
+            "",
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        tapfwd()
+            .args(["check", "--connect", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "one tenant's credentials are wrong");
+    assert!(
+        stdout.contains("tenant ok: credentials accepted"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("tenant no: credentials rejected (401)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not-the-secret"));
+    assert_eq!(sim.sim.request_log("p-ok").len(), 1, "one cheap request");
+}
+
 #[test]
 fn check_names_the_bad_key() {
     let scratch = Scratch::new();

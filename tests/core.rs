@@ -452,3 +452,89 @@ async fn checkpoint_past_seven_days_is_clamped_and_gap_reported() {
     assert!(gap > 86_400, "the skipped span is reported: {st:?}");
     assert!(sim.sim.request_log("p-old").iter().all(|r| r.status != 400));
 }
+
+/// The API's clock runs two hours ahead of ours, so a start we think is inside the 7 days is too
+/// old for it: the 400 makes the daemon step further inside the horizon, not loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_too_old_for_a_skewed_api_clock_is_clamped_not_looped() {
+    let (clock, manual) = Clock::manual(t0());
+    let (api_clock, api_manual) = Clock::manual(t0() + chrono::Duration::hours(2));
+    let sim = Sim::start(vec![tenant("p-skew", "s-skew", 60)], 8, api_clock).await;
+    let scratch = Scratch::new();
+    let text = config_text(
+        &scratch.path("state"),
+        &scratch.path("events.ndjson"),
+        &sim.base_url(),
+        &[("skew", "p-skew", "s-skew")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
+    );
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(1, manual.now()).await;
+    running.stop().await;
+    let ten_days = Duration::from_secs(10 * 86_400);
+    manual.advance(ten_days);
+    api_manual.advance(ten_days);
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running
+        .wait_for("a window accepted after the clamp", |s| {
+            s.iter().any(|t| t.windows_fetched >= 1)
+        })
+        .await;
+    running.stop().await;
+    let log = sim.sim.request_log("p-skew");
+    let too_old = log.iter().filter(|r| r.status == 400).count();
+    assert!(
+        too_old >= 1,
+        "the skew should cause at least one 400: {log:?}"
+    );
+    assert!(
+        too_old <= 3,
+        "clamped after a few 400s, not a loop: {too_old}"
+    );
+}
+
+/// One tenant, two sinks: `archive` works, `full` writes to /dev/full (ENOSPC on every write).
+/// The broken sink holds its own checkpoint, shows its backlog and error, and causes no
+/// duplicates in the working one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_sink_holds_its_checkpoint_without_duplicates_elsewhere() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant("p-two", "s-two", 900)], 6, clock.clone()).await;
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let mut text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("two", "p-two", "s-two")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"3h\"\nmax_backoff = \"2m\"",
+    );
+    text = text.replace("sinks = [\"archive\"]", "sinks = [\"archive\", \"full\"]");
+    text.push_str("[sinks.full]\ntype = \"file\"\npath = \"/dev/full\"\n");
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(1, manual.now()).await;
+    step_clock(&running, &manual, 1, Duration::from_secs(60), 30).await;
+    let st = running.board.get("two").unwrap();
+    let cps = checkpoints(&running.board, "archive");
+    let full_cp = checkpoints(&running.board, "full")["two"];
+    running.stop().await;
+    let initial = (t0().timestamp() - lag() - 3 * 3600).div_euclid(60) * 60;
+    assert_eq!(full_cp, initial, "the broken sink never advanced");
+    let full = st.sinks.iter().find(|s| s.sink == "full").unwrap();
+    assert!(full.failing, "{st:?}");
+    assert!(full.backlog_seconds >= 3 * 3600, "{st:?}");
+    assert!(
+        full.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("/dev/full"),
+        "{st:?}"
+    );
+    let archive = st.sinks.iter().find(|s| s.sink == "archive").unwrap();
+    assert!(!archive.failing);
+    assert_exactly_once(
+        &read_lines(&events),
+        "two",
+        &expected(&sim.sim, "p-two", initial, cps["two"]),
+    );
+}

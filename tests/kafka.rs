@@ -20,6 +20,9 @@ use tapfwd::sinks::{Sink, SinkError};
 use tapfwd::tap::split::{BatchBuilder, SplitLimits, Splitter};
 use tapfwd::tap::Batch;
 
+/// The simulator's ground truth: (eventType, raw) pairs.
+type Expected = Vec<(String, Vec<u8>)>;
+
 /// One record as consumed.
 #[derive(Debug, Clone)]
 struct Record {
@@ -345,7 +348,7 @@ async fn app_delivers_every_event_to_a_real_broker_with_keys_headers_and_topics(
     running.stop().await;
     assert_eq!(raw_cps, env_cps);
     let initial = (t0().timestamp() - 1800 - 2 * 3600).div_euclid(60) * 60;
-    let want: Vec<(&str, Vec<(String, Vec<u8>)>)> = [("alpha", "p-a"), ("beta", "p-b")]
+    let want: Vec<(&str, Expected)> = [("alpha", "p-a"), ("beta", "p-b")]
         .into_iter()
         .map(|(id, p)| (id, expected(&sim.sim, p, initial, raw_cps[id])))
         .collect();

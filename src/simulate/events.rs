@@ -387,14 +387,8 @@ impl TenantGen {
         );
         {
             let mut tmp = [0u8; 16];
-            let a = hex16(&mut tmp, g.next_u64());
-            let mut mid = Vec::with_capacity(64);
-            mid.push(b'<');
-            mid.extend_from_slice(a);
-            mid.push(b'@');
-            mid.extend_from_slice(sender_domain.as_bytes());
-            mid.push(b'>');
-            w.str(b"messageID", &mid);
+            let a = std::str::from_utf8(hex16(&mut tmp, g.next_u64())).unwrap_or("");
+            w.parts(b"messageID", &["<", a, "@", sender_domain, ">"]);
         }
         w.ts(b"messageTime", it.msg_ms);
         w.parts(b"sender", &[sender_name, "@", sender_domain]);
@@ -649,8 +643,23 @@ impl Json<'_> {
 
 /// Appends `v` JSON-escaped (without quotes).
 pub(crate) fn escape_json(out: &mut Vec<u8>, v: &[u8]) {
+    // Bytes that need escaping: `"`, `\\` and control characters.
+    const NEEDS: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 0x20 {
+            t[i] = true;
+            i += 1;
+        }
+        t[b'"' as usize] = true;
+        t[b'\\' as usize] = true;
+        t
+    };
     let mut start = 0;
     for (i, &b) in v.iter().enumerate() {
+        if !NEEDS[b as usize] {
+            continue;
+        }
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -1006,6 +1015,38 @@ const SANDBOX: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_statuses_and_counts_follow_the_documented_mix() {
+        let g = TenantGen::new(11, "tenant-0002", 6000, 25 * 60_000);
+        let mut items = Vec::new();
+        let (mut kinds, mut events, mut on_minute, mut fp) = ([0usize; 4], 0usize, 0usize, 0usize);
+        let minutes = 24 * 60;
+        for m in 29_100_000..29_100_000 + minutes {
+            g.minute_items(m, &mut items);
+            for it in &items {
+                let n = it.recipients as usize;
+                kinds[kind_index(it.kind)] += n;
+                events += n;
+                on_minute += usize::from(it.api_ms % MINUTE_MS == 0) * n;
+                fp += usize::from(it.status == ThreatStatus::FalsePositive) * n;
+                assert!(it.api_ms >= it.msg_ms && it.api_ms >= it.threat_ms);
+                assert_eq!(it.api_ms.div_euclid(MINUTE_MS), m);
+            }
+        }
+        let per_hour = events as f64 / 24.0;
+        assert!(
+            (5400.0..6600.0).contains(&per_hour),
+            "{per_hour} events per hour"
+        );
+        let share = |i: usize| kinds[i] as f64 / events as f64;
+        assert!((0.25..0.35).contains(&share(0)), "blocked {}", share(0));
+        assert!((0.35..0.45).contains(&share(1)), "delivered {}", share(1));
+        assert!((0.12..0.18).contains(&share(2)) && (0.12..0.18).contains(&share(3)));
+        let on = on_minute as f64 / events as f64;
+        assert!((0.03..0.08).contains(&on), "on the minute {on}");
+        assert!(fp > 0);
+    }
 
     #[test]
     fn timestamps_match_chrono() {

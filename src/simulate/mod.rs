@@ -293,8 +293,8 @@ impl Simulator {
         out
     }
 
-    /// Every request `principal` made (including rejected ones), oldest first. Requests whose
-    /// Authorization header named no known principal are logged under the name they gave, or "".
+    /// Every request made with `principal` as the Basic-auth user (including rejected ones), oldest
+    /// first. Requests naming no configured principal are not logged.
     pub fn request_log(&self, principal: &str) -> Vec<LoggedRequest> {
         match self.inner.tenants.get(principal) {
             Some(t) => t.live.lock().unwrap_or_else(|e| e.into_inner()).log.clone(),
@@ -305,4 +305,27 @@ impl Simulator {
 
 fn ms_to_utc(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_humantime_delay() {
+        let cfg: SimConfig = serde_json::from_str(
+            r#"{"seed":1,"tenants":[{"principal":"p","secret":"s","events_per_hour":10,
+                "max_visibility_delay":"5m"}]}"#,
+        )
+        .unwrap();
+        let t = &cfg.tenants[0];
+        assert_eq!((t.daily_limit, t.clicks_permitted_limit), (1800, 1800));
+        assert_eq!(t.max_visibility_delay, Duration::from_secs(300));
+        assert!(t.licensed);
+        let bad = r#"{"seed":1,"tenants":[],"extra":1}"#;
+        assert!(serde_json::from_str::<SimConfig>(bad).is_err());
+        let gen = SimConfig::generated(2, 60, 3);
+        assert_eq!(gen.tenants[1].principal, "tenant-0002");
+        assert_eq!(gen.tenants[1].secret, "secret-0002");
+    }
 }

@@ -327,8 +327,8 @@ async fn fault_response(
             resp
         }
         Fault::SlowHeaders(d) => {
-            tokio::time::sleep(d).await;
             logged(200);
+            tokio::time::sleep(d).await;
             stream_response(body, false, None)
         }
         Fault::StallMidBody(d) => {
@@ -737,5 +737,34 @@ impl BodyGen {
             }
         }
         Some(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_iso_8601_form() {
+        assert_eq!(parse_duration("PT30M"), Some(1_800_000));
+        assert_eq!(parse_duration("PT1H"), Some(3_600_000));
+        assert_eq!(parse_duration("PT1H2M3.5S"), Some(3_723_500));
+        assert_eq!(parse_duration("P1D"), Some(86_400_000));
+        for bad in ["PT", "P", "30M", "PT30", "PTxM"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn offsets_and_fractions_are_accepted_and_plus_is_literal() {
+        let now = "2026-03-02T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let p = parse_params(
+            "interval=2026-03-02T12:00:00.5+01:00/2026-03-02T11:30:00.5Z",
+            now,
+            [true; 4],
+        )
+        .unwrap();
+        assert_eq!(p.filter.end_ms - p.filter.start_ms, 30 * 60_000);
+        assert!(!p.json);
     }
 }

@@ -251,14 +251,14 @@ async fn read_body(
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| transport_error(&e, read_timeout))?;
         splitter.feed(&chunk, &mut builder)?;
-        if builder.len() >= limits.events || builder.raw_bytes() >= limits.bytes {
-            if tx
+        let full = builder.len() >= limits.events || builder.raw_bytes() >= limits.bytes;
+        if full
+            && tx
                 .send(Ok(WindowItem::Batch(builder.take())))
                 .await
                 .is_err()
-            {
-                return Ok(()); // the poller gave up on this window
-            }
+        {
+            return Ok(()); // the poller gave up on this window
         }
     }
     let summary = splitter.finish()?;
