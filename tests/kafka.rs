@@ -297,6 +297,28 @@ async fn message_too_large_is_rejected_not_retried_forever() {
     assert_eq!(commits.load(Ordering::SeqCst), 0);
 }
 
+/// A producer queue far smaller than the batch: the sink waits for its own earlier records'
+/// delivery reports to make room, and every record still arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_producer_queue_waits_for_earlier_deliveries() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("q.acme", 2, 1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    let sink = kafka_sink(
+        &brokers,
+        "topic = \"q.{tenant}\"\nkey = \"none\"\n[sinks.bus.options]\n\"queue.buffering.max.messages\" = \"10\"",
+    );
+    let events = synthetic_events(250);
+    let commits = AtomicUsize::new(0);
+    deliver(&*sink, "acme", &batch_of(&events), &commits)
+        .await
+        .unwrap();
+    assert_eq!(commits.load(Ordering::SeqCst), 1);
+    let records = consume(&brokers, &["q.acme".to_string()], events.len());
+    assert!(records.iter().all(|r| r.key.is_none()), "key = none");
+    assert_records_exactly_once(&records, "acme", &events);
+}
+
 fn service_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
