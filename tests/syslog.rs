@@ -117,7 +117,12 @@ fn read_received(jsonl: &Path, offset: u64, host: &str) -> Vec<Received> {
             continue;
         }
         let rawmsg = v["rawmsg"].as_str().unwrap().as_bytes().to_vec();
-        out.push(parse_5424(&rawmsg));
+        let after_pri = rawmsg.iter().position(|b| *b == b'>').unwrap() + 1;
+        out.push(if rawmsg[after_pri..].starts_with(b"1 ") {
+            parse_5424(&rawmsg)
+        } else {
+            parse_3164(&rawmsg)
+        });
     }
     out
 }
@@ -162,6 +167,38 @@ fn parse_5424(msg: &[u8]) -> Received {
     }
 }
 
+/// `<PRI>Mmm dd hh:mm:ss HOST APP: tenant=T eventType=E RAW`.
+fn parse_3164(msg: &[u8]) -> Received {
+    let text = String::from_utf8_lossy(msg);
+    let start = msg.iter().position(|b| *b == b'>').unwrap() + 1;
+    let timestamp = String::from_utf8(msg[start..start + 15].to_vec()).unwrap();
+    let mut at = start + 16;
+    let mut fields = Vec::new();
+    for _ in 0..4 {
+        let end = at
+            + msg[at..]
+                .iter()
+                .position(|b| *b == b' ')
+                .unwrap_or_else(|| panic!("short message: {text}"));
+        fields.push(String::from_utf8(msg[at..end].to_vec()).unwrap());
+        at = end + 1;
+    }
+    assert!(fields[1].ends_with(':'), "TAG: {text}");
+    let tenant = fields[2]
+        .strip_prefix("tenant=")
+        .unwrap_or_else(|| panic!("{text}"));
+    let event_type = fields[3]
+        .strip_prefix("eventType=")
+        .unwrap_or_else(|| panic!("{text}"));
+    Received {
+        tenant: tenant.to_string(),
+        event_type: event_type.to_string(),
+        timestamp,
+        msgid: event_type.to_string(),
+        raw: msg[at..].to_vec(),
+    }
+}
+
 /// Waits until rsyslog has written at least `n` of our messages; fails after [`PATIENCE`].
 async fn wait_received(jsonl: &Path, offset: u64, host: &str, n: usize) -> Vec<Received> {
     let deadline = Instant::now() + PATIENCE;
@@ -180,18 +217,19 @@ async fn wait_received(jsonl: &Path, offset: u64, host: &str, n: usize) -> Vec<R
     }
 }
 
-/// The event's own time as the sink must stamp it: messageTime/clickTime, else threatTime.
-fn event_time(raw: &[u8]) -> String {
+/// The event's own time as the sink must stamp it (RFC 5424, RFC 3164): messageTime/clickTime,
+/// else threatTime.
+fn event_time(raw: &[u8]) -> (String, String) {
     let v: serde_json::Value = serde_json::from_slice(raw).unwrap();
     let t = ["messageTime", "clickTime", "threatTime"]
         .iter()
         .find_map(|k| v[*k].as_str())
         .unwrap_or_else(|| panic!("event without a time: {v}"));
-    DateTime::parse_from_rfc3339(t)
-        .unwrap()
-        .with_timezone(&Utc)
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    let t = DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+    (
+        t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        t.format("%b %e %H:%M:%S").to_string(),
+    )
 }
 
 /// Checks every received message: timestamp = event time, MSGID = event type; returns them as
@@ -214,9 +252,14 @@ fn check_timestamps(received: &[Received], expected: &[(String, Vec<u8>)]) {
     let known: std::collections::HashSet<&[u8]> =
         expected.iter().map(|(_, r)| r.as_slice()).collect();
     for r in received.iter().filter(|r| known.contains(r.raw.as_slice())) {
+        let (rfc5424, rfc3164) = event_time(&r.raw);
+        let want = if r.timestamp.contains('T') {
+            rfc5424
+        } else {
+            rfc3164
+        };
         assert_eq!(
-            r.timestamp,
-            event_time(&r.raw),
+            r.timestamp, want,
             "syslog timestamp must be the event's time"
         );
     }
@@ -345,6 +388,15 @@ async fn tcp_newline_framing_delivers_every_event_exactly_once() {
             .collect()
     }
     run_into_rsyslog("tcplf", &sink, "TAPFWD_SYSLOG_TCP_JSONL", 600, spaces).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_rfc3164_carries_tenant_and_type_in_a_prefix() {
+    let sink = format!(
+        "transport = \"tcp\"\nformat = \"rfc3164\"\naddress = \"{}\"\n",
+        addr("TAPFWD_SYSLOG_TCP_PORT")
+    );
+    run_into_rsyslog("bsd", &sink, "TAPFWD_SYSLOG_TCP_JSONL", 300, same).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
