@@ -500,7 +500,11 @@ impl Sink for KafkaSink {
             return Err(e);
         }
         release(producer);
-        commit(None)?;
+        if let Err(e) = commit(None) {
+            // Delivered but not recorded: the retry need not send these again.
+            self.remember_acked(tenant, acked);
+            return Err(e.into());
+        }
         if !earlier.is_empty() {
             self.forget_acked(tenant, batch);
         }
