@@ -17,6 +17,8 @@ use crate::store::{Store, StoreError};
 use crate::tap::Batch;
 
 pub mod file;
+pub mod kafka;
+pub mod syslog;
 
 /// Records a delivered batch; `Some(position)` for sinks that have one.
 pub type Commit<'a> = Box<dyn FnOnce(Option<u64>) -> Result<(), StoreError> + Send + 'a>;
@@ -82,6 +84,10 @@ pub trait Sink: Send + Sync {
 pub enum SinkConfig {
     /// Newline-delimited JSON in a local file.
     File(file::FileConfig),
+    /// Syslog over UDP, TCP, TLS or the local Unix socket.
+    Syslog(syslog::SyslogConfig),
+    /// A Kafka topic (librdkafka idempotent producer).
+    Kafka(kafka::KafkaConfig),
 }
 
 impl SinkConfig {
@@ -89,6 +95,8 @@ impl SinkConfig {
     pub fn validate(&self) -> Result<(), String> {
         match self {
             SinkConfig::File(c) => c.validate(),
+            SinkConfig::Syslog(c) => c.validate(),
+            SinkConfig::Kafka(c) => c.validate(),
         }
     }
 
@@ -96,6 +104,8 @@ impl SinkConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SinkConfig::File(_) => "file",
+            SinkConfig::Syslog(_) => "syslog",
+            SinkConfig::Kafka(_) => "kafka",
         }
     }
 }
@@ -104,6 +114,8 @@ impl SinkConfig {
 pub fn build(name: &str, config: &SinkConfig) -> Result<Arc<dyn Sink>, SinkError> {
     Ok(match config {
         SinkConfig::File(c) => Arc::new(file::FileSink::new(name, c)),
+        SinkConfig::Syslog(c) => Arc::new(syslog::SyslogSink::new(name, c)?),
+        SinkConfig::Kafka(c) => Arc::new(kafka::KafkaSink::new(name, c)?),
     })
 }
 

@@ -1,0 +1,440 @@
+//! The Kafka sink against librdkafka's mock cluster (request errors, every broker down then up)
+//! and, end to end, against the real Kafka-protocol broker started by `scripts/test-services up`:
+//! the App runs against the simulator on a manual clock, then every record is consumed back and
+//! compared with the simulator's ground truth: value byte for byte, key, headers and topic.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use support::*;
+use tapfwd::clock::Clock;
+use tapfwd::sinks::{Sink, SinkError};
+use tapfwd::tap::split::{BatchBuilder, SplitLimits, Splitter};
+use tapfwd::tap::Batch;
+
+/// The simulator's ground truth: (eventType, raw) pairs.
+type Expected = Vec<(String, Vec<u8>)>;
+
+/// One record as consumed.
+#[derive(Debug, Clone)]
+struct Record {
+    topic: String,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+    headers: HashMap<String, String>,
+}
+
+/// Reads every record of `topics` from the beginning until `n` have arrived; fails after
+/// [`PATIENCE`].
+fn consume(bootstrap: &str, topics: &[String], n: usize) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("tft-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("consumer");
+    let deadline = Instant::now() + PATIENCE;
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        let partitions = loop {
+            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5));
+            if let Ok(md) = md {
+                if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
+                    if t.error().is_none() && !t.partitions().is_empty() {
+                        break t.partitions().iter().map(|p| p.id()).collect::<Vec<_>>();
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no metadata for topic {topic}");
+        };
+        for p in partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "consumed {} of {n} records from {topics:?}",
+            out.len()
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            Some(Ok(m)) => out.push(record(&m)),
+        }
+    }
+    // Anything more would be a duplicate: give it a moment to show up.
+    let settle = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < settle {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push(record(&m));
+        }
+    }
+    out
+}
+
+fn record(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.key.to_string(),
+                        String::from_utf8(h.value.unwrap_or_default().to_vec()).unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        topic: m.topic().to_string(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().unwrap_or_default().to_vec(),
+        headers,
+    }
+}
+
+fn batch_of(events: &[(String, Vec<u8>)]) -> Batch {
+    let mut body = b"{".to_vec();
+    let mut first_kind = true;
+    for kind in [
+        "messagesBlocked",
+        "messagesDelivered",
+        "clicksBlocked",
+        "clicksPermitted",
+    ] {
+        let of_kind: Vec<&Vec<u8>> = events
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, r)| r)
+            .collect();
+        if !first_kind {
+            body.push(b',');
+        }
+        first_kind = false;
+        body.extend_from_slice(format!("\"{kind}\":[").as_bytes());
+        for (i, raw) in of_kind.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(raw);
+        }
+        body.push(b']');
+    }
+    body.push(b'}');
+    let mut s = Splitter::new(SplitLimits::default());
+    let mut b = BatchBuilder::new();
+    s.feed(&body, &mut b).unwrap();
+    s.finish().unwrap();
+    b.take()
+}
+
+fn synthetic_events(n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            if i % 3 == 0 {
+                (
+                    "clicksPermitted".to_string(),
+                    format!(r#"{{"id":"c-{i}","GUID":"g-{i}","clickTime":"2026-11-20T11:00:00.000Z","url":"http://x/{i}"}}"#)
+                        .into_bytes(),
+                )
+            } else {
+                (
+                    "messagesDelivered".to_string(),
+                    format!(r#"{{"GUID":"g-{i}","messageTime":"2026-11-20T11:00:00.000Z","subject":"s \u00e9 {i}"}}"#)
+                        .into_bytes(),
+                )
+            }
+        })
+        .collect()
+}
+
+fn kafka_sink(brokers: &str, extra: &str) -> std::sync::Arc<dyn Sink> {
+    let config = parse_config(&format!(
+        "state_dir = \"unused\"\n[sinks.bus]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\n{extra}\n[tenants.t]\nprincipal = \"p\"\nsecret = \"s\"\nsinks = [\"bus\"]\n"
+    ));
+    tapfwd::sinks::build("bus", &config.sinks["bus"]).unwrap()
+}
+
+async fn deliver(
+    sink: &dyn Sink,
+    tenant: &str,
+    batch: &Batch,
+    commits: &AtomicUsize,
+) -> Result<(), SinkError> {
+    sink.deliver(
+        tenant,
+        batch,
+        Box::new(|pos| {
+            assert_eq!(pos, None);
+            commits.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }),
+    )
+    .await
+}
+
+/// Asserts every expected (kind, raw) arrived under `tenant`, none twice, nothing else.
+fn assert_records_exactly_once(records: &[Record], tenant: &str, want: &[(String, Vec<u8>)]) {
+    let lines: Vec<Line> = records
+        .iter()
+        .map(|r| Line {
+            tenant: r
+                .headers
+                .get("tenant")
+                .cloned()
+                .unwrap_or_else(|| tenant.to_string()),
+            event_type: r.headers.get("eventType").cloned().unwrap_or_default(),
+            raw: r.value.clone(),
+        })
+        .collect();
+    let mut seen: HashMap<&[u8], usize> = HashMap::new();
+    for r in records {
+        *seen.entry(r.value.as_slice()).or_default() += 1;
+    }
+    let dups = seen.values().filter(|n| **n > 1).count();
+    assert_eq!(dups, 0, "{dups} records were delivered more than once");
+    assert_exactly_once(&lines, tenant, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_cluster_request_errors_and_brokers_down_lose_nothing() {
+    let mock = MockCluster::new(3).unwrap();
+    mock.create_topic("tap.acme", 3, 3).unwrap();
+    let brokers = mock.bootstrap_servers();
+    let sink = kafka_sink(
+        &brokers,
+        "topic = \"tap.{tenant}\"\nmessage_timeout = \"3s\"\nkey = \"guid\"",
+    );
+    let events = synthetic_events(600);
+    let (first, second) = events.split_at(300);
+    let commits = AtomicUsize::new(0);
+
+    // Produce requests fail with retriable errors: the idempotent producer retries them itself.
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        ],
+    );
+    deliver(&*sink, "acme", &batch_of(first), &commits)
+        .await
+        .unwrap();
+    assert_eq!(commits.load(Ordering::SeqCst), 1);
+
+    // Every broker down: the batch fails as retryable, and nothing is committed.
+    for b in 1..=3 {
+        mock.broker_down(b).unwrap();
+    }
+    let batch = batch_of(second);
+    let err = deliver(&*sink, "acme", &batch, &commits).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(
+        commits.load(Ordering::SeqCst),
+        1,
+        "a failed batch is not committed"
+    );
+    for b in 1..=3 {
+        mock.broker_up(b).unwrap();
+    }
+    // The poller sends the batch again until it is delivered (librdkafka reconnects with its
+    // own backoff, so the first tries may still time out, after part of the batch got through:
+    // the sink then sends only the records Kafka has not acknowledged, so none arrives twice).
+    let deadline = Instant::now() + PATIENCE;
+    let mut retries = 0;
+    while let Err(e) = deliver(&*sink, "acme", &batch, &commits).await {
+        assert!(e.is_retryable(), "{e}");
+        assert!(
+            Instant::now() < deadline,
+            "brokers back up, yet still failing: {e}"
+        );
+        retries += 1;
+    }
+    assert_eq!(
+        commits.load(Ordering::SeqCst),
+        2,
+        "after {retries} failed retries"
+    );
+
+    let records = consume(&brokers, &["tap.acme".to_string()], events.len());
+    for r in &records {
+        assert_eq!(r.topic, "tap.acme");
+        let guid = tapfwd::sinks::kafka::guid(&r.value).map(|g| g.into_owned().into_bytes());
+        assert_eq!(r.key, guid, "key = the event's GUID");
+    }
+    assert_records_exactly_once(&records, "acme", &events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_too_large_is_rejected_not_retried_forever() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("big", 1, 1).unwrap();
+    let sink = kafka_sink(
+        &mock.bootstrap_servers(),
+        "topic = \"big\"\nmessage_timeout = \"5s\"\n[sinks.bus.options]\n\"message.max.bytes\" = \"1000\"",
+    );
+    let raw = format!(r#"{{"id":"x","pad":"{}"}}"#, "a".repeat(5000));
+    let batch = batch_of(&[("clicksBlocked".to_string(), raw.into_bytes())]);
+    let commits = AtomicUsize::new(0);
+    let err = deliver(&*sink, "t", &batch, &commits).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert_eq!(commits.load(Ordering::SeqCst), 0);
+}
+
+/// A producer queue far smaller than the batch: the sink waits for its own earlier records'
+/// delivery reports to make room, and every record still arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_producer_queue_waits_for_earlier_deliveries() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("q.acme", 2, 1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    let sink = kafka_sink(
+        &brokers,
+        "topic = \"q.{tenant}\"\nkey = \"none\"\n[sinks.bus.options]\n\"queue.buffering.max.messages\" = \"10\"",
+    );
+    let events = synthetic_events(250);
+    let commits = AtomicUsize::new(0);
+    deliver(&*sink, "acme", &batch_of(&events), &commits)
+        .await
+        .unwrap();
+    assert_eq!(commits.load(Ordering::SeqCst), 1);
+    let records = consume(&brokers, &["q.acme".to_string()], events.len());
+    assert!(records.iter().all(|r| r.key.is_none()), "key = none");
+    assert_records_exactly_once(&records, "acme", &events);
+}
+
+fn service_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: the Kafka tests need the real broker. Run `scripts/test-services up` \
+             and `eval \"$(scripts/test-services env)\"` (scripts/test does both)"
+        )
+    })
+}
+
+/// The App with two Kafka sinks (raw events keyed by tenant into a per-tenant topic; the
+/// envelope keyed by GUID into a per-event-type topic) delivers every event of two tenants to
+/// the real broker exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_delivers_every_event_to_a_real_broker_with_keys_headers_and_topics() {
+    let bootstrap = service_env("TAPFWD_KAFKA_BOOTSTRAP");
+    let run = format!(
+        "tft{}x{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(
+        vec![tenant("p-a", "s-a", 400), tenant("p-b", "s-b", 200)],
+        29,
+        clock.clone(),
+    )
+    .await;
+    let scratch = Scratch::new();
+    let mut text = format!(
+        "state_dir = {:?}\n[poll]\ninterval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nbatch_events = 100\n\
+         [sinks.raw]\ntype = \"kafka\"\nbrokers = \"{bootstrap}\"\ntopic = \"{run}.{{tenant}}\"\ncompression = \"lz4\"\nmessage_timeout = \"30s\"\n\
+         [sinks.env]\ntype = \"kafka\"\nbrokers = \"{bootstrap}\"\ntopic = \"{run}.all.{{event_type}}\"\nkey = \"guid\"\nenvelope = true\n",
+        scratch.path("state").display().to_string()
+    );
+    for (id, p, s) in [("alpha", "p-a", "s-a"), ("beta", "p-b", "s-b")] {
+        text.push_str(&format!(
+            "[tenants.{id}]\nbase_url = \"{}\"\nprincipal = \"{p}\"\nsecret = \"{s}\"\nsinks = [\"raw\", \"env\"]\n",
+            sim.base_url()
+        ));
+    }
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(2, manual.now()).await;
+    step_clock(&running, &manual, 2, Duration::from_secs(300), 2).await;
+    let raw_cps = checkpoints(&running.board, "raw");
+    let env_cps = checkpoints(&running.board, "env");
+    running.stop().await;
+    assert_eq!(raw_cps, env_cps);
+    let initial = (t0().timestamp() - 1800 - 2 * 3600).div_euclid(60) * 60;
+    let want: Vec<(&str, Expected)> = [("alpha", "p-a"), ("beta", "p-b")]
+        .into_iter()
+        .map(|(id, p)| (id, expected(&sim.sim, p, initial, raw_cps[id])))
+        .collect();
+    let total: usize = want.iter().map(|(_, w)| w.len()).sum();
+
+    // Raw values, keyed by tenant, one topic per tenant.
+    let topics: Vec<String> = ["alpha", "beta"]
+        .iter()
+        .map(|t| format!("{run}.{t}"))
+        .collect();
+    let records = consume(&bootstrap, &topics, total);
+    for r in &records {
+        let tenant = &r.headers["tenant"];
+        assert_eq!(r.topic, format!("{run}.{tenant}"));
+        assert_eq!(r.key.as_deref(), Some(tenant.as_bytes()));
+        assert!(r.headers.contains_key("eventType"), "{r:?}");
+    }
+    for (id, w) in &want {
+        let mine: Vec<Record> = records
+            .iter()
+            .filter(|r| r.headers["tenant"] == *id)
+            .cloned()
+            .collect();
+        assert_records_exactly_once(&mine, id, w);
+    }
+
+    // Envelopes, keyed by GUID, one topic per event type.
+    let topics: Vec<String> = [
+        "messagesBlocked",
+        "messagesDelivered",
+        "clicksBlocked",
+        "clicksPermitted",
+    ]
+    .iter()
+    .map(|k| format!("{run}.all.{k}"))
+    .collect();
+    let present: Vec<String> = topics
+        .into_iter()
+        .filter(|t| {
+            want.iter()
+                .any(|(_, w)| w.iter().any(|(k, _)| t.ends_with(&format!(".{k}"))))
+        })
+        .collect();
+    let records = consume(&bootstrap, &present, total);
+    let mut lines = Vec::new();
+    for r in &records {
+        let kind = &r.headers["eventType"];
+        assert_eq!(r.topic, format!("{run}.all.{kind}"));
+        let tenant = &r.headers["tenant"];
+        let prefix = format!("{{\"tenant\":\"{tenant}\",\"eventType\":\"{kind}\",\"event\":");
+        assert!(
+            r.value.starts_with(prefix.as_bytes()) && r.value.ends_with(b"}"),
+            "envelope"
+        );
+        let raw = r.value[prefix.len()..r.value.len() - 1].to_vec();
+        let guid = tapfwd::sinks::kafka::guid(&raw).map(|g| g.into_owned().into_bytes());
+        assert_eq!(r.key, guid);
+        lines.push(Line {
+            tenant: tenant.clone(),
+            event_type: kind.clone(),
+            raw,
+        });
+    }
+    for (id, w) in &want {
+        assert_exactly_once(&lines, id, w);
+    }
+}
