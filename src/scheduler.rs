@@ -47,9 +47,6 @@ struct Entry {
     pending: Option<Option<Box<Poller>>>,
 }
 
-/// (due unix seconds, sequence, tenant, generation).
-type Due = (i64, u64, Arc<str>, u64);
-
 pub struct Scheduler {
     ctx: Context,
     entries: HashMap<Arc<str>, Entry>,

@@ -523,7 +523,7 @@ async fn rsyslog_down_holds_syslog_progress_while_file_sink_continues_and_catche
         async move {
             tokio::time::timeout(
                 PATIENCE,
-                board.wait_for(|s| {
+                board.wait_until(|s| {
                     s.len() == 1
                         && s[0]
                             .next_poll_at
@@ -595,7 +595,7 @@ async fn rsyslog_down_holds_syslog_progress_while_file_sink_continues_and_catche
         };
         if tokio::time::timeout(
             Duration::from_millis(300),
-            running.board.wait_for(caught_up),
+            running.board.wait_until(caught_up),
         )
         .await
         .is_ok()
