@@ -17,6 +17,11 @@ use crate::store::{Store, StoreError};
 use crate::tap::Batch;
 
 pub mod file;
+pub mod http;
+pub mod http_common;
+pub mod logscale;
+pub mod sentinel;
+pub mod splunk_hec;
 
 /// Records a delivered batch; `Some(position)` for sinks that have one.
 pub type Commit<'a> = Box<dyn FnOnce(Option<u64>) -> Result<(), StoreError> + Send + 'a>;
@@ -82,6 +87,15 @@ pub trait Sink: Send + Sync {
 pub enum SinkConfig {
     /// Newline-delimited JSON in a local file.
     File(file::FileConfig),
+    /// Batches POSTed to any HTTP endpoint as NDJSON or a JSON array.
+    Http(http::HttpConfig),
+    /// Splunk HTTP Event Collector.
+    SplunkHec(splunk_hec::SplunkHecConfig),
+    /// CrowdStrike Falcon LogScale (Humio), structured or HEC ingest API.
+    #[serde(rename = "logscale")]
+    LogScale(logscale::LogScaleConfig),
+    /// Microsoft Sentinel through the Azure Monitor Logs Ingestion API.
+    Sentinel(sentinel::SentinelConfig),
 }
 
 impl SinkConfig {
@@ -89,6 +103,10 @@ impl SinkConfig {
     pub fn validate(&self) -> Result<(), String> {
         match self {
             SinkConfig::File(c) => c.validate(),
+            SinkConfig::Http(c) => c.validate(),
+            SinkConfig::SplunkHec(c) => c.validate(),
+            SinkConfig::LogScale(c) => c.validate(),
+            SinkConfig::Sentinel(c) => c.validate(),
         }
     }
 
@@ -96,14 +114,24 @@ impl SinkConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SinkConfig::File(_) => "file",
+            SinkConfig::Http(_) => "http",
+            SinkConfig::SplunkHec(_) => "splunk_hec",
+            SinkConfig::LogScale(_) => "logscale",
+            SinkConfig::Sentinel(_) => "sentinel",
         }
     }
 }
 
-/// Builds the sink `name` from its config.
+/// Builds the sink `name` from its config. HTTP sinks read their secret (environment or file)
+/// and CA file here.
 pub fn build(name: &str, config: &SinkConfig) -> Result<Arc<dyn Sink>, SinkError> {
+    let env = |k: &str| std::env::var(k).ok();
     Ok(match config {
         SinkConfig::File(c) => Arc::new(file::FileSink::new(name, c)),
+        SinkConfig::Http(c) => Arc::new(http::HttpSink::new(name, c, &env)?),
+        SinkConfig::SplunkHec(c) => Arc::new(splunk_hec::SplunkHecSink::new(name, c, &env)?),
+        SinkConfig::LogScale(c) => Arc::new(logscale::LogScaleSink::new(name, c, &env)?),
+        SinkConfig::Sentinel(c) => Arc::new(sentinel::SentinelSink::new(name, c, &env)?),
     })
 }
 
