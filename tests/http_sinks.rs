@@ -934,3 +934,92 @@ fn secrets_come_from_env_or_file_and_errors_name_the_key() {
         "{e}"
     );
 }
+
+#[test]
+fn sentinel_dcr_template_declares_the_columns_the_sink_sends() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/sentinel/azuredeploy.json"
+    ))
+    .unwrap();
+    let t: Value = serde_json::from_str(&text).unwrap();
+    let dcr = t["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Microsoft.Insights/dataCollectionRules")
+        .unwrap();
+    let decl = dcr["properties"]["streamDeclarations"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    let columns: Vec<(String, String)> = decl["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().into(),
+                c["type"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want = [
+        ("TimeGenerated", "datetime"),
+        ("Tenant", "string"),
+        ("EventType", "string"),
+        ("Event", "dynamic"),
+    ];
+    assert_eq!(
+        columns,
+        want.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        t["outputs"]["stream_name"]["value"],
+        "[variables('streamName')]"
+    );
+    assert_eq!(t["variables"]["streamName"], "Custom-ProofpointTAP");
+}
+
+#[tokio::test]
+async fn http_errors_show_neither_the_url_query_nor_a_bad_header_secret() {
+    let (fake, url) = plain_server(&["k"]).await;
+    fake.push_fault(Fault::new(400, "bad request"));
+    let s = sink(
+        "hook",
+        json!({"type":"http","url":format!("{url}?api_key=query-secret-1"),"retry":fast_retry()}),
+    );
+    let text = deliver(&*s, "acme", &batch())
+        .await
+        .0
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("HTTP 400") && !text.contains("query-secret-1"),
+        "{text}"
+    );
+    let s = sink(
+        "hook",
+        json!({"type":"http","url":"http://127.0.0.1:1/x?api_key=query-secret-2",
+               "retry":{"initial_backoff":"10ms","max_backoff":"10ms","max_time":"50ms"}}),
+    );
+    let text = deliver(&*s, "acme", &batch())
+        .await
+        .0
+        .unwrap_err()
+        .to_string();
+    assert!(!text.contains("query-secret-2"), "{text}");
+    let config: SinkConfig = serde_json::from_value(
+        json!({"type":"http","url":url,"auth":{"strategy":"bearer","token":"bad\ntoken-value"}}),
+    )
+    .unwrap();
+    let text = sinks::build("hook", &config).err().unwrap().to_string();
+    assert!(
+        text.contains("sinks.hook.auth.token") && !text.contains("token-value"),
+        "{text}"
+    );
+}

@@ -227,6 +227,11 @@ impl HttpSink {
                 }
                 .resolve(env)
                 .map_err(|e| SinkError::Rejected(e.to_string()))?;
+                common::check_header_secret(
+                    &format!("http sink `{name}`"),
+                    &k,
+                    secret.expose_secret(),
+                )?;
                 match a {
                     HttpAuth::Basic(b) => Auth::Basic {
                         user: b.user.clone(),
@@ -251,7 +256,10 @@ impl HttpSink {
         }
         Ok(HttpSink {
             name: name.to_string(),
-            what: format!("http sink `{name}`: POST {}", config.url),
+            what: format!(
+                "http sink `{name}`: POST {}",
+                common::display_url(&config.url)
+            ),
             url: config.url.clone(),
             client: common::client(
                 &format!("http sink `{name}`"),

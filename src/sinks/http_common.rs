@@ -98,6 +98,23 @@ pub fn url_problem(url: &str) -> Option<String> {
     None
 }
 
+/// `url` without its query, for messages (a webhook's query may carry a key).
+pub fn display_url(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
+/// Checks that a secret can travel in a header, so that a bad one fails at start, not on every
+/// request.
+pub fn check_header_secret(sink: &str, key: &str, secret: &str) -> Result<(), SinkError> {
+    if secret.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        Ok(())
+    } else {
+        Err(SinkError::Rejected(format!(
+            "{sink}: {key} holds characters that cannot be sent in an HTTP header (control or non-ASCII characters)"
+        )))
+    }
+}
+
 /// `base` without trailing slashes, followed by `path`.
 pub fn join(base: &str, path: &str) -> String {
     format!("{}{path}", base.trim_end_matches('/'))
@@ -215,8 +232,10 @@ pub async fn send(request: reqwest::RequestBuilder) -> Result<Reply, String> {
 }
 
 fn transport_error(e: reqwest::Error) -> String {
-    // reqwest's Display names the URL (which never carries credentials, see `url_problem`) but
-    // not the cause; walk the chain for it.
+    // Without the URL: the caller names the request (without its query, which might hold a key),
+    // and reqwest's Display lacks the cause, so walk the chain for it.
+    let timed_out = e.is_timeout();
+    let e = e.without_url();
     let mut text = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
@@ -224,7 +243,7 @@ fn transport_error(e: reqwest::Error) -> String {
         text.push_str(&s.to_string());
         source = s.source();
     }
-    if e.is_timeout() {
+    if timed_out {
         text.push_str(" (timed out)");
     }
     text

@@ -143,6 +143,11 @@ impl LogScaleSink {
         }
         .resolve(env)
         .map_err(|e| SinkError::Rejected(e.to_string()))?;
+        common::check_header_secret(
+            &format!("logscale sink `{name}`"),
+            &key,
+            token.expose_secret(),
+        )?;
         let url = common::join(
             &config.url,
             match config.api {

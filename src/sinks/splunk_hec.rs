@@ -292,6 +292,11 @@ impl SplunkHecSink {
         }
         .resolve(env)
         .map_err(|e| SinkError::Rejected(e.to_string()))?;
+        common::check_header_secret(
+            &format!("splunk_hec sink `{name}`"),
+            &key,
+            token.expose_secret(),
+        )?;
         let event_url = common::join(&config.url, "/services/collector/event");
         let sourcetypes = config.sourcetypes.clone();
         Ok(SplunkHecSink {
@@ -327,6 +332,7 @@ impl SplunkHecSink {
     }
 
     fn request(&self, url: &str) -> reqwest::RequestBuilder {
+        // The token was checked to be header-safe when the sink was built.
         let mut auth = HeaderValue::from_str(&format!("Splunk {}", self.token.expose_secret()))
             .unwrap_or_else(|_| HeaderValue::from_static("Splunk"));
         auth.set_sensitive(true);
