@@ -1023,3 +1023,191 @@ async fn http_errors_show_neither_the_url_query_nor_a_bad_header_secret() {
         "{text}"
     );
 }
+
+// ------------------------------------------------------------------------------- end to end
+
+/// Four client organisations, each routed to its own SIEM (and a fifth whose Splunk token is
+/// wrong), run through the real `App` with a manual clock against a minimal TAP API: every
+/// destination receives exactly its tenant's events, checkpoints move for the healthy sinks and
+/// hold for the rejected one, whose error is visible without its token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_routes_each_tenant_to_its_own_siem_end_to_end() {
+    use chrono::TimeZone;
+    let now = chrono::Utc.with_ymd_and_hms(2026, 1, 2, 12, 0, 0).unwrap();
+    let event_time = now - chrono::Duration::minutes(60);
+    let tenants = ["acme", "globex", "initech", "umbrella", "hooli"];
+    let tapi = fakes::Tap::default();
+    tapi.with_events(&tenants, event_time);
+    let tap_addr = fakes::tap(&tapi).await;
+
+    let (hec, hec_url) = hec_server(false).await;
+    let (azure, azure_url) = azure_server(3600).await;
+    let (humio, humio_url) = logscale_server().await;
+    let (hook, hook_url) = plain_server(&["hook-token"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let retry = "retry = { initial_backoff = \"10ms\", max_backoff = \"50ms\", max_time = \"2s\" }";
+    let text = format!(
+        r#"
+state_dir = "{state}"
+[sinks.acme-splunk]
+type = "splunk_hec"
+url = "{hec_url}"
+token = "hec-token-acme"
+{retry}
+[sinks.hooli-splunk]
+type = "splunk_hec"
+url = "{hec_url}"
+token = "hooli-wrong-token-31337"
+{retry}
+[sinks.globex-sentinel]
+type = "sentinel"
+dce = "{azure_url}"
+authority = "{azure_url}"
+dcr_immutable_id = "{DCR}"
+stream_name = "Custom-ProofpointTAP"
+directory_tenant_id = "globex-directory"
+client_id = "app-1234"
+client_secret = "s3cr3t~value+/="
+{retry}
+[sinks.initech-logscale]
+type = "logscale"
+url = "{humio_url}"
+token = "ingest-token-acme"
+{retry}
+[sinks.umbrella-webhook]
+type = "http"
+url = "{hook_url}"
+auth = {{ strategy = "bearer", token = "hook-token" }}
+{retry}
+[tenants.acme]
+base_url = "http://{tap_addr}"
+principal = "p-acme"
+secret = "s-acme"
+sinks = ["acme-splunk"]
+[tenants.globex]
+base_url = "http://{tap_addr}"
+principal = "p-globex"
+secret = "s-globex"
+sinks = ["globex-sentinel"]
+[tenants.initech]
+base_url = "http://{tap_addr}"
+principal = "p-initech"
+secret = "s-initech"
+sinks = ["initech-logscale"]
+[tenants.umbrella]
+base_url = "http://{tap_addr}"
+principal = "p-umbrella"
+secret = "s-umbrella"
+sinks = ["umbrella-webhook"]
+[tenants.hooli]
+base_url = "http://{tap_addr}"
+principal = "p-hooli"
+secret = "s-hooli"
+sinks = ["hooli-splunk"]
+"#,
+        state = dir.path().join("state").display(),
+    );
+    let config = tapfwd::Config::from_toml_with_env(&text, std::iter::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let secrets = config.resolve_secrets(&|_| None).unwrap();
+    let (clock, _manual) = tapfwd::clock::Clock::manual(now);
+    let app = tapfwd::App::build_with_secrets(config, secrets, clock)
+        .await
+        .unwrap();
+    let store = app.store();
+    let status = app.status();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(app.run(shutdown.clone()));
+
+    let per_tenant = fakes::Tap::EVENTS_PER_TENANT;
+    let done = || {
+        let hec_events = hec.events();
+        hec_events.len() >= per_tenant
+            && azure.events().len() >= per_tenant
+            && humio.events().len() >= per_tenant
+            && hook.events().len() >= per_tenant
+            && ["acme", "globex", "initech", "umbrella"].iter().all(|t| {
+                let sink = config_sink(t);
+                store
+                    .stream(t, sink)
+                    .unwrap()
+                    .is_some_and(|s| s.checkpoint >= event_time.timestamp())
+            })
+            && status
+                .get("hooli")
+                .is_some_and(|s| s.sinks.iter().any(|k| k.failing && k.last_error.is_some()))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "the run did not deliver in time: hec {} azure {} humio {} hook {} tap {} streams {:?} status {:?}",
+            hec.events().len(),
+            azure.events().len(),
+            humio.events().len(),
+            hook.events().len(),
+            tapi.0.lock().unwrap().2,
+            store.streams().unwrap(),
+            status.snapshot()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    run.await.unwrap().unwrap();
+
+    // Each destination got exactly its own tenant's events, once.
+    let recipients = |events: Vec<Value>, at: &dyn Fn(&Value) -> Value| -> Vec<String> {
+        let mut r: Vec<String> = events
+            .iter()
+            .map(|e| at(e)["id"].as_str().unwrap().to_string())
+            .collect();
+        r.sort();
+        r
+    };
+    let want = |t: &str| -> Vec<String> {
+        let mut v: Vec<String> = (0..per_tenant).map(|i| format!("{t}-{i}")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        recipients(hec.events(), &|e| e["event"].clone()),
+        want("acme")
+    );
+    assert_eq!(
+        recipients(azure.events(), &|e| e["Event"].clone()),
+        want("globex")
+    );
+    assert_eq!(
+        recipients(humio.events(), &|e| e["event"]["attributes"].clone()),
+        want("initech")
+    );
+    assert_eq!(
+        recipients(hook.events(), &|e| e["event"].clone()),
+        want("umbrella")
+    );
+    assert!(hec.events().iter().all(|e| e["fields"]["tenant"] == "acme"));
+    assert!(azure.events().iter().all(|e| e["Tenant"] == "globex"));
+    // The rejected sink holds hooli's checkpoint, and says why without the token.
+    let held = store.stream("hooli", "hooli-splunk").unwrap();
+    assert!(
+        held.as_ref()
+            .is_none_or(|s| s.checkpoint < event_time.timestamp()),
+        "{held:?}"
+    );
+    let error = status.get("hooli").unwrap().sinks[0]
+        .last_error
+        .clone()
+        .unwrap();
+    assert!(error.contains("Invalid token"), "{error}");
+    assert!(!error.contains("hooli-wrong-token-31337"), "{error}");
+}
+
+fn config_sink(tenant: &str) -> &'static str {
+    match tenant {
+        "acme" => "acme-splunk",
+        "globex" => "globex-sentinel",
+        "initech" => "initech-logscale",
+        "umbrella" => "umbrella-webhook",
+        _ => "hooli-splunk",
+    }
+}

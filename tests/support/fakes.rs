@@ -692,3 +692,119 @@ async fn plain_ingest(State(fake): State<Fake>, headers: HeaderMap, body: Bytes)
     s.accepted.push(body);
     StatusCode::ACCEPTED.into_response()
 }
+
+// ---------------------------------------------------------------- TAP SIEM API (minimal)
+
+/// One event the fake TAP API holds: its array, its time and its raw JSON.
+#[derive(Clone, Debug)]
+pub struct TapEvent {
+    pub principal: String,
+    pub kind: &'static str,
+    pub time: chrono::DateTime<chrono::Utc>,
+    pub raw: String,
+}
+
+/// A minimal TAP SIEM API for end-to-end runs until the built-in simulator lands: `GET
+/// /v2/siem/all?format=json&interval=START/END` with Basic auth, returning the events of the
+/// caller's principal whose time lies in the (inclusive) interval.
+#[derive(Clone, Default)]
+pub struct Tap(pub Arc<Mutex<(Vec<(String, String)>, Vec<TapEvent>, usize)>>);
+
+pub async fn tap(tap: &Tap) -> SocketAddr {
+    let router = Router::new()
+        .route("/v2/siem/all", axum::routing::get(tap_all))
+        .with_state(tap.clone());
+    serve(router).await
+}
+
+async fn tap_all(
+    State(tap): State<Tap>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    use base64::Engine;
+    let mut s = tap.0.lock().unwrap();
+    s.2 += 1;
+    let auth = header(&headers, "authorization")
+        .and_then(|a| a.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|d| String::from_utf8(d).ok())
+        .and_then(|d| {
+            d.split_once(':')
+                .map(|(p, s)| (p.to_string(), s.to_string()))
+        });
+    let Some(principal) = auth.filter(|a| s.0.contains(a)).map(|a| a.0) else {
+        return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
+    };
+    if query.get("format").map(String::as_str) != Some("json") {
+        return (
+            StatusCode::BAD_REQUEST,
+            "syslog is the default; this fake serves json",
+        )
+            .into_response();
+    }
+    let Some((start, end)) = query.get("interval").and_then(|i| i.split_once('/')) else {
+        return (StatusCode::BAD_REQUEST, "interval is required").into_response();
+    };
+    let (Ok(start), Ok(end)) = (
+        chrono::DateTime::parse_from_rfc3339(start),
+        chrono::DateTime::parse_from_rfc3339(end),
+    ) else {
+        return (StatusCode::BAD_REQUEST, "bad interval").into_response();
+    };
+    let mut body = format!("{{\"queryEndTime\":\"{}\"", end.to_rfc3339());
+    for kind in [
+        "messagesBlocked",
+        "messagesDelivered",
+        "clicksBlocked",
+        "clicksPermitted",
+    ] {
+        let raws: Vec<&str> =
+            s.1.iter()
+                .filter(|e| {
+                    e.principal == principal && e.kind == kind && e.time >= start && e.time <= end
+                })
+                .map(|e| e.raw.as_str())
+                .collect();
+        body.push_str(&format!(",\"{kind}\":[{}]", raws.join(",")));
+    }
+    body.push('}');
+    (StatusCode::OK, [("content-type", "application/json")], body).into_response()
+}
+
+impl Tap {
+    pub const EVENTS_PER_TENANT: usize = 4;
+
+    /// Gives each tenant `t` the credentials `p-t`/`s-t` and four events (one per kind) at
+    /// `time`, with ids `t-0` … `t-3`.
+    pub fn with_events(&self, tenants: &[&str], time: chrono::DateTime<chrono::Utc>) {
+        let mut s = self.0.lock().unwrap();
+        for t in tenants {
+            s.0.push((format!("p-{t}"), format!("s-{t}")));
+            let ts = time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            for (i, kind) in [
+                "messagesDelivered",
+                "messagesBlocked",
+                "clicksPermitted",
+                "clicksBlocked",
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let field = if kind.starts_with("clicks") {
+                    "clickTime"
+                } else {
+                    "messageTime"
+                };
+                s.1.push(TapEvent {
+                    principal: format!("p-{t}"),
+                    kind,
+                    time,
+                    raw: format!(
+                        r#"{{"id":"{t}-{i}","GUID":"g-{t}","{field}":"{ts}","recipient":["user@{t}.example"],"subject":"héllo \"{t}\""}}"#
+                    ),
+                });
+            }
+        }
+    }
+}
