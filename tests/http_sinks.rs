@@ -352,6 +352,21 @@ async fn hec_ack_polls_until_indexed_before_commit() {
 }
 
 #[tokio::test]
+async fn hec_token_with_ack_enabled_accepts_a_sink_that_does_not_wait() {
+    // The channel is sent on every request, so an ack-enabled token does not answer code 10.
+    let (fake, url) = hec_server(true).await;
+    let s = sink(
+        "splunk",
+        json!({"type":"splunk_hec","url":url,"token":"hec-token-acme","retry":fast_retry()}),
+    );
+    let (result, commits) = deliver(&*s, "acme", &batch()).await;
+    result.unwrap();
+    assert_eq!(commits, 1);
+    assert_eq!(fake.events().len(), 5);
+    fake.with(|s| assert_eq!(s.ack_polls, 0));
+}
+
+#[tokio::test]
 async fn hec_ack_not_confirmed_in_time_holds_the_checkpoint() {
     let (fake, url) = hec_server(true).await;
     fake.with(|s| s.ack_false_polls = u32::MAX);

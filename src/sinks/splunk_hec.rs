@@ -74,8 +74,8 @@ pub struct SplunkHecConfig {
     /// "Enable indexer acknowledgement" on. Default `false`.
     #[serde(default)]
     pub ack: bool,
-    /// With `ack`: the channel (a GUID) sent as `X-Splunk-Request-Channel`. Default: a new random
-    /// GUID each time the daemon starts.
+    /// The channel (a GUID) sent as `X-Splunk-Request-Channel` on every request; acknowledgements
+    /// are per channel. Default: a new random GUID each time the daemon starts.
     #[serde(default)]
     pub channel: Option<String>,
     /// With `ack`: how long to wait for all acknowledgements of a batch. Default `60s`.
@@ -336,11 +336,12 @@ impl SplunkHecSink {
         let mut auth = HeaderValue::from_str(&format!("Splunk {}", self.token.expose_secret()))
             .unwrap_or_else(|_| HeaderValue::from_static("Splunk"));
         auth.set_sensitive(true);
-        let mut r = self.client.post(url).header(AUTHORIZATION, auth);
-        if self.config.ack {
-            r = r.header("X-Splunk-Request-Channel", &self.channel);
-        }
-        r
+        // The channel goes on every request: a token with acknowledgement enabled refuses
+        // requests without one (code 10) even when this sink does not wait for acks.
+        self.client
+            .post(url)
+            .header(AUTHORIZATION, auth)
+            .header("X-Splunk-Request-Channel", &self.channel)
     }
 
     async fn post_once(&self, body: &Bytes) -> Step<Option<u64>> {
