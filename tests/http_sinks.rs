@@ -1226,3 +1226,18 @@ fn config_sink(tenant: &str) -> &'static str {
         _ => "hooli-splunk",
     }
 }
+
+#[test]
+fn unreadable_or_empty_ca_file_fails_at_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("ca.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    for path in [junk, dir.path().join("missing.pem")] {
+        let config: SinkConfig = serde_json::from_value(
+            json!({"type":"logscale","url":"https://h","token":"t","tls_ca_file":path}),
+        )
+        .unwrap();
+        let text = sinks::build("humio", &config).err().unwrap().to_string();
+        assert!(text.contains("tls_ca_file"), "{text}");
+    }
+}
