@@ -184,6 +184,7 @@ async fn check(path: &Path, connect: bool) -> anyhow::Result<()> {
         let creds = Credentials {
             principal: &tenant.principal,
             secret: &secrets[id],
+            threat_status: &tenant.threat_status,
         };
         match client.probe(&tenant.base_url, &creds, probe).await {
             Ok(()) => println!("tenant {id}: credentials accepted"),
@@ -352,8 +353,8 @@ fn toml_sim_config(text: &str) -> anyhow::Result<SimConfig> {
     let built = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .build()?;
-    Ok(serde_path_to_error::deserialize(built)
-        .map_err(|e| anyhow::anyhow!("key `{}`: {}", e.path(), e.inner()))?)
+    serde_path_to_error::deserialize(built)
+        .map_err(|e| anyhow::anyhow!("key `{}`: {}", e.path(), e.inner()))
 }
 
 async fn demo(
@@ -398,15 +399,10 @@ async fn demo(
         let stop = shutdown.clone();
         let n = sim_config.tenants.len();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            loop {
-                tick.tick().await;
-                let snap = board.snapshot();
-                if snap.len() == n && snap.iter().all(|t| t.state == "ok") {
-                    stop.cancel();
-                    return;
-                }
-            }
+            board
+                .wait_for(|snap| snap.len() == n && snap.iter().all(|t| t.state == "ok"))
+                .await;
+            stop.cancel();
         });
     }
     app.run(shutdown).await?;

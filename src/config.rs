@@ -192,6 +192,40 @@ pub struct TenantConfig {
     /// The tenant's rolling 24-hour request quota for the SIEM endpoints. Default `1800`.
     #[serde(default = "default_requests_per_day")]
     pub requests_per_day: u32,
+    /// Which threat verdicts to collect (`active`, `cleared`, `falsePositive`). Default: all
+    /// three. The API's own default leaves out `falsePositive`, but a SIEM needs those verdicts
+    /// to close the alerts it raised.
+    #[serde(default = "default_threat_status")]
+    pub threat_status: Vec<ThreatStatus>,
+}
+
+/// A TAP threat verdict, as the `threatStatus` query parameter spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ThreatStatus {
+    #[serde(rename = "active")]
+    Active,
+    #[serde(rename = "cleared")]
+    Cleared,
+    #[serde(rename = "falsePositive")]
+    FalsePositive,
+}
+
+impl ThreatStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThreatStatus::Active => "active",
+            ThreatStatus::Cleared => "cleared",
+            ThreatStatus::FalsePositive => "falsePositive",
+        }
+    }
+}
+
+fn default_threat_status() -> Vec<ThreatStatus> {
+    vec![
+        ThreatStatus::Active,
+        ThreatStatus::Cleared,
+        ThreatStatus::FalsePositive,
+    ]
 }
 
 fn default_base_url() -> String {
@@ -383,20 +417,30 @@ impl Config {
                     format!("exactly one of secret, secret_env, secret_file, secret_credential must be set, found {sources}"),
                 );
             }
-            match url_problem(&t.base_url) {
-                Some(problem) => err(key("base_url"), problem),
-                None => {}
+            if let Some(problem) = url_problem(&t.base_url) {
+                err(key("base_url"), problem);
             }
             if t.sinks.is_empty() {
                 err(key("sinks"), "lists no sinks".into());
+            }
+            if t.threat_status.is_empty() {
+                err(key("threat_status"), "lists no verdicts".into());
             }
             for s in &t.sinks {
                 if !self.sinks.contains_key(s) {
                     err(key("sinks"), format!("refers to undefined sink `{s}`"));
                 }
             }
-            if t.requests_per_day < 10 {
-                err(key("requests_per_day"), "must be at least 10".into());
+            let steady = 86_400 / p.interval.as_secs().max(60);
+            if u64::from(t.requests_per_day) <= steady {
+                err(
+                    key("requests_per_day"),
+                    format!(
+                        "{} is not more than the {steady} requests a day that polling every {} needs",
+                        t.requests_per_day,
+                        humantime::format_duration(p.interval)
+                    ),
+                );
             }
         }
         if errors.is_empty() {
@@ -665,6 +709,14 @@ sinks = ["archive"]
         let e = load(&text, &[]).unwrap_err();
         assert!(e.contains("tenants.acme"), "{e}");
         assert!(e.contains("principal"), "{e}");
+    }
+
+    #[test]
+    fn tenant_ids_keep_their_case() {
+        // config 0.14 lowercased every key, silently renaming tenant `ACME` to `acme`.
+        let text = GOOD.replace("[tenants.acme]", "[tenants.ACME]");
+        let c = load(&text, &[]).unwrap();
+        assert!(c.tenants.contains_key("ACME"));
     }
 
     #[test]

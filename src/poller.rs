@@ -168,6 +168,7 @@ impl Poller {
             && self.config.principal == config.principal
             && self.config.requests_per_day == config.requests_per_day
             && self.config.sinks == config.sinks
+            && self.config.threat_status == config.threat_status
             && self.secret.expose_secret() == secret.expose_secret()
     }
 
@@ -261,7 +262,14 @@ impl Poller {
             .observe_fetch(&self.id, started.elapsed().as_secs_f64());
         let now = ctx.clock.now().timestamp();
         match result {
-            Ok(()) => {
+            Ok(0) => {
+                // The API answered but every sink failed; each stream has its own retry time.
+                *self.by_status.entry("200".into()).or_default() += 1;
+                ctx.metrics.add_request(&self.id, "200");
+                self.state = "retrying";
+                Next::Now
+            }
+            Ok(_) => {
                 *self.by_status.entry("200".into()).or_default() += 1;
                 ctx.metrics.add_request(&self.id, "200");
                 self.windows_fetched += 1;
@@ -278,11 +286,11 @@ impl Poller {
                     Demand::Backlog => "catching_up",
                     Demand::Steady => "ok",
                 };
-                if self.windows_fetched % 24 == 0 || demand == Demand::Steady {
+                // Progress of a long backfill: one line every 24 windows, never per event.
+                if demand == Demand::Backlog && self.windows_fetched % 24 == 0 {
                     if let Some(behind) = self.behind(now) {
-                        if demand == Demand::Backlog {
-                            tracing::info!(tenant = %self.id, behind = %humantime::format_duration(Duration::from_secs(behind as u64)), "catching up");
-                        }
+                        let behind = Duration::from_secs(behind.max(0) as u64 / 60 * 60);
+                        tracing::info!(tenant = %self.id, behind = %humantime::format_duration(behind), windows = self.windows_fetched, "catching up");
                     }
                 }
                 Next::Now
@@ -384,16 +392,18 @@ impl Poller {
         Next::At(self.retry_at)
     }
 
-    /// Fetches `window` and delivers it to the streams `targets`.
+    /// Fetches `window` and delivers it to the streams `targets`; returns how many of them now
+    /// have the whole window (the others failed and wait for their own retry).
     async fn fetch_window(
         &mut self,
         ctx: &Context,
         window: Window,
         targets: &[usize],
-    ) -> Result<(), WindowError> {
+    ) -> Result<usize, WindowError> {
         let creds = Credentials {
             principal: &self.config.principal,
             secret: &self.secret,
+            threat_status: &self.config.threat_status,
         };
         let limits = BatchLimits {
             events: ctx.poll.batch_events,
@@ -483,7 +493,7 @@ impl Poller {
             }
             if !alive.iter().any(|a| *a) {
                 // Every target failed: stop reading; the window is retried per stream.
-                return Ok(());
+                return Ok(0);
             }
         }
         for (slot, &i) in targets.iter().enumerate() {
@@ -503,7 +513,7 @@ impl Poller {
             stream.last_error = None;
         }
         ctx.store.flush().await?;
-        Ok(())
+        Ok(alive.iter().filter(|a| **a).count())
     }
 
     fn sink_failed(stream: &mut Stream, ctx: &Context, tenant: &str, e: SinkError) {

@@ -25,6 +25,9 @@ pub enum Command {
     Remove(String),
 }
 
+/// A heap entry: (due unix seconds, sequence, tenant, generation).
+type Due = (i64, u64, Arc<str>, u64);
+
 enum Slot {
     Idle(Box<Poller>),
     Running,
@@ -41,8 +44,7 @@ struct Entry {
 pub struct Scheduler {
     ctx: Context,
     entries: HashMap<Arc<str>, Entry>,
-    /// (due unix seconds, sequence, tenant, generation).
-    heap: BinaryHeap<Reverse<(i64, u64, Arc<str>, u64)>>,
+    heap: BinaryHeap<Reverse<Due>>,
     seq: u64,
     next_generation: u64,
 }

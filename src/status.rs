@@ -47,9 +47,20 @@ pub struct SinkStatus {
 }
 
 /// The latest status of every tenant, shared by the pollers and the admin endpoint.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StatusBoard {
     tenants: RwLock<BTreeMap<String, TenantStatus>>,
+    /// Bumped on every change, so waiters (tests, `demo`) wake on changes instead of polling.
+    version: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for StatusBoard {
+    fn default() -> Self {
+        StatusBoard {
+            tenants: RwLock::default(),
+            version: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 impl StatusBoard {
@@ -57,11 +68,26 @@ impl StatusBoard {
         if let Ok(mut t) = self.tenants.write() {
             t.insert(status.tenant.clone(), status);
         }
+        self.version.send_modify(|v| *v += 1);
     }
 
     pub fn remove(&self, tenant: &str) {
         if let Ok(mut t) = self.tenants.write() {
             t.remove(tenant);
+        }
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Waits until `done` holds for a snapshot of every tenant's status.
+    pub async fn wait_for(&self, mut done: impl FnMut(&[TenantStatus]) -> bool) {
+        let mut rx = self.version.subscribe();
+        loop {
+            if done(&self.snapshot()) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
         }
     }
 

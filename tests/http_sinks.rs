@@ -4,12 +4,12 @@
 //! indexer acknowledgement and the Sentinel token lifecycle. Every sink is driven through the
 //! `Sink` trait with a commit callback that counts its calls.
 //!
-//! End-to-end runs through `tapfwd::App` with the built-in simulator are not here yet: the
-//! simulator is a stub on this branch (see the report); they belong in the black-box suite once it
-//! lands.
+//! One end-to-end test runs the real `App` against the built-in simulator with one tenant per
+//! destination (and one whose destination rejects it).
 
 mod support;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1042,32 +1042,43 @@ async fn http_errors_show_neither_the_url_query_nor_a_bad_header_secret() {
 // ------------------------------------------------------------------------------- end to end
 
 /// Four client organisations, each routed to its own SIEM (and a fifth whose Splunk token is
-/// wrong), run through the real `App` with a manual clock against a minimal TAP API: every
-/// destination receives exactly its tenant's events, checkpoints move for the healthy sinks and
-/// hold for the rejected one, whose error is visible without its token.
+/// wrong), run through the real `App` on a manual clock against the built-in simulator: every
+/// destination receives exactly its tenant's events (each raw event byte for byte, exactly once),
+/// checkpoints move for the healthy sinks and hold for the rejected one, whose error is visible
+/// without its token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_routes_each_tenant_to_its_own_siem_end_to_end() {
-    use chrono::TimeZone;
-    let now = chrono::Utc.with_ymd_and_hms(2026, 1, 2, 12, 0, 0).unwrap();
-    let event_time = now - chrono::Duration::minutes(60);
-    let tenants = ["acme", "globex", "initech", "umbrella", "hooli"];
-    let tapi = fakes::Tap::default();
-    tapi.with_events(&tenants, event_time);
-    let tap_addr = fakes::tap(&tapi).await;
-
+    use support::{checkpoints, expected, step_clock, t0, tenant, Running, Sim};
+    let (clock, manual) = tapfwd::clock::Clock::manual(t0());
+    let names = ["acme", "globex", "initech", "umbrella", "hooli"];
+    let sim = Sim::start(
+        names
+            .iter()
+            .map(|t| tenant(&format!("p-{t}"), &format!("s-{t}"), 600))
+            .collect(),
+        21,
+        clock.clone(),
+    )
+    .await;
     let (hec, hec_url) = hec_server(false).await;
     let (azure, azure_url) = azure_server(3600).await;
     let (humio, humio_url) = logscale_server().await;
     let (hook, hook_url) = plain_server(&["hook-token"]).await;
     let dir = tempfile::tempdir().unwrap();
     let retry = "retry = { initial_backoff = \"10ms\", max_backoff = \"50ms\", max_time = \"2s\" }";
-    let text = format!(
+    let mut text = format!(
         r#"
 state_dir = "{state}"
+[poll]
+interval = "5m"
+lag = "30m"
+initial_lookback = "2h"
+batch_events = 200
 [sinks.acme-splunk]
 type = "splunk_hec"
 url = "{hec_url}"
 token = "hec-token-acme"
+max_batch_events = 50
 {retry}
 [sinks.hooli-splunk]
 type = "splunk_hec"
@@ -1088,133 +1099,110 @@ client_secret = "s3cr3t~value+/="
 type = "logscale"
 url = "{humio_url}"
 token = "ingest-token-acme"
+gzip = true
 {retry}
 [sinks.umbrella-webhook]
 type = "http"
 url = "{hook_url}"
 auth = {{ strategy = "bearer", token = "hook-token" }}
 {retry}
-[tenants.acme]
-base_url = "http://{tap_addr}"
-principal = "p-acme"
-secret = "s-acme"
-sinks = ["acme-splunk"]
-[tenants.globex]
-base_url = "http://{tap_addr}"
-principal = "p-globex"
-secret = "s-globex"
-sinks = ["globex-sentinel"]
-[tenants.initech]
-base_url = "http://{tap_addr}"
-principal = "p-initech"
-secret = "s-initech"
-sinks = ["initech-logscale"]
-[tenants.umbrella]
-base_url = "http://{tap_addr}"
-principal = "p-umbrella"
-secret = "s-umbrella"
-sinks = ["umbrella-webhook"]
-[tenants.hooli]
-base_url = "http://{tap_addr}"
-principal = "p-hooli"
-secret = "s-hooli"
-sinks = ["hooli-splunk"]
 "#,
         state = dir.path().join("state").display(),
     );
+    for t in names {
+        text.push_str(&format!(
+            "[tenants.{t}]\nbase_url = \"{}\"\nprincipal = \"p-{t}\"\nsecret = \"s-{t}\"\nsinks = [\"{}\"]\n",
+            sim.base_url(),
+            config_sink(t)
+        ));
+    }
     let config = tapfwd::Config::from_toml_with_env(&text, std::iter::empty())
         .unwrap_or_else(|e| panic!("{e}"));
-    let secrets = config.resolve_secrets(&|_| None).unwrap();
-    let (clock, _manual) = tapfwd::clock::Clock::manual(now);
-    let app = tapfwd::App::build_with_secrets(config, secrets, clock)
-        .await
-        .unwrap();
-    let store = app.store();
-    let status = app.status();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let run = tokio::spawn(app.run(shutdown.clone()));
+    let running = Running::start(config, clock.clone()).await;
+    running.wait_idle(names.len(), manual.now()).await;
+    // Two hours of backlog, then steady polling.
+    step_clock(&running, &manual, names.len(), Duration::from_secs(300), 3).await;
+    let board = running.board.clone();
+    running.stop().await;
 
-    let per_tenant = fakes::Tap::EVENTS_PER_TENANT;
-    let done = || {
-        let hec_events = hec.events();
-        hec_events.len() >= per_tenant
-            && azure.events().len() >= per_tenant
-            && humio.events().len() >= per_tenant
-            && hook.events().len() >= per_tenant
-            && ["acme", "globex", "initech", "umbrella"].iter().all(|t| {
-                let sink = config_sink(t);
-                store
-                    .stream(t, sink)
-                    .unwrap()
-                    .is_some_and(|s| s.checkpoint >= event_time.timestamp())
-            })
-            && status
-                .get("hooli")
-                .is_some_and(|s| s.sinks.iter().any(|k| k.failing && k.last_error.is_some()))
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
+    let initial = (t0().timestamp() - 1800 - 2 * 3600).div_euclid(60) * 60;
+    type TenantOf = fn(&Value) -> &Value;
+    let destinations: [(&str, &Fake, TenantOf, &[u8]); 4] = [
+        ("acme", &hec, |e| &e["fields"]["tenant"], b"\"event\":"),
+        ("globex", &azure, |e| &e["Tenant"], b"\"Event\":"),
+        (
+            "initech",
+            &humio,
+            |e| &e["tags"]["tenant"],
+            b"\"attributes\":",
+        ),
+        ("umbrella", &hook, |e| &e["tenant"], b"\"event\":"),
+    ];
+    for (t, fake, tenant_of, marker) in destinations {
+        let cp = checkpoints(&board, config_sink(t))[t];
         assert!(
-            Instant::now() < deadline,
-            "the run did not deliver in time: hec {} azure {} humio {} hook {} tap {} streams {:?} status {:?}",
-            hec.events().len(),
-            azure.events().len(),
-            humio.events().len(),
-            hook.events().len(),
-            tapi.0.lock().unwrap().2,
-            store.streams().unwrap(),
-            status.snapshot()
+            cp >= manual.now().timestamp() - 1800 - 600,
+            "{t} not caught up"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let want = expected(&sim.sim, &format!("p-{t}"), initial, cp);
+        assert!(want.len() > 100, "{t}: {} events prove little", want.len());
+        let events = fake.events();
+        assert!(
+            events.iter().all(|e| tenant_of(e) == t),
+            "{t}: foreign events"
+        );
+        assert_eq!(events.len(), want.len(), "{t}: count");
+        // Every raw event appears byte for byte, exactly once, in the accepted bodies.
+        let mut got: HashMap<Vec<u8>, usize> = HashMap::new();
+        for body in fake.accepted() {
+            for raw in raws_after(&body, marker) {
+                *got.entry(raw).or_default() += 1;
+            }
+        }
+        let mut missing = 0;
+        for (_, raw) in &want {
+            match got.get_mut(raw) {
+                Some(n) if *n > 0 => *n -= 1,
+                _ => missing += 1,
+            }
+        }
+        assert_eq!(missing, 0, "{t}: events missing or altered");
+        assert!(
+            got.values().all(|n| *n == 0),
+            "{t}: unexpected or repeated events"
+        );
     }
-    shutdown.cancel();
-    run.await.unwrap().unwrap();
-
-    // Each destination got exactly its own tenant's events, once.
-    let recipients = |events: Vec<Value>, at: &dyn Fn(&Value) -> Value| -> Vec<String> {
-        let mut r: Vec<String> = events
-            .iter()
-            .map(|e| at(e)["id"].as_str().unwrap().to_string())
-            .collect();
-        r.sort();
-        r
-    };
-    let want = |t: &str| -> Vec<String> {
-        let mut v: Vec<String> = (0..per_tenant).map(|i| format!("{t}-{i}")).collect();
-        v.sort();
-        v
-    };
-    assert_eq!(
-        recipients(hec.events(), &|e| e["event"].clone()),
-        want("acme")
-    );
-    assert_eq!(
-        recipients(azure.events(), &|e| e["Event"].clone()),
-        want("globex")
-    );
-    assert_eq!(
-        recipients(humio.events(), &|e| e["event"]["attributes"].clone()),
-        want("initech")
-    );
-    assert_eq!(
-        recipients(hook.events(), &|e| e["event"].clone()),
-        want("umbrella")
-    );
-    assert!(hec.events().iter().all(|e| e["fields"]["tenant"] == "acme"));
-    assert!(azure.events().iter().all(|e| e["Tenant"] == "globex"));
     // The rejected sink holds hooli's checkpoint, and says why without the token.
-    let held = store.stream("hooli", "hooli-splunk").unwrap();
+    let hooli = board.get("hooli").unwrap();
+    let sink = &hooli.sinks[0];
+    assert!(sink.failing, "{sink:?}");
+    let cp = chrono::DateTime::parse_from_rfc3339(&sink.checkpoint)
+        .unwrap()
+        .timestamp();
+    assert!(cp <= initial, "{sink:?}");
+    let error = sink.last_error.clone().unwrap();
     assert!(
-        held.as_ref()
-            .is_none_or(|s| s.checkpoint < event_time.timestamp()),
-        "{held:?}"
+        error.contains("HTTP 403") && error.contains("Invalid token"),
+        "{error}"
     );
-    let error = status.get("hooli").unwrap().sinks[0]
-        .last_error
-        .clone()
-        .unwrap();
-    assert!(error.contains("Invalid token"), "{error}");
     assert!(!error.contains("hooli-wrong-token-31337"), "{error}");
+    assert!(hec.events().iter().all(|e| e["fields"]["tenant"] == "acme"));
+}
+
+/// The raw events in `body`: each JSON value that follows `marker`, as the bytes sent.
+fn raws_after(body: &[u8], marker: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(i) = memchr::memmem::find(&body[at..], marker) {
+        let start = at + i + marker.len();
+        let mut values = serde_json::Deserializer::from_slice(&body[start..])
+            .into_iter::<serde::de::IgnoredAny>();
+        values.next().unwrap().unwrap();
+        let end = start + values.byte_offset();
+        out.push(body[start..end].to_vec());
+        at = end;
+    }
+    out
 }
 
 fn config_sink(tenant: &str) -> &'static str {

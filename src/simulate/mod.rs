@@ -1,33 +1,331 @@
-//! The built-in TAP API simulator (stub until the simulator lands).
-#![allow(missing_docs, unused)]
-use crate::clock::Clock;
+//! The built-in Proofpoint TAP SIEM API simulator, used by the demo, the tests and the benchmarks
+//! instead of a real Proofpoint account.
+//!
+//! It reads time only through [`Clock`], so a test drives it with a manual clock; the same seed
+//! always produces the same events. Modelled rules of `tap-api.md` (SIEM API section):
+//!
+//! - **Paths**: `/v2/siem/{all,messages/blocked,messages/delivered,clicks/blocked,clicks/permitted,
+//!   issues}`; `issues` = delivered messages + permitted clicks. Other paths: 404.
+//! - **Auth**: HTTP Basic per tenant; missing or wrong → 401, `licensed: false` → 403.
+//! - **Time selection**: exactly one of `interval` (`START/END`, `PTnHnMnS/END`, `START/PTnHnMnS`),
+//!   `sinceTime`, `sinceSeconds`, else 400. The `since*` forms end at the clock's now rounded down
+//!   to the minute. A literal `+` in a query value is kept as `+` (offsets), not read as a space.
+//! - **Limits**: the exact 400 texts for too short (< 30 s), too long (> 1 h), start older than
+//!   7 days, end before start; unparsable values get a 400 naming the parameter.
+//! - **Format**: without `format=json` the reply is syslog text (one RFC 5424-ish line per event
+//!   with `key="value"` fields, `text/plain`).
+//! - **JSON**: `{"queryEndTime":..,"messagesBlocked":[..],"messagesDelivered":[..],
+//!   "clicksBlocked":[..],"clicksPermitted":[..]}`, both ends inclusive, streamed minute by minute
+//!   and kind by kind (bounded memory), gzip-compressed chunk by chunk on `Accept-Encoding: gzip`.
+//! - **Filters**: `threatStatus` (repeatable; default active + cleared, so `falsePositive` events
+//!   appear only when asked for) and `threatType` (`url`, `attachment`, `messageText`).
+//! - **Events** ([`events`]): ~40/30/15/15 % delivered/blocked/clicks permitted/clicks blocked;
+//!   one message in five goes to 2–4 recipients (events share the GUID, differ in `recipient` and
+//!   `id`); field drift (`campaignId`/`campaignID`, `threatUrl`/`threatURL`, lower-case
+//!   classifications, `TOAD`, an occasional unknown field); JSON-escaped characters in subjects,
+//!   addresses and URLs; about 5 % of API times fall exactly on a whole minute; re-emissions of
+//!   earlier events with new threat info.
+//! - **Availability lag**: an event is queryable from `API time + delay`, delay in
+//!   `[0, max_visibility_delay]` (90 % under a minute).
+//! - **Quota**: rolling 24 h per principal, two pools (`clicks/permitted`; everything else). A request
+//!   over the quota gets 429 with a text body and no `Retry-After`, and is not counted. Counted:
+//!   every authenticated SIEM request that reached the quota check, including ones that then fail
+//!   validation (400) or receive an injected fault. Not counted: 401, 403, 404 (a gateway rejects
+//!   those before metering).
+//! - **Faults** ([`Fault`]): queued per principal with [`Simulator::inject`], one consumed per
+//!   authenticated SIEM request, before the quota check and normal handling.
+//!
+//! Not modelled: 204 on empty windows (only as a fault), the other TAP APIs, PoD.
+
+mod events;
+mod server;
+
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use crate::tap::EventKind;
+pub use events::{ThreatStatus, ThreatType};
+pub use server::SimServer;
+
+/// The simulator's configuration.
 #[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SimConfig {
+    /// Seeds every tenant's events; the same seed gives the same events.
     pub seed: u64,
+    /// The simulated tenants (one credential each).
     pub tenants: Vec<SimTenant>,
 }
+
+/// One simulated tenant (one TAP service principal).
 #[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SimTenant {
+    /// The service principal (Basic auth user name).
     pub principal: String,
+    /// The secret (Basic auth password).
     pub secret: String,
+    /// Average original events per hour.
     pub events_per_hour: u32,
+    /// Requests per rolling 24 h in the shared pool (every SIEM endpoint but clicks/permitted).
+    /// Default 1800.
+    #[serde(default = "default_limit")]
+    pub daily_limit: u32,
+    /// Requests per rolling 24 h to `/v2/siem/clicks/permitted`. Default 1800.
+    #[serde(default = "default_limit")]
+    pub clicks_permitted_limit: u32,
+    /// The longest time after its API time before an event becomes queryable. Default 25 min.
+    #[serde(default = "default_delay", with = "humantime_serde")]
+    pub max_visibility_delay: Duration,
+    /// Whether the SIEM API is licensed; `false` answers 403. Default true.
+    #[serde(default = "default_licensed")]
+    pub licensed: bool,
 }
+
+fn default_limit() -> u32 {
+    1800
+}
+
+fn default_delay() -> Duration {
+    Duration::from_secs(25 * 60)
+}
+
+fn default_licensed() -> bool {
+    true
+}
+
+impl SimTenant {
+    /// A licensed tenant with the default limits and delay.
+    pub fn new(principal: &str, secret: &str, events_per_hour: u32) -> Self {
+        SimTenant {
+            principal: principal.to_owned(),
+            secret: secret.to_owned(),
+            events_per_hour,
+            daily_limit: default_limit(),
+            clicks_permitted_limit: default_limit(),
+            max_visibility_delay: default_delay(),
+            licensed: default_licensed(),
+        }
+    }
+}
+
 impl SimConfig {
+    /// `n` tenants `tenant-0001`.. with secrets `secret-0001`.., all at `events_per_hour`.
     pub fn generated(n: usize, events_per_hour: u32, seed: u64) -> Self {
-        unimplemented!()
+        SimConfig {
+            seed,
+            tenants: (1..=n)
+                .map(|i| {
+                    SimTenant::new(
+                        &format!("tenant-{i:04}"),
+                        &format!("secret-{i:04}"),
+                        events_per_hour,
+                    )
+                })
+                .collect(),
+        }
     }
 }
+
+/// A misbehaviour to inject into one SIEM request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer this status with a realistic text body (e.g. 500, 503, 429, 401).
+    Status(u16),
+    /// 204 No Content, empty body.
+    NoContent,
+    /// Close the connection before any response header is written. (Only with [`Simulator::bind`];
+    /// under another server via [`Simulator::router`] it degrades to [`Fault::ResetMidBody`].)
+    ResetBeforeHeaders,
+    /// 200, part of a valid JSON body, then the connection is dropped (no chunked terminator).
+    ResetMidBody,
+    /// 200, a valid-looking JSON body cut short, then a clean end (chunked framing completed).
+    TruncatedBody,
+    /// 200 with a complete body that is not valid JSON.
+    MalformedBody,
+    /// Wait this long (tokio time, so a client's timeout trips) before the response headers.
+    SlowHeaders(Duration),
+    /// Send the headers and part of the body, stall this long (tokio time), then finish normally.
+    StallMidBody(Duration),
+}
+
+/// One simulated event with its ground-truth times.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimEvent {
+    pub kind: EventKind,
+    /// The compact JSON object exactly as the server sends it.
+    pub raw: Vec<u8>,
+    /// The API time: the later of message/click time and threat time.
+    pub time: DateTime<Utc>,
+    /// When the event becomes queryable.
+    pub visible_at: DateTime<Utc>,
+}
+
+/// One request the simulator answered, for [`Simulator::request_log`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedRequest {
+    pub path: String,
+    /// The raw (still percent-encoded) query string.
+    pub query: String,
+    /// The status sent; 0 when the connection was dropped before any header.
+    pub status: u16,
+    /// Clock time at which the request arrived.
+    pub at: DateTime<Utc>,
+    /// The injected fault this request consumed, if any.
+    pub fault: Option<Fault>,
+}
+
+/// The simulator: cheap to clone, all clones share state.
 #[derive(Clone)]
-pub struct Simulator;
-pub struct SimServer {
-    pub addr: SocketAddr,
+pub struct Simulator {
+    inner: Arc<Inner>,
 }
+
+struct Inner {
+    clock: Clock,
+    tenants: HashMap<String, TenantState>,
+}
+
+struct TenantState {
+    cfg: SimTenant,
+    gen: events::TenantGen,
+    /// Mutable per-tenant state: faults, quota logs, request log.
+    live: Mutex<Live>,
+}
+
+#[derive(Default)]
+struct Live {
+    faults: VecDeque<Fault>,
+    /// Arrival times of counted requests, per pool: `[shared, clicks/permitted]`.
+    quota: [VecDeque<DateTime<Utc>>; 2],
+    log: Vec<LoggedRequest>,
+}
+
 impl Simulator {
+    /// A simulator for `cfg`, reading time from `clock`.
     pub fn new(cfg: SimConfig, clock: Clock) -> Self {
-        Simulator
+        let tenants = cfg
+            .tenants
+            .into_iter()
+            .map(|t| {
+                let delay_ms =
+                    u64::try_from(t.max_visibility_delay.as_millis()).unwrap_or(u64::MAX);
+                let gen =
+                    events::TenantGen::new(cfg.seed, &t.principal, t.events_per_hour, delay_ms);
+                (
+                    t.principal.clone(),
+                    TenantState {
+                        cfg: t,
+                        gen,
+                        live: Mutex::new(Live::default()),
+                    },
+                )
+            })
+            .collect();
+        Simulator {
+            inner: Arc::new(Inner { clock, tenants }),
+        }
     }
+
+    /// The HTTP routes, for embedding in another server.
+    pub fn router(&self) -> axum::Router {
+        server::router(self.clone())
+    }
+
+    /// Binds `addr` (port 0 picks one) and serves until the returned server is dropped or shut down.
     pub async fn bind(&self, addr: SocketAddr) -> std::io::Result<SimServer> {
-        unimplemented!()
+        server::bind(self.clone(), addr).await
+    }
+
+    /// Queues faults for `principal`; each SIEM request consumes the next one, in order.
+    pub fn inject(&self, principal: &str, faults: impl IntoIterator<Item = Fault>) {
+        if let Some(t) = self.inner.tenants.get(principal) {
+            t.live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .faults
+                .extend(faults);
+        }
+    }
+
+    /// Ground truth: every event of `principal` with API time `start <= t < end`, visible or not,
+    /// any threat status, ordered by minute, then kind (API order), then generation order.
+    pub fn expected_events(
+        &self,
+        principal: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Vec<SimEvent> {
+        let Some(t) = self.inner.tenants.get(principal) else {
+            return Vec::new();
+        };
+        let (s, e) = (start.timestamp_millis(), end.timestamp_millis());
+        let mut out = Vec::new();
+        let mut items = Vec::new();
+        if e <= s {
+            return out;
+        }
+        for m in s.div_euclid(60_000)..=(e - 1).div_euclid(60_000) {
+            t.gen.minute_items(m, &mut items);
+            for kind in EventKind::ALL {
+                for it in items.iter().filter(|it| it.kind == kind) {
+                    if it.api_ms < s || it.api_ms >= e {
+                        continue;
+                    }
+                    for r in 0..it.recipients {
+                        let mut raw = Vec::with_capacity(3000);
+                        t.gen.render_json(it, r, &mut raw);
+                        out.push(SimEvent {
+                            kind,
+                            raw,
+                            time: ms_to_utc(it.api_ms),
+                            visible_at: ms_to_utc(t.gen.visible_at(it, r)),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Every request made with `principal` as the Basic-auth user (including rejected ones), oldest
+    /// first. Requests naming no configured principal are not logged.
+    pub fn request_log(&self, principal: &str) -> Vec<LoggedRequest> {
+        match self.inner.tenants.get(principal) {
+            Some(t) => t.live.lock().unwrap_or_else(|e| e.into_inner()).log.clone(),
+            None => Vec::new(),
+        }
+    }
+}
+
+fn ms_to_utc(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_humantime_delay() {
+        let cfg: SimConfig = serde_json::from_str(
+            r#"{"seed":1,"tenants":[{"principal":"p","secret":"s","events_per_hour":10,
+                "max_visibility_delay":"5m"}]}"#,
+        )
+        .unwrap();
+        let t = &cfg.tenants[0];
+        assert_eq!((t.daily_limit, t.clicks_permitted_limit), (1800, 1800));
+        assert_eq!(t.max_visibility_delay, Duration::from_secs(300));
+        assert!(t.licensed);
+        let bad = r#"{"seed":1,"tenants":[],"extra":1}"#;
+        assert!(serde_json::from_str::<SimConfig>(bad).is_err());
+        let gen = SimConfig::generated(2, 60, 3);
+        assert_eq!(gen.tenants[1].principal, "tenant-0002");
+        assert_eq!(gen.tenants[1].secret, "secret-0002");
     }
 }

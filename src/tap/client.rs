@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use super::split::{BatchBuilder, SplitError, SplitLimits, SplitSummary, Splitter};
 use super::window::Window;
 use super::Batch;
+use crate::config::ThreatStatus;
 
 /// Why a window could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +104,8 @@ pub enum WindowItem {
 pub struct Credentials<'a> {
     pub principal: &'a str,
     pub secret: &'a SecretString,
+    /// The `threatStatus` values to ask for.
+    pub threat_status: &'a [ThreatStatus],
 }
 
 /// Limits for splitting responses into batches.
@@ -189,10 +192,14 @@ impl TapClient {
         creds: &Credentials<'_>,
         interval: &str,
     ) -> Result<reqwest::Response, TapError> {
+        let mut query = vec![("format", "json"), ("interval", interval)];
+        for status in creds.threat_status {
+            query.push(("threatStatus", status.as_str()));
+        }
         let response = self
             .http
             .get(Self::url(base_url))
-            .query(&[("format", "json"), ("interval", interval)])
+            .query(&query)
             .basic_auth(creds.principal, Some(creds.secret.expose_secret()))
             .send()
             .await
@@ -244,14 +251,14 @@ async fn read_body(
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| transport_error(&e, read_timeout))?;
         splitter.feed(&chunk, &mut builder)?;
-        if builder.len() >= limits.events || builder.raw_bytes() >= limits.bytes {
-            if tx
+        let full = builder.len() >= limits.events || builder.raw_bytes() >= limits.bytes;
+        if full
+            && tx
                 .send(Ok(WindowItem::Batch(builder.take())))
                 .await
                 .is_err()
-            {
-                return Ok(()); // the poller gave up on this window
-            }
+        {
+            return Ok(()); // the poller gave up on this window
         }
     }
     let summary = splitter.finish()?;

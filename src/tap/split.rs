@@ -6,13 +6,14 @@
 //! arrives to a [`Splitter`], which appends the bytes of every complete event to a [`BatchBuilder`]
 //! and notes its kind, identity key and time. The daemon takes the complete events as a [`Batch`]
 //! whenever it likes; the bytes of an event still in progress stay behind for the next chunk.
-//! Memory is bounded by the event in progress (at most [`SplitLimits::max_event_bytes`], plus one
-//! chunk) and whatever the caller has not taken.
+//! Memory is bounded by the event in progress (at most [`SplitLimits::max_event_bytes`]; past
+//! that its bytes are only counted, for the error) and whatever the caller has not taken.
 //!
 //! Outside the events the splitter is a small validating push parser: every value under a key it
 //! does not know is checked for structure and skipped. Inside an event it only tracks strings,
-//! escapes and bracket depth (skipping through strings with `memchr`) to find where the element
-//! ends; then serde_json parses the element once, which both validates it and yields its time.
+//! escapes and bracket depth (skipping through strings a word at a time, long ones with `memchr`)
+//! to find where the element ends; then the element is checked as UTF-8 and serde_json parses it
+//! once, which both validates it and yields its time, and the key is hashed over its final bytes.
 //!
 //! Invariant 5, "raw in, raw out": the bytes of an event are forwarded exactly as the API sent
 //! them, never re-serialized, and its [`EventKey`] is the hash of those bytes. The one exception is
@@ -85,6 +86,12 @@ pub enum SplitError {
         index: u64,
         detail: serde_json::Error,
     },
+    #[error("event {index} of {kind} is not valid UTF-8 (byte {offset} of the event)")]
+    EventNotUtf8 {
+        kind: EventKind,
+        index: u64,
+        offset: usize,
+    },
     #[error("event {index} of {kind} is {len} bytes, over the {limit}-byte limit")]
     EventTooLarge {
         kind: EventKind,
@@ -123,6 +130,7 @@ impl SplitError {
             SplitError::NotObject { .. }
             | SplitError::EventNotObject { .. }
             | SplitError::EventInvalid { .. }
+            | SplitError::EventNotUtf8 { .. }
             | SplitError::EventTooLarge { .. }
             | SplitError::NotArray { .. }
             | SplitError::TrailingData { .. }
@@ -325,8 +333,9 @@ struct EventScan {
     oversize: bool,
 }
 
-/// Longest top-level key captured; longer keys are none of the known ones.
-const MAX_KEY: usize = 32;
+/// Longest top-level key captured, quotes included; longer keys are none of the known ones even
+/// with every character escaped (`\uXXXX`).
+const MAX_KEY: usize = 128;
 /// Longest `queryEndTime` captured, quotes included.
 const MAX_QUERY_END_TIME: usize = 256;
 /// Bytes of a non-object body shown in the error.
@@ -352,9 +361,9 @@ pub struct Splitter {
     /// The kind of the event array being read, and the index of its current element.
     kind: EventKind,
     index: u64,
-    /// Body offset of the current event's first byte.
-    event_offset: u64,
+    /// The element in progress, while `state` is `Event`.
     scan: EventScan,
+    /// Events emitted so far.
     events: u64,
 }
 
@@ -371,7 +380,6 @@ impl Splitter {
             head: Vec::new(),
             kind: EventKind::MessagesBlocked,
             index: 0,
-            event_offset: 0,
             scan: EventScan::default(),
             events: 0,
         }
@@ -484,6 +492,7 @@ impl Splitter {
                 b'"' => {
                     let role = if self.stack.len() == 1 {
                         self.key.clear();
+                        self.key.push(b);
                         StrRole::TopKey
                     } else {
                         StrRole::Key
@@ -562,7 +571,6 @@ impl Splitter {
             }
             out.drop_partial();
             self.scan = EventScan::default();
-            self.event_offset = at;
             self.state = State::Event;
             return Ok(false);
         }
@@ -699,17 +707,7 @@ impl Splitter {
     fn end_string(&mut self, role: StrRole) {
         match role {
             StrRole::TopKey => {
-                // The closing quote was pushed too.
-                let name = &self.key[..self.key.len().saturating_sub(1)];
-                self.top_key = if self.key.len() > MAX_KEY {
-                    TopKey::Other
-                } else if let Some(kind) = EventKind::from_array_name(name) {
-                    TopKey::Events(kind)
-                } else if name == b"queryEndTime" {
-                    TopKey::QueryEndTime
-                } else {
-                    TopKey::Other
-                };
+                self.top_key = classify_key(&self.key);
                 self.state = State::Colon;
             }
             StrRole::Key => self.state = State::Colon,
@@ -742,7 +740,7 @@ impl Splitter {
                     i += 1;
                     continue;
                 }
-                match memchr::memchr2(b'"', b'\\', &chunk[i..]) {
+                match find_quote_or_backslash(&chunk[i..]) {
                     None => i = end,
                     Some(k) => {
                         i += k;
@@ -814,8 +812,14 @@ impl Splitter {
             compact(&mut out.buf, start);
         }
         let raw = &out.buf[start..];
+        let text = std::str::from_utf8(raw).map_err(|e| SplitError::EventNotUtf8 {
+            kind,
+            index,
+            offset: e.valid_up_to(),
+        })?;
+        // Checked as UTF-8 as a whole above, so serde_json need not check each string again.
         let times: EventTimes<'_> =
-            serde_json::from_slice(raw).map_err(|detail| SplitError::EventInvalid {
+            serde_json::from_str(text).map_err(|detail| SplitError::EventInvalid {
                 kind,
                 index,
                 detail,
@@ -840,6 +844,73 @@ impl Splitter {
         self.events += 1;
         Ok(())
     }
+}
+
+/// What the top-level key `quoted` (a JSON string literal, quotes included) names.
+fn classify_key(quoted: &[u8]) -> TopKey {
+    if quoted.len() < 2 || quoted.len() > MAX_KEY {
+        return TopKey::Other;
+    }
+    let unescaped;
+    let name = if quoted.contains(&b'\\') {
+        // No known name needs escaping, but an escaped spelling still names it.
+        match serde_json::from_slice::<String>(quoted) {
+            Ok(name) => {
+                unescaped = name;
+                unescaped.as_bytes()
+            }
+            Err(_) => return TopKey::Other,
+        }
+    } else {
+        &quoted[1..quoted.len() - 1]
+    };
+    if let Some(kind) = EventKind::from_array_name(name) {
+        TopKey::Events(kind)
+    } else if name == b"queryEndTime" {
+        TopKey::QueryEndTime
+    } else {
+        TopKey::Other
+    }
+}
+
+/// The first `"` or `\\` in `s`.
+///
+/// Most strings of an event are short keys and values, for which memchr's setup costs more than
+/// the search: look 8 bytes at a time first, and hand long strings to memchr.
+#[inline]
+fn find_quote_or_backslash(s: &[u8]) -> Option<usize> {
+    const SHORT: usize = 32;
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        if i >= SHORT {
+            return memchr::memchr2(b'"', b'\\', &s[i..]).map(|k| i + k);
+        }
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&s[i..i + 8]);
+        let word = u64::from_le_bytes(word);
+        let found = zero_bytes(word ^ splat(b'"')) | zero_bytes(word ^ splat(b'\\'));
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|k| i + k)
+}
+
+/// `b` in every byte of a word.
+#[inline]
+const fn splat(b: u8) -> u64 {
+    0x0101_0101_0101_0101 * b as u64
+}
+
+/// A word whose lowest set bit is the high bit of the lowest zero byte of `w` (bits above it may
+/// be set falsely by borrows, so only the lowest counts); 0 when no byte is zero.
+#[inline]
+const fn zero_bytes(w: u64) -> u64 {
+    w.wrapping_sub(splat(1)) & !w & splat(0x80)
 }
 
 /// Removes whitespace outside strings from `buf[start..]`, in place.
@@ -1186,6 +1257,15 @@ mod tests {
     }
 
     #[test]
+    fn escaped_spellings_of_known_keys_still_name_them() {
+        let body = br#"{"messages\u0042locked":[{"a":1}],"query\u0045ndTime":"t","x\"y":[{}]}"#;
+        let (seen, summary) = split(body).unwrap();
+        assert_eq!(seen[0].0, EventKind::MessagesBlocked);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(summary.query_end_time.as_deref(), Some("t"));
+    }
+
+    #[test]
     fn query_end_time_is_unescaped_and_optional() {
         let (_, s) = split(br#"{"queryEndTime":"2026-11-23T10:00:00\u005a"}"#).unwrap();
         assert_eq!(s.query_end_time.as_deref(), Some("2026-11-23T10:00:00Z"));
@@ -1506,6 +1586,35 @@ mod tests {
             Err(SplitError::AlreadyFailed)
         ));
         assert!(matches!(s.finish(), Err(SplitError::AlreadyFailed)));
+    }
+
+    #[test]
+    fn events_that_are_not_utf8_are_rejected() {
+        let mut body = br#"{"messagesBlocked":[{"a":"ok"},{"a":"x"#.to_vec();
+        body.extend_from_slice(b"\xff\xfe\"}]}");
+        assert_eq!(
+            split_err(&body),
+            "event 1 of messagesBlocked is not valid UTF-8 (byte 7 of the event)"
+        );
+    }
+
+    #[test]
+    fn quote_search_finds_the_first_quote_or_backslash_at_any_length() {
+        for len in 0..100 {
+            let hay = vec![b'a'; len];
+            assert_eq!(find_quote_or_backslash(&hay), None);
+            for at in 0..len {
+                for (needle, other) in [(b'"', b'\\'), (b'\\', b'"')] {
+                    let mut hay = hay.clone();
+                    hay[at] = needle;
+                    if at + 1 < len {
+                        hay[len - 1] = other;
+                    }
+                    assert_eq!(find_quote_or_backslash(&hay), Some(at), "len {len} at {at}");
+                }
+            }
+        }
+        assert_eq!(find_quote_or_backslash("é😀\"".as_bytes()), Some(6));
     }
 
     #[test]

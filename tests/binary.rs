@@ -1,0 +1,390 @@
+//! Tests that run the real `tapfwd` binary: `kill -9` in the middle of a backlog, secrets kept
+//! out of logs, status and the store, and `check` naming the bad key.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+use tapfwd::clock::Clock;
+
+fn tapfwd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tapfwd"))
+}
+
+fn spawn_run(config: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    tapfwd()
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("tapfwd runs")
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Waits (checking every 20 ms, up to `limit`) until `done` holds.
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sigterm(child: &mut Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "tapfwd exited with {exit:?} after SIGTERM");
+}
+
+fn status_json(config: &Path) -> serde_json::Value {
+    let out = tapfwd()
+        .args(["status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every tenant's first requested window start, from the simulator's log.
+fn first_starts(sim: &Sim, principals: &[&str]) -> HashMap<String, i64> {
+    principals
+        .iter()
+        .map(|p| {
+            let start = sim
+                .sim
+                .request_log(p)
+                .iter()
+                .filter_map(|r| parse_interval(&r.query))
+                .map(|(s, _)| s)
+                .min()
+                .expect("the tenant made requests");
+            (p.to_string(), start)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_backlog_leaves_every_event_exactly_once() {
+    let sim = Sim::start(
+        vec![
+            tenant("p-k1", "s-k1", 1500),
+            tenant("p-k2", "s-k2", 1500),
+            tenant("p-k3", "s-k3", 1500),
+        ],
+        21,
+        Clock::System,
+    )
+    .await;
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let config = scratch.path("tapfwd.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            &scratch.path("state"),
+            &events,
+            &sim.base_url(),
+            &[("k1", "p-k1", "s-k1"), ("k2", "p-k2", "s-k2"), ("k3", "p-k3", "s-k3")],
+            "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"8h\"\nbatch_events = 97\nconcurrency = 3",
+        ),
+    )
+    .unwrap();
+
+    // Kill at three growing sizes, each time in the middle of writing.
+    let mut killed_at = Vec::new();
+    for threshold in [400_000u64, 4_000_000, 12_000_000] {
+        let mut child = spawn_run(&config, &scratch.path("run.log"));
+        let events2 = events.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_until("the file to grow", Duration::from_secs(120), || {
+                file_len(&events2) >= threshold
+            })
+        })
+        .await
+        .unwrap();
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        killed_at.push(file_len(&events));
+    }
+
+    // Run to completion, then stop cleanly and compare with the simulator's ground truth.
+    let mut child = spawn_run(&config, &scratch.path("run.log"));
+    let principals = ["p-k1", "p-k2", "p-k3"];
+    let starts = first_starts(&sim, &principals);
+    let target = (chrono::Utc::now().timestamp() - 1800).div_euclid(60) * 60 - 300;
+    let want: HashMap<&str, usize> = principals
+        .iter()
+        .map(|p| (*p, expected(&sim.sim, p, starts[*p], target).len()))
+        .collect();
+    let events2 = events.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(
+            "every event up to the target",
+            Duration::from_secs(300),
+            || {
+                let data = std::fs::read(&events2).unwrap_or_default();
+                let mut n: HashMap<&str, usize> = HashMap::new();
+                for line in data.split(|b| *b == b'\n') {
+                    for (t, p) in [("k1", "p-k1"), ("k2", "p-k2"), ("k3", "p-k3")] {
+                        if line.starts_with(format!("{{\"tenant\":\"{t}\"").as_bytes()) {
+                            *n.entry(p).or_default() += 1;
+                        }
+                    }
+                }
+                want.iter()
+                    .all(|(p, w)| n.get(p).copied().unwrap_or(0) >= *w)
+            },
+        )
+    })
+    .await
+    .unwrap();
+    sigterm(&mut child);
+
+    let status = status_json(&config);
+    let lines = read_lines(&events);
+    for (id, p) in [("k1", "p-k1"), ("k2", "p-k2"), ("k3", "p-k3")] {
+        let t = status
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tenant"] == id)
+            .unwrap();
+        let cp =
+            chrono::DateTime::parse_from_rfc3339(t["sinks"][0]["checkpoint"].as_str().unwrap())
+                .unwrap()
+                .timestamp();
+        assert_exactly_once(&lines, id, &expected(&sim.sim, p, starts[p], cp));
+    }
+    assert!(killed_at.windows(2).all(|w| w[0] <= w[1]), "{killed_at:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_logs_status_or_the_store() {
+    const GOOD: &str = "Xy7-good-SECRET-4b1d";
+    const BAD: &str = "Qz9-wrong-SECRET-77e0";
+    let sim = Sim::start(
+        vec![
+            tenant("p-good", GOOD, 600),
+            tenant("p-bad", "the-real-one", 600),
+        ],
+        1,
+        Clock::System,
+    )
+    .await;
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let config = scratch.path("tapfwd.toml");
+    let secret_file = scratch.path("bad.secret");
+    std::fs::write(&secret_file, format!("{BAD}\n")).unwrap();
+    let text = format!(
+        "state_dir = {state:?}\n[poll]\ninitial_lookback = \"2h\"\n[sinks.archive]\ntype = \"file\"\npath = {events:?}\n\
+         [tenants.good]\nbase_url = \"{url}\"\nprincipal = \"p-good\"\nsecret_env = \"GOOD_TAP_SECRET\"\nsinks = [\"archive\"]\n\
+         [tenants.bad]\nbase_url = \"{url}\"\nprincipal = \"p-bad\"\nsecret_file = {file:?}\nsinks = [\"archive\"]\n",
+        state = scratch.path("state").display().to_string(),
+        events = events.display().to_string(),
+        url = sim.base_url(),
+        file = secret_file.display().to_string(),
+    );
+    std::fs::write(&config, text).unwrap();
+    let log_path = scratch.path("run.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = tapfwd()
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "trace")
+        .env("GOOD_TAP_SECRET", GOOD)
+        .stderr(log)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log2 = log_path.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until("the bad tenant to fail", Duration::from_secs(60), || {
+            std::fs::read_to_string(&log2)
+                .unwrap_or_default()
+                .contains("tenant failed")
+        })
+    })
+    .await
+    .unwrap();
+    let events2 = events.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(
+            "events from the good tenant",
+            Duration::from_secs(60),
+            || file_len(&events2) > 0,
+        )
+    })
+    .await
+    .unwrap();
+    sigterm(&mut child);
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logs.contains("401"), "the failure is reported: {logs}");
+    let status = tapfwd()
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let status_json = tapfwd()
+        .args(["status", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let status_text = String::from_utf8_lossy(&status.stdout).to_string()
+        + &String::from_utf8_lossy(&status_json.stdout);
+    assert!(status_text.contains("failed"), "{status_text}");
+    let mut store_bytes = Vec::new();
+    for entry in walk(&scratch.path("state")) {
+        store_bytes.extend(std::fs::read(entry).unwrap());
+    }
+    assert!(!store_bytes.is_empty());
+    for secret in [GOOD, BAD] {
+        assert!(!logs.contains(secret), "secret in logs");
+        assert!(!status_text.contains(secret), "secret in status");
+        assert!(
+            !store_bytes
+                .windows(secret.len())
+                .any(|w| w == secret.as_bytes()),
+            "secret in the store"
+        );
+        // Base64 of the Basic credentials must not leak either.
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("p-good:{secret}"));
+        assert!(!logs.contains(&basic));
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_connect_tries_each_tenants_credentials() {
+    let sim = Sim::start(
+        vec![tenant("p-ok", "s-ok", 60), tenant("p-no", "s-no", 60)],
+        1,
+        Clock::System,
+    )
+    .await;
+    let scratch = Scratch::new();
+    let config = scratch.path("tapfwd.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            &scratch.path("state"),
+            &scratch.path("events.ndjson"),
+            &sim.base_url(),
+            &[("ok", "p-ok", "s-ok"), ("no", "p-no", "not-the-secret")],
+            "",
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        tapfwd()
+            .args(["check", "--connect", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "one tenant's credentials are wrong");
+    assert!(
+        stdout.contains("tenant ok: credentials accepted"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("tenant no: credentials rejected (401)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not-the-secret"));
+    assert_eq!(sim.sim.request_log("p-ok").len(), 1, "one cheap request");
+}
+
+#[test]
+fn check_names_the_bad_key() {
+    let scratch = Scratch::new();
+    let good = "state_dir = \"s\"\n[sinks.archive]\ntype = \"file\"\npath = \"e.ndjson\"\n[tenants.acme]\nprincipal = \"p\"\nsecret = \"x\"\nsinks = [\"archive\"]\n";
+    let cases: &[(&str, &str)] = &[
+        (good, ""),
+        (
+            &good.replace("sinks = [\"archive\"]", "sinks = [\"splunk\"]"),
+            "tenants.acme.sinks",
+        ),
+        (&good.replace("secret = \"x\"\n", ""), "tenants.acme.secret"),
+        (
+            &format!("{good}[poll]\nmax_window = \"2h\"\n"),
+            "poll.max_window",
+        ),
+        (
+            &format!("{good}[poll]\nmax_window = \"10s\"\n"),
+            "poll.max_window",
+        ),
+        (&format!("{good}[poll]\nlag = \"thirty\"\n"), "poll.lag"),
+        (
+            &good.replace("type = \"file\"", "type = \"file\"\ncolour = \"blue\""),
+            "colour",
+        ),
+        (
+            &good.replace("type = \"file\"", "type = \"carrier-pigeon\""),
+            "sinks.archive",
+        ),
+        ("state_dir = \"s\"\n[tenants.acme\n", "TOML"),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let path = scratch.path(&format!("c{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = tapfwd()
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if key.is_empty() {
+            assert!(out.status.success(), "case {i}: {stderr}");
+        } else {
+            assert!(!out.status.success(), "case {i} should fail");
+            assert!(
+                stderr.to_lowercase().contains(&key.to_lowercase()),
+                "case {i}: expected `{key}` in: {stderr}"
+            );
+        }
+    }
+    // A missing file is named too.
+    let out = tapfwd()
+        .args(["check", "--config", "/nonexistent/tapfwd.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/tapfwd.toml"));
+}

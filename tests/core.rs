@@ -1,0 +1,540 @@
+//! Black-box tests of the core daemon against the built-in simulator: windows, lag, dedupe,
+//! restarts, API faults, throttling, bad credentials and the 7-day horizon. In-process tests run
+//! the real `App` on a manual clock shared with the simulator, so hours pass in milliseconds and
+//! nothing sleeps to synchronise: each step waits for every tenant to report itself idle.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use support::*;
+use tapfwd::clock::Clock;
+use tapfwd::simulate::Fault;
+
+const POLL: &str =
+    "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"6h\"\nbatch_events = 150";
+const MIN5: Duration = Duration::from_secs(300);
+
+fn lag() -> i64 {
+    1800
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_is_split_into_valid_windows_and_delivered_exactly_once() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(
+        vec![
+            tenant("p-acme", "s-acme", 900),
+            tenant("p-beta", "s-beta", 600),
+            tenant("p-gamma", "s-gamma", 300),
+        ],
+        11,
+        clock.clone(),
+    )
+    .await;
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[
+            ("acme", "p-acme", "s-acme"),
+            ("beta", "p-beta", "s-beta"),
+            ("gamma", "p-gamma", "s-gamma"),
+        ],
+        POLL,
+    );
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(3, manual.now()).await;
+    let initial = (t0().timestamp() - lag() - 6 * 3600).div_euclid(60) * 60;
+
+    // Caught up, within one interval of now - lag.
+    let cps = checkpoints(&running.board, "archive");
+    for (tenant, cp) in &cps {
+        let latest = (t0().timestamp() - lag()).div_euclid(60) * 60;
+        assert!(
+            latest - cp < 300,
+            "{tenant} not caught up: {cp} vs {latest}"
+        );
+    }
+    // Every request was a window the API accepts.
+    let mut requests = 0;
+    for p in ["p-acme", "p-beta", "p-gamma"] {
+        for r in sim.sim.request_log(p) {
+            requests += 1;
+            assert_eq!(r.status, 200, "{r:?}");
+            assert!(r.query.contains("format=json"), "{r:?}");
+            let (s, e) = parse_interval(&r.query).unwrap_or_else(|| panic!("no interval: {r:?}"));
+            assert!(
+                (30..=3600).contains(&(e - s)),
+                "window length {}: {r:?}",
+                e - s
+            );
+            assert_eq!(s % 60, 0, "{r:?}");
+            assert_eq!(e % 60, 0, "{r:?}");
+            assert!(
+                e <= r.at.timestamp() - lag(),
+                "window ends inside the lag: {r:?}"
+            );
+        }
+    }
+    assert!(
+        requests >= 18,
+        "6 hours in 1-hour windows for 3 tenants: {requests}"
+    );
+
+    let lines = read_lines(&events);
+    for (id, p) in [("acme", "p-acme"), ("beta", "p-beta"), ("gamma", "p-gamma")] {
+        let want = expected(&sim.sim, p, initial, cps[id]);
+        assert_exactly_once(&lines, id, &want);
+    }
+
+    // Multi-recipient messages share a GUID and all arrive; boundary events arrive once.
+    let mut by_guid: HashMap<String, usize> = HashMap::new();
+    for l in lines
+        .iter()
+        .filter(|l| l.event_type.starts_with("messages"))
+    {
+        let v: serde_json::Value = serde_json::from_slice(&l.raw).unwrap();
+        if let Some(g) = v["GUID"].as_str() {
+            *by_guid.entry(format!("{}/{g}", l.tenant)).or_default() += 1;
+        }
+    }
+    assert!(
+        by_guid.values().any(|n| *n >= 2),
+        "expected multi-recipient messages sharing a GUID"
+    );
+    let on_boundary = sim
+        .sim
+        .expected_events("p-acme", support_dt(initial), support_dt(cps["acme"]))
+        .into_iter()
+        .filter(|e| {
+            e.time.timestamp_subsec_millis() == 0 && e.time.timestamp() % 3600 == initial % 3600
+        })
+        .count();
+    assert!(
+        on_boundary > 0,
+        "the simulator should put events exactly on window boundaries"
+    );
+
+    // Steady state: two more hours in 5-minute steps, one request per tenant per step.
+    let before: usize = ["p-acme", "p-beta", "p-gamma"]
+        .iter()
+        .map(|p| sim.sim.request_log(p).len())
+        .sum();
+    step_clock(&running, &manual, 3, MIN5, 24).await;
+    let after: usize = ["p-acme", "p-beta", "p-gamma"]
+        .iter()
+        .map(|p| sim.sim.request_log(p).len())
+        .sum();
+    assert!(
+        (after - before) <= 3 * 25,
+        "steady polling used {} requests for 24 steps of 3 tenants",
+        after - before
+    );
+    let cps = checkpoints(&running.board, "archive");
+    let lines = read_lines(&events);
+    for (id, p) in [("acme", "p-acme"), ("beta", "p-beta"), ("gamma", "p-gamma")] {
+        assert!(cps[id] >= (manual.now().timestamp() - lag() - 600));
+        assert_exactly_once(&lines, id, &expected(&sim.sim, p, initial, cps[id]));
+    }
+    running.stop().await;
+}
+
+fn support_dt(secs: i64) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc.timestamp_opt(secs, 0).unwrap()
+}
+
+/// The simulator publishes events up to 25 minutes late. With the default 30-minute lag none is
+/// lost; the same run with a 1-minute lag loses some, which shows the test can fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_keeps_late_events_and_a_short_lag_loses_them() {
+    for (lag_text, lag_secs, expect_loss) in [("30m", 1800, false), ("1m", 60, true)] {
+        let (clock, manual) = Clock::manual(t0());
+        let sim = Sim::start(vec![tenant("p-late", "s-late", 1200)], 3, clock.clone()).await;
+        let scratch = Scratch::new();
+        let events = scratch.path("events.ndjson");
+        let poll = format!("interval = \"5m\"\nlag = \"{lag_text}\"\ninitial_lookback = \"1h\"");
+        let text = config_text(
+            &scratch.path("state"),
+            &events,
+            &sim.base_url(),
+            &[("late", "p-late", "s-late")],
+            &poll,
+        );
+        let running = Running::start(parse_config(&text), clock.clone()).await;
+        running.wait_idle(1, manual.now()).await;
+        step_clock(&running, &manual, 1, MIN5, 18).await;
+        let initial = (t0().timestamp() - lag_secs - 3600).div_euclid(60) * 60;
+        let cp = checkpoints(&running.board, "archive")["late"];
+        running.stop().await;
+        let lines = read_lines(&events);
+        let want = expected(&sim.sim, "p-late", initial, cp);
+        if expect_loss {
+            let got: std::collections::HashSet<&[u8]> =
+                lines.iter().map(|l| l.raw.as_slice()).collect();
+            let lost = want
+                .iter()
+                .filter(|(_, r)| !got.contains(r.as_slice()))
+                .count();
+            assert!(
+                lost > 0,
+                "a 1-minute lag should lose late events; the simulator must publish late"
+            );
+        } else {
+            assert_exactly_once(&lines, "late", &want);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_resumes_from_checkpoint_without_loss_or_duplicates() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant("p-r", "s-r", 1500)], 5, clock.clone()).await;
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("r", "p-r", "s-r")],
+        POLL,
+    );
+    let initial = (t0().timestamp() - lag() - 6 * 3600).div_euclid(60) * 60;
+    // First run: stop as soon as a few windows are in.
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running
+        .wait_for("two windows delivered", |s| {
+            s.iter().any(|t| t.windows_fetched >= 2)
+        })
+        .await;
+    running.stop().await;
+    let partial = read_lines(&events).len();
+    assert!(partial > 0);
+    // Second run continues; an hour later still nothing is repeated.
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(1, manual.now()).await;
+    step_clock(&running, &manual, 1, MIN5, 12).await;
+    let cp = checkpoints(&running.board, "archive")["r"];
+    running.stop().await;
+    let lines = read_lines(&events);
+    assert!(lines.len() > partial);
+    assert_exactly_once(&lines, "r", &expected(&sim.sim, "p-r", initial, cp));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_resets_and_malformed_bodies_are_retried_without_loss() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant("p-f", "s-f", 2000)], 9, clock.clone()).await;
+    sim.sim.inject(
+        "p-f",
+        [
+            Fault::Status(500),
+            Fault::Status(503),
+            Fault::ResetBeforeHeaders,
+            Fault::ResetMidBody,
+            Fault::TruncatedBody,
+            Fault::MalformedBody,
+            Fault::Status(502),
+            Fault::ResetMidBody,
+        ],
+    );
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("f", "p-f", "s-f")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"3h\"\nbatch_events = 50\nmax_backoff = \"1m\"",
+    );
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    // Backoff waits are on the manual clock: step it until the backlog is done.
+    let latest = (t0().timestamp() - lag()).div_euclid(60) * 60;
+    for _ in 0..60 {
+        running.wait_idle(1, manual.now()).await;
+        let cp = checkpoints(&running.board, "archive")["f"];
+        if latest - cp < 300 {
+            break;
+        }
+        manual.advance(Duration::from_secs(60));
+    }
+    let status = running.board.get("f").unwrap();
+    let cp = checkpoints(&running.board, "archive")["f"];
+    running.stop().await;
+    let failures = sim
+        .sim
+        .request_log("p-f")
+        .iter()
+        .filter(|r| r.status != 200)
+        .count();
+    assert!(failures >= 4, "the injected faults were seen: {failures}");
+    assert!(status.requests_by_status.len() > 1, "{status:?}");
+    let initial = (t0().timestamp() - lag() - 3 * 3600).div_euclid(60) * 60;
+    assert!(
+        cp >= t0().timestamp() - lag() - 600,
+        "caught up after the faults"
+    );
+    assert_exactly_once(
+        &read_lines(&events),
+        "f",
+        &expected(&sim.sim, "p-f", initial, cp),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_fail_one_tenant_and_the_others_continue() {
+    let (clock, manual) = Clock::manual(t0());
+    let mut unlicensed = tenant("p-nolicense", "s-nolicense", 100);
+    unlicensed.licensed = false;
+    let sim = Sim::start(
+        vec![
+            tenant("p-good", "s-good", 600),
+            tenant("p-bad", "s-bad", 600),
+            unlicensed,
+        ],
+        2,
+        clock.clone(),
+    )
+    .await;
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[
+            ("good", "p-good", "s-good"),
+            ("bad", "p-bad", "wrong-secret"),
+            ("nolicense", "p-nolicense", "s-nolicense"),
+        ],
+        POLL,
+    );
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(3, manual.now()).await;
+    step_clock(&running, &manual, 3, MIN5, 6).await;
+    let bad = running.board.get("bad").unwrap();
+    assert_eq!(bad.state, "failed", "{bad:?}");
+    assert!(
+        bad.last_error.as_deref().unwrap_or("").contains("401"),
+        "{bad:?}"
+    );
+    let nolicense = running.board.get("nolicense").unwrap();
+    assert_eq!(nolicense.state, "failed");
+    assert!(nolicense
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("403"));
+    // A failed tenant is not retried in a loop: one attempt, then an hour's wait.
+    assert!(sim.sim.request_log("p-bad").len() <= 2);
+    let good = running.board.get("good").unwrap();
+    assert_eq!(good.state, "ok", "{good:?}");
+    let cp = checkpoints(&running.board, "archive")["good"];
+    running.stop().await;
+    let lines = read_lines(&events);
+    assert!(lines.iter().all(|l| l.tenant == "good"));
+    let initial = (t0().timestamp() - lag() - 6 * 3600).div_euclid(60) * 60;
+    assert_exactly_once(&lines, "good", &expected(&sim.sim, "p-good", initial, cp));
+}
+
+/// The API's quota is smaller than the daemon thinks (another client shares the credential):
+/// 429s make the tenant wait for budget, not retry in a loop, and it finishes a day later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_tenant_waits_for_budget_and_then_completes() {
+    let (clock, manual) = Clock::manual(t0());
+    let mut t = tenant("p-q", "s-q", 300);
+    t.daily_limit = 8;
+    let sim = Sim::start(vec![t], 4, clock.clone()).await;
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("q", "p-q", "s-q")],
+        "interval = \"1h\"\nlag = \"30m\"\ninitial_lookback = \"12h\"",
+    );
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(1, manual.now()).await;
+    let st = running.board.get("q").unwrap();
+    assert_eq!(st.state, "throttled", "{st:?}");
+    let stuck_at = checkpoints(&running.board, "archive")["q"];
+    // A day in 30-minute steps: the tenant probes at most about hourly.
+    step_clock(&running, &manual, 1, Duration::from_secs(1800), 50).await;
+    let throttled = sim
+        .sim
+        .request_log("p-q")
+        .iter()
+        .filter(|r| r.status == 429)
+        .count();
+    assert!(
+        throttled <= 30,
+        "429s should be waited out, got {throttled}"
+    );
+    let cp = checkpoints(&running.board, "archive")["q"];
+    running.stop().await;
+    assert!(
+        cp >= stuck_at + 4 * 3600,
+        "moved on once the quota released: {stuck_at} -> {cp}"
+    );
+    let initial = (t0().timestamp() - lag() - 12 * 3600).div_euclid(60) * 60;
+    assert_exactly_once(
+        &read_lines(&events),
+        "q",
+        &expected(&sim.sim, "p-q", initial, cp),
+    );
+}
+
+/// The daemon's own budget stops a backfill before the API has to: it keeps a day of steady
+/// polls in reserve and never sees a 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_budget_reserves_steady_polls_and_avoids_429() {
+    let (clock, manual) = Clock::manual(t0());
+    let mut t = tenant("p-b", "s-b", 100);
+    t.daily_limit = 40;
+    let sim = Sim::start(vec![t], 4, clock.clone()).await;
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let mut text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("b", "p-b", "s-b")],
+        "interval = \"1h\"\nlag = \"30m\"\ninitial_lookback = \"6d\"",
+    );
+    text.push_str("requests_per_day = 40\n");
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(1, manual.now()).await;
+    let st = running.board.get("b").unwrap();
+    assert_eq!(st.state, "waiting_for_budget", "{st:?}");
+    assert_eq!(
+        st.requests_24h,
+        40 - 24,
+        "backlog stops where a day of hourly polls is left"
+    );
+    step_clock(&running, &manual, 1, Duration::from_secs(3600), 30).await;
+    running.stop().await;
+    assert!(sim.sim.request_log("p-b").iter().all(|r| r.status == 200));
+}
+
+/// A checkpoint older than the API's 7 days is clamped (the gap reported), never a 400 loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_past_seven_days_is_clamped_and_gap_reported() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant("p-old", "s-old", 60)], 8, clock.clone()).await;
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("old", "p-old", "s-old")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
+    );
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(1, manual.now()).await;
+    running.stop().await;
+    // Nine days offline.
+    manual.advance(Duration::from_secs(9 * 86_400));
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running
+        .wait_for("the first window after the clamp", |s| {
+            s.iter().any(|t| t.windows_fetched >= 1)
+        })
+        .await;
+    let st = running.board.get("old").unwrap();
+    running.stop().await;
+    let gap = st.sinks[0].gap_seconds;
+    assert!(gap > 86_400, "the skipped span is reported: {st:?}");
+    assert!(sim.sim.request_log("p-old").iter().all(|r| r.status != 400));
+}
+
+/// The API's clock runs two hours ahead of ours, so a start we think is inside the 7 days is too
+/// old for it: the 400 makes the daemon step further inside the horizon, not loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_too_old_for_a_skewed_api_clock_is_clamped_not_looped() {
+    let (clock, manual) = Clock::manual(t0());
+    let (api_clock, api_manual) = Clock::manual(t0() + chrono::Duration::hours(2));
+    let sim = Sim::start(vec![tenant("p-skew", "s-skew", 60)], 8, api_clock).await;
+    let scratch = Scratch::new();
+    let text = config_text(
+        &scratch.path("state"),
+        &scratch.path("events.ndjson"),
+        &sim.base_url(),
+        &[("skew", "p-skew", "s-skew")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
+    );
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(1, manual.now()).await;
+    running.stop().await;
+    let ten_days = Duration::from_secs(10 * 86_400);
+    manual.advance(ten_days);
+    api_manual.advance(ten_days);
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running
+        .wait_for("a window accepted after the clamp", |s| {
+            s.iter().any(|t| t.windows_fetched >= 1)
+        })
+        .await;
+    running.stop().await;
+    let log = sim.sim.request_log("p-skew");
+    let too_old = log.iter().filter(|r| r.status == 400).count();
+    assert!(
+        too_old >= 1,
+        "the skew should cause at least one 400: {log:?}"
+    );
+    assert!(
+        too_old <= 3,
+        "clamped after a few 400s, not a loop: {too_old}"
+    );
+}
+
+/// One tenant, two sinks: `archive` works, `full` writes to /dev/full (ENOSPC on every write).
+/// The broken sink holds its own checkpoint, shows its backlog and error, and causes no
+/// duplicates in the working one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_sink_holds_its_checkpoint_without_duplicates_elsewhere() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant("p-two", "s-two", 900)], 6, clock.clone()).await;
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let mut text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("two", "p-two", "s-two")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"3h\"\nmax_backoff = \"2m\"",
+    );
+    text = text.replace("sinks = [\"archive\"]", "sinks = [\"archive\", \"full\"]");
+    text.push_str("[sinks.full]\ntype = \"file\"\npath = \"/dev/full\"\n");
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(1, manual.now()).await;
+    step_clock(&running, &manual, 1, Duration::from_secs(60), 30).await;
+    let st = running.board.get("two").unwrap();
+    let cps = checkpoints(&running.board, "archive");
+    let full_cp = checkpoints(&running.board, "full")["two"];
+    running.stop().await;
+    let initial = (t0().timestamp() - lag() - 3 * 3600).div_euclid(60) * 60;
+    assert_eq!(full_cp, initial, "the broken sink never advanced");
+    let full = st.sinks.iter().find(|s| s.sink == "full").unwrap();
+    assert!(full.failing, "{st:?}");
+    assert!(full.backlog_seconds >= 3 * 3600, "{st:?}");
+    assert!(
+        full.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("/dev/full"),
+        "{st:?}"
+    );
+    let archive = st.sinks.iter().find(|s| s.sink == "archive").unwrap();
+    assert!(!archive.failing);
+    assert_exactly_once(
+        &read_lines(&events),
+        "two",
+        &expected(&sim.sim, "p-two", initial, cps["two"]),
+    );
+}
