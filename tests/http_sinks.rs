@@ -1229,3 +1229,44 @@ fn unreadable_or_empty_ca_file_fails_at_build() {
         assert!(text.contains("tls_ca_file"), "{text}");
     }
 }
+
+#[test]
+fn camel_case_map_keys_survive_the_config_loader() {
+    let text = r#"
+state_dir = "var/state"
+[sinks.splunk]
+type = "splunk_hec"
+url = "https://splunk.example:8088"
+token_env = "HEC"
+sourcetypes = { clicksPermitted = "pps:click" }
+[sinks.sentinel]
+type = "sentinel"
+dce = "https://dce.example"
+dcr_immutable_id = "dcr-1"
+stream_name = "Custom-ProofpointTAP"
+streams = { messagesDelivered = "Custom-TapMessages" }
+directory_tenant_id = "t"
+client_id = "c"
+client_secret_env = "S"
+[sinks.hook]
+type = "http"
+url = "https://hook.example/in"
+headers = { "X-Customer" = "Acme" }
+[tenants.acme]
+principal = "p"
+secret_env = "T"
+sinks = ["splunk", "sentinel", "hook"]
+"#;
+    let config = tapfwd::Config::from_toml_with_env(text, std::iter::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    match &config.sinks["splunk"] {
+        SinkConfig::SplunkHec(c) => assert_eq!(c.sourcetypes["clicksPermitted"], "pps:click"),
+        other => panic!("{other:?}"),
+    }
+    match &config.sinks["sentinel"] {
+        SinkConfig::Sentinel(c) => {
+            assert_eq!(c.streams["messagesDelivered"], "Custom-TapMessages")
+        }
+        other => panic!("{other:?}"),
+    }
+}
