@@ -1270,3 +1270,22 @@ sinks = ["splunk", "sentinel", "hook"]
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_concurrent_deliveries_share_one_token_fetch() {
+    let (fake, url) = azure_server(3600).await;
+    let s = sink("sentinel", sentinel_config(&url, json!({})));
+    let b = batch();
+    let results = futures_util::future::join_all(
+        ["a", "b", "c", "d", "e", "f", "g", "h"].map(|t| deliver(&*s, t, &b)),
+    )
+    .await;
+    for (result, commits) in results {
+        result.unwrap();
+        assert_eq!(commits, 1);
+    }
+    fake.with(|s| {
+        assert_eq!(s.token_requests, 1, "one fetch for all tenants");
+        assert_eq!(s.events.len(), 40);
+    });
+}
