@@ -670,6 +670,82 @@ fn resolve_secret(
     Err(ConfigError::key(key("secret"), "no secret is configured"))
 }
 
+/// Where a sink's secret comes from: exactly one of `NAME` (inline), `NAME_env` (an environment
+/// variable) or `NAME_file` (a file whose content, trailing newline removed, is the secret). The
+/// HTTP sinks use it for `token`, `password` and `client_secret`, so every secret is configured
+/// the same way as a tenant's.
+#[derive(Clone, Copy)]
+pub struct SecretSource<'a> {
+    /// The key path of the secret without suffix, e.g. `sinks.splunk.token`.
+    pub key: &'a str,
+    pub inline: Option<&'a SecretString>,
+    pub env: Option<&'a str>,
+    pub file: Option<&'a Path>,
+}
+
+impl SecretSource<'_> {
+    /// Checks without I/O that exactly one source is set.
+    pub fn validate(&self) -> Result<(), String> {
+        let n = [
+            self.inline.is_some(),
+            self.env.is_some(),
+            self.file.is_some(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(format!(
+                "exactly one of {k}, {k}_env, {k}_file must be set, found {n}",
+                k = self.key.rsplit('.').next().unwrap_or(self.key)
+            ))
+        }
+    }
+
+    /// Reads the secret; errors name the key and never hold the value.
+    pub fn resolve(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<SecretString, ConfigError> {
+        let key = |suffix: &str| format!("{}{suffix}", self.key);
+        if let Some(s) = self.inline {
+            if s.expose_secret().is_empty() {
+                return Err(ConfigError::key(key(""), "is empty"));
+            }
+            return Ok(s.clone());
+        }
+        if let Some(var) = self.env {
+            return match env(var) {
+                Some(v) if !v.is_empty() => Ok(SecretString::from(v)),
+                Some(_) => Err(ConfigError::key(
+                    key("_env"),
+                    format!("environment variable {var} is empty"),
+                )),
+                None => Err(ConfigError::key(
+                    key("_env"),
+                    format!("environment variable {var} is not set"),
+                )),
+            };
+        }
+        if let Some(path) = self.file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::key(key("_file"), format!("cannot read {}: {e}", path.display()))
+            })?;
+            let secret = text.trim_end_matches(['\n', '\r']).to_string();
+            if secret.is_empty() {
+                return Err(ConfigError::key(
+                    key("_file"),
+                    format!("{} is empty", path.display()),
+                ));
+            }
+            return Ok(SecretString::from(secret));
+        }
+        Err(ConfigError::key(key(""), "no secret is configured"))
+    }
+}
+
 /// Why `url` cannot be a TAP base URL, if it cannot.
 fn url_problem(url: &str) -> Option<String> {
     let rest = url

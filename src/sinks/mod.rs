@@ -17,7 +17,12 @@ use crate::store::{Store, StoreError};
 use crate::tap::Batch;
 
 pub mod file;
+pub mod http;
+pub mod http_common;
 pub mod kafka;
+pub mod logscale;
+pub mod sentinel;
+pub mod splunk_hec;
 pub mod syslog;
 
 /// Records a delivered batch; `Some(position)` for sinks that have one.
@@ -88,6 +93,15 @@ pub enum SinkConfig {
     Syslog(syslog::SyslogConfig),
     /// A Kafka topic (librdkafka idempotent producer).
     Kafka(kafka::KafkaConfig),
+    /// Batches POSTed to any HTTP endpoint as NDJSON or a JSON array.
+    Http(http::HttpConfig),
+    /// Splunk HTTP Event Collector.
+    SplunkHec(splunk_hec::SplunkHecConfig),
+    /// CrowdStrike Falcon LogScale (Humio), structured or HEC ingest API.
+    #[serde(rename = "logscale")]
+    LogScale(logscale::LogScaleConfig),
+    /// Microsoft Sentinel through the Azure Monitor Logs Ingestion API.
+    Sentinel(sentinel::SentinelConfig),
 }
 
 impl SinkConfig {
@@ -97,6 +111,10 @@ impl SinkConfig {
             SinkConfig::File(c) => c.validate(),
             SinkConfig::Syslog(c) => c.validate(),
             SinkConfig::Kafka(c) => c.validate(),
+            SinkConfig::Http(c) => c.validate(),
+            SinkConfig::SplunkHec(c) => c.validate(),
+            SinkConfig::LogScale(c) => c.validate(),
+            SinkConfig::Sentinel(c) => c.validate(),
         }
     }
 
@@ -106,16 +124,26 @@ impl SinkConfig {
             SinkConfig::File(_) => "file",
             SinkConfig::Syslog(_) => "syslog",
             SinkConfig::Kafka(_) => "kafka",
+            SinkConfig::Http(_) => "http",
+            SinkConfig::SplunkHec(_) => "splunk_hec",
+            SinkConfig::LogScale(_) => "logscale",
+            SinkConfig::Sentinel(_) => "sentinel",
         }
     }
 }
 
-/// Builds the sink `name` from its config.
+/// Builds the sink `name` from its config. HTTP sinks read their secret (environment or file)
+/// and CA file here.
 pub fn build(name: &str, config: &SinkConfig) -> Result<Arc<dyn Sink>, SinkError> {
+    let env = |k: &str| std::env::var(k).ok();
     Ok(match config {
         SinkConfig::File(c) => Arc::new(file::FileSink::new(name, c)),
         SinkConfig::Syslog(c) => Arc::new(syslog::SyslogSink::new(name, c)?),
         SinkConfig::Kafka(c) => Arc::new(kafka::KafkaSink::new(name, c)?),
+        SinkConfig::Http(c) => Arc::new(http::HttpSink::new(name, c, &env)?),
+        SinkConfig::SplunkHec(c) => Arc::new(splunk_hec::SplunkHecSink::new(name, c, &env)?),
+        SinkConfig::LogScale(c) => Arc::new(logscale::LogScaleSink::new(name, c, &env)?),
+        SinkConfig::Sentinel(c) => Arc::new(sentinel::SentinelSink::new(name, c, &env)?),
     })
 }
 

@@ -2,6 +2,8 @@
 //! that check a file sink's output against the simulator's ground truth, byte for byte.
 #![allow(dead_code)]
 
+pub mod fakes;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

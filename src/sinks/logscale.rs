@@ -1,0 +1,274 @@
+//! The CrowdStrike Falcon LogScale (Humio) sink, with an ingest token.
+//!
+//! Two ingest APIs, chosen by `api`:
+//! - `structured` (default): `POST {url}/api/v1/ingest/humio-structured`, body
+//!   `[{"tags":{"tenant":..,"eventType":..},"events":[{"timestamp":"RFC 3339","attributes":RAW}]}]`.
+//!   Tenant and event type are tags (a bounded set: four per tenant), the raw event is the
+//!   attributes object byte for byte, no parser runs unless one is attached to the token. A
+//!   request holds the events of one event type.
+//! - `hec`: `POST {url}/api/v1/ingest/hec`, the Splunk HEC batch format
+//!   (`{"time":<epoch s.ms>,"fields":{"tenant":..,"eventType":..},"event":RAW}` one after another).
+//!
+//! Both send `Authorization: Bearer TOKEN`. The time is the event's own time, else now.
+//!
+//! **Delivered** means every request of the batch got a 2xx reply (LogScale answers after the
+//! events are in its ingest queue, Kafka-backed and replicated). Only then is the batch committed,
+//! once. 408, 429, 5xx and transport failures are retried with backoff honouring `Retry-After`
+//! for at most `retry.max_time`, then the delivery fails as unavailable and the checkpoint holds.
+//! 401/403 (a bad or revoked token), 400 and 413 are permanent: the checkpoint holds and the error
+//! names the sink, status and LogScale's text, never the token. A batch that fails after some of
+//! its requests were accepted is sent again whole (at least once, never lost).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::http_common::{self as common, Oversize, Packer, RetryConfig, Step};
+use super::splunk_hec::HecFields;
+use super::{Commit, Sink, SinkError};
+use crate::config::SecretSource;
+use crate::tap::{Batch, EventKind};
+
+/// `type = "logscale"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogScaleConfig {
+    /// The cluster's base URL, e.g. `https://cloud.us.humio.com`; the sink appends the API path.
+    /// Required.
+    pub url: String,
+    /// `structured` (default; `/api/v1/ingest/humio-structured`) or `hec` (`/api/v1/ingest/hec`).
+    #[serde(default)]
+    pub api: LogScaleApi,
+    /// The ingest token, inline. Prefer `token_env` or `token_file`. Exactly one of the three.
+    #[serde(default)]
+    pub token: Option<SecretString>,
+    /// Name of an environment variable holding the ingest token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// A file whose content (trailing newline removed) is the ingest token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Compress request bodies with gzip. Default `false`.
+    #[serde(default)]
+    pub gzip: bool,
+    /// Largest request body in bytes, before compression. Default `1048576` (1 MiB).
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+    /// Most events in one request. Default `1000`.
+    #[serde(default = "default_max_batch_events")]
+    pub max_batch_events: usize,
+    /// Longest time one request may take. Default `30s`.
+    #[serde(with = "humantime_serde", default = "common::default_timeout")]
+    pub timeout: Duration,
+    /// A PEM file of CA certificates trusted besides the public roots (self-hosted clusters).
+    /// Verification is always on. Default none.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Retries within one delivery; see [`RetryConfig`].
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_max_batch_bytes() -> usize {
+    1 << 20
+}
+fn default_max_batch_events() -> usize {
+    1000
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogScaleApi {
+    #[default]
+    Structured,
+    Hec,
+}
+
+impl LogScaleConfig {
+    fn secret(&self) -> SecretSource<'_> {
+        SecretSource {
+            key: "token",
+            inline: self.token.as_ref(),
+            env: self.token_env.as_deref(),
+            file: self.token_file.as_deref(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(p) = common::url_problem(&self.url) {
+            return Err(format!("url: {p}"));
+        }
+        self.secret().validate()?;
+        if self.max_batch_events == 0 || self.max_batch_bytes < 1024 {
+            return Err(
+                "max_batch_events must be at least 1 and max_batch_bytes at least 1024".into(),
+            );
+        }
+        if let Some(p) = common::ca_file_problem(&self.tls_ca_file) {
+            return Err(p);
+        }
+        self.retry.validate()
+    }
+}
+
+pub struct LogScaleSink {
+    name: String,
+    url: String,
+    what: String,
+    client: reqwest::Client,
+    token: SecretString,
+    hec: HecFields,
+    config: LogScaleConfig,
+}
+
+impl LogScaleSink {
+    /// Builds the sink; reads its token and CA file. `env` looks up environment variables.
+    pub fn new(
+        name: &str,
+        config: &LogScaleConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<LogScaleSink, SinkError> {
+        config
+            .validate()
+            .map_err(|e| SinkError::Rejected(format!("logscale sink `{name}`: {e}")))?;
+        let key = format!("sinks.{name}.token");
+        let token = SecretSource {
+            key: &key,
+            ..config.secret()
+        }
+        .resolve(env)
+        .map_err(|e| SinkError::Rejected(e.to_string()))?;
+        common::check_header_secret(
+            &format!("logscale sink `{name}`"),
+            &key,
+            token.expose_secret(),
+        )?;
+        let url = common::join(
+            &config.url,
+            match config.api {
+                LogScaleApi::Structured => "/api/v1/ingest/humio-structured",
+                LogScaleApi::Hec => "/api/v1/ingest/hec",
+            },
+        );
+        Ok(LogScaleSink {
+            name: name.to_string(),
+            what: format!("logscale sink `{name}`: POST {url}"),
+            url,
+            client: common::client(
+                &format!("logscale sink `{name}`"),
+                config.timeout,
+                config.tls_ca_file.as_deref(),
+            )?,
+            token,
+            hec: HecFields::new(None, None, None, |_| None),
+            config: config.clone(),
+        })
+    }
+
+    async fn post_once(&self, body: &Bytes) -> Step<()> {
+        let mut request = self
+            .client
+            .post(&self.url)
+            .bearer_auth(self.token.expose_secret())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.clone());
+        if self.config.gzip {
+            request = request.header(CONTENT_ENCODING, "gzip");
+        }
+        let secrets = [self.token.expose_secret()];
+        match common::send(request).await {
+            Err(e) => Step::Retry {
+                reason: format!("{}: {e}", self.what),
+                after: None,
+            },
+            Ok(reply) => match common::judge(&self.what, reply, &secrets) {
+                Step::Done(_) => Step::Done(()),
+                Step::Retry { reason, after } => Step::Retry { reason, after },
+                Step::Fail(e) => Step::Fail(e),
+            },
+        }
+    }
+
+    /// The request bodies for `batch`, before compression.
+    fn bodies(&self, tenant: &str, batch: &Batch) -> Vec<Vec<u8>> {
+        let max_bytes = self.config.max_batch_bytes;
+        let max_events = self.config.max_batch_events;
+        let events: Vec<_> = batch.iter().collect();
+        let split = match self.config.api {
+            LogScaleApi::Hec => Packer::lines(max_bytes, max_events)
+                .pack(events.len(), |i, out| {
+                    self.hec.encode(out, tenant, events[i].0, events[i].1)
+                })
+                .unwrap_or_default(),
+            LogScaleApi::Structured => {
+                let mut bodies = Vec::new();
+                for kind in EventKind::ALL {
+                    let of_kind: Vec<_> = events.iter().filter(|(m, _)| m.kind == kind).collect();
+                    if of_kind.is_empty() {
+                        continue;
+                    }
+                    let mut prefix = b"[{\"tags\":{\"tenant\":".to_vec();
+                    common::json_str(&mut prefix, tenant);
+                    prefix.extend_from_slice(b",\"eventType\":\"");
+                    prefix.extend_from_slice(kind.as_str().as_bytes());
+                    prefix.extend_from_slice(b"\"},\"events\":[");
+                    let packer = Packer {
+                        prefix,
+                        separator: b",",
+                        suffix: b"]}]".to_vec(),
+                        max_bytes,
+                        max_events,
+                        oversize: Oversize::Alone,
+                    };
+                    bodies.extend(
+                        packer
+                            .pack(of_kind.len(), |i, out| {
+                                let (meta, raw) = of_kind[i];
+                                out.extend_from_slice(b"{\"timestamp\":\"");
+                                out.extend_from_slice(
+                                    common::rfc3339_ms(meta.time_ms.unwrap_or_else(common::now_ms))
+                                        .as_bytes(),
+                                );
+                                out.extend_from_slice(b"\",\"attributes\":");
+                                out.extend_from_slice(raw);
+                                out.push(b'}');
+                            })
+                            .unwrap_or_default(),
+                    );
+                }
+                bodies
+            }
+        };
+        split.into_iter().map(|b| b.bytes).collect()
+    }
+}
+
+#[async_trait]
+impl Sink for LogScaleSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn deliver(
+        &self,
+        tenant: &str,
+        batch: &Batch,
+        commit: Commit<'_>,
+    ) -> Result<(), SinkError> {
+        for body in self.bodies(tenant, batch) {
+            let bytes = Bytes::from(if self.config.gzip {
+                common::gzip(&body)
+            } else {
+                body
+            });
+            common::with_retries(&self.name, &self.config.retry, || self.post_once(&bytes)).await?;
+        }
+        commit(None)?;
+        Ok(())
+    }
+}

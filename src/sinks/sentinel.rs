@@ -1,0 +1,428 @@
+//! The Microsoft Sentinel sink: the Azure Monitor Logs Ingestion API.
+//!
+//! Authentication: OAuth2 client credentials. `POST {authority}/{directory_tenant_id}/oauth2/v2.0/token`
+//! with `client_id`, `client_secret`, `scope=https://monitor.azure.com//.default` and
+//! `grant_type=client_credentials`. The access token is cached and fetched again
+//! `token_refresh_margin` before it expires (at most half its lifetime early), and once more when
+//! the ingestion endpoint answers 401.
+//!
+//! Requests: `POST {dce}/dataCollectionRules/{dcr_immutable_id}/streams/{stream}?api-version=2023-01-01`,
+//! `Content-Type: application/json`, `Content-Encoding: gzip`, a JSON array of
+//! `{"TimeGenerated":"RFC 3339 event time","Tenant":..,"EventType":..,"Event":RAW}` (`Event` is a
+//! `dynamic` column holding the raw event byte for byte; deploy/sentinel/ has a matching DCR and
+//! table). The stream is `streams[eventType]`, else `stream_name`. Each request is at most
+//! `max_batch_bytes` (≤ 1,000,000, the API's limit) of uncompressed JSON. A single element larger
+//! than that cannot be sent at all: the whole batch fails as rejected, loudly, naming the event
+//! type and size; nothing is dropped, the checkpoint holds until someone acts (see docs).
+//!
+//! **Delivered** means every request of the batch got 204 (or another 2xx): Azure Monitor has
+//! accepted the data for ingestion. Only then is the batch committed, once. 408, 429, 5xx and
+//! transport failures are retried with backoff honouring `Retry-After` for at most
+//! `retry.max_time`, then the delivery fails as unavailable and the checkpoint holds. A 401 fetches
+//! a new token and tries once more, then is permanent; 403 (the app lacks "Monitoring Metrics
+//! Publisher" on the DCR), 404 (unknown DCR or stream), 413 and other 4xx are permanent. The token
+//! endpoint's 400/401 (bad client id or secret) are permanent too. Errors name the sink, status
+//! and Azure's error text, never the client secret or a token. A batch that fails after some of its
+//! requests were accepted is sent again whole (at least once, never lost).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::http_common::{self as common, Oversize, Packer, RetryConfig, Step};
+use super::splunk_hec::check_kind_map;
+use super::{Commit, Sink, SinkError};
+use crate::config::SecretSource;
+use crate::tap::{Batch, EventKind};
+
+/// The Logs Ingestion API's limit on one request's uncompressed body.
+pub const API_MAX_BYTES: usize = 1_000_000;
+const API_VERSION: &str = "2023-01-01";
+const SCOPE: &str = "https://monitor.azure.com//.default";
+
+/// `type = "sentinel"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// The data collection endpoint's logs ingestion URL, e.g.
+    /// `https://my-dce-abcd.westeurope-1.ingest.monitor.azure.com`. Required.
+    pub dce: String,
+    /// The data collection rule's immutable id (`dcr-…`, on the DCR's JSON view). Required.
+    pub dcr_immutable_id: String,
+    /// The stream declared in the DCR that events go to, e.g. `Custom-ProofpointTAP`. Required.
+    pub stream_name: String,
+    /// Streams per event type, overriding `stream_name`, e.g.
+    /// `{ messagesDelivered = "Custom-TapMessages", clicksPermitted = "Custom-TapClicks" }`.
+    /// Default none.
+    #[serde(default)]
+    pub streams: BTreeMap<String, String>,
+    /// The Entra ID (Azure AD) directory (tenant) id of the app registration. Required.
+    pub directory_tenant_id: String,
+    /// The app registration's application (client) id. Required.
+    pub client_id: String,
+    /// The client secret, inline. Prefer `client_secret_env` or `client_secret_file`. Exactly one
+    /// of the three.
+    #[serde(default)]
+    pub client_secret: Option<SecretString>,
+    /// Name of an environment variable holding the client secret.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// A file whose content (trailing newline removed) is the client secret.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// The token authority. Default `https://login.microsoftonline.com`; sovereign clouds use
+    /// their own (e.g. `https://login.microsoftonline.us`).
+    #[serde(default = "default_authority")]
+    pub authority: String,
+    /// How long before its expiry a cached token is replaced (at most half its lifetime).
+    /// Default `5m`.
+    #[serde(with = "humantime_serde", default = "default_refresh_margin")]
+    pub token_refresh_margin: Duration,
+    /// Largest uncompressed request body in bytes, at most `1000000` (the API's limit).
+    /// Default `1000000`.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+    /// Most events in one request. Default `5000`.
+    #[serde(default = "default_max_batch_events")]
+    pub max_batch_events: usize,
+    /// Longest time one request may take. Default `30s`.
+    #[serde(with = "humantime_serde", default = "common::default_timeout")]
+    pub timeout: Duration,
+    /// A PEM file of CA certificates trusted besides the public roots (for a TLS-inspecting
+    /// proxy). Verification is always on. Default none.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Retries within one delivery; see [`RetryConfig`].
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_authority() -> String {
+    "https://login.microsoftonline.com".into()
+}
+fn default_refresh_margin() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_batch_bytes() -> usize {
+    API_MAX_BYTES
+}
+fn default_max_batch_events() -> usize {
+    5000
+}
+
+fn path_segment_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+impl SentinelConfig {
+    fn secret(&self) -> SecretSource<'_> {
+        SecretSource {
+            key: "client_secret",
+            inline: self.client_secret.as_ref(),
+            env: self.client_secret_env.as_deref(),
+            file: self.client_secret_file.as_deref(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, url) in [("dce", &self.dce), ("authority", &self.authority)] {
+            if let Some(p) = common::url_problem(url) {
+                return Err(format!("{key}: {p}"));
+            }
+        }
+        for (key, v) in [
+            ("dcr_immutable_id", &self.dcr_immutable_id),
+            ("stream_name", &self.stream_name),
+            ("directory_tenant_id", &self.directory_tenant_id),
+            ("client_id", &self.client_id),
+        ] {
+            if !path_segment_ok(v) {
+                return Err(format!(
+                    "{key} must be non-empty and hold only letters, digits, `-`, `_` and `.`"
+                ));
+            }
+        }
+        check_kind_map("streams", &self.streams)?;
+        if let Some((k, _)) = self.streams.iter().find(|(_, v)| !path_segment_ok(v)) {
+            return Err(format!(
+                "streams.{k} must hold only letters, digits, `-`, `_` and `.`"
+            ));
+        }
+        self.secret().validate()?;
+        if self.max_batch_bytes > API_MAX_BYTES || self.max_batch_bytes < 1024 {
+            return Err(format!(
+                "max_batch_bytes must be between 1024 and {API_MAX_BYTES} (the API's limit)"
+            ));
+        }
+        if self.max_batch_events == 0 {
+            return Err("max_batch_events must be at least 1".into());
+        }
+        if let Some(p) = common::ca_file_problem(&self.tls_ca_file) {
+            return Err(p);
+        }
+        self.retry.validate()
+    }
+}
+
+struct Token {
+    value: SecretString,
+    /// When to fetch a new one.
+    refresh_at: Instant,
+}
+
+#[derive(Deserialize)]
+struct TokenReply {
+    access_token: String,
+    /// Seconds; a number, or a string in some older endpoints.
+    expires_in: serde_json::Value,
+}
+
+pub struct SentinelSink {
+    name: String,
+    token_url: String,
+    client: reqwest::Client,
+    client_secret: SecretString,
+    /// The cached access token. Held across a fetch so concurrent deliveries wait for one fetch.
+    token: Mutex<Option<Token>>,
+    /// Stream per event kind, in [`EventKind::ALL`] order.
+    streams: [String; 4],
+    config: SentinelConfig,
+}
+
+impl SentinelSink {
+    /// Builds the sink; reads its client secret and CA file. `env` looks up environment variables.
+    pub fn new(
+        name: &str,
+        config: &SentinelConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<SentinelSink, SinkError> {
+        config
+            .validate()
+            .map_err(|e| SinkError::Rejected(format!("sentinel sink `{name}`: {e}")))?;
+        let key = format!("sinks.{name}.client_secret");
+        let client_secret = SecretSource {
+            key: &key,
+            ..config.secret()
+        }
+        .resolve(env)
+        .map_err(|e| SinkError::Rejected(e.to_string()))?;
+        Ok(SentinelSink {
+            name: name.to_string(),
+            token_url: format!(
+                "{}/{}/oauth2/v2.0/token",
+                config.authority.trim_end_matches('/'),
+                config.directory_tenant_id
+            ),
+            client: common::client(
+                &format!("sentinel sink `{name}`"),
+                config.timeout,
+                config.tls_ca_file.as_deref(),
+            )?,
+            client_secret,
+            token: Mutex::new(None),
+            streams: EventKind::ALL.map(|k| {
+                config
+                    .streams
+                    .get(k.as_str())
+                    .unwrap_or(&config.stream_name)
+                    .clone()
+            }),
+            config: config.clone(),
+        })
+    }
+
+    fn stream_of(&self, kind: EventKind) -> &str {
+        let i = EventKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        &self.streams[i]
+    }
+
+    fn stream_url(&self, stream: &str) -> String {
+        format!(
+            "{}/dataCollectionRules/{}/streams/{stream}?api-version={API_VERSION}",
+            self.config.dce.trim_end_matches('/'),
+            self.config.dcr_immutable_id
+        )
+    }
+
+    /// A usable access token: the cached one unless it is due for refresh or is `stale` (the one
+    /// the ingestion endpoint just refused), else a new one.
+    async fn token(&self, stale: Option<&SecretString>) -> Result<SecretString, Step<()>> {
+        let mut cached = self.token.lock().await;
+        if let Some(t) = cached.as_ref() {
+            let is_stale = stale.is_some_and(|s| s.expose_secret() == t.value.expose_secret());
+            if !is_stale && Instant::now() < t.refresh_at {
+                return Ok(t.value.clone());
+            }
+        }
+        *cached = None;
+        let fresh = self.fetch_token().await?;
+        let value = fresh.value.clone();
+        *cached = Some(fresh);
+        Ok(value)
+    }
+
+    async fn fetch_token(&self) -> Result<Token, Step<()>> {
+        let what = format!(
+            "sentinel sink `{}`: token request to {}",
+            self.name, self.token_url
+        );
+        let secret = self.client_secret.expose_secret();
+        let request = self.client.post(&self.token_url).form(&[
+            ("client_id", self.config.client_id.as_str()),
+            ("client_secret", secret),
+            ("scope", SCOPE),
+            ("grant_type", "client_credentials"),
+        ]);
+        let reply = common::send(request).await.map_err(|e| Step::Retry {
+            reason: common::scrub(format!("{what}: {e}"), &[secret]),
+            after: None,
+        })?;
+        let reply = match common::judge(&what, reply, &[secret]) {
+            Step::Done(r) => r,
+            Step::Retry { reason, after } => return Err(Step::Retry { reason, after }),
+            Step::Fail(e) => return Err(Step::Fail(e)),
+        };
+        let parsed: TokenReply = serde_json::from_slice(&reply.body).map_err(|e| {
+            Step::Fail(SinkError::Rejected(format!(
+                "{what}: unreadable token reply: {e}"
+            )))
+        })?;
+        let lifetime = match &parsed.expires_in {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(300));
+        let margin = self.config.token_refresh_margin.min(lifetime / 2);
+        tracing::debug!(sink = %self.name, lifetime_s = lifetime.as_secs(), "fetched an access token");
+        Ok(Token {
+            value: SecretString::from(parsed.access_token),
+            refresh_at: Instant::now() + lifetime - margin,
+        })
+    }
+
+    /// One attempt at sending `body` to `stream`: with the cached token, and after a 401 once more
+    /// with a new one.
+    async fn post_once(&self, stream: &str, body: &Bytes) -> Step<()> {
+        let url = self.stream_url(stream);
+        let what = format!("sentinel sink `{}`: POST {url}", self.name);
+        let mut stale = None;
+        loop {
+            let token = match self.token(stale.as_ref()).await {
+                Ok(t) => t,
+                Err(step) => return step,
+            };
+            let request = self
+                .client
+                .post(&url)
+                .bearer_auth(token.expose_secret())
+                .header(CONTENT_TYPE, "application/json")
+                .header(CONTENT_ENCODING, "gzip")
+                .body(body.clone());
+            let secrets = [self.client_secret.expose_secret(), token.expose_secret()];
+            let reply = match common::send(request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    return Step::Retry {
+                        reason: common::scrub(format!("{what}: {e}"), &secrets),
+                        after: None,
+                    }
+                }
+            };
+            if reply.status == StatusCode::UNAUTHORIZED && stale.is_none() {
+                tracing::info!(sink = %self.name, "access token refused; fetching a new one");
+                stale = Some(token);
+                continue;
+            }
+            return match common::judge(&what, reply, &secrets) {
+                Step::Done(_) => Step::Done(()),
+                Step::Retry { reason, after } => Step::Retry { reason, after },
+                Step::Fail(e) => Step::Fail(e),
+            };
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for SentinelSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn deliver(
+        &self,
+        tenant: &str,
+        batch: &Batch,
+        commit: Commit<'_>,
+    ) -> Result<(), SinkError> {
+        // Requests per stream, each stream once.
+        let mut requests: Vec<(&str, Vec<u8>)> = Vec::new();
+        let mut streams: Vec<&str> = Vec::new();
+        for s in &self.streams {
+            if !streams.contains(&s.as_str()) {
+                streams.push(s);
+            }
+        }
+        let events: Vec<_> = batch.iter().collect();
+        for stream in streams {
+            let of_stream: Vec<_> = events
+                .iter()
+                .filter(|(m, _)| self.stream_of(m.kind) == stream)
+                .collect();
+            if of_stream.is_empty() {
+                continue;
+            }
+            let packer = Packer::array(
+                self.config.max_batch_bytes,
+                self.config.max_batch_events,
+                Oversize::Fail,
+            );
+            let bodies = packer
+                .pack(of_stream.len(), |i, out| {
+                    let (meta, raw) = of_stream[i];
+                    out.extend_from_slice(b"{\"TimeGenerated\":\"");
+                    out.extend_from_slice(
+                        common::rfc3339_ms(meta.time_ms.unwrap_or_else(common::now_ms)).as_bytes(),
+                    );
+                    out.extend_from_slice(b"\",\"Tenant\":");
+                    common::json_str(out, tenant);
+                    out.extend_from_slice(b",\"EventType\":\"");
+                    out.extend_from_slice(meta.kind.as_str().as_bytes());
+                    out.extend_from_slice(b"\",\"Event\":");
+                    out.extend_from_slice(raw);
+                    out.push(b'}');
+                })
+                .map_err(|(i, size)| {
+                    let (meta, _) = of_stream[i];
+                    SinkError::Rejected(format!(
+                        "sentinel sink `{}`: a {} event of tenant {tenant} is {size} bytes as JSON, over the Logs Ingestion API's limit of {} bytes per request; it cannot be sent, so the batch is held (event key {})",
+                        self.name,
+                        meta.kind,
+                        self.config.max_batch_bytes,
+                        meta.key.0.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                    ))
+                })?;
+            requests.extend(bodies.into_iter().map(|b| (stream, b.bytes)));
+        }
+        for (stream, body) in requests {
+            let bytes = Bytes::from(common::gzip(&body));
+            common::with_retries(&self.name, &self.config.retry, || {
+                self.post_once(stream, &bytes)
+            })
+            .await?;
+        }
+        commit(None)?;
+        Ok(())
+    }
+}

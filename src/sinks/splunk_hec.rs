@@ -1,0 +1,510 @@
+//! The Splunk HTTP Event Collector sink.
+//!
+//! Requests: `POST {url}/services/collector/event` with `Authorization: Splunk TOKEN` and the HEC
+//! batch format, JSON event objects one after another:
+//! `{"time":1767225600.123,"host":..,"source":..,"sourcetype":..,"index":..,
+//! "fields":{"tenant":..,"eventType":..},"event":RAW}`. `time` is the event's own time
+//! (`messageTime`/`clickTime`, else `threatTime`, else now) in epoch seconds with milliseconds;
+//! tenant and event type travel as indexed fields beside the raw event, which goes in byte for
+//! byte (invariant 5). `host`, `source` and `index` are sent only when configured; the sourcetype
+//! is `proofpoint:tap:message` for message events and `proofpoint:tap:click` for click events
+//! unless `sourcetypes` says otherwise.
+//!
+//! **Delivered** means every request of the batch got HTTP 2xx (`{"text":"Success","code":0}`),
+//! and, with `ack = true`, that the indexers confirmed every request on the sink's channel
+//! (`/services/collector/ack` answered `true` for each `ackId`): "delivered" then means
+//! "indexed". Only then is the batch committed, once. Server busy (code 9, HTTP 503), other 5xx,
+//! 429, 408 and transport failures are retried with backoff honouring `Retry-After`, for at most
+//! `retry.max_time`; then the delivery fails as unavailable and the checkpoint holds. Token
+//! disabled (1), token required (2), invalid authorization (3), invalid token (4), no data (5),
+//! invalid data format (6), incorrect index (7) and every other 4xx are permanent: the checkpoint
+//! holds and the error names the sink, the status and Splunk's text and code, never the token.
+//! Acknowledgements not all true within `ack_timeout` fail the delivery as unavailable; the batch
+//! is then sent again, so events indexed late may appear twice (at least once, never lost). The
+//! same holds for a batch that fails after some of its requests were accepted, and for HEC's
+//! "invalid data format" reply, after which the events before the bad one stay indexed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::http_common::{self as common, Packer, RetryConfig, Step};
+use super::{Commit, Sink, SinkError};
+use crate::backoff;
+use crate::config::SecretSource;
+use crate::tap::{Batch, EventKind, EventMeta};
+
+/// `type = "splunk_hec"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplunkHecConfig {
+    /// The collector's base URL, e.g. `https://splunk.example.com:8088`; the sink appends
+    /// `/services/collector/event` (and `/services/collector/ack`). Required.
+    pub url: String,
+    /// The HEC token, inline. Prefer `token_env` or `token_file`. Exactly one of the three.
+    #[serde(default)]
+    pub token: Option<SecretString>,
+    /// Name of an environment variable holding the HEC token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// A file whose content (trailing newline removed) is the HEC token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// `host` of every event. Default: not sent (Splunk uses the token's default).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// `source` of every event. Default `tapfwd`.
+    #[serde(default = "default_source")]
+    pub source: String,
+    /// `index` of every event. Default: not sent (the token's default index).
+    #[serde(default)]
+    pub index: Option<String>,
+    /// Sourcetype per event type, overriding the defaults `proofpoint:tap:message` (for
+    /// `messagesDelivered` and `messagesBlocked`) and `proofpoint:tap:click` (for `clicksPermitted`
+    /// and `clicksBlocked`), e.g. `{ clicksPermitted = "pps:clicks" }`.
+    #[serde(default)]
+    pub sourcetypes: BTreeMap<String, String>,
+    /// Wait for indexer acknowledgement, so that delivered means indexed. The token must have
+    /// "Enable indexer acknowledgement" on. Default `false`.
+    #[serde(default)]
+    pub ack: bool,
+    /// The channel (a GUID) sent as `X-Splunk-Request-Channel` on every request; acknowledgements
+    /// are per channel. Default: a new random GUID each time the daemon starts.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// With `ack`: how long to wait for all acknowledgements of a batch. Default `60s`.
+    #[serde(with = "humantime_serde", default = "default_ack_timeout")]
+    pub ack_timeout: Duration,
+    /// With `ack`: first wait between acknowledgement polls (grows with backoff up to 4×).
+    /// Default `1s`.
+    #[serde(with = "humantime_serde", default = "default_ack_poll_interval")]
+    pub ack_poll_interval: Duration,
+    /// Compress request bodies with gzip. Default `false`.
+    #[serde(default)]
+    pub gzip: bool,
+    /// Largest request body in bytes, before compression (keep it under the collector's
+    /// `max_content_length`). Default `1048576` (1 MiB).
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+    /// Most events in one request. Default `1000`.
+    #[serde(default = "default_max_batch_events")]
+    pub max_batch_events: usize,
+    /// Longest time one request may take. Default `30s`.
+    #[serde(with = "humantime_serde", default = "common::default_timeout")]
+    pub timeout: Duration,
+    /// A PEM file of CA certificates trusted besides the public roots (Splunk's default HEC
+    /// certificate is self-signed: put its CA here). Verification is always on. Default none.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Retries within one delivery; see [`RetryConfig`].
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_source() -> String {
+    "tapfwd".into()
+}
+fn default_ack_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_ack_poll_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_max_batch_bytes() -> usize {
+    1 << 20
+}
+fn default_max_batch_events() -> usize {
+    1000
+}
+
+/// The default sourcetype of an event type.
+pub fn default_sourcetype(kind: EventKind) -> &'static str {
+    if kind.is_click() {
+        "proofpoint:tap:click"
+    } else {
+        "proofpoint:tap:message"
+    }
+}
+
+/// Checks a `{ eventType = value }` map's keys.
+pub(super) fn check_kind_map(key: &str, map: &BTreeMap<String, String>) -> Result<(), String> {
+    for (k, v) in map {
+        if EventKind::from_array_name(k.as_bytes()).is_none() {
+            return Err(format!(
+                "{key}: `{k}` is not an event type (messagesDelivered, messagesBlocked, clicksPermitted, clicksBlocked)"
+            ));
+        }
+        if v.is_empty() {
+            return Err(format!("{key}.{k} is empty"));
+        }
+    }
+    Ok(())
+}
+
+impl SplunkHecConfig {
+    pub(super) fn secret(&self) -> SecretSource<'_> {
+        SecretSource {
+            key: "token",
+            inline: self.token.as_ref(),
+            env: self.token_env.as_deref(),
+            file: self.token_file.as_deref(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(p) = common::url_problem(&self.url) {
+            return Err(format!("url: {p}"));
+        }
+        self.secret().validate()?;
+        check_kind_map("sourcetypes", &self.sourcetypes)?;
+        if let Some(c) = &self.channel {
+            if c.len() != 36 || !c.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+                return Err("channel must be a GUID like 0f8e3b1c-....".into());
+            }
+        }
+        if self.max_batch_events == 0 || self.max_batch_bytes < 1024 {
+            return Err(
+                "max_batch_events must be at least 1 and max_batch_bytes at least 1024".into(),
+            );
+        }
+        if self.ack && (self.ack_poll_interval.is_zero() || self.ack_timeout.is_zero()) {
+            return Err("ack_poll_interval and ack_timeout must be above zero".into());
+        }
+        if let Some(p) = common::ca_file_problem(&self.tls_ca_file) {
+            return Err(p);
+        }
+        self.retry.validate()
+    }
+}
+
+/// What goes around each raw event in the HEC format; shared with the LogScale HEC API.
+pub(super) struct HecFields {
+    /// The `"host":..,"source":..,"index":..,` part, already JSON, same for every event.
+    fixed: Vec<u8>,
+    /// `"sourcetype":"..",` per kind, in [`EventKind::ALL`] order; empty when not sent.
+    sourcetypes: [Vec<u8>; 4],
+}
+
+impl HecFields {
+    pub(super) fn new(
+        host: Option<&str>,
+        source: Option<&str>,
+        index: Option<&str>,
+        sourcetype: impl Fn(EventKind) -> Option<String>,
+    ) -> HecFields {
+        let mut fixed = Vec::new();
+        for (k, v) in [("host", host), ("source", source), ("index", index)] {
+            if let Some(v) = v {
+                fixed.push(b'"');
+                fixed.extend_from_slice(k.as_bytes());
+                fixed.extend_from_slice(b"\":");
+                common::json_str(&mut fixed, v);
+                fixed.push(b',');
+            }
+        }
+        let sourcetypes = EventKind::ALL.map(|k| match sourcetype(k) {
+            None => Vec::new(),
+            Some(s) => {
+                let mut out = b"\"sourcetype\":".to_vec();
+                common::json_str(&mut out, &s);
+                out.push(b',');
+                out
+            }
+        });
+        HecFields { fixed, sourcetypes }
+    }
+
+    /// Appends one HEC event for `raw`, followed by a newline (HEC accepts any whitespace between
+    /// events; the newline keeps bodies readable).
+    pub(super) fn encode(&self, out: &mut Vec<u8>, tenant: &str, meta: &EventMeta, raw: &[u8]) {
+        let ms = meta.time_ms.unwrap_or_else(common::now_ms).max(0);
+        out.extend_from_slice(b"{\"time\":");
+        let mut secs = itoa::Buffer::new();
+        out.extend_from_slice(secs.format(ms.div_euclid(1000)).as_bytes());
+        let frac = ms.rem_euclid(1000);
+        out.extend_from_slice(&[
+            b'.',
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+            b',',
+        ]);
+        out.extend_from_slice(&self.fixed);
+        let i = EventKind::ALL
+            .iter()
+            .position(|k| *k == meta.kind)
+            .unwrap_or(0);
+        out.extend_from_slice(&self.sourcetypes[i]);
+        out.extend_from_slice(b"\"fields\":{\"tenant\":");
+        common::json_str(out, tenant);
+        out.extend_from_slice(b",\"eventType\":\"");
+        out.extend_from_slice(meta.kind.as_str().as_bytes());
+        out.extend_from_slice(b"\"},\"event\":");
+        out.extend_from_slice(raw);
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+pub struct SplunkHecSink {
+    name: String,
+    event_url: String,
+    ack_url: String,
+    /// `splunk_hec sink `name`: POST url`, for errors.
+    what: String,
+    client: reqwest::Client,
+    token: SecretString,
+    channel: String,
+    fields: HecFields,
+    config: SplunkHecConfig,
+}
+
+#[derive(Deserialize)]
+struct EventReply {
+    #[serde(rename = "ackId")]
+    ack_id: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct AckReply {
+    acks: BTreeMap<String, bool>,
+}
+
+impl SplunkHecSink {
+    /// Builds the sink; reads its token and CA file. `env` looks up environment variables.
+    pub fn new(
+        name: &str,
+        config: &SplunkHecConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<SplunkHecSink, SinkError> {
+        config
+            .validate()
+            .map_err(|e| SinkError::Rejected(format!("splunk_hec sink `{name}`: {e}")))?;
+        let key = format!("sinks.{name}.token");
+        let token = SecretSource {
+            key: &key,
+            ..config.secret()
+        }
+        .resolve(env)
+        .map_err(|e| SinkError::Rejected(e.to_string()))?;
+        common::check_header_secret(
+            &format!("splunk_hec sink `{name}`"),
+            &key,
+            token.expose_secret(),
+        )?;
+        let event_url = common::join(&config.url, "/services/collector/event");
+        let sourcetypes = config.sourcetypes.clone();
+        Ok(SplunkHecSink {
+            name: name.to_string(),
+            ack_url: common::join(&config.url, "/services/collector/ack"),
+            what: format!("splunk_hec sink `{name}`: POST {event_url}"),
+            event_url,
+            client: common::client(
+                &format!("splunk_hec sink `{name}`"),
+                config.timeout,
+                config.tls_ca_file.as_deref(),
+            )?,
+            token,
+            channel: config
+                .channel
+                .clone()
+                .unwrap_or_else(|| common::uuid_like(name)),
+            fields: HecFields::new(
+                config.host.as_deref(),
+                Some(&config.source),
+                config.index.as_deref(),
+                |k| {
+                    Some(
+                        sourcetypes
+                            .get(k.as_str())
+                            .cloned()
+                            .unwrap_or_else(|| default_sourcetype(k).to_string()),
+                    )
+                },
+            ),
+            config: config.clone(),
+        })
+    }
+
+    fn request(&self, url: &str) -> reqwest::RequestBuilder {
+        // The token was checked to be header-safe when the sink was built.
+        let mut auth = HeaderValue::from_str(&format!("Splunk {}", self.token.expose_secret()))
+            .unwrap_or_else(|_| HeaderValue::from_static("Splunk"));
+        auth.set_sensitive(true);
+        // The channel goes on every request: a token with acknowledgement enabled refuses
+        // requests without one (code 10) even when this sink does not wait for acks.
+        self.client
+            .post(url)
+            .header(AUTHORIZATION, auth)
+            .header("X-Splunk-Request-Channel", &self.channel)
+    }
+
+    async fn post_once(&self, body: &Bytes) -> Step<Option<u64>> {
+        let mut request = self
+            .request(&self.event_url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.clone());
+        if self.config.gzip {
+            request = request.header(CONTENT_ENCODING, "gzip");
+        }
+        let secrets = [self.token.expose_secret()];
+        let reply = match common::send(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                return Step::Retry {
+                    reason: format!("{}: {e}", self.what),
+                    after: None,
+                }
+            }
+        };
+        match common::judge(&self.what, reply, &secrets) {
+            Step::Done(reply) => {
+                let ack_id = serde_json::from_slice::<EventReply>(&reply.body)
+                    .ok()
+                    .and_then(|r| r.ack_id);
+                if self.config.ack && ack_id.is_none() {
+                    return Step::Fail(SinkError::Rejected(format!(
+                        "{}: ack = true but the reply carries no ackId; enable indexer acknowledgement on the token or set ack = false",
+                        self.what
+                    )));
+                }
+                Step::Done(ack_id)
+            }
+            Step::Retry { reason, after } => Step::Retry { reason, after },
+            Step::Fail(e) => Step::Fail(e),
+        }
+    }
+
+    /// Polls `/services/collector/ack` until every id is acknowledged, for at most
+    /// `ack_timeout`.
+    async fn wait_for_acks(&self, mut pending: Vec<u64>) -> Result<(), SinkError> {
+        let what = format!("splunk_hec sink `{}`: POST {}", self.name, self.ack_url);
+        let secrets = [self.token.expose_secret()];
+        let started = Instant::now();
+        let interval = self.config.ack_poll_interval;
+        let mut n = 0;
+        let mut last_problem = String::from("not yet acknowledged");
+        while !pending.is_empty() {
+            let wait = backoff::delay(n, interval, interval * 4);
+            n += 1;
+            if started.elapsed() + wait > self.config.ack_timeout {
+                return Err(SinkError::Unavailable(format!(
+                    "{what}: {} request(s) not confirmed indexed within {} ({last_problem}); the batch will be sent again",
+                    pending.len(),
+                    humantime::format_duration(self.config.ack_timeout)
+                )));
+            }
+            tokio::time::sleep(wait).await;
+            let mut body = b"{\"acks\":[".to_vec();
+            for (i, id) in pending.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(itoa::Buffer::new().format(*id).as_bytes());
+            }
+            body.extend_from_slice(b"]}");
+            let request = self
+                .request(&self.ack_url)
+                .query(&[("channel", &self.channel)])
+                .header(CONTENT_TYPE, "application/json")
+                .body(body);
+            let reply = match common::send(request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    last_problem = e;
+                    continue;
+                }
+            };
+            match common::judge(&what, reply, &secrets) {
+                Step::Done(reply) => match serde_json::from_slice::<AckReply>(&reply.body) {
+                    Ok(r) => pending.retain(|id| r.acks.get(&id.to_string()) != Some(&true)),
+                    Err(e) => last_problem = format!("unreadable ack reply: {e}"),
+                },
+                Step::Retry { reason, .. } => last_problem = reason,
+                Step::Fail(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for SplunkHecSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn deliver(
+        &self,
+        tenant: &str,
+        batch: &Batch,
+        commit: Commit<'_>,
+    ) -> Result<(), SinkError> {
+        let events: Vec<_> = batch.iter().collect();
+        let bodies = Packer::lines(self.config.max_batch_bytes, self.config.max_batch_events)
+            .pack(events.len(), |i, out| {
+                self.fields.encode(out, tenant, events[i].0, events[i].1)
+            })
+            .map_err(|_| SinkError::Rejected(format!("{}: cannot split the batch", self.what)))?;
+        let mut acks = Vec::new();
+        for body in bodies {
+            let bytes = Bytes::from(if self.config.gzip {
+                common::gzip(&body.bytes)
+            } else {
+                body.bytes
+            });
+            let ack =
+                common::with_retries(&self.name, &self.config.retry, || self.post_once(&bytes))
+                    .await?;
+            acks.extend(ack);
+        }
+        if self.config.ack {
+            self.wait_for_acks(acks).await?;
+        }
+        commit(None)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hec_event_carries_time_fields_and_raw_bytes() {
+        let f = HecFields::new(Some("h"), Some("tapfwd"), Some("main"), |k| {
+            Some(default_sourcetype(k).to_string())
+        });
+        let meta = EventMeta {
+            kind: EventKind::ClicksPermitted,
+            start: 0,
+            len: 0,
+            key: crate::tap::EventKey([0; 16]),
+            time_ms: Some(1_767_225_600_007),
+        };
+        let mut out = Vec::new();
+        f.encode(&mut out, "acme", &meta, br#"{"id":"c", "x" : 1}"#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"time\":1767225600.007,\"host\":\"h\",\"source\":\"tapfwd\",\"index\":\"main\",\
+             \"sourcetype\":\"proofpoint:tap:click\",\"fields\":{\"tenant\":\"acme\",\"eventType\":\"clicksPermitted\"},\
+             \"event\":{\"id\":\"c\", \"x\" : 1}}\n"
+        );
+        let before = EventMeta {
+            time_ms: Some(-1),
+            ..meta
+        };
+        let mut out = Vec::new();
+        HecFields::new(None, None, None, |_| None).encode(&mut out, "a", &before, b"{}");
+        assert!(
+            out.starts_with(b"{\"time\":0.000,\"fields\""),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+}
