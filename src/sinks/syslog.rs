@@ -980,7 +980,7 @@ mod tests {
         assert!(bad("address = \"h:1\"\napp_name = \"has space\"").contains("app_name"));
     }
 
-    /// Pins what docs/syslog-kafka.md says the `syslog` crate lacks: its TCP writer sends a
+    /// Pins what README.md ("Syslog and Kafka sinks") says the `syslog` crate lacks: its TCP writer sends a
     /// message with no octet count and no LF (frames run together), and its formatter stamps
     /// the current time (it takes no timestamp).
     #[test]
