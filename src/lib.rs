@@ -26,6 +26,7 @@
 
 pub mod app;
 pub mod backoff;
+pub mod bench;
 pub mod budget;
 pub mod cli;
 pub mod clock;

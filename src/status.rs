@@ -98,6 +98,15 @@ impl StatusBoard {
             .unwrap_or_default()
     }
 
+    /// Whether there are `n` tenants and `f` holds for each, without cloning them (the
+    /// benchmark's idle check over thousands of tenants).
+    pub fn all_match(&self, n: usize, f: impl Fn(&TenantStatus) -> bool) -> bool {
+        self.tenants
+            .read()
+            .map(|t| t.len() == n && t.values().all(f))
+            .unwrap_or(false)
+    }
+
     pub fn get(&self, tenant: &str) -> Option<TenantStatus> {
         self.tenants.read().ok()?.get(tenant).cloned()
     }
