@@ -65,9 +65,10 @@ pub struct BenchArgs {
     /// Scale: tenants (default 10000; quick 500).
     #[arg(long)]
     pub scale_tenants: Option<usize>,
-    /// Scale: simulated hours of steady state measured (default 2; quick 1).
+    /// Scale: simulated minutes of steady state measured, reported per hour (default 20; quick
+    /// 10). Each simulated minute polls a fifth of the tenants.
     #[arg(long)]
-    pub scale_hours: Option<u64>,
+    pub scale_minutes: Option<u64>,
     /// Large: events in the one-hour window (default 200000; quick 20000).
     #[arg(long)]
     pub large_events: Option<u32>,
@@ -87,8 +88,8 @@ impl BenchArgs {
         self.scale_tenants
             .unwrap_or(if self.quick { 500 } else { 10_000 })
     }
-    fn scale_hours(&self) -> u64 {
-        self.scale_hours.unwrap_or(if self.quick { 1 } else { 2 })
+    fn scale_minutes(&self) -> u64 {
+        self.scale_minutes.unwrap_or(if self.quick { 10 } else { 20 })
     }
     fn large_events(&self) -> u32 {
         self.large_events
@@ -113,7 +114,7 @@ impl BenchArgs {
         opt("hours", self.hours.map(|v| v.to_string()));
         opt("events-per-hour", self.events_per_hour.map(|v| v.to_string()));
         opt("scale-tenants", self.scale_tenants.map(|v| v.to_string()));
-        opt("scale-hours", self.scale_hours.map(|v| v.to_string()));
+        opt("scale-minutes", self.scale_minutes.map(|v| v.to_string()));
         opt("large-events", self.large_events.map(|v| v.to_string()));
         a
     }
@@ -492,35 +493,66 @@ impl Drop for SimThread {
 }
 
 /// Waits (polling, without cloning the board) until every tenant has scheduled its next poll
-/// after `now`. Returns the CPU seconds the checks themselves cost (this thread's, roughly).
-async fn wait_idle(board: &crate::status::StatusBoard, n: usize, now: i64) -> anyhow::Result<f64> {
+/// after `now`; returns the earliest of those polls and the seconds the checks themselves took
+/// (CPU on this thread, near enough).
+async fn wait_idle(
+    board: &crate::status::StatusBoard,
+    n: usize,
+    now: i64,
+) -> anyhow::Result<(i64, f64)> {
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut spent = 0.0;
     loop {
         let t = Instant::now();
-        let idle = board.all_match(n, |s| {
-            s.next_poll_at
+        let mut idle = true;
+        let mut next = i64::MAX;
+        let count = board.for_each(|s| {
+            match s
+                .next_poll_at
                 .as_deref()
                 .and_then(|a| chrono::DateTime::parse_from_rfc3339(a).ok())
-                .is_some_and(|a| a.timestamp() > now)
+            {
+                Some(a) if a.timestamp() > now => next = next.min(a.timestamp()),
+                _ => idle = false,
+            }
         });
         spent += t.elapsed().as_secs_f64();
-        if idle {
-            return Ok(spent);
+        if idle && count == n {
+            return Ok((next, spent));
         }
         if Instant::now() > deadline {
             bail!("tenants did not become idle within 10 minutes");
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Moves the manual clock from one poll instant to the next (as a real clock would reach each
+/// tenant exactly at its phase) until `until`; returns the checks' own seconds.
+async fn run_until(
+    board: &crate::status::StatusBoard,
+    manual: &crate::clock::ManualClock,
+    n: usize,
+    until: i64,
+) -> anyhow::Result<f64> {
+    let mut spent = 0.0;
+    loop {
+        let (next, s) = wait_idle(board, n, manual.now().timestamp()).await?;
+        spent += s;
+        if next > until {
+            manual.set(crate::tap::window::to_datetime(until));
+            return Ok(spent);
+        }
+        manual.set(crate::tap::window::to_datetime(next));
     }
 }
 
 async fn scale(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
-    let (n, hours) = (args.scale_tenants(), args.scale_hours());
-    let per_hour = 24; // "a few events each": about 2 per 5-minute poll
+    let (n, minutes) = (args.scale_tenants(), args.scale_minutes());
+    let per_hour = 12; // "a few events each": about 1 per 5-minute poll
     let work = fresh_dir(dir, "scale")?;
     println!(
-        "\n== scale: {n} tenants, 5-minute polling, {per_hour} events/h each, {hours} simulated hour(s) of steady state (load {})",
+        "\n== scale: {n} tenants, 5-minute polling, {per_hour} events/h each, {minutes} simulated minutes of steady state (load {})",
         loadavg()
     );
     flush_stdout();
@@ -548,14 +580,10 @@ async fn scale(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     let board = app.status();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run(shutdown.clone()));
-    // Warm up: every tenant's first window, then one simulated hour so that every tenant has
-    // polled on its own phase and its store records and key blobs are in place.
-    wait_idle(&board, n, manual.now().timestamp()).await?;
-    let step = Duration::from_secs(60);
-    for _ in 0..60 {
-        manual.advance(step);
-        wait_idle(&board, n, manual.now().timestamp()).await?;
-    }
+    // Warm up: every tenant's first window, then one poll interval so that every tenant has
+    // polled again on its own phase and its store records and key blobs are in place.
+    let warm_until = manual.now().timestamp() + 300;
+    run_until(&board, &manual, n, warm_until).await?;
     let idle = rss_kib();
     let per_tenant = (idle.saturating_sub(baseline)) as f64 * 1024.0 / n as f64;
     println!("daemon built in:         {build_secs:.1} s");
@@ -563,20 +591,18 @@ async fn scale(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     println!("RSS with {n} idle:     {:.1} MiB", mib(idle));
     println!("memory per tenant:       {:.2} KiB", per_tenant / 1024.0);
     flush_stdout();
-    // Steady state: `hours` simulated hours, one minute at a time.
+    // Steady state: `minutes` simulated minutes, one at a time.
     let (cpu0, sim0, t0) = (cpu_secs(), sim.cpu_secs(), Instant::now());
-    let mut checks = 0.0;
     let polls0 = requests(&board);
-    for _ in 0..hours * 60 {
-        manual.advance(step);
-        checks += wait_idle(&board, n, manual.now().timestamp()).await?;
-    }
+    let until = manual.now().timestamp() + minutes as i64 * 60;
+    let checks = run_until(&board, &manual, n, until).await?;
+    wait_idle(&board, n, manual.now().timestamp()).await?;
     let wall = t0.elapsed().as_secs_f64();
     let (cpu, sim_cpu) = (cpu_secs() - cpu0, sim.cpu_secs() - sim0);
     let polls = requests(&board) - polls0;
     let daemon = (cpu - sim_cpu - checks).max(0.0);
-    let h = hours as f64;
-    println!("polls:                   {polls} in {hours} simulated h ({:.0} per hour), {wall:.1} s wall", polls as f64 / h);
+    let h = minutes as f64 / 60.0;
+    println!("polls:                   {polls} in {minutes} simulated min ({:.0} per hour), {wall:.1} s wall", polls as f64 / h);
     println!("daemon CPU per sim. hour: {:.2} CPU-s ({:.2} ms per poll; process {:.2}, simulator thread {:.2}, bench checks {:.2} CPU-s per hour)",
         daemon / h, daemon / polls.max(1) as f64 * 1e3, cpu / h, sim_cpu / h, checks / h);
     println!("RSS after steady state:  {:.1} MiB ({:.2} KiB per tenant)", mib(rss_kib()), (rss_kib().saturating_sub(baseline)) as f64 / n as f64);

@@ -98,13 +98,16 @@ impl StatusBoard {
             .unwrap_or_default()
     }
 
-    /// Whether there are `n` tenants and `f` holds for each, without cloning them (the
-    /// benchmark's idle check over thousands of tenants).
-    pub fn all_match(&self, n: usize, f: impl Fn(&TenantStatus) -> bool) -> bool {
+    /// Calls `f` on every tenant's status without cloning it (the benchmark's checks over
+    /// thousands of tenants); returns the number of tenants.
+    pub fn for_each(&self, mut f: impl FnMut(&TenantStatus)) -> usize {
         self.tenants
             .read()
-            .map(|t| t.len() == n && t.values().all(f))
-            .unwrap_or(false)
+            .map(|t| {
+                t.values().for_each(&mut f);
+                t.len()
+            })
+            .unwrap_or(0)
     }
 
     pub fn get(&self, tenant: &str) -> Option<TenantStatus> {
