@@ -21,6 +21,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -493,20 +494,14 @@ impl Drop for SimThread {
 }
 
 /// Waits (polling, without cloning the board) until every tenant has scheduled its next poll
-/// after `now`; returns the earliest of those polls and the seconds the checks themselves took
-/// (CPU on this thread, near enough).
-async fn wait_idle(
-    board: &crate::status::StatusBoard,
-    n: usize,
-    now: i64,
-) -> anyhow::Result<(i64, f64)> {
+/// after `now`; returns the earliest of those polls. Blocking: it runs on a thread of its own
+/// so that its CPU can be measured and taken out of the daemon's.
+fn wait_idle(board: &crate::status::StatusBoard, n: usize, now: i64) -> anyhow::Result<i64> {
     let deadline = Instant::now() + Duration::from_secs(600);
-    let mut spent = 0.0;
     // `next_poll_at` is RFC 3339 in one fixed format (`window::rfc3339`), so comparing the
     // strings compares the instants: no parsing of 10,000 timestamps per check.
     let now_text = crate::tap::window::rfc3339(now);
     loop {
-        let t = Instant::now();
         let mut idle = true;
         let mut next: Option<String> = None;
         let count = board.for_each(|s| match s.next_poll_at.as_deref() {
@@ -517,38 +512,40 @@ async fn wait_idle(
             }
             _ => idle = false,
         });
-        let next = next
-            .and_then(|a| chrono::DateTime::parse_from_rfc3339(&a).ok())
-            .map_or(i64::MAX, |a| a.timestamp());
-        spent += t.elapsed().as_secs_f64();
         if idle && count == n {
-            return Ok((next, spent));
+            return Ok(next
+                .and_then(|a| chrono::DateTime::parse_from_rfc3339(&a).ok())
+                .map_or(i64::MAX, |a| a.timestamp()));
         }
         if Instant::now() > deadline {
             bail!("tenants did not become idle within 10 minutes");
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
 /// Moves the manual clock from one poll instant to the next (as a real clock would reach each
-/// tenant exactly at its phase) until `until`; returns the checks' own seconds.
+/// tenant exactly at its phase) until `until`, on a blocking thread; returns the CPU seconds
+/// that thread (the benchmark's own checks) used.
 async fn run_until(
-    board: &crate::status::StatusBoard,
-    manual: &crate::clock::ManualClock,
+    board: &Arc<crate::status::StatusBoard>,
+    manual: &Arc<crate::clock::ManualClock>,
     n: usize,
     until: i64,
 ) -> anyhow::Result<f64> {
-    let mut spent = 0.0;
-    loop {
-        let (next, s) = wait_idle(board, n, manual.now().timestamp()).await?;
-        spent += s;
-        if next > until {
-            manual.set(crate::tap::window::to_datetime(until));
-            return Ok(spent);
+    let (board, manual) = (board.clone(), manual.clone());
+    tokio::task::spawn_blocking(move || {
+        let cpu0 = cpu_secs_of("/proc/thread-self/stat");
+        loop {
+            let next = wait_idle(&board, n, manual.now().timestamp())?;
+            if next > until {
+                manual.set(crate::tap::window::to_datetime(until));
+                return Ok(cpu_secs_of("/proc/thread-self/stat") - cpu0);
+            }
+            manual.set(crate::tap::window::to_datetime(next));
         }
-        manual.set(crate::tap::window::to_datetime(next));
-    }
+    })
+    .await?
 }
 
 async fn scale(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
@@ -602,7 +599,6 @@ async fn scale(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     let polls0 = requests(&board);
     let until = manual.now().timestamp() + minutes as i64 * 60;
     let checks = run_until(&board, &manual, n, until).await?;
-    wait_idle(&board, n, manual.now().timestamp()).await?;
     let wall = t0.elapsed().as_secs_f64();
     let (cpu, sim_cpu) = (cpu_secs() - cpu0, sim.cpu_secs() - sim0);
     let polls = requests(&board) - polls0;
