@@ -90,7 +90,8 @@ impl BenchArgs {
             .unwrap_or(if self.quick { 500 } else { 10_000 })
     }
     fn scale_minutes(&self) -> u64 {
-        self.scale_minutes.unwrap_or(if self.quick { 10 } else { 20 })
+        self.scale_minutes
+            .unwrap_or(if self.quick { 10 } else { 20 })
     }
     fn large_events(&self) -> u32 {
         self.large_events
@@ -113,7 +114,10 @@ impl BenchArgs {
         };
         opt("tenants", self.tenants.map(|v| v.to_string()));
         opt("hours", self.hours.map(|v| v.to_string()));
-        opt("events-per-hour", self.events_per_hour.map(|v| v.to_string()));
+        opt(
+            "events-per-hour",
+            self.events_per_hour.map(|v| v.to_string()),
+        );
         opt("scale-tenants", self.scale_tenants.map(|v| v.to_string()));
         opt("scale-minutes", self.scale_minutes.map(|v| v.to_string()));
         opt("large-events", self.large_events.map(|v| v.to_string()));
@@ -391,12 +395,30 @@ async fn throughput(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     if lines != events {
         bail!("the file holds {lines} lines but {events} events were delivered");
     }
-    println!("events delivered:        {events} ({:.0} MB written)", bytes as f64 / 1e6);
+    println!(
+        "events delivered:        {events} ({:.0} MB written)",
+        bytes as f64 / 1e6
+    );
     println!("wall time:               {wall:.1} s");
-    println!("throughput:              {:.0} events/s ({:.0} MB/s of output)", events as f64 / wall, bytes as f64 / 1e6 / wall);
-    println!("daemon CPU:              {cpu:.1} s = {:.1} CPU-s per million events", cpu / events.max(1) as f64 * 1e6);
-    println!("simulator CPU (child):   {sim_cpu:.1} s = {:.1} CPU-s per million events", sim_cpu / events.max(1) as f64 * 1e6);
-    println!("peak RSS:                {:.1} MiB ({:.1} MiB above the {:.1} MiB idle baseline)", mib(hwm), mib(hwm.saturating_sub(baseline)), mib(baseline));
+    println!(
+        "throughput:              {:.0} events/s ({:.0} MB/s of output)",
+        events as f64 / wall,
+        bytes as f64 / 1e6 / wall
+    );
+    println!(
+        "daemon CPU:              {cpu:.1} s = {:.1} CPU-s per million events",
+        cpu / events.max(1) as f64 * 1e6
+    );
+    println!(
+        "simulator CPU (child):   {sim_cpu:.1} s = {:.1} CPU-s per million events",
+        sim_cpu / events.max(1) as f64 * 1e6
+    );
+    println!(
+        "peak RSS:                {:.1} MiB ({:.1} MiB above the {:.1} MiB idle baseline)",
+        mib(hwm),
+        mib(hwm.saturating_sub(baseline)),
+        mib(baseline)
+    );
     println!("load average at end:     {}", loadavg());
     flush_stdout();
     drop(sim);
@@ -450,15 +472,19 @@ impl SimThread {
                 };
                 rt.block_on(async move {
                     let sim = Simulator::new(cfg, clock);
-                    let server = match sim.bind("127.0.0.1:0".parse().unwrap_or_else(|_| {
-                        std::net::SocketAddr::from(([127, 0, 0, 1], 0))
-                    })).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(anyhow::anyhow!(e)));
-                            return;
-                        }
-                    };
+                    let server =
+                        match sim
+                            .bind("127.0.0.1:0".parse().unwrap_or_else(|_| {
+                                std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+                            }))
+                            .await
+                        {
+                            Ok(s) => s,
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(anyhow::anyhow!(e)));
+                                return;
+                            }
+                        };
                     let me = std::fs::read_link("/proc/thread-self")
                         .map(|p| p.display().to_string())
                         .unwrap_or_default();
@@ -589,8 +615,15 @@ async fn scale(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     let idle = rss_kib();
     let per_tenant = (idle.saturating_sub(baseline)) as f64 * 1024.0 / n as f64;
     println!("daemon built in:         {build_secs:.1} s");
-    println!("RSS before the daemon:   {:.1} MiB (runtime + in-process simulator)", mib(baseline));
-    println!("RSS when built:          {:.1} MiB ({:.2} KiB per tenant before any poll)", mib(built), built.saturating_sub(baseline) as f64 / n as f64);
+    println!(
+        "RSS before the daemon:   {:.1} MiB (runtime + in-process simulator)",
+        mib(baseline)
+    );
+    println!(
+        "RSS when built:          {:.1} MiB ({:.2} KiB per tenant before any poll)",
+        mib(built),
+        built.saturating_sub(baseline) as f64 / n as f64
+    );
     println!("RSS with {n} idle:     {:.1} MiB", mib(idle));
     println!("memory per tenant:       {:.2} KiB", per_tenant / 1024.0);
     flush_stdout();
@@ -607,7 +640,11 @@ async fn scale(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     println!("polls:                   {polls} in {minutes} simulated min ({:.0} per hour), {wall:.1} s wall", polls as f64 / h);
     println!("daemon CPU per sim. hour: {:.2} CPU-s ({:.2} ms per poll; process {:.2}, simulator thread {:.2}, bench checks {:.2} CPU-s per hour)",
         daemon / h, daemon / polls.max(1) as f64 * 1e3, cpu / h, sim_cpu / h, checks / h);
-    println!("RSS after steady state:  {:.1} MiB ({:.2} KiB per tenant)", mib(rss_kib()), (rss_kib().saturating_sub(baseline)) as f64 / n as f64);
+    println!(
+        "RSS after steady state:  {:.1} MiB ({:.2} KiB per tenant)",
+        mib(rss_kib()),
+        (rss_kib().saturating_sub(baseline)) as f64 / n as f64
+    );
     println!("load average at end:     {}", loadavg());
     flush_stdout();
     shutdown.cancel();
@@ -654,9 +691,7 @@ async fn large(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     let (cpu0, t0) = (cpu_secs(), Instant::now());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run(shutdown.clone()));
-    board
-        .wait_for(|s| s.len() == 1 && s[0].state == "ok")
-        .await;
+    board.wait_for(|s| s.len() == 1 && s[0].state == "ok").await;
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_secs() - cpu0;
     let hwm = hwm_kib();
@@ -667,7 +702,11 @@ async fn large(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     let bytes = std::fs::metadata(&events_path).map_or(0, |m| m.len());
     println!("events delivered:        {delivered} in {windows} window(s), {:.0} MB written, {wall:.1} s, {cpu:.1} CPU-s", bytes as f64 / 1e6);
     println!("idle baseline RSS:       {:.1} MiB", mib(baseline));
-    println!("peak RSS:                {:.1} MiB = {:.1} MiB above the baseline", mib(hwm), mib(hwm.saturating_sub(baseline)));
+    println!(
+        "peak RSS:                {:.1} MiB = {:.1} MiB above the baseline",
+        mib(hwm),
+        mib(hwm.saturating_sub(baseline))
+    );
     println!("load average at end:     {}", loadavg());
     flush_stdout();
     drop(sim);
