@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `status`, `rewind`, `simulate`, `demo`.
+//! The command line: `run`, `check`, `status`, `rewind`, `simulate`, `demo`, `bench`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -110,6 +110,9 @@ pub enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Measure throughput, memory per tenant and large-window memory against the built-in
+    /// simulator on 127.0.0.1 (see docs/performance.md). Build with `--release`.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -143,6 +146,7 @@ pub async fn main(cli: Cli) -> i32 {
             hours,
             follow,
         } => demo(&dir, tenants, events_per_hour, hours, follow).await,
+        Command::Bench(args) => crate::bench::run(args).await,
     };
     match result {
         Ok(()) => 0,

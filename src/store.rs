@@ -70,6 +70,8 @@ pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
     path: PathBuf,
+    /// Lets one [`Store::flush`] run at a time; see there.
+    flushing: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 fn stream_key(tenant: &str, sink: &str) -> Vec<u8> {
@@ -126,7 +128,12 @@ impl Store {
                 },
             })?;
         let tree = db.open_tree("state")?;
-        Ok(Store { db, tree, path })
+        Ok(Store {
+            db,
+            tree,
+            path,
+            flushing: Default::default(),
+        })
     }
 
     /// Where the store lives.
@@ -300,7 +307,14 @@ impl Store {
     }
 
     /// Makes everything written so far durable.
+    ///
+    /// One flush at a time: sled 0.34 runs `flush_async` on its small I/O thread pool, where a
+    /// flush holds a read lock while it waits for log buffers that only that same pool writes
+    /// out. With a dozen pollers flushing at once and one `apply_batch` waiting for the write
+    /// lock, every pool thread ended up waiting and the daemon hung (`tapfwd bench`, scale case).
+    /// A flush that waited here still flushes: it covers the writes made while it waited.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        let _one = self.flushing.lock().await;
         self.db.flush_async().await?;
         Ok(())
     }

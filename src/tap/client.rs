@@ -149,7 +149,10 @@ impl TapClient {
         limits: BatchLimits,
     ) -> Result<mpsc::Receiver<Result<WindowItem, TapError>>, TapError> {
         let response = self.send(base_url, creds, &window.interval_param()).await?;
-        let (tx, rx) = mpsc::channel(2);
+        // One batch waits here while the poller delivers the previous one and the reader fills
+        // the next: fetching overlaps delivery, and a window costs at most about four batches
+        // of memory (filling, sending, queued, delivering) whatever its size.
+        let (tx, rx) = mpsc::channel(1);
         let read_timeout = self.read_timeout;
         tokio::spawn(async move {
             let result = read_body(response, limits, read_timeout, &tx).await;

@@ -1,0 +1,715 @@
+//! `tapfwd bench`: the performance benchmark (issue 6). It drives the real pipeline (scheduler,
+//! pollers, TAP client, splitter, dedupe, sled store, file sink with fsync) against the built-in
+//! simulator on 127.0.0.1 and prints its figures.
+//!
+//! Three cases, each in its own process so that one case's peak RSS does not leak into the next
+//! (`--case all`, the default, runs this binary once per case):
+//!
+//! - **throughput**: T tenants × an H-hour backlog × E events/h into the file sink. The simulator
+//!   runs in a child process (`tapfwd simulate`), so the CPU and memory figures are the daemon's
+//!   alone; the simulator's CPU is printed beside them.
+//! - **scale**: N tenants on 5-minute polling with a few events each, on a manual clock shared with
+//!   an in-process simulator that runs on its own thread (its CPU is measured per thread and taken
+//!   out). Memory per tenant = (RSS with N tenants idle − RSS before the daemon was built) / N.
+//! - **large**: one tenant whose one-hour window holds about 200,000 events (~600 MB of JSON), the
+//!   simulator in a child process; peak RSS (VmHWM, reset after the baseline) above the idle
+//!   baseline.
+//!
+//! CPU comes from `/proc/self/stat` (what getrusage reports, in clock ticks), memory from
+//! `/proc/self/status`. Nothing here is used by the daemon itself.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use tokio::io::AsyncBufReadExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::simulate::{SimConfig, Simulator};
+use crate::App;
+
+/// Which case to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Case {
+    All,
+    Throughput,
+    Scale,
+    Large,
+}
+
+/// `tapfwd bench` options. `--quick` shrinks every case for a CI smoke run (under a minute).
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "all")]
+    pub case: Case,
+    /// Small sizes for a smoke run; explicit size options still win.
+    #[arg(long)]
+    pub quick: bool,
+    /// Scratch directory for state, output files and simulator configs (emptied per case). Keep
+    /// it on the disk you mean to measure: fsync on tmpfs costs nothing.
+    #[arg(long, default_value = "target/tapfwd-bench")]
+    pub dir: PathBuf,
+    /// Throughput: tenants (default 20; quick 4).
+    #[arg(long)]
+    pub tenants: Option<usize>,
+    /// Throughput: hours of backlog per tenant (default 24; quick 3).
+    #[arg(long)]
+    pub hours: Option<u64>,
+    /// Throughput: events per hour per tenant (default 2000).
+    #[arg(long)]
+    pub events_per_hour: Option<u32>,
+    /// Scale: tenants (default 10000; quick 500).
+    #[arg(long)]
+    pub scale_tenants: Option<usize>,
+    /// Scale: simulated minutes of steady state measured, reported per hour (default 20; quick
+    /// 10). Each simulated minute polls a fifth of the tenants.
+    #[arg(long)]
+    pub scale_minutes: Option<u64>,
+    /// Large: events in the one-hour window (default 200000; quick 20000).
+    #[arg(long)]
+    pub large_events: Option<u32>,
+}
+
+impl BenchArgs {
+    fn tenants(&self) -> usize {
+        self.tenants.unwrap_or(if self.quick { 4 } else { 20 })
+    }
+    fn hours(&self) -> u64 {
+        self.hours.unwrap_or(if self.quick { 3 } else { 24 })
+    }
+    fn events_per_hour(&self) -> u32 {
+        self.events_per_hour.unwrap_or(2000)
+    }
+    fn scale_tenants(&self) -> usize {
+        self.scale_tenants
+            .unwrap_or(if self.quick { 500 } else { 10_000 })
+    }
+    fn scale_minutes(&self) -> u64 {
+        self.scale_minutes
+            .unwrap_or(if self.quick { 10 } else { 20 })
+    }
+    fn large_events(&self) -> u32 {
+        self.large_events
+            .unwrap_or(if self.quick { 20_000 } else { 200_000 })
+    }
+
+    /// The same options for a child running one case.
+    fn child_args(&self, case: &str) -> Vec<String> {
+        let mut a = vec!["bench".into(), "--case".into(), case.into()];
+        if self.quick {
+            a.push("--quick".into());
+        }
+        a.push("--dir".into());
+        a.push(self.dir.display().to_string());
+        let mut opt = |name: &str, v: Option<String>| {
+            if let Some(v) = v {
+                a.push(format!("--{name}"));
+                a.push(v);
+            }
+        };
+        opt("tenants", self.tenants.map(|v| v.to_string()));
+        opt("hours", self.hours.map(|v| v.to_string()));
+        opt(
+            "events-per-hour",
+            self.events_per_hour.map(|v| v.to_string()),
+        );
+        opt("scale-tenants", self.scale_tenants.map(|v| v.to_string()));
+        opt("scale-minutes", self.scale_minutes.map(|v| v.to_string()));
+        opt("large-events", self.large_events.map(|v| v.to_string()));
+        a
+    }
+}
+
+/// Runs the benchmark; prints figures on stdout.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
+    let dir = args.dir.canonicalize()?;
+    match args.case {
+        Case::All => {
+            print_machine(&dir);
+            let exe = std::env::current_exe()?;
+            for case in ["throughput", "scale", "large"] {
+                let status = std::process::Command::new(&exe)
+                    .args(args.child_args(case))
+                    .status()
+                    .with_context(|| format!("running the {case} case"))?;
+                if !status.success() {
+                    bail!("the {case} case failed ({status})");
+                }
+            }
+            Ok(())
+        }
+        Case::Throughput => throughput(&args, &dir).await,
+        Case::Scale => scale(&args, &dir).await,
+        Case::Large => large(&args, &dir).await,
+    }
+}
+
+fn print_machine(dir: &Path) {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')))
+        .map(|(_, m)| m.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let mem_kib = proc_field("/proc/meminfo", "MemTotal:").unwrap_or(0);
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("tapfwd bench {}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "machine: {cpus} CPU(s), {model}, {:.1} GiB RAM; scratch {} on {}",
+        mem_kib as f64 / (1 << 20) as f64,
+        dir.display(),
+        filesystem_of(dir)
+    );
+    println!("load average at start: {}", loadavg());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+
+/// `/proc/loadavg`'s three averages.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A `Key:   123 kB` field of a /proc file, in KiB.
+fn proc_field(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn rss_kib() -> u64 {
+    proc_field("/proc/self/status", "VmRSS:").unwrap_or(0)
+}
+
+fn hwm_kib() -> u64 {
+    proc_field("/proc/self/status", "VmHWM:").unwrap_or(0)
+}
+
+/// Resets VmHWM to the current RSS (Linux ≥ 4.0).
+fn reset_hwm() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// User + system CPU seconds of a `/proc/.../stat` file (process or thread).
+fn cpu_secs_of(stat_path: &str) -> f64 {
+    let text = std::fs::read_to_string(stat_path).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let Some((_, rest)) = text.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime is field 14, stime field 15: indexes 11 and 12 after the state (field 3).
+    // Linux reports them in USER_HZ, which is 100 on every architecture it supports.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+fn cpu_secs() -> f64 {
+    cpu_secs_of("/proc/self/stat")
+}
+
+fn filesystem_of(path: &Path) -> String {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut best: Option<(usize, String)> = None;
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 3 {
+            continue;
+        }
+        if path.starts_with(f[1]) && best.as_ref().map_or(true, |(n, _)| f[1].len() >= *n) {
+            best = Some((f[1].len(), format!("{} ({})", f[2], f[0])));
+        }
+    }
+    best.map_or_else(|| "unknown".into(), |(_, fs)| fs)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Setup helpers
+
+fn fresh_dir(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let d = dir.join(name);
+    if d.exists() {
+        std::fs::remove_dir_all(&d).with_context(|| format!("emptying {}", d.display()))?;
+    }
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+fn principal(i: usize) -> String {
+    format!("tenant-{i:05}")
+}
+
+fn secret(i: usize) -> String {
+    format!("secret-{i:05}")
+}
+
+/// The simulator's TOML config: `n` tenants at `per_hour`.
+fn sim_toml(n: usize, per_hour: u32) -> String {
+    let mut s = String::from("seed = 6\n");
+    for i in 1..=n {
+        s.push_str(&format!(
+            "\n[[tenants]]\nprincipal = \"{}\"\nsecret = \"{}\"\nevents_per_hour = {per_hour}\n",
+            principal(i),
+            secret(i)
+        ));
+    }
+    s
+}
+
+/// The daemon's TOML config: `n` tenants, one file sink.
+fn daemon_toml(state: &Path, events: &Path, base_url: &str, n: usize, poll: &str) -> String {
+    let mut s = format!(
+        "state_dir = {:?}\n[poll]\n{poll}\n[sinks.archive]\ntype = \"file\"\npath = {:?}\n",
+        state.display().to_string(),
+        events.display().to_string()
+    );
+    for i in 1..=n {
+        s.push_str(&format!(
+            "[tenants.t{i:05}]\nbase_url = \"{base_url}\"\nprincipal = \"{}\"\nsecret = \"{}\"\nsinks = [\"archive\"]\n",
+            principal(i),
+            secret(i)
+        ));
+    }
+    s
+}
+
+fn parse_config(text: &str) -> anyhow::Result<Config> {
+    Config::from_toml_with_env(text, std::iter::empty())
+        .map_err(|e| anyhow::anyhow!("bench config: {e}"))
+}
+
+/// A simulator in a child process (`tapfwd simulate`), killed when dropped.
+struct SimProcess {
+    child: tokio::process::Child,
+    base_url: String,
+}
+
+impl SimProcess {
+    async fn start(dir: &Path, toml: &str) -> anyhow::Result<SimProcess> {
+        let path = dir.join("sim.toml");
+        std::fs::write(&path, toml)?;
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["simulate", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the simulator")?;
+        let stdout = child.stdout.take().context("simulator stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .context("simulator did not start")??
+            .context("simulator exited")?;
+        let base_url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .context("simulator did not say where it listens")?
+            .to_string();
+        Ok(SimProcess { child, base_url })
+    }
+
+    fn cpu_secs(&self) -> f64 {
+        self.child
+            .id()
+            .map_or(0.0, |pid| cpu_secs_of(&format!("/proc/{pid}/stat")))
+    }
+}
+
+/// Sum of events delivered to every sink, from the status board.
+fn delivered(app_board: &crate::status::StatusBoard) -> u64 {
+    app_board
+        .snapshot()
+        .iter()
+        .flat_map(|t| t.sinks.iter())
+        .map(|s| s.delivered)
+        .sum()
+}
+
+fn flush_stdout() {
+    let _ = std::io::stdout().flush();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case 1: throughput
+
+async fn throughput(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
+    let (n, hours, per_hour) = (args.tenants(), args.hours(), args.events_per_hour());
+    let work = fresh_dir(dir, "throughput")?;
+    println!(
+        "\n== throughput: {n} tenants x {hours} h backlog x {per_hour} events/h into the file sink (load {})",
+        loadavg()
+    );
+    flush_stdout();
+    let sim = SimProcess::start(&work, &sim_toml(n, per_hour)).await?;
+    let events_path = work.join("events.ndjson");
+    let poll = format!("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"{hours}h\"\n");
+    let config = parse_config(&daemon_toml(
+        &work.join("state"),
+        &events_path,
+        &sim.base_url,
+        n,
+        &poll,
+    ))?;
+    let app = App::build(config, Clock::System).await?;
+    let board = app.status();
+    let baseline = rss_kib();
+    reset_hwm();
+    let (cpu0, sim_cpu0, t0) = (cpu_secs(), sim.cpu_secs(), Instant::now());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run(shutdown.clone()));
+    board
+        .wait_for(|s| s.len() == n && s.iter().all(|t| t.state == "ok"))
+        .await;
+    let wall = t0.elapsed().as_secs_f64();
+    let (cpu, sim_cpu) = (cpu_secs() - cpu0, sim.cpu_secs() - sim_cpu0);
+    let hwm = hwm_kib();
+    shutdown.cancel();
+    task.await??;
+    let events = delivered(&board);
+    let bytes = std::fs::metadata(&events_path).map_or(0, |m| m.len());
+    let lines = count_lines(&events_path)?;
+    if lines != events {
+        bail!("the file holds {lines} lines but {events} events were delivered");
+    }
+    println!(
+        "events delivered:        {events} ({:.0} MB written)",
+        bytes as f64 / 1e6
+    );
+    println!("wall time:               {wall:.1} s");
+    println!(
+        "throughput:              {:.0} events/s ({:.0} MB/s of output)",
+        events as f64 / wall,
+        bytes as f64 / 1e6 / wall
+    );
+    println!(
+        "daemon CPU:              {cpu:.1} s = {:.1} CPU-s per million events",
+        cpu / events.max(1) as f64 * 1e6
+    );
+    println!(
+        "simulator CPU (child):   {sim_cpu:.1} s = {:.1} CPU-s per million events",
+        sim_cpu / events.max(1) as f64 * 1e6
+    );
+    println!(
+        "peak RSS:                {:.1} MiB ({:.1} MiB above the {:.1} MiB idle baseline)",
+        mib(hwm),
+        mib(hwm.saturating_sub(baseline)),
+        mib(baseline)
+    );
+    println!("load average at end:     {}", loadavg());
+    flush_stdout();
+    drop(sim);
+    std::fs::remove_file(&events_path).ok();
+    Ok(())
+}
+
+fn count_lines(path: &Path) -> anyhow::Result<u64> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            return Ok(n);
+        }
+        n += memchr::memchr_iter(b'\n', &buf[..k]).count() as u64;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case 2: scale
+
+/// The in-process simulator for the scale case, on its own thread and runtime so that its CPU
+/// can be told apart from the daemon's.
+struct SimThread {
+    base_url: String,
+    /// `/proc/self/task/TID/stat` of the simulator's thread.
+    stat: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SimThread {
+    fn start(cfg: SimConfig, clock: Clock) -> anyhow::Result<SimThread> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("tapfwd-sim".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow::anyhow!(e)));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let sim = Simulator::new(cfg, clock);
+                    let server =
+                        match sim
+                            .bind("127.0.0.1:0".parse().unwrap_or_else(|_| {
+                                std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+                            }))
+                            .await
+                        {
+                            Ok(s) => s,
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(anyhow::anyhow!(e)));
+                                return;
+                            }
+                        };
+                    let me = std::fs::read_link("/proc/thread-self")
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default();
+                    let _ = ready_tx.send(Ok((server.addr, me)));
+                    let _ = stopped.await;
+                    server.shutdown().await;
+                });
+            })?;
+        let (addr, me) = ready_rx.recv().context("simulator thread")??;
+        // `me` is "PID/task/TID".
+        Ok(SimThread {
+            base_url: format!("http://{addr}"),
+            stat: format!("/proc/{me}/stat"),
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    fn cpu_secs(&self) -> f64 {
+        cpu_secs_of(&self.stat)
+    }
+}
+
+impl Drop for SimThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Waits (polling, without cloning the board) until every tenant has scheduled its next poll
+/// after `now`; returns the earliest of those polls. Blocking: it runs on a thread of its own
+/// so that its CPU can be measured and taken out of the daemon's.
+fn wait_idle(board: &crate::status::StatusBoard, n: usize, now: i64) -> anyhow::Result<i64> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    // `next_poll_at` is RFC 3339 in one fixed format (`window::rfc3339`), so comparing the
+    // strings compares the instants: no parsing of 10,000 timestamps per check.
+    let now_text = crate::tap::window::rfc3339(now);
+    loop {
+        let mut idle = true;
+        let mut next: Option<String> = None;
+        let count = board.for_each(|s| match s.next_poll_at.as_deref() {
+            Some(a) if a > now_text.as_str() => {
+                if next.as_deref().map_or(true, |m| a < m) {
+                    next = Some(a.to_string());
+                }
+            }
+            _ => idle = false,
+        });
+        if idle && count == n {
+            return Ok(next
+                .and_then(|a| chrono::DateTime::parse_from_rfc3339(&a).ok())
+                .map_or(i64::MAX, |a| a.timestamp()));
+        }
+        if Instant::now() > deadline {
+            bail!("tenants did not become idle within 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Moves the manual clock from one poll instant to the next (as a real clock would reach each
+/// tenant exactly at its phase) until `until`, on a blocking thread; returns the CPU seconds
+/// that thread (the benchmark's own checks) used.
+async fn run_until(
+    board: &Arc<crate::status::StatusBoard>,
+    manual: &Arc<crate::clock::ManualClock>,
+    n: usize,
+    until: i64,
+) -> anyhow::Result<f64> {
+    let (board, manual) = (board.clone(), manual.clone());
+    tokio::task::spawn_blocking(move || {
+        let cpu0 = cpu_secs_of("/proc/thread-self/stat");
+        loop {
+            let next = wait_idle(&board, n, manual.now().timestamp())?;
+            if next > until {
+                manual.set(crate::tap::window::to_datetime(until));
+                return Ok(cpu_secs_of("/proc/thread-self/stat") - cpu0);
+            }
+            manual.set(crate::tap::window::to_datetime(next));
+        }
+    })
+    .await?
+}
+
+async fn scale(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
+    let (n, minutes) = (args.scale_tenants(), args.scale_minutes());
+    let per_hour = 12; // "a few events each": about 1 per 5-minute poll
+    let work = fresh_dir(dir, "scale")?;
+    println!(
+        "\n== scale: {n} tenants, 5-minute polling, {per_hour} events/h each, {minutes} simulated minutes of steady state (load {})",
+        loadavg()
+    );
+    flush_stdout();
+    let start = chrono::Utc::now();
+    let (clock, manual) = Clock::manual(start);
+    let mut cfg = SimConfig {
+        seed: 6,
+        tenants: Vec::with_capacity(n),
+    };
+    for i in 1..=n {
+        let mut t = crate::simulate::SimTenant::new(&principal(i), &secret(i), per_hour);
+        t.max_visibility_delay = Duration::from_secs(60);
+        cfg.tenants.push(t);
+    }
+    let sim = SimThread::start(cfg, clock.clone())?;
+    let events_path = work.join("events.ndjson");
+    let poll = "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"5m\"\nconcurrency = 16\n";
+    let text = daemon_toml(&work.join("state"), &events_path, &sim.base_url, n, poll);
+    let config = parse_config(&text)?;
+    drop(text);
+    let baseline = rss_kib();
+    let t_build = Instant::now();
+    let app = App::build(config, clock.clone()).await?;
+    let build_secs = t_build.elapsed().as_secs_f64();
+    let built = rss_kib();
+    let board = app.status();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run(shutdown.clone()));
+    // Warm up: every tenant's first window, then one poll interval so that every tenant has
+    // polled again on its own phase and its store records and key blobs are in place.
+    let warm_until = manual.now().timestamp() + 300;
+    run_until(&board, &manual, n, warm_until).await?;
+    let idle = rss_kib();
+    let per_tenant = (idle.saturating_sub(baseline)) as f64 * 1024.0 / n as f64;
+    println!("daemon built in:         {build_secs:.1} s");
+    println!(
+        "RSS before the daemon:   {:.1} MiB (runtime + in-process simulator)",
+        mib(baseline)
+    );
+    println!(
+        "RSS when built:          {:.1} MiB ({:.2} KiB per tenant before any poll)",
+        mib(built),
+        built.saturating_sub(baseline) as f64 / n as f64
+    );
+    println!("RSS with {n} idle:     {:.1} MiB", mib(idle));
+    println!("memory per tenant:       {:.2} KiB", per_tenant / 1024.0);
+    flush_stdout();
+    // Steady state: `minutes` simulated minutes, one at a time.
+    let (cpu0, sim0, t0) = (cpu_secs(), sim.cpu_secs(), Instant::now());
+    let polls0 = requests(&board);
+    let until = manual.now().timestamp() + minutes as i64 * 60;
+    let checks = run_until(&board, &manual, n, until).await?;
+    let wall = t0.elapsed().as_secs_f64();
+    let (cpu, sim_cpu) = (cpu_secs() - cpu0, sim.cpu_secs() - sim0);
+    let polls = requests(&board) - polls0;
+    let daemon = (cpu - sim_cpu - checks).max(0.0);
+    let h = minutes as f64 / 60.0;
+    println!("polls:                   {polls} in {minutes} simulated min ({:.0} per hour), {wall:.1} s wall", polls as f64 / h);
+    println!("daemon CPU per sim. hour: {:.2} CPU-s ({:.2} ms per poll; process {:.2}, simulator thread {:.2}, bench checks {:.2} CPU-s per hour)",
+        daemon / h, daemon / polls.max(1) as f64 * 1e3, cpu / h, sim_cpu / h, checks / h);
+    println!(
+        "RSS after steady state:  {:.1} MiB ({:.2} KiB per tenant)",
+        mib(rss_kib()),
+        (rss_kib().saturating_sub(baseline)) as f64 / n as f64
+    );
+    println!("load average at end:     {}", loadavg());
+    flush_stdout();
+    shutdown.cancel();
+    task.await??;
+    drop(sim);
+    Ok(())
+}
+
+/// Requests answered with 200, summed over tenants.
+fn requests(board: &crate::status::StatusBoard) -> u64 {
+    board
+        .snapshot()
+        .iter()
+        .map(|t| t.requests_by_status.get("200").copied().unwrap_or(0))
+        .sum()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case 3: large window
+
+async fn large(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
+    let events = args.large_events();
+    let work = fresh_dir(dir, "large")?;
+    println!(
+        "\n== large window: one tenant, one 1-hour window of about {events} events (load {})",
+        loadavg()
+    );
+    flush_stdout();
+    let sim = SimProcess::start(&work, &sim_toml(1, events)).await?;
+    let events_path = work.join("events.ndjson");
+    let poll = "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"\n";
+    let config = parse_config(&daemon_toml(
+        &work.join("state"),
+        &events_path,
+        &sim.base_url,
+        1,
+        poll,
+    ))?;
+    let app = App::build(config, Clock::System).await?;
+    let board = app.status();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let baseline = rss_kib();
+    reset_hwm();
+    let (cpu0, t0) = (cpu_secs(), Instant::now());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run(shutdown.clone()));
+    board.wait_for(|s| s.len() == 1 && s[0].state == "ok").await;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu0;
+    let hwm = hwm_kib();
+    shutdown.cancel();
+    task.await??;
+    let delivered = delivered(&board);
+    let windows: u64 = board.snapshot().iter().map(|t| t.windows_fetched).sum();
+    let bytes = std::fs::metadata(&events_path).map_or(0, |m| m.len());
+    println!("events delivered:        {delivered} in {windows} window(s), {:.0} MB written, {wall:.1} s, {cpu:.1} CPU-s", bytes as f64 / 1e6);
+    println!("idle baseline RSS:       {:.1} MiB", mib(baseline));
+    println!(
+        "peak RSS:                {:.1} MiB = {:.1} MiB above the baseline",
+        mib(hwm),
+        mib(hwm.saturating_sub(baseline))
+    );
+    println!("load average at end:     {}", loadavg());
+    flush_stdout();
+    drop(sim);
+    std::fs::remove_file(&events_path).ok();
+    Ok(())
+}
