@@ -382,7 +382,7 @@ async fn throughput(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run(shutdown.clone()));
     board
-        .wait_for(|s| s.len() == n && s.iter().all(|t| t.state == "ok"))
+        .wait_until(|s| s.len() == n && s.iter().all(|t| t.state == "ok"))
         .await;
     let wall = t0.elapsed().as_secs_f64();
     let (cpu, sim_cpu) = (cpu_secs() - cpu0, sim.cpu_secs() - sim_cpu0);
@@ -691,7 +691,9 @@ async fn large(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     let (cpu0, t0) = (cpu_secs(), Instant::now());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run(shutdown.clone()));
-    board.wait_for(|s| s.len() == 1 && s[0].state == "ok").await;
+    board
+        .wait_until(|s| s.len() == 1 && s[0].state == "ok")
+        .await;
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_secs() - cpu0;
     let hwm = hwm_kib();
