@@ -111,7 +111,7 @@ pub enum Command {
         follow: bool,
     },
     /// Measure throughput, memory per tenant and large-window memory against the built-in
-    /// simulator on 127.0.0.1 (see docs/performance.md). Build with `--release`.
+    /// simulator on 127.0.0.1 (README, "Performance"). Build with `--release`.
     Bench(crate::bench::BenchArgs),
 }
 
