@@ -240,7 +240,14 @@ impl Poller {
                 if self.state == "catching_up" && self.windows_fetched > 0 {
                     tracing::info!(tenant = %self.id, windows = self.windows_fetched, events = self.events_fetched, "caught up");
                 }
-                self.state = if self.record.failed { "failed" } else { "ok" };
+                self.state = if self.record.failed {
+                    "failed"
+                } else if self.streams.iter().any(|s| s.last_error.is_some()) {
+                    // Caught up where it can be, but a sink is failing and holds its backlog.
+                    "degraded"
+                } else {
+                    "ok"
+                };
                 let blocked = self
                     .streams
                     .iter()

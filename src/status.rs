@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TenantStatus {
     pub tenant: String,
-    /// `ok`, `catching_up`, `retrying`, `throttled`, `waiting_for_budget` or `failed`.
+    /// `ok`, `catching_up`, `degraded` (a sink is failing), `retrying`, `throttled`,
+    /// `waiting_for_budget` or `failed`.
     pub state: String,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,

@@ -532,6 +532,10 @@ async fn a_failing_sink_holds_its_checkpoint_without_duplicates_elsewhere() {
     );
     let archive = st.sinks.iter().find(|s| s.sink == "archive").unwrap();
     assert!(!archive.failing);
+    assert_eq!(
+        st.state, "degraded",
+        "a tenant with a failing sink is not ok: {st:?}"
+    );
     assert_exactly_once(
         &read_lines(&events),
         "two",
