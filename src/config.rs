@@ -622,52 +622,39 @@ fn resolve_secret(
     t: &TenantConfig,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<SecretString, ConfigError> {
-    let key = |k: &str| format!("tenants.{id}.{k}");
-    let read_file = |k: &str, path: &Path| -> Result<SecretString, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::key(key(k), format!("cannot read {}: {e}", path.display()))
-        })?;
-        let secret = text.trim_end_matches(['\n', '\r']).to_string();
-        if secret.is_empty() {
-            return Err(ConfigError::key(
-                key(k),
-                format!("{} is empty", path.display()),
-            ));
-        }
-        Ok(SecretString::from(secret))
-    };
-    if let Some(s) = &t.secret {
-        if s.expose_secret().is_empty() {
-            return Err(ConfigError::key(key("secret"), "is empty"));
-        }
-        return Ok(s.clone());
-    }
-    if let Some(var) = &t.secret_env {
-        return match env(var) {
-            Some(v) if !v.is_empty() => Ok(SecretString::from(v)),
-            Some(_) => Err(ConfigError::key(
-                key("secret_env"),
-                format!("environment variable {var} is empty"),
-            )),
-            None => Err(ConfigError::key(
-                key("secret_env"),
-                format!("environment variable {var} is not set"),
-            )),
-        };
-    }
-    if let Some(path) = &t.secret_file {
-        return read_file("secret_file", path);
-    }
     if let Some(name) = &t.secret_credential {
+        let key = format!("tenants.{id}.secret_credential");
         let dir = env("CREDENTIALS_DIRECTORY").ok_or_else(|| {
             ConfigError::key(
-                key("secret_credential"),
+                key.clone(),
                 "CREDENTIALS_DIRECTORY is not set (is the service started with LoadCredential=?)",
             )
         })?;
-        return read_file("secret_credential", &Path::new(&dir).join(name));
+        return read_secret_file(key, &Path::new(&dir).join(name));
     }
-    Err(ConfigError::key(key("secret"), "no secret is configured"))
+    SecretSource {
+        key: &format!("tenants.{id}.secret"),
+        inline: t.secret.as_ref(),
+        env: t.secret_env.as_deref(),
+        file: t.secret_file.as_deref(),
+    }
+    .resolve(env)
+}
+
+/// Reads a secret file (trailing newline removed); errors name `key` and the path, never the
+/// content.
+fn read_secret_file(key: String, path: &Path) -> Result<SecretString, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::key(key.clone(), format!("cannot read {}: {e}", path.display()))
+    })?;
+    let secret = text.trim_end_matches(['\n', '\r']).to_string();
+    if secret.is_empty() {
+        return Err(ConfigError::key(
+            key,
+            format!("{} is empty", path.display()),
+        ));
+    }
+    Ok(SecretString::from(secret))
 }
 
 /// Where a sink's secret comes from: exactly one of `NAME` (inline), `NAME_env` (an environment
@@ -730,17 +717,7 @@ impl SecretSource<'_> {
             };
         }
         if let Some(path) = self.file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::key(key("_file"), format!("cannot read {}: {e}", path.display()))
-            })?;
-            let secret = text.trim_end_matches(['\n', '\r']).to_string();
-            if secret.is_empty() {
-                return Err(ConfigError::key(
-                    key("_file"),
-                    format!("{} is empty", path.display()),
-                ));
-            }
-            return Ok(SecretString::from(secret));
+            return read_secret_file(key("_file"), path);
         }
         Err(ConfigError::key(key(""), "no secret is configured"))
     }

@@ -34,6 +34,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::{write_envelope, Commit, Sink, SinkError};
+use crate::config::SecretSource;
 use crate::tap::{Batch, EventKey, EventKind};
 
 /// `type = "kafka"`.
@@ -176,27 +177,20 @@ impl KafkaConfig {
         Ok(())
     }
 
-    fn sasl_password(&self) -> Result<Option<SecretString>, SinkError> {
-        if let Some(var) = &self.sasl_password_env {
-            return match std::env::var(var) {
-                Ok(v) if !v.is_empty() => Ok(Some(SecretString::from(v))),
-                _ => Err(SinkError::Rejected(format!(
-                    "sasl_password_env: environment variable {var} is not set or empty"
-                ))),
-            };
+    /// The SASL password from `sasl_password_env` or `sasl_password_file`, if either is set.
+    fn sasl_password(&self, name: &str) -> Result<Option<SecretString>, SinkError> {
+        if self.sasl_password_env.is_none() && self.sasl_password_file.is_none() {
+            return Ok(None);
         }
-        if let Some(path) = &self.sasl_password_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                SinkError::Rejected(format!(
-                    "sasl_password_file: cannot read {}: {e}",
-                    path.display()
-                ))
-            })?;
-            return Ok(Some(SecretString::from(
-                text.trim_end_matches(['\n', '\r']).to_string(),
-            )));
+        SecretSource {
+            key: &format!("sinks.{name}.sasl_password"),
+            inline: None,
+            env: self.sasl_password_env.as_deref(),
+            file: self.sasl_password_file.as_deref(),
         }
-        Ok(None)
+        .resolve(&|k| std::env::var(k).ok())
+        .map(Some)
+        .map_err(|e| SinkError::Rejected(e.to_string()))
     }
 }
 
@@ -265,7 +259,7 @@ impl KafkaSink {
                 "message.timeout.ms",
                 config.message_timeout.as_millis().to_string(),
             );
-        if let Some(secret) = config.sasl_password()? {
+        if let Some(secret) = config.sasl_password(name)? {
             client.set("sasl.password", secret.expose_secret());
         }
         let producer = create(name, &client)?;
@@ -586,6 +580,29 @@ mod tests {
             .unwrap_err()
             .contains("zstd"));
         assert!(config("compression = \"lz4\"\nkey = \"guid\"\nenvelope = true").is_ok());
+    }
+
+    #[test]
+    fn sasl_password_errors_name_the_key_and_never_the_value() {
+        assert!(config("").unwrap().sasl_password("bus").unwrap().is_none());
+        let c = config("sasl_password_env = \"TAPFWD_TEST_UNSET_SASL_VAR\"").unwrap();
+        let e = c.sasl_password("bus").unwrap_err().to_string();
+        assert!(e.contains("sinks.bus.sasl_password_env"), "{e}");
+        assert!(e.contains("TAPFWD_TEST_UNSET_SASL_VAR is not set"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret-pw\n").unwrap();
+        let c = config(&format!(
+            "sasl_password_file = {:?}",
+            file.display().to_string()
+        ))
+        .unwrap();
+        let pw = c.sasl_password("bus").unwrap().unwrap();
+        assert_eq!(pw.expose_secret(), "s3cret-pw");
+        std::fs::write(&file, "\n").unwrap();
+        let e = c.sasl_password("bus").unwrap_err().to_string();
+        assert!(e.contains("sinks.bus.sasl_password_file"), "{e}");
+        assert!(e.contains("is empty"), "{e}");
     }
 
     #[test]
