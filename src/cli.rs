@@ -299,14 +299,7 @@ fn status_from_store(config: &Config, store: &Store) -> anyhow::Result<Vec<Tenan
         let sinks: Vec<SinkStatus> = streams
             .iter()
             .filter(|(t, s, _)| t == id && tenant.sinks.contains(s))
-            .map(|(_, s, st)| SinkStatus {
-                sink: s.clone(),
-                checkpoint: window::rfc3339(st.checkpoint),
-                behind_seconds: now - st.checkpoint,
-                backlog_seconds: (now - st.checkpoint - lag).max(0),
-                gap_seconds: st.gap_seconds,
-                ..Default::default()
-            })
+            .map(|(_, s, st)| SinkStatus::from_stream(s, st, now, lag))
             .collect();
         out.push(TenantStatus {
             tenant: id.clone(),

@@ -288,14 +288,12 @@ impl Poller {
         match result {
             Ok(0) => {
                 // The API answered but every sink failed; each stream has its own retry time.
-                *self.by_status.entry("200".into()).or_default() += 1;
-                ctx.metrics.add_request(&self.id, "200");
+                self.count_request(ctx, "200".into());
                 self.state = "retrying";
                 Next::Now
             }
             Ok(_) => {
-                *self.by_status.entry("200".into()).or_default() += 1;
-                ctx.metrics.add_request(&self.id, "200");
+                self.count_request(ctx, "200".into());
                 self.windows_fetched += 1;
                 self.attempts = 0;
                 if self.record.failed || self.record.last_error.is_some() {
@@ -333,11 +331,17 @@ impl Poller {
                     .status()
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| e.class().to_string());
-                ctx.metrics.add_request(&self.id, &label);
-                *self.by_status.entry(label).or_default() += 1;
+                self.count_request(ctx, label);
                 self.fetch_failed(ctx, now, window, e)
             }
         }
+    }
+
+    /// Counts one API response by status (`200`, `429`, `transport`, ...) in the status board
+    /// and the metrics.
+    fn count_request(&mut self, ctx: &Context, label: String) {
+        ctx.metrics.add_request(&self.id, &label);
+        *self.by_status.entry(label).or_default() += 1;
     }
 
     fn behind(&self, now: i64) -> Option<i64> {
@@ -576,19 +580,12 @@ impl Poller {
         let sinks: Vec<SinkStatus> = self
             .streams
             .iter()
-            .map(|s| {
-                let behind = now - s.state.checkpoint;
-                SinkStatus {
-                    sink: s.sink.name().to_string(),
-                    checkpoint: window::rfc3339(s.state.checkpoint),
-                    behind_seconds: behind,
-                    backlog_seconds: (behind - lag).max(0),
-                    delivered: s.delivered,
-                    deduplicated: s.deduplicated,
-                    failing: s.last_error.is_some(),
-                    last_error: s.last_error.clone(),
-                    gap_seconds: s.state.gap_seconds,
-                }
+            .map(|s| SinkStatus {
+                delivered: s.delivered,
+                deduplicated: s.deduplicated,
+                failing: s.last_error.is_some(),
+                last_error: s.last_error.clone(),
+                ..SinkStatus::from_stream(s.sink.name(), &s.state, now, lag)
             })
             .collect();
         for s in &sinks {

@@ -47,6 +47,22 @@ pub struct SinkStatus {
     pub gap_seconds: i64,
 }
 
+impl SinkStatus {
+    /// The progress part of a sink's status, from its stream state at `now` (unix seconds) with
+    /// the configured `lag` (seconds); counters and errors are left for the caller.
+    pub fn from_stream(sink: &str, state: &crate::store::StreamState, now: i64, lag: i64) -> Self {
+        let behind = now - state.checkpoint;
+        SinkStatus {
+            sink: sink.to_string(),
+            checkpoint: crate::tap::window::rfc3339(state.checkpoint),
+            behind_seconds: behind,
+            backlog_seconds: (behind - lag).max(0),
+            gap_seconds: state.gap_seconds,
+            ..Default::default()
+        }
+    }
+}
+
 /// The latest status of every tenant, shared by the pollers and the admin endpoint.
 #[derive(Debug)]
 pub struct StatusBoard {
