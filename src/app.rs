@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::notify;
 use crate::poller::{self, Context, Poller};
 use crate::scheduler::{Command, Scheduler};
+use crate::secret;
 use crate::shard::Shard;
 use crate::sinks::{self, Sink};
 use crate::status::StatusBoard;
@@ -49,9 +50,9 @@ impl App {
     pub async fn build(mut config: Config, clock: Clock) -> anyhow::Result<App> {
         config.retain_shard(config.shard);
         let secrets = config
-            .resolve_secrets(&|k| std::env::var(k).ok())
+            .resolve_secrets(&secret::process_env)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        App::build_with_secrets(config, secrets, clock).await
+        App::build_sharded(config, secrets, clock).await
     }
 
     /// As [`App::build`], with the secrets already resolved.
@@ -61,6 +62,15 @@ impl App {
         clock: Clock,
     ) -> anyhow::Result<App> {
         config.retain_shard(config.shard);
+        App::build_sharded(config, secrets, clock).await
+    }
+
+    /// Builds from a config already cut to its shard.
+    async fn build_sharded(
+        config: Config,
+        secrets: BTreeMap<String, SecretString>,
+        clock: Clock,
+    ) -> anyhow::Result<App> {
         let store = Store::open(&config.state_dir)?;
         let client = TapClient::new(config.poll.read_timeout)?;
         let ctx = Context {
@@ -74,7 +84,8 @@ impl App {
         };
         let mut sinks = BTreeMap::new();
         for (name, sink_config) in &config.sinks {
-            let sink = sinks::build(name, sink_config).with_context(|| format!("sink `{name}`"))?;
+            let sink = sinks::build(name, sink_config, &secret::process_env)
+                .with_context(|| format!("sink `{name}`"))?;
             sink.start(&store)
                 .await
                 .with_context(|| format!("starting sink `{name}`"))?;
@@ -360,7 +371,7 @@ impl Reloader {
         config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         config.retain_shard(config.shard);
         let secrets = config
-            .resolve_secrets(&|k| std::env::var(k).ok())
+            .resolve_secrets(&secret::process_env)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut running = self.running.lock().await;
         let old = &running.config;
@@ -398,7 +409,7 @@ impl Reloader {
         // New sinks start before anything else changes: a failure rejects the whole reload.
         let mut added_sinks = BTreeMap::new();
         for name in &summary.sinks_added {
-            let sink = sinks::build(name, &config.sinks[name])
+            let sink = sinks::build(name, &config.sinks[name], &secret::process_env)
                 .with_context(|| format!("config key `sinks.{name}`"))?;
             sink.start(&self.ctx.store)
                 .await
@@ -407,7 +418,7 @@ impl Reloader {
         }
         let mut rebuilt = BTreeMap::new();
         for name in &summary.sinks_changed {
-            let sink = sinks::build(name, &config.sinks[name])
+            let sink = sinks::build(name, &config.sinks[name], &secret::process_env)
                 .with_context(|| format!("config key `sinks.{name}`"))?;
             rebuilt.insert(name.clone(), sink);
         }

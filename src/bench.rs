@@ -28,7 +28,7 @@ use anyhow::{bail, Context as _};
 use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::Clock;
+use crate::clock::{self, Clock};
 use crate::config::Config;
 use crate::simulate::{SimConfig, Simulator};
 use crate::App;
@@ -524,9 +524,9 @@ impl Drop for SimThread {
 /// so that its CPU can be measured and taken out of the daemon's.
 fn wait_idle(board: &crate::status::StatusBoard, n: usize, now: i64) -> anyhow::Result<i64> {
     let deadline = Instant::now() + Duration::from_secs(600);
-    // `next_poll_at` is RFC 3339 in one fixed format (`window::rfc3339`), so comparing the
+    // `next_poll_at` is RFC 3339 in one fixed format (`clock::rfc3339`), so comparing the
     // strings compares the instants: no parsing of 10,000 timestamps per check.
-    let now_text = crate::tap::window::rfc3339(now);
+    let now_text = clock::rfc3339(now);
     loop {
         let mut idle = true;
         let mut next: Option<String> = None;
@@ -565,10 +565,10 @@ async fn run_until(
         loop {
             let next = wait_idle(&board, n, manual.now().timestamp())?;
             if next > until {
-                manual.set(crate::tap::window::to_datetime(until));
+                manual.set(clock::to_datetime(until));
                 return Ok(cpu_secs_of("/proc/thread-self/stat") - cpu0);
             }
-            manual.set(crate::tap::window::to_datetime(next));
+            manual.set(clock::to_datetime(next));
         }
     })
     .await?

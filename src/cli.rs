@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::Clock;
+use crate::clock::{self, Clock};
 use crate::config::{Config, LogFormat};
 use crate::shard::Shard;
 use crate::simulate::{SimConfig, Simulator};
@@ -246,7 +246,7 @@ async fn check(path: &Path, connect: bool, shard: Option<Shard>) -> anyhow::Resu
         );
     }
     let secrets = config
-        .resolve_secrets(&|k| std::env::var(k).ok())
+        .resolve_secrets(&crate::secret::process_env)
         .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
     println!(
         "config ok: {} tenant(s), {} sink(s)",
@@ -258,7 +258,7 @@ async fn check(path: &Path, connect: bool, shard: Option<Shard>) -> anyhow::Resu
     }
     let client = TapClient::new(config.poll.read_timeout)?;
     let now = chrono::Utc::now().timestamp();
-    let end = window::floor_minute(now - config.poll.lag.as_secs() as i64);
+    let end = clock::floor_minute(now - config.poll.lag.as_secs() as i64);
     let probe = Window {
         start: end - 60,
         end,
@@ -311,7 +311,7 @@ fn status_from_store(config: &Config, store: &Store) -> anyhow::Result<Vec<Tenan
                 "stopped".into()
             },
             last_error: record.last_error.clone(),
-            last_error_at: record.last_error_at.map(window::rfc3339),
+            last_error_at: record.last_error_at.map(clock::rfc3339),
             requests_24h: used,
             requests_limit: tenant.requests_per_day,
             sinks,
@@ -360,10 +360,10 @@ async fn fetch_live_status(addr: SocketAddr) -> anyhow::Result<Vec<TenantStatus>
 /// `Err` for an instant in the future. The `bool` says whether the horizon moved it.
 pub fn rewind_target(target: i64, now: i64) -> Result<(i64, bool), String> {
     if target > now {
-        return Err(format!("{} is in the future", window::rfc3339(target)));
+        return Err(format!("{} is in the future", clock::rfc3339(target)));
     }
     let earliest = window::earliest_start(now, 3600);
-    let floored = window::floor_minute(target);
+    let floored = clock::floor_minute(target);
     if floored < earliest {
         Ok((earliest, true))
     } else {
@@ -410,8 +410,8 @@ async fn rewind(
     if clamped {
         println!(
             "{} is past the API's 7-day horizon; rewinding to {} instead",
-            window::rfc3339(asked),
-            window::rfc3339(checkpoint)
+            clock::rfc3339(asked),
+            clock::rfc3339(checkpoint)
         );
     }
     let store = match Store::open(&config.state_dir) {
@@ -428,8 +428,8 @@ async fn rewind(
         if before != 0 && before <= checkpoint {
             println!(
                 "{tenant} -> {s}: checkpoint {} is already at or before {}; unchanged",
-                window::rfc3339(before),
-                window::rfc3339(checkpoint)
+                clock::rfc3339(before),
+                clock::rfc3339(checkpoint)
             );
             continue;
         }
@@ -443,9 +443,9 @@ async fn rewind(
             if before == 0 {
                 "(none)".to_string()
             } else {
-                window::rfc3339(before)
+                clock::rfc3339(before)
             },
-            window::rfc3339(checkpoint),
+            clock::rfc3339(checkpoint),
             if no_dedupe {
                 "; dedupe keys forgotten, events will be delivered again"
             } else {
@@ -608,7 +608,7 @@ mod rewind_tests {
         let now = 1_800_000_000;
         assert_eq!(
             rewind_target(now - 3601, now),
-            Ok((window::floor_minute(now - 3601), false))
+            Ok((clock::floor_minute(now - 3601), false))
         );
         let (t, clamped) = rewind_target(now - 8 * 86_400, now).unwrap();
         assert!(clamped);

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use tokio::sync::watch;
 
 /// A source of "now" and a way to wait for an instant.
@@ -90,6 +90,32 @@ impl ManualClock {
     pub fn set(&self, at: DateTime<Utc>) {
         self.now_ms.send_replace(at.timestamp_millis());
     }
+}
+
+// Instants as the API and the status output write them. All are unix seconds unless named `_ms`.
+
+/// `secs` as `2026-11-23T10:00:00Z`.
+pub fn rfc3339(secs: i64) -> String {
+    to_datetime(secs).to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+pub fn to_datetime(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
+}
+
+pub fn floor_minute(secs: i64) -> i64 {
+    secs.div_euclid(60) * 60
+}
+
+pub fn ceil_minute(secs: i64) -> i64 {
+    floor_minute(secs + 59)
+}
+
+/// `ms` since the epoch as RFC 3339 with milliseconds in UTC (`2026-01-01T00:00:00.000Z`).
+pub fn rfc3339_ms(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]

@@ -14,17 +14,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::secret::{self, Env, SecretError, SecretSource};
 use crate::shard::Shard;
 use crate::sinks::SinkConfig;
+use crate::tap::{window, ThreatStatus};
 
-/// The API's own limits on a window (tap-api.md).
-pub const MIN_WINDOW: Duration = Duration::from_secs(30);
-pub const MAX_WINDOW: Duration = Duration::from_secs(3600);
-/// How far back the API serves events.
-pub const API_HORIZON: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The API's limits (tap-api.md) as durations; their one definition is in [`crate::tap::window`].
+const MIN_WINDOW: Duration = Duration::from_secs(window::MIN_WINDOW_SECS as u64);
+const MAX_WINDOW: Duration = Duration::from_secs(window::MAX_WINDOW_SECS as u64);
+const API_HORIZON: Duration = Duration::from_secs(window::HORIZON_SECS as u64);
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize)]
@@ -219,33 +220,8 @@ pub struct TenantConfig {
     pub threat_status: Vec<ThreatStatus>,
 }
 
-/// A TAP threat verdict, as the `threatStatus` query parameter spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum ThreatStatus {
-    #[serde(rename = "active")]
-    Active,
-    #[serde(rename = "cleared")]
-    Cleared,
-    #[serde(rename = "falsePositive")]
-    FalsePositive,
-}
-
-impl ThreatStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ThreatStatus::Active => "active",
-            ThreatStatus::Cleared => "cleared",
-            ThreatStatus::FalsePositive => "falsePositive",
-        }
-    }
-}
-
 fn default_threat_status() -> Vec<ThreatStatus> {
-    vec![
-        ThreatStatus::Active,
-        ThreatStatus::Cleared,
-        ThreatStatus::FalsePositive,
-    ]
+    ThreatStatus::ALL.to_vec()
 }
 
 fn default_base_url() -> String {
@@ -571,7 +547,7 @@ impl Config {
     /// Reads every tenant's secret from where its config says; errors name the key.
     pub fn resolve_secrets(
         &self,
-        env: &dyn Fn(&str) -> Option<String>,
+        env: Env<'_>,
     ) -> Result<BTreeMap<String, SecretString>, ConfigErrors> {
         let mut out = BTreeMap::new();
         let mut errors = Vec::new();
@@ -617,109 +593,29 @@ fn read_tenant_file(path: &Path) -> Result<TenantConfig, ConfigError> {
     })
 }
 
-fn resolve_secret(
-    id: &str,
-    t: &TenantConfig,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<SecretString, ConfigError> {
+fn resolve_secret(id: &str, t: &TenantConfig, env: Env<'_>) -> Result<SecretString, ConfigError> {
     if let Some(name) = &t.secret_credential {
-        let key = format!("tenants.{id}.secret_credential");
-        let dir = env("CREDENTIALS_DIRECTORY").ok_or_else(|| {
-            ConfigError::key(
-                key.clone(),
-                "CREDENTIALS_DIRECTORY is not set (is the service started with LoadCredential=?)",
-            )
-        })?;
-        return read_secret_file(key, &Path::new(&dir).join(name));
+        return Ok(secret::read_credential(
+            format!("tenants.{id}.secret_credential"),
+            name,
+            env,
+        )?);
     }
-    SecretSource {
+    Ok(SecretSource {
         key: &format!("tenants.{id}.secret"),
         inline: t.secret.as_ref(),
         env: t.secret_env.as_deref(),
         file: t.secret_file.as_deref(),
     }
-    .resolve(env)
+    .resolve(env)?)
 }
 
-/// Reads a secret file (trailing newline removed); errors name `key` and the path, never the
-/// content.
-fn read_secret_file(key: String, path: &Path) -> Result<SecretString, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::key(key.clone(), format!("cannot read {}: {e}", path.display()))
-    })?;
-    let secret = text.trim_end_matches(['\n', '\r']).to_string();
-    if secret.is_empty() {
-        return Err(ConfigError::key(
-            key,
-            format!("{} is empty", path.display()),
-        ));
-    }
-    Ok(SecretString::from(secret))
-}
-
-/// Where a sink's secret comes from: exactly one of `NAME` (inline), `NAME_env` (an environment
-/// variable) or `NAME_file` (a file whose content, trailing newline removed, is the secret). The
-/// HTTP sinks use it for `token`, `password` and `client_secret`, so every secret is configured
-/// the same way as a tenant's.
-#[derive(Clone, Copy)]
-pub struct SecretSource<'a> {
-    /// The key path of the secret without suffix, e.g. `sinks.splunk.token`.
-    pub key: &'a str,
-    pub inline: Option<&'a SecretString>,
-    pub env: Option<&'a str>,
-    pub file: Option<&'a Path>,
-}
-
-impl SecretSource<'_> {
-    /// Checks without I/O that exactly one source is set.
-    pub fn validate(&self) -> Result<(), String> {
-        let n = [
-            self.inline.is_some(),
-            self.env.is_some(),
-            self.file.is_some(),
-        ]
-        .iter()
-        .filter(|s| **s)
-        .count();
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(format!(
-                "exactly one of {k}, {k}_env, {k}_file must be set, found {n}",
-                k = self.key.rsplit('.').next().unwrap_or(self.key)
-            ))
+impl From<SecretError> for ConfigError {
+    fn from(e: SecretError) -> Self {
+        ConfigError::Key {
+            key: e.key,
+            message: e.message,
         }
-    }
-
-    /// Reads the secret; errors name the key and never hold the value.
-    pub fn resolve(
-        &self,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<SecretString, ConfigError> {
-        let key = |suffix: &str| format!("{}{suffix}", self.key);
-        if let Some(s) = self.inline {
-            if s.expose_secret().is_empty() {
-                return Err(ConfigError::key(key(""), "is empty"));
-            }
-            return Ok(s.clone());
-        }
-        if let Some(var) = self.env {
-            return match env(var) {
-                Some(v) if !v.is_empty() => Ok(SecretString::from(v)),
-                Some(_) => Err(ConfigError::key(
-                    key("_env"),
-                    format!("environment variable {var} is empty"),
-                )),
-                None => Err(ConfigError::key(
-                    key("_env"),
-                    format!("environment variable {var} is not set"),
-                )),
-            };
-        }
-        if let Some(path) = self.file {
-            return read_secret_file(key("_file"), path);
-        }
-        Err(ConfigError::key(key(""), "no secret is configured"))
     }
 }
 
@@ -744,6 +640,7 @@ fn url_problem(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     const GOOD: &str = r#"
 state_dir = "var/state"

@@ -24,15 +24,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
 use crate::budget::{Budget, Demand};
-use crate::clock::Clock;
+use crate::clock::{self, Clock};
 use crate::config::{PollConfig, TenantConfig};
+use crate::event::EventKey;
 use crate::metrics::Metrics;
 use crate::sinks::{Sink, SinkError};
 use crate::status::{SinkStatus, StatusBoard, TenantStatus};
 use crate::store::{Store, StoreError, StreamState, TenantRecord};
 use crate::tap::client::{BatchLimits, Credentials, TapClient, TapError, WindowItem};
 use crate::tap::window::{self, Cadence, Plan, Window};
-use crate::tap::EventKey;
 
 /// A backfill logs its progress once per this many windows (a day of 1-hour windows).
 pub const CATCH_UP_LOG_EVERY: u64 = 24;
@@ -131,7 +131,7 @@ impl Poller {
         ctx: &Context,
     ) -> Result<Poller, StoreError> {
         let now = ctx.clock.now().timestamp();
-        let initial = window::floor_minute(
+        let initial = clock::floor_minute(
             now - ctx.poll.lag.as_secs() as i64 - ctx.poll.initial_lookback.as_secs() as i64,
         );
         let mut streams = Vec::with_capacity(sinks.len());
@@ -269,7 +269,7 @@ impl Poller {
                 .next_release(now)
                 .unwrap_or(now + 300)
                 .max(now + 1);
-            tracing::debug!(tenant = %self.id, until = %window::rfc3339(at), "request budget spent; waiting");
+            tracing::debug!(tenant = %self.id, until = %clock::rfc3339(at), "request budget spent; waiting");
             return Next::At(at);
         }
         self.budget.record(now);
@@ -358,7 +358,7 @@ impl Poller {
                 s.state.last_gap = Some((from, to));
                 ctx.store.put_stream(&self.id, s.sink.name(), &s.state)?;
                 ctx.metrics.add_gap(&self.id, s.sink.name(), to - from);
-                tracing::warn!(tenant = %self.id, sink = %s.sink.name(), from = %window::rfc3339(from), to = %window::rfc3339(to),
+                tracing::warn!(tenant = %self.id, sink = %s.sink.name(), from = %clock::rfc3339(from), to = %clock::rfc3339(to),
                     "checkpoint fell past the API's 7-day horizon; events in this span can no longer be fetched and are skipped");
             }
         }
@@ -601,10 +601,10 @@ impl Poller {
             tenant: self.id.to_string(),
             state: self.state.to_string(),
             last_error: self.record.last_error.clone(),
-            last_error_at: self.record.last_error_at.map(window::rfc3339),
+            last_error_at: self.record.last_error_at.map(clock::rfc3339),
             requests_24h: used,
             requests_limit: self.config.requests_per_day,
-            next_poll_at: next_at.map(window::rfc3339),
+            next_poll_at: next_at.map(clock::rfc3339),
             events_fetched: self.events_fetched,
             windows_fetched: self.windows_fetched,
             requests_by_status: self.by_status.clone(),

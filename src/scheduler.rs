@@ -14,8 +14,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::task::TaskTracker;
 
+use crate::clock;
 use crate::poller::{Context, Next, Poller};
-use crate::tap::window;
 
 /// A change to the set of tenants, sent by a config reload.
 pub enum Command {
@@ -195,7 +195,7 @@ impl Scheduler {
             let clock = self.ctx.clock.clone();
             let sleep = async move {
                 match next_due {
-                    Some(due) => clock.sleep_until(window::to_datetime(due)).await,
+                    Some(due) => clock.sleep_until(clock::to_datetime(due)).await,
                     None => std::future::pending().await,
                 }
             };

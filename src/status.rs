@@ -7,6 +7,8 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock;
+
 /// One tenant's state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TenantStatus {
@@ -54,7 +56,7 @@ impl SinkStatus {
         let behind = now - state.checkpoint;
         SinkStatus {
             sink: sink.to_string(),
-            checkpoint: crate::tap::window::rfc3339(state.checkpoint),
+            checkpoint: clock::rfc3339(state.checkpoint),
             behind_seconds: behind,
             backlog_seconds: (behind - lag).max(0),
             gap_seconds: state.gap_seconds,

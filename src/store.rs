@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::budget::Budget;
-use crate::tap::EventKey;
+use crate::event::EventKey;
 
 /// A store failure. None is retryable in place: the daemon stops the affected work and says why.
 #[derive(Debug, thiserror::Error)]

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::fakes::{self, Fake, Fault};
+use tapfwd::event::{Batch, EventKind};
 use tapfwd::sinks::{self, Sink, SinkConfig, SinkError};
 use tapfwd::tap::split::{BatchBuilder, SplitLimits, Splitter};
-use tapfwd::tap::{Batch, EventKind};
 
 /// A TAP SIEM response with every event kind, a multi-recipient message (same GUID, different
 /// recipient and id), non-ASCII text, escapes and irregular whitespace.
@@ -71,7 +71,7 @@ fn clicks(n: usize, pad: usize) -> Batch {
 fn sink(name: &str, config: Value) -> Arc<dyn Sink> {
     let config: SinkConfig = serde_json::from_value(config).unwrap();
     config.validate().unwrap();
-    sinks::build(name, &config).unwrap_or_else(|e| panic!("{e}"))
+    sinks::build(name, &config, &tapfwd::secret::process_env).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Delivers `batch` and returns the result with how often `commit` was called.
@@ -1032,7 +1032,10 @@ async fn http_errors_show_neither_the_url_query_nor_a_bad_header_secret() {
         json!({"type":"http","url":url,"auth":{"strategy":"bearer","token":"bad\ntoken-value"}}),
     )
     .unwrap();
-    let text = sinks::build("hook", &config).err().unwrap().to_string();
+    let text = sinks::build("hook", &config, &tapfwd::secret::process_env)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         text.contains("sinks.hook.auth.token") && !text.contains("token-value"),
         "{text}"
@@ -1225,7 +1228,10 @@ fn unreadable_or_empty_ca_file_fails_at_build() {
             json!({"type":"logscale","url":"https://h","token":"t","tls_ca_file":path}),
         )
         .unwrap();
-        let text = sinks::build("humio", &config).err().unwrap().to_string();
+        let text = sinks::build("humio", &config, &tapfwd::secret::process_env)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(text.contains("tls_ca_file"), "{text}");
     }
 }

@@ -16,9 +16,9 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use support::*;
 use tapfwd::clock::Clock;
+use tapfwd::event::Batch;
 use tapfwd::sinks::{Sink, SinkError};
 use tapfwd::tap::split::{BatchBuilder, SplitLimits, Splitter};
-use tapfwd::tap::Batch;
 
 /// The simulator's ground truth: (eventType, raw) pairs.
 type Expected = Vec<(String, Vec<u8>)>;
@@ -166,7 +166,7 @@ fn kafka_sink(brokers: &str, extra: &str) -> std::sync::Arc<dyn Sink> {
     let config = parse_config(&format!(
         "state_dir = \"unused\"\n[sinks.bus]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\n{extra}\n[tenants.t]\nprincipal = \"p\"\nsecret = \"s\"\nsinks = [\"bus\"]\n"
     ));
-    tapfwd::sinks::build("bus", &config.sinks["bus"]).unwrap()
+    tapfwd::sinks::build("bus", &config.sinks["bus"], &tapfwd::secret::process_env).unwrap()
 }
 
 async fn deliver(

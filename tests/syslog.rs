@@ -432,7 +432,8 @@ async fn tls_refuses_a_server_the_ca_did_not_sign() {
     let config = parse_config(&format!(
         "state_dir = \"unused\"\n[sinks.siem]\ntype = \"syslog\"\n{text}[tenants.t]\nprincipal = \"p\"\nsecret = \"s\"\nsinks = [\"siem\"]\n"
     ));
-    let sink = tapfwd::sinks::build("siem", &config.sinks["siem"]).unwrap();
+    let sink =
+        tapfwd::sinks::build("siem", &config.sinks["siem"], &tapfwd::secret::process_env).unwrap();
     let batch = one_event_batch();
     let err = sink
         .deliver("t", &batch, Box::new(|_| panic!("must not commit")))
@@ -445,7 +446,7 @@ async fn tls_refuses_a_server_the_ca_did_not_sign() {
     assert!(err.to_string().contains("certificate"), "{err}");
 }
 
-fn one_event_batch() -> tapfwd::tap::Batch {
+fn one_event_batch() -> tapfwd::event::Batch {
     use tapfwd::tap::split::{BatchBuilder, SplitLimits, Splitter};
     let mut s = Splitter::new(SplitLimits::default());
     let mut b = BatchBuilder::new();

@@ -11,7 +11,8 @@
 //! every message field is identical, with a new `threatStatus` and a `threatTime` inside minute
 //! `m`; their API time is that new `threatTime`.
 
-use crate::tap::EventKind;
+use crate::event::EventKind;
+use crate::tap::ThreatStatus;
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 const MINUTE_MS: i64 = 60_000;
@@ -68,30 +69,6 @@ fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
     })
-}
-
-/// A threat's status, as sent in `threatStatus`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ThreatStatus {
-    Active,
-    Cleared,
-    FalsePositive,
-}
-
-impl ThreatStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ThreatStatus::Active => "active",
-            ThreatStatus::Cleared => "cleared",
-            ThreatStatus::FalsePositive => "falsePositive",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ThreatStatus> {
-        [Self::Active, Self::Cleared, Self::FalsePositive]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
 }
 
 /// A threat's type, as sent in `threatType`.
@@ -161,15 +138,6 @@ pub(crate) struct Filter {
     pub visible_at_ms: Option<i64>,
 }
 
-pub(crate) fn kind_index(k: EventKind) -> usize {
-    match k {
-        EventKind::MessagesBlocked => 0,
-        EventKind::MessagesDelivered => 1,
-        EventKind::ClicksBlocked => 2,
-        EventKind::ClicksPermitted => 3,
-    }
-}
-
 fn status_index(s: ThreatStatus) -> usize {
     match s {
         ThreatStatus::Active => 0,
@@ -189,7 +157,7 @@ fn type_index(t: ThreatType) -> usize {
 impl Filter {
     /// Whether the item (all its events) passes the kind, status and type filters.
     pub fn item_matches(&self, it: &Item) -> bool {
-        self.kinds[kind_index(it.kind)]
+        self.kinds[it.kind.index()]
             && self.statuses[status_index(it.status)]
             && self
                 .threat_types
@@ -1026,7 +994,7 @@ mod tests {
             g.minute_items(m, &mut items);
             for it in &items {
                 let n = it.recipients as usize;
-                kinds[kind_index(it.kind)] += n;
+                kinds[it.kind.index()] += n;
                 events += n;
                 on_minute += usize::from(it.api_ms % MINUTE_MS == 0) * n;
                 fp += usize::from(it.status == ThreatStatus::FalsePositive) * n;

@@ -48,8 +48,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
-use crate::tap::EventKind;
-pub use events::{ThreatStatus, ThreatType};
+use crate::event::EventKind;
+pub use events::ThreatType;
 pub use server::SimServer;
 
 /// The simulator's configuration.
@@ -272,7 +272,7 @@ impl Simulator {
         }
         for m in s.div_euclid(60_000)..=(e - 1).div_euclid(60_000) {
             t.gen.minute_items(m, &mut items);
-            for kind in EventKind::ALL {
+            for kind in EventKind::SIEM {
                 for it in items.iter().filter(|it| it.kind == kind) {
                     if it.api_ms < s || it.api_ms >= e {
                         continue;

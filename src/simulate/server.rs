@@ -17,9 +17,10 @@ use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::{watch, Notify};
 
-use super::events::{kind_index, Filter, Item, TenantGen, ThreatStatus, ThreatType};
+use super::events::{Filter, Item, TenantGen, ThreatType};
 use super::{ms_to_utc, Fault, LoggedRequest, Simulator, TenantState};
-use crate::tap::EventKind;
+use crate::event::EventKind;
+use crate::tap::ThreatStatus;
 
 const CHUNK: usize = 64 * 1024;
 const MINUTE_MS: i64 = 60_000;
@@ -115,7 +116,7 @@ struct Endpoint {
 fn endpoint(path: &str) -> Option<Endpoint> {
     let only = |k: EventKind| {
         let mut kinds = [false; 4];
-        kinds[kind_index(k)] = true;
+        kinds[k.index()] = true;
         kinds
     };
     let (kinds, pool) = match path.strip_prefix("/v2/siem/")?.trim_end_matches('/') {
@@ -619,7 +620,7 @@ struct BodyGen {
     /// Bytes to gather before handing a chunk out.
     target: usize,
     started: bool,
-    /// Index into `EventKind::ALL`; 4 when all arrays are closed.
+    /// Index into `EventKind::SIEM`; 4 when all arrays are closed.
     kind: usize,
     minute: i64,
     /// Items of `minute` (loaded when `loaded == Some(minute)`), and the resume position.
@@ -681,7 +682,7 @@ impl BodyGen {
                 self.finished = true;
                 break;
             }
-            let kind = EventKind::ALL[self.kind];
+            let kind = EventKind::SIEM[self.kind];
             if !self.filter.kinds[self.kind] || self.minute > self.last_minute() {
                 self.kind += 1;
                 self.minute = self.first_minute();
@@ -692,7 +693,7 @@ impl BodyGen {
                     buf.push(b']');
                     if self.kind < 4 {
                         buf.extend_from_slice(b",\"");
-                        buf.extend_from_slice(EventKind::ALL[self.kind].as_str().as_bytes());
+                        buf.extend_from_slice(EventKind::SIEM[self.kind].as_str().as_bytes());
                         buf.extend_from_slice(b"\":[");
                     }
                 }

@@ -20,8 +20,8 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::{write_envelope, Commit, Sink, SinkError};
+use crate::event::Batch;
 use crate::store::Store;
-use crate::tap::Batch;
 
 /// `type = "file"`.
 #[derive(Debug, Clone, Deserialize)]

@@ -25,8 +25,8 @@ use serde::Deserialize;
 
 use super::http_common::{self as common, Oversize, Packer, RetryConfig};
 use super::{write_envelope, Commit, Sink, SinkError};
-use crate::config::SecretSource;
-use crate::tap::Batch;
+use crate::event::Batch;
+use crate::secret::{Env, SecretSource};
 
 /// `type = "http"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -208,11 +208,7 @@ pub struct HttpSink {
 
 impl HttpSink {
     /// Builds the sink; reads its secret and CA file. `env` looks up environment variables.
-    pub fn new(
-        name: &str,
-        config: &HttpConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<HttpSink, SinkError> {
+    pub fn new(name: &str, config: &HttpConfig, env: Env<'_>) -> Result<HttpSink, SinkError> {
         config
             .validate()
             .map_err(|e| SinkError::Rejected(format!("http sink `{name}`: {e}")))?;

@@ -503,13 +503,6 @@ impl Packer {
     }
 }
 
-/// `ms` since the epoch as RFC 3339 with milliseconds in UTC (`2026-01-01T00:00:00.000Z`).
-pub fn rfc3339_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// Now, in milliseconds since the epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -682,7 +675,10 @@ mod tests {
 
     #[test]
     fn times_and_ids_are_well_formed() {
-        assert_eq!(rfc3339_ms(1_767_225_600_123), "2026-01-01T00:00:00.123Z");
+        assert_eq!(
+            crate::clock::rfc3339_ms(1_767_225_600_123),
+            "2026-01-01T00:00:00.123Z"
+        );
         let a = uuid_like("x");
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "4");

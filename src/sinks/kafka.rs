@@ -34,8 +34,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::{write_envelope, Commit, Sink, SinkError};
-use crate::config::SecretSource;
-use crate::tap::{Batch, EventKey, EventKind};
+use crate::event::{Batch, EventKey, EventKind};
+use crate::secret::{Env, SecretSource};
 
 /// `type = "kafka"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -178,7 +178,7 @@ impl KafkaConfig {
     }
 
     /// The SASL password from `sasl_password_env` or `sasl_password_file`, if either is set.
-    fn sasl_password(&self, name: &str) -> Result<Option<SecretString>, SinkError> {
+    fn sasl_password(&self, name: &str, env: Env<'_>) -> Result<Option<SecretString>, SinkError> {
         if self.sasl_password_env.is_none() && self.sasl_password_file.is_none() {
             return Ok(None);
         }
@@ -188,7 +188,7 @@ impl KafkaConfig {
             env: self.sasl_password_env.as_deref(),
             file: self.sasl_password_file.as_deref(),
         }
-        .resolve(&|k| std::env::var(k).ok())
+        .resolve(env)
         .map(Some)
         .map_err(|e| SinkError::Rejected(e.to_string()))
     }
@@ -245,7 +245,7 @@ const MAX_ACKED: usize = 1_000_000;
 impl KafkaSink {
     /// Builds the producer (librdkafka connects in the background; a broker that is down does
     /// not stop the daemon from starting). Reads `sasl_password_env`/`sasl_password_file`.
-    pub fn new(name: &str, config: &KafkaConfig) -> Result<KafkaSink, SinkError> {
+    pub fn new(name: &str, config: &KafkaConfig, env: Env<'_>) -> Result<KafkaSink, SinkError> {
         let mut client = ClientConfig::new();
         for (k, v) in &config.options {
             client.set(k, v);
@@ -259,7 +259,7 @@ impl KafkaSink {
                 "message.timeout.ms",
                 config.message_timeout.as_millis().to_string(),
             );
-        if let Some(secret) = config.sasl_password(name)? {
+        if let Some(secret) = config.sasl_password(name, env)? {
             client.set("sasl.password", secret.expose_secret());
         }
         let producer = create(name, &client)?;
@@ -584,9 +584,16 @@ mod tests {
 
     #[test]
     fn sasl_password_errors_name_the_key_and_never_the_value() {
-        assert!(config("").unwrap().sasl_password("bus").unwrap().is_none());
+        assert!(config("")
+            .unwrap()
+            .sasl_password("bus", &crate::secret::process_env)
+            .unwrap()
+            .is_none());
         let c = config("sasl_password_env = \"TAPFWD_TEST_UNSET_SASL_VAR\"").unwrap();
-        let e = c.sasl_password("bus").unwrap_err().to_string();
+        let e = c
+            .sasl_password("bus", &crate::secret::process_env)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sinks.bus.sasl_password_env"), "{e}");
         assert!(e.contains("TAPFWD_TEST_UNSET_SASL_VAR is not set"), "{e}");
         let dir = tempfile::tempdir().unwrap();
@@ -597,10 +604,16 @@ mod tests {
             file.display().to_string()
         ))
         .unwrap();
-        let pw = c.sasl_password("bus").unwrap().unwrap();
+        let pw = c
+            .sasl_password("bus", &crate::secret::process_env)
+            .unwrap()
+            .unwrap();
         assert_eq!(pw.expose_secret(), "s3cret-pw");
         std::fs::write(&file, "\n").unwrap();
-        let e = c.sasl_password("bus").unwrap_err().to_string();
+        let e = c
+            .sasl_password("bus", &crate::secret::process_env)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sinks.bus.sasl_password_file"), "{e}");
         assert!(e.contains("is empty"), "{e}");
     }

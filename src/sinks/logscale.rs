@@ -31,8 +31,9 @@ use serde::Deserialize;
 use super::http_common::{self as common, Oversize, Packer, RetryConfig, Step};
 use super::splunk_hec::HecFields;
 use super::{Commit, Sink, SinkError};
-use crate::config::SecretSource;
-use crate::tap::{Batch, EventKind};
+use crate::clock;
+use crate::event::{Batch, EventKind};
+use crate::secret::{Env, SecretSource};
 
 /// `type = "logscale"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -131,7 +132,7 @@ impl LogScaleSink {
     pub fn new(
         name: &str,
         config: &LogScaleConfig,
-        env: &dyn Fn(&str) -> Option<String>,
+        env: Env<'_>,
     ) -> Result<LogScaleSink, SinkError> {
         config
             .validate()
@@ -231,7 +232,7 @@ impl LogScaleSink {
                                 let (meta, raw) = of_kind[i];
                                 out.extend_from_slice(b"{\"timestamp\":\"");
                                 out.extend_from_slice(
-                                    common::rfc3339_ms(meta.time_ms.unwrap_or_else(common::now_ms))
+                                    clock::rfc3339_ms(meta.time_ms.unwrap_or_else(common::now_ms))
                                         .as_bytes(),
                                 );
                                 out.extend_from_slice(b"\",\"attributes\":");

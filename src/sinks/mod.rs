@@ -13,8 +13,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use crate::event::Batch;
+use crate::secret::Env;
 use crate::store::{Store, StoreError};
-use crate::tap::Batch;
 
 pub mod file;
 pub mod http;
@@ -132,25 +133,24 @@ impl SinkConfig {
     }
 }
 
-/// Builds the sink `name` from its config. HTTP sinks read their secret (environment or file)
-/// and CA file here.
-pub fn build(name: &str, config: &SinkConfig) -> Result<Arc<dyn Sink>, SinkError> {
-    let env = |k: &str| std::env::var(k).ok();
+/// Builds the sink `name` from its config. Sinks read their secrets through `env` (or a file) and
+/// their CA file here.
+pub fn build(name: &str, config: &SinkConfig, env: Env<'_>) -> Result<Arc<dyn Sink>, SinkError> {
     Ok(match config {
         SinkConfig::File(c) => Arc::new(file::FileSink::new(name, c)),
         SinkConfig::Syslog(c) => Arc::new(syslog::SyslogSink::new(name, c)?),
-        SinkConfig::Kafka(c) => Arc::new(kafka::KafkaSink::new(name, c)?),
-        SinkConfig::Http(c) => Arc::new(http::HttpSink::new(name, c, &env)?),
-        SinkConfig::SplunkHec(c) => Arc::new(splunk_hec::SplunkHecSink::new(name, c, &env)?),
-        SinkConfig::LogScale(c) => Arc::new(logscale::LogScaleSink::new(name, c, &env)?),
-        SinkConfig::Sentinel(c) => Arc::new(sentinel::SentinelSink::new(name, c, &env)?),
+        SinkConfig::Kafka(c) => Arc::new(kafka::KafkaSink::new(name, c, env)?),
+        SinkConfig::Http(c) => Arc::new(http::HttpSink::new(name, c, env)?),
+        SinkConfig::SplunkHec(c) => Arc::new(splunk_hec::SplunkHecSink::new(name, c, env)?),
+        SinkConfig::LogScale(c) => Arc::new(logscale::LogScaleSink::new(name, c, env)?),
+        SinkConfig::Sentinel(c) => Arc::new(sentinel::SentinelSink::new(name, c, env)?),
     })
 }
 
 /// Writes the envelope every line-oriented sink uses:
 /// `{"tenant":"acme","eventType":"messagesDelivered","event":RAW}`. Tenant ids are validated to
 /// characters that need no JSON escaping, and the event's bytes go in untouched (invariant 5).
-pub fn write_envelope(out: &mut Vec<u8>, tenant: &str, kind: crate::tap::EventKind, raw: &[u8]) {
+pub fn write_envelope(out: &mut Vec<u8>, tenant: &str, kind: crate::event::EventKind, raw: &[u8]) {
     out.extend_from_slice(b"{\"tenant\":\"");
     out.extend_from_slice(tenant.as_bytes());
     out.extend_from_slice(b"\",\"eventType\":\"");

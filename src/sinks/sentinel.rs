@@ -40,8 +40,9 @@ use tokio::sync::Mutex;
 use super::http_common::{self as common, Oversize, Packer, RetryConfig, Step};
 use super::splunk_hec::check_kind_map;
 use super::{Commit, Sink, SinkError};
-use crate::config::SecretSource;
-use crate::tap::{Batch, EventKind};
+use crate::clock;
+use crate::event::{Batch, EventKind};
+use crate::secret::{Env, SecretSource};
 
 /// The Logs Ingestion API's limit on one request's uncompressed body.
 pub const API_MAX_BYTES: usize = 1_000_000;
@@ -195,7 +196,7 @@ pub struct SentinelSink {
     /// The cached access token. Held across a fetch so concurrent deliveries wait for one fetch.
     token: Mutex<Option<Token>>,
     /// Stream per event kind, in [`EventKind::ALL`] order.
-    streams: [String; 4],
+    streams: [String; EventKind::ALL.len()],
     config: SentinelConfig,
 }
 
@@ -204,7 +205,7 @@ impl SentinelSink {
     pub fn new(
         name: &str,
         config: &SentinelConfig,
-        env: &dyn Fn(&str) -> Option<String>,
+        env: Env<'_>,
     ) -> Result<SentinelSink, SinkError> {
         config
             .validate()
@@ -242,8 +243,7 @@ impl SentinelSink {
     }
 
     fn stream_of(&self, kind: EventKind) -> &str {
-        let i = EventKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        &self.streams[i]
+        &self.streams[kind.index()]
     }
 
     fn stream_url(&self, stream: &str) -> String {
@@ -393,7 +393,7 @@ impl Sink for SentinelSink {
                     let (meta, raw) = of_stream[i];
                     out.extend_from_slice(b"{\"TimeGenerated\":\"");
                     out.extend_from_slice(
-                        common::rfc3339_ms(meta.time_ms.unwrap_or_else(common::now_ms)).as_bytes(),
+                        clock::rfc3339_ms(meta.time_ms.unwrap_or_else(common::now_ms)).as_bytes(),
                     );
                     out.extend_from_slice(b"\",\"Tenant\":");
                     common::json_str(out, tenant);

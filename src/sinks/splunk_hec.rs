@@ -37,8 +37,8 @@ use serde::Deserialize;
 use super::http_common::{self as common, Packer, RetryConfig, Step};
 use super::{Commit, Sink, SinkError};
 use crate::backoff;
-use crate::config::SecretSource;
-use crate::tap::{Batch, EventKind, EventMeta};
+use crate::event::{Batch, EventKind, EventMeta};
+use crate::secret::{Env, SecretSource};
 
 /// `type = "splunk_hec"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -135,9 +135,11 @@ pub fn default_sourcetype(kind: EventKind) -> &'static str {
 /// Checks a `{ eventType = value }` map's keys.
 pub(super) fn check_kind_map(key: &str, map: &BTreeMap<String, String>) -> Result<(), String> {
     for (k, v) in map {
-        if EventKind::from_array_name(k.as_bytes()).is_none() {
+        if EventKind::from_name(k).is_none() {
+            let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
             return Err(format!(
-                "{key}: `{k}` is not an event type (messagesDelivered, messagesBlocked, clicksPermitted, clicksBlocked)"
+                "{key}: `{k}` is not an event type ({})",
+                names.join(", ")
             ));
         }
         if v.is_empty() {
@@ -188,7 +190,7 @@ pub(super) struct HecFields {
     /// The `"host":..,"source":..,"index":..,` part, already JSON, same for every event.
     fixed: Vec<u8>,
     /// `"sourcetype":"..",` per kind, in [`EventKind::ALL`] order; empty when not sent.
-    sourcetypes: [Vec<u8>; 4],
+    sourcetypes: [Vec<u8>; EventKind::ALL.len()],
 }
 
 impl HecFields {
@@ -236,11 +238,7 @@ impl HecFields {
             b',',
         ]);
         out.extend_from_slice(&self.fixed);
-        let i = EventKind::ALL
-            .iter()
-            .position(|k| *k == meta.kind)
-            .unwrap_or(0);
-        out.extend_from_slice(&self.sourcetypes[i]);
+        out.extend_from_slice(&self.sourcetypes[meta.kind.index()]);
         out.extend_from_slice(b"\"fields\":{\"tenant\":");
         common::json_str(out, tenant);
         out.extend_from_slice(b",\"eventType\":\"");
@@ -280,7 +278,7 @@ impl SplunkHecSink {
     pub fn new(
         name: &str,
         config: &SplunkHecConfig,
-        env: &dyn Fn(&str) -> Option<String>,
+        env: Env<'_>,
     ) -> Result<SplunkHecSink, SinkError> {
         config
             .validate()
@@ -484,7 +482,7 @@ mod tests {
             kind: EventKind::ClicksPermitted,
             start: 0,
             len: 0,
-            key: crate::tap::EventKey([0; 16]),
+            key: crate::event::EventKey([0; 16]),
             time_ms: Some(1_767_225_600_007),
         };
         let mut out = Vec::new();

@@ -46,7 +46,7 @@ use tokio_rustls::TlsConnector;
 
 use super::{Commit, Sink, SinkError};
 use crate::backoff;
-use crate::tap::{Batch, EventKind};
+use crate::event::{Batch, EventKind};
 
 /// The private enterprise number used in the structured-data id (`tapfwd@32473`; 32473 is the
 /// number RFC 5612 reserves for documentation and examples).

@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 
 use super::split::{BatchBuilder, SplitError, SplitLimits, SplitSummary, Splitter};
 use super::window::Window;
-use super::Batch;
-use crate::config::ThreatStatus;
+use crate::event::Batch;
+use crate::tap::ThreatStatus;
 
 /// Why a window could not be fetched.
 #[derive(Debug, thiserror::Error)]

@@ -31,7 +31,7 @@ use bytes::BytesMut;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::event::{Batch, EventKey, EventKind, EventMeta};
+use crate::event::{Batch, EventKey, EventKind, EventMeta};
 
 /// Bounds that keep a hostile or broken response from exhausting memory or the stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1780,7 +1780,7 @@ mod tests {
                     g.tok("\"2026-11-23T10:00:00Z\"");
                 }
                 _ => {
-                    let kind = EventKind::ALL[g.rng.below(4)];
+                    let kind = EventKind::SIEM[g.rng.below(4)];
                     g.tok(&format!("\"{kind}\""));
                     g.tok(":");
                     if g.rng.below(6) == 0 {

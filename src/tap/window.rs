@@ -6,12 +6,13 @@
 //! skew) is clamped forward and the skipped span is reported, instead of looping on 400.
 //! All instants are unix seconds.
 
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
-
 use crate::budget::Demand;
+use crate::clock::{ceil_minute, floor_minute, rfc3339};
 
 /// The API's shortest window, in seconds.
 pub const MIN_WINDOW_SECS: i64 = 30;
+/// The API's longest window, in seconds.
+pub const MAX_WINDOW_SECS: i64 = 3600;
 /// The API's horizon, in seconds.
 pub const HORIZON_SECS: i64 = 7 * 86_400;
 /// How far inside the horizon a clamped start lands.
@@ -33,23 +34,6 @@ impl Window {
     pub fn len_secs(&self) -> i64 {
         self.end - self.start
     }
-}
-
-/// `secs` as `2026-11-23T10:00:00Z`.
-pub fn rfc3339(secs: i64) -> String {
-    to_datetime(secs).to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-pub fn to_datetime(secs: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
-}
-
-pub fn floor_minute(secs: i64) -> i64 {
-    secs.div_euclid(60) * 60
-}
-
-pub fn ceil_minute(secs: i64) -> i64 {
-    floor_minute(secs + 59)
 }
 
 /// Polling parameters in seconds.

@@ -1,4 +1,4 @@
-//! Raw TAP events and their identity (invariants 2 and 5).
+//! Raw events and their identity (invariants 2 and 5), for every source.
 //!
 //! An event is kept as the exact bytes the API sent, inside a [`Batch`] buffer shared by many
 //! events; the daemon reads only its kind (which response array it came from), its own time and
@@ -11,39 +11,102 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-/// The response array an event came from; also the `eventType` sinks attach beside it.
+/// What an event is; its name is the `eventType` sinks attach beside it.
+///
+/// Sinks map kinds to their own places (a Splunk sourcetype, a Sentinel stream, a Kafka topic)
+/// through per-kind tables indexed by [`EventKind::index`], so a new kind is a variant here, its
+/// name, and a default in each sink's table; no sink matches on kinds otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventKind {
+    // TAP SIEM (and Essentials): one per response array.
     MessagesBlocked,
     MessagesDelivered,
     ClicksBlocked,
     ClicksPermitted,
+    // People snapshots: one user object per event.
+    Vap,
+    TopClickers,
+    // The PoD log stream: one frame per event.
+    PodMessage,
+    PodMaillog,
+    PodAudit,
+}
+
+/// The API an event kind comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// TAP SIEM windows (and Essentials, which has the same arrays).
+    Siem,
+    /// People snapshots (Very Attacked People, top clickers).
+    People,
+    /// The PoD log stream.
+    Pod,
 }
 
 impl EventKind {
-    /// Every kind, in the order the API documents them.
-    pub const ALL: [EventKind; 4] = [
+    /// Every kind, in [`EventKind::index`] order.
+    pub const ALL: [EventKind; 9] = [
+        EventKind::MessagesBlocked,
+        EventKind::MessagesDelivered,
+        EventKind::ClicksBlocked,
+        EventKind::ClicksPermitted,
+        EventKind::Vap,
+        EventKind::TopClickers,
+        EventKind::PodMessage,
+        EventKind::PodMaillog,
+        EventKind::PodAudit,
+    ];
+
+    /// The four arrays of a SIEM response, in the order the API documents them.
+    pub const SIEM: [EventKind; 4] = [
         EventKind::MessagesBlocked,
         EventKind::MessagesDelivered,
         EventKind::ClicksBlocked,
         EventKind::ClicksPermitted,
     ];
 
-    /// The name of the response array, which is also the `eventType` label.
+    /// The `eventType` label; for SIEM kinds also the name of the response array.
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::MessagesBlocked => "messagesBlocked",
             EventKind::MessagesDelivered => "messagesDelivered",
             EventKind::ClicksBlocked => "clicksBlocked",
             EventKind::ClicksPermitted => "clicksPermitted",
+            EventKind::Vap => "vap",
+            EventKind::TopClickers => "topClickers",
+            EventKind::PodMessage => "podMessage",
+            EventKind::PodMaillog => "podMaillog",
+            EventKind::PodAudit => "podAudit",
         }
     }
 
-    /// The kind whose response array is called `name`, if any.
+    /// Position in [`EventKind::ALL`], for per-kind tables (`[T; EventKind::ALL.len()]`).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Which API this kind comes from.
+    pub fn family(self) -> Family {
+        match self {
+            EventKind::MessagesBlocked
+            | EventKind::MessagesDelivered
+            | EventKind::ClicksBlocked
+            | EventKind::ClicksPermitted => Family::Siem,
+            EventKind::Vap | EventKind::TopClickers => Family::People,
+            EventKind::PodMessage | EventKind::PodMaillog | EventKind::PodAudit => Family::Pod,
+        }
+    }
+
+    /// The SIEM kind whose response array is called `name`, if any.
     pub fn from_array_name(name: &[u8]) -> Option<EventKind> {
-        EventKind::ALL
+        EventKind::SIEM
             .into_iter()
             .find(|k| k.as_str().as_bytes() == name)
+    }
+
+    /// The kind whose `eventType` label is `name`, if any (config keys such as `sourcetypes`).
+    pub fn from_name(name: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
     /// Whether this is a click event (`clickTime`) rather than a message event (`messageTime`).
@@ -146,9 +209,14 @@ mod tests {
 
     #[test]
     fn kind_names_round_trip() {
-        for k in EventKind::ALL {
+        for k in EventKind::SIEM {
             assert_eq!(EventKind::from_array_name(k.as_str().as_bytes()), Some(k));
         }
         assert_eq!(EventKind::from_array_name(b"queryEndTime"), None);
+        assert_eq!(EventKind::from_array_name(b"vap"), None);
+        for (i, k) in EventKind::ALL.into_iter().enumerate() {
+            assert_eq!(k.index(), i);
+            assert_eq!(EventKind::from_name(k.as_str()), Some(k));
+        }
     }
 }
