@@ -19,11 +19,11 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::notify;
-use crate::poller::{self, Context, Poller};
 use crate::scheduler::{Command, Scheduler};
 use crate::secret;
 use crate::shard::Shard;
 use crate::sinks::{self, Sink};
+use crate::sources::{self, tap_siem, Context};
 use crate::status::StatusBoard;
 use crate::store::Store;
 use crate::tap::client::TapClient;
@@ -98,7 +98,7 @@ impl App {
                 .get(id)
                 .cloned()
                 .with_context(|| format!("tenants.{id}: no secret"))?;
-            pollers.push(Poller::new(
+            pollers.extend(sources::for_tenant(
                 id,
                 Arc::new(tenant.clone()),
                 secret,
@@ -107,7 +107,7 @@ impl App {
             )?);
         }
         ctx.metrics
-            .set_global("tapfwd_tenants", pollers.len() as f64);
+            .set_global("tapfwd_tenants", config.tenants.len() as f64);
         ctx.metrics
             .set_global("tapfwd_config_last_reload_successful", 1.0);
         let admin = match config.admin_listen {
@@ -264,7 +264,7 @@ struct Running {
 /// Applies a new config to a running [`App`]: tenants and sinks that were added, removed or
 /// changed take effect; the others keep polling undisturbed (their pollers are not touched).
 ///
-/// A tenant whose settings changed ([`poller::same_setup`]) is drained (its current window ends)
+/// A tenant whose settings changed ([`tap_siem::same_setup`]) is drained (its current window ends)
 /// and started again from its checkpoints. A sink whose settings changed is rebuilt once every
 /// tenant writing to it has been drained, so two instances never write to one destination; its
 /// tenants are then started again on the new instance. A config that does not load, validate,
@@ -430,7 +430,7 @@ impl Reloader {
                 Some(before) => {
                     let same = match running.secrets.get(id) {
                         Some(old_secret) => {
-                            poller::same_setup(before, old_secret, tenant, &secrets[id])
+                            tap_siem::same_setup(before, old_secret, tenant, &secrets[id])
                         }
                         None => false,
                     };
@@ -507,18 +507,20 @@ impl Reloader {
                 .iter()
                 .filter_map(|s| running.sinks.get(s).cloned())
                 .collect();
-            match Poller::new(
+            match sources::for_tenant(
                 &id,
                 Arc::new(tenant.clone()),
                 secrets[&id].clone(),
                 tenant_sinks,
                 &self.ctx,
             ) {
-                Ok(p) => {
-                    self.commands
-                        .send(Command::Put(Box::new(p)))
-                        .await
-                        .map_err(|_| anyhow::anyhow!("the daemon is stopping"))?;
+                Ok(started) => {
+                    for p in started {
+                        self.commands
+                            .send(Command::Put(p))
+                            .await
+                            .map_err(|_| anyhow::anyhow!("the daemon is stopping"))?;
+                    }
                 }
                 Err(e) => {
                     tracing::error!(tenant = %id, error = %e, "cannot start the tenant after a reload");

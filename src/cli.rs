@@ -12,7 +12,7 @@ use crate::clock::{self, Clock};
 use crate::config::{Config, LogFormat};
 use crate::shard::Shard;
 use crate::simulate::{SimConfig, Simulator};
-use crate::status::{SinkStatus, TenantStatus};
+use crate::status::{SinkStatus, TenantState, TenantStatus};
 use crate::store::Store;
 use crate::tap::client::{Credentials, TapClient};
 use crate::tap::window::{self, Window};
@@ -304,11 +304,11 @@ fn status_from_store(config: &Config, store: &Store) -> anyhow::Result<Vec<Tenan
         out.push(TenantStatus {
             tenant: id.clone(),
             state: if record.failed {
-                "failed".into()
+                TenantState::Failed
             } else if sinks.is_empty() {
-                "not_started".into()
+                TenantState::NotStarted
             } else {
-                "stopped".into()
+                TenantState::Stopped
             },
             last_error: record.last_error.clone(),
             last_error_at: record.last_error_at.map(clock::rfc3339),

@@ -1,6 +1,6 @@
-//! Runs every tenant's [`Poller`] on one timer heap.
+//! Runs every polled [`Source`] on one timer heap.
 //!
-//! A poller is a plain struct, not a task: while it waits for its next window it costs its own
+//! A source is a plain struct, not a task: while it waits for its next step it costs its own
 //! size and one heap entry, which is what lets one daemon hold thousands of tenants. When one is
 //! due, the scheduler moves it into a task that waits for one of `poll.concurrency` permits (a
 //! FIFO semaphore, so a tenant with a long backlog takes turns with everyone else: each step is
@@ -15,12 +15,15 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::clock;
-use crate::poller::{Context, Next, Poller};
+use crate::sources::{Context, Next, Source};
+
+/// A source as the scheduler holds it.
+pub type Poller = Box<dyn Source>;
 
 /// A change to the set of tenants, sent by a config reload.
 pub enum Command {
     /// Adds the tenant, or replaces it once its current step (if any) ends.
-    Put(Box<Poller>),
+    Put(Poller),
     /// Removes the tenant once its current step (if any) ends.
     Remove(String),
     /// Removes these tenants like `Remove`, then answers once none of their pollers is running
@@ -35,7 +38,7 @@ pub enum Command {
 type Due = (i64, u64, Arc<str>, u64);
 
 enum Slot {
-    Idle(Box<Poller>),
+    Idle(Poller),
     Running,
 }
 
@@ -44,7 +47,7 @@ struct Entry {
     /// Bumped on every replacement, so heap entries of an older poller are ignored.
     generation: u64,
     /// What a reload asked for while the poller was running.
-    pending: Option<Option<Box<Poller>>>,
+    pending: Option<Option<Poller>>,
 }
 
 pub struct Scheduler {
@@ -69,7 +72,7 @@ impl Scheduler {
         };
         let now = s.ctx.clock.now().timestamp();
         for p in pollers {
-            s.insert(Box::new(p), now);
+            s.insert(p, now);
         }
         s
     }
@@ -79,7 +82,7 @@ impl Scheduler {
         self.heap.push(Reverse((due, self.seq, id, generation)));
     }
 
-    fn insert(&mut self, poller: Box<Poller>, due: i64) {
+    fn insert(&mut self, poller: Poller, due: i64) {
         let id: Arc<str> = Arc::from(poller.id());
         self.next_generation += 1;
         let generation = self.next_generation;
@@ -96,7 +99,7 @@ impl Scheduler {
 
     fn apply(&mut self, command: Command) {
         let now = self.ctx.clock.now().timestamp();
-        let (id, replacement): (Arc<str>, Option<Box<Poller>>) = match command {
+        let (id, replacement): (Arc<str>, Option<Poller>) = match command {
             Command::Put(p) => (Arc::from(p.id()), Some(p)),
             Command::Remove(id) => (Arc::from(id.as_str()), None),
             Command::Heartbeat(reply) => {
@@ -153,7 +156,7 @@ impl Scheduler {
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let permits = Arc::new(Semaphore::new(self.ctx.poll.concurrency));
         let tracker = TaskTracker::new();
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Box<Poller>, Next)>();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(Poller, Next)>();
         let mut commands_open = true;
         loop {
             let now = self.ctx.clock.now().timestamp();
@@ -237,7 +240,7 @@ impl Scheduler {
         }
     }
 
-    fn returned(&mut self, poller: Box<Poller>, next: Next) {
+    fn returned(&mut self, poller: Poller, next: Next) {
         let now = self.ctx.clock.now().timestamp();
         let id: Arc<str> = Arc::from(poller.id());
         let Some(entry) = self.entries.get_mut(&id) else {

@@ -9,13 +9,70 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock;
 
+/// What a tenant is doing, as `tapfwd status` and `/status` spell it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantState {
+    /// Fetching a backlog, one window after another (also the state before the first poll).
+    #[default]
+    CatchingUp,
+    /// Caught up: polling once per interval.
+    Ok,
+    /// Caught up where it can be, but a sink is failing and holds its backlog.
+    Degraded,
+    /// The last fetch failed, or every sink failed it; retrying with backoff.
+    Retrying,
+    /// The API answered 429; waiting for budget.
+    Throttled,
+    /// The rolling 24-hour budget is spent; waiting for requests to age out.
+    WaitingForBudget,
+    /// The API refuses the credentials (401/403); retried hourly and on reload.
+    Failed,
+    /// Not running: `tapfwd status` read the store of a daemon that is not running.
+    Stopped,
+    /// Never polled: `tapfwd status` found no stream of this tenant in the store.
+    NotStarted,
+}
+
+impl TenantState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TenantState::CatchingUp => "catching_up",
+            TenantState::Ok => "ok",
+            TenantState::Degraded => "degraded",
+            TenantState::Retrying => "retrying",
+            TenantState::Throttled => "throttled",
+            TenantState::WaitingForBudget => "waiting_for_budget",
+            TenantState::Failed => "failed",
+            TenantState::Stopped => "stopped",
+            TenantState::NotStarted => "not_started",
+        }
+    }
+}
+
+impl std::fmt::Display for TenantState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl PartialEq<str> for TenantState {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for TenantState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One tenant's state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TenantStatus {
     pub tenant: String,
-    /// `ok`, `catching_up`, `degraded` (a sink is failing), `retrying`, `throttled`,
-    /// `waiting_for_budget` or `failed`.
-    pub state: String,
+    pub state: TenantState,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
     /// Requests counted in the rolling 24 hours, and the quota.

@@ -3,7 +3,8 @@
 //! The response is never held whole: a reader task feeds the body to the [`Splitter`] as it
 //! arrives and hands complete events on in [`Batch`]es of bounded size through a small channel,
 //! so a 600 MB hour costs a few batches of memory (the performance issue's large-window case).
-//! Status codes are mapped to [`TapError`], which says exhaustively what is retryable. The
+//! Status codes are mapped to [`TapError`], whose [`TapError::disposition`] says exhaustively
+//! what the poller does about each. The
 //! secret only ever travels in the `Authorization` header, which reqwest marks sensitive; no
 //! error message here is built from it (invariant 7).
 
@@ -45,21 +46,36 @@ pub enum TapError {
     NotJson(String),
 }
 
+/// What the poller does about a failed window; [`TapError::disposition`] decides, exhaustively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// The API refuses the credentials: the tenant is failed until they change (or an hour).
+    Credentials,
+    /// 429: wait for budget to be released.
+    Throttled,
+    /// The start lies outside the API's horizon: step further inside it and ask again now.
+    TooOld,
+    /// The API rejected this request and will again: retry after `max_backoff`, loudly.
+    Rejected,
+    /// A fault that retrying can cure (5xx, a reset, a stall, a body cut short or garbled by the
+    /// way there): retry with exponential backoff. The API keeps the window, so nothing is lost.
+    Transient,
+}
+
 impl TapError {
-    /// Whether retrying the same request later can succeed without anyone changing anything.
-    pub fn is_retryable(&self) -> bool {
+    /// What to do about this error. No wildcard: a new variant must say.
+    pub fn disposition(&self) -> Disposition {
         match self {
+            TapError::Unauthorized | TapError::Forbidden => Disposition::Credentials,
+            TapError::Throttled => Disposition::Throttled,
+            TapError::TooOld(_) => Disposition::TooOld,
+            TapError::BadRequest(_) => Disposition::Rejected,
             TapError::Server { .. }
+            | TapError::Unexpected { .. }
             | TapError::Transport(_)
             | TapError::Timeout(_)
             | TapError::Malformed(_)
-            | TapError::NotJson(_)
-            | TapError::Unexpected { .. }
-            | TapError::Throttled => true,
-            TapError::Unauthorized
-            | TapError::Forbidden
-            | TapError::TooOld(_)
-            | TapError::BadRequest(_) => false,
+            | TapError::NotJson(_) => Disposition::Transient,
         }
     }
 

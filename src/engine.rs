@@ -1,0 +1,324 @@
+//! The delivery engine, shared by every source: drop the events each sink already has, hand the
+//! rest to that sink, and move the sink's position only when the sink has them.
+//!
+//! A source (a TAP SIEM window, a People snapshot, a stretch of a PoD stream) produces raw events
+//! in [`Batch`]es for one tenant, and knows the position they take each sink to (a window's end,
+//! a snapshot's period, the latest frame time). Everything after that lives here:
+//! - Each of a tenant's sinks has its own position, a *stream* ([`Streams`]). A delivery goes to
+//!   the streams that stand where it starts; a stream whose sink fails drops out of that delivery
+//!   and retries on its own backoff, so a sink that is down never causes duplicates in the sinks
+//!   that are up (invariants 1, 2).
+//! - A [`Delivery`] loads the dedupe keys each target stream remembers, filters every batch
+//!   against them, and hands the fresh events to the sink with a commit callback: the sink calls
+//!   it once the batch is durably accepted, and the batch's keys (and the sink's own position, for
+//!   the file sink) are written in one store transaction (invariant 2). A delivery cut short is
+//!   started again from its beginning, and what was already delivered is recognised by its keys.
+//! - [`Delivery::finish`] moves each surviving stream to the position the source reached, and
+//!   forgets keys older than the dedupe horizon, in one transaction per stream (invariant 1).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use crate::backoff;
+use crate::clock::Clock;
+use crate::event::{Batch, EventKey};
+use crate::metrics::Metrics;
+use crate::sinks::{Sink, SinkError};
+use crate::status::SinkStatus;
+use crate::store::{Store, StoreError, StreamState};
+
+/// What the engine needs from the daemon: where state lives, where counters go, what time it is
+/// and how long a failing sink may wait at most.
+#[derive(Clone, Copy)]
+pub struct Deps<'a> {
+    pub store: &'a Store,
+    pub metrics: &'a Metrics,
+    pub clock: &'a Clock,
+    pub max_backoff: Duration,
+}
+
+/// One sink's progress for one tenant.
+pub struct Stream {
+    pub sink: Arc<dyn Sink>,
+    /// The position and gap record, as committed in the store.
+    pub state: StreamState,
+    /// Consecutive failed deliveries; 0 while the sink accepts.
+    attempts: u32,
+    /// Unix seconds before which this stream is not retried.
+    retry_at: i64,
+    /// Why the last delivery failed; `None` once the sink accepted again.
+    last_error: Option<String>,
+    /// Events delivered and events recognised as already delivered, since start.
+    delivered: u64,
+    deduplicated: u64,
+}
+
+/// A tenant's streams, one per sink it names.
+pub struct Streams {
+    tenant: Arc<str>,
+    streams: Vec<Stream>,
+}
+
+impl Streams {
+    /// Loads each sink's stream from the store; a new stream starts at `initial` and is written
+    /// back at once, so a restart does not move it.
+    pub fn open(
+        tenant: &str,
+        sinks: Vec<Arc<dyn Sink>>,
+        initial: i64,
+        store: &Store,
+    ) -> Result<Streams, StoreError> {
+        let mut streams = Vec::with_capacity(sinks.len());
+        for sink in sinks {
+            let state = match store.stream(tenant, sink.name())? {
+                Some(s) => s,
+                None => {
+                    let s = StreamState {
+                        checkpoint: initial,
+                        ..Default::default()
+                    };
+                    store.put_stream(tenant, sink.name(), &s)?;
+                    s
+                }
+            };
+            streams.push(Stream {
+                sink,
+                state,
+                attempts: 0,
+                retry_at: 0,
+                last_error: None,
+                delivered: 0,
+                deduplicated: 0,
+            });
+        }
+        Ok(Streams {
+            tenant: Arc::from(tenant),
+            streams,
+        })
+    }
+
+    /// The streams whose sink may be tried at `now`.
+    pub fn ready(&self, now: i64) -> Vec<usize> {
+        (0..self.streams.len())
+            .filter(|&i| self.streams[i].retry_at <= now)
+            .collect()
+    }
+
+    /// The position of stream `i`.
+    pub fn position(&self, i: usize) -> i64 {
+        self.streams[i].state.checkpoint
+    }
+
+    /// The earliest instant at which some stream may be tried again.
+    pub fn next_retry(&self) -> Option<i64> {
+        self.streams.iter().map(|s| s.retry_at).min()
+    }
+
+    /// The earliest retry instant after `now` of a stream that is waiting, if any.
+    pub fn blocked_until(&self, now: i64) -> Option<i64> {
+        self.streams
+            .iter()
+            .map(|s| s.retry_at)
+            .filter(|&r| r > now)
+            .min()
+    }
+
+    /// Whether some sink is failing and holds its position.
+    pub fn any_failing(&self) -> bool {
+        self.streams.iter().any(|s| s.last_error.is_some())
+    }
+
+    /// How far the stream furthest behind is from `now`, in seconds.
+    pub fn behind(&self, now: i64) -> Option<i64> {
+        self.streams.iter().map(|s| now - s.state.checkpoint).max()
+    }
+
+    /// Moves every stream whose position `clamp` maps forward, records the skipped span as a gap
+    /// (status and the `tapfwd_gap_seconds_total` metric) and returns `(sink, from, to)` for each,
+    /// so the source can say why in its own words.
+    pub fn clamp(
+        &mut self,
+        deps: Deps<'_>,
+        clamp: impl Fn(i64) -> (i64, Option<(i64, i64)>),
+    ) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let mut gaps = Vec::new();
+        for s in &mut self.streams {
+            let (start, gap) = clamp(s.state.checkpoint);
+            if let Some((from, to)) = gap {
+                s.state.checkpoint = start;
+                s.state.gap_seconds += to - from;
+                s.state.last_gap = Some((from, to));
+                deps.store
+                    .put_stream(&self.tenant, s.sink.name(), &s.state)?;
+                deps.metrics.add_gap(&self.tenant, s.sink.name(), to - from);
+                gaps.push((s.sink.name().to_string(), from, to));
+            }
+        }
+        Ok(gaps)
+    }
+
+    /// Starts delivering events that take the streams `targets` to `end`. Loads the dedupe keys
+    /// each target remembers from `keys_since` on.
+    pub fn begin(
+        &mut self,
+        targets: Vec<usize>,
+        end: i64,
+        keys_since: i64,
+        store: &Store,
+    ) -> Result<Delivery<'_>, StoreError> {
+        let mut seen = Vec::with_capacity(targets.len());
+        for &i in &targets {
+            let mut set = HashSet::new();
+            store.load_keys(
+                &self.tenant,
+                self.streams[i].sink.name(),
+                keys_since,
+                &mut set,
+            )?;
+            seen.push(set);
+        }
+        let alive = vec![true; targets.len()];
+        Ok(Delivery {
+            streams: self,
+            targets,
+            seen,
+            alive,
+            end,
+        })
+    }
+
+    /// Each sink's status at `now`, with the configured `lag` (seconds).
+    pub fn statuses(&self, now: i64, lag: i64) -> Vec<SinkStatus> {
+        self.streams
+            .iter()
+            .map(|s| SinkStatus {
+                delivered: s.delivered,
+                deduplicated: s.deduplicated,
+                failing: s.last_error.is_some(),
+                last_error: s.last_error.clone(),
+                ..SinkStatus::from_stream(s.sink.name(), &s.state, now, lag)
+            })
+            .collect()
+    }
+}
+
+/// Events on their way to some of a tenant's streams, all ending at the same position.
+pub struct Delivery<'a> {
+    streams: &'a mut Streams,
+    targets: Vec<usize>,
+    /// Per target: the keys it already has, growing as batches are delivered.
+    seen: Vec<HashSet<EventKey>>,
+    /// Per target: false once its sink failed in this delivery.
+    alive: Vec<bool>,
+    end: i64,
+}
+
+impl Delivery<'_> {
+    /// Whether some target still takes events.
+    pub fn any_alive(&self) -> bool {
+        self.alive.iter().any(|a| *a)
+    }
+
+    /// Delivers `batch` to every live target, without the events that target already has, and
+    /// makes the commits durable. A target whose sink fails drops out of this delivery and waits
+    /// for its own retry.
+    pub async fn send(&mut self, batch: &Batch, deps: Deps<'_>) -> Result<(), StoreError> {
+        let tenant: &str = &self.streams.tenant;
+        let end = self.end;
+        let mut work = Vec::new();
+        for (slot, &i) in self.targets.iter().enumerate() {
+            if !self.alive[slot] {
+                continue;
+            }
+            let set = &mut self.seen[slot];
+            let fresh = batch.filter(|e| set.insert(e.key));
+            let dups = (batch.len() - fresh.len()) as u64;
+            let sink = self.streams.streams[i].sink.clone();
+            let store = deps.store.clone();
+            work.push(async move {
+                if fresh.is_empty() {
+                    return (slot, dups, 0, Ok(()));
+                }
+                let keys: Vec<EventKey> = fresh.events.iter().map(|e| e.key).collect();
+                let sink_name = sink.name().to_string();
+                let result = sink
+                    .deliver(
+                        tenant,
+                        &fresh,
+                        Box::new(move |pos| {
+                            store.commit_chunk(tenant, &sink_name, end, &keys, pos)
+                        }),
+                    )
+                    .await;
+                (slot, dups, fresh.len() as u64, result)
+            });
+        }
+        for (slot, dups, delivered, result) in join_all(work).await {
+            let stream = &mut self.streams.streams[self.targets[slot]];
+            stream.deduplicated += dups;
+            deps.metrics
+                .add_deduplicated(tenant, stream.sink.name(), dups);
+            match result {
+                Ok(()) => {
+                    stream.delivered += delivered;
+                    deps.metrics
+                        .add_delivered(tenant, stream.sink.name(), delivered);
+                }
+                Err(e) => {
+                    self.alive[slot] = false;
+                    sink_failed(stream, deps, tenant, e);
+                }
+            }
+        }
+        deps.store.flush().await
+    }
+
+    /// Moves every target that took the whole delivery to its end, forgetting dedupe keys of
+    /// deliveries that ended before `forget_before`; returns how many targets that was.
+    pub async fn finish(self, forget_before: i64, deps: Deps<'_>) -> Result<usize, StoreError> {
+        let tenant: &str = &self.streams.tenant;
+        for (slot, &i) in self.targets.iter().enumerate() {
+            if !self.alive[slot] {
+                continue;
+            }
+            let stream = &mut self.streams.streams[i];
+            let mut state = stream.state.clone();
+            state.checkpoint = self.end;
+            deps.store
+                .commit_window(tenant, stream.sink.name(), &state, forget_before)?;
+            stream.state = state;
+            if stream.attempts > 0 {
+                tracing::info!(sink = %stream.sink.name(), "sink recovered");
+            }
+            stream.attempts = 0;
+            stream.last_error = None;
+        }
+        deps.store.flush().await?;
+        Ok(self.alive.iter().filter(|a| **a).count())
+    }
+}
+
+/// Holds a stream whose sink failed: backoff (longer for a sink that rejects than for one that is
+/// away), a counter and one log line.
+fn sink_failed(stream: &mut Stream, deps: Deps<'_>, tenant: &str, e: SinkError) {
+    let now = deps.clock.now().timestamp();
+    let base = if e.is_retryable() {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(30)
+    };
+    let wait = backoff::delay(stream.attempts, base, deps.max_backoff);
+    stream.attempts = stream.attempts.saturating_add(1);
+    stream.retry_at = now + wait.as_secs().max(1) as i64;
+    deps.metrics
+        .add_sink_error(tenant, stream.sink.name(), e.class());
+    if e.is_retryable() {
+        tracing::warn!(sink = %stream.sink.name(), error = %e, retry_in_secs = wait.as_secs(), "sink unavailable; holding its checkpoint");
+    } else {
+        tracing::error!(sink = %stream.sink.name(), error = %e, retry_in_secs = wait.as_secs(), "sink rejected events; holding its checkpoint until it accepts them");
+    }
+    stream.last_error = Some(e.to_string());
+}

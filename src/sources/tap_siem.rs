@@ -1,0 +1,457 @@
+//! The TAP SIEM source: one tenant's window poller. Plans the next window after the streams'
+//! positions, fetches it within the tenant's budget, and hands its events to the delivery engine
+//! as the response streams in.
+//!
+//! Keeps invariants 3, 4 and 6 for its tenant (the engine keeps 1 and 2):
+//! - Windows come from [`crate::tap::window::plan`] and are clamped into the API's 7-day horizon;
+//!   a skipped span is reported, and a 400 for a start the API finds too old moves further
+//!   inside the horizon instead of looping (3).
+//! - Requests are counted in the tenant's rolling 24 h [`Budget`]; backlog yields to steady
+//!   polling, and a 429 waits for budget to be released (4).
+//! - A window goes to the streams whose position is its start, ends no later than the next
+//!   stream's position, and moves each stream to its end only once that stream's sink has it.
+//! - A poller owns nothing shared but the store, the HTTP client and a concurrency permit held by
+//!   the scheduler; its failures end in its own backoff ([`TapError::disposition`]) (6).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use tracing::Instrument;
+
+use super::{Context, Next, Source};
+use crate::backoff;
+use crate::budget::{Budget, Demand};
+use crate::clock;
+use crate::config::TenantConfig;
+use crate::engine::Streams;
+use crate::sinks::Sink;
+use crate::status::{TenantState, TenantStatus};
+use crate::store::{StoreError, TenantRecord};
+use crate::tap::client::{BatchLimits, Credentials, Disposition, TapError, WindowItem};
+use crate::tap::window::{self, Cadence, Plan, Window};
+
+/// A backfill logs its progress once per this many windows (a day of 1-hour windows).
+pub const CATCH_UP_LOG_EVERY: u64 = 24;
+
+/// Why a window stopped before it was complete.
+#[derive(Debug, thiserror::Error)]
+enum WindowError {
+    #[error(transparent)]
+    Tap(#[from] TapError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stopped for shutdown")]
+    Shutdown,
+}
+
+/// Whether two settings of a tenant poll the same way (a reload keeps the running poller when they
+/// do). Compares everything a poller uses: where, who, how often, and into which sinks.
+pub fn same_setup(
+    a: &TenantConfig,
+    a_secret: &SecretString,
+    b: &TenantConfig,
+    b_secret: &SecretString,
+) -> bool {
+    use secrecy::ExposeSecret;
+    a.base_url == b.base_url
+        && a.principal == b.principal
+        && a.requests_per_day == b.requests_per_day
+        && a.sinks == b.sinks
+        && a.threat_status == b.threat_status
+        && a_secret.expose_secret() == b_secret.expose_secret()
+}
+
+/// One tenant's poller.
+pub struct Poller {
+    id: Arc<str>,
+    config: Arc<TenantConfig>,
+    secret: SecretString,
+    /// The tenant's sinks and how far each has the events.
+    streams: Streams,
+    budget: Budget,
+    /// Seconds into each interval at which this tenant polls (spreads tenants over the interval).
+    phase: i64,
+    /// Consecutive failed fetches.
+    attempts: u32,
+    /// Unix seconds before which no request is sent (backoff, 429, bad credentials).
+    retry_at: i64,
+    /// Extra margin inside the 7-day horizon, grown when the API says a start is too old.
+    horizon_margin: i64,
+    /// The last error and whether the credentials are refused, as kept in the store.
+    record: TenantRecord,
+    state: TenantState,
+    events_fetched: u64,
+    windows_fetched: u64,
+    by_status: std::collections::BTreeMap<String, u64>,
+}
+
+impl Poller {
+    /// Loads the tenant's streams and budget from the store; a new stream starts
+    /// `initial_lookback` before `now - lag`.
+    pub fn new(
+        id: &str,
+        config: Arc<TenantConfig>,
+        secret: SecretString,
+        sinks: Vec<Arc<dyn Sink>>,
+        ctx: &Context,
+    ) -> Result<Poller, StoreError> {
+        let now = ctx.clock.now().timestamp();
+        let initial = clock::floor_minute(
+            now - ctx.poll.lag.as_secs() as i64 - ctx.poll.initial_lookback.as_secs() as i64,
+        );
+        let poller = Poller {
+            id: Arc::from(id),
+            phase: window::phase_of(id, ctx.poll.interval.as_secs() as i64),
+            streams: Streams::open(id, sinks, initial, &ctx.store)?,
+            budget: ctx.store.budget(id)?.unwrap_or_default(),
+            record: ctx.store.tenant_record(id)?.unwrap_or_default(),
+            config,
+            secret,
+            attempts: 0,
+            retry_at: 0,
+            horizon_margin: window::HORIZON_MARGIN_SECS,
+            state: TenantState::CatchingUp,
+            events_fetched: 0,
+            windows_fetched: 0,
+            by_status: Default::default(),
+        };
+        poller.publish(ctx, None);
+        Ok(poller)
+    }
+
+    fn cadence(ctx: &Context) -> Cadence {
+        Cadence {
+            interval: ctx.poll.interval.as_secs() as i64,
+            lag: ctx.poll.lag.as_secs() as i64,
+            max_window: ctx.poll.max_window.as_secs() as i64,
+        }
+    }
+
+    /// Does at most one window of work; says when to run again.
+    async fn step_once(&mut self, ctx: &Context) -> Next {
+        let now = ctx.clock.now().timestamp();
+        if now < self.retry_at {
+            return Next::At(self.retry_at);
+        }
+        if let Err(e) = self.clamp_to_horizon(ctx, now) {
+            return self.store_failed(ctx, now, e);
+        }
+        let (window, demand, targets) = match self.plan(ctx, now) {
+            Ok(planned) => planned,
+            Err(next) => return next,
+        };
+        self.budget.record(now);
+        if let Err(e) = ctx.store.put_budget(&self.id, &self.budget) {
+            return self.store_failed(ctx, now, e);
+        }
+        let started = std::time::Instant::now();
+        let result = self.fetch_window(ctx, window, targets).await;
+        ctx.metrics
+            .observe_fetch(&self.id, started.elapsed().as_secs_f64());
+        let now = ctx.clock.now().timestamp();
+        match result {
+            Ok(0) => {
+                // The API answered but every sink failed; each stream has its own retry time.
+                self.count_request(ctx, "200".into());
+                self.state = TenantState::Retrying;
+                Next::Now
+            }
+            Ok(_) => {
+                self.count_request(ctx, "200".into());
+                self.window_done(ctx, now, demand)
+            }
+            Err(WindowError::Shutdown) => Next::At(now),
+            Err(WindowError::Store(e)) => self.store_failed(ctx, now, e),
+            Err(WindowError::Tap(e)) => {
+                let label = e
+                    .status()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| e.class().to_string());
+                self.count_request(ctx, label);
+                self.fetch_failed(ctx, now, window, e)
+            }
+        }
+    }
+
+    /// The next window, what kind of demand it is and the streams it goes to; or, when there is
+    /// nothing to fetch now (caught up, every sink backing off, budget spent), when to look again.
+    fn plan(&mut self, ctx: &Context, now: i64) -> Result<(Window, Demand, Vec<usize>), Next> {
+        let ready = self.streams.ready(now);
+        let Some(start) = ready.iter().map(|&i| self.streams.position(i)).min() else {
+            return Err(Next::At(self.streams.next_retry().unwrap_or(now + 60)));
+        };
+        let cap = ready
+            .iter()
+            .map(|&i| self.streams.position(i))
+            .filter(|&c| c > start)
+            .min();
+        let cadence = Self::cadence(ctx);
+        let (window, demand) = match window::plan(start, now, cap, cadence, self.phase) {
+            Plan::WaitUntil(t) => {
+                if self.state == TenantState::CatchingUp && self.windows_fetched > 0 {
+                    tracing::info!(
+                        windows = self.windows_fetched,
+                        events = self.events_fetched,
+                        "caught up"
+                    );
+                }
+                self.state = if self.record.failed {
+                    TenantState::Failed
+                } else if self.streams.any_failing() {
+                    TenantState::Degraded
+                } else {
+                    TenantState::Ok
+                };
+                let blocked = self.streams.blocked_until(now);
+                return Err(Next::At(blocked.map_or(t, |b| b.min(t))));
+            }
+            Plan::Fetch { window, demand } => (window, demand),
+        };
+        let steady_per_day = (86_400 / cadence.interval.max(60)) as u32;
+        if !self
+            .budget
+            .allows(now, demand, self.config.requests_per_day, steady_per_day)
+        {
+            self.state = TenantState::WaitingForBudget;
+            let at = self
+                .budget
+                .next_release(now)
+                .unwrap_or(now + 300)
+                .max(now + 1);
+            tracing::debug!(until = %clock::rfc3339(at), "request budget spent; waiting");
+            return Err(Next::At(at));
+        }
+        let targets = ready
+            .into_iter()
+            .filter(|&i| self.streams.position(i) == start)
+            .collect();
+        Ok((window, demand, targets))
+    }
+
+    /// Bookkeeping after a window reached at least one sink: clear errors, set the state, log a
+    /// backfill's progress (one line per [`CATCH_UP_LOG_EVERY`] windows and one when it ends;
+    /// never per event).
+    fn window_done(&mut self, ctx: &Context, now: i64, demand: Demand) -> Next {
+        self.windows_fetched += 1;
+        self.attempts = 0;
+        if self.record.failed || self.record.last_error.is_some() {
+            if self.record.failed {
+                tracing::info!("credentials accepted again; tenant recovered");
+            }
+            self.record.failed = false;
+            self.record.last_error = None;
+            if let Err(e) = ctx.store.put_tenant_record(&self.id, &self.record) {
+                return self.store_failed(ctx, now, e);
+            }
+        }
+        let was_catching_up = self.state == TenantState::CatchingUp;
+        self.state = match demand {
+            Demand::Backlog => TenantState::CatchingUp,
+            Demand::Steady => TenantState::Ok,
+        };
+        match demand {
+            Demand::Backlog if self.windows_fetched % CATCH_UP_LOG_EVERY == 0 => {
+                if let Some(behind) = self.streams.behind(now) {
+                    tracing::info!(windows = self.windows_fetched, events = self.events_fetched, behind = %humantime::format_duration(Duration::from_secs(behind.max(0) as u64)), "catching up");
+                }
+            }
+            Demand::Steady if was_catching_up => {
+                tracing::info!(
+                    windows = self.windows_fetched,
+                    events = self.events_fetched,
+                    "caught up"
+                );
+            }
+            _ => {}
+        }
+        Next::Now
+    }
+
+    /// Counts one API response by status (`200`, `429`, `transport`, ...) in the status board
+    /// and the metrics.
+    fn count_request(&mut self, ctx: &Context, label: String) {
+        ctx.metrics.add_request(&self.id, &label);
+        *self.by_status.entry(label).or_default() += 1;
+    }
+
+    fn clamp_to_horizon(&mut self, ctx: &Context, now: i64) -> Result<(), StoreError> {
+        let margin = self.horizon_margin;
+        let gaps = self.streams.clamp(ctx.engine(), |checkpoint| {
+            window::clamp_to_horizon(checkpoint, now, margin)
+        })?;
+        for (sink, from, to) in gaps {
+            tracing::warn!(sink = %sink, from = %clock::rfc3339(from), to = %clock::rfc3339(to),
+                "checkpoint fell past the API's 7-day horizon; events in this span can no longer be fetched and are skipped");
+        }
+        Ok(())
+    }
+
+    fn fetch_failed(&mut self, ctx: &Context, now: i64, window: Window, e: TapError) -> Next {
+        let poll = &ctx.poll;
+        let message = e.to_string();
+        let (state, retry_at) = match e.disposition() {
+            Disposition::Credentials => {
+                if !self.record.failed {
+                    tracing::error!(error = %message, "tenant failed: the API refuses its credentials; other tenants continue. Fix the credentials and reload");
+                }
+                self.record.failed = true;
+                (TenantState::Failed, now + 3600)
+            }
+            Disposition::Throttled => {
+                let release = self.budget.next_release(now).unwrap_or(now);
+                let wait = backoff::delay(
+                    self.attempts,
+                    Duration::from_secs(300),
+                    Duration::from_secs(3600),
+                );
+                tracing::warn!("API quota exhausted (429); waiting for budget");
+                (
+                    TenantState::Throttled,
+                    release.min(now + 3600).max(now + wait.as_secs() as i64),
+                )
+            }
+            Disposition::TooOld => {
+                // Our clock or the API's disagree about the horizon: step further inside it.
+                self.horizon_margin = (self.horizon_margin + 3600).min(86_400);
+                tracing::warn!(error = %message, margin_secs = self.horizon_margin, "start too old for the API; clamping further inside the horizon");
+                (TenantState::Retrying, now)
+            }
+            Disposition::Rejected => {
+                tracing::error!(window = %window.interval_param(), error = %message, "the API rejected a window; retrying later");
+                (
+                    TenantState::Retrying,
+                    now + poll.max_backoff.as_secs() as i64,
+                )
+            }
+            Disposition::Transient => {
+                let wait = backoff::delay(self.attempts, Duration::from_secs(5), poll.max_backoff);
+                tracing::warn!(window = %window.interval_param(), error = %message, retry_in = %humantime::format_duration(Duration::from_secs(wait.as_secs())), "window failed; retrying");
+                (TenantState::Retrying, now + wait.as_secs().max(1) as i64)
+            }
+        };
+        self.attempts = self.attempts.saturating_add(1);
+        self.state = state;
+        self.retry_at = retry_at;
+        self.record.last_error = Some(message);
+        self.record.last_error_at = Some(now);
+        if let Err(e) = ctx.store.put_tenant_record(&self.id, &self.record) {
+            return self.store_failed(ctx, now, e);
+        }
+        if retry_at <= now {
+            Next::Now
+        } else {
+            Next::At(retry_at)
+        }
+    }
+
+    fn store_failed(&mut self, ctx: &Context, now: i64, e: StoreError) -> Next {
+        tracing::error!(error = %e, "state store failed; holding this tenant");
+        self.state = TenantState::Retrying;
+        self.record.last_error = Some(e.to_string());
+        self.record.last_error_at = Some(now);
+        self.retry_at = now + ctx.poll.max_backoff.as_secs() as i64;
+        Next::At(self.retry_at)
+    }
+
+    /// Fetches `window` and delivers it to the streams `targets`; returns how many of them now
+    /// have the whole window (the others failed and wait for their own retry).
+    async fn fetch_window(
+        &mut self,
+        ctx: &Context,
+        window: Window,
+        targets: Vec<usize>,
+    ) -> Result<usize, WindowError> {
+        let creds = Credentials {
+            principal: &self.config.principal,
+            secret: &self.secret,
+            threat_status: &self.config.threat_status,
+        };
+        let limits = BatchLimits {
+            events: ctx.poll.batch_events,
+            bytes: ctx.poll.batch_bytes,
+        };
+        let mut rx = ctx
+            .client
+            .fetch_window(&self.config.base_url, &creds, window, limits)
+            .await?;
+        let horizon = ctx.poll.dedupe_horizon.as_secs() as i64;
+        let mut delivery =
+            self.streams
+                .begin(targets, window.end, window.start - horizon, &ctx.store)?;
+        loop {
+            let item = match rx.recv().await {
+                Some(item) => item?,
+                None => {
+                    return Err(TapError::Transport("response reader stopped early".into()).into())
+                }
+            };
+            let batch = match item {
+                WindowItem::Batch(b) => b,
+                WindowItem::Done(_) => break,
+            };
+            self.events_fetched += batch.len() as u64;
+            ctx.metrics.add_fetched(&self.id, batch.len() as u64);
+            delivery.send(&batch, ctx.engine()).await?;
+            if ctx.shutdown.is_cancelled() {
+                return Err(WindowError::Shutdown);
+            }
+            if !delivery.any_alive() {
+                // Every target failed: stop reading; the window is retried per stream.
+                return Ok(0);
+            }
+        }
+        Ok(delivery.finish(window.end - horizon, ctx.engine()).await?)
+    }
+
+    /// Puts this tenant's state on the status board and its gauges into the metrics.
+    fn publish(&self, ctx: &Context, next_at: Option<i64>) {
+        let now = ctx.clock.now().timestamp();
+        let lag = ctx.poll.lag.as_secs() as i64;
+        let mut budget = self.budget.clone();
+        let used = budget.used(now);
+        let sinks = self.streams.statuses(now, lag);
+        for s in &sinks {
+            ctx.metrics
+                .set_stream_gauges(&self.id, &s.sink, s.behind_seconds, s.backlog_seconds);
+        }
+        ctx.metrics.set_budget(
+            &self.id,
+            i64::from(self.config.requests_per_day) - i64::from(used),
+            self.record.failed,
+        );
+        ctx.status.put(TenantStatus {
+            tenant: self.id.to_string(),
+            state: self.state,
+            last_error: self.record.last_error.clone(),
+            last_error_at: self.record.last_error_at.map(clock::rfc3339),
+            requests_24h: used,
+            requests_limit: self.config.requests_per_day,
+            next_poll_at: next_at.map(clock::rfc3339),
+            events_fetched: self.events_fetched,
+            windows_fetched: self.windows_fetched,
+            requests_by_status: self.by_status.clone(),
+            sinks,
+        });
+    }
+}
+
+#[async_trait]
+impl Source for Poller {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// One window of work inside the tenant's span, so every line it logs names the tenant.
+    async fn step(&mut self, ctx: &Context) -> Next {
+        let span = tracing::info_span!("tenant", tenant = %self.id);
+        let next = self.step_once(ctx).instrument(span).await;
+        let at = match next {
+            Next::Now => None,
+            Next::At(t) => Some(t),
+        };
+        self.publish(ctx, at);
+        next
+    }
+}
