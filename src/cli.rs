@@ -160,20 +160,6 @@ pub async fn main(cli: Cli) -> i32 {
 /// Sets up logging on stderr: human-readable text (coloured only on a terminal, so journald
 /// and files get plain lines), or one JSON object per line when `[log] format = "json"`.
 /// `RUST_LOG` filters (default `info`).
-pub fn init_logging(format: LogFormat) {
-    use std::io::IsTerminal as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
 fn load(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))
 }
@@ -202,7 +188,7 @@ pub fn shutdown_on_signals() -> CancellationToken {
 
 async fn run(path: &Path, shard: Option<Shard>) -> anyhow::Result<()> {
     let mut config = load(path)?;
-    init_logging(config.log.format);
+    crate::logging::init(config.log.format);
     if shard.is_some() {
         config.shard = shard;
     }
@@ -505,7 +491,7 @@ async fn simulate(
     events_per_hour: u32,
     seed: u64,
 ) -> anyhow::Result<()> {
-    init_logging(LogFormat::Text);
+    crate::logging::init(LogFormat::Text);
     let cfg = match config {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
@@ -544,7 +530,7 @@ async fn demo(
     hours: u64,
     follow: bool,
 ) -> anyhow::Result<()> {
-    init_logging(LogFormat::Text);
+    crate::logging::init(LogFormat::Text);
     let sim_config = SimConfig::generated(tenants, events_per_hour, 7);
     let sim = Simulator::new(sim_config.clone(), Clock::System);
     let server = sim.bind("127.0.0.1:0".parse()?).await?;

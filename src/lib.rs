@@ -34,6 +34,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod scheduler;

@@ -38,6 +38,7 @@
 //! Not modelled: 204 on empty windows (only as a fault), the other TAP APIs, PoD.
 
 mod events;
+mod render;
 mod server;
 
 use std::collections::{HashMap, VecDeque};
