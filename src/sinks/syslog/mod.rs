@@ -157,8 +157,8 @@ impl Sink for SyslogSink {
 
 #[cfg(test)]
 mod tests {
+    use super::config::tests::config;
     use super::*;
-    use config::tests::config;
     use tokio::io::AsyncReadExt;
 
     #[tokio::test]
