@@ -1,0 +1,165 @@
+//! Reading an event's time while serde_json validates it, in one pass and without copying.
+//!
+//! [`EventTimes`] is deserialized from the raw event: every field is checked by serde_json, the
+//! three time fields (`messageTime`, `clickTime`, `threatTime`) are kept when they are strings
+//! (borrowed unless escaped), and every other value is skipped as [`IgnoredAny`]. Nothing here
+//! changes the event's bytes (invariant 5); a missing or unparsable time is `None`, never an error.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use crate::event::EventKind;
+
+/// The three time fields of an event; every other field is validated and ignored.
+#[derive(Default)]
+pub(super) struct EventTimes<'a> {
+    message_time: Option<Cow<'a, str>>,
+    click_time: Option<Cow<'a, str>>,
+    threat_time: Option<Cow<'a, str>>,
+}
+
+impl EventTimes<'_> {
+    /// `clickTime` for clicks, `messageTime` for messages, else `threatTime`, in ms since the epoch.
+    pub(super) fn time_ms(&self, kind: EventKind) -> Option<i64> {
+        let own = if kind.is_click() {
+            &self.click_time
+        } else {
+            &self.message_time
+        };
+        own.as_deref()
+            .and_then(parse_time)
+            .or_else(|| self.threat_time.as_deref().and_then(parse_time))
+    }
+}
+
+fn parse_time(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+impl<'de> Deserialize<'de> for EventTimes<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EventTimesVisitor)
+    }
+}
+
+struct EventTimesVisitor;
+
+impl<'de> Visitor<'de> for EventTimesVisitor {
+    type Value = EventTimes<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut times = EventTimes::default();
+        while let Some(field) = map.next_key::<Field>()? {
+            let slot = match field {
+                Field::MessageTime => &mut times.message_time,
+                Field::ClickTime => &mut times.click_time,
+                Field::ThreatTime => &mut times.threat_time,
+                Field::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            *slot = map.next_value::<MaybeStr<'de>>()?.0;
+        }
+        Ok(times)
+    }
+}
+
+/// A key of an event object.
+enum Field {
+    MessageTime,
+    ClickTime,
+    ThreatTime,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_identifier(FieldVisitor)
+    }
+}
+
+struct FieldVisitor;
+
+impl Visitor<'_> for FieldVisitor {
+    type Value = Field;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Field, E> {
+        Ok(match name {
+            "messageTime" => Field::MessageTime,
+            "clickTime" => Field::ClickTime,
+            "threatTime" => Field::ThreatTime,
+            _ => Field::Other,
+        })
+    }
+}
+
+/// Any JSON value; keeps it only if it is a string.
+struct MaybeStr<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for MaybeStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(MaybeStrVisitor)
+    }
+}
+
+struct MaybeStrVisitor;
+
+impl<'de> Visitor<'de> for MaybeStrVisitor {
+    type Value = MaybeStr<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(MaybeStr(Some(Cow::Borrowed(v))))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(MaybeStr(Some(Cow::Owned(v.to_owned()))))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(MaybeStr(None))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(MaybeStr(None))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(MaybeStr(None))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(MaybeStr(None))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(MaybeStr(None))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(MaybeStr(None))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(MaybeStr(None))
+    }
+}
