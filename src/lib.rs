@@ -27,7 +27,6 @@
 pub mod admin;
 pub mod app;
 pub mod backoff;
-pub mod bench;
 pub mod budget;
 pub mod cli;
 pub mod clock;

@@ -8,12 +8,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::daemon::tapfwd;
 use support::*;
 use tapfwd::clock::Clock;
-
-fn tapfwd() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tapfwd"))
-}
 
 fn spawn_run(config: &Path, log: &Path) -> Child {
     let log = std::fs::File::create(log).unwrap();

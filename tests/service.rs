@@ -1,400 +1,43 @@
 //! Running tapfwd as a service: reload, admin endpoint, metrics, sd_notify, sharding, rewind,
 //! `tapfwd status` against a running daemon, the systemd unit and the deploy files.
 //!
-//! The TAP API here is a small stand-in ([`FakeTap`]) so these tests need nothing else: one
-//! `messagesDelivered` event per minute per tenant, at second 30, whose bytes depend only on the
-//! tenant and the minute; 401 for a wrong secret. Tests wait on conditions (the status board, the
-//! daemon's JSON log lines, its sd_notify datagrams), never on sleeps; a manual clock moves time
-//! where a test needs the next window.
+//! The TAP API here is a small stand-in ([`support::tap::FakeTap`]) so these tests need nothing
+//! else: one `messagesDelivered` event per minute per tenant, at second 30, whose bytes depend only
+//! on the tenant and the minute; 401 for a wrong secret. Tests wait on conditions (the status
+//! board, the daemon's JSON log lines, its sd_notify datagrams), never on sleeps; a manual clock
+//! moves time where a test needs the next window.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::BufRead as _;
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use chrono::{SecondsFormat, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use tokio_util::sync::CancellationToken;
 
+use support::daemon::{
+    free_port, http_get, message, metric, notify_socket, recv_notify, recv_notify_until, tapfwd,
+    Daemon, BIN,
+};
+use support::tap::{service_config, tap_tenant, tenant_table, FakeTap};
+use support::{all_ok, guids, sink_lines, Running};
 use tapfwd::clock::Clock;
 use tapfwd::config::Config;
-use tapfwd::status::{StatusBoard, TenantStatus};
+use tapfwd::status::TenantStatus;
 use tapfwd::store::Store;
 use tapfwd::App;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tapfwd");
-const WAIT: Duration = Duration::from_secs(90);
 /// A secret distinctive enough that finding it anywhere means it leaked.
 const SECRET: &str = "S3cr3t-7f3a9c-never-show-me";
 const WRONG_SECRET: &str = "Wr0ng-b41d2e-never-show-me";
 
-// ---------------------------------------------------------------------------------------------
-// A stand-in for the TAP SIEM API.
-
-#[derive(Clone, Default)]
-struct FakeTap {
-    /// principal -> secret.
-    creds: Arc<Mutex<HashMap<String, String>>>,
-}
-
-struct TapServer {
-    addr: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl FakeTap {
-    async fn start(tenants: &[(&str, &str)]) -> TapServer {
-        let tap = FakeTap::default();
-        for (p, s) in tenants {
-            tap.creds
-                .lock()
-                .unwrap()
-                .insert(p.to_string(), s.to_string());
-        }
-        let app = axum::Router::new()
-            .route("/v2/siem/all", axum::routing::get(siem))
-            .with_state(tap);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        TapServer { addr, _stop: tx }
-    }
-}
-
-/// The event of `principal` at unix second `t`.
-fn fake_event(principal: &str, t: i64) -> String {
-    let time = Utc
-        .timestamp_opt(t, 0)
-        .unwrap()
-        .to_rfc3339_opts(SecondsFormat::Millis, true);
-    format!(
-        r#"{{"GUID":"{principal}-{t}","QID":"q{t}","messageTime":"{time}","recipient":["user@{principal}.example"],"sender":"s@x.example","subject":"hello","spamScore":0}}"#
-    )
-}
-
-async fn siem(
-    State(tap): State<FakeTap>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-        .and_then(|b| String::from_utf8(b).ok());
-    let Some((principal, secret)) = auth.as_deref().and_then(|a| a.split_once(':')) else {
-        return (StatusCode::UNAUTHORIZED, "no credentials").into_response();
-    };
-    if tap.creds.lock().unwrap().get(principal).map(String::as_str) != Some(secret) {
-        return (StatusCode::UNAUTHORIZED, "bad credentials").into_response();
-    }
-    let Some((a, b)) = q.get("interval").and_then(|i| i.split_once('/')) else {
-        return (StatusCode::BAD_REQUEST, "no interval").into_response();
-    };
-    let (Ok(start), Ok(end)) = (
-        chrono::DateTime::parse_from_rfc3339(a),
-        chrono::DateTime::parse_from_rfc3339(b),
-    ) else {
-        return (StatusCode::BAD_REQUEST, "bad interval").into_response();
-    };
-    let (start, end) = (start.timestamp(), end.timestamp());
-    let mut t = start.div_euclid(60) * 60 + 30;
-    if t < start {
-        t += 60;
-    }
-    let mut events = Vec::new();
-    while t <= end {
-        events.push(fake_event(principal, t));
-        t += 60;
-    }
-    let body = format!(
-        r#"{{"queryEndTime":"{b}","messagesBlocked":[],"messagesDelivered":[{}],"clicksBlocked":[],"clicksPermitted":[]}}"#,
-        events.join(",")
-    );
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Configs.
-
-struct Tenant<'a> {
-    id: &'a str,
-    secret: &'a str,
-    sinks: &'a [&'a str],
-}
-
-fn tenant<'a>(id: &'a str, secret: &'a str, sinks: &'a [&'a str]) -> Tenant<'a> {
-    Tenant { id, secret, sinks }
-}
-
-/// A config with file sinks `dir/NAME.ndjson`. `top` goes before the tables.
-fn config_text(
-    dir: &Path,
-    tap: SocketAddr,
-    top: &str,
-    lookback: &str,
-    sinks: &[&str],
-    tenants: &[Tenant<'_>],
-) -> String {
-    let mut t = format!(
-        "state_dir = {:?}\n{top}\n[poll]\ninterval = \"1m\"\nlag = \"30m\"\ninitial_lookback = \"{lookback}\"\nshutdown_grace = \"5s\"\n\n[log]\nformat = \"json\"\n",
-        dir.join("state").display().to_string()
-    );
-    for s in sinks {
-        t.push_str(&format!(
-            "\n[sinks.{s}]\ntype = \"file\"\npath = {:?}\n",
-            dir.join(format!("{s}.ndjson")).display().to_string()
-        ));
-    }
-    for tn in tenants {
-        t.push_str(&tenant_table(tn, tap, true));
-    }
-    t
-}
-
-fn tenant_table(tn: &Tenant<'_>, tap: SocketAddr, header: bool) -> String {
-    let sinks: Vec<String> = tn.sinks.iter().map(|s| format!("{s:?}")).collect();
-    format!(
-        "{}base_url = \"http://{tap}\"\nprincipal = \"{id}\"\nsecret = \"{secret}\"\nsinks = [{sinks}]\n",
-        if header {
-            format!("\n[tenants.{}]\n", tn.id)
-        } else {
-            String::new()
-        },
-        id = tn.id,
-        secret = tn.secret,
-        sinks = sinks.join(", ")
-    )
-}
-
-/// A port that was free a moment ago (for configs that must name the admin address up front).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Lines of a file sink's output, and the tenants' event GUIDs in it.
-fn sink_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-fn guids(lines: &[String], tenant: &str) -> Vec<String> {
-    lines
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["tenant"] == tenant)
-        .map(|v| v["event"]["GUID"].as_str().unwrap().to_string())
-        .collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Waiting on conditions.
-
-async fn wait_board(board: &StatusBoard, what: &str, done: impl FnMut(&[TenantStatus]) -> bool) {
-    if tokio::time::timeout(WAIT, board.wait_until(done))
-        .await
-        .is_err()
-    {
-        panic!(
-            "timed out waiting for {what}; status: {:#?}",
-            board.snapshot()
-        );
-    }
-}
-
-fn all_ok(ids: &'static [&'static str]) -> impl FnMut(&[TenantStatus]) -> bool {
-    move |s: &[TenantStatus]| {
-        ids.iter()
-            .all(|id| s.iter().any(|t| t.tenant == *id && t.state == "ok"))
-    }
-}
-
+/// The manual clock's start for these tests.
 fn start_clock() -> (Clock, Arc<tapfwd::clock::ManualClock>) {
     Clock::manual(Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 5).unwrap())
-}
-
-// ---------------------------------------------------------------------------------------------
-// The real binary.
-
-struct Daemon {
-    child: std::process::Child,
-    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
-    log: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Daemon {
-    fn start(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(config)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .env_remove("TAPFWD_SHARD")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn tapfwd");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let reader = std::thread::spawn({
-            let log = log.clone();
-            move || {
-                for line in std::io::BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    log.lock().unwrap().push(line.clone());
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        Daemon {
-            child,
-            lines,
-            log,
-            reader: Some(reader),
-        }
-    }
-
-    fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// Waits for a JSON log line for which `pred` holds, looking at the whole log so far first.
-    async fn wait_log(
-        &mut self,
-        what: &str,
-        pred: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        while self.lines.try_recv().is_ok() {}
-        let earlier = self.log.lock().unwrap().clone();
-        for line in earlier {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if pred(&v) {
-                    return v;
-                }
-            }
-        }
-        let found = tokio::time::timeout(WAIT, async {
-            while let Some(line) = self.lines.recv().await {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if pred(&v) {
-                        return Some(v);
-                    }
-                }
-            }
-            None
-        })
-        .await;
-        match found {
-            Ok(Some(v)) => v,
-            Ok(None) => panic!("daemon exited before {what}; log:\n{}", self.log_text()),
-            Err(_) => panic!("timed out waiting for {what}; log:\n{}", self.log_text()),
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig} failed");
-    }
-
-    /// SIGTERM, then the exit status and the whole log.
-    async fn stop(mut self) -> (std::process::ExitStatus, String) {
-        self.signal("TERM");
-        let mut child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
-        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-            .await
-            .unwrap();
-        if let Some(r) = self.reader.take() {
-            let _ = tokio::task::spawn_blocking(move || r.join()).await;
-        }
-        (status, self.log_text())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn message(v: &serde_json::Value) -> &str {
-    v["message"].as_str().unwrap_or("")
-}
-
-/// A unix datagram socket in `dir` for `NOTIFY_SOCKET`.
-fn notify_socket(dir: &Path) -> (PathBuf, tokio::net::UnixDatagram) {
-    let path = dir.join("notify.sock");
-    let socket = tokio::net::UnixDatagram::bind(&path).unwrap();
-    (path, socket)
-}
-
-async fn recv_notify(socket: &tokio::net::UnixDatagram, what: &str) -> String {
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(WAIT, socket.recv(&mut buf))
-        .await
-        .unwrap_or_else(|_| panic!("no sd_notify datagram while waiting for {what}"))
-        .unwrap();
-    String::from_utf8_lossy(&buf[..n]).into_owned()
-}
-
-/// Receives datagrams until one contains `needle`; returns everything received.
-async fn recv_notify_until(socket: &tokio::net::UnixDatagram, needle: &str) -> Vec<String> {
-    let mut got = Vec::new();
-    loop {
-        let d = recv_notify(socket, needle).await;
-        let done = d.lines().any(|l| l == needle);
-        got.push(d);
-        if done {
-            return got;
-        }
-    }
-}
-
-async fn http_get(url: &str) -> (u16, String) {
-    let r = reqwest::get(url).await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.text().await.unwrap())
-}
-
-/// The value of one series in Prometheus text, if present.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -405,16 +48,16 @@ async fn reload_adds_removes_and_changes_tenants_and_rejects_a_broken_config() {
     let tap = FakeTap::start(&[("a", "s-a"), ("b", "s-b"), ("c", "s-c"), ("d", "s-d")]).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tapfwd.toml");
-    let first = config_text(
+    let first = service_config(
         dir.path(),
         tap.addr,
         "",
         "2h",
         &["out1"],
         &[
-            tenant("a", "s-a", &["out1"]),
-            tenant("b", "s-b", &["out1"]),
-            tenant("d", "s-d", &["out1"]),
+            tap_tenant("a", "s-a", &["out1"]),
+            tap_tenant("b", "s-b", &["out1"]),
+            tap_tenant("d", "s-d", &["out1"]),
         ],
     );
     std::fs::write(&path, &first).unwrap();
@@ -425,23 +68,24 @@ async fn reload_adds_removes_and_changes_tenants_and_rejects_a_broken_config() {
     let board = app.status();
     let metrics = app.metrics();
     let reloader = app.reloader();
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(app.run(shutdown.clone()));
-    wait_board(&board, "a, b and d caught up", all_ok(&["a", "b", "d"])).await;
+    let running = Running::run(app);
+    running
+        .wait_for("a, b and d caught up", all_ok(&["a", "b", "d"]))
+        .await;
     let a_windows = board.get("a").unwrap().windows_fetched;
     assert!(a_windows > 0);
 
     // b removed, c added, d moved to a new sink, a untouched.
-    let second = config_text(
+    let second = service_config(
         dir.path(),
         tap.addr,
         "",
         "2h",
         &["out1", "out2"],
         &[
-            tenant("a", "s-a", &["out1"]),
-            tenant("c", "s-c", &["out1"]),
-            tenant("d", "s-d", &["out2"]),
+            tap_tenant("a", "s-a", &["out1"]),
+            tap_tenant("c", "s-c", &["out1"]),
+            tap_tenant("d", "s-d", &["out2"]),
         ],
     );
     std::fs::write(&path, &second).unwrap();
@@ -451,10 +95,11 @@ async fn reload_adds_removes_and_changes_tenants_and_rejects_a_broken_config() {
     assert_eq!(summary.tenants_changed, ["d"]);
     assert_eq!(summary.sinks_added, ["out2"]);
     assert!(summary.tenants_restarted.is_empty(), "{summary:?}");
-    wait_board(&board, "c and d caught up after the reload", |s| {
-        all_ok(&["a", "c", "d"])(s) && !s.iter().any(|t| t.tenant == "b")
-    })
-    .await;
+    running
+        .wait_for("c and d caught up after the reload", |s| {
+            all_ok(&["a", "c", "d"])(s) && !s.iter().any(|t| t.tenant == "b")
+        })
+        .await;
     // a's poller was not replaced: a new one would start counting windows from zero.
     assert_eq!(board.get("a").unwrap().windows_fetched, a_windows);
     let d = board.get("d").unwrap();
@@ -504,15 +149,15 @@ async fn reload_adds_removes_and_changes_tenants_and_rejects_a_broken_config() {
         .collect();
     assert_eq!(before.keys().collect::<Vec<_>>(), ["a", "c", "d"]);
     manual.advance(Duration::from_secs(300));
-    wait_board(&board, "every tenant polls the next window", |s| {
-        s.len() == 3
-            && s.iter()
-                .all(|t| t.windows_fetched > before[&t.tenant] && t.state == "ok")
-    })
-    .await;
+    running
+        .wait_for("every tenant polls the next window", |s| {
+            s.len() == 3
+                && s.iter()
+                    .all(|t| t.windows_fetched > before[&t.tenant] && t.state == "ok")
+        })
+        .await;
 
-    shutdown.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -520,13 +165,16 @@ async fn reload_rebuilds_a_changed_sink_and_restarts_only_its_tenants() {
     let tap = FakeTap::start(&[("a", "s-a"), ("b", "s-b")]).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tapfwd.toml");
-    let text = config_text(
+    let text = service_config(
         dir.path(),
         tap.addr,
         "",
         "1h",
         &["one", "two"],
-        &[tenant("a", "s-a", &["one"]), tenant("b", "s-b", &["two"])],
+        &[
+            tap_tenant("a", "s-a", &["one"]),
+            tap_tenant("b", "s-b", &["two"]),
+        ],
     );
     std::fs::write(&path, &text).unwrap();
     let (clock, _manual) = start_clock();
@@ -535,9 +183,10 @@ async fn reload_rebuilds_a_changed_sink_and_restarts_only_its_tenants() {
         .unwrap();
     let board = app.status();
     let reloader = app.reloader();
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(app.run(shutdown.clone()));
-    wait_board(&board, "a and b caught up", all_ok(&["a", "b"])).await;
+    let running = Running::run(app);
+    running
+        .wait_for("a and b caught up", all_ok(&["a", "b"]))
+        .await;
     let b_windows = board.get("b").unwrap().windows_fetched;
 
     // Sink `one` now writes elsewhere: a restarts on it (same checkpoint), b is untouched.
@@ -552,7 +201,9 @@ async fn reload_rebuilds_a_changed_sink_and_restarts_only_its_tenants() {
     assert_eq!(summary.sinks_changed, ["one"]);
     assert_eq!(summary.tenants_restarted, ["a"]);
     assert!(summary.tenants_changed.is_empty());
-    wait_board(&board, "a back on the rebuilt sink", all_ok(&["a", "b"])).await;
+    running
+        .wait_for("a back on the rebuilt sink", all_ok(&["a", "b"]))
+        .await;
     assert_eq!(board.get("b").unwrap().windows_fetched, b_windows);
     // a's checkpoint is kept, so the moved file gets nothing old again.
     assert!(sink_lines(&moved).is_empty());
@@ -584,7 +235,9 @@ async fn reload_rebuilds_a_changed_sink_and_restarts_only_its_tenants() {
     assert_eq!(summary.sinks_changed, ["two"]);
     assert_eq!(summary.sinks_kept_old, ["two"]);
     assert_eq!(summary.tenants_restarted, ["b"]);
-    wait_board(&board, "b back on its old sink", all_ok(&["a", "b"])).await;
+    running
+        .wait_for("b back on its old sink", all_ok(&["a", "b"]))
+        .await;
     let summary = reloader.reload_file(&path, None).await.unwrap();
     assert_eq!(
         summary.sinks_kept_old,
@@ -600,8 +253,7 @@ async fn reload_rebuilds_a_changed_sink_and_restarts_only_its_tenants() {
     .unwrap();
     let summary = reloader.reload_file(&path, None).await.unwrap();
     assert_eq!(summary.restart_needed, ["poll"]);
-    shutdown.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -612,13 +264,13 @@ async fn sighup_reloads_the_running_binary_from_tenants_dir_and_keeps_old_config
     let tdir = dir.path().join("tenants.d");
     std::fs::create_dir(&tdir).unwrap();
     let port = free_port();
-    let text = config_text(
+    let text = service_config(
         dir.path(),
         tap.addr,
         &format!("admin_listen = \"127.0.0.1:{port}\"\ntenants_dir = \"tenants.d\""),
         "1h",
         &["out"],
-        &[tenant("a", "s-a", &["out"])],
+        &[tap_tenant("a", "s-a", &["out"])],
     );
     std::fs::write(&path, &text).unwrap();
     let mut daemon = Daemon::start(&path, &[], &[]);
@@ -629,7 +281,7 @@ async fn sighup_reloads_the_running_binary_from_tenants_dir_and_keeps_old_config
     // Add a tenant by dropping a file into tenants.d.
     std::fs::write(
         tdir.join("b.toml"),
-        tenant_table(&tenant("b", "s-b", &["out"]), tap.addr, false),
+        tenant_table(&tap_tenant("b", "s-b", &["out"]), tap.addr, false),
     )
     .unwrap();
     daemon.signal("HUP");
@@ -694,15 +346,15 @@ async fn metrics_and_status_report_progress_per_tenant_and_sink() {
     let path = dir.path().join("tapfwd.toml");
     std::fs::write(
         &path,
-        config_text(
+        service_config(
             dir.path(),
             tap.addr,
             "admin_listen = \"127.0.0.1:0\"",
             "1h",
             &["out"],
             &[
-                tenant("a", SECRET, &["out"]),
-                tenant("bad", WRONG_SECRET, &["out"]),
+                tap_tenant("a", SECRET, &["out"]),
+                tap_tenant("bad", WRONG_SECRET, &["out"]),
             ],
         ),
     )
@@ -714,13 +366,13 @@ async fn metrics_and_status_report_progress_per_tenant_and_sink() {
     let addr = app.admin_addr().unwrap();
     let board = app.status();
     let store = app.store();
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(app.run(shutdown.clone()));
-    wait_board(&board, "a caught up and bad failed", |s| {
-        s.iter().any(|t| t.tenant == "a" && t.state == "ok")
-            && s.iter().any(|t| t.tenant == "bad" && t.state == "failed")
-    })
-    .await;
+    let running = Running::run(app);
+    running
+        .wait_for("a caught up and bad failed", |s| {
+            s.iter().any(|t| t.tenant == "a" && t.state == "ok")
+                && s.iter().any(|t| t.tenant == "bad" && t.state == "failed")
+        })
+        .await;
     let base = format!("http://{addr}");
     assert_eq!(http_get(&format!("{base}/healthz")).await.0, 200);
     assert_eq!(http_get(&format!("{base}/readyz")).await.0, 200);
@@ -807,11 +459,12 @@ async fn metrics_and_status_report_progress_per_tenant_and_sink() {
     // Values move after the next window.
     manual.advance(Duration::from_secs(300));
     let windows = a.windows_fetched;
-    wait_board(&board, "a's next window", |s| {
-        s.iter()
-            .any(|t| t.tenant == "a" && t.windows_fetched > windows)
-    })
-    .await;
+    running
+        .wait_for("a's next window", |s| {
+            s.iter()
+                .any(|t| t.tenant == "a" && t.windows_fetched > windows)
+        })
+        .await;
     let (_, text2) = http_get(&format!("{base}/metrics")).await;
     let fetched2 = metric(&text2, "tapfwd_events_fetched_total{tenant=\"a\"}").unwrap();
     assert!(fetched2 >= fetched + 4.0, "{fetched} -> {fetched2}");
@@ -839,8 +492,7 @@ async fn metrics_and_status_report_progress_per_tenant_and_sink() {
         }
     }
     drop(store);
-    shutdown.cancel();
-    run.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -878,15 +530,15 @@ async fn secrets_never_reach_logs_metrics_or_status_of_the_running_binary() {
     let port = free_port();
     std::fs::write(
         &path,
-        config_text(
+        service_config(
             dir.path(),
             tap.addr,
             &format!("admin_listen = \"127.0.0.1:{port}\""),
             "2h",
             &["out"],
             &[
-                tenant("good", SECRET, &["out"]),
-                tenant("bad", WRONG_SECRET, &["out"]),
+                tap_tenant("good", SECRET, &["out"]),
+                tap_tenant("bad", WRONG_SECRET, &["out"]),
             ],
         ),
     )
@@ -925,13 +577,13 @@ async fn backfill_logs_progress_every_24_windows_not_per_event() {
     let path = dir.path().join("tapfwd.toml");
     std::fs::write(
         &path,
-        config_text(
+        service_config(
             dir.path(),
             tap.addr,
             "",
             "50h",
             &["out"],
-            &[tenant("slow", "s", &["out"])],
+            &[tap_tenant("slow", "s", &["out"])],
         ),
     )
     .unwrap();
@@ -975,13 +627,13 @@ async fn sd_notify_ready_watchdog_and_stopping_reach_the_notify_socket() {
     let port = free_port();
     std::fs::write(
         &path,
-        config_text(
+        service_config(
             dir.path(),
             tap.addr,
             &format!("admin_listen = \"127.0.0.1:{port}\""),
             "1h",
             &["out"],
-            &[tenant("a", "s-a", &["out"])],
+            &[tap_tenant("a", "s-a", &["out"])],
         ),
     )
     .unwrap();
@@ -1102,14 +754,14 @@ fn shards_of_the_binary_cover_every_tenant_exactly_once() {
     for id in &ids {
         std::fs::write(
             tdir.join(format!("{id}.toml")),
-            tenant_table(&tenant(id, "x", &["out"]), tap, false),
+            tenant_table(&tap_tenant(id, "x", &["out"]), tap, false),
         )
         .unwrap();
     }
     let path = dir.path().join("tapfwd.toml");
     std::fs::write(
         &path,
-        config_text(
+        service_config(
             dir.path(),
             tap,
             "tenants_dir = \"tenants.d\"",
@@ -1122,7 +774,7 @@ fn shards_of_the_binary_cover_every_tenant_exactly_once() {
     for n in 1..=8 {
         let mut seen: BTreeMap<String, u32> = BTreeMap::new();
         for i in 0..n {
-            let out = Command::new(BIN)
+            let out = tapfwd()
                 .args(["check", "--config"])
                 .arg(&path)
                 .args(["--shard", &format!("{i}/{n}")])
@@ -1145,7 +797,7 @@ fn shards_of_the_binary_cover_every_tenant_exactly_once() {
         assert_eq!(seen.keys().cloned().collect::<Vec<_>>(), ids, "n = {n}");
         assert!(seen.values().all(|c| *c == 1), "n = {n}: {seen:?}");
     }
-    let bad = Command::new(BIN)
+    let bad = tapfwd()
         .args(["run", "--config"])
         .arg(&path)
         .args(["--shard", "3/3"])
@@ -1160,19 +812,13 @@ fn shards_of_the_binary_cover_every_tenant_exactly_once() {
 
 /// Runs the app (system clock) until every tenant is caught up, then stops it.
 async fn run_until_caught_up(path: &Path, ids: &'static [&'static str]) {
-    let app = App::build(Config::load(path).unwrap(), Clock::System)
-        .await
-        .unwrap();
-    let board = app.status();
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn(app.run(shutdown.clone()));
-    wait_board(&board, "caught up", all_ok(ids)).await;
-    shutdown.cancel();
-    run.await.unwrap().unwrap();
+    let running = Running::start(Config::load(path).unwrap(), Clock::System).await;
+    running.wait_for("caught up", all_ok(ids)).await;
+    running.stop().await;
 }
 
 fn rewind(path: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN)
+    let out = tapfwd()
         .args(["rewind", "--config"])
         .arg(path)
         .args(args)
@@ -1195,13 +841,16 @@ async fn rewind_moves_the_checkpoint_and_no_dedupe_delivers_again() {
     let path = dir.path().join("tapfwd.toml");
     std::fs::write(
         &path,
-        config_text(
+        service_config(
             dir.path(),
             tap.addr,
             "",
             "3h",
             &["out"],
-            &[tenant("a", "s-a", &["out"]), tenant("b", "s-b", &["out"])],
+            &[
+                tap_tenant("a", "s-a", &["out"]),
+                tap_tenant("b", "s-b", &["out"]),
+            ],
         ),
     )
     .unwrap();
@@ -1299,13 +948,16 @@ async fn status_command_asks_the_running_daemon_when_the_store_is_locked() {
     let port = free_port();
     std::fs::write(
         &path,
-        config_text(
+        service_config(
             dir.path(),
             tap.addr,
             &format!("admin_listen = \"127.0.0.1:{port}\""),
             "1h",
             &["out"],
-            &[tenant("a", "s-a", &["out"]), tenant("b", "s-b", &["out"])],
+            &[
+                tap_tenant("a", "s-a", &["out"]),
+                tap_tenant("b", "s-b", &["out"]),
+            ],
         ),
     )
     .unwrap();
@@ -1318,7 +970,7 @@ async fn status_command_asks_the_running_daemon_when_the_store_is_locked() {
             .await;
     }
     let status = |json: bool| {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = tapfwd();
         cmd.args(["status", "--config"]).arg(&path);
         if json {
             cmd.arg("--json");

@@ -320,3 +320,47 @@ async fn short_body(response: reqwest::Response) -> String {
         .collect();
     one_line.trim().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_one_disposition() {
+        let cases = [
+            (TapError::Unauthorized, Disposition::Credentials),
+            (TapError::Forbidden, Disposition::Credentials),
+            (TapError::Throttled, Disposition::Throttled),
+            (TapError::TooOld("x".into()), Disposition::TooOld),
+            (TapError::BadRequest("x".into()), Disposition::Rejected),
+            (
+                TapError::Server {
+                    status: 503,
+                    body: String::new(),
+                },
+                Disposition::Transient,
+            ),
+            (TapError::Transport("reset".into()), Disposition::Transient),
+            (
+                TapError::Timeout(Duration::from_secs(1)),
+                Disposition::Transient,
+            ),
+            // A body cut short and one garbled on the way are both asked for again.
+            (
+                TapError::Malformed(SplitError::EndedEarly { offset: 3 }),
+                Disposition::Transient,
+            ),
+            (
+                TapError::Malformed(SplitError::TrailingData { offset: 3 }),
+                Disposition::Transient,
+            ),
+            (
+                TapError::NotJson("text/html".into()),
+                Disposition::Transient,
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(error.disposition(), expected, "{error}");
+        }
+    }
+}

@@ -1,8 +1,13 @@
 //! Shared helpers for the black-box tests: a simulator, an App on a manual clock, and readers
 //! that check a file sink's output against the simulator's ground truth, byte for byte.
+//! Destinations' fake servers are in [`fakes`], a fixed stand-in for the TAP API and its configs
+//! in [`tap`], the real binary and its service surfaces in [`daemon`]. Tests wait on conditions
+//! (the status board, log lines, datagrams) with these helpers, never on sleeps.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod fakes;
+pub mod tap;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Longest a test waits for a condition before failing.
-pub const PATIENCE: Duration = Duration::from_secs(60);
+pub const PATIENCE: Duration = Duration::from_secs(90);
 
 /// A fixed start instant for manual-clock tests (second 7 of a minute, so nothing is aligned
 /// by accident).
@@ -77,7 +82,11 @@ pub struct Running {
 
 impl Running {
     pub async fn start(config: Config, clock: Clock) -> Running {
-        let app = App::build(config, clock).await.expect("app builds");
+        Running::run(App::build(config, clock).await.expect("app builds"))
+    }
+
+    /// Runs an App already built (for a test that takes its reloader, metrics or store first).
+    pub fn run(app: App) -> Running {
         let board = app.status();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run(shutdown.clone()));
@@ -118,6 +127,14 @@ impl Running {
                 })
         })
         .await;
+    }
+}
+
+/// A condition for [`Running::wait_for`]: every one of `ids` is `ok`.
+pub fn all_ok(ids: &'static [&'static str]) -> impl FnMut(&[TenantStatus]) -> bool {
+    move |s: &[TenantStatus]| {
+        ids.iter()
+            .all(|id| s.iter().any(|t| t.tenant == *id && t.state == "ok"))
     }
 }
 
@@ -175,6 +192,25 @@ pub fn read_lines(path: &Path) -> Vec<Line> {
         });
     }
     out
+}
+
+/// The file sink's output as text lines, unparsed (none when the file does not exist yet).
+pub fn sink_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The event GUIDs of `tenant` in `lines` of the file sink, in order.
+pub fn guids(lines: &[String], tenant: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["tenant"] == tenant)
+        .map(|v| v["event"]["GUID"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Asserts that `lines` of `tenant` hold every expected event exactly once and nothing else.

@@ -1,9 +1,10 @@
-//! What can go wrong with a TAP SIEM response body, and which of it is worth asking again.
+//! What can go wrong with a TAP SIEM response body.
 //!
 //! Every variant says where it happened: a byte offset from the start of the body, or an event's
-//! kind and index within its array. [`SplitError::is_retryable`] is exhaustive and true only for a
-//! body cut short, which is what a dropped connection looks like; content that is wrong as sent
-//! would be wrong again.
+//! kind and index within its array. What the poller does about it is decided in one place,
+//! [`crate::tap::client::TapError::disposition`]: a body cut short and a body garbled on the way
+//! (a proxy's error page spliced into the stream) look alike from here, and both are asked for
+//! again with backoff.
 
 use crate::event::EventKind;
 
@@ -64,45 +65,11 @@ pub enum SplitError {
     AlreadyFailed,
 }
 
-impl SplitError {
-    /// Whether asking for the same window again may succeed: true when the body was cut short,
-    /// which is what a dropped connection looks like; false for content that is wrong as sent.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            SplitError::Empty
-            | SplitError::EndedInsideEvent { .. }
-            | SplitError::EndedEarly { .. } => true,
-            SplitError::NotObject { .. }
-            | SplitError::EventNotObject { .. }
-            | SplitError::EventInvalid { .. }
-            | SplitError::EventNotUtf8 { .. }
-            | SplitError::EventTooLarge { .. }
-            | SplitError::NotArray { .. }
-            | SplitError::TrailingData { .. }
-            | SplitError::TooDeep { .. }
-            | SplitError::Unexpected { .. }
-            | SplitError::BuilderFull
-            | SplitError::AlreadyFailed => false,
-        }
-    }
-}
-
 /// A byte that the grammar does not allow where it stands.
 pub(super) fn unexpected(b: u8, expected: &'static str, offset: u64) -> SplitError {
     SplitError::Unexpected {
         found: format!("'{}'", b.escape_ascii()),
         expected,
         offset,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_body_cut_short_is_retryable() {
-        assert!(SplitError::EndedEarly { offset: 3 }.is_retryable());
-        assert!(!SplitError::TrailingData { offset: 3 }.is_retryable());
     }
 }

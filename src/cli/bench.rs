@@ -16,7 +16,8 @@
 //!   baseline.
 //!
 //! CPU comes from `/proc/self/stat` (what getrusage reports, in clock ticks), memory from
-//! `/proc/self/status`. Nothing here is used by the daemon itself.
+//! `/proc/self/status`. Nothing here is used by the daemon itself; it sits under [`crate::cli`]
+//! because only the command line runs it.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

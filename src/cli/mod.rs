@@ -1,0 +1,222 @@
+//! The command line: `run`, `check`, `status`, `rewind`, `simulate`, `demo`, `bench`.
+//!
+//! This module holds the clap types (every flag, its default and its help text), the dispatch
+//! from a parsed [`Cli`] to the command, the exit code (0, or 1 with `tapfwd: ERROR` on stderr)
+//! and what every command shares: logging, config loading and the shutdown signals. `run` lives
+//! here too, as it is the daemon itself ([`App`]) with SIGHUP reloads; the offline operations on
+//! the store and config are in `ops`, the simulator and the demo in `demo`, the benchmark in
+//! `bench`. Nothing else in the crate depends on this module: it is the top of the layers.
+
+mod bench;
+mod demo;
+mod ops;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::shard::Shard;
+use crate::App;
+
+pub use bench::{BenchArgs, Case};
+pub use ops::{render_status_table, rewind_target};
+
+/// Collects Proofpoint TAP SIEM events for many tenants and ships them exactly once to file,
+/// syslog, Kafka and HTTP SIEMs.
+#[derive(Parser, Debug)]
+#[command(name = "tapfwd", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon in the foreground until SIGTERM or SIGINT; SIGHUP reloads the config.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Poll only shard I of N (0 <= I < N): the tenants whose id hashes to I. Overrides
+        /// `shard` in the config.
+        #[arg(long, env = "TAPFWD_SHARD")]
+        shard: Option<Shard>,
+    },
+    /// Validate the config; exit 0 if it is good, non-zero naming the bad key if not.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Also try each tenant's credentials with one request (it counts against the quota).
+        #[arg(long)]
+        connect: bool,
+        /// Also list the tenants that shard I of N polls.
+        #[arg(long)]
+        shard: Option<Shard>,
+    },
+    /// Move a tenant's checkpoints back so that its events are fetched again. The daemon must be
+    /// stopped (it holds the state store).
+    Rewind {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Where to go back to: an RFC 3339 instant (`2026-11-23T08:00:00Z`) or a duration ago
+        /// (`6h`). Floored to the minute; no older than the API's 7 days minus an hour.
+        #[arg(long)]
+        to: String,
+        /// Only the stream into this sink (default: every sink of the tenant).
+        #[arg(long)]
+        sink: Option<String>,
+        /// Also forget the streams' dedupe keys, so events already delivered are delivered again.
+        /// Without it, events still remembered (the last `poll.dedupe_horizon` before the
+        /// checkpoint) are not sent twice.
+        #[arg(long)]
+        no_dedupe: bool,
+    },
+    /// Show each tenant's checkpoints, lag, last error and requests used in the last 24 h.
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the built-in TAP SIEM API simulator.
+    Simulate {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8480")]
+        listen: SocketAddr,
+        /// Simulator config (TOML: `seed` and `[[tenants]]`); without it, `--tenants` generated
+        /// tenants `tenant-0001`… with secrets `secret-0001`….
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value_t = 3)]
+        tenants: usize,
+        #[arg(long, default_value_t = 600)]
+        events_per_hour: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Run the daemon against the built-in simulator, no Proofpoint account needed: events land
+    /// in DIR/events.ndjson.
+    Demo {
+        #[arg(long, default_value = "var/demo")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        tenants: usize,
+        #[arg(long, default_value_t = 600)]
+        events_per_hour: u32,
+        /// Hours of history to collect on the first start.
+        #[arg(long, default_value_t = 3)]
+        hours: u64,
+        /// Keep polling after catching up (otherwise exit once every tenant is caught up).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Measure throughput, memory per tenant and large-window memory against the built-in
+    /// simulator on 127.0.0.1 (README, "Performance"). Build with `--release`.
+    Bench(BenchArgs),
+}
+
+/// Runs the command line; returns the process exit code.
+pub async fn main(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Run { config, shard } => run(&config, shard).await,
+        Command::Check {
+            config,
+            connect,
+            shard,
+        } => ops::check(&config, connect, shard).await,
+        Command::Rewind {
+            config,
+            tenant,
+            to,
+            sink,
+            no_dedupe,
+        } => ops::rewind(&config, &tenant, &to, sink.as_deref(), no_dedupe).await,
+        Command::Status { config, json } => ops::status(&config, json).await,
+        Command::Simulate {
+            listen,
+            config,
+            tenants,
+            events_per_hour,
+            seed,
+        } => demo::simulate(listen, config, tenants, events_per_hour, seed).await,
+        Command::Demo {
+            dir,
+            tenants,
+            events_per_hour,
+            hours,
+            follow,
+        } => demo::demo(&dir, tenants, events_per_hour, hours, follow).await,
+        Command::Bench(args) => bench::run(args).await,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("tapfwd: {e:#}");
+            1
+        }
+    }
+}
+
+/// Loads the config at `path`; the error names the file and, below it, the bad key.
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))
+}
+
+/// Cancelled on SIGTERM or SIGINT.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        }
+        t.cancel();
+    });
+    token
+}
+
+async fn run(path: &Path, shard: Option<Shard>) -> anyhow::Result<()> {
+    let mut config = load(path)?;
+    crate::logging::init(config.log.format);
+    if shard.is_some() {
+        config.shard = shard;
+    }
+    // Installed before the daemon reports ready, so an early SIGHUP reloads instead of killing.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("listening for SIGHUP")?;
+    if let Some(s) = config.shard {
+        let all = config.tenants.len();
+        let mine = config.tenants.keys().filter(|id| s.owns(id)).count();
+        tracing::info!(shard = %s, tenants = mine, of = all, "polling one shard of the tenants");
+    }
+    let app = App::build(config, Clock::System).await?;
+    let reloader = app.reloader();
+    let path = path.to_owned();
+    let reloads = tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+            // The outcome is logged and counted by the reloader; a rejected config changes nothing.
+            let _ = reloader.reload_file(&path, shard).await;
+        }
+    });
+    let result = app.run(shutdown_on_signals()).await;
+    reloads.abort();
+    result
+}

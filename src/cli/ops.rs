@@ -1,0 +1,325 @@
+//! The offline operations of the command line, on the config and the state store the daemon
+//! uses: `check` (validate a config; `--connect` tries each tenant's credentials with one request,
+//! which counts against its quota), `status` (per-tenant checkpoints, lag, last error and budget,
+//! read from the store, or from the admin endpoint while the running daemon holds the store) and
+//! `rewind` (move a tenant's checkpoints back; the daemon must be stopped). A rewind only ever
+//! moves a checkpoint back, floored to the minute and an hour inside the API's 7-day horizon
+//! (invariant 3), and unless `--no-dedupe` it keeps the dedupe keys, so events already delivered
+//! are not delivered twice (invariant 2).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+
+use super::load;
+use crate::clock;
+use crate::config::Config;
+use crate::shard::Shard;
+use crate::status::{SinkStatus, TenantState, TenantStatus};
+use crate::store::Store;
+use crate::tap::client::{Credentials, TapClient};
+use crate::tap::window::{self, Window};
+
+pub(super) async fn check(path: &Path, connect: bool, shard: Option<Shard>) -> anyhow::Result<()> {
+    let config = load(path)?;
+    if let Some(s) = shard {
+        let mine: Vec<&str> = config
+            .tenants
+            .keys()
+            .filter(|id| s.owns(id))
+            .map(String::as_str)
+            .collect();
+        println!(
+            "shard {s} polls {} of {} tenant(s): {}",
+            mine.len(),
+            config.tenants.len(),
+            mine.join(" ")
+        );
+    }
+    let secrets = config
+        .resolve_secrets(&crate::secret::process_env)
+        .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
+    println!(
+        "config ok: {} tenant(s), {} sink(s)",
+        config.tenants.len(),
+        config.sinks.len()
+    );
+    if !connect {
+        return Ok(());
+    }
+    let client = TapClient::new(config.poll.read_timeout)?;
+    let now = chrono::Utc::now().timestamp();
+    let end = clock::floor_minute(now - config.poll.lag.as_secs() as i64);
+    let probe = Window {
+        start: end - 60,
+        end,
+    };
+    let mut failed = 0;
+    for (id, tenant) in &config.tenants {
+        let creds = Credentials {
+            principal: &tenant.principal,
+            secret: &secrets[id],
+            threat_status: &tenant.threat_status,
+        };
+        match client.probe(&tenant.base_url, &creds, probe).await {
+            Ok(()) => println!("tenant {id}: credentials accepted"),
+            Err(e) => {
+                failed += 1;
+                println!("tenant {id}: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} tenant(s) failed the connection check");
+    }
+    Ok(())
+}
+
+/// Builds per-tenant status from the store (when the daemon is not running).
+fn status_from_store(config: &Config, store: &Store) -> anyhow::Result<Vec<TenantStatus>> {
+    let now = chrono::Utc::now().timestamp();
+    let lag = config.poll.lag.as_secs() as i64;
+    let streams = store.streams()?;
+    let mut out = Vec::new();
+    for (id, tenant) in &config.tenants {
+        let record = store.tenant_record(id)?.unwrap_or_default();
+        let used = store
+            .budget(id)?
+            .map(|mut b| b.used(now))
+            .unwrap_or_default();
+        let sinks: Vec<SinkStatus> = streams
+            .iter()
+            .filter(|(t, s, _)| t == id && tenant.sinks.contains(s))
+            .map(|(_, s, st)| SinkStatus::from_stream(s, st, now, lag))
+            .collect();
+        out.push(TenantStatus {
+            tenant: id.clone(),
+            state: if record.failed {
+                TenantState::Failed
+            } else if sinks.is_empty() {
+                TenantState::NotStarted
+            } else {
+                TenantState::Stopped
+            },
+            last_error: record.last_error.clone(),
+            last_error_at: record.last_error_at.map(clock::rfc3339),
+            requests_24h: used,
+            requests_limit: tenant.requests_per_day,
+            sinks,
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
+
+pub(super) async fn status(path: &Path, json: bool) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let tenants = match Store::open(&config.state_dir) {
+        Ok(store) => status_from_store(&config, &store)?,
+        Err(crate::store::StoreError::Locked { .. }) => {
+            let Some(addr) = config.admin_listen else {
+                bail!("the state store is locked by the running daemon and admin_listen is not configured, so its status cannot be read");
+            };
+            fetch_live_status(addr).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tenants)?);
+        return Ok(());
+    }
+    print!("{}", render_status_table(&tenants));
+    Ok(())
+}
+
+async fn fetch_live_status(addr: SocketAddr) -> anyhow::Result<Vec<TenantStatus>> {
+    let url = format!("http://{addr}/status");
+    let response = reqwest::get(&url)
+        .await
+        .with_context(|| format!("asking the running daemon at {url}"))?;
+    if !response.status().is_success() {
+        bail!("the running daemon at {url} answered {}", response.status());
+    }
+    let body: crate::admin::StatusBody = serde_json::from_slice(&response.bytes().await?)
+        .with_context(|| format!("reading the answer of {url}"))?;
+    Ok(body.tenants)
+}
+
+/// A human-readable table of tenants and their sinks.
+pub fn render_status_table(tenants: &[TenantStatus]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<20} {:<12} {:<16} {:<21} {:>10} {:>9}  LAST ERROR",
+        "TENANT", "STATE", "SINK", "CHECKPOINT", "BEHIND", "REQ/24H"
+    );
+    for t in tenants {
+        let err = t.last_error.clone().unwrap_or_default();
+        if t.sinks.is_empty() {
+            let _ = writeln!(
+                out,
+                "{:<20} {:<12} {:<16} {:<21} {:>10} {:>4}/{:<4}  {}",
+                t.tenant, t.state, "-", "-", "-", t.requests_24h, t.requests_limit, err
+            );
+        }
+        for s in &t.sinks {
+            let behind = humantime::format_duration(Duration::from_secs(
+                (s.behind_seconds.max(0) as u64 / 60) * 60,
+            ))
+            .to_string();
+            let sink_err = s.last_error.clone().unwrap_or_else(|| err.clone());
+            let _ = writeln!(
+                out,
+                "{:<20} {:<12} {:<16} {:<21} {:>10} {:>4}/{:<4}  {}",
+                t.tenant,
+                t.state,
+                s.sink,
+                s.checkpoint,
+                behind,
+                t.requests_24h,
+                t.requests_limit,
+                sink_err
+            );
+        }
+    }
+    out
+}
+
+/// Where `tapfwd rewind` puts a checkpoint asked to go back to `target` at `now`: floored to the
+/// minute, and no older than the API horizon with an hour to spare (the daemon starts after the
+/// rewind, and a start older than the horizon would be clamped again and reported as a gap).
+/// `Err` for an instant in the future. The `bool` says whether the horizon moved it.
+pub fn rewind_target(target: i64, now: i64) -> Result<(i64, bool), String> {
+    if target > now {
+        return Err(format!("{} is in the future", clock::rfc3339(target)));
+    }
+    let earliest = window::earliest_start(now, 3600);
+    let floored = clock::floor_minute(target);
+    if floored < earliest {
+        Ok((earliest, true))
+    } else {
+        Ok((floored, false))
+    }
+}
+
+/// An RFC 3339 instant, or a duration before `now` (`90m`, `6h`, `2d`).
+fn parse_instant(text: &str, now: i64) -> anyhow::Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp());
+    }
+    match humantime::parse_duration(text) {
+        Ok(d) => Ok(now - d.as_secs() as i64),
+        Err(_) => bail!(
+            "--to `{text}` is neither an RFC 3339 instant (2026-11-23T08:00:00Z) nor a duration ago (6h)"
+        ),
+    }
+}
+
+pub(super) async fn rewind(
+    path: &Path,
+    tenant: &str,
+    to: &str,
+    sink: Option<&str>,
+    no_dedupe: bool,
+) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let Some(t) = config.tenants.get(tenant) else {
+        bail!("tenant `{tenant}` is not configured in {}", path.display());
+    };
+    let sinks: Vec<String> = match sink {
+        Some(s) if t.sinks.iter().any(|x| x == s) => vec![s.to_string()],
+        Some(s) => bail!(
+            "tenant `{tenant}` does not send to sink `{s}` (its sinks: {})",
+            t.sinks.join(", ")
+        ),
+        None => t.sinks.clone(),
+    };
+    let now = chrono::Utc::now().timestamp();
+    let asked = parse_instant(to, now)?;
+    let (checkpoint, clamped) =
+        rewind_target(asked, now).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+    if clamped {
+        println!(
+            "{} is past the API's 7-day horizon; rewinding to {} instead",
+            clock::rfc3339(asked),
+            clock::rfc3339(checkpoint)
+        );
+    }
+    let store = match Store::open(&config.state_dir) {
+        Ok(store) => store,
+        Err(crate::store::StoreError::Locked { path }) => bail!(
+            "the daemon is running (it holds the state store {}): stop it first (systemctl stop tapfwd), rewind, then start it again",
+            path.display()
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    for s in &sinks {
+        let mut state = store.stream(tenant, s)?.unwrap_or_default();
+        let before = state.checkpoint;
+        if before != 0 && before <= checkpoint {
+            println!(
+                "{tenant} -> {s}: checkpoint {} is already at or before {}; unchanged",
+                clock::rfc3339(before),
+                clock::rfc3339(checkpoint)
+            );
+            continue;
+        }
+        state.checkpoint = checkpoint;
+        store.put_stream(tenant, s, &state)?;
+        if no_dedupe {
+            store.forget_keys(tenant, s)?;
+        }
+        println!(
+            "{tenant} -> {s}: checkpoint moved from {} to {}{}",
+            if before == 0 {
+                "(none)".to_string()
+            } else {
+                clock::rfc3339(before)
+            },
+            clock::rfc3339(checkpoint),
+            if no_dedupe {
+                "; dedupe keys forgotten, events will be delivered again"
+            } else {
+                ""
+            }
+        );
+    }
+    store.flush().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod rewind_tests {
+    use super::*;
+
+    #[test]
+    fn rewind_target_floors_to_minute_and_stays_inside_horizon() {
+        let now = 1_800_000_000;
+        assert_eq!(
+            rewind_target(now - 3601, now),
+            Ok((clock::floor_minute(now - 3601), false))
+        );
+        let (t, clamped) = rewind_target(now - 8 * 86_400, now).unwrap();
+        assert!(clamped);
+        assert_eq!(t, window::earliest_start(now, 3600));
+        assert!(t >= now - 7 * 86_400 + 3600);
+        assert!(rewind_target(now + 60, now).unwrap_err().contains("future"));
+    }
+
+    #[test]
+    fn instants_parse_as_rfc3339_or_duration_ago() {
+        let now = 1_800_000_000;
+        assert_eq!(parse_instant("6h", now).unwrap(), now - 6 * 3600);
+        assert_eq!(
+            parse_instant("2027-01-15T08:00:00Z", now).unwrap(),
+            chrono::DateTime::parse_from_rfc3339("2027-01-15T08:00:00Z")
+                .unwrap()
+                .timestamp()
+        );
+        let e = parse_instant("yesterday", now).unwrap_err().to_string();
+        assert!(e.contains("RFC 3339"), "{e}");
+    }
+}

@@ -1,0 +1,200 @@
+//! The real `tapfwd` binary under test and what it talks to as a service: [`tapfwd()`] for one-shot
+//! commands, [`Daemon`] for `tapfwd run` with its JSON log read as it is written, the sd_notify
+//! socket systemd would hold, and readers of the admin endpoint. Every wait here ends on what the
+//! daemon says (a log line, a datagram), or fails the test after [`PATIENCE`]; none sleeps.
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use super::PATIENCE;
+
+/// The binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_tapfwd");
+
+/// A command running the binary under test.
+pub fn tapfwd() -> Command {
+    Command::new(BIN)
+}
+
+/// A port that was free a moment ago (for configs that must name the admin address up front).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// `tapfwd run`.
+
+/// `tapfwd run` as a child process, its stderr (JSON log lines) collected as it arrives; killed
+/// when dropped.
+pub struct Daemon {
+    child: std::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Starts `tapfwd run --config CONFIG ARGS…` with `RUST_LOG=info` (unless `env` says
+    /// otherwise) and without any systemd or shard variables of the environment running the tests.
+    pub fn start(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = tapfwd();
+        cmd.arg("run")
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .env_remove("TAPFWD_SHARD")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn tapfwd");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let reader = std::thread::spawn({
+            let log = log.clone();
+            move || {
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    log.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        Daemon {
+            child,
+            lines,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// The whole log so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits for a JSON log line for which `pred` holds, looking at the whole log so far first.
+    pub async fn wait_log(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        while self.lines.try_recv().is_ok() {}
+        let earlier = self.log.lock().unwrap().clone();
+        for line in earlier {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if pred(&v) {
+                    return v;
+                }
+            }
+        }
+        let found = tokio::time::timeout(PATIENCE, async {
+            while let Some(line) = self.lines.recv().await {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if pred(&v) {
+                        return Some(v);
+                    }
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(v)) => v,
+            Ok(None) => panic!("daemon exited before {what}; log:\n{}", self.log_text()),
+            Err(_) => panic!("timed out waiting for {what}; log:\n{}", self.log_text()),
+        }
+    }
+
+    /// Sends signal `sig` (`TERM`, `HUP`…) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// SIGTERM, then the exit status and the whole log.
+    pub async fn stop(mut self) -> (std::process::ExitStatus, String) {
+        self.signal("TERM");
+        let mut child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap();
+        if let Some(r) = self.reader.take() {
+            let _ = tokio::task::spawn_blocking(move || r.join()).await;
+        }
+        (status, self.log_text())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `message` of a JSON log line.
+pub fn message(v: &serde_json::Value) -> &str {
+    v["message"].as_str().unwrap_or("")
+}
+
+/// A unix datagram socket in `dir` for `NOTIFY_SOCKET`.
+pub fn notify_socket(dir: &Path) -> (PathBuf, tokio::net::UnixDatagram) {
+    let path = dir.join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&path).unwrap();
+    (path, socket)
+}
+
+/// The next datagram on `socket`, or fails the test after [`PATIENCE`].
+pub async fn recv_notify(socket: &tokio::net::UnixDatagram, what: &str) -> String {
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(PATIENCE, socket.recv(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("no sd_notify datagram while waiting for {what}"))
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Receives datagrams until one contains `needle`; returns everything received.
+pub async fn recv_notify_until(socket: &tokio::net::UnixDatagram, needle: &str) -> Vec<String> {
+    let mut got = Vec::new();
+    loop {
+        let d = recv_notify(socket, needle).await;
+        let done = d.lines().any(|l| l == needle);
+        got.push(d);
+        if done {
+            return got;
+        }
+    }
+}
+
+/// GET `url`: the status code and the body.
+pub async fn http_get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
+}
+
+/// The value of one series in Prometheus text, if present.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
