@@ -1,4 +1,4 @@
-//! The application: builds the store, sinks and pollers from a [`Config`], runs them until told
+//! The application: builds the store, sinks and sources from a [`Config`], runs them until told
 //! to stop, and applies new configs while it runs ([`Reloader`]). Used by `tapfwd run`,
 //! `tapfwd demo`, the black-box tests and the benchmarks alike.
 

@@ -1,11 +1,18 @@
 //! tapfwd collects Proofpoint TAP SIEM events for many client organisations (tenants) at once and
 //! ships them, complete and without duplicates, to files, syslog, Kafka and HTTP SIEMs.
 //!
-//! A [`scheduler`] runs one [`poller`] per tenant. Each poller asks the TAP SIEM API
-//! ([`tap::client`]) for the next window after its checkpoint, splits the response into raw events
-//! as it streams in ([`tap::split`]), drops the events each sink already has, hands the rest to
-//! that sink ([`sinks`]), and moves the sink's checkpoint only when the sink has them. The
-//! [`store`] (sled) keeps checkpoints, dedupe keys and request budgets.
+//! A [`scheduler`] steps each tenant's [`sources`]. A source reads one Proofpoint API and produces
+//! raw events ([`event`]) with the position they take each sink to: the TAP SIEM source
+//! ([`sources::tap_siem`]) asks the API ([`tap::client`]) for the next window after the tenant's
+//! checkpoints and splits the response into raw events as it streams in ([`tap::split`]). The
+//! delivery [`engine`], shared by every source, drops the events each sink already has, hands the
+//! rest to that sink ([`sinks`]), and moves the sink's position only when the sink has them. The
+//! [`store`] (sled) keeps positions, dedupe keys and request budgets.
+//!
+//! Where each invariant is kept: 1 and 2 in [`engine`] and [`store`] (and each sink's meaning of
+//! "delivered", in its module header); 3 in [`tap::window`] and [`sources::tap_siem`]; 4 in
+//! [`budget`]; 5 in [`tap::split`], [`event`] and the sinks' envelopes; 6 in [`scheduler`] (one
+//! permit per step) and the sources' own backoff; 7 in [`secret`] and the config types.
 //!
 //! # Invariants
 //! 1. **Nothing lost.** A checkpoint passes the end of a window only after every event of that

@@ -84,67 +84,70 @@ pub trait Sink: Send + Sync {
     ) -> Result<(), SinkError>;
 }
 
-/// `[sinks.NAME]`: one destination. `type` selects the kind.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SinkConfig {
+/// Declares every sink kind once: its `type` name, its config, and how it is built. From that
+/// list come the `[sinks.NAME]` config enum, its validation, its name and [`build`], so adding a
+/// sink is its module and one line in the list below.
+macro_rules! sink_kinds {
+    ($(
+        $(#[$doc:meta])*
+        $kind:literal => $variant:ident($config:ty),
+            |$name:ident, $c:ident, $env:ident| $build:expr;
+    )*) => {
+        /// `[sinks.NAME]`: one destination. `type` selects the kind.
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(tag = "type")]
+        pub enum SinkConfig {
+            $( $(#[$doc])* #[serde(rename = $kind)] $variant($config), )*
+        }
+
+        impl SinkConfig {
+            /// Checks the sink's settings without I/O.
+            pub fn validate(&self) -> Result<(), String> {
+                match self {
+                    $( SinkConfig::$variant(c) => c.validate(), )*
+                }
+            }
+
+            /// The kind, as written in `type`.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $( SinkConfig::$variant(_) => $kind, )*
+                }
+            }
+        }
+
+        /// Builds the sink `name` from its config. Sinks read their secrets through `env` (or a
+        /// file) and their CA file here.
+        pub fn build(name: &str, config: &SinkConfig, env: Env<'_>) -> Result<Arc<dyn Sink>, SinkError> {
+            #[allow(unused_variables)]
+            Ok(match config {
+                $( SinkConfig::$variant(c) => {
+                    let ($name, $c, $env) = (name, c, env);
+                    Arc::new($build)
+                } )*
+            })
+        }
+    };
+}
+
+sink_kinds! {
     /// Newline-delimited JSON in a local file.
-    File(file::FileConfig),
+    "file" => File(file::FileConfig), |name, c, env| file::FileSink::new(name, c);
     /// Syslog over UDP, TCP, TLS or the local Unix socket.
-    Syslog(syslog::SyslogConfig),
+    "syslog" => Syslog(syslog::SyslogConfig), |name, c, env| syslog::SyslogSink::new(name, c)?;
     /// A Kafka topic (librdkafka idempotent producer).
-    Kafka(kafka::KafkaConfig),
+    "kafka" => Kafka(kafka::KafkaConfig), |name, c, env| kafka::KafkaSink::new(name, c, env)?;
     /// Batches POSTed to any HTTP endpoint as NDJSON or a JSON array.
-    Http(http::HttpConfig),
+    "http" => Http(http::HttpConfig), |name, c, env| http::HttpSink::new(name, c, env)?;
     /// Splunk HTTP Event Collector.
-    SplunkHec(splunk_hec::SplunkHecConfig),
+    "splunk_hec" => SplunkHec(splunk_hec::SplunkHecConfig),
+        |name, c, env| splunk_hec::SplunkHecSink::new(name, c, env)?;
     /// CrowdStrike Falcon LogScale (Humio), structured or HEC ingest API.
-    #[serde(rename = "logscale")]
-    LogScale(logscale::LogScaleConfig),
+    "logscale" => LogScale(logscale::LogScaleConfig),
+        |name, c, env| logscale::LogScaleSink::new(name, c, env)?;
     /// Microsoft Sentinel through the Azure Monitor Logs Ingestion API.
-    Sentinel(sentinel::SentinelConfig),
-}
-
-impl SinkConfig {
-    /// Checks the sink's settings without I/O.
-    pub fn validate(&self) -> Result<(), String> {
-        match self {
-            SinkConfig::File(c) => c.validate(),
-            SinkConfig::Syslog(c) => c.validate(),
-            SinkConfig::Kafka(c) => c.validate(),
-            SinkConfig::Http(c) => c.validate(),
-            SinkConfig::SplunkHec(c) => c.validate(),
-            SinkConfig::LogScale(c) => c.validate(),
-            SinkConfig::Sentinel(c) => c.validate(),
-        }
-    }
-
-    /// The kind, as written in `type`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SinkConfig::File(_) => "file",
-            SinkConfig::Syslog(_) => "syslog",
-            SinkConfig::Kafka(_) => "kafka",
-            SinkConfig::Http(_) => "http",
-            SinkConfig::SplunkHec(_) => "splunk_hec",
-            SinkConfig::LogScale(_) => "logscale",
-            SinkConfig::Sentinel(_) => "sentinel",
-        }
-    }
-}
-
-/// Builds the sink `name` from its config. Sinks read their secrets through `env` (or a file) and
-/// their CA file here.
-pub fn build(name: &str, config: &SinkConfig, env: Env<'_>) -> Result<Arc<dyn Sink>, SinkError> {
-    Ok(match config {
-        SinkConfig::File(c) => Arc::new(file::FileSink::new(name, c)),
-        SinkConfig::Syslog(c) => Arc::new(syslog::SyslogSink::new(name, c)?),
-        SinkConfig::Kafka(c) => Arc::new(kafka::KafkaSink::new(name, c, env)?),
-        SinkConfig::Http(c) => Arc::new(http::HttpSink::new(name, c, env)?),
-        SinkConfig::SplunkHec(c) => Arc::new(splunk_hec::SplunkHecSink::new(name, c, env)?),
-        SinkConfig::LogScale(c) => Arc::new(logscale::LogScaleSink::new(name, c, env)?),
-        SinkConfig::Sentinel(c) => Arc::new(sentinel::SentinelSink::new(name, c, env)?),
-    })
+    "sentinel" => Sentinel(sentinel::SentinelConfig),
+        |name, c, env| sentinel::SentinelSink::new(name, c, env)?;
 }
 
 /// Writes the envelope every line-oriented sink uses:
