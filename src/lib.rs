@@ -34,6 +34,7 @@ pub mod clock;
 pub mod config;
 pub mod event;
 pub mod metrics;
+pub mod net;
 pub mod notify;
 pub mod poller;
 pub mod scheduler;
