@@ -5,11 +5,12 @@
 //! The sinks ([`super::http`], [`super::splunk_hec`], [`super::logscale`], [`super::sentinel`])
 //! only encode events and read their destination's replies; how a request is sent, retried and
 //! judged lives here once. Their common settings are read through one view ([`HttpOptions`]),
-//! and their deliveries end in one pipeline ([`post_all`]). Retries inside one `deliver` call are
-//! bounded by [`RetryConfig::max_time`]; after that the sink returns [`SinkError`]`::Unavailable`
-//! and the poller holds the checkpoint and tries again later with its own backoff (invariant 1).
-//! Every error text goes through [`scrub`] with the sink's secrets, so a destination that echoes
-//! a token back cannot leak it into a log line (invariant 7).
+//! and their deliveries end in one pipeline ([`post_all`]). Retries inside one `deliver` call
+//! are bounded by [`RetryConfig::max_time`]; after that the sink returns
+//! [`SinkError::Unavailable`](super::SinkError::Unavailable) and the poller holds the checkpoint
+//! and tries again later with its own backoff (invariant 1). Every error text goes through
+//! [`scrub`] with the sink's secrets, so a destination that echoes a token back cannot leak it
+//! into a log line (invariant 7).
 //!
 //! - [`options`]: the shared settings view and its validation.
 //! - [`client`]: the client, URLs, header-safe secrets.
@@ -17,9 +18,6 @@
 //! - [`pipeline`]: gzip → post with retries, body after body.
 //! - [`reply`]: sending, status classification, `Retry-After`, error texts, scrubbing.
 //! - [`retry`]: `[sinks.NAME.retry]` and the bounded retry loop.
-
-#[cfg(doc)]
-use super::SinkError;
 
 pub mod client;
 pub mod options;

@@ -156,6 +156,7 @@ mod tests {
         );
         let none = HttpOptions {
             api_max_bytes: Some(1_000_000),
+            max_batch_bytes: 1_000_000,
             max_batch_events: 0,
             ..options(&retry)
         };
