@@ -17,6 +17,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::net::{self, UrlRules};
 use crate::secret::{self, Env, SecretError, SecretSource};
 use crate::shard::Shard;
 use crate::sinks::SinkConfig;
@@ -26,6 +27,11 @@ use crate::tap::{window, ThreatStatus};
 const MIN_WINDOW: Duration = Duration::from_secs(window::MIN_WINDOW_SECS as u64);
 const MAX_WINDOW: Duration = Duration::from_secs(window::MAX_WINDOW_SECS as u64);
 const API_HORIZON: Duration = Duration::from_secs(window::HORIZON_SECS as u64);
+/// A TAP base URL: the client appends the API path; credentials go in `principal` and `secret`.
+const TAP_BASE_URL: UrlRules<'static> = UrlRules {
+    credentials_hint: "use principal and secret",
+    complete: false,
+};
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize)]
@@ -511,7 +517,7 @@ impl Config {
                     format!("exactly one of secret, secret_env, secret_file, secret_credential must be set, found {sources}"),
                 );
             }
-            if let Some(problem) = url_problem(&t.base_url) {
+            if let Some(problem) = net::url_problem(&t.base_url, TAP_BASE_URL) {
                 err(key("base_url"), problem);
             }
             if t.sinks.is_empty() {
@@ -617,24 +623,6 @@ impl From<SecretError> for ConfigError {
             message: e.message,
         }
     }
-}
-
-/// Why `url` cannot be a TAP base URL, if it cannot.
-fn url_problem(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    let Some(rest) = rest else {
-        return Some(format!("`{url}` is not an http(s) URL"));
-    };
-    let authority = rest.split('/').next().unwrap_or("");
-    if authority.is_empty() {
-        return Some(format!("`{url}` has no host"));
-    }
-    if authority.contains('@') {
-        return Some("must not carry credentials; use principal and secret".into());
-    }
-    None
 }
 
 #[cfg(test)]

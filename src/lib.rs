@@ -42,6 +42,7 @@ pub mod engine;
 pub mod event;
 pub mod logging;
 pub mod metrics;
+pub mod net;
 pub mod notify;
 pub mod scheduler;
 pub mod secret;

@@ -800,7 +800,7 @@ async fn http_ndjson_envelopes_carry_raw_bytes_with_bearer_auth_and_headers() {
     assert_eq!(requests[0].headers["content-type"], "application/x-ndjson");
     let mut expected = Vec::new();
     for (meta, raw) in b.iter() {
-        tapfwd::sinks::write_envelope(&mut expected, "acme", meta.kind, raw);
+        tapfwd::sinks::encode::write_envelope(&mut expected, "acme", meta.kind, raw);
         expected.push(b'\n');
     }
     assert_eq!(requests[0].body, expected);

@@ -19,7 +19,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::{write_envelope, Commit, Sink, SinkError};
+use super::encode::write_envelope;
+use super::{Commit, Sink, SinkError};
 use crate::event::Batch;
 use crate::store::Store;
 

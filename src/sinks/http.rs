@@ -23,8 +23,9 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONT
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::http_common::{self as common, Oversize, Packer, RetryConfig};
-use super::{write_envelope, Commit, Sink, SinkError};
+use super::encode::write_envelope;
+use super::http_common::{self as common, HttpOptions, Oversize, RetryConfig, Step};
+use super::{Commit, Sink, SinkError};
 use crate::event::Batch;
 use crate::secret::{Env, SecretSource};
 
@@ -50,10 +51,10 @@ pub struct HttpConfig {
     #[serde(default)]
     pub gzip: bool,
     /// Largest request body in bytes, measured before compression. Default `1048576` (1 MiB).
-    #[serde(default = "default_max_batch_bytes")]
+    #[serde(default = "common::default_max_batch_bytes")]
     pub max_batch_bytes: usize,
     /// Most events in one request. Default `1000`.
-    #[serde(default = "default_max_batch_events")]
+    #[serde(default = "common::default_max_batch_events")]
     pub max_batch_events: usize,
     /// Longest time one request may take, reply included. Default `30s`.
     #[serde(with = "humantime_serde", default = "common::default_timeout")]
@@ -65,13 +66,6 @@ pub struct HttpConfig {
     /// Retries within one delivery; see [`RetryConfig`].
     #[serde(default)]
     pub retry: RetryConfig,
-}
-
-fn default_max_batch_bytes() -> usize {
-    1 << 20
-}
-fn default_max_batch_events() -> usize {
-    1000
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -142,10 +136,21 @@ impl HttpAuth {
 }
 
 impl HttpConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if let Some(p) = common::url_problem(&self.url) {
-            return Err(format!("url: {p}"));
+    /// The settings every HTTP sink shares.
+    pub fn http_options(&self) -> HttpOptions<'_> {
+        HttpOptions {
+            gzip: self.gzip,
+            max_batch_bytes: self.max_batch_bytes,
+            max_batch_events: self.max_batch_events,
+            api_max_bytes: None,
+            timeout: self.timeout,
+            tls_ca_file: self.tls_ca_file.as_deref(),
+            retry: &self.retry,
         }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        common::check_url("url", &self.url)?;
         if let Some(auth) = &self.auth {
             auth.secret().validate().map_err(|e| format!("auth: {e}"))?;
             if let HttpAuth::Basic(b) = auth {
@@ -155,15 +160,7 @@ impl HttpConfig {
             }
         }
         headers(&self.headers)?;
-        if self.max_batch_events == 0 || self.max_batch_bytes < 1024 {
-            return Err(
-                "max_batch_events must be at least 1 and max_batch_bytes at least 1024".into(),
-            );
-        }
-        if let Some(p) = common::ca_file_problem(&self.tls_ca_file) {
-            return Err(p);
-        }
-        self.retry.validate()
+        self.http_options().validate()
     }
 }
 
@@ -257,11 +254,9 @@ impl HttpSink {
                 common::display_url(&config.url)
             ),
             url: config.url.clone(),
-            client: common::client(
-                &format!("http sink `{name}`"),
-                config.timeout,
-                config.tls_ca_file.as_deref(),
-            )?,
+            client: config
+                .http_options()
+                .client(&format!("http sink `{name}`"))?,
             headers,
             auth,
             config: config.clone(),
@@ -276,12 +271,12 @@ impl HttpSink {
         }
     }
 
-    async fn post_once(&self, body: &Bytes) -> common::Step<()> {
+    async fn post_once(&self, body: Bytes) -> Step<()> {
         let mut request = self
             .client
             .post(&self.url)
             .headers(self.headers.clone())
-            .body(body.clone());
+            .body(body);
         request = match &self.auth {
             Auth::None => request,
             Auth::Basic { user, password } => {
@@ -289,18 +284,9 @@ impl HttpSink {
             }
             Auth::Bearer(t) => request.bearer_auth(t.expose_secret()),
         };
-        let secrets = self.secrets();
-        match common::send(request).await {
-            Err(e) => common::Step::Retry {
-                reason: common::scrub(format!("{}: {e}", self.what), &secrets),
-                after: None,
-            },
-            Ok(reply) => match common::judge(&self.what, reply, &secrets) {
-                common::Step::Done(_) => common::Step::Done(()),
-                common::Step::Retry { reason, after } => common::Step::Retry { reason, after },
-                common::Step::Fail(e) => common::Step::Fail(e),
-            },
-        }
+        common::attempt(&self.what, request, &self.secrets())
+            .await
+            .map(drop)
     }
 }
 
@@ -316,20 +302,11 @@ impl Sink for HttpSink {
         batch: &Batch,
         commit: Commit<'_>,
     ) -> Result<(), SinkError> {
+        let options = self.config.http_options();
         let events: Vec<_> = batch.iter().collect();
         let (packer, newline) = match self.config.format {
-            HttpFormat::Ndjson => (
-                Packer::lines(self.config.max_batch_bytes, self.config.max_batch_events),
-                true,
-            ),
-            HttpFormat::JsonArray => (
-                Packer::array(
-                    self.config.max_batch_bytes,
-                    self.config.max_batch_events,
-                    Oversize::Alone,
-                ),
-                false,
-            ),
+            HttpFormat::Ndjson => (options.lines(), true),
+            HttpFormat::JsonArray => (options.array(Oversize::Alone), false),
         };
         let bodies = packer
             .pack(events.len(), |i, out| {
@@ -340,14 +317,11 @@ impl Sink for HttpSink {
                 }
             })
             .map_err(|_| SinkError::Rejected(format!("{}: cannot split the batch", self.what)))?;
-        for body in bodies {
-            let bytes = Bytes::from(if self.config.gzip {
-                common::gzip(&body.bytes)
-            } else {
-                body.bytes
-            });
-            common::with_retries(&self.name, &self.config.retry, || self.post_once(&bytes)).await?;
-        }
+        let bodies = bodies.into_iter().map(|b| ((), b.bytes));
+        common::post_all(&self.name, &options, bodies, |(), body| {
+            self.post_once(body)
+        })
+        .await?;
         commit(None)?;
         Ok(())
     }

@@ -33,7 +33,8 @@ use rdkafka::ClientConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{write_envelope, Commit, Sink, SinkError};
+use super::encode::write_envelope;
+use super::{Commit, Sink, SinkError};
 use crate::event::{Batch, EventKey, EventKind};
 use crate::secret::{Env, SecretSource};
 

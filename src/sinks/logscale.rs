@@ -3,7 +3,7 @@
 //! Two ingest APIs, chosen by `api`:
 //! - `structured` (default): `POST {url}/api/v1/ingest/humio-structured`, body
 //!   `[{"tags":{"tenant":..,"eventType":..},"events":[{"timestamp":"RFC 3339","attributes":RAW}]}]`.
-//!   Tenant and event type are tags (a bounded set: four per tenant), the raw event is the
+//!   Tenant and event type are tags (a bounded set: one per event type per tenant), the raw event is the
 //!   attributes object byte for byte, no parser runs unless one is attached to the token. A
 //!   request holds the events of one event type.
 //! - `hec`: `POST {url}/api/v1/ingest/hec`, the Splunk HEC batch format
@@ -28,8 +28,8 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::http_common::{self as common, Oversize, Packer, RetryConfig, Step};
-use super::splunk_hec::HecFields;
+use super::encode::{json_str, now_ms, HecFields};
+use super::http_common::{self as common, HttpOptions, RetryConfig, Step};
 use super::{Commit, Sink, SinkError};
 use crate::clock;
 use crate::event::{Batch, EventKind};
@@ -58,10 +58,10 @@ pub struct LogScaleConfig {
     #[serde(default)]
     pub gzip: bool,
     /// Largest request body in bytes, before compression. Default `1048576` (1 MiB).
-    #[serde(default = "default_max_batch_bytes")]
+    #[serde(default = "common::default_max_batch_bytes")]
     pub max_batch_bytes: usize,
     /// Most events in one request. Default `1000`.
-    #[serde(default = "default_max_batch_events")]
+    #[serde(default = "common::default_max_batch_events")]
     pub max_batch_events: usize,
     /// Longest time one request may take. Default `30s`.
     #[serde(with = "humantime_serde", default = "common::default_timeout")]
@@ -73,13 +73,6 @@ pub struct LogScaleConfig {
     /// Retries within one delivery; see [`RetryConfig`].
     #[serde(default)]
     pub retry: RetryConfig,
-}
-
-fn default_max_batch_bytes() -> usize {
-    1 << 20
-}
-fn default_max_batch_events() -> usize {
-    1000
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -100,20 +93,23 @@ impl LogScaleConfig {
         }
     }
 
+    /// The settings every HTTP sink shares.
+    pub fn http_options(&self) -> HttpOptions<'_> {
+        HttpOptions {
+            gzip: self.gzip,
+            max_batch_bytes: self.max_batch_bytes,
+            max_batch_events: self.max_batch_events,
+            api_max_bytes: None,
+            timeout: self.timeout,
+            tls_ca_file: self.tls_ca_file.as_deref(),
+            retry: &self.retry,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
-        if let Some(p) = common::url_problem(&self.url) {
-            return Err(format!("url: {p}"));
-        }
+        common::check_url("url", &self.url)?;
         self.secret().validate()?;
-        if self.max_batch_events == 0 || self.max_batch_bytes < 1024 {
-            return Err(
-                "max_batch_events must be at least 1 and max_batch_bytes at least 1024".into(),
-            );
-        }
-        if let Some(p) = common::ca_file_problem(&self.tls_ca_file) {
-            return Err(p);
-        }
-        self.retry.validate()
+        self.http_options().validate()
     }
 }
 
@@ -160,48 +156,38 @@ impl LogScaleSink {
             name: name.to_string(),
             what: format!("logscale sink `{name}`: POST {url}"),
             url,
-            client: common::client(
-                &format!("logscale sink `{name}`"),
-                config.timeout,
-                config.tls_ca_file.as_deref(),
-            )?,
+            client: config
+                .http_options()
+                .client(&format!("logscale sink `{name}`"))?,
             token,
             hec: HecFields::new(None, None, None, |_| None),
             config: config.clone(),
         })
     }
 
-    async fn post_once(&self, body: &Bytes) -> Step<()> {
+    async fn post_once(&self, body: Bytes) -> Step<()> {
         let mut request = self
             .client
             .post(&self.url)
             .bearer_auth(self.token.expose_secret())
             .header(CONTENT_TYPE, "application/json")
-            .body(body.clone());
+            .body(body);
         if self.config.gzip {
             request = request.header(CONTENT_ENCODING, "gzip");
         }
         let secrets = [self.token.expose_secret()];
-        match common::send(request).await {
-            Err(e) => Step::Retry {
-                reason: format!("{}: {e}", self.what),
-                after: None,
-            },
-            Ok(reply) => match common::judge(&self.what, reply, &secrets) {
-                Step::Done(_) => Step::Done(()),
-                Step::Retry { reason, after } => Step::Retry { reason, after },
-                Step::Fail(e) => Step::Fail(e),
-            },
-        }
+        common::attempt(&self.what, request, &secrets)
+            .await
+            .map(drop)
     }
 
     /// The request bodies for `batch`, before compression.
     fn bodies(&self, tenant: &str, batch: &Batch) -> Vec<Vec<u8>> {
-        let max_bytes = self.config.max_batch_bytes;
-        let max_events = self.config.max_batch_events;
+        let options = self.config.http_options();
         let events: Vec<_> = batch.iter().collect();
         let split = match self.config.api {
-            LogScaleApi::Hec => Packer::lines(max_bytes, max_events)
+            LogScaleApi::Hec => options
+                .lines()
                 .pack(events.len(), |i, out| {
                     self.hec.encode(out, tenant, events[i].0, events[i].1)
                 })
@@ -214,25 +200,18 @@ impl LogScaleSink {
                         continue;
                     }
                     let mut prefix = b"[{\"tags\":{\"tenant\":".to_vec();
-                    common::json_str(&mut prefix, tenant);
+                    json_str(&mut prefix, tenant);
                     prefix.extend_from_slice(b",\"eventType\":\"");
                     prefix.extend_from_slice(kind.as_str().as_bytes());
                     prefix.extend_from_slice(b"\"},\"events\":[");
-                    let packer = Packer {
-                        prefix,
-                        separator: b",",
-                        suffix: b"]}]".to_vec(),
-                        max_bytes,
-                        max_events,
-                        oversize: Oversize::Alone,
-                    };
+                    let packer = options.framed(prefix, b"]}]");
                     bodies.extend(
                         packer
                             .pack(of_kind.len(), |i, out| {
                                 let (meta, raw) = of_kind[i];
                                 out.extend_from_slice(b"{\"timestamp\":\"");
                                 out.extend_from_slice(
-                                    clock::rfc3339_ms(meta.time_ms.unwrap_or_else(common::now_ms))
+                                    clock::rfc3339_ms(meta.time_ms.unwrap_or_else(now_ms))
                                         .as_bytes(),
                                 );
                                 out.extend_from_slice(b"\",\"attributes\":");
@@ -261,14 +240,14 @@ impl Sink for LogScaleSink {
         batch: &Batch,
         commit: Commit<'_>,
     ) -> Result<(), SinkError> {
-        for body in self.bodies(tenant, batch) {
-            let bytes = Bytes::from(if self.config.gzip {
-                common::gzip(&body)
-            } else {
-                body
-            });
-            common::with_retries(&self.name, &self.config.retry, || self.post_once(&bytes)).await?;
-        }
+        let bodies = self.bodies(tenant, batch).into_iter().map(|b| ((), b));
+        common::post_all(
+            &self.name,
+            &self.config.http_options(),
+            bodies,
+            |(), body| self.post_once(body),
+        )
+        .await?;
         commit(None)?;
         Ok(())
     }

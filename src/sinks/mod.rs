@@ -17,7 +17,9 @@ use crate::event::Batch;
 use crate::secret::Env;
 use crate::store::{Store, StoreError};
 
+pub mod encode;
 pub mod file;
+pub mod guid;
 pub mod http;
 pub mod http_common;
 pub mod kafka;
@@ -148,17 +150,4 @@ sink_kinds! {
     /// Microsoft Sentinel through the Azure Monitor Logs Ingestion API.
     "sentinel" => Sentinel(sentinel::SentinelConfig),
         |name, c, env| sentinel::SentinelSink::new(name, c, env)?;
-}
-
-/// Writes the envelope every line-oriented sink uses:
-/// `{"tenant":"acme","eventType":"messagesDelivered","event":RAW}`. Tenant ids are validated to
-/// characters that need no JSON escaping, and the event's bytes go in untouched (invariant 5).
-pub fn write_envelope(out: &mut Vec<u8>, tenant: &str, kind: crate::event::EventKind, raw: &[u8]) {
-    out.extend_from_slice(b"{\"tenant\":\"");
-    out.extend_from_slice(tenant.as_bytes());
-    out.extend_from_slice(b"\",\"eventType\":\"");
-    out.extend_from_slice(kind.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"event\":");
-    out.extend_from_slice(raw);
-    out.push(b'}');
 }

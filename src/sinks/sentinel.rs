@@ -37,8 +37,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::http_common::{self as common, Oversize, Packer, RetryConfig, Step};
-use super::splunk_hec::check_kind_map;
+use super::encode::{check_kind_map, json_str, kind_table, now_ms};
+use super::http_common::{self as common, HttpOptions, Oversize, RetryConfig, Step};
 use super::{Commit, Sink, SinkError};
 use crate::clock;
 use crate::event::{Batch, EventKind};
@@ -135,11 +135,23 @@ impl SentinelConfig {
         }
     }
 
+    /// The settings every HTTP sink shares; bodies are always gzip-compressed and
+    /// `max_batch_bytes` is bounded by [`API_MAX_BYTES`].
+    pub fn http_options(&self) -> HttpOptions<'_> {
+        HttpOptions {
+            gzip: true,
+            max_batch_bytes: self.max_batch_bytes,
+            max_batch_events: self.max_batch_events,
+            api_max_bytes: Some(API_MAX_BYTES),
+            timeout: self.timeout,
+            tls_ca_file: self.tls_ca_file.as_deref(),
+            retry: &self.retry,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         for (key, url) in [("dce", &self.dce), ("authority", &self.authority)] {
-            if let Some(p) = common::url_problem(url) {
-                return Err(format!("{key}: {p}"));
-            }
+            common::check_url(key, url)?;
         }
         for (key, v) in [
             ("dcr_immutable_id", &self.dcr_immutable_id),
@@ -160,18 +172,7 @@ impl SentinelConfig {
             ));
         }
         self.secret().validate()?;
-        if self.max_batch_bytes > API_MAX_BYTES || self.max_batch_bytes < 1024 {
-            return Err(format!(
-                "max_batch_bytes must be between 1024 and {API_MAX_BYTES} (the API's limit)"
-            ));
-        }
-        if self.max_batch_events == 0 {
-            return Err("max_batch_events must be at least 1".into());
-        }
-        if let Some(p) = common::ca_file_problem(&self.tls_ca_file) {
-            return Err(p);
-        }
-        self.retry.validate()
+        self.http_options().validate()
     }
 }
 
@@ -224,20 +225,12 @@ impl SentinelSink {
                 config.authority.trim_end_matches('/'),
                 config.directory_tenant_id
             ),
-            client: common::client(
-                &format!("sentinel sink `{name}`"),
-                config.timeout,
-                config.tls_ca_file.as_deref(),
-            )?,
+            client: config
+                .http_options()
+                .client(&format!("sentinel sink `{name}`"))?,
             client_secret,
             token: Mutex::new(None),
-            streams: EventKind::ALL.map(|k| {
-                config
-                    .streams
-                    .get(k.as_str())
-                    .unwrap_or(&config.stream_name)
-                    .clone()
-            }),
+            streams: kind_table(&config.streams, |_| &config.stream_name),
             config: config.clone(),
         })
     }
@@ -283,14 +276,9 @@ impl SentinelSink {
             ("scope", SCOPE),
             ("grant_type", "client_credentials"),
         ]);
-        let reply = common::send(request).await.map_err(|e| Step::Retry {
-            reason: common::scrub(format!("{what}: {e}"), &[secret]),
-            after: None,
-        })?;
-        let reply = match common::judge(&what, reply, &[secret]) {
+        let reply = match common::attempt(&what, request, &[secret]).await {
             Step::Done(r) => r,
-            Step::Retry { reason, after } => return Err(Step::Retry { reason, after }),
-            Step::Fail(e) => return Err(Step::Fail(e)),
+            step => return Err(step.map(drop)),
         };
         let parsed: TokenReply = serde_json::from_slice(&reply.body).map_err(|e| {
             Step::Fail(SinkError::Rejected(format!(
@@ -314,7 +302,7 @@ impl SentinelSink {
 
     /// One attempt at sending `body` to `stream`: with the cached token, and after a 401 once more
     /// with a new one.
-    async fn post_once(&self, stream: &str, body: &Bytes) -> Step<()> {
+    async fn post_once(&self, stream: &str, body: Bytes) -> Step<()> {
         let url = self.stream_url(stream);
         let what = format!("sentinel sink `{}`: POST {url}", self.name);
         let mut stale = None;
@@ -333,23 +321,14 @@ impl SentinelSink {
             let secrets = [self.client_secret.expose_secret(), token.expose_secret()];
             let reply = match common::send(request).await {
                 Ok(r) => r,
-                Err(e) => {
-                    return Step::Retry {
-                        reason: common::scrub(format!("{what}: {e}"), &secrets),
-                        after: None,
-                    }
-                }
+                Err(e) => return common::transport_retry(&what, e, &secrets),
             };
             if reply.status == StatusCode::UNAUTHORIZED && stale.is_none() {
                 tracing::info!(sink = %self.name, "access token refused; fetching a new one");
                 stale = Some(token);
                 continue;
             }
-            return match common::judge(&what, reply, &secrets) {
-                Step::Done(_) => Step::Done(()),
-                Step::Retry { reason, after } => Step::Retry { reason, after },
-                Step::Fail(e) => Step::Fail(e),
-            };
+            return common::judge(&what, reply, &secrets).map(drop);
         }
     }
 }
@@ -374,6 +353,7 @@ impl Sink for SentinelSink {
                 streams.push(s);
             }
         }
+        let options = self.config.http_options();
         let events: Vec<_> = batch.iter().collect();
         for stream in streams {
             let of_stream: Vec<_> = events
@@ -383,20 +363,16 @@ impl Sink for SentinelSink {
             if of_stream.is_empty() {
                 continue;
             }
-            let packer = Packer::array(
-                self.config.max_batch_bytes,
-                self.config.max_batch_events,
-                Oversize::Fail,
-            );
-            let bodies = packer
+            let bodies = options
+                .array(Oversize::Fail)
                 .pack(of_stream.len(), |i, out| {
                     let (meta, raw) = of_stream[i];
                     out.extend_from_slice(b"{\"TimeGenerated\":\"");
                     out.extend_from_slice(
-                        clock::rfc3339_ms(meta.time_ms.unwrap_or_else(common::now_ms)).as_bytes(),
+                        clock::rfc3339_ms(meta.time_ms.unwrap_or_else(now_ms)).as_bytes(),
                     );
                     out.extend_from_slice(b"\",\"Tenant\":");
-                    common::json_str(out, tenant);
+                    json_str(out, tenant);
                     out.extend_from_slice(b",\"EventType\":\"");
                     out.extend_from_slice(meta.kind.as_str().as_bytes());
                     out.extend_from_slice(b"\",\"Event\":");
@@ -415,13 +391,10 @@ impl Sink for SentinelSink {
                 })?;
             requests.extend(bodies.into_iter().map(|b| (stream, b.bytes)));
         }
-        for (stream, body) in requests {
-            let bytes = Bytes::from(common::gzip(&body));
-            common::with_retries(&self.name, &self.config.retry, || {
-                self.post_once(stream, &bytes)
-            })
-            .await?;
-        }
+        common::post_all(&self.name, &options, requests, |stream, body| {
+            self.post_once(stream, body)
+        })
+        .await?;
         commit(None)?;
         Ok(())
     }

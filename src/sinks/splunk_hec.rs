@@ -34,10 +34,11 @@ use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::http_common::{self as common, Packer, RetryConfig, Step};
-use super::{Commit, Sink, SinkError};
+use super::encode::{check_kind_map, kind_table, HecFields};
+use super::http_common::{self as common, HttpOptions, RetryConfig, Step};
+use super::{guid, Commit, Sink, SinkError};
 use crate::backoff;
-use crate::event::{Batch, EventKind, EventMeta};
+use crate::event::{Batch, EventKind};
 use crate::secret::{Env, SecretSource};
 
 /// `type = "splunk_hec"`.
@@ -90,10 +91,10 @@ pub struct SplunkHecConfig {
     pub gzip: bool,
     /// Largest request body in bytes, before compression (keep it under the collector's
     /// `max_content_length`). Default `1048576` (1 MiB).
-    #[serde(default = "default_max_batch_bytes")]
+    #[serde(default = "common::default_max_batch_bytes")]
     pub max_batch_bytes: usize,
     /// Most events in one request. Default `1000`.
-    #[serde(default = "default_max_batch_events")]
+    #[serde(default = "common::default_max_batch_events")]
     pub max_batch_events: usize,
     /// Longest time one request may take. Default `30s`.
     #[serde(with = "humantime_serde", default = "common::default_timeout")]
@@ -116,37 +117,24 @@ fn default_ack_timeout() -> Duration {
 fn default_ack_poll_interval() -> Duration {
     Duration::from_secs(1)
 }
-fn default_max_batch_bytes() -> usize {
-    1 << 20
-}
-fn default_max_batch_events() -> usize {
-    1000
-}
+
+/// The default sourcetype per kind, in [`EventKind::ALL`] order: `proofpoint:tap:click` for click
+/// events, `proofpoint:tap:message` for every other kind.
+const DEFAULT_SOURCETYPES: [&str; EventKind::ALL.len()] = [
+    "proofpoint:tap:message", // messagesBlocked
+    "proofpoint:tap:message", // messagesDelivered
+    "proofpoint:tap:click",   // clicksBlocked
+    "proofpoint:tap:click",   // clicksPermitted
+    "proofpoint:tap:message", // vap
+    "proofpoint:tap:message", // topClickers
+    "proofpoint:tap:message", // podMessage
+    "proofpoint:tap:message", // podMaillog
+    "proofpoint:tap:message", // podAudit
+];
 
 /// The default sourcetype of an event type.
 pub fn default_sourcetype(kind: EventKind) -> &'static str {
-    if kind.is_click() {
-        "proofpoint:tap:click"
-    } else {
-        "proofpoint:tap:message"
-    }
-}
-
-/// Checks a `{ eventType = value }` map's keys.
-pub(super) fn check_kind_map(key: &str, map: &BTreeMap<String, String>) -> Result<(), String> {
-    for (k, v) in map {
-        if EventKind::from_name(k).is_none() {
-            let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
-            return Err(format!(
-                "{key}: `{k}` is not an event type ({})",
-                names.join(", ")
-            ));
-        }
-        if v.is_empty() {
-            return Err(format!("{key}.{k} is empty"));
-        }
-    }
-    Ok(())
+    DEFAULT_SOURCETYPES[kind.index()]
 }
 
 impl SplunkHecConfig {
@@ -159,10 +147,21 @@ impl SplunkHecConfig {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
-        if let Some(p) = common::url_problem(&self.url) {
-            return Err(format!("url: {p}"));
+    /// The settings every HTTP sink shares.
+    pub fn http_options(&self) -> HttpOptions<'_> {
+        HttpOptions {
+            gzip: self.gzip,
+            max_batch_bytes: self.max_batch_bytes,
+            max_batch_events: self.max_batch_events,
+            api_max_bytes: None,
+            timeout: self.timeout,
+            tls_ca_file: self.tls_ca_file.as_deref(),
+            retry: &self.retry,
         }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        common::check_url("url", &self.url)?;
         self.secret().validate()?;
         check_kind_map("sourcetypes", &self.sourcetypes)?;
         if let Some(c) = &self.channel {
@@ -170,82 +169,12 @@ impl SplunkHecConfig {
                 return Err("channel must be a GUID like 0f8e3b1c-....".into());
             }
         }
-        if self.max_batch_events == 0 || self.max_batch_bytes < 1024 {
-            return Err(
-                "max_batch_events must be at least 1 and max_batch_bytes at least 1024".into(),
-            );
-        }
+        let options = self.http_options();
+        options.validate_limits()?;
         if self.ack && (self.ack_poll_interval.is_zero() || self.ack_timeout.is_zero()) {
             return Err("ack_poll_interval and ack_timeout must be above zero".into());
         }
-        if let Some(p) = common::ca_file_problem(&self.tls_ca_file) {
-            return Err(p);
-        }
-        self.retry.validate()
-    }
-}
-
-/// What goes around each raw event in the HEC format; shared with the LogScale HEC API.
-pub(super) struct HecFields {
-    /// The `"host":..,"source":..,"index":..,` part, already JSON, same for every event.
-    fixed: Vec<u8>,
-    /// `"sourcetype":"..",` per kind, in [`EventKind::ALL`] order; empty when not sent.
-    sourcetypes: [Vec<u8>; EventKind::ALL.len()],
-}
-
-impl HecFields {
-    pub(super) fn new(
-        host: Option<&str>,
-        source: Option<&str>,
-        index: Option<&str>,
-        sourcetype: impl Fn(EventKind) -> Option<String>,
-    ) -> HecFields {
-        let mut fixed = Vec::new();
-        for (k, v) in [("host", host), ("source", source), ("index", index)] {
-            if let Some(v) = v {
-                fixed.push(b'"');
-                fixed.extend_from_slice(k.as_bytes());
-                fixed.extend_from_slice(b"\":");
-                common::json_str(&mut fixed, v);
-                fixed.push(b',');
-            }
-        }
-        let sourcetypes = EventKind::ALL.map(|k| match sourcetype(k) {
-            None => Vec::new(),
-            Some(s) => {
-                let mut out = b"\"sourcetype\":".to_vec();
-                common::json_str(&mut out, &s);
-                out.push(b',');
-                out
-            }
-        });
-        HecFields { fixed, sourcetypes }
-    }
-
-    /// Appends one HEC event for `raw`, followed by a newline (HEC accepts any whitespace between
-    /// events; the newline keeps bodies readable).
-    pub(super) fn encode(&self, out: &mut Vec<u8>, tenant: &str, meta: &EventMeta, raw: &[u8]) {
-        let ms = meta.time_ms.unwrap_or_else(common::now_ms).max(0);
-        out.extend_from_slice(b"{\"time\":");
-        let mut secs = itoa::Buffer::new();
-        out.extend_from_slice(secs.format(ms.div_euclid(1000)).as_bytes());
-        let frac = ms.rem_euclid(1000);
-        out.extend_from_slice(&[
-            b'.',
-            b'0' + (frac / 100) as u8,
-            b'0' + (frac / 10 % 10) as u8,
-            b'0' + (frac % 10) as u8,
-            b',',
-        ]);
-        out.extend_from_slice(&self.fixed);
-        out.extend_from_slice(&self.sourcetypes[meta.kind.index()]);
-        out.extend_from_slice(b"\"fields\":{\"tenant\":");
-        common::json_str(out, tenant);
-        out.extend_from_slice(b",\"eventType\":\"");
-        out.extend_from_slice(meta.kind.as_str().as_bytes());
-        out.extend_from_slice(b"\"},\"event\":");
-        out.extend_from_slice(raw);
-        out.extend_from_slice(b"}\n");
+        options.validate_transport()
     }
 }
 
@@ -296,34 +225,25 @@ impl SplunkHecSink {
             token.expose_secret(),
         )?;
         let event_url = common::join(&config.url, "/services/collector/event");
-        let sourcetypes = config.sourcetypes.clone();
+        let sourcetypes = kind_table(&config.sourcetypes, default_sourcetype);
         Ok(SplunkHecSink {
             name: name.to_string(),
             ack_url: common::join(&config.url, "/services/collector/ack"),
             what: format!("splunk_hec sink `{name}`: POST {event_url}"),
             event_url,
-            client: common::client(
-                &format!("splunk_hec sink `{name}`"),
-                config.timeout,
-                config.tls_ca_file.as_deref(),
-            )?,
+            client: config
+                .http_options()
+                .client(&format!("splunk_hec sink `{name}`"))?,
             token,
             channel: config
                 .channel
                 .clone()
-                .unwrap_or_else(|| common::uuid_like(name)),
+                .unwrap_or_else(|| guid::random_v4(name)),
             fields: HecFields::new(
                 config.host.as_deref(),
                 Some(&config.source),
                 config.index.as_deref(),
-                |k| {
-                    Some(
-                        sourcetypes
-                            .get(k.as_str())
-                            .cloned()
-                            .unwrap_or_else(|| default_sourcetype(k).to_string()),
-                    )
-                },
+                |k| Some(sourcetypes[k.index()].clone()),
             ),
             config: config.clone(),
         })
@@ -342,40 +262,30 @@ impl SplunkHecSink {
             .header("X-Splunk-Request-Channel", &self.channel)
     }
 
-    async fn post_once(&self, body: &Bytes) -> Step<Option<u64>> {
+    async fn post_once(&self, body: Bytes) -> Step<Option<u64>> {
         let mut request = self
             .request(&self.event_url)
             .header(CONTENT_TYPE, "application/json")
-            .body(body.clone());
+            .body(body);
         if self.config.gzip {
             request = request.header(CONTENT_ENCODING, "gzip");
         }
         let secrets = [self.token.expose_secret()];
-        let reply = match common::send(request).await {
-            Ok(r) => r,
-            Err(e) => {
-                return Step::Retry {
-                    reason: format!("{}: {e}", self.what),
-                    after: None,
-                }
-            }
+        let step = common::attempt(&self.what, request, &secrets).await;
+        let Step::Done(reply) = step else {
+            // Retry or Fail: nothing to map.
+            return step.map(|_| None);
         };
-        match common::judge(&self.what, reply, &secrets) {
-            Step::Done(reply) => {
-                let ack_id = serde_json::from_slice::<EventReply>(&reply.body)
-                    .ok()
-                    .and_then(|r| r.ack_id);
-                if self.config.ack && ack_id.is_none() {
-                    return Step::Fail(SinkError::Rejected(format!(
-                        "{}: ack = true but the reply carries no ackId; enable indexer acknowledgement on the token or set ack = false",
-                        self.what
-                    )));
-                }
-                Step::Done(ack_id)
-            }
-            Step::Retry { reason, after } => Step::Retry { reason, after },
-            Step::Fail(e) => Step::Fail(e),
+        let ack_id = serde_json::from_slice::<EventReply>(&reply.body)
+            .ok()
+            .and_then(|r| r.ack_id);
+        if self.config.ack && ack_id.is_none() {
+            return Step::Fail(SinkError::Rejected(format!(
+                "{}: ack = true but the reply carries no ackId; enable indexer acknowledgement on the token or set ack = false",
+                self.what
+            )));
         }
+        Step::Done(ack_id)
     }
 
     /// Polls `/services/collector/ack` until every id is acknowledged, for at most
@@ -443,24 +353,22 @@ impl Sink for SplunkHecSink {
         batch: &Batch,
         commit: Commit<'_>,
     ) -> Result<(), SinkError> {
+        let options = self.config.http_options();
         let events: Vec<_> = batch.iter().collect();
-        let bodies = Packer::lines(self.config.max_batch_bytes, self.config.max_batch_events)
+        let bodies = options
+            .lines()
             .pack(events.len(), |i, out| {
                 self.fields.encode(out, tenant, events[i].0, events[i].1)
             })
             .map_err(|_| SinkError::Rejected(format!("{}: cannot split the batch", self.what)))?;
-        let mut acks = Vec::new();
-        for body in bodies {
-            let bytes = Bytes::from(if self.config.gzip {
-                common::gzip(&body.bytes)
-            } else {
-                body.bytes
-            });
-            let ack =
-                common::with_retries(&self.name, &self.config.retry, || self.post_once(&bytes))
-                    .await?;
-            acks.extend(ack);
-        }
+        let bodies = bodies.into_iter().map(|b| ((), b.bytes));
+        let acks: Vec<u64> = common::post_all(&self.name, &options, bodies, |(), body| {
+            self.post_once(body)
+        })
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
         if self.config.ack {
             self.wait_for_acks(acks).await?;
         }
@@ -472,6 +380,19 @@ impl Sink for SplunkHecSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::EventMeta;
+
+    #[test]
+    fn default_sourcetypes_split_clicks_from_the_rest() {
+        for kind in EventKind::ALL {
+            let want = if kind.is_click() {
+                "proofpoint:tap:click"
+            } else {
+                "proofpoint:tap:message"
+            };
+            assert_eq!(default_sourcetype(kind), want, "{kind}");
+        }
+    }
 
     #[test]
     fn hec_event_carries_time_fields_and_raw_bytes() {

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use super::split::{BatchBuilder, SplitError, SplitLimits, SplitSummary, Splitter};
 use super::window::Window;
 use crate::event::Batch;
+use crate::net::{self, ErrorUrl};
 use crate::tap::ThreatStatus;
 
 /// Why a window could not be fetched.
@@ -222,7 +223,7 @@ impl TapClient {
             .basic_auth(creds.principal, Some(creds.secret.expose_secret()))
             .send()
             .await
-            .map_err(|e| transport_error(&e, self.read_timeout))?;
+            .map_err(|e| transport_failure(e, self.read_timeout))?;
         let status = response.status().as_u16();
         match status {
             200 => {
@@ -268,7 +269,7 @@ async fn read_body(
     let mut builder = BatchBuilder::new();
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| transport_error(&e, read_timeout))?;
+        let chunk = chunk.map_err(|e| transport_failure(e, read_timeout))?;
         splitter.feed(&chunk, &mut builder)?;
         let full = builder.len() >= limits.events || builder.raw_bytes() >= limits.bytes;
         if full
@@ -293,20 +294,14 @@ async fn read_body(
     Ok(())
 }
 
-fn transport_error(e: &reqwest::Error, read_timeout: Duration) -> TapError {
+/// A failed request or body read as a [`TapError`]: a timeout is a stalled response, anything else
+/// a transport failure in [`net::transport_error`]'s words. The URL stays in the text: it carries
+/// no credentials (they travel in a header).
+fn transport_failure(e: reqwest::Error, read_timeout: Duration) -> TapError {
     if e.is_timeout() {
         return TapError::Timeout(read_timeout);
     }
-    // reqwest's Display names the URL (no credentials: they travel in a header) and the cause
-    // chain holds the useful part ("connection reset by peer").
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    TapError::Transport(msg)
+    TapError::Transport(net::transport_error(e, ErrorUrl::Keep))
 }
 
 /// At most 300 characters of an error body, on one line.

@@ -1,0 +1,285 @@
+//! A destination's reply and how it is judged: [`send`] reads the whole reply, [`classify`]
+//! applies the Vector rule (2xx delivered; 408, 429 and 5xx except 501 retried; anything else
+//! permanent), [`retry_after`] reads how long the destination asks to wait, and [`error_text`]
+//! picks the readable part of each destination's error body.
+//!
+//! Invariant 7: every error text built here goes through [`scrub`] with the sink's secrets, so a
+//! destination that echoes a token back cannot leak it into a log line, and a transport failure
+//! is worded without the URL (a webhook's query may carry a key).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use super::Step;
+use crate::net::{self, ErrorUrl};
+use crate::sinks::SinkError;
+
+/// A destination's reply, read to the end.
+pub struct Reply {
+    pub status: StatusCode,
+    pub retry_after: Option<Duration>,
+    pub body: Bytes,
+}
+
+/// Sends `request` and reads the whole reply; a transport failure (refused, reset, timeout) is a
+/// reason to retry.
+pub async fn send(request: reqwest::RequestBuilder) -> Result<Reply, String> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| net::transport_error(e, ErrorUrl::Drop))?;
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| net::transport_error(e, ErrorUrl::Drop))?;
+    Ok(Reply {
+        status,
+        retry_after,
+        body,
+    })
+}
+
+/// How a status is treated: the Vector rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusClass {
+    /// 2xx.
+    Delivered,
+    /// 408, 429 and 5xx except 501: the destination may take it later.
+    Retryable,
+    /// Everything else, 501 and 1xx/3xx included: it will refuse again until someone changes
+    /// something.
+    Permanent,
+}
+
+pub fn classify(status: StatusCode) -> StatusClass {
+    match status.as_u16() {
+        200..=299 => StatusClass::Delivered,
+        408 | 429 => StatusClass::Retryable,
+        501 => StatusClass::Permanent,
+        500..=599 => StatusClass::Retryable,
+        _ => StatusClass::Permanent,
+    }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs.min(24 * 3600)));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or_default())
+}
+
+/// The readable part of an error body: the `text` (Splunk HEC), `error_description` or `error`
+/// (OAuth2), `error.message` (Azure) or `message` member of a JSON reply, else the body itself,
+/// shortened to one line of at most 300 characters.
+pub fn error_text(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct AzureError {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ErrorField {
+        Text(String),
+        Azure(AzureError),
+    }
+    #[derive(Deserialize)]
+    struct Known {
+        text: Option<String>,
+        code: Option<serde_json::Value>,
+        error: Option<ErrorField>,
+        error_description: Option<String>,
+        message: Option<String>,
+        #[serde(rename = "invalid-event-number")]
+        invalid_event_number: Option<u64>,
+    }
+    let text = match serde_json::from_slice::<Known>(body) {
+        Ok(k) => {
+            let mut code = k.code.map(|c| format!(" (code {c})")).unwrap_or_default();
+            if let Some(n) = k.invalid_event_number {
+                code.push_str(&format!(", invalid event number {n} of the request"));
+            }
+            match (k.text, k.error, k.error_description, k.message) {
+                (Some(t), ..) => format!("{t}{code}"),
+                (_, Some(ErrorField::Text(e)), Some(d), _) => format!("{e}: {d}"),
+                (_, _, Some(d), _) => d,
+                (_, Some(ErrorField::Text(e)), ..) => e,
+                (_, Some(ErrorField::Azure(a)), ..) => match (a.code, a.message) {
+                    (Some(c), Some(m)) => format!("{c}: {m}"),
+                    (c, m) => c.or(m).unwrap_or_default(),
+                },
+                (_, _, _, Some(m)) => m,
+                _ => String::from_utf8_lossy(body).into_owned(),
+            }
+        }
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    };
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let trimmed = one_line.trim();
+    if trimmed.is_empty() {
+        return "(empty body)".into();
+    }
+    match trimmed.char_indices().nth(300) {
+        Some((at, _)) => format!("{}…", &trimmed[..at]),
+        None => trimmed.to_string(),
+    }
+}
+
+/// `text` with every occurrence of each secret replaced by `[redacted]`.
+pub fn scrub(text: String, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| s.len() >= 4)
+        .fold(text, |t, s| t.replace(s, "[redacted]"))
+}
+
+/// The [`Step`] for a reply by the standard rule: 2xx done (with the reply), 408/429/5xx retried
+/// after its `Retry-After`, anything else rejected. `what` names the sink and request in errors.
+pub fn judge(what: &str, reply: Reply, secrets: &[&str]) -> Step<Reply> {
+    match classify(reply.status) {
+        StatusClass::Delivered => Step::Done(reply),
+        StatusClass::Retryable => Step::Retry {
+            reason: scrub(
+                format!(
+                    "{what}: HTTP {}: {}",
+                    reply.status.as_u16(),
+                    error_text(&reply.body)
+                ),
+                secrets,
+            ),
+            after: reply.retry_after,
+        },
+        StatusClass::Permanent => Step::Fail(rejected(what, &reply, secrets)),
+    }
+}
+
+/// The loud, permanent error for `reply`.
+pub fn rejected(what: &str, reply: &Reply, secrets: &[&str]) -> SinkError {
+    SinkError::Rejected(scrub(
+        format!(
+            "{what}: HTTP {}: {}",
+            reply.status.as_u16(),
+            error_text(&reply.body)
+        ),
+        secrets,
+    ))
+}
+
+/// One attempt at `request`: sent, read and judged by [`judge`]; a transport failure is worth
+/// another attempt. `what` names the sink and request in errors.
+pub async fn attempt(
+    what: &str,
+    request: reqwest::RequestBuilder,
+    secrets: &[&str],
+) -> Step<Reply> {
+    match send(request).await {
+        Err(e) => transport_retry(what, e, secrets),
+        Ok(reply) => judge(what, reply, secrets),
+    }
+}
+
+/// The [`Step`] for a transport failure (refused, reset, timed out): retry, no `Retry-After`.
+pub fn transport_retry<T>(what: &str, error: String, secrets: &[&str]) -> Step<T> {
+    Step::Retry {
+        reason: scrub(format!("{what}: {error}"), secrets),
+        after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_retry_rule() {
+        for (code, class) in [
+            (200, StatusClass::Delivered),
+            (204, StatusClass::Delivered),
+            (400, StatusClass::Permanent),
+            (401, StatusClass::Permanent),
+            (403, StatusClass::Permanent),
+            (404, StatusClass::Permanent),
+            (408, StatusClass::Retryable),
+            (413, StatusClass::Permanent),
+            (429, StatusClass::Retryable),
+            (500, StatusClass::Retryable),
+            (501, StatusClass::Permanent),
+            (502, StatusClass::Retryable),
+            (503, StatusClass::Retryable),
+            (504, StatusClass::Retryable),
+            (301, StatusClass::Permanent),
+        ] {
+            assert_eq!(
+                classify(StatusCode::from_u16(code).unwrap()),
+                class,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = chrono::Utc::now() + chrono::Duration::seconds(120);
+        h.insert("retry-after", later.to_rfc2822().parse().unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn error_text_reads_each_destinations_shape() {
+        assert_eq!(
+            error_text(br#"{"text":"Invalid token","code":4}"#),
+            "Invalid token (code 4)"
+        );
+        assert_eq!(
+            error_text(br#"{"error":{"code":"InvalidStream","message":"no such stream"}}"#),
+            "InvalidStream: no such stream"
+        );
+        assert_eq!(
+            error_text(
+                br#"{"error":"invalid_client","error_description":"AADSTS7000215: bad secret"}"#
+            ),
+            "invalid_client: AADSTS7000215: bad secret"
+        );
+        assert_eq!(error_text(b"plain\nfailure"), "plain failure");
+        assert_eq!(error_text(b""), "(empty body)");
+        assert_eq!(error_text("x".repeat(1000).as_bytes()).chars().count(), 301);
+    }
+
+    #[test]
+    fn scrub_removes_secrets() {
+        let t = scrub("bad token s3cr3t-token here".into(), &["s3cr3t-token"]);
+        assert_eq!(t, "bad token [redacted] here");
+    }
+}
