@@ -118,6 +118,13 @@ pub fn rfc3339_ms(ms: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// RFC 3339 text (any offset) as milliseconds since the epoch; `None` when it does not parse.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

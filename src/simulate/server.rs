@@ -19,6 +19,7 @@ use tokio::sync::{watch, Notify};
 
 use super::events::{Filter, Item, TenantGen, ThreatType};
 use super::{ms_to_utc, Fault, LoggedRequest, Simulator, TenantState};
+use crate::clock;
 use crate::event::EventKind;
 use crate::tap::ThreatStatus;
 
@@ -466,12 +467,6 @@ fn percent_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| "Query is not valid UTF-8".to_owned())
 }
 
-fn parse_instant(s: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|d| d.timestamp_millis())
-}
-
 /// `PnDTnHnMnS` (each part optional, seconds may be fractional) in milliseconds.
 fn parse_duration(s: &str) -> Option<i64> {
     let rest = s.strip_prefix('P')?;
@@ -558,20 +553,20 @@ fn parse_params(query: &str, now: DateTime<Utc>, kinds: [bool; 4]) -> Result<Par
             .ok_or_else(|| format!("The interval is not in the form START/END: {iv}"))?;
         let bad = || format!("The interval could not be parsed: {iv}");
         if a.starts_with('P') {
-            let end = parse_instant(b).ok_or_else(bad)?;
+            let end = clock::parse_rfc3339_ms(b).ok_or_else(bad)?;
             (end - parse_duration(a).ok_or_else(bad)?, end)
         } else if b.starts_with('P') {
-            let start = parse_instant(a).ok_or_else(bad)?;
+            let start = clock::parse_rfc3339_ms(a).ok_or_else(bad)?;
             (start, start + parse_duration(b).ok_or_else(bad)?)
         } else {
             (
-                parse_instant(a).ok_or_else(bad)?,
-                parse_instant(b).ok_or_else(bad)?,
+                clock::parse_rfc3339_ms(a).ok_or_else(bad)?,
+                clock::parse_rfc3339_ms(b).ok_or_else(bad)?,
             )
         }
     } else if let Some(ts) = since_time {
-        let start =
-            parse_instant(&ts).ok_or_else(|| format!("The sinceTime could not be parsed: {ts}"))?;
+        let start = clock::parse_rfc3339_ms(&ts)
+            .ok_or_else(|| format!("The sinceTime could not be parsed: {ts}"))?;
         (start, now_minute)
     } else {
         let s = since_seconds.unwrap_or_default();

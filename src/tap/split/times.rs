@@ -11,6 +11,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
+use crate::clock;
 use crate::event::EventKind;
 
 /// The three time fields of an event; every other field is validated and ignored.
@@ -30,15 +31,13 @@ impl EventTimes<'_> {
             &self.message_time
         };
         own.as_deref()
-            .and_then(parse_time)
-            .or_else(|| self.threat_time.as_deref().and_then(parse_time))
+            .and_then(clock::parse_rfc3339_ms)
+            .or_else(|| {
+                self.threat_time
+                    .as_deref()
+                    .and_then(clock::parse_rfc3339_ms)
+            })
     }
-}
-
-fn parse_time(text: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.timestamp_millis())
 }
 
 impl<'de> Deserialize<'de> for EventTimes<'de> {
