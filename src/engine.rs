@@ -322,3 +322,136 @@ fn sink_failed(stream: &mut Stream, deps: Deps<'_>, tenant: &str, e: SinkError) 
     }
     stream.last_error = Some(e.to_string());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+
+    use crate::event::{EventKind, EventMeta};
+    use crate::sinks::Commit;
+
+    /// A sink that keeps what it was given, or refuses everything while `down`.
+    struct Memory {
+        name: &'static str,
+        down: std::sync::atomic::AtomicBool,
+        got: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl Memory {
+        fn new(name: &'static str) -> Arc<Memory> {
+            Arc::new(Memory {
+                name,
+                down: Default::default(),
+                got: Mutex::default(),
+            })
+        }
+        fn set_down(&self, down: bool) {
+            self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+        }
+        fn got(&self) -> Vec<Vec<u8>> {
+            self.got.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait]
+    impl Sink for Memory {
+        fn name(&self) -> &str {
+            self.name
+        }
+        async fn deliver(
+            &self,
+            _tenant: &str,
+            batch: &Batch,
+            commit: Commit<'_>,
+        ) -> Result<(), SinkError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(SinkError::Unavailable("down".into()));
+            }
+            self.got
+                .lock()
+                .unwrap()
+                .extend(batch.iter().map(|(_, raw)| raw.to_vec()));
+            commit(None)?;
+            Ok(())
+        }
+    }
+
+    fn batch(events: &[&str]) -> Batch {
+        let mut buf = Vec::new();
+        let mut metas = Vec::new();
+        for e in events {
+            metas.push(EventMeta {
+                kind: EventKind::Vap,
+                start: buf.len() as u32,
+                len: e.len() as u32,
+                key: EventKey::of(e.as_bytes()),
+                time_ms: None,
+            });
+            buf.extend_from_slice(e.as_bytes());
+        }
+        Batch {
+            buf: Bytes::from(buf),
+            events: metas,
+        }
+    }
+
+    #[tokio::test]
+    async fn each_stream_gets_every_event_once_and_moves_only_when_its_sink_has_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let metrics = Metrics::default();
+        let (clock, _manual) = Clock::manual(chrono::Utc::now());
+        let deps = Deps {
+            store: &store,
+            metrics: &metrics,
+            clock: &clock,
+            max_backoff: Duration::from_secs(60),
+        };
+        let (up, flaky) = (Memory::new("up"), Memory::new("flaky"));
+        let sinks: Vec<Arc<dyn Sink>> = vec![up.clone(), flaky.clone()];
+        let mut streams = Streams::open("acme", sinks.clone(), 100, &store).unwrap();
+        assert_eq!((streams.position(0), streams.position(1)), (100, 100));
+
+        // The flaky sink is down for the first delivery: only `up` moves.
+        flaky.set_down(true);
+        let mut d = streams.begin(vec![0, 1], 200, 0, &store).unwrap();
+        d.send(&batch(&[r#"{"a":1}"#, r#"{"a":2}"#]), deps)
+            .await
+            .unwrap();
+        assert!(d.any_alive());
+        d.send(&batch(&[r#"{"a":2}"#, r#"{"a":3}"#]), deps)
+            .await
+            .unwrap();
+        assert_eq!(d.finish(0, deps).await.unwrap(), 1);
+        assert_eq!((streams.position(0), streams.position(1)), (200, 100));
+        assert!(streams.any_failing());
+        assert_eq!(up.got().len(), 3, "a repeat within one delivery is dropped");
+
+        // A restart: the store remembers positions and keys. The same events again (an overlap)
+        // reach only the sink that lacks them.
+        flaky.set_down(false);
+        let mut streams = Streams::open("acme", sinks, 100, &store).unwrap();
+        assert_eq!((streams.position(0), streams.position(1)), (200, 100));
+        let mut d = streams.begin(vec![0, 1], 200, 0, &store).unwrap();
+        d.send(&batch(&[r#"{"a":1}"#, r#"{"a":2}"#, r#"{"a":3}"#]), deps)
+            .await
+            .unwrap();
+        assert_eq!(d.finish(0, deps).await.unwrap(), 2);
+        assert_eq!(
+            up.got().len(),
+            3,
+            "nothing twice into the sink that had them"
+        );
+        assert_eq!(
+            flaky.got().len(),
+            3,
+            "nothing lost for the sink that was down"
+        );
+        assert_eq!((streams.position(0), streams.position(1)), (200, 200));
+        assert!(!streams.any_failing());
+    }
+}
