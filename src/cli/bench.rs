@@ -392,7 +392,7 @@ async fn throughput(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     task.await??;
     let events = delivered(&board);
     let bytes = std::fs::metadata(&events_path).map_or(0, |m| m.len());
-    let lines = count_lines(&events_path)?;
+    let lines = super::demo::count_lines(&events_path)?;
     if lines != events {
         bail!("the file holds {lines} lines but {events} events were delivered");
     }
@@ -425,20 +425,6 @@ async fn throughput(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     drop(sim);
     std::fs::remove_file(&events_path).ok();
     Ok(())
-}
-
-fn count_lines(path: &Path) -> anyhow::Result<u64> {
-    use std::io::Read as _;
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            return Ok(n);
-        }
-        n += memchr::memchr_iter(b'\n', &buf[..k]).count() as u64;
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
