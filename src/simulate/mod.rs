@@ -153,6 +153,9 @@ pub enum Fault {
     SlowHeaders(Duration),
     /// Send the headers and part of the body, stall this long (tokio time), then finish normally.
     StallMidBody(Duration),
+    /// Answer this status with the body a debug proxy or WAF page sends: it repeats the request's
+    /// `Authorization` header, the decoded `principal:secret` and the secret.
+    EchoCredentials(u16),
 }
 
 /// One simulated event with its ground-truth times.

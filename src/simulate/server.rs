@@ -336,6 +336,22 @@ async fn fault_response(
             logged(200);
             stream_response(body, false, Some(Cut::Stall(d)))
         }
+        Fault::EchoCredentials(s) => {
+            logged(s);
+            let auth = parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let (user, pass) = basic_auth(parts).unwrap_or_default();
+            text(
+                s,
+                format!(
+                    "{} request dump: Authorization: {auth}\nuser={user} credentials={user}:{pass} secret={pass}",
+                    status_body(s)
+                ),
+            )
+        }
     }
 }
 

@@ -6,7 +6,9 @@
 //! Status codes are mapped to [`TapError`], whose [`TapError::disposition`] says exhaustively
 //! what the poller does about each. The
 //! secret only ever travels in the `Authorization` header, which reqwest marks sensitive; no
-//! error message here is built from it (invariant 7).
+//! error message here is built from it, and every text that came from the server (bodies,
+//! headers, the head of a malformed body) goes through [`crate::secret::scrub`] for the secret,
+//! `principal:secret` and their Base64 forms before it leaves this module (invariant 7).
 
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use tokio::sync::mpsc;
 use super::split::{BatchBuilder, SplitError, SplitLimits, SplitSummary, Splitter};
 use super::window::Window;
 use crate::event::Batch;
+use crate::secret::{basic_auth_forms, scrub_with};
 use crate::tap::ThreatStatus;
 
 /// Why a window could not be fetched.
@@ -96,6 +99,43 @@ impl TapError {
         }
     }
 
+    /// This error with every text that came from outside scrubbed of `secrets`
+    /// ([`crate::secret::scrub`]).
+    pub fn scrubbed(self, secrets: &[SecretString]) -> TapError {
+        let clean = |t: String| scrub_with(t, secrets);
+        match self {
+            TapError::TooOld(b) => TapError::TooOld(clean(b)),
+            TapError::BadRequest(b) => TapError::BadRequest(clean(b)),
+            TapError::Server { status, body } => TapError::Server {
+                status,
+                body: clean(body),
+            },
+            TapError::Unexpected { status, body } => TapError::Unexpected {
+                status,
+                body: clean(body),
+            },
+            TapError::Transport(t) => TapError::Transport(clean(t)),
+            TapError::NotJson(t) => TapError::NotJson(clean(t)),
+            TapError::Malformed(SplitError::NotObject { head }) => {
+                TapError::Malformed(SplitError::NotObject { head: clean(head) })
+            }
+            TapError::Malformed(SplitError::Unexpected {
+                found,
+                expected,
+                offset,
+            }) => TapError::Malformed(SplitError::Unexpected {
+                found: clean(found),
+                expected,
+                offset,
+            }),
+            e @ (TapError::Unauthorized
+            | TapError::Forbidden
+            | TapError::Throttled
+            | TapError::Timeout(_)
+            | TapError::Malformed(_)) => e,
+        }
+    }
+
     /// The HTTP status this error came from, if any.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -164,7 +204,11 @@ impl TapClient {
         window: Window,
         limits: BatchLimits,
     ) -> Result<mpsc::Receiver<Result<WindowItem, TapError>>, TapError> {
-        let response = self.send(base_url, creds, &window.interval_param()).await?;
+        let secrets = basic_auth_forms(creds.principal, creds.secret);
+        let response = self
+            .send(base_url, creds, &window.interval_param())
+            .await
+            .map_err(|e| e.scrubbed(&secrets))?;
         // One batch waits here while the poller delivers the previous one and the reader fills
         // the next: fetching overlaps delivery, and a window costs at most about four batches
         // of memory (filling, sending, queued, delivering) whatever its size.
@@ -173,7 +217,7 @@ impl TapClient {
         tokio::spawn(async move {
             let result = read_body(response, limits, read_timeout, &tx).await;
             if let Err(e) = result {
-                let _ = tx.send(Err(e)).await;
+                let _ = tx.send(Err(e.scrubbed(&secrets))).await;
             }
         });
         Ok(rx)
@@ -239,7 +283,8 @@ impl TapClient {
             }
             204 => Ok(response),
             _ => {
-                let body = short_body(response).await;
+                let body =
+                    short_body(response, &basic_auth_forms(creds.principal, creds.secret)).await;
                 Err(match status {
                     401 => TapError::Unauthorized,
                     403 => TapError::Forbidden,
@@ -309,10 +354,12 @@ fn transport_error(e: &reqwest::Error, read_timeout: Duration) -> TapError {
     TapError::Transport(msg)
 }
 
-/// At most 300 characters of an error body, on one line.
-async fn short_body(response: reqwest::Response) -> String {
+/// At most 300 characters of an error body, on one line, scrubbed of the request's secrets
+/// before it is cut (so no part of one survives the cut).
+async fn short_body(response: reqwest::Response, secrets: &[SecretString]) -> String {
     let bytes = response.bytes().await.unwrap_or_default();
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(600)]);
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(8192)]).into_owned();
+    let text = scrub_with(text, secrets);
     let one_line: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
