@@ -108,6 +108,13 @@ pub struct PollConfig {
     /// hundreds of MB). Default `60s`.
     #[serde(with = "humantime_serde", default = "default_read_timeout")]
     pub read_timeout: Duration,
+    /// Longest a whole window may take, from the request to its last event, before it fails and
+    /// is retried with backoff (releasing its concurrency permit): a response that trickles a
+    /// byte at a time under `read_timeout`, or never ends, cannot hold a tenant or a permit
+    /// forever. Default `30m`, far above a large real hour (hundreds of MB in a few minutes);
+    /// at least `1s`.
+    #[serde(with = "humantime_serde", default = "default_window_deadline")]
+    pub window_deadline: Duration,
     /// Longest wait between retries of a failing window or sink. Default `10m`.
     #[serde(with = "humantime_serde", default = "default_max_backoff")]
     pub max_backoff: Duration,
@@ -143,6 +150,9 @@ fn default_batch_bytes() -> usize {
 fn default_read_timeout() -> Duration {
     Duration::from_secs(60)
 }
+fn default_window_deadline() -> Duration {
+    Duration::from_secs(30 * 60)
+}
 fn default_max_backoff() -> Duration {
     Duration::from_secs(600)
 }
@@ -162,6 +172,7 @@ impl Default for PollConfig {
             batch_events: default_batch_events(),
             batch_bytes: default_batch_bytes(),
             read_timeout: default_read_timeout(),
+            window_deadline: default_window_deadline(),
             max_backoff: default_max_backoff(),
             shutdown_grace: default_shutdown_grace(),
         }
@@ -449,6 +460,15 @@ impl Config {
         }
         if p.lag >= API_HORIZON {
             err("poll.lag".into(), "must be well under 7d".into());
+        }
+        if p.window_deadline < Duration::from_secs(1) {
+            err(
+                "poll.window_deadline".into(),
+                format!(
+                    "must be at least 1s, got {}",
+                    humantime::format_duration(p.window_deadline)
+                ),
+            );
         }
         if p.concurrency == 0 {
             err("poll.concurrency".into(), "must be at least 1".into());

@@ -99,3 +99,77 @@ async fn echoed_credentials_are_scrubbed_from_status_and_store() {
         }
     }
 }
+
+/// Steps the manual clock a minute at a time until every tenant's checkpoint into `archive` is
+/// within 5 minutes of `now - lag`; returns every `last_error` seen on the way, per tenant.
+async fn run_until_caught_up(
+    running: &Running,
+    manual: &tapfwd::clock::ManualClock,
+    ids: &[&str],
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let latest = (t0().timestamp() - lag()).div_euclid(60) * 60;
+    let mut errors: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for _ in 0..60 {
+        running.wait_idle(ids.len(), manual.now()).await;
+        for id in ids {
+            if let Some(e) = running.board.get(id).and_then(|s| s.last_error) {
+                errors.entry(id.to_string()).or_default().push(e);
+            }
+        }
+        let cps = checkpoints(&running.board, "archive");
+        if ids.iter().all(|id| latest - cps[*id] < 300) {
+            return errors;
+        }
+        manual.advance(Duration::from_secs(60));
+    }
+    panic!("not caught up: {:#?}", running.board.snapshot());
+}
+
+/// Issue 14, item 4: a response that trickles a byte at a time under `read_timeout` fails at
+/// `poll.window_deadline` and is retried with backoff; with `concurrency = 1` the other tenant is
+/// not held behind it, and both end up with every event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickling_window_fails_at_its_deadline_and_frees_the_permit() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(
+        vec![
+            tenant("p-slow", "s-slow", 300),
+            tenant("p-fast", "s-fast", 300),
+        ],
+        6,
+        clock.clone(),
+    )
+    .await;
+    sim.sim.inject(
+        "p-slow",
+        [
+            Fault::Trickle(Duration::from_millis(100)),
+            Fault::Trickle(Duration::from_millis(100)),
+        ],
+    );
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("slow", "p-slow", "s-slow"), ("fast", "p-fast", "s-fast")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"\n\
+         concurrency = 1\nread_timeout = \"10s\"\nwindow_deadline = \"1s\"",
+    );
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let errors = run_until_caught_up(&running, &manual, &["slow", "fast"]).await;
+    let cps = checkpoints(&running.board, "archive");
+    running.stop().await;
+    assert!(
+        errors
+            .get("slow")
+            .is_some_and(|e| e.iter().any(|e| e.contains("poll.window_deadline"))),
+        "the trickling window failed at its deadline: {errors:?}"
+    );
+    let initial = (t0().timestamp() - lag() - 2 * 3600).div_euclid(60) * 60;
+    let lines = read_lines(&events);
+    for (id, p) in [("slow", "p-slow"), ("fast", "p-fast")] {
+        assert_exactly_once(&lines, id, &expected(&sim.sim, p, initial, cps[id]));
+    }
+}

@@ -336,6 +336,29 @@ async fn fault_response(
             logged(200);
             stream_response(body, false, Some(Cut::Stall(d)))
         }
+        Fault::Trickle(every) => {
+            logged(200);
+            let head = format!(
+                "{{\"queryEndTime\":\"{}\",\"messagesBlocked\":[",
+                ms_to_utc(body.filter.end_ms).to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            );
+            let stream = futures_util::stream::unfold(Some(head), move |head| async move {
+                let chunk = match head {
+                    Some(h) => Bytes::from(h),
+                    None => {
+                        tokio::time::sleep(every).await;
+                        Bytes::from_static(b" ")
+                    }
+                };
+                Some((Ok::<_, std::io::Error>(chunk), None))
+            });
+            let mut resp = Response::new(Body::from_stream(stream));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
         Fault::EchoCredentials(s) => {
             logged(s);
             let auth = parts

@@ -11,7 +11,9 @@
 //! - A window goes to the streams whose position is its start, ends no later than the next
 //!   stream's position, and moves each stream to its end only once that stream's sink has it.
 //! - A poller owns nothing shared but the store, the HTTP client and a concurrency permit held by
-//!   the scheduler; its failures end in its own backoff ([`TapError::disposition`]) (6).
+//!   the scheduler; its failures end in its own backoff ([`TapError::disposition`]), and a window
+//!   that is not complete within `poll.window_deadline` fails at its next wait for the API, so a
+//!   trickling or endless response gives its permit back (6).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -372,18 +374,26 @@ impl Poller {
             events: ctx.poll.batch_events,
             bytes: ctx.poll.batch_bytes,
         };
-        let mut rx = ctx
-            .client
-            .fetch_window(&self.config.base_url, &creds, window, limits)
-            .await?;
+        // The window's overall deadline (invariant 6): checked around every wait for the API, never
+        // around a delivery or a commit, so a window that runs out stops at a safe point.
+        let budget = ctx.poll.window_deadline;
+        let deadline = tokio::time::Instant::now() + budget;
+        let mut rx = tokio::time::timeout_at(
+            deadline,
+            ctx.client
+                .fetch_window(&self.config.base_url, &creds, window, limits),
+        )
+        .await
+        .map_err(|_| TapError::Deadline(budget))??;
         let horizon = ctx.poll.dedupe_horizon.as_secs() as i64;
         let mut delivery =
             self.streams
                 .begin(targets, window.end, window.start - horizon, &ctx.store)?;
         loop {
-            let item = match rx.recv().await {
-                Some(item) => item?,
-                None => {
+            let item = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Err(_) => return Err(TapError::Deadline(budget).into()),
+                Ok(Some(item)) => item?,
+                Ok(None) => {
                     return Err(TapError::Transport("response reader stopped early".into()).into())
                 }
             };

@@ -43,6 +43,8 @@ pub enum TapError {
     Transport(String),
     #[error("response stalled: no data for {0:?}")]
     Timeout(Duration),
+    #[error("window not complete within poll.window_deadline ({})", humantime::format_duration(*.0))]
+    Deadline(Duration),
     #[error("malformed response: {0}")]
     Malformed(#[from] SplitError),
     #[error("response is not JSON (content-type `{0}`)")]
@@ -77,6 +79,7 @@ impl TapError {
             | TapError::Unexpected { .. }
             | TapError::Transport(_)
             | TapError::Timeout(_)
+            | TapError::Deadline(_)
             | TapError::Malformed(_)
             | TapError::NotJson(_) => Disposition::Transient,
         }
@@ -94,6 +97,7 @@ impl TapError {
             TapError::Unexpected { .. } => "unexpected_status",
             TapError::Transport(_) => "transport",
             TapError::Timeout(_) => "timeout",
+            TapError::Deadline(_) => "deadline",
             TapError::Malformed(_) => "malformed",
             TapError::NotJson(_) => "not_json",
         }
@@ -132,6 +136,7 @@ impl TapError {
             | TapError::Forbidden
             | TapError::Throttled
             | TapError::Timeout(_)
+            | TapError::Deadline(_)
             | TapError::Malformed(_)) => e,
         }
     }
@@ -312,7 +317,14 @@ async fn read_body(
     let mut splitter = Splitter::new(SplitLimits::default());
     let mut builder = BatchBuilder::new();
     let mut body = response.bytes_stream();
-    while let Some(chunk) = body.next().await {
+    loop {
+        // A poller that gave up (its window deadline, shutdown) drops the receiver: stop reading
+        // then, even if the server trickles or never sends another byte.
+        let chunk = tokio::select! {
+            chunk = body.next() => chunk,
+            _ = tx.closed() => return Ok(()),
+        };
+        let Some(chunk) = chunk else { break };
         let chunk = chunk.map_err(|e| transport_error(&e, read_timeout))?;
         splitter.feed(&chunk, &mut builder)?;
         let full = builder.len() >= limits.events || builder.raw_bytes() >= limits.bytes;
@@ -390,6 +402,10 @@ mod tests {
             (TapError::Transport("reset".into()), Disposition::Transient),
             (
                 TapError::Timeout(Duration::from_secs(1)),
+                Disposition::Transient,
+            ),
+            (
+                TapError::Deadline(Duration::from_secs(1800)),
                 Disposition::Transient,
             ),
             // A body cut short and one garbled on the way are both asked for again.
