@@ -115,6 +115,15 @@ pub struct PollConfig {
     /// at least `1s`.
     #[serde(with = "humantime_serde", default = "default_window_deadline")]
     pub window_deadline: Duration,
+    /// Most events one window may hold; a response with more fails (`window over
+    /// poll.max_window_events`) and is retried after `max_backoff`, loudly. The largest real
+    /// hours are hundreds of thousands of events. Default `5000000`; at least `1000`.
+    #[serde(default = "default_max_window_events")]
+    pub max_window_events: u64,
+    /// Most raw event bytes one window may hold, as `max_window_events`. Default `8589934592`
+    /// (8 GiB; a large real hour is about 600 MB); at least `1048576`.
+    #[serde(default = "default_max_window_bytes")]
+    pub max_window_bytes: u64,
     /// Longest wait between retries of a failing window or sink. Default `10m`.
     #[serde(with = "humantime_serde", default = "default_max_backoff")]
     pub max_backoff: Duration,
@@ -153,6 +162,12 @@ fn default_read_timeout() -> Duration {
 fn default_window_deadline() -> Duration {
     Duration::from_secs(30 * 60)
 }
+fn default_max_window_events() -> u64 {
+    5_000_000
+}
+fn default_max_window_bytes() -> u64 {
+    8 << 30
+}
 fn default_max_backoff() -> Duration {
     Duration::from_secs(600)
 }
@@ -173,6 +188,8 @@ impl Default for PollConfig {
             batch_bytes: default_batch_bytes(),
             read_timeout: default_read_timeout(),
             window_deadline: default_window_deadline(),
+            max_window_events: default_max_window_events(),
+            max_window_bytes: default_max_window_bytes(),
             max_backoff: default_max_backoff(),
             shutdown_grace: default_shutdown_grace(),
         }
@@ -468,6 +485,18 @@ impl Config {
                     "must be at least 1s, got {}",
                     humantime::format_duration(p.window_deadline)
                 ),
+            );
+        }
+        if p.max_window_events < 1000 {
+            err(
+                "poll.max_window_events".into(),
+                format!("must be at least 1000, got {}", p.max_window_events),
+            );
+        }
+        if p.max_window_bytes < 1 << 20 {
+            err(
+                "poll.max_window_bytes".into(),
+                format!("must be at least 1048576, got {}", p.max_window_bytes),
             );
         }
         if p.concurrency == 0 {

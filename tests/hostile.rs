@@ -173,3 +173,71 @@ async fn trickling_window_fails_at_its_deadline_and_frees_the_permit() {
         assert_exactly_once(&lines, id, &expected(&sim.sim, p, initial, cps[id]));
     }
 }
+
+/// Issue 14, item 5: a response that streams distinct valid events forever fails at
+/// `poll.max_window_events` and is retried later; while it streams, status and metrics show the
+/// window's progress (events, bytes, the window), not `0` until its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_response_is_bounded_and_its_progress_is_published() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant("p-big", "s-big", 300)], 8, clock.clone()).await;
+    sim.sim.inject("p-big", [Fault::Endless]);
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("big", "p-big", "s-big")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"\n\
+         batch_events = 100\nmax_window_events = 20000",
+    );
+    let app = tapfwd::App::build(parse_config(&text), clock.clone())
+        .await
+        .unwrap();
+    let metrics = app.metrics();
+    let running = Running::run(app);
+    let mut metric_seen = None;
+    running
+        .wait_for("the window's progress", |s| {
+            let Some(w) = s.iter().find_map(|t| t.window.clone()) else {
+                return false;
+            };
+            metric_seen = tapfwd_metric(
+                &metrics.render(),
+                "tapfwd_window_progress_events{tenant=\"big\"}",
+            );
+            w.events > 0 && w.bytes > 0 && !w.start.is_empty() && !w.end.is_empty()
+        })
+        .await;
+    assert!(
+        metric_seen.is_some_and(|v| v > 0.0),
+        "progress metric during the window: {metric_seen:?}"
+    );
+    let errors = run_until_caught_up(&running, &manual, &["big"]).await;
+    let cps = checkpoints(&running.board, "archive");
+    let status = running.board.get("big").unwrap();
+    running.stop().await;
+    assert!(status.window.is_none(), "no window in flight: {status:?}");
+    assert!(
+        errors["big"]
+            .iter()
+            .any(|e| e.contains("window over poll.max_window_events")),
+        "the endless window failed at its bound: {errors:?}"
+    );
+    let initial = (t0().timestamp() - lag() - 2 * 3600).div_euclid(60) * 60;
+    let lines: Vec<Line> = read_lines(&events)
+        .into_iter()
+        .filter(|l| !contains(&l.raw, "\"endless-"))
+        .collect();
+    assert_exactly_once(
+        &lines,
+        "big",
+        &expected(&sim.sim, "p-big", initial, cps["big"]),
+    );
+}
+
+fn tapfwd_metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}

@@ -45,6 +45,12 @@ pub enum TapError {
     Timeout(Duration),
     #[error("window not complete within poll.window_deadline ({})", humantime::format_duration(*.0))]
     Deadline(Duration),
+    #[error("window over poll.{limit} ({events} events, {bytes} bytes so far): the response does not end like a real one")]
+    TooLarge {
+        limit: &'static str,
+        events: u64,
+        bytes: u64,
+    },
     #[error("malformed response: {0}")]
     Malformed(#[from] SplitError),
     #[error("response is not JSON (content-type `{0}`)")]
@@ -74,7 +80,7 @@ impl TapError {
             TapError::Unauthorized | TapError::Forbidden => Disposition::Credentials,
             TapError::Throttled => Disposition::Throttled,
             TapError::TooOld(_) => Disposition::TooOld,
-            TapError::BadRequest(_) => Disposition::Rejected,
+            TapError::BadRequest(_) | TapError::TooLarge { .. } => Disposition::Rejected,
             TapError::Server { .. }
             | TapError::Unexpected { .. }
             | TapError::Transport(_)
@@ -98,6 +104,7 @@ impl TapError {
             TapError::Transport(_) => "transport",
             TapError::Timeout(_) => "timeout",
             TapError::Deadline(_) => "deadline",
+            TapError::TooLarge { .. } => "too_large",
             TapError::Malformed(_) => "malformed",
             TapError::NotJson(_) => "not_json",
         }
@@ -137,6 +144,7 @@ impl TapError {
             | TapError::Throttled
             | TapError::Timeout(_)
             | TapError::Deadline(_)
+            | TapError::TooLarge { .. }
             | TapError::Malformed(_)) => e,
         }
     }
@@ -392,6 +400,14 @@ mod tests {
             (TapError::Throttled, Disposition::Throttled),
             (TapError::TooOld("x".into()), Disposition::TooOld),
             (TapError::BadRequest("x".into()), Disposition::Rejected),
+            (
+                TapError::TooLarge {
+                    limit: "max_window_events",
+                    events: 1,
+                    bytes: 1,
+                },
+                Disposition::Rejected,
+            ),
             (
                 TapError::Server {
                     status: 503,
