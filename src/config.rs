@@ -80,7 +80,8 @@ pub struct PollConfig {
     #[serde(with = "humantime_serde", default = "default_interval")]
     pub interval: Duration,
     /// Availability lag: windows end at least this long before now, because the API publishes
-    /// events up to about 30 minutes late. Default `30m`. Lower values lose late events.
+    /// events up to about 30 minutes late. Default `30m`; at least `1m`. Lower values lose late
+    /// events.
     #[serde(with = "humantime_serde", default = "default_lag")]
     pub lag: Duration,
     /// Longest window asked for in one request, between `30s` and `1h`. Default `1h`.
@@ -105,7 +106,7 @@ pub struct PollConfig {
     #[serde(default = "default_batch_bytes")]
     pub batch_bytes: usize,
     /// Longest wait for the next bytes of a response (not for the whole response, which may be
-    /// hundreds of MB). Default `60s`.
+    /// hundreds of MB). Default `60s`; at least `1s`.
     #[serde(with = "humantime_serde", default = "default_read_timeout")]
     pub read_timeout: Duration,
     /// Longest a whole window may take, from the request to its last event, before it fails and
@@ -124,10 +125,10 @@ pub struct PollConfig {
     /// (8 GiB; a large real hour is about 600 MB); at least `1048576`.
     #[serde(default = "default_max_window_bytes")]
     pub max_window_bytes: u64,
-    /// Longest wait between retries of a failing window or sink. Default `10m`.
+    /// Longest wait between retries of a failing window or sink. Default `10m`; at least `1s`.
     #[serde(with = "humantime_serde", default = "default_max_backoff")]
     pub max_backoff: Duration,
-    /// How long a stopping daemon waits for in-flight windows. Default `20s`.
+    /// How long a stopping daemon waits for in-flight windows. Default `20s`; at least `1s`.
     #[serde(with = "humantime_serde", default = "default_shutdown_grace")]
     pub shutdown_grace: Duration,
 }
@@ -477,6 +478,29 @@ impl Config {
         }
         if p.lag >= API_HORIZON {
             err("poll.lag".into(), "must be well under 7d".into());
+        }
+        // Durations that make no sense at zero (a zero read_timeout fetches nothing): each has a
+        // lower bound, and the message names the key.
+        for (key, value, min) in [
+            ("poll.lag", p.lag, Duration::from_secs(60)),
+            ("poll.read_timeout", p.read_timeout, Duration::from_secs(1)),
+            ("poll.max_backoff", p.max_backoff, Duration::from_secs(1)),
+            (
+                "poll.shutdown_grace",
+                p.shutdown_grace,
+                Duration::from_secs(1),
+            ),
+        ] {
+            if value < min {
+                err(
+                    key.into(),
+                    format!(
+                        "must be at least {}, got {}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(value)
+                    ),
+                );
+            }
         }
         if p.window_deadline < Duration::from_secs(1) {
             err(

@@ -241,3 +241,32 @@ fn tapfwd_metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
+
+/// Issue 14, item 8: `tapfwd check` refuses a zero `read_timeout`, `lag`, `shutdown_grace` or
+/// `max_backoff` (with a zero read timeout nothing is ever fetched), naming the key.
+#[test]
+fn check_refuses_zero_durations_naming_the_key() {
+    let scratch = Scratch::new();
+    for key in ["read_timeout", "lag", "shutdown_grace", "max_backoff"] {
+        let text = config_text(
+            &scratch.path("state"),
+            &scratch.path("events.ndjson"),
+            "https://tap-api-v2.proofpoint.com",
+            &[("acme", "p-acme", "s-acme")],
+            &format!("{key} = \"0s\""),
+        );
+        let path = scratch.path(&format!("{key}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = support::daemon::tapfwd()
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{key} = 0s passed check");
+        assert!(
+            stderr.contains(&format!("poll.{key}")) && stderr.contains("must be at least"),
+            "{key}: {stderr}"
+        );
+    }
+}
