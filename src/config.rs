@@ -219,9 +219,15 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
-    /// Base URL of the TAP API. Default `https://tap-api-v2.proofpoint.com`.
+    /// Base URL of the TAP API. Default `https://tap-api-v2.proofpoint.com`. An `http://` URL
+    /// sends the Basic credentials in cleartext: it is refused unless its host is loopback or
+    /// `allow_http` is set.
     #[serde(default = "default_base_url")]
     pub base_url: String,
+    /// Accept an `http://` `base_url` on a host that is not loopback (a test rig, a TLS-ending
+    /// proxy on a trusted network); the daemon warns about it at start. Default `false`.
+    #[serde(default)]
+    pub allow_http: bool,
     /// The service principal (Settings → Connected Applications in the TAP dashboard).
     pub principal: String,
     /// The secret, inline. Prefer `secret_env`, `secret_file` or `secret_credential`.
@@ -247,6 +253,28 @@ pub struct TenantConfig {
     /// to close the alerts it raised.
     #[serde(default = "default_threat_status")]
     pub threat_status: Vec<ThreatStatus>,
+}
+
+impl TenantConfig {
+    /// Whether `base_url` is `http://` to a host that is not loopback: the credentials would
+    /// cross a network in cleartext.
+    pub fn cleartext_http(&self) -> bool {
+        let Ok(url) = reqwest::Url::parse(&self.base_url) else {
+            return false;
+        };
+        if url.scheme() != "http" {
+            return false;
+        }
+        let Some(host) = url.host_str() else {
+            return true;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.eq_ignore_ascii_case("localhost") {
+            return false;
+        }
+        host.parse::<std::net::IpAddr>()
+            .map_or(true, |ip| !ip.is_loopback())
+    }
 }
 
 fn default_threat_status() -> Vec<ThreatStatus> {
@@ -586,6 +614,11 @@ impl Config {
             }
             if let Some(problem) = url_problem(&t.base_url) {
                 err(key("base_url"), problem);
+            } else if t.cleartext_http() && !t.allow_http {
+                err(
+                    key("base_url"),
+                    "http:// sends the credentials in cleartext: use https://, or set allow_http = true for this tenant".into(),
+                );
             }
             if t.sinks.is_empty() {
                 err(key("sinks"), "lists no sinks".into());

@@ -270,3 +270,54 @@ fn check_refuses_zero_durations_naming_the_key() {
         );
     }
 }
+
+/// Runs `tapfwd check` on `text`; returns whether it passed and its stderr.
+fn check(scratch: &Scratch, name: &str, text: &str) -> (bool, String) {
+    let path = scratch.path(name);
+    std::fs::write(&path, text).unwrap();
+    let out = support::daemon::tapfwd()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 14, item 6: an `http://` base URL on a host that is not loopback (Basic credentials in
+/// cleartext) is refused, naming the key; loopback, and `allow_http = true`, are accepted.
+#[test]
+fn cleartext_base_url_is_refused_unless_loopback_or_allowed() {
+    let scratch = Scratch::new();
+    let text = |url: &str| {
+        config_text(
+            &scratch.path("state"),
+            &scratch.path("events.ndjson"),
+            url,
+            &[("acme", "p-acme", "s-acme")],
+            "",
+        )
+    };
+    let (ok, stderr) = check(&scratch, "plain.toml", &text("http://tap.example.com"));
+    assert!(!ok, "http:// to a remote host passed check");
+    assert!(
+        stderr.contains("tenants.acme.base_url") && stderr.contains("allow_http"),
+        "{stderr}"
+    );
+    for url in [
+        "http://127.0.0.1:8080",
+        "http://localhost:9000",
+        "http://[::1]:80",
+    ] {
+        let (ok, stderr) = check(&scratch, "loopback.toml", &text(url));
+        assert!(ok, "{url}: {stderr}");
+    }
+    let allowed = text("http://tap.example.com").replace(
+        "sinks = [\"archive\"]\n",
+        "sinks = [\"archive\"]\nallow_http = true\n",
+    );
+    let (ok, stderr) = check(&scratch, "allowed.toml", &allowed);
+    assert!(ok, "{stderr}");
+}
