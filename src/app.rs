@@ -93,6 +93,9 @@ impl App {
         }
         let mut pollers = Vec::with_capacity(config.tenants.len());
         for (id, tenant) in &config.tenants {
+            if tenant.cleartext_http() {
+                tracing::warn!(tenant = %id, base_url = %tenant.base_url, "allow_http: this tenant's credentials travel in cleartext");
+            }
             let tenant_sinks = tenant.sinks.iter().map(|s| sinks[s].clone()).collect();
             let secret = secrets
                 .get(id)

@@ -86,7 +86,8 @@ pub struct PollConfig {
     #[serde(with = "humantime_serde", default = "default_interval")]
     pub interval: Duration,
     /// Availability lag: windows end at least this long before now, because the API publishes
-    /// events up to about 30 minutes late. Default `30m`. Lower values lose late events.
+    /// events up to about 30 minutes late. Default `30m`; at least `1m`. Lower values lose late
+    /// events.
     #[serde(with = "humantime_serde", default = "default_lag")]
     pub lag: Duration,
     /// Longest window asked for in one request, between `30s` and `1h`. Default `1h`.
@@ -111,13 +112,29 @@ pub struct PollConfig {
     #[serde(default = "default_batch_bytes")]
     pub batch_bytes: usize,
     /// Longest wait for the next bytes of a response (not for the whole response, which may be
-    /// hundreds of MB). Default `60s`.
+    /// hundreds of MB). Default `60s`; at least `1s`.
     #[serde(with = "humantime_serde", default = "default_read_timeout")]
     pub read_timeout: Duration,
-    /// Longest wait between retries of a failing window or sink. Default `10m`.
+    /// Longest a whole window may take, from the request to its last event, before it fails and
+    /// is retried with backoff (releasing its concurrency permit): a response that trickles a
+    /// byte at a time under `read_timeout`, or never ends, cannot hold a tenant or a permit
+    /// forever. Default `30m`, far above a large real hour (hundreds of MB in a few minutes);
+    /// at least `1s`.
+    #[serde(with = "humantime_serde", default = "default_window_deadline")]
+    pub window_deadline: Duration,
+    /// Most events one window may hold; a response with more fails (`window over
+    /// poll.max_window_events`) and is retried after `max_backoff`, loudly. The largest real
+    /// hours are hundreds of thousands of events. Default `5000000`; at least `1000`.
+    #[serde(default = "default_max_window_events")]
+    pub max_window_events: u64,
+    /// Most raw event bytes one window may hold, as `max_window_events`. Default `8589934592`
+    /// (8 GiB; a large real hour is about 600 MB); at least `1048576`.
+    #[serde(default = "default_max_window_bytes")]
+    pub max_window_bytes: u64,
+    /// Longest wait between retries of a failing window or sink. Default `10m`; at least `1s`.
     #[serde(with = "humantime_serde", default = "default_max_backoff")]
     pub max_backoff: Duration,
-    /// How long a stopping daemon waits for in-flight windows. Default `20s`.
+    /// How long a stopping daemon waits for in-flight windows. Default `20s`; at least `1s`.
     #[serde(with = "humantime_serde", default = "default_shutdown_grace")]
     pub shutdown_grace: Duration,
 }
@@ -149,6 +166,15 @@ fn default_batch_bytes() -> usize {
 fn default_read_timeout() -> Duration {
     Duration::from_secs(60)
 }
+fn default_window_deadline() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_max_window_events() -> u64 {
+    5_000_000
+}
+fn default_max_window_bytes() -> u64 {
+    8 << 30
+}
 fn default_max_backoff() -> Duration {
     Duration::from_secs(600)
 }
@@ -168,6 +194,9 @@ impl Default for PollConfig {
             batch_events: default_batch_events(),
             batch_bytes: default_batch_bytes(),
             read_timeout: default_read_timeout(),
+            window_deadline: default_window_deadline(),
+            max_window_events: default_max_window_events(),
+            max_window_bytes: default_max_window_bytes(),
             max_backoff: default_max_backoff(),
             shutdown_grace: default_shutdown_grace(),
         }
@@ -196,9 +225,15 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
-    /// Base URL of the TAP API. Default `https://tap-api-v2.proofpoint.com`.
+    /// Base URL of the TAP API. Default `https://tap-api-v2.proofpoint.com`. An `http://` URL
+    /// sends the Basic credentials in cleartext: it is refused unless its host is loopback or
+    /// `allow_http` is set.
     #[serde(default = "default_base_url")]
     pub base_url: String,
+    /// Accept an `http://` `base_url` on a host that is not loopback (a test rig, a TLS-ending
+    /// proxy on a trusted network); the daemon warns about it at start. Default `false`.
+    #[serde(default)]
+    pub allow_http: bool,
     /// The service principal (Settings → Connected Applications in the TAP dashboard).
     pub principal: String,
     /// The secret, inline. Prefer `secret_env`, `secret_file` or `secret_credential`.
@@ -224,6 +259,28 @@ pub struct TenantConfig {
     /// to close the alerts it raised.
     #[serde(default = "default_threat_status")]
     pub threat_status: Vec<ThreatStatus>,
+}
+
+impl TenantConfig {
+    /// Whether `base_url` is `http://` to a host that is not loopback: the credentials would
+    /// cross a network in cleartext.
+    pub fn cleartext_http(&self) -> bool {
+        let Ok(url) = reqwest::Url::parse(&self.base_url) else {
+            return false;
+        };
+        if url.scheme() != "http" {
+            return false;
+        }
+        let Some(host) = url.host_str() else {
+            return true;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.eq_ignore_ascii_case("localhost") {
+            return false;
+        }
+        host.parse::<std::net::IpAddr>()
+            .map_or(true, |ip| !ip.is_loopback())
+    }
 }
 
 fn default_threat_status() -> Vec<ThreatStatus> {
@@ -456,6 +513,50 @@ impl Config {
         if p.lag >= API_HORIZON {
             err("poll.lag".into(), "must be well under 7d".into());
         }
+        // Durations that make no sense at zero (a zero read_timeout fetches nothing): each has a
+        // lower bound, and the message names the key.
+        for (key, value, min) in [
+            ("poll.lag", p.lag, Duration::from_secs(60)),
+            ("poll.read_timeout", p.read_timeout, Duration::from_secs(1)),
+            ("poll.max_backoff", p.max_backoff, Duration::from_secs(1)),
+            (
+                "poll.shutdown_grace",
+                p.shutdown_grace,
+                Duration::from_secs(1),
+            ),
+        ] {
+            if value < min {
+                err(
+                    key.into(),
+                    format!(
+                        "must be at least {}, got {}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(value)
+                    ),
+                );
+            }
+        }
+        if p.window_deadline < Duration::from_secs(1) {
+            err(
+                "poll.window_deadline".into(),
+                format!(
+                    "must be at least 1s, got {}",
+                    humantime::format_duration(p.window_deadline)
+                ),
+            );
+        }
+        if p.max_window_events < 1000 {
+            err(
+                "poll.max_window_events".into(),
+                format!("must be at least 1000, got {}", p.max_window_events),
+            );
+        }
+        if p.max_window_bytes < 1 << 20 {
+            err(
+                "poll.max_window_bytes".into(),
+                format!("must be at least 1048576, got {}", p.max_window_bytes),
+            );
+        }
         if p.concurrency == 0 {
             err("poll.concurrency".into(), "must be at least 1".into());
         }
@@ -519,6 +620,11 @@ impl Config {
             }
             if let Some(problem) = net::url_problem(&t.base_url, TAP_BASE_URL) {
                 err(key("base_url"), problem);
+            } else if t.cleartext_http() && !t.allow_http {
+                err(
+                    key("base_url"),
+                    "http:// sends the credentials in cleartext: use https://, or set allow_http = true for this tenant".into(),
+                );
             }
             if t.sinks.is_empty() {
                 err(key("sinks"), "lists no sinks".into());

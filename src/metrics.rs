@@ -84,6 +84,21 @@ const HELP: &[(&str, Kind, &str)] = &[
     ),
     ("tapfwd_tenants", Kind::Gauge, "Tenants this daemon polls."),
     (
+        "tapfwd_window_progress_events",
+        Kind::Gauge,
+        "Events received so far in the tenant's window in flight (0 between windows).",
+    ),
+    (
+        "tapfwd_window_progress_bytes",
+        Kind::Gauge,
+        "Raw event bytes received so far in the tenant's window in flight (0 between windows).",
+    ),
+    (
+        "tapfwd_window_progress_seconds",
+        Kind::Gauge,
+        "Seconds the tenant's window in flight has taken so far (0 between windows).",
+    ),
+    (
         "tapfwd_config_reloads_total",
         Kind::Counter,
         "Config reloads (SIGHUP), by result (applied, rejected).",
@@ -193,6 +208,17 @@ impl Metrics {
             labels(tenant, None, None),
             if failed { 1.0 } else { 0.0 },
         );
+    }
+
+    /// The progress of a tenant's window in flight; all 0 between windows.
+    pub fn set_window_progress(&self, tenant: &str, events: u64, bytes: u64, secs: u64) {
+        for (name, v) in [
+            ("tapfwd_window_progress_events", events),
+            ("tapfwd_window_progress_bytes", bytes),
+            ("tapfwd_window_progress_seconds", secs),
+        ] {
+            self.set(name, labels(tenant, None, None), v as f64);
+        }
     }
 
     pub fn set_global(&self, name: &'static str, v: f64) {

@@ -5,10 +5,58 @@
 //! secret) or, for tenants, `NAME_credential` (a systemd credential). The environment is passed
 //! in as an [`Env`] so that tests and reloads read the same way as the daemon. Errors name the
 //! key and the path, never the content.
+//!
+//! Text that comes from outside (an API's or a sink's error body, a header) may echo a secret
+//! back: a debug proxy or a WAF page repeats the request's `Authorization` header. [`scrub`] is
+//! the one function every source and sink passes such text through before it reaches a log, the
+//! status board or the store.
 
 use std::path::Path;
 
+use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
+
+/// What [`scrub`] puts where a secret stood.
+pub const REDACTED: &str = "[redacted]";
+
+/// `text` with every occurrence of each of `secrets`, and of its Base64 forms (padded, unpadded,
+/// URL-safe: what an echoed `Authorization: Basic` or a token header looks like), replaced by
+/// [`REDACTED`]. Pass the secret and, for Basic auth, `principal:secret` too. Secrets shorter
+/// than 4 bytes are left alone (replacing them would garble every text and protect nothing).
+pub fn scrub(text: String, secrets: &[&str]) -> String {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let mut text = text;
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        // Longest form first, so that a padded form is not left with its `=` behind.
+        let forms = [
+            STANDARD.encode(s),
+            URL_SAFE.encode(s),
+            STANDARD_NO_PAD.encode(s),
+            URL_SAFE_NO_PAD.encode(s),
+            s.to_string(),
+        ];
+        for form in forms {
+            if text.contains(form.as_str()) {
+                text = text.replace(form.as_str(), REDACTED);
+            }
+        }
+    }
+    text
+}
+
+/// The texts [`scrub`] must remove for HTTP Basic credentials: the secret and `principal:secret`.
+pub fn basic_auth_forms(principal: &str, secret: &SecretString) -> Vec<SecretString> {
+    vec![
+        secret.clone(),
+        SecretString::from(format!("{principal}:{}", secret.expose_secret())),
+    ]
+}
+
+/// [`scrub`] with secrets held as [`SecretString`]s.
+pub fn scrub_with(text: String, secrets: &[SecretString]) -> String {
+    let exposed: Vec<&str> = secrets.iter().map(|s| s.expose_secret()).collect();
+    scrub(text, &exposed)
+}
 
 /// Reads an environment variable: `std::env::var` in the daemon, a map in tests.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -120,4 +168,36 @@ pub fn read_file(key: String, path: &Path) -> Result<SecretString, SecretError> 
         ));
     }
     Ok(SecretString::from(secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_removes_the_secret_the_pair_and_their_base64_forms() {
+        let secret = SecretString::from("s3cr3t-value".to_string());
+        let forms = basic_auth_forms("p-acme", &secret);
+        let b64 = base64::engine::general_purpose::STANDARD.encode("p-acme:s3cr3t-value");
+        let text = format!(
+            "bad request: Authorization: Basic {b64} secret=s3cr3t-value \
+             pair=p-acme:s3cr3t-value raw={}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("s3cr3t-value")
+        );
+        let out = scrub_with(text, &forms);
+        assert!(!out.contains("s3cr3t"), "{out}");
+        assert!(!out.contains(&b64), "{out}");
+        assert!(!out.contains(&b64[..b64.len() - 2]), "{out}");
+        assert!(out.contains("Basic [redacted]"), "{out}");
+        assert!(
+            out.contains("p-acme:") || out.contains("pair=[redacted]"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn scrub_leaves_short_secrets_and_other_text_alone() {
+        assert_eq!(scrub("a b c".into(), &["b"]), "a b c");
+        assert_eq!(scrub("nothing here".into(), &["s3cr3t"]), "nothing here");
+    }
 }

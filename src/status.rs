@@ -86,6 +86,23 @@ pub struct TenantStatus {
     /// API responses by status class (`200`, `429`, `transport`, ...), since start.
     pub requests_by_status: BTreeMap<String, u64>,
     pub sinks: Vec<SinkStatus>,
+    /// The window being fetched right now, while it streams in; absent between windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowProgress>,
+}
+
+/// How far the window in flight has come: published while it streams in, so that a large
+/// backfill (or a response that does not end) is seen to move.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowProgress {
+    /// The window's start and end (RFC 3339).
+    pub start: String,
+    pub end: String,
+    /// Events and raw event bytes received so far in this window.
+    pub events: u64,
+    pub bytes: u64,
+    /// Seconds since the window's request was sent.
+    pub seconds: u64,
 }
 
 /// One tenant's progress into one sink.

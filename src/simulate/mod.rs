@@ -153,6 +153,14 @@ pub enum Fault {
     SlowHeaders(Duration),
     /// Send the headers and part of the body, stall this long (tokio time), then finish normally.
     StallMidBody(Duration),
+    /// 200 and the start of a valid JSON body, then one space every this long (tokio time),
+    /// forever: under any read timeout, never complete.
+    Trickle(Duration),
+    /// 200 and a body of valid, distinct `messagesDelivered` events inside the window, forever.
+    Endless,
+    /// Answer this status with the body a debug proxy or WAF page sends: it repeats the request's
+    /// `Authorization` header, the decoded `principal:secret` and the secret.
+    EchoCredentials(u16),
 }
 
 /// One simulated event with its ground-truth times.

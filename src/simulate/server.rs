@@ -337,6 +337,77 @@ async fn fault_response(
             logged(200);
             stream_response(body, false, Some(Cut::Stall(d)))
         }
+        Fault::Trickle(every) => {
+            logged(200);
+            let head = format!(
+                "{{\"queryEndTime\":\"{}\",\"messagesBlocked\":[",
+                ms_to_utc(body.filter.end_ms).to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            );
+            let stream = futures_util::stream::unfold(Some(head), move |head| async move {
+                let chunk = match head {
+                    Some(h) => Bytes::from(h),
+                    None => {
+                        tokio::time::sleep(every).await;
+                        Bytes::from_static(b" ")
+                    }
+                };
+                Some((Ok::<_, std::io::Error>(chunk), None))
+            });
+            let mut resp = Response::new(Body::from_stream(stream));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Fault::Endless => {
+            logged(200);
+            let end = body.filter.end_ms;
+            let time = ms_to_utc(end).to_rfc3339_opts(SecondsFormat::Millis, true);
+            let head = format!(
+                "{{\"queryEndTime\":\"{}\",\"messagesDelivered\":[",
+                ms_to_utc(end).to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            );
+            let stream = futures_util::stream::unfold(0u64, move |n| {
+                let (head, time) = (head.clone(), time.clone());
+                async move {
+                    let mut chunk = if n == 0 { head } else { String::new() };
+                    for i in n..n + 200 {
+                        if i > 0 {
+                            chunk.push(',');
+                        }
+                        chunk.push_str(&format!(
+                            "{{\"GUID\":\"endless-{i}\",\"messageTime\":\"{time}\",\"subject\":\"event {i} of a response that does not end\"}}"
+                        ));
+                    }
+                    // Yield, so a client that stops reading is noticed.
+                    tokio::task::yield_now().await;
+                    Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), n + 200))
+                }
+            });
+            let mut resp = Response::new(Body::from_stream(stream));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Fault::EchoCredentials(s) => {
+            logged(s);
+            let auth = parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let (user, pass) = basic_auth(parts).unwrap_or_default();
+            text(
+                s,
+                format!(
+                    "{} request dump: Authorization: {auth}\nuser={user} credentials={user}:{pass} secret={pass}",
+                    status_body(s)
+                ),
+            )
+        }
     }
 }
 

@@ -11,7 +11,9 @@
 //! - A window goes to the streams whose position is its start, ends no later than the next
 //!   stream's position, and moves each stream to its end only once that stream's sink has it.
 //! - A poller owns nothing shared but the store, the HTTP client and a concurrency permit held by
-//!   the scheduler; its failures end in its own backoff ([`TapError::disposition`]) (6).
+//!   the scheduler; its failures end in its own backoff ([`TapError::disposition`]), and a window
+//!   that is not complete within `poll.window_deadline` fails at its next wait for the API, so a
+//!   trickling or endless response gives its permit back (6).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +29,7 @@ use crate::clock;
 use crate::config::TenantConfig;
 use crate::engine::Streams;
 use crate::sinks::Sink;
-use crate::status::{TenantState, TenantStatus};
+use crate::status::{TenantState, TenantStatus, WindowProgress};
 use crate::store::{StoreError, TenantRecord};
 use crate::tap::client::{BatchLimits, Credentials, Disposition, TapError, WindowItem};
 use crate::tap::window::{self, Cadence, Plan, Window};
@@ -84,6 +86,8 @@ pub struct Poller {
     state: TenantState,
     events_fetched: u64,
     windows_fetched: u64,
+    /// The window in flight and how far it has come, published while it streams in.
+    progress: Option<WindowProgress>,
     by_status: std::collections::BTreeMap<String, u64>,
 }
 
@@ -115,6 +119,7 @@ impl Poller {
             state: TenantState::CatchingUp,
             events_fetched: 0,
             windows_fetched: 0,
+            progress: None,
             by_status: Default::default(),
         };
         poller.publish(ctx, None);
@@ -148,6 +153,8 @@ impl Poller {
         }
         let started = std::time::Instant::now();
         let result = self.fetch_window(ctx, window, targets).await;
+        self.progress = None;
+        ctx.metrics.set_window_progress(&self.id, 0, 0, 0);
         ctx.metrics
             .observe_fetch(&self.id, started.elapsed().as_secs_f64());
         let now = ctx.clock.now().timestamp();
@@ -372,18 +379,33 @@ impl Poller {
             events: ctx.poll.batch_events,
             bytes: ctx.poll.batch_bytes,
         };
-        let mut rx = ctx
-            .client
-            .fetch_window(&self.config.base_url, &creds, window, limits)
-            .await?;
+        // The window's overall deadline (invariant 6): checked around every wait for the API, never
+        // around a delivery or a commit, so a window that runs out stops at a safe point.
+        let budget = ctx.poll.window_deadline;
+        let deadline = tokio::time::Instant::now() + budget;
+        let mut rx = tokio::time::timeout_at(
+            deadline,
+            ctx.client
+                .fetch_window(&self.config.base_url, &creds, window, limits),
+        )
+        .await
+        .map_err(|_| TapError::Deadline(budget))??;
         let horizon = ctx.poll.dedupe_horizon.as_secs() as i64;
+        let started = std::time::Instant::now();
+        let mut published: Option<std::time::Instant> = None;
+        self.progress = Some(WindowProgress {
+            start: clock::rfc3339(window.start),
+            end: clock::rfc3339(window.end),
+            ..Default::default()
+        });
         let mut delivery =
             self.streams
                 .begin(targets, window.end, window.start - horizon, &ctx.store)?;
         loop {
-            let item = match rx.recv().await {
-                Some(item) => item?,
-                None => {
+            let item = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Err(_) => return Err(TapError::Deadline(budget).into()),
+                Ok(Some(item)) => item?,
+                Ok(None) => {
                     return Err(TapError::Transport("response reader stopped early".into()).into())
                 }
             };
@@ -391,6 +413,15 @@ impl Poller {
                 WindowItem::Batch(b) => b,
                 WindowItem::Done(_) => break,
             };
+            window_grew(
+                ctx,
+                &self.id,
+                &mut self.progress,
+                self.events_fetched,
+                &batch,
+                started,
+                &mut published,
+            )?;
             self.events_fetched += batch.len() as u64;
             ctx.metrics.add_fetched(&self.id, batch.len() as u64);
             delivery.send(&batch, ctx.engine()).await?;
@@ -433,6 +464,7 @@ impl Poller {
             windows_fetched: self.windows_fetched,
             requests_by_status: self.by_status.clone(),
             sinks,
+            window: self.progress.clone(),
         });
     }
 }
@@ -454,4 +486,55 @@ impl Source for Poller {
         self.publish(ctx, at);
         next
     }
+}
+
+/// Counts `batch` into the window in flight (`progress`); fails the window past
+/// `poll.max_window_events` or `poll.max_window_bytes` (a response that does not end like a real
+/// one), and publishes its progress on the first batch and then at most once a second.
+fn window_grew(
+    ctx: &Context,
+    id: &str,
+    progress: &mut Option<WindowProgress>,
+    fetched_before: u64,
+    batch: &crate::event::Batch,
+    started: std::time::Instant,
+    published: &mut Option<std::time::Instant>,
+) -> Result<(), TapError> {
+    let Some(p) = progress.as_mut() else {
+        return Ok(());
+    };
+    let (events, bytes) = (
+        p.events + batch.len() as u64,
+        p.bytes + batch.raw_bytes() as u64,
+    );
+    let over = if events > ctx.poll.max_window_events {
+        Some("max_window_events")
+    } else if bytes > ctx.poll.max_window_bytes {
+        Some("max_window_bytes")
+    } else {
+        None
+    };
+    if let Some(limit) = over {
+        return Err(TapError::TooLarge {
+            limit,
+            events,
+            bytes,
+        });
+    }
+    p.events = events;
+    p.bytes = bytes;
+    p.seconds = started.elapsed().as_secs();
+    if !matches!(published, Some(at) if at.elapsed() < Duration::from_secs(1)) {
+        *published = Some(std::time::Instant::now());
+        ctx.metrics
+            .set_window_progress(id, events, bytes, p.seconds);
+        // The streams are busy with the delivery: update the tenant's last status in place.
+        if let Some(mut status) = ctx.status.get(id) {
+            status.window = Some(p.clone());
+            status.events_fetched = fetched_before + batch.len() as u64;
+            status.next_poll_at = None;
+            ctx.status.put(status);
+        }
+    }
+    Ok(())
 }

@@ -6,7 +6,9 @@
 //! Status codes are mapped to [`TapError`], whose [`TapError::disposition`] says exhaustively
 //! what the poller does about each. The
 //! secret only ever travels in the `Authorization` header, which reqwest marks sensitive; no
-//! error message here is built from it (invariant 7).
+//! error message here is built from it, and every text that came from the server (bodies,
+//! headers, the head of a malformed body) goes through [`crate::secret::scrub`] for the secret,
+//! `principal:secret` and their Base64 forms before it leaves this module (invariant 7).
 
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use super::split::{BatchBuilder, SplitError, SplitLimits, SplitSummary, Splitter
 use super::window::Window;
 use crate::event::Batch;
 use crate::net::{self, ErrorUrl};
+use crate::secret::{basic_auth_forms, scrub_with};
 use crate::tap::ThreatStatus;
 
 /// Why a window could not be fetched.
@@ -41,6 +44,14 @@ pub enum TapError {
     Transport(String),
     #[error("response stalled: no data for {0:?}")]
     Timeout(Duration),
+    #[error("window not complete within poll.window_deadline ({})", humantime::format_duration(*.0))]
+    Deadline(Duration),
+    #[error("window over poll.{limit} ({events} events, {bytes} bytes so far): the response does not end like a real one")]
+    TooLarge {
+        limit: &'static str,
+        events: u64,
+        bytes: u64,
+    },
     #[error("malformed response: {0}")]
     Malformed(#[from] SplitError),
     #[error("response is not JSON (content-type `{0}`)")]
@@ -70,11 +81,12 @@ impl TapError {
             TapError::Unauthorized | TapError::Forbidden => Disposition::Credentials,
             TapError::Throttled => Disposition::Throttled,
             TapError::TooOld(_) => Disposition::TooOld,
-            TapError::BadRequest(_) => Disposition::Rejected,
+            TapError::BadRequest(_) | TapError::TooLarge { .. } => Disposition::Rejected,
             TapError::Server { .. }
             | TapError::Unexpected { .. }
             | TapError::Transport(_)
             | TapError::Timeout(_)
+            | TapError::Deadline(_)
             | TapError::Malformed(_)
             | TapError::NotJson(_) => Disposition::Transient,
         }
@@ -92,8 +104,49 @@ impl TapError {
             TapError::Unexpected { .. } => "unexpected_status",
             TapError::Transport(_) => "transport",
             TapError::Timeout(_) => "timeout",
+            TapError::Deadline(_) => "deadline",
+            TapError::TooLarge { .. } => "too_large",
             TapError::Malformed(_) => "malformed",
             TapError::NotJson(_) => "not_json",
+        }
+    }
+
+    /// This error with every text that came from outside scrubbed of `secrets`
+    /// ([`crate::secret::scrub`]).
+    pub fn scrubbed(self, secrets: &[SecretString]) -> TapError {
+        let clean = |t: String| scrub_with(t, secrets);
+        match self {
+            TapError::TooOld(b) => TapError::TooOld(clean(b)),
+            TapError::BadRequest(b) => TapError::BadRequest(clean(b)),
+            TapError::Server { status, body } => TapError::Server {
+                status,
+                body: clean(body),
+            },
+            TapError::Unexpected { status, body } => TapError::Unexpected {
+                status,
+                body: clean(body),
+            },
+            TapError::Transport(t) => TapError::Transport(clean(t)),
+            TapError::NotJson(t) => TapError::NotJson(clean(t)),
+            TapError::Malformed(SplitError::NotObject { head }) => {
+                TapError::Malformed(SplitError::NotObject { head: clean(head) })
+            }
+            TapError::Malformed(SplitError::Unexpected {
+                found,
+                expected,
+                offset,
+            }) => TapError::Malformed(SplitError::Unexpected {
+                found: clean(found),
+                expected,
+                offset,
+            }),
+            e @ (TapError::Unauthorized
+            | TapError::Forbidden
+            | TapError::Throttled
+            | TapError::Timeout(_)
+            | TapError::Deadline(_)
+            | TapError::TooLarge { .. }
+            | TapError::Malformed(_)) => e,
         }
     }
 
@@ -165,7 +218,11 @@ impl TapClient {
         window: Window,
         limits: BatchLimits,
     ) -> Result<mpsc::Receiver<Result<WindowItem, TapError>>, TapError> {
-        let response = self.send(base_url, creds, &window.interval_param()).await?;
+        let secrets = basic_auth_forms(creds.principal, creds.secret);
+        let response = self
+            .send(base_url, creds, &window.interval_param())
+            .await
+            .map_err(|e| e.scrubbed(&secrets))?;
         // One batch waits here while the poller delivers the previous one and the reader fills
         // the next: fetching overlaps delivery, and a window costs at most about four batches
         // of memory (filling, sending, queued, delivering) whatever its size.
@@ -174,7 +231,7 @@ impl TapClient {
         tokio::spawn(async move {
             let result = read_body(response, limits, read_timeout, &tx).await;
             if let Err(e) = result {
-                let _ = tx.send(Err(e)).await;
+                let _ = tx.send(Err(e.scrubbed(&secrets))).await;
             }
         });
         Ok(rx)
@@ -240,7 +297,8 @@ impl TapClient {
             }
             204 => Ok(response),
             _ => {
-                let body = short_body(response).await;
+                let body =
+                    short_body(response, &basic_auth_forms(creds.principal, creds.secret)).await;
                 Err(match status {
                     401 => TapError::Unauthorized,
                     403 => TapError::Forbidden,
@@ -268,7 +326,14 @@ async fn read_body(
     let mut splitter = Splitter::new(SplitLimits::default());
     let mut builder = BatchBuilder::new();
     let mut body = response.bytes_stream();
-    while let Some(chunk) = body.next().await {
+    loop {
+        // A poller that gave up (its window deadline, shutdown) drops the receiver: stop reading
+        // then, even if the server trickles or never sends another byte.
+        let chunk = tokio::select! {
+            chunk = body.next() => chunk,
+            _ = tx.closed() => return Ok(()),
+        };
+        let Some(chunk) = chunk else { break };
         let chunk = chunk.map_err(|e| transport_failure(e, read_timeout))?;
         splitter.feed(&chunk, &mut builder)?;
         let full = builder.len() >= limits.events || builder.raw_bytes() >= limits.bytes;
@@ -304,10 +369,12 @@ fn transport_failure(e: reqwest::Error, read_timeout: Duration) -> TapError {
     TapError::Transport(net::transport_error(e, ErrorUrl::Keep))
 }
 
-/// At most 300 characters of an error body, on one line.
-async fn short_body(response: reqwest::Response) -> String {
+/// At most 300 characters of an error body, on one line, scrubbed of the request's secrets
+/// before it is cut (so no part of one survives the cut).
+async fn short_body(response: reqwest::Response, secrets: &[SecretString]) -> String {
     let bytes = response.bytes().await.unwrap_or_default();
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(600)]);
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(8192)]).into_owned();
+    let text = scrub_with(text, secrets);
     let one_line: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -329,6 +396,14 @@ mod tests {
             (TapError::TooOld("x".into()), Disposition::TooOld),
             (TapError::BadRequest("x".into()), Disposition::Rejected),
             (
+                TapError::TooLarge {
+                    limit: "max_window_events",
+                    events: 1,
+                    bytes: 1,
+                },
+                Disposition::Rejected,
+            ),
+            (
                 TapError::Server {
                     status: 503,
                     body: String::new(),
@@ -338,6 +413,10 @@ mod tests {
             (TapError::Transport("reset".into()), Disposition::Transient),
             (
                 TapError::Timeout(Duration::from_secs(1)),
+                Disposition::Transient,
+            ),
+            (
+                TapError::Deadline(Duration::from_secs(1800)),
                 Disposition::Transient,
             ),
             // A body cut short and one garbled on the way are both asked for again.

@@ -142,13 +142,9 @@ pub fn error_text(body: &[u8]) -> String {
     }
 }
 
-/// `text` with every occurrence of each secret replaced by `[redacted]`.
-pub fn scrub(text: String, secrets: &[&str]) -> String {
-    secrets
-        .iter()
-        .filter(|s| s.len() >= 4)
-        .fold(text, |t, s| t.replace(s, "[redacted]"))
-}
+/// `text` with every occurrence of each secret (and its Base64 forms) replaced by `[redacted]`:
+/// the one scrubbing function, shared with the TAP client.
+pub use crate::secret::scrub;
 
 /// The [`Step`] for a reply by the standard rule: 2xx done (with the reply), 408/429/5xx retried
 /// after its `Retry-After`, anything else rejected. `what` names the sink and request in errors.

@@ -1,0 +1,323 @@
+//! Black-box tests of hostile responses and damaged state (issue 14): a TAP server that echoes
+//! credentials, trickles or never ends, redirects or answers with arrays it should not have; a
+//! state directory that is damaged or lost. In-process tests run the real `App` against the
+//! simulator on a manual clock; nothing sleeps to synchronise.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use support::*;
+use tapfwd::clock::Clock;
+use tapfwd::simulate::Fault;
+
+fn lag() -> i64 {
+    1800
+}
+
+/// Every file under `dir`, read whole.
+fn all_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(b) = std::fs::read(&p) {
+                out.push((p.display().to_string(), b));
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Issue 14, item 1: a 500/400/503 whose body repeats the Authorization header, the
+/// `principal:secret` pair and the secret leaves no trace of them in the status board or the
+/// store, while the error itself is still reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echoed_credentials_are_scrubbed_from_status_and_store() {
+    const SECRET: &str = "s-echo-7f3a9c21";
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant("p-echo", SECRET, 600)], 4, clock.clone()).await;
+    sim.sim.inject(
+        "p-echo",
+        [
+            Fault::EchoCredentials(500),
+            Fault::EchoCredentials(400),
+            Fault::EchoCredentials(503),
+        ],
+    );
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let events = scratch.path("events.ndjson");
+    let text = config_text(
+        &state,
+        &events,
+        &sim.base_url(),
+        &[("echo", "p-echo", SECRET)],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"",
+    );
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("p-echo:{SECRET}"));
+    let forbidden = [SECRET.to_string(), b64.clone(), format!("p-echo:{SECRET}")];
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let latest = (t0().timestamp() - lag()).div_euclid(60) * 60;
+    let mut errors = Vec::new();
+    for _ in 0..30 {
+        running.wait_idle(1, manual.now()).await;
+        let status = running.board.get("echo").unwrap();
+        if let Some(e) = status.last_error.clone() {
+            errors.push(e);
+        }
+        if latest - checkpoints(&running.board, "archive")["echo"] < 300 {
+            break;
+        }
+        manual.advance(Duration::from_secs(60));
+    }
+    running.stop().await;
+    assert!(
+        errors.iter().any(|e| e.contains("[redacted]")),
+        "the echoed error was reported, scrubbed: {errors:?}"
+    );
+    for e in &errors {
+        for f in &forbidden {
+            assert!(!e.contains(f.as_str()), "secret in last_error: {e}");
+        }
+    }
+    for (path, bytes) in all_bytes(&state) {
+        for f in &forbidden {
+            assert!(
+                !contains(&bytes, f),
+                "secret form {f:?} in the store file {path}"
+            );
+        }
+    }
+}
+
+/// Steps the manual clock a minute at a time until every tenant's checkpoint into `archive` is
+/// within 5 minutes of `now - lag`; returns every `last_error` seen on the way, per tenant.
+async fn run_until_caught_up(
+    running: &Running,
+    manual: &tapfwd::clock::ManualClock,
+    ids: &[&str],
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let latest = (t0().timestamp() - lag()).div_euclid(60) * 60;
+    let mut errors: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for _ in 0..60 {
+        running.wait_idle(ids.len(), manual.now()).await;
+        for id in ids {
+            if let Some(e) = running.board.get(id).and_then(|s| s.last_error) {
+                errors.entry(id.to_string()).or_default().push(e);
+            }
+        }
+        let cps = checkpoints(&running.board, "archive");
+        if ids.iter().all(|id| latest - cps[*id] < 300) {
+            return errors;
+        }
+        manual.advance(Duration::from_secs(60));
+    }
+    panic!("not caught up: {:#?}", running.board.snapshot());
+}
+
+/// Issue 14, item 4: a response that trickles a byte at a time under `read_timeout` fails at
+/// `poll.window_deadline` and is retried with backoff; with `concurrency = 1` the other tenant is
+/// not held behind it, and both end up with every event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickling_window_fails_at_its_deadline_and_frees_the_permit() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(
+        vec![
+            tenant("p-slow", "s-slow", 300),
+            tenant("p-fast", "s-fast", 300),
+        ],
+        6,
+        clock.clone(),
+    )
+    .await;
+    sim.sim.inject(
+        "p-slow",
+        [
+            Fault::Trickle(Duration::from_millis(100)),
+            Fault::Trickle(Duration::from_millis(100)),
+        ],
+    );
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("slow", "p-slow", "s-slow"), ("fast", "p-fast", "s-fast")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"\n\
+         concurrency = 1\nread_timeout = \"10s\"\nwindow_deadline = \"1s\"",
+    );
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let errors = run_until_caught_up(&running, &manual, &["slow", "fast"]).await;
+    let cps = checkpoints(&running.board, "archive");
+    running.stop().await;
+    assert!(
+        errors
+            .get("slow")
+            .is_some_and(|e| e.iter().any(|e| e.contains("poll.window_deadline"))),
+        "the trickling window failed at its deadline: {errors:?}"
+    );
+    let initial = (t0().timestamp() - lag() - 2 * 3600).div_euclid(60) * 60;
+    let lines = read_lines(&events);
+    for (id, p) in [("slow", "p-slow"), ("fast", "p-fast")] {
+        assert_exactly_once(&lines, id, &expected(&sim.sim, p, initial, cps[id]));
+    }
+}
+
+/// Issue 14, item 5: a response that streams distinct valid events forever fails at
+/// `poll.max_window_events` and is retried later; while it streams, status and metrics show the
+/// window's progress (events, bytes, the window), not `0` until its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_response_is_bounded_and_its_progress_is_published() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant("p-big", "s-big", 300)], 8, clock.clone()).await;
+    sim.sim.inject("p-big", [Fault::Endless]);
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("big", "p-big", "s-big")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"\n\
+         batch_events = 100\nmax_window_events = 20000",
+    );
+    let app = tapfwd::App::build(parse_config(&text), clock.clone())
+        .await
+        .unwrap();
+    let metrics = app.metrics();
+    let running = Running::run(app);
+    let mut metric_seen = None;
+    running
+        .wait_for("the window's progress", |s| {
+            let Some(w) = s.iter().find_map(|t| t.window.clone()) else {
+                return false;
+            };
+            metric_seen = tapfwd_metric(
+                &metrics.render(),
+                "tapfwd_window_progress_events{tenant=\"big\"}",
+            );
+            w.events > 0 && w.bytes > 0 && !w.start.is_empty() && !w.end.is_empty()
+        })
+        .await;
+    assert!(
+        metric_seen.is_some_and(|v| v > 0.0),
+        "progress metric during the window: {metric_seen:?}"
+    );
+    let errors = run_until_caught_up(&running, &manual, &["big"]).await;
+    let cps = checkpoints(&running.board, "archive");
+    let status = running.board.get("big").unwrap();
+    running.stop().await;
+    assert!(status.window.is_none(), "no window in flight: {status:?}");
+    assert!(
+        errors["big"]
+            .iter()
+            .any(|e| e.contains("window over poll.max_window_events")),
+        "the endless window failed at its bound: {errors:?}"
+    );
+    let initial = (t0().timestamp() - lag() - 2 * 3600).div_euclid(60) * 60;
+    let lines: Vec<Line> = read_lines(&events)
+        .into_iter()
+        .filter(|l| !contains(&l.raw, "\"endless-"))
+        .collect();
+    assert_exactly_once(
+        &lines,
+        "big",
+        &expected(&sim.sim, "p-big", initial, cps["big"]),
+    );
+}
+
+fn tapfwd_metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// Issue 14, item 8: `tapfwd check` refuses a zero `read_timeout`, `lag`, `shutdown_grace` or
+/// `max_backoff` (with a zero read timeout nothing is ever fetched), naming the key.
+#[test]
+fn check_refuses_zero_durations_naming_the_key() {
+    let scratch = Scratch::new();
+    for key in ["read_timeout", "lag", "shutdown_grace", "max_backoff"] {
+        let text = config_text(
+            &scratch.path("state"),
+            &scratch.path("events.ndjson"),
+            "https://tap-api-v2.proofpoint.com",
+            &[("acme", "p-acme", "s-acme")],
+            &format!("{key} = \"0s\""),
+        );
+        let path = scratch.path(&format!("{key}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = support::daemon::tapfwd()
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{key} = 0s passed check");
+        assert!(
+            stderr.contains(&format!("poll.{key}")) && stderr.contains("must be at least"),
+            "{key}: {stderr}"
+        );
+    }
+}
+
+/// Runs `tapfwd check` on `text`; returns whether it passed and its stderr.
+fn check(scratch: &Scratch, name: &str, text: &str) -> (bool, String) {
+    let path = scratch.path(name);
+    std::fs::write(&path, text).unwrap();
+    let out = support::daemon::tapfwd()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 14, item 6: an `http://` base URL on a host that is not loopback (Basic credentials in
+/// cleartext) is refused, naming the key; loopback, and `allow_http = true`, are accepted.
+#[test]
+fn cleartext_base_url_is_refused_unless_loopback_or_allowed() {
+    let scratch = Scratch::new();
+    let text = |url: &str| {
+        config_text(
+            &scratch.path("state"),
+            &scratch.path("events.ndjson"),
+            url,
+            &[("acme", "p-acme", "s-acme")],
+            "",
+        )
+    };
+    let (ok, stderr) = check(&scratch, "plain.toml", &text("http://tap.example.com"));
+    assert!(!ok, "http:// to a remote host passed check");
+    assert!(
+        stderr.contains("tenants.acme.base_url") && stderr.contains("allow_http"),
+        "{stderr}"
+    );
+    for url in [
+        "http://127.0.0.1:8080",
+        "http://localhost:9000",
+        "http://[::1]:80",
+    ] {
+        let (ok, stderr) = check(&scratch, "loopback.toml", &text(url));
+        assert!(ok, "{url}: {stderr}");
+    }
+    let allowed = text("http://tap.example.com").replace(
+        "sinks = [\"archive\"]\n",
+        "sinks = [\"archive\"]\nallow_http = true\n",
+    );
+    let (ok, stderr) = check(&scratch, "allowed.toml", &allowed);
+    assert!(ok, "{stderr}");
+}
