@@ -412,6 +412,129 @@ async fn hec_gzip_bodies_are_decoded_by_the_server() {
     assert_eq!(click["sourcetype"], "pps:click:permitted");
 }
 
+/// Every form of a HEC URL that Splunk's documentation and consoles hand out.
+const HEC_URL_FORMS: [&str; 6] = [
+    "",
+    "/",
+    "/services/collector",
+    "/services/collector/",
+    "/services/collector/event",
+    "/services/collector/event/",
+];
+
+#[tokio::test]
+async fn hec_url_may_be_the_base_or_the_endpoint_splunk_documents() {
+    for form in HEC_URL_FORMS {
+        let (fake, url) = hec_server(true).await;
+        let s = sink(
+            "splunk",
+            json!({"type":"splunk_hec","url":format!("{url}{form}"),"token":"hec-token-acme",
+                   "ack":true,"ack_poll_interval":"10ms","retry":fast_retry()}),
+        );
+        let (result, commits) = deliver(&*s, "acme", &batch()).await;
+        result.unwrap_or_else(|e| panic!("url {url}{form}: {e}"));
+        assert_eq!(commits, 1, "{form}");
+        let paths: Vec<_> = fake.requests().iter().map(|r| r.path.clone()).collect();
+        assert_eq!(paths, ["/services/collector/event"], "{form}");
+        assert_eq!(fake.events().len(), 5, "{form}");
+        assert!(fake.with(|s| s.ack_polls) >= 1, "{form}: acks polled");
+    }
+}
+
+#[test]
+fn hec_url_with_another_path_is_refused_naming_the_key() {
+    for path in [
+        "/services/collector/raw",
+        "/services/collector/event/services/collector/event",
+        "/splunk",
+        "/services/collector?channel=0f8e3b1c-0000-4000-8000-000000000000",
+    ] {
+        let config: SinkConfig = serde_json::from_value(json!({
+            "type": "splunk_hec", "url": format!("https://splunk:8088{path}"), "token": "t"
+        }))
+        .unwrap();
+        let e = config.validate().unwrap_err();
+        assert!(
+            e.starts_with("url: `https://splunk:8088") && e.contains("not a HEC endpoint"),
+            "{path}: {e}"
+        );
+    }
+}
+
+/// `tapfwd check` on the binary: ok for each HEC URL form, the key named for a bad path.
+#[test]
+fn check_accepts_every_hec_url_form_and_names_the_key_of_a_bad_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |url: &str| {
+        format!(
+            "state_dir = \"s\"\n[sinks.splunk]\ntype = \"splunk_hec\"\nurl = \"{url}\"\ntoken = \"t\"\n\
+             [tenants.acme]\nprincipal = \"p\"\nsecret = \"x\"\nsinks = [\"splunk\"]\n"
+        )
+    };
+    let check = |text: String| {
+        let path = dir.path().join("tapfwd.toml");
+        std::fs::write(&path, text).unwrap();
+        support::daemon::tapfwd()
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    for form in HEC_URL_FORMS {
+        let out = check(config(&format!(
+            "https://http-inputs-acme.splunkcloud.com{form}"
+        )));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("config ok"),
+            "{form}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = check(config("https://splunk:8088/services/collector/raw"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("config key `sinks.splunk`: url: `https://splunk:8088/services/collector/raw` has the path `/services/collector/raw`, which is not a HEC endpoint"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_404_is_reported_as_a_wrong_url_path_and_not_retried() {
+    // The generic sink pointed at HEC's raw endpoint path that this collector does not serve.
+    let (fake, url) = hec_server(false).await;
+    let s = sink(
+        "hook",
+        json!({"type":"http","url":format!("{url}/services/collector/nope"),"retry":fast_retry()}),
+    );
+    let (result, commits) = deliver(&*s, "acme", &batch()).await;
+    let err = result.unwrap_err();
+    assert_eq!(commits, 0);
+    assert!(matches!(err, SinkError::Rejected(_)), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("http sink `hook`: POST {url}/services/collector/nope: HTTP 404 Not Found: the URL's path is wrong for this sink, a configuration error (The requested URL was not found on this server. (code 404))")
+    );
+    assert_eq!(fake.requests().len(), 1, "a 404 is not retried");
+    // LogScale below a path prefix that its cluster does not have.
+    let (fake, url) = logscale_server().await;
+    let s = sink(
+        "logscale",
+        json!({"type":"logscale","url":format!("{url}/humio"),"token":"ingest-token-acme","retry":fast_retry()}),
+    );
+    let err = deliver(&*s, "acme", &batch())
+        .await
+        .0
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/humio/api/v1/ingest/humio-structured: HTTP 404 Not Found: the URL's path is wrong for this sink"),
+        "{err}"
+    );
+    assert!(fake.requests().is_empty());
+}
+
 // ------------------------------------------------------------------------------- LogScale
 
 async fn logscale_server() -> (Fake, String) {

@@ -20,7 +20,8 @@
 //! transport failures are retried with backoff honouring `Retry-After` for at most
 //! `retry.max_time`, then the delivery fails as unavailable and the checkpoint holds. A 401 fetches
 //! a new token and tries once more, then is permanent; 403 (the app lacks "Monitoring Metrics
-//! Publisher" on the DCR), 404 (unknown DCR or stream), 413 and other 4xx are permanent. The token
+//! Publisher" on the DCR), 404 (unknown DCR or stream, worded as a wrong URL path: a configuration
+//! error), 413 and other 4xx are permanent. The token
 //! endpoint's 400/401 (bad client id or secret) are permanent too. Errors name the sink, status
 //! and Azure's error text, never the client secret or a token. A batch that fails after some of its
 //! requests were accepted is sent again whole (at least once, never lost).

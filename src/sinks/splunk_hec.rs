@@ -1,6 +1,6 @@
 //! The Splunk HTTP Event Collector sink.
 //!
-//! Requests: `POST {url}/services/collector/event` with `Authorization: Splunk TOKEN` and the HEC
+//! Requests: `POST {base}/services/collector/event` with `Authorization: Splunk TOKEN` and the HEC
 //! batch format, JSON event objects one after another:
 //! `{"time":1767225600.123,"host":..,"source":..,"sourcetype":..,"index":..,
 //! "fields":{"tenant":..,"eventType":..},"event":RAW}`. `time` is the event's own time
@@ -9,6 +9,11 @@
 //! byte (invariant 5). `host`, `source` and `index` are sent only when configured; the sourcetype
 //! is `proofpoint:tap:message` for message events and `proofpoint:tap:click` for click events
 //! unless `sourcetypes` says otherwise.
+//!
+//! `url` is the collector's base URL (`https://splunk:8088`) or its endpoint as Splunk documents
+//! it (`…/services/collector` or `…/services/collector/event`, with or without a trailing slash):
+//! all name the same collector, whose base is what [`hec_base`] returns. Any other path is refused
+//! when the config is checked, so a pasted URL cannot turn into a path that answers 404 forever.
 //!
 //! **Delivered** means every request of the batch got HTTP 2xx (`{"text":"Success","code":0}`),
 //! and, with `ack = true`, that the indexers confirmed every request on the sink's channel
@@ -45,8 +50,10 @@ use crate::secret::{Env, SecretSource};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SplunkHecConfig {
-    /// The collector's base URL, e.g. `https://splunk.example.com:8088`; the sink appends
-    /// `/services/collector/event` (and `/services/collector/ack`). Required.
+    /// The collector's URL: its base, e.g. `https://splunk.example.com:8088`, or its endpoint as
+    /// Splunk gives it, `…/services/collector` or `…/services/collector/event` (a trailing slash
+    /// is fine); all three mean the same. The sink posts to `/services/collector/event` (and
+    /// `/services/collector/ack`) under the base. Any other path is refused. Required.
     pub url: String,
     /// The HEC token, inline. Prefer `token_env` or `token_file`. Exactly one of the three.
     #[serde(default)]
@@ -118,6 +125,28 @@ fn default_ack_poll_interval() -> Duration {
     Duration::from_secs(1)
 }
 
+/// The endpoint paths a pasted `url` may end with; each names the collector at the URL before it.
+const HEC_PATHS: [&str; 2] = ["/services/collector/event", "/services/collector"];
+
+/// The collector's base URL (scheme and authority) of `url`, which is the base itself or one of
+/// its endpoints ([`HEC_PATHS`]), each with or without a trailing slash; any other path, a query
+/// or a fragment is an error naming `url`.
+pub fn hec_base(url: &str) -> Result<&str, String> {
+    let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_at = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map(|i| after_scheme + i)
+        .unwrap_or(url.len());
+    let (base, path) = url.split_at(path_at);
+    let path = path.trim_end_matches('/');
+    if path.is_empty() || HEC_PATHS.contains(&path) {
+        return Ok(base);
+    }
+    Err(format!(
+        "url: `{url}` has the path `{path}`, which is not a HEC endpoint; give the collector's base URL (`{base}`) or its endpoint (`{base}/services/collector/event`)"
+    ))
+}
+
 /// The default sourcetype per kind, in [`EventKind::ALL`] order: `proofpoint:tap:click` for click
 /// events, `proofpoint:tap:message` for every other kind.
 const DEFAULT_SOURCETYPES: [&str; EventKind::ALL.len()] = [
@@ -162,6 +191,7 @@ impl SplunkHecConfig {
 
     pub fn validate(&self) -> Result<(), String> {
         common::check_url("url", &self.url)?;
+        hec_base(&self.url)?;
         self.secret().validate()?;
         check_kind_map("sourcetypes", &self.sourcetypes)?;
         if let Some(c) = &self.channel {
@@ -224,11 +254,12 @@ impl SplunkHecSink {
             &key,
             token.expose_secret(),
         )?;
-        let event_url = common::join(&config.url, "/services/collector/event");
+        let base = hec_base(&config.url).map_err(SinkError::Rejected)?;
+        let event_url = format!("{base}/services/collector/event");
         let sourcetypes = kind_table(&config.sourcetypes, default_sourcetype);
         Ok(SplunkHecSink {
             name: name.to_string(),
-            ack_url: common::join(&config.url, "/services/collector/ack"),
+            ack_url: format!("{base}/services/collector/ack"),
             what: format!("splunk_hec sink `{name}`: POST {event_url}"),
             event_url,
             client: config
@@ -392,6 +423,26 @@ mod tests {
             };
             assert_eq!(default_sourcetype(kind), want, "{kind}");
         }
+    }
+
+    #[test]
+    fn hec_urls_name_the_collector_by_base_or_endpoint() {
+        for url in [
+            "https://splunk:8088",
+            "https://splunk:8088/",
+            "https://splunk:8088/services/collector",
+            "https://splunk:8088/services/collector/",
+            "https://splunk:8088/services/collector/event",
+            "https://splunk:8088/services/collector/event//",
+        ] {
+            assert_eq!(hec_base(url), Ok("https://splunk:8088"), "{url}");
+        }
+        assert_eq!(
+            hec_base("https://splunk:8088/services/collector/raw").unwrap_err(),
+            "url: `https://splunk:8088/services/collector/raw` has the path `/services/collector/raw`, which is not a HEC endpoint; give the collector's base URL (`https://splunk:8088`) or its endpoint (`https://splunk:8088/services/collector/event`)"
+        );
+        assert!(hec_base("https://splunk:8088?x=1").is_err());
+        assert!(hec_base("https://splunk:8088/en-US/services/collector").is_err());
     }
 
     #[test]

@@ -180,13 +180,31 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 // ---------------------------------------------------------------- Splunk HEC
 
-/// A Splunk HTTP Event Collector on `/services/collector/event` and `/services/collector/ack`.
+/// A Splunk HTTP Event Collector on `/services/collector/event` (and its alias
+/// `/services/collector`) and `/services/collector/ack`. Any other path gets HEC's 404 reply,
+/// `{"text":"The requested URL was not found on this server.","code":404}`, and is recorded.
 pub async fn splunk_hec(fake: &Fake) -> SocketAddr {
     let router = Router::new()
         .route("/services/collector/event", post(hec_event))
+        .route("/services/collector", post(hec_event))
         .route("/services/collector/ack", post(hec_ack))
+        .fallback(hec_not_found)
         .with_state(fake.clone());
     serve(router).await
+}
+
+async fn hec_not_found(
+    State(fake): State<Fake>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut s = fake.0.lock().unwrap();
+    record(&mut s, uri.path(), &HashMap::new(), &headers, &body);
+    reply(
+        404,
+        json!({"text":"The requested URL was not found on this server.","code":404}),
+    )
 }
 
 /// Checks `Authorization: Splunk TOKEN` the way HEC does; `Err` is the reply.
@@ -221,6 +239,7 @@ fn hec_auth(s: &Inner, headers: &HeaderMap) -> Result<String, Box<Response>> {
 
 async fn hec_event(
     State(fake): State<Fake>,
+    uri: axum::http::Uri,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
@@ -229,7 +248,7 @@ async fn hec_event(
     let Ok(body) = decoded(&headers, &body) else {
         return reply(400, json!({"text":"Invalid data format","code":6}));
     };
-    record(&mut s, "/services/collector/event", &query, &headers, &body);
+    record(&mut s, uri.path(), &query, &headers, &body);
     if let Some(f) = s.faults.pop_front() {
         return fault_reply(f);
     }

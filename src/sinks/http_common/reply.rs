@@ -1,7 +1,8 @@
 //! A destination's reply and how it is judged: [`send`] reads the whole reply, [`classify`]
 //! applies the Vector rule (2xx delivered; 408, 429 and 5xx except 501 retried; anything else
 //! permanent), [`retry_after`] reads how long the destination asks to wait, and [`error_text`]
-//! picks the readable part of each destination's error body.
+//! picks the readable part of each destination's error body. A 404 is worded as what it is, a
+//! wrong address in the sink's configuration, not a refusal of the events.
 //!
 //! Invariant 7: every error text built here goes through [`scrub`] with the sink's secrets, so a
 //! destination that echoes a token back cannot leak it into a log line, and a transport failure
@@ -166,16 +167,22 @@ pub fn judge(what: &str, reply: Reply, secrets: &[&str]) -> Step<Reply> {
     }
 }
 
-/// The loud, permanent error for `reply`.
+/// The loud, permanent error for `reply`. A 404 says plainly that the address is wrong: the
+/// destination has no such endpoint, so it is the sink's configuration that must change.
 pub fn rejected(what: &str, reply: &Reply, secrets: &[&str]) -> SinkError {
-    SinkError::Rejected(scrub(
+    let text = if reply.status == StatusCode::NOT_FOUND {
+        format!(
+            "{what}: HTTP 404 Not Found: the URL's path is wrong for this sink, a configuration error ({})",
+            error_text(&reply.body)
+        )
+    } else {
         format!(
             "{what}: HTTP {}: {}",
             reply.status.as_u16(),
             error_text(&reply.body)
-        ),
-        secrets,
-    ))
+        )
+    };
+    SinkError::Rejected(scrub(text, secrets))
 }
 
 /// One attempt at `request`: sent, read and judged by [`judge`]; a transport failure is worth
@@ -271,6 +278,24 @@ mod tests {
         assert_eq!(error_text(b"plain\nfailure"), "plain failure");
         assert_eq!(error_text(b""), "(empty body)");
         assert_eq!(error_text("x".repeat(1000).as_bytes()).chars().count(), 301);
+    }
+
+    #[test]
+    fn not_found_says_the_path_is_wrong() {
+        let reply = Reply {
+            status: StatusCode::NOT_FOUND,
+            retry_after: None,
+            body: Bytes::from_static(
+                br#"{"text":"The requested URL was not found on this server.","code":404}"#,
+            ),
+        };
+        let Step::Fail(e) = judge("http sink `x`: POST https://h/p", reply, &[]) else {
+            panic!("a 404 is permanent");
+        };
+        assert_eq!(
+            e.to_string(),
+            "http sink `x`: POST https://h/p: HTTP 404 Not Found: the URL's path is wrong for this sink, a configuration error (The requested URL was not found on this server. (code 404))"
+        );
     }
 
     #[test]
