@@ -1,12 +1,15 @@
-//! The command line: `run`, `check`, `status`, `rewind`, `simulate`, `demo`, `bench`.
+//! The command line: `run`, `check`, `status`, `rewind`, `simulate`, `demo`, `bench`,
+//! `decode-url`.
 //!
 //! This module holds the clap types (every flag, its default and its help text), the dispatch
 //! from a parsed [`Cli`] to the command, the exit code (0, or 1 with `tapfwd: ERROR` on stderr)
 //! and what every command shares: logging, config loading and the shutdown signals. `run` lives
 //! here too, as it is the daemon itself ([`App`]) with SIGHUP reloads; the offline operations on
 //! the store and config are in `ops`, the simulator and the demo in `demo`, the benchmark in
-//! `bench`. Nothing else in the crate depends on this module: it is the top of the layers.
+//! `bench`, the analyst commands in `analyst`. Nothing else in the crate depends on this module:
+//! it is the top of the layers.
 
+mod analyst;
 mod bench;
 mod demo;
 mod ops;
@@ -121,6 +124,13 @@ pub enum Command {
     /// Measure throughput, memory per tenant and large-window memory against the built-in
     /// simulator on 127.0.0.1 (README, "Performance"). Build with `--release`.
     Bench(BenchArgs),
+    /// Decode Proofpoint URL Defense links (v1, v2, v3) locally, with no API call and no quota.
+    /// A URL that is not rewritten prints unchanged; a malformed one is reported on stderr and
+    /// the exit code is 1.
+    DecodeUrl {
+        /// The links to decode; without any, one per line from standard input.
+        urls: Vec<String>,
+    },
 }
 
 /// Runs the command line; returns the process exit code.
@@ -155,6 +165,7 @@ pub async fn main(cli: Cli) -> i32 {
             follow,
         } => demo::demo(&dir, tenants, events_per_hour, hours, follow).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::DecodeUrl { urls } => analyst::decode_url(urls),
     };
     match result {
         Ok(()) => 0,
