@@ -121,3 +121,14 @@ pub fn read_file(key: String, path: &Path) -> Result<SecretString, SecretError> 
     }
     Ok(SecretString::from(secret))
 }
+
+/// `text` (an error from outside, which may echo what it was sent) with every occurrence of
+/// `secret` replaced by `[redacted]`. Secrets shorter than 4 characters are left alone (they
+/// would blank ordinary words); the HTTP sinks' `scrub` follows the same rule.
+pub fn scrub(text: String, secret: &SecretString) -> String {
+    let s = secret.expose_secret();
+    if s.len() < 4 {
+        return text;
+    }
+    text.replace(s, "[redacted]")
+}

@@ -1,5 +1,5 @@
 //! The command line: `run`, `check`, `status`, `rewind`, `simulate`, `demo`, `bench`,
-//! `decode-url`.
+//! `decode-url`, `lookup`.
 //!
 //! This module holds the clap types (every flag, its default and its help text), the dispatch
 //! from a parsed [`Cli`] to the command, the exit code (0, or 1 with `tapfwd: ERROR` on stderr)
@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::shard::Shard;
 use crate::App;
 
+pub use analyst::LookupKind;
 pub use bench::{BenchArgs, Case};
 pub use ops::{render_status_table, rewind_target};
 
@@ -131,6 +132,20 @@ pub enum Command {
         /// The links to decode; without any, one per line from standard input.
         urls: Vec<String>,
     },
+    /// Look up a threat summary, a campaign or forensics with a tenant's credentials and print
+    /// the API's JSON, for SOAR scripts and analysts (no SIEM quota is used).
+    Lookup {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The tenant whose base URL and credentials are used.
+        #[arg(long)]
+        tenant: String,
+        /// What to look up.
+        what: LookupKind,
+        /// A threat id (`threatID` in events); for `campaign`, a campaign id; for `forensics`,
+        /// either (a campaign id is a UUID).
+        id: String,
+    },
 }
 
 /// Runs the command line; returns the process exit code.
@@ -166,6 +181,12 @@ pub async fn main(cli: Cli) -> i32 {
         } => demo::demo(&dir, tenants, events_per_hour, hours, follow).await,
         Command::Bench(args) => bench::run(args).await,
         Command::DecodeUrl { urls } => analyst::decode_url(urls),
+        Command::Lookup {
+            config,
+            tenant,
+            what,
+            id,
+        } => analyst::lookup(&config, &tenant, what, &id).await,
     };
     match result {
         Ok(()) => 0,
