@@ -53,6 +53,7 @@ pub mod sources;
 pub mod status;
 pub mod store;
 pub mod tap;
+pub mod urldefense;
 
 pub use app::App;
 pub use config::Config;

@@ -585,3 +585,120 @@ async fn empty_window_is_200_with_four_empty_arrays() {
         r#"{"queryEndTime":"2026-03-02T11:30:00Z","messagesBlocked":[],"messagesDelivered":[],"clicksBlocked":[],"clicksPermitted":[]}"#
     );
 }
+
+/// The threat and campaign ids of a window's events, as the events carry them.
+fn intel_ids(v: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut threats, mut campaigns) = (BTreeSet::new(), BTreeSet::new());
+    for ev in events_of(v) {
+        let ev: Value = serde_json::from_str(&ev).unwrap();
+        let infos = ev["threatsInfoMap"].as_array().cloned();
+        for t in infos.unwrap_or_else(|| vec![ev.clone()]) {
+            threats.insert(t["threatID"].as_str().unwrap().to_owned());
+            for k in ["campaignID", "campaignId"] {
+                if let Some(c) = t[k].as_str() {
+                    campaigns.insert(c.to_owned());
+                }
+            }
+        }
+    }
+    (threats, campaigns)
+}
+
+#[tokio::test]
+async fn threat_campaign_and_forensics_answer_for_the_ids_events_carry() {
+    let now = t0();
+    let h = Harness::default(now).await;
+    let v = h.window(now - mins(120), now - mins(60), "").await;
+    let (threats, campaigns) = intel_ids(&v);
+    let events = events_of(&v).len();
+    assert!(!campaigns.is_empty());
+    assert!(
+        threats.len() * 2 < events,
+        "{} threats over {events} events: events share threats",
+        threats.len()
+    );
+    for id in &threats {
+        let (status, headers, body) = h.get(&format!("/v2/threat/summary/{id}"), "").await;
+        assert_eq!(status, 200, "{id}");
+        assert_eq!(headers[reqwest::header::CONTENT_TYPE], "application/json");
+        assert_eq!(Some(body.clone()), h.sim.threat_summary(P, id));
+        let s: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(s["id"], id.as_str());
+        let (status, _, body) = h.get("/v2/forensics", &format!("threatId={id}")).await;
+        assert_eq!(status, 200);
+        let f: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(f["reports"][0]["id"], id.as_str());
+    }
+    for id in &campaigns {
+        let (status, _, body) = h.get(&format!("/v2/campaign/{id}"), "").await;
+        assert_eq!(status, 200, "{id}");
+        assert_eq!(Some(body.clone()), h.sim.campaign(P, id));
+        let c: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(c["id"], id.as_str());
+        assert!(!c["campaignMembers"].as_array().unwrap().is_empty());
+        let (status, _, _) = h.get("/v2/forensics", &format!("campaignId={id}")).await;
+        assert_eq!(status, 200);
+    }
+    // Deterministic from the seed: another simulator with the same seed answers the same.
+    let (clock, _m) = Clock::manual(now);
+    let twin = Simulator::new(SimConfig::generated(2, 600, 42), clock);
+    let id = threats.iter().next().unwrap();
+    assert_eq!(twin.threat_summary(P, id), h.sim.threat_summary(P, id));
+    // Unknown ids, another tenant's ids, bad auth, bad forensics queries.
+    assert_eq!(h.get("/v2/threat/summary/0123abcd", "").await.0, 404);
+    assert_eq!(h.get("/v2/campaign/ids", "interval=x").await.0, 404);
+    assert_eq!(
+        h.get_as(
+            "tenant-0002",
+            "secret-0002",
+            &format!("/v2/threat/summary/{id}"),
+            ""
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        h.get_as(P, "wrong", &format!("/v2/threat/summary/{id}"), "")
+            .await
+            .0,
+        401
+    );
+    assert_eq!(h.get("/v2/forensics", "").await.0, 400);
+    assert_eq!(h.get("/v2/forensics", "threatId=0123abcd").await.0, 404);
+}
+
+#[tokio::test]
+async fn intel_faults_fail_only_the_intel_endpoints() {
+    let now = t0();
+    let h = Harness::default(now).await;
+    let v = h.window(now - mins(120), now - mins(60), "").await;
+    let (threats, _) = intel_ids(&v);
+    let path = format!("/v2/threat/summary/{}", threats.iter().next().unwrap());
+    h.sim
+        .inject_intel(P, [Fault::Status(503), Fault::TruncatedBody]);
+    assert_eq!(h.get(&path, "").await.0, 503);
+    let (status, _, body) = h.get(&path, "").await;
+    assert_eq!(status, 200);
+    assert!(serde_json::from_slice::<Value>(&body).is_err());
+    assert_eq!(h.get(&path, "").await.0, 200);
+    h.sim.set_intel_fault(P, Some(Fault::Status(500)));
+    for _ in 0..3 {
+        assert_eq!(h.get(&path, "").await.0, 500);
+    }
+    // The SIEM endpoint is not affected.
+    h.window(now - mins(120), now - mins(60), "").await;
+    h.sim.set_intel_fault(P, None);
+    assert_eq!(h.get(&path, "").await.0, 200);
+    let faults: Vec<Option<Fault>> = h
+        .sim
+        .request_log(P)
+        .into_iter()
+        .filter(|r| r.path == path)
+        .map(|r| r.fault)
+        .collect();
+    assert_eq!(faults.len(), 7);
+    assert_eq!(faults[0], Some(Fault::Status(503)));
+    assert_eq!(faults[3], Some(Fault::Status(500)));
+    assert_eq!(faults[6], None);
+}

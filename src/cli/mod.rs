@@ -1,12 +1,15 @@
-//! The command line: `run`, `check`, `status`, `rewind`, `simulate`, `demo`, `bench`.
+//! The command line: `run`, `check`, `status`, `rewind`, `simulate`, `demo`, `bench`,
+//! `decode-url`, `lookup`.
 //!
 //! This module holds the clap types (every flag, its default and its help text), the dispatch
 //! from a parsed [`Cli`] to the command, the exit code (0, or 1 with `tapfwd: ERROR` on stderr)
 //! and what every command shares: logging, config loading and the shutdown signals. `run` lives
 //! here too, as it is the daemon itself ([`App`]) with SIGHUP reloads; the offline operations on
 //! the store and config are in `ops`, the simulator and the demo in `demo`, the benchmark in
-//! `bench`. Nothing else in the crate depends on this module: it is the top of the layers.
+//! `bench`, the analyst commands in `analyst`. Nothing else in the crate depends on this module:
+//! it is the top of the layers.
 
+mod analyst;
 mod bench;
 mod demo;
 mod ops;
@@ -23,6 +26,7 @@ use crate::config::Config;
 use crate::shard::Shard;
 use crate::App;
 
+pub use analyst::LookupKind;
 pub use bench::{BenchArgs, Case};
 pub use ops::{render_status_table, rewind_target};
 
@@ -121,6 +125,27 @@ pub enum Command {
     /// Measure throughput, memory per tenant and large-window memory against the built-in
     /// simulator on 127.0.0.1 (README, "Performance"). Build with `--release`.
     Bench(BenchArgs),
+    /// Decode Proofpoint URL Defense links (v1, v2, v3) locally, with no API call and no quota.
+    /// A URL that is not rewritten prints unchanged; a malformed one is reported on stderr and
+    /// the exit code is 1.
+    DecodeUrl {
+        /// The links to decode; without any, one per line from standard input.
+        urls: Vec<String>,
+    },
+    /// Look up a threat summary, a campaign or forensics with a tenant's credentials and print
+    /// the API's JSON, for SOAR scripts and analysts (no SIEM quota is used).
+    Lookup {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The tenant whose base URL and credentials are used.
+        #[arg(long)]
+        tenant: String,
+        /// What to look up.
+        what: LookupKind,
+        /// A threat id (`threatID` in events); for `campaign`, a campaign id; for `forensics`,
+        /// either (a campaign id is a UUID).
+        id: String,
+    },
 }
 
 /// Runs the command line; returns the process exit code.
@@ -155,6 +180,13 @@ pub async fn main(cli: Cli) -> i32 {
             follow,
         } => demo::demo(&dir, tenants, events_per_hour, hours, follow).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::DecodeUrl { urls } => analyst::decode_url(urls),
+        Command::Lookup {
+            config,
+            tenant,
+            what,
+            id,
+        } => analyst::lookup(&config, &tenant, what, &id).await,
     };
     match result {
         Ok(()) => 0,

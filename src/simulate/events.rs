@@ -10,12 +10,23 @@
 //! of an earlier minute (10 min to 6 h before). They are rebuilt from that minute's item seed, so
 //! every message field is identical, with a new `threatStatus` and a `threatTime` inside minute
 //! `m`; their API time is that new `threatTime`.
+//!
+//! Threats and campaigns: each tenant has [`THREATS_PER_TYPE`] threats of each threat type and
+//! [`CAMPAIGNS`] campaigns, derived from its key; an event draws its `threatID` (and the threat's
+//! URL and attachment hash) from that pool and, when it names a campaign, the campaign of its
+//! threat. So many events share a threat, as in real traffic, and the simulator's threat and
+//! campaign endpoints ([`super::intel`]) know exactly the ids its events carry.
 
 use super::render::*;
 use crate::event::EventKind;
 use crate::tap::ThreatStatus;
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Distinct threats of each threat type per tenant.
+pub(crate) const THREATS_PER_TYPE: u64 = 16;
+/// Distinct campaigns per tenant; threat `i` (over all types) belongs to campaign `i % CAMPAIGNS`.
+pub(crate) const CAMPAIGNS: u64 = 8;
 const MINUTE_MS: i64 = 60_000;
 
 /// The splitmix64 finaliser: a good 64-bit mixer.
@@ -181,6 +192,29 @@ impl TenantGen {
             domain: format!("corp{}.example", key % 1000),
             cluster: format!("pharmtech{}_hosted", key % 97),
         }
+    }
+
+    /// Threat `n` (taken modulo [`THREATS_PER_TYPE`]) of type `t`: its index over all types and
+    /// the two words its id, URL and attachment hash derive from.
+    pub(crate) fn threat(&self, t: ThreatType, n: u64) -> (u64, (u64, u64)) {
+        let i = type_index(t) as u64 * THREATS_PER_TYPE + n % THREATS_PER_TYPE;
+        (i, self.threat_words(i))
+    }
+
+    /// The words of threat `i` (`0..3 * THREATS_PER_TYPE`, see [`TenantGen::threat`]).
+    pub(crate) fn threat_words(&self, i: u64) -> (u64, u64) {
+        (
+            mix(self.key ^ mix(0x5448_0000 + i)),
+            mix(self.key ^ mix(0x5449_0000 + i)),
+        )
+    }
+
+    /// The words campaign `c` (`0..CAMPAIGNS`) derives its id from.
+    pub(crate) fn campaign_words(&self, c: u64) -> (u64, u64) {
+        (
+            mix(self.key ^ mix(0x4341_0000 + c)),
+            mix(self.key ^ mix(0x4342_0000 + c)),
+        )
     }
 
     fn minute_rng(&self, minute: i64) -> Rng {
@@ -450,10 +484,13 @@ impl TenantGen {
         }
         w.list_end();
         let url = *g.pick(URLS);
-        let threat_id_a = g.next_u64();
-        let threat_id_b = g.next_u64();
+        let (threat, (threat_id_a, threat_id_b)) = self.threat(it.threat_type, g.next_u64());
+        let _ = g.next_u64();
         let class = classification(&mut g);
-        let campaign = g.chance(500).then(|| (g.next_u64(), g.next_u64()));
+        let campaign = g.chance(500).then(|| {
+            let _ = (g.next_u64(), g.next_u64());
+            self.campaign_words(threat % CAMPAIGNS)
+        });
         let extra = g.chance(10);
         w.list_start(b"threatsInfoMap");
         w.obj_start();
@@ -519,7 +556,8 @@ impl TenantGen {
         w.parts(b"recipient", &[*g.pick(RCPT_NAMES), "@", &self.domain]);
         w.parts(b"sender", &[*g.pick(SENDER_NAMES), "@", sender_domain]);
         w.str(b"senderIP", ipv4(&mut ipb, g.next_u64()));
-        let (a, b) = (g.next_u64(), g.next_u64());
+        let (threat, (a, b)) = self.threat(ThreatType::Url, g.next_u64());
+        let _ = g.next_u64();
         w.str(b"threatID", hex64(&mut hex, a, b));
         w.ts(b"threatTime", it.threat_ms);
         w.str(b"threatStatus", it.status.as_str().as_bytes());
@@ -543,7 +581,9 @@ impl TenantGen {
             b"campaignID"
         };
         if g.chance(500) {
-            w.str(camp_key, uuid(&mut buf, g.next_u64(), g.next_u64()));
+            let _ = (g.next_u64(), g.next_u64());
+            let (a, b) = self.campaign_words(threat % CAMPAIGNS);
+            w.str(camp_key, uuid(&mut buf, a, b));
         } else {
             w.null(camp_key);
         }

@@ -35,9 +35,17 @@
 //! - **Faults** ([`Fault`]): queued per principal with [`Simulator::inject`], one consumed per
 //!   authenticated SIEM request, before the quota check and normal handling.
 //!
-//! Not modelled: 204 on empty windows (only as a fault), the other TAP APIs, PoD.
+//! - **Threat, Campaign, Forensics** ([`intel`]): `/v2/threat/summary/{id}`, `/v2/campaign/{id}`,
+//!   `/v2/forensics?threatId=…|campaignId=…` for the threat and campaign ids the tenant's events
+//!   carry (a pool per tenant, so many events share a threat), 404 for any other id; same Basic
+//!   auth, not metered, their own faults ([`Simulator::inject_intel`],
+//!   [`Simulator::set_intel_fault`]).
+//!
+//! Not modelled: 204 on empty windows (only as a fault), `/v2/campaign/ids`, People, URL decode,
+//! PoD.
 
 mod events;
+mod intel;
 mod render;
 mod server;
 
@@ -213,6 +221,10 @@ struct Live {
     /// Arrival times of counted requests, per pool: `[shared, clicks/permitted]`.
     quota: [VecDeque<DateTime<Utc>>; 2],
     log: Vec<LoggedRequest>,
+    /// Faults for the threat, campaign and forensics endpoints, one consumed per request.
+    intel_faults: VecDeque<Fault>,
+    /// A fault every threat, campaign and forensics request gets (after the queued ones).
+    intel_down: Option<Fault>,
 }
 
 impl Simulator {
@@ -260,6 +272,42 @@ impl Simulator {
                 .faults
                 .extend(faults);
         }
+    }
+
+    /// Queues faults for `principal`'s threat, campaign and forensics requests; each consumes
+    /// the next one, in order (the SIEM queue of [`Simulator::inject`] is separate).
+    pub fn inject_intel(&self, principal: &str, faults: impl IntoIterator<Item = Fault>) {
+        if let Some(t) = self.inner.tenants.get(principal) {
+            t.live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .intel_faults
+                .extend(faults);
+        }
+    }
+
+    /// Makes every threat, campaign and forensics request of `principal` get `fault` (the API is
+    /// down) until called again with `None`.
+    pub fn set_intel_fault(&self, principal: &str, fault: Option<Fault>) {
+        if let Some(t) = self.inner.tenants.get(principal) {
+            t.live.lock().unwrap_or_else(|e| e.into_inner()).intel_down = fault;
+        }
+    }
+
+    /// Ground truth: the body `GET /v2/threat/summary/{threat_id}` answers for `principal`, or
+    /// `None` when the id is not one of the tenant's.
+    pub fn threat_summary(&self, principal: &str, threat_id: &str) -> Option<Vec<u8>> {
+        let t = self.inner.tenants.get(principal)?;
+        let route = intel::Route::Threat(threat_id.to_owned());
+        intel::body(&t.gen, &route, "", self.inner.clock.now()).ok()
+    }
+
+    /// Ground truth: the body `GET /v2/campaign/{campaign_id}` answers for `principal`, or `None`
+    /// when the id is not one of the tenant's.
+    pub fn campaign(&self, principal: &str, campaign_id: &str) -> Option<Vec<u8>> {
+        let t = self.inner.tenants.get(principal)?;
+        let route = intel::Route::Campaign(campaign_id.to_owned());
+        intel::body(&t.gen, &route, "", self.inner.clock.now()).ok()
     }
 
     /// Ground truth: every event of `principal` with API time `start <= t < end`, visible or not,

@@ -1,4 +1,5 @@
 //! The simulator's HTTP side: routing, auth, quota, validation, faults and the streamed body.
+//! The threat, campaign and forensics endpoints are routed from here to [`super::intel`].
 //!
 //! [`bind`] runs its own accept loop over hyper (HTTP/1.1) rather than `axum::serve`, so that
 //! [`Fault::ResetBeforeHeaders`] can drop a connection before any byte of the response is written.
@@ -132,7 +133,7 @@ fn endpoint(path: &str) -> Option<Endpoint> {
     Some(Endpoint { kinds, pool })
 }
 
-fn text(status: u16, body: impl Into<Body>) -> Response<Body> {
+pub(super) fn text(status: u16, body: impl Into<Body>) -> Response<Body> {
     let mut resp = Response::new(body.into());
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut().insert(
@@ -142,7 +143,7 @@ fn text(status: u16, body: impl Into<Body>) -> Response<Body> {
     resp
 }
 
-fn status_body(status: u16) -> &'static str {
+pub(super) fn status_body(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
         401 => "The provided credentials are invalid",
@@ -157,7 +158,7 @@ fn status_body(status: u16) -> &'static str {
     }
 }
 
-fn basic_auth(parts: &Parts) -> Option<(String, String)> {
+pub(super) fn basic_auth(parts: &Parts) -> Option<(String, String)> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value
         .strip_prefix("Basic ")
@@ -170,7 +171,13 @@ fn basic_auth(parts: &Parts) -> Option<(String, String)> {
     Some((user.to_owned(), pass.to_owned()))
 }
 
-fn record(t: &TenantState, parts: &Parts, status: u16, at: DateTime<Utc>, fault: Option<Fault>) {
+pub(super) fn record(
+    t: &TenantState,
+    parts: &Parts,
+    status: u16,
+    at: DateTime<Utc>,
+    fault: Option<Fault>,
+) {
     t.live
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -190,6 +197,9 @@ async fn handle(sim: &Simulator, parts: &Parts, kill: Option<Arc<Notify>>) -> Re
     let tenant = creds
         .as_ref()
         .and_then(|(user, _)| sim.inner.tenants.get(user));
+    if let Some(route) = super::intel::route(parts.uri.path()) {
+        return super::intel::handle(sim, parts, route, kill).await;
+    }
     let Some(ep) = endpoint(parts.uri.path()) else {
         if let Some(t) = tenant {
             record(t, parts, 404, now, None);

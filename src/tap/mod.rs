@@ -1,6 +1,8 @@
-//! The Proofpoint TAP SIEM API: the HTTP client, window planning and the streaming splitter.
+//! The Proofpoint TAP SIEM API: the HTTP client, window planning and the streaming splitter;
+//! and the Threat, Campaign and Forensics lookups ([`intel`]) with the same credentials.
 
 pub mod client;
+pub mod intel;
 pub mod split;
 pub mod window;
 
