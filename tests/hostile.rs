@@ -321,3 +321,49 @@ fn cleartext_base_url_is_refused_unless_loopback_or_allowed() {
     let (ok, stderr) = check(&scratch, "allowed.toml", &allowed);
     assert!(ok, "{stderr}");
 }
+
+/// Issue 14, item 7: a 3xx from the TAP API is not followed (the body of whatever answers there
+/// would be taken as the tenant's events): the window fails naming the `Location`, is retried
+/// later, and the tenant then completes exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_is_an_error_naming_its_location() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant("p-moved", "s-moved", 300)], 12, clock.clone()).await;
+    let elsewhere = format!("{}/v2/siem/all?format=json&elsewhere=1", sim.base_url());
+    sim.sim
+        .inject("p-moved", [Fault::Redirect(302, elsewhere.clone())]);
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("moved", "p-moved", "s-moved")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"",
+    );
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let errors = run_until_caught_up(&running, &manual, &["moved"]).await;
+    let cps = checkpoints(&running.board, "archive");
+    let status = running.board.get("moved").unwrap();
+    running.stop().await;
+    assert!(
+        errors.get("moved").is_some_and(|e| e
+            .iter()
+            .any(|e| e.contains("redirected (302)") && e.contains(&elsewhere))),
+        "the redirect was reported with its Location: {errors:?}"
+    );
+    assert_eq!(status.requests_by_status.get("302"), Some(&1), "{status:?}");
+    assert!(
+        !sim.sim
+            .request_log("p-moved")
+            .iter()
+            .any(|r| r.query.contains("elsewhere")),
+        "the redirect was followed"
+    );
+    let initial = (t0().timestamp() - lag() - 2 * 3600).div_euclid(60) * 60;
+    assert_exactly_once(
+        &read_lines(&events),
+        "moved",
+        &expected(&sim.sim, "p-moved", initial, cps["moved"]),
+    );
+}

@@ -156,6 +156,8 @@ pub enum Fault {
     /// 200 and the start of a valid JSON body, then one space every this long (tokio time),
     /// forever: under any read timeout, never complete.
     Trickle(Duration),
+    /// Answer this 3xx status with this `Location` (a misrouted proxy, a hijacked DNS name).
+    Redirect(u16, String),
     /// 200 and a body of valid, distinct `messagesDelivered` events inside the window, forever.
     Endless,
     /// Answer this status with the body a debug proxy or WAF page sends: it repeats the request's

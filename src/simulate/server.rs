@@ -359,6 +359,14 @@ async fn fault_response(
             );
             resp
         }
+        Fault::Redirect(s, ref location) => {
+            logged(s);
+            let mut resp = text(s, Body::empty());
+            if let Ok(v) = HeaderValue::from_str(location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp
+        }
         Fault::Endless => {
             logged(200);
             let end = body.filter.end_ms;
