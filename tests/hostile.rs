@@ -367,3 +367,66 @@ async fn redirect_is_an_error_naming_its_location() {
         &expected(&sim.sim, "p-moved", initial, cps["moved"]),
     );
 }
+
+/// A config for the real binary: JSON logs, an admin endpoint on `port`, the simulator at
+/// `base_url` for one tenant.
+fn daemon_config(scratch: &Scratch, base_url: &str, port: u16, poll: &str) -> std::path::PathBuf {
+    let text = config_text(
+        &scratch.path("state"),
+        &scratch.path("events.ndjson"),
+        base_url,
+        &[("odd", "p-odd", "s-odd")],
+        poll,
+    )
+    .replacen(
+        "[poll]\n",
+        &format!("admin_listen = \"127.0.0.1:{port}\"\n[log]\nformat = \"json\"\n[poll]\n"),
+        1,
+    );
+    let path = scratch.path("tapfwd.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Issue 14, item 9: responses with arrays the API does not have are counted
+/// (`tapfwd_unknown_array_elements_total`) and warned about once per tenant and array, and a
+/// `queryEndTime` far from the window's end is warned about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_arrays_are_counted_and_warned_once() {
+    let sim = Sim::start(vec![tenant("p-odd", "s-odd", 60)], 14, Clock::System).await;
+    sim.sim
+        .inject("p-odd", [Fault::OddArrays, Fault::OddArrays]);
+    let scratch = Scratch::new();
+    let port = support::daemon::free_port();
+    let config = daemon_config(
+        &scratch,
+        &sim.base_url(),
+        port,
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"3h\"",
+    );
+    let mut daemon = support::daemon::Daemon::start(&config, &[], &[]);
+    daemon
+        .wait_log("caught up", |v| support::daemon::message(v) == "caught up")
+        .await;
+    let (_, metrics) = support::daemon::http_get(&format!("http://127.0.0.1:{port}/metrics")).await;
+    let (_, log) = daemon.stop().await;
+    assert_eq!(
+        support::daemon::metric(
+            &metrics,
+            "tapfwd_unknown_array_elements_total{tenant=\"odd\"}"
+        ),
+        Some(6.0),
+        "{metrics}"
+    );
+    let warned = |name: &str| {
+        log.lines()
+            .filter(|l| l.contains("does not know") && l.contains(&format!("\"array\":\"{name}\"")))
+            .count()
+    };
+    assert_eq!(warned("MessagesDelivered"), 1, "{log}");
+    assert_eq!(warned("messagesQuarantined"), 1, "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("queryEndTime disagrees")),
+        "{log}"
+    );
+}
