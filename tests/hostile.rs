@@ -430,3 +430,44 @@ async fn unknown_arrays_are_counted_and_warned_once() {
         "{log}"
     );
 }
+
+/// Issue 14, item 10: under `umask 000` the state directory is created 0700 and the store's
+/// files and the events file 0600.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_and_event_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = Sim::start(vec![tenant("p-odd", "s-odd", 60)], 15, Clock::System).await;
+    let scratch = Scratch::new();
+    let port = support::daemon::free_port();
+    let config = daemon_config(
+        &scratch,
+        &sim.base_url(),
+        port,
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"",
+    );
+    let mut daemon = support::daemon::Daemon::start_under_umask(&config, "000");
+    daemon
+        .wait_log("caught up", |v| support::daemon::message(v) == "caught up")
+        .await;
+    let (status, log) = daemon.stop().await;
+    assert!(status.success(), "{log}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let state = scratch.path("state");
+    assert_eq!(mode(&state), 0o700, "state_dir");
+    let mut files = 0;
+    let mut stack = vec![state.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                assert_eq!(mode(&p), 0o700, "{}", p.display());
+                stack.push(p);
+            } else {
+                files += 1;
+                assert_eq!(mode(&p), 0o600, "{}", p.display());
+            }
+        }
+    }
+    assert!(files > 0, "the store has files");
+    assert_eq!(mode(&scratch.path("events.ndjson")), 0o600, "events file");
+}
