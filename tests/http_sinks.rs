@@ -136,11 +136,7 @@ async fn hec_sends_batch_format_with_raw_event_bytes_and_commits_once() {
     let mut expected = Vec::new();
     for (meta, raw) in b.iter() {
         let ms = meta.time_ms.unwrap();
-        let sourcetype = if meta.kind.is_click() {
-            "proofpoint:tap:click"
-        } else {
-            "proofpoint:tap:message"
-        };
+        let sourcetype = "proofpoint_tap_siem";
         expected.extend_from_slice(
             format!(
                 "{{\"time\":{}.{:03},\"host\":\"collector-1\",\"source\":\"tapfwd\",\"index\":\"tap\",\"sourcetype\":\"{sourcetype}\",\"fields\":{{\"tenant\":\"acme\",\"eventType\":\"{}\"}},\"event\":",
@@ -169,7 +165,7 @@ async fn hec_sends_batch_format_with_raw_event_bytes_and_commits_once() {
     assert_eq!(events[0]["fields"]["eventType"], "messagesDelivered");
     assert_eq!(events[0]["event"]["recipient"][0], "ann@example.com");
     assert_eq!(events[1]["event"]["recipient"][0], "bob@example.com");
-    assert_eq!(events[4]["sourcetype"], "proofpoint:tap:click");
+    assert_eq!(events[4]["sourcetype"], "proofpoint_tap_siem");
 }
 
 #[tokio::test]
