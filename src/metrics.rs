@@ -84,6 +84,11 @@ const HELP: &[(&str, Kind, &str)] = &[
     ),
     ("tapfwd_tenants", Kind::Gauge, "Tenants this daemon polls."),
     (
+        "tapfwd_unknown_array_elements_total",
+        Kind::Counter,
+        "Elements of top-level response arrays the daemon does not know (not forwarded).",
+    ),
+    (
         "tapfwd_window_progress_events",
         Kind::Gauge,
         "Events received so far in the tenant's window in flight (0 between windows).",
@@ -207,6 +212,14 @@ impl Metrics {
             "tapfwd_tenant_failed",
             labels(tenant, None, None),
             if failed { 1.0 } else { 0.0 },
+        );
+    }
+
+    pub fn add_unknown_array_elements(&self, tenant: &str, n: u64) {
+        self.add(
+            "tapfwd_unknown_array_elements_total",
+            labels(tenant, None, None),
+            n as f64,
         );
     }
 

@@ -100,13 +100,45 @@ fn tenant_key(tenant: &str) -> Vec<u8> {
     format!("t/{tenant}").into_bytes()
 }
 
+/// Sets `path`'s permission bits to exactly `mode`.
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Makes every file under `dir` 0600 and every directory 0700 (`dir` included).
+fn private_tree(dir: &Path) -> std::io::Result<()> {
+    set_mode(dir, 0o700)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            private_tree(&entry.path())?;
+        } else if kind.is_file() {
+            set_mode(&entry.path(), 0o600)?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Opens (creating) the store under `dir`.
+    /// Opens (creating) the store under `dir`. A `dir` it creates is mode 0700, and the store's
+    /// own files are made 0600 (directories 0700) on every open, whatever the umask: they hold
+    /// the dedupe keys and positions of every tenant.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+        let open_error = |e: std::io::Error| StoreError::Open {
             path: dir.to_owned(),
             message: e.to_string(),
-        })?;
+        };
+        if !dir.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(open_error)?;
+            set_mode(dir, 0o700).map_err(open_error)?;
+        }
         let path = dir.join("tapfwd.sled");
         let db = sled::Config::new()
             .path(&path)
@@ -128,6 +160,10 @@ impl Store {
                 },
             })?;
         let tree = db.open_tree("state")?;
+        private_tree(&path).map_err(|e| StoreError::Open {
+            path: path.clone(),
+            message: format!("cannot make the store private: {e}"),
+        })?;
         Ok(Store {
             db,
             tree,

@@ -321,3 +321,153 @@ fn cleartext_base_url_is_refused_unless_loopback_or_allowed() {
     let (ok, stderr) = check(&scratch, "allowed.toml", &allowed);
     assert!(ok, "{stderr}");
 }
+
+/// Issue 14, item 7: a 3xx from the TAP API is not followed (the body of whatever answers there
+/// would be taken as the tenant's events): the window fails naming the `Location`, is retried
+/// later, and the tenant then completes exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_is_an_error_naming_its_location() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant("p-moved", "s-moved", 300)], 12, clock.clone()).await;
+    let elsewhere = format!("{}/v2/siem/all?format=json&elsewhere=1", sim.base_url());
+    sim.sim
+        .inject("p-moved", [Fault::Redirect(302, elsewhere.clone())]);
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("moved", "p-moved", "s-moved")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"",
+    );
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let errors = run_until_caught_up(&running, &manual, &["moved"]).await;
+    let cps = checkpoints(&running.board, "archive");
+    let status = running.board.get("moved").unwrap();
+    running.stop().await;
+    assert!(
+        errors.get("moved").is_some_and(|e| e
+            .iter()
+            .any(|e| e.contains("redirected (302)") && e.contains(&elsewhere))),
+        "the redirect was reported with its Location: {errors:?}"
+    );
+    assert_eq!(status.requests_by_status.get("302"), Some(&1), "{status:?}");
+    assert!(
+        !sim.sim
+            .request_log("p-moved")
+            .iter()
+            .any(|r| r.query.contains("elsewhere")),
+        "the redirect was followed"
+    );
+    let initial = (t0().timestamp() - lag() - 2 * 3600).div_euclid(60) * 60;
+    assert_exactly_once(
+        &read_lines(&events),
+        "moved",
+        &expected(&sim.sim, "p-moved", initial, cps["moved"]),
+    );
+}
+
+/// A config for the real binary: JSON logs, an admin endpoint on `port`, the simulator at
+/// `base_url` for one tenant.
+fn daemon_config(scratch: &Scratch, base_url: &str, port: u16, poll: &str) -> std::path::PathBuf {
+    let text = config_text(
+        &scratch.path("state"),
+        &scratch.path("events.ndjson"),
+        base_url,
+        &[("odd", "p-odd", "s-odd")],
+        poll,
+    )
+    .replacen(
+        "[poll]\n",
+        &format!("admin_listen = \"127.0.0.1:{port}\"\n[log]\nformat = \"json\"\n[poll]\n"),
+        1,
+    );
+    let path = scratch.path("tapfwd.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Issue 14, item 9: responses with arrays the API does not have are counted
+/// (`tapfwd_unknown_array_elements_total`) and warned about once per tenant and array, and a
+/// `queryEndTime` far from the window's end is warned about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_arrays_are_counted_and_warned_once() {
+    let sim = Sim::start(vec![tenant("p-odd", "s-odd", 60)], 14, Clock::System).await;
+    sim.sim
+        .inject("p-odd", [Fault::OddArrays, Fault::OddArrays]);
+    let scratch = Scratch::new();
+    let port = support::daemon::free_port();
+    let config = daemon_config(
+        &scratch,
+        &sim.base_url(),
+        port,
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"3h\"",
+    );
+    let mut daemon = support::daemon::Daemon::start(&config, &[], &[]);
+    daemon
+        .wait_log("caught up", |v| support::daemon::message(v) == "caught up")
+        .await;
+    let (_, metrics) = support::daemon::http_get(&format!("http://127.0.0.1:{port}/metrics")).await;
+    let (_, log) = daemon.stop().await;
+    assert_eq!(
+        support::daemon::metric(
+            &metrics,
+            "tapfwd_unknown_array_elements_total{tenant=\"odd\"}"
+        ),
+        Some(6.0),
+        "{metrics}"
+    );
+    let warned = |name: &str| {
+        log.lines()
+            .filter(|l| l.contains("does not know") && l.contains(&format!("\"array\":\"{name}\"")))
+            .count()
+    };
+    assert_eq!(warned("MessagesDelivered"), 1, "{log}");
+    assert_eq!(warned("messagesQuarantined"), 1, "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("queryEndTime disagrees")),
+        "{log}"
+    );
+}
+
+/// Issue 14, item 10: under `umask 000` the state directory is created 0700 and the store's
+/// files and the events file 0600.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_and_event_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = Sim::start(vec![tenant("p-odd", "s-odd", 60)], 15, Clock::System).await;
+    let scratch = Scratch::new();
+    let port = support::daemon::free_port();
+    let config = daemon_config(
+        &scratch,
+        &sim.base_url(),
+        port,
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"",
+    );
+    let mut daemon = support::daemon::Daemon::start_under_umask(&config, "000");
+    daemon
+        .wait_log("caught up", |v| support::daemon::message(v) == "caught up")
+        .await;
+    let (status, log) = daemon.stop().await;
+    assert!(status.success(), "{log}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let state = scratch.path("state");
+    assert_eq!(mode(&state), 0o700, "state_dir");
+    let mut files = 0;
+    let mut stack = vec![state.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                assert_eq!(mode(&p), 0o700, "{}", p.display());
+                stack.push(p);
+            } else {
+                files += 1;
+                assert_eq!(mode(&p), 0o600, "{}", p.display());
+            }
+        }
+    }
+    assert!(files > 0, "the store has files");
+    assert_eq!(mode(&scratch.path("events.ndjson")), 0o600, "events file");
+}

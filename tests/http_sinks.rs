@@ -136,11 +136,7 @@ async fn hec_sends_batch_format_with_raw_event_bytes_and_commits_once() {
     let mut expected = Vec::new();
     for (meta, raw) in b.iter() {
         let ms = meta.time_ms.unwrap();
-        let sourcetype = if meta.kind.is_click() {
-            "proofpoint:tap:click"
-        } else {
-            "proofpoint:tap:message"
-        };
+        let sourcetype = "proofpoint_tap_siem";
         expected.extend_from_slice(
             format!(
                 "{{\"time\":{}.{:03},\"host\":\"collector-1\",\"source\":\"tapfwd\",\"index\":\"tap\",\"sourcetype\":\"{sourcetype}\",\"fields\":{{\"tenant\":\"acme\",\"eventType\":\"{}\"}},\"event\":",
@@ -169,7 +165,7 @@ async fn hec_sends_batch_format_with_raw_event_bytes_and_commits_once() {
     assert_eq!(events[0]["fields"]["eventType"], "messagesDelivered");
     assert_eq!(events[0]["event"]["recipient"][0], "ann@example.com");
     assert_eq!(events[1]["event"]["recipient"][0], "bob@example.com");
-    assert_eq!(events[4]["sourcetype"], "proofpoint:tap:click");
+    assert_eq!(events[4]["sourcetype"], "proofpoint_tap_siem");
 }
 
 #[tokio::test]
@@ -1015,6 +1011,64 @@ fn msp_example_config_loads_and_validates() {
     }
 }
 
+/// The README's "Landing in a SIEM" section: every TOML block in it is a complete config that
+/// `tapfwd check` accepts (with the `*_env` variables it names set), and each SIEM has one.
+#[test]
+fn readme_siem_snippets_pass_check() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("\n## Landing in a SIEM")
+        .expect("the README has the SIEM section");
+    let section = &readme[start + 1..];
+    let section = &section[..section[3..]
+        .find("\n## ")
+        .map(|i| i + 3)
+        .unwrap_or(section.len())];
+    let mut snippets = Vec::new();
+    let mut heading = "";
+    let mut lines = section.lines();
+    while let Some(line) = lines.next() {
+        if let Some(h) = line.strip_prefix("### ") {
+            heading = h;
+        }
+        if line.trim() == "```toml" {
+            let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+            snippets.push((heading, body.join("\n")));
+        }
+    }
+    let headings: Vec<&str> = snippets.iter().map(|(h, _)| *h).collect();
+    for want in [
+        "Splunk",
+        "Sentinel",
+        "LogScale",
+        "Elastic (via Kafka or HTTP)",
+    ] {
+        assert!(
+            headings.contains(&want),
+            "no TOML snippet under {want}: {headings:?}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (heading, text)) in snippets.iter().enumerate() {
+        let path = dir.path().join(format!("snippet-{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let mut command = support::daemon::tapfwd();
+        command.args(["check", "--config"]).arg(&path);
+        // Every `…_env = "NAME"`, inline tables included, names a variable to set.
+        for (at, _) in text.match_indices("_env = \"") {
+            let name = &text[at + 8..];
+            command.env(&name[..name.find('"').unwrap()], "readme-test-value");
+        }
+        let out = command.output().unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("config ok"),
+            "README snippet {i} under {heading}:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn sink_config_errors_name_the_problem_and_refuse_unknown_keys() {
     let bad = |v: Value| -> String {
@@ -1121,6 +1175,249 @@ fn sentinel_dcr_template_declares_the_columns_the_sink_sends() {
         "[variables('streamName')]"
     );
     assert_eq!(t["variables"]["streamName"], "Custom-ProofpointTAP");
+}
+
+/// A message and a click of each kind with every field the ProofPointTap solution's DCR has a
+/// column for, as the TAP SIEM API sends them (`completelyRewritten` is a string there).
+const FULL_BODY: &str = r#"{"queryEndTime":"2026-01-01T01:00:00Z",
+"messagesDelivered":[{"GUID":"g-10","QID":"r2FNwRHF004109","ccAddresses":["bruce.wayne@university.example"],"cluster":"pharmtech_hosted","completelyRewritten":"true","fromAddress":["badguy@evil.example"],"headerFrom":"\"A. Badguy\" <badguy@evil.example>","headerReplyTo":"badguy@evil.example","id":"m-10","impostorScore":0,"malwareScore":100,"messageID":"<20160624211145.62086.mail@evil.example>","messageParts":[{"contentType":"text/plain","disposition":"inline","filename":"text.txt","md5":"008c5926ca861023c1d2a36653fd88e2","oContentType":"text/plain","sandboxStatus":"unsupported","sha256":"85738f8f9a7f1b04b5329c590ebcb9e425925c6d0984089c43a022de4f19c281"}],"messageSize":2048,"messageTime":"2026-01-01T00:00:00.123Z","modulesRun":["pdr","sandbox","spam","urldefense"],"phishScore":46,"policyRoutes":["default_inbound","executives"],"quarantineFolder":"Attachment Defense","quarantineRule":"module.sandbox.threat","recipient":["clark.kent@pharmtech.example"],"replyToAddress":["null@pharmtech.example"],"sender":"e99d7ed5580193f36a51f597bc2c0210@evil.example","senderIP":"192.0.2.255","spamScore":4,"subject":"Please find a totally safe invoice attached.","threatsInfoMap":[{"campaignID":"46e01b8a-c899-404d-bcd9-189bb393d1a7","classification":"MALWARE","threat":"2fab740f143fc1aa4c1cd0146d334c5593b1428f6d062b2c406e5efe8abe95ca","threatId":"2fab740f143fc1aa4c1cd0146d334c5593b1428f6d062b2c406e5efe8abe95ca","threatStatus":"active","threatTime":"2026-01-01T00:00:05Z","threatType":"ATTACHMENT","threatUrl":"https://threatinsight.proofpoint.com/#/x"}],"toAddresses":["clark.kent@pharmtech.example"],"xmailer":"Spambot v2.5"}],
+"messagesBlocked":[{"GUID":"g-11","QID":"r2FNwRHF004110","ccAddresses":[],"cluster":"pharmtech_hosted","completelyRewritten":"false","fromAddress":["spam@evil.example"],"headerFrom":"spam@evil.example","headerReplyTo":"spam@evil.example","id":"m-11","impostorScore":12,"malwareScore":0,"messageID":"<x@evil.example>","messageParts":[],"messageSize":512,"messageTime":"2026-01-01T00:10:00Z","modulesRun":["spam"],"phishScore":0,"policyRoutes":["default_inbound"],"quarantineFolder":"Spam","quarantineRule":"spam","recipient":["eve@pharmtech.example"],"replyToAddress":[],"sender":"spam@evil.example","senderIP":"198.51.100.7","spamScore":100,"subject":"Cheap","threatsInfoMap":[],"toAddresses":["eve@pharmtech.example"],"xmailer":"x"}],
+"clicksPermitted":[{"campaignId":"46e01b8a-c899-404d-bcd9-189bb393d1a7","classification":"MALWARE","clickIP":"192.0.2.1","clickTime":"2026-01-01T00:20:30.500Z","GUID":"g-10","id":"c-10","messageID":"<20160624211145.62086.mail@evil.example>","recipient":"clark.kent@pharmtech.example","sender":"e99d7ed5580193f36a51f597bc2c0210@evil.example","senderIP":"192.0.2.255","threatID":"61f7622167144dba5e3ae4480eeee78b23d66f7dfed970cfc3d086cc0dabdf50","threatTime":"2026-01-01T00:20:00Z","threatURL":"https://threatinsight.proofpoint.com/#/f7622167144dba5e3ae4480eeee78b23d66f7dfed970cfc3d086cc0dabdf50","threatStatus":"active","url":"http://badguy.example/","userAgent":"Mozilla/5.0"}],
+"clicksBlocked":[{"campaignId":"46e01b8a-c899-404d-bcd9-189bb393d1a8","classification":"PHISH","clickIP":"192.0.2.2","clickTime":"2026-01-01T00:30:00Z","GUID":"g-11","id":"c-11","messageID":"<y@evil.example>","recipient":"eve@pharmtech.example","sender":"spam@evil.example","senderIP":"198.51.100.7","threatID":"71f7622167144dba5e3ae4480eeee78b23d66f7dfed970cfc3d086cc0dabdf50","threatTime":"2026-01-01T00:29:00Z","threatURL":"https://threatinsight.proofpoint.com/#/x","threatStatus":"active","url":"http://phish.example/","userAgent":"curl/8.0"}]
+}"#;
+
+/// The solution template's stream declarations: stream → (column, type) in order.
+fn solution_template() -> (Value, Vec<(String, Vec<(String, String)>)>) {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/sentinel/proofpoint-tap-solution.json"
+    ))
+    .unwrap();
+    let t: Value = serde_json::from_str(&text).unwrap();
+    let dcr = t["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Microsoft.Insights/dataCollectionRules")
+        .unwrap()
+        .clone();
+    let streams = dcr["properties"]["streamDeclarations"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, decl)| {
+            let columns = decl["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap().to_string(),
+                        c["type"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            (name.clone(), columns)
+        })
+        .collect();
+    (t, streams)
+}
+
+/// Whether `v` is a value of the DCR column type `t`.
+fn of_column_type(v: &Value, t: &str) -> bool {
+    match t {
+        "string" => v.is_string(),
+        "int" => v.is_i64() || v.is_u64(),
+        "boolean" => v.is_boolean(),
+        "datetime" => v
+            .as_str()
+            .is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok()),
+        "dynamic" => true,
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn sentinel_solution_layout_bodies_match_the_dcr_column_by_column() {
+    let (template, declared) = solution_template();
+    let (fake, url) = azure_server(3600).await;
+    fake.with(|s| {
+        s.streams = declared.iter().map(|(n, _)| n.clone()).collect();
+        s.declared = declared.iter().cloned().collect();
+    });
+    let mut config = sentinel_config(&url, json!({"layout": "proofpoint_tap_solution"}));
+    config.as_object_mut().unwrap().remove("stream_name");
+    let s = sink("sentinel", config);
+    let b = batch_of(FULL_BODY);
+    let (result, commits) = deliver(&*s, "acme", &b).await;
+    result.unwrap();
+    assert_eq!(commits, 1);
+
+    // One request per event type, each to the solution's stream of that type.
+    let requests = fake.requests();
+    let mut paths: Vec<_> = requests.iter().map(|r| r.path.clone()).collect();
+    paths.sort();
+    let mut want: Vec<_> = [
+        "ClicksBlocked",
+        "ClicksPermitted",
+        "MessagesBlocked",
+        "MessagesDelivered",
+    ]
+    .iter()
+    .map(|k| format!("/dataCollectionRules/{DCR}/streams/Custom-ProofPointTAP{k}V2_CL"))
+    .collect();
+    want.sort();
+    assert_eq!(paths, want);
+    let mut names: Vec<_> = declared.iter().map(|(n, _)| n.clone()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        want.iter()
+            .map(|p| p.rsplit('/').next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    );
+
+    // Every body, element by element and column by column, against the template.
+    let raws: HashMap<String, Value> = b
+        .iter()
+        .map(|(_, raw)| {
+            let v: Value = serde_json::from_slice(raw).unwrap();
+            (v["id"].as_str().unwrap().to_string(), v)
+        })
+        .collect();
+    for r in &requests {
+        let stream = r.path.rsplit('/').next().unwrap();
+        let columns = &declared.iter().find(|(n, _)| n == stream).unwrap().1;
+        let rows: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(rows.len(), 1, "{stream}");
+        for row in rows {
+            let row = row.as_object().unwrap();
+            let sent: Vec<&str> = row.keys().map(String::as_str).collect();
+            let declared_names: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
+            let mut sorted_sent = sent.clone();
+            sorted_sent.sort();
+            let mut sorted_declared = declared_names.clone();
+            sorted_declared.sort();
+            assert_eq!(
+                sorted_sent, sorted_declared,
+                "{stream}: exactly the DCR's columns"
+            );
+            let raw = &raws[row["id"].as_str().unwrap()];
+            for (column, column_type) in columns {
+                let v = &row[column];
+                assert!(
+                    of_column_type(v, column_type),
+                    "{stream}.{column}: {v} is not {column_type}"
+                );
+                match (column.as_str(), column_type.as_str()) {
+                    ("tenant_s", _) => assert_eq!(v, "acme"),
+                    ("completelyRewritten", "boolean") => {
+                        assert_eq!(
+                            v.as_bool().unwrap().to_string(),
+                            raw[column].as_str().unwrap()
+                        )
+                    }
+                    _ => assert_eq!(v, &raw[column], "{stream}.{column}"),
+                }
+            }
+        }
+    }
+    fake.with(|s| assert!(s.dropped_columns.is_empty(), "{:?}", s.dropped_columns));
+    assert_eq!(fake.events().len(), 4);
+
+    // The sink's own tables agree with the template, and the tables hold TimeGenerated besides.
+    use tapfwd::sinks::sentinel::solution;
+    for kind in EventKind::SIEM {
+        let (stream, columns) = solution::destination(kind).unwrap();
+        let from_sink: Vec<(String, String)> = columns
+            .iter()
+            .map(|(c, t)| (c.to_string(), t.as_str().to_string()))
+            .chain([(solution::TENANT_COLUMN.to_string(), "string".to_string())])
+            .collect();
+        assert_eq!(
+            declared.iter().find(|(n, _)| n == stream).unwrap().1,
+            from_sink,
+            "{stream}"
+        );
+        let table = stream.strip_prefix("Custom-").unwrap();
+        let schema = template["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["properties"]["schema"]["name"] == table)
+            .unwrap_or_else(|| panic!("no table {table}"));
+        let table_columns: Vec<(String, String)> = schema["properties"]["schema"]["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().into(),
+                    c["type"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            table_columns[0],
+            ("TimeGenerated".into(), "datetime".into())
+        );
+        assert_eq!(table_columns[1..], from_sink[..], "{table}");
+        let flows = template["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["type"] == "Microsoft.Insights/dataCollectionRules")
+            .unwrap()["properties"]["dataFlows"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let flow = flows.iter().find(|f| f["streams"][0] == stream).unwrap();
+        assert_eq!(flow["outputStream"], stream);
+        let time = if kind.is_click() {
+            "clickTime"
+        } else {
+            "messageTime"
+        };
+        assert!(flow["transformKql"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("TimeGenerated = iif(isnull({time})")));
+    }
+}
+
+#[tokio::test]
+async fn sentinel_solution_layout_refuses_kinds_it_has_no_table_for_and_stray_streams() {
+    let (fake, url) = azure_server(3600).await;
+    let mut config = sentinel_config(&url, json!({"layout": "proofpoint_tap_solution"}));
+    config.as_object_mut().unwrap().remove("stream_name");
+    let s = sink("sentinel", config.clone());
+    let mut b = batch_of(FULL_BODY);
+    b.events[3].kind = EventKind::Vap;
+    let (result, commits) = deliver(&*s, "acme", &b).await;
+    let e = result.unwrap_err();
+    assert_eq!(commits, 0);
+    assert!(matches!(e, SinkError::Rejected(_)));
+    assert!(e.to_string().contains("no stream for vap events"), "{e}");
+    assert!(fake.requests().is_empty());
+    // stream_name or streams beside the solution layout, or neither without it, are refused.
+    for (extra, want) in [
+        (json!({"stream_name": "Custom-X"}), "not used with layout"),
+        (
+            json!({"streams": {"vap": "Custom-X"}}),
+            "not used with layout",
+        ),
+        (json!({"layout": "envelope"}), "stream_name is required"),
+    ] {
+        let mut c = config.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        let e = serde_json::from_value::<SinkConfig>(c)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(e.contains(want), "{e}");
+    }
 }
 
 #[tokio::test]

@@ -164,6 +164,12 @@ pub enum Fault {
     /// 200 and the start of a valid JSON body, then one space every this long (tokio time),
     /// forever: under any read timeout, never complete.
     Trickle(Duration),
+    /// 200 with a body whose only events are in arrays the SIEM API does not have
+    /// (`MessagesDelivered`: 2, `messagesQuarantined`: 1) and whose `queryEndTime` is two hours
+    /// after the window's end: a changed or impostor API.
+    OddArrays,
+    /// Answer this 3xx status with this `Location` (a misrouted proxy, a hijacked DNS name).
+    Redirect(u16, String),
     /// 200 and a body of valid, distinct `messagesDelivered` events inside the window, forever.
     Endless,
     /// Answer this status with the body a debug proxy or WAF page sends: it repeats the request's

@@ -370,6 +370,32 @@ async fn fault_response(
             );
             resp
         }
+        Fault::OddArrays => {
+            logged(200);
+            let end = ms_to_utc(body.filter.end_ms + 120 * MINUTE_MS)
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true);
+            let mut resp = text(
+                200,
+                format!(
+                    "{{\"queryEndTime\":\"{end}\",\"MessagesDelivered\":[{{\"GUID\":\"odd-1\"}},{{\"GUID\":\"odd-2\"}}],\
+                     \"messagesQuarantined\":[{{\"GUID\":\"odd-3\"}}],\"messagesBlocked\":[],\"messagesDelivered\":[],\
+                     \"clicksBlocked\":[],\"clicksPermitted\":[]}}"
+                ),
+            );
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Fault::Redirect(s, ref location) => {
+            logged(s);
+            let mut resp = text(s, Body::empty());
+            if let Ok(v) = HeaderValue::from_str(location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp
+        }
         Fault::Endless => {
             logged(200);
             let end = body.filter.end_ms;

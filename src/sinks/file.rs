@@ -30,6 +30,14 @@ use crate::store::Store;
 pub struct FileConfig {
     /// The file to append to; its directory is created if absent.
     pub path: PathBuf,
+    /// Permission bits of the file when this sink creates it, in octal, whatever the umask.
+    /// Default `"0600"` (owner only: the events name people and their mail).
+    #[serde(default = "default_mode")]
+    pub mode: String,
+}
+
+fn default_mode() -> String {
+    "0600".into()
 }
 
 impl FileConfig {
@@ -37,8 +45,17 @@ impl FileConfig {
         if self.path.as_os_str().is_empty() {
             return Err("path is empty".into());
         }
+        parse_mode(&self.mode)?;
         Ok(())
     }
+}
+
+/// An octal mode such as `0600` or `640`, at most `0777`.
+fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("mode `{text}` is not an octal mode between 0000 and 0777"))
 }
 
 /// Bytes of lines gathered before each write: small enough to stay in cache, large enough that
@@ -54,6 +71,8 @@ struct Open {
 pub struct FileSink {
     name: String,
     path: PathBuf,
+    /// Permission bits given to the file when this sink creates it.
+    mode: u32,
     open: Mutex<Option<Open>>,
 }
 
@@ -62,6 +81,7 @@ impl FileSink {
         FileSink {
             name: name.to_string(),
             path: config.path.clone(),
+            mode: parse_mode(&config.mode).unwrap_or(0o600),
             open: Mutex::new(None),
         }
     }
@@ -78,16 +98,25 @@ impl FileSink {
     }
 }
 
-fn open_file(path: &Path) -> std::io::Result<File> {
+/// Opens `path` for appending, creating it (and its directory) if absent; a file it creates gets
+/// exactly `mode`, whatever the umask.
+fn open_file(path: &Path, mode: u32) -> std::io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    OpenOptions::new()
+    let existed = path.exists();
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(path)
+        .mode(mode)
+        .open(path)?;
+    if !existed {
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(file)
 }
 
 #[async_trait]
@@ -97,7 +126,7 @@ impl Sink for FileSink {
     }
 
     async fn start(&self, store: &Store) -> Result<(), SinkError> {
-        let file = open_file(&self.path).map_err(|e| self.io_error("cannot open", e))?;
+        let file = open_file(&self.path, self.mode).map_err(|e| self.io_error("cannot open", e))?;
         let actual = file
             .metadata()
             .map_err(|e| self.io_error("cannot stat", e))?
@@ -199,7 +228,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("state")).unwrap();
         let path = dir.path().join("out/events.ndjson");
-        let sink = FileSink::new("archive", &FileConfig { path: path.clone() });
+        let sink = FileSink::new(
+            "archive",
+            &FileConfig {
+                path: path.clone(),
+                mode: default_mode(),
+            },
+        );
         sink.start(&store).await.unwrap();
         let b = batch(
             r#"{"messagesDelivered":[{"GUID":"a","messageTime":"2026-01-01T00:00:00Z"}],"clicksPermitted":[{"id":"c"}]}"#,
@@ -222,7 +257,13 @@ mod tests {
         // A crash after writing but before committing leaves a tail.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         std::io::Write::write_all(&mut f, b"{\"tenant\":\"acme\",\"torn").unwrap();
-        let sink = FileSink::new("archive", &FileConfig { path: path.clone() });
+        let sink = FileSink::new(
+            "archive",
+            &FileConfig {
+                path: path.clone(),
+                mode: default_mode(),
+            },
+        );
         sink.start(&store).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     }
@@ -232,7 +273,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("state")).unwrap();
         let path = dir.path().join("events.ndjson");
-        let sink = FileSink::new("archive", &FileConfig { path: path.clone() });
+        let sink = FileSink::new(
+            "archive",
+            &FileConfig {
+                path: path.clone(),
+                mode: default_mode(),
+            },
+        );
         sink.start(&store).await.unwrap();
         let b = batch(r#"{"clicksBlocked":[{"id":"x"}]}"#);
         let err = sink

@@ -15,6 +15,14 @@
 //! than that cannot be sent at all: the whole batch fails as rejected, loudly, naming the event
 //! type and size; nothing is dropped, the checkpoint holds until someone acts (see docs).
 //!
+//! With `layout = "proofpoint_tap_solution"` ([`solution`]) each TAP SIEM event goes instead to
+//! its event type's `Custom-ProofPointTAP…V2_CL` stream, the one the Microsoft Sentinel
+//! ProofPointTap solution's DCR declares, as the flat API object with exactly that stream's
+//! columns and types plus the tenant in `tenant_s` (`deploy/sentinel/proofpoint-tap-solution.json`
+//! ships the matching DCR and tables). That layout re-encodes the event by the DCR's schema; the
+//! default layout keeps it byte for byte. A batch holding an event the solution has no table for
+//! (People, PoD) is rejected loudly, naming the event type.
+//!
 //! **Delivered** means every request of the batch got 204 (or another 2xx): Azure Monitor has
 //! accepted the data for ingestion. Only then is the batch committed, once. 408, 429, 5xx and
 //! transport failures are retried with backoff honouring `Retry-After` for at most
@@ -38,6 +46,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+pub mod solution;
+
 use super::encode::{check_kind_map, json_str, kind_table, now_ms};
 use super::http_common::{self as common, HttpOptions, Oversize, RetryConfig, Step};
 use super::{Commit, Sink, SinkError};
@@ -59,11 +69,20 @@ pub struct SentinelConfig {
     pub dce: String,
     /// The data collection rule's immutable id (`dcr-…`, on the DCR's JSON view). Required.
     pub dcr_immutable_id: String,
-    /// The stream declared in the DCR that events go to, e.g. `Custom-ProofpointTAP`. Required.
+    /// What each event becomes and where it goes: `envelope` (default) sends
+    /// `{TimeGenerated, Tenant, EventType, Event}` rows, the raw event in `Event`, to
+    /// `stream_name` (or `streams`); `proofpoint_tap_solution` sends each TAP SIEM event as the
+    /// flat row of the ProofPointTap solution's `Custom-ProofPointTAP…V2_CL` stream of its event
+    /// type, tenant in `tenant_s` (no `stream_name` or `streams` then).
+    #[serde(default)]
+    pub layout: SentinelLayout,
+    /// The stream declared in the DCR that events go to, e.g. `Custom-ProofpointTAP`. Required
+    /// with the `envelope` layout; not used with `proofpoint_tap_solution`.
+    #[serde(default)]
     pub stream_name: String,
     /// Streams per event type, overriding `stream_name`, e.g.
     /// `{ messagesDelivered = "Custom-TapMessages", clicksPermitted = "Custom-TapClicks" }`.
-    /// Default none.
+    /// Default none; not used with `proofpoint_tap_solution`.
     #[serde(default)]
     pub streams: BTreeMap<String, String>,
     /// The Entra ID (Azure AD) directory (tenant) id of the app registration. Required.
@@ -105,6 +124,19 @@ pub struct SentinelConfig {
     /// Retries within one delivery; see [`RetryConfig`].
     #[serde(default)]
     pub retry: RetryConfig,
+}
+
+/// `layout`: the rows the sink sends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SentinelLayout {
+    /// `{TimeGenerated, Tenant, EventType, Event}`, the raw event byte for byte in `Event`
+    /// (`deploy/sentinel/azuredeploy.json`).
+    #[default]
+    Envelope,
+    /// The ProofPointTap solution's four streams and columns ([`solution`];
+    /// `deploy/sentinel/proofpoint-tap-solution.json`).
+    ProofpointTapSolution,
 }
 
 fn default_authority() -> String {
@@ -154,12 +186,30 @@ impl SentinelConfig {
         for (key, url) in [("dce", &self.dce), ("authority", &self.authority)] {
             common::check_url(key, url)?;
         }
+        match self.layout {
+            SentinelLayout::Envelope if self.stream_name.is_empty() => {
+                return Err(
+                    "stream_name is required (the DCR's stream, e.g. `Custom-ProofpointTAP`), unless layout = \"proofpoint_tap_solution\""
+                        .into(),
+                );
+            }
+            SentinelLayout::Envelope => {}
+            SentinelLayout::ProofpointTapSolution => {
+                if !self.stream_name.is_empty() || !self.streams.is_empty() {
+                    return Err("stream_name and streams are not used with layout = \"proofpoint_tap_solution\": each event type has its solution stream".into());
+                }
+            }
+        }
+        let stream_name =
+            (!self.stream_name.is_empty()).then_some(("stream_name", &self.stream_name));
         for (key, v) in [
             ("dcr_immutable_id", &self.dcr_immutable_id),
-            ("stream_name", &self.stream_name),
             ("directory_tenant_id", &self.directory_tenant_id),
             ("client_id", &self.client_id),
-        ] {
+        ]
+        .into_iter()
+        .chain(stream_name)
+        {
             if !path_segment_ok(v) {
                 return Err(format!(
                     "{key} must be non-empty and hold only letters, digits, `-`, `_` and `.`"
@@ -197,7 +247,8 @@ pub struct SentinelSink {
     client_secret: SecretString,
     /// The cached access token. Held across a fetch so concurrent deliveries wait for one fetch.
     token: Mutex<Option<Token>>,
-    /// Stream per event kind, in [`EventKind::ALL`] order.
+    /// Stream per event kind, in [`EventKind::ALL`] order; empty for a kind the layout has no
+    /// stream for.
     streams: [String; EventKind::ALL.len()],
     config: SentinelConfig,
 }
@@ -231,9 +282,27 @@ impl SentinelSink {
                 .client(&format!("sentinel sink `{name}`"))?,
             client_secret,
             token: Mutex::new(None),
-            streams: kind_table(&config.streams, |_| &config.stream_name),
+            streams: match config.layout {
+                SentinelLayout::Envelope => kind_table(&config.streams, |_| &config.stream_name),
+                SentinelLayout::ProofpointTapSolution => EventKind::ALL.map(|k| {
+                    solution::destination(k)
+                        .map(|(stream, _)| stream.to_string())
+                        .unwrap_or_default()
+                }),
+            },
             config: config.clone(),
         })
+    }
+
+    /// With the solution layout, the columns of `kind`'s stream.
+    fn solution_columns(
+        &self,
+        kind: EventKind,
+    ) -> Option<&'static [(&'static str, solution::ColumnType)]> {
+        match self.config.layout {
+            SentinelLayout::Envelope => None,
+            SentinelLayout::ProofpointTapSolution => solution::destination(kind).map(|(_, c)| c),
+        }
     }
 
     fn stream_of(&self, kind: EventKind) -> &str {
@@ -356,6 +425,16 @@ impl Sink for SentinelSink {
         }
         let options = self.config.http_options();
         let events: Vec<_> = batch.iter().collect();
+        if let Some((meta, _)) = events
+            .iter()
+            .find(|(m, _)| self.stream_of(m.kind).is_empty())
+        {
+            return Err(SinkError::Rejected(format!(
+                "sentinel sink `{}`: layout proofpoint_tap_solution has no stream for {} events of tenant {tenant} (the ProofPointTap solution's DCR takes TAP SIEM events only); send them to another sink",
+                self.name, meta.kind
+            )));
+        }
+        let mut unreadable = None;
         for stream in streams {
             let of_stream: Vec<_> = events
                 .iter()
@@ -368,6 +447,12 @@ impl Sink for SentinelSink {
                 .array(Oversize::Fail)
                 .pack(of_stream.len(), |i, out| {
                     let (meta, raw) = of_stream[i];
+                    if let Some(columns) = self.solution_columns(meta.kind) {
+                        if let Err(e) = solution::write_row(out, tenant, columns, raw) {
+                            unreadable.get_or_insert((meta.kind, e.to_string()));
+                        }
+                        return;
+                    }
                     out.extend_from_slice(b"{\"TimeGenerated\":\"");
                     out.extend_from_slice(
                         clock::rfc3339_ms(meta.time_ms.unwrap_or_else(now_ms)).as_bytes(),
@@ -391,6 +476,12 @@ impl Sink for SentinelSink {
                     ))
                 })?;
             requests.extend(bodies.into_iter().map(|b| (stream, b.bytes)));
+        }
+        if let Some((kind, e)) = unreadable {
+            return Err(SinkError::Rejected(format!(
+                "sentinel sink `{}`: a {kind} event of tenant {tenant} is not a JSON object ({e}); it cannot be made a row of the solution's stream",
+                self.name
+            )));
         }
         common::post_all(&self.name, &options, requests, |stream, body| {
             self.post_once(stream, body)

@@ -7,7 +7,9 @@
 //! (`messageTime`/`clickTime`, else `threatTime`, else now) in epoch seconds with milliseconds;
 //! tenant and event type travel as indexed fields beside the raw event, which goes in byte for
 //! byte (invariant 5). `host`, `source` and `index` are sent only when configured; the sourcetype
-//! is `proofpoint:tap:message` for message events and `proofpoint:tap:click` for click events
+//! is the one Splunk content expects for the event's kind (`proofpoint_tap_siem` for the four TAP
+//! SIEM kinds, the sourcetype of the Proofpoint TAP add-on that the CIM extensions key on;
+//! `pps_messagelog`, `pps_maillog` and `pps_audit` for PoD; [`default_sourcetype`] has the table)
 //! unless `sourcetypes` says otherwise.
 //!
 //! `url` is the collector's base URL (`https://splunk:8088`) or its endpoint as Splunk documents
@@ -73,9 +75,11 @@ pub struct SplunkHecConfig {
     /// `index` of every event. Default: not sent (the token's default index).
     #[serde(default)]
     pub index: Option<String>,
-    /// Sourcetype per event type, overriding the defaults `proofpoint:tap:message` (for
-    /// `messagesDelivered` and `messagesBlocked`) and `proofpoint:tap:click` (for `clicksPermitted`
-    /// and `clicksBlocked`), e.g. `{ clicksPermitted = "pps:clicks" }`.
+    /// Sourcetype per event type, overriding the defaults: `proofpoint_tap_siem` (the Proofpoint
+    /// TAP add-on's) for `messagesDelivered`, `messagesBlocked`, `clicksPermitted` and
+    /// `clicksBlocked`; `proofpoint_tap_vap` and `proofpoint_tap_top_clickers` for the People
+    /// snapshots; `pps_messagelog`, `pps_maillog` and `pps_audit` for PoD. E.g.
+    /// `{ clicksPermitted = "pps:clicks" }`.
     #[serde(default)]
     pub sourcetypes: BTreeMap<String, String>,
     /// Wait for indexer acknowledgement, so that delivered means indexed. The token must have
@@ -147,18 +151,22 @@ pub fn hec_base(url: &str) -> Result<&str, String> {
     ))
 }
 
-/// The default sourcetype per kind, in [`EventKind::ALL`] order: `proofpoint:tap:click` for click
-/// events, `proofpoint:tap:message` for every other kind.
+/// The default sourcetype per kind, in [`EventKind::ALL`] order: what Splunk content for each
+/// feed expects. TAP SIEM events get the Proofpoint TAP add-on's (Splunkbase 3681)
+/// `proofpoint_tap_siem`, on which its field extractions and the CIM extensions (Email, IDS,
+/// Malware) key; PoD events the Proofpoint on Demand add-on's (Splunkbase 4327) `pps_messagelog`,
+/// `pps_maillog` and `pps_audit`. No add-on indexes the People API, so its snapshots get
+/// sourcetypes of the same family named after the endpoint.
 const DEFAULT_SOURCETYPES: [&str; EventKind::ALL.len()] = [
-    "proofpoint:tap:message", // messagesBlocked
-    "proofpoint:tap:message", // messagesDelivered
-    "proofpoint:tap:click",   // clicksBlocked
-    "proofpoint:tap:click",   // clicksPermitted
-    "proofpoint:tap:message", // vap
-    "proofpoint:tap:message", // topClickers
-    "proofpoint:tap:message", // podMessage
-    "proofpoint:tap:message", // podMaillog
-    "proofpoint:tap:message", // podAudit
+    "proofpoint_tap_siem",         // messagesBlocked
+    "proofpoint_tap_siem",         // messagesDelivered
+    "proofpoint_tap_siem",         // clicksBlocked
+    "proofpoint_tap_siem",         // clicksPermitted
+    "proofpoint_tap_vap",          // vap
+    "proofpoint_tap_top_clickers", // topClickers
+    "pps_messagelog",              // podMessage
+    "pps_maillog",                 // podMaillog
+    "pps_audit",                   // podAudit
 ];
 
 /// The default sourcetype of an event type.
@@ -414,15 +422,30 @@ mod tests {
     use crate::event::EventMeta;
 
     #[test]
-    fn default_sourcetypes_split_clicks_from_the_rest() {
-        for kind in EventKind::ALL {
-            let want = if kind.is_click() {
-                "proofpoint:tap:click"
-            } else {
-                "proofpoint:tap:message"
-            };
-            assert_eq!(default_sourcetype(kind), want, "{kind}");
+    fn default_sourcetypes_are_the_add_ons() {
+        let want = [
+            (EventKind::MessagesBlocked, "proofpoint_tap_siem"),
+            (EventKind::MessagesDelivered, "proofpoint_tap_siem"),
+            (EventKind::ClicksBlocked, "proofpoint_tap_siem"),
+            (EventKind::ClicksPermitted, "proofpoint_tap_siem"),
+            (EventKind::Vap, "proofpoint_tap_vap"),
+            (EventKind::TopClickers, "proofpoint_tap_top_clickers"),
+            (EventKind::PodMessage, "pps_messagelog"),
+            (EventKind::PodMaillog, "pps_maillog"),
+            (EventKind::PodAudit, "pps_audit"),
+        ];
+        assert_eq!(want.len(), EventKind::ALL.len());
+        for (kind, sourcetype) in want {
+            assert_eq!(default_sourcetype(kind), sourcetype, "{kind}");
         }
+        // An override replaces one kind's default and no other.
+        let map = BTreeMap::from([("clicksPermitted".to_string(), "pps:click".to_string())]);
+        let table = kind_table(&map, default_sourcetype);
+        assert_eq!(table[EventKind::ClicksPermitted.index()], "pps:click");
+        assert_eq!(
+            table[EventKind::ClicksBlocked.index()],
+            "proofpoint_tap_siem"
+        );
     }
 
     #[test]
@@ -462,7 +485,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "{\"time\":1767225600.007,\"host\":\"h\",\"source\":\"tapfwd\",\"index\":\"main\",\
-             \"sourcetype\":\"proofpoint:tap:click\",\"fields\":{\"tenant\":\"acme\",\"eventType\":\"clicksPermitted\"},\
+             \"sourcetype\":\"proofpoint_tap_siem\",\"fields\":{\"tenant\":\"acme\",\"eventType\":\"clicksPermitted\"},\
              \"event\":{\"id\":\"c\", \"x\" : 1}}\n"
         );
         let before = EventMeta {

@@ -32,6 +32,7 @@ use crate::sinks::Sink;
 use crate::status::{TenantState, TenantStatus, WindowProgress};
 use crate::store::{StoreError, TenantRecord};
 use crate::tap::client::{BatchLimits, Credentials, Disposition, TapError, WindowItem};
+use crate::tap::split::SplitSummary;
 use crate::tap::window::{self, Cadence, Plan, Window};
 
 /// A backfill logs its progress once per this many windows (a day of 1-hour windows).
@@ -88,6 +89,8 @@ pub struct Poller {
     windows_fetched: u64,
     /// The window in flight and how far it has come, published while it streams in.
     progress: Option<WindowProgress>,
+    /// What this tenant's responses held that the daemon does not use, warned about once.
+    oddities: Oddities,
     by_status: std::collections::BTreeMap<String, u64>,
 }
 
@@ -120,6 +123,7 @@ impl Poller {
             events_fetched: 0,
             windows_fetched: 0,
             progress: None,
+            oddities: Oddities::default(),
             by_status: Default::default(),
         };
         poller.publish(ctx, None);
@@ -411,7 +415,10 @@ impl Poller {
             };
             let batch = match item {
                 WindowItem::Batch(b) => b,
-                WindowItem::Done(_) => break,
+                WindowItem::Done(summary) => {
+                    self.oddities.note(ctx, &self.id, window, &summary);
+                    break;
+                }
             };
             window_grew(
                 ctx,
@@ -537,4 +544,45 @@ fn window_grew(
         }
     }
     Ok(())
+}
+
+/// What a tenant's complete responses held besides their events that the daemon does not use:
+/// top-level arrays it does not know (counted in `tapfwd_unknown_array_elements_total`, warned
+/// about once per tenant and name) and a `queryEndTime` that disagrees with the window asked for
+/// (warned about once until it agrees again).
+#[derive(Debug, Default)]
+struct Oddities {
+    /// Unknown array names already warned about (at most [`Oddities::MAX_NAMES`]).
+    warned: std::collections::BTreeSet<String>,
+    /// Whether the last response's `queryEndTime` disagreed (and was warned about).
+    end_disagrees: bool,
+}
+
+impl Oddities {
+    const MAX_NAMES: usize = 64;
+    /// How far `queryEndTime` may be from the window's end before it is said to disagree.
+    const END_TOLERANCE_SECS: i64 = 60;
+
+    fn note(&mut self, ctx: &Context, tenant: &str, window: Window, summary: &SplitSummary) {
+        for (name, elements) in &summary.unknown_arrays {
+            ctx.metrics.add_unknown_array_elements(tenant, *elements);
+            if self.warned.len() < Self::MAX_NAMES && self.warned.insert(name.clone()) {
+                tracing::warn!(array = %name, elements, window = %window.interval_param(),
+                    "the response holds an array this daemon does not know; its elements are not forwarded (warned once per tenant and array)");
+            }
+        }
+        let Some(end) = summary
+            .query_end_time
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        else {
+            return;
+        };
+        let disagrees = (end.timestamp() - window.end).abs() > Self::END_TOLERANCE_SECS;
+        if disagrees && !self.end_disagrees {
+            tracing::warn!(query_end_time = %end.to_rfc3339(), window = %window.interval_param(),
+                "the response's queryEndTime disagrees with the window asked for; its events were taken as the window's");
+        }
+        self.end_disagrees = disagrees;
+    }
 }

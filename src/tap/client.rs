@@ -36,6 +36,8 @@ pub enum TapError {
     TooOld(String),
     #[error("request rejected (400): {0}")]
     BadRequest(String),
+    #[error("the API redirected ({status}) to `{location}`; the TAP API does not redirect, so this is refused (check base_url and any proxy)")]
+    Redirect { status: u16, location: String },
     #[error("server error ({status}): {body}")]
     Server { status: u16, body: String },
     #[error("unexpected status ({status}): {body}")]
@@ -81,7 +83,9 @@ impl TapError {
             TapError::Unauthorized | TapError::Forbidden => Disposition::Credentials,
             TapError::Throttled => Disposition::Throttled,
             TapError::TooOld(_) => Disposition::TooOld,
-            TapError::BadRequest(_) | TapError::TooLarge { .. } => Disposition::Rejected,
+            TapError::BadRequest(_) | TapError::TooLarge { .. } | TapError::Redirect { .. } => {
+                Disposition::Rejected
+            }
             TapError::Server { .. }
             | TapError::Unexpected { .. }
             | TapError::Transport(_)
@@ -100,6 +104,7 @@ impl TapError {
             TapError::Throttled => "throttled",
             TapError::TooOld(_) => "too_old",
             TapError::BadRequest(_) => "bad_request",
+            TapError::Redirect { .. } => "redirect",
             TapError::Server { .. } => "server_error",
             TapError::Unexpected { .. } => "unexpected_status",
             TapError::Transport(_) => "transport",
@@ -125,6 +130,10 @@ impl TapError {
             TapError::Unexpected { status, body } => TapError::Unexpected {
                 status,
                 body: clean(body),
+            },
+            TapError::Redirect { status, location } => TapError::Redirect {
+                status,
+                location: clean(location),
             },
             TapError::Transport(t) => TapError::Transport(clean(t)),
             TapError::NotJson(t) => TapError::NotJson(clean(t)),
@@ -157,7 +166,9 @@ impl TapError {
             TapError::Forbidden => Some(403),
             TapError::Throttled => Some(429),
             TapError::TooOld(_) | TapError::BadRequest(_) => Some(400),
-            TapError::Server { status, .. } | TapError::Unexpected { status, .. } => Some(*status),
+            TapError::Server { status, .. }
+            | TapError::Unexpected { status, .. }
+            | TapError::Redirect { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -199,6 +210,9 @@ impl TapClient {
             .connect_timeout(Duration::from_secs(15))
             .read_timeout(read_timeout)
             .gzip(true)
+            // The TAP API does not redirect: a 3xx is an error naming its Location, never a
+            // silent request elsewhere (whose body would be taken as the tenant's events).
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| TapError::Transport(e.to_string()))?;
@@ -296,6 +310,19 @@ impl TapClient {
                 Ok(response)
             }
             204 => Ok(response),
+            300..=399 => {
+                let location = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .map(|v| {
+                        String::from_utf8_lossy(v.as_bytes())
+                            .chars()
+                            .take(300)
+                            .collect()
+                    })
+                    .unwrap_or_else(|| "(no Location header)".to_string());
+                Err(TapError::Redirect { status, location })
+            }
             _ => {
                 let body =
                     short_body(response, &basic_auth_forms(creds.principal, creds.secret)).await;
@@ -400,6 +427,13 @@ mod tests {
                     limit: "max_window_events",
                     events: 1,
                     bytes: 1,
+                },
+                Disposition::Rejected,
+            ),
+            (
+                TapError::Redirect {
+                    status: 302,
+                    location: "https://elsewhere".into(),
                 },
                 Disposition::Rejected,
             ),

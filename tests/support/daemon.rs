@@ -43,7 +43,17 @@ impl Daemon {
     /// Starts `tapfwd run --config CONFIG ARGS…` with `RUST_LOG=info` (unless `env` says
     /// otherwise) and without any systemd or shard variables of the environment running the tests.
     pub fn start(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let mut cmd = tapfwd();
+        Daemon::spawn(tapfwd(), config, args, env)
+    }
+
+    /// As [`Daemon::start`], with the process's umask set to `umask` (octal) by a shell first.
+    pub fn start_under_umask(config: &Path, umask: &str) -> Daemon {
+        let mut sh = Command::new("sh");
+        sh.args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\""), BIN]);
+        Daemon::spawn(sh, config, &[], &[])
+    }
+
+    fn spawn(mut cmd: Command, config: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         cmd.arg("run")
             .arg("--config")
             .arg(config)

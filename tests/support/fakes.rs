@@ -85,6 +85,12 @@ pub struct Inner {
     /// Azure: the DCR immutable id and the streams it declares.
     pub dcr: String,
     pub streams: Vec<String>,
+    /// Azure: stream → its declared columns (name, type), for streams declared like a DCR
+    /// template's `streamDeclarations`; the others take the envelope columns.
+    pub declared: HashMap<String, Vec<(String, String)>>,
+    /// Azure: `stream.column` of every value sent in a column its stream does not declare (the
+    /// API drops those silently, as the fake does).
+    pub dropped_columns: Vec<String>,
     /// Azure: 401s the DCE returned.
     pub unauthorized: usize,
     /// Azure: the DCE refuses every token (an app without rights in that directory).
@@ -631,6 +637,29 @@ async fn azure_ingest(
     let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&body) else {
         return azure_error(400, "InvalidPayload", "The body must be a JSON array.");
     };
+    if let Some(columns) = s.declared.get(&stream).cloned() {
+        // A declared stream keeps its declared columns; the rest are dropped without an error,
+        // as the Logs Ingestion API does.
+        let mut kept = Vec::new();
+        for item in items {
+            let Value::Object(row) = item else {
+                return azure_error(400, "InvalidPayload", "Each element must be an object.");
+            };
+            let mut out = serde_json::Map::new();
+            for (k, v) in row {
+                if columns.iter().any(|(c, _)| *c == k) {
+                    out.insert(k, v);
+                } else {
+                    s.dropped_columns.push(format!("{stream}.{k}"));
+                }
+            }
+            out.insert("_stream".into(), Value::String(stream.clone()));
+            kept.push(Value::Object(out));
+        }
+        s.events.extend(kept);
+        s.accepted.push(body);
+        return StatusCode::NO_CONTENT.into_response();
+    }
     for item in &items {
         for col in ["TimeGenerated", "Tenant", "EventType", "Event"] {
             if item.get(col).is_none() {

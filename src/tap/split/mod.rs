@@ -76,7 +76,14 @@ pub struct SplitSummary {
     pub query_end_time: Option<String>,
     /// Events emitted for this response.
     pub events: u64,
+    /// Top-level arrays the splitter does not know (`MessagesDelivered`, `messagesQuarantined`),
+    /// by name (unescaped, at most 64 characters) with their element counts; at most
+    /// [`MAX_UNKNOWN_ARRAYS`] of them. Their elements are skipped, not forwarded.
+    pub unknown_arrays: Vec<(String, u64)>,
 }
+
+/// Most unknown top-level arrays a [`SplitSummary`] names.
+pub const MAX_UNKNOWN_ARRAYS: usize = 16;
 
 /// Complete events cut from a response, back to back in one buffer, waiting to be taken.
 ///
@@ -276,6 +283,9 @@ pub struct Splitter {
     scan: EventScan,
     /// Events emitted so far.
     events: u64,
+    /// Unknown top-level arrays seen so far, and whether the one open now is being counted.
+    unknown_arrays: Vec<(String, u64)>,
+    counting_unknown: bool,
 }
 
 impl Splitter {
@@ -293,6 +303,8 @@ impl Splitter {
             index: 0,
             scan: EventScan::default(),
             events: 0,
+            unknown_arrays: Vec::new(),
+            counting_unknown: false,
         }
     }
 
@@ -325,6 +337,7 @@ impl Splitter {
                 return Ok(SplitSummary {
                     query_end_time: self.query_end_time(),
                     events: self.events,
+                    unknown_arrays: std::mem::take(&mut self.unknown_arrays),
                 })
             }
             State::Failed => Err(SplitError::AlreadyFailed),
@@ -507,7 +520,14 @@ impl Splitter {
                     };
                     return Ok(true);
                 }
+                TopKey::Other if b == b'[' => self.begin_unknown_array(),
                 _ => {}
+            }
+        }
+        if frame == Frame::Array && self.stack.len() == 2 && self.counting_unknown {
+            // An element of an unknown top-level array: counted, then skipped like any value.
+            if let Some(last) = self.unknown_arrays.last_mut() {
+                last.1 += 1;
             }
         }
         match b {
@@ -534,6 +554,22 @@ impl Splitter {
             _ => return Err(unexpected(b, "a JSON value", at)),
         }
         Ok(true)
+    }
+
+    /// The top-level key just read opens an array that is not an event kind: remember its name.
+    fn begin_unknown_array(&mut self) {
+        self.counting_unknown = self.unknown_arrays.len() < MAX_UNKNOWN_ARRAYS;
+        if !self.counting_unknown {
+            return;
+        }
+        let name = serde_json::from_slice::<String>(&self.key)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&self.key).into_owned());
+        let name: String = name
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .take(64)
+            .collect();
+        self.unknown_arrays.push((name, 0));
     }
 
     fn literal(&mut self, lit: &'static [u8]) {

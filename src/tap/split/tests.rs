@@ -72,7 +72,8 @@ fn realistic_body_yields_every_event_with_kind_time_and_summary() {
         summary,
         SplitSummary {
             query_end_time: Some("2026-11-23T10:00:00Z".into()),
-            events: 4
+            events: 4,
+            unknown_arrays: vec![],
         }
     );
     let kinds: Vec<_> = seen.iter().map(|s| s.0).collect();
@@ -745,4 +746,19 @@ fn mangled_bodies_never_panic_and_fail_the_same_under_any_chunking() {
         let bytewise: Vec<usize> = (1..bytes.len()).collect();
         assert_eq!(split_at(&bytes, &bytewise), whole, "seed {seed}");
     }
+}
+
+#[test]
+fn unknown_top_level_arrays_are_named_and_counted() {
+    let body = br#"{"queryEndTime":"t","MessagesDelivered":[{"a":[1,2]},{"b":{}}],"messagesBlocked":[],"messages\u0051uarantined":[1,[2,3],"x"],"other":{"inner":[1]},"empty":[]}"#;
+    let (seen, s) = split(body).unwrap();
+    assert!(seen.is_empty());
+    assert_eq!(
+        s.unknown_arrays,
+        vec![
+            ("MessagesDelivered".to_string(), 2),
+            ("messagesQuarantined".to_string(), 3),
+            ("empty".to_string(), 0),
+        ]
+    );
 }

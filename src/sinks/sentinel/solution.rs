@@ -1,0 +1,233 @@
+//! The Sentinel sink's `layout = "proofpoint_tap_solution"`: each TAP SIEM event as the row the
+//! Microsoft Sentinel ProofPointTap solution's data collection rule expects, on its event type's
+//! `Custom-ProofPointTAP…V2_CL` stream, so the solution's workbook and analytic rules see it.
+//!
+//! A row is the API's flat event object with exactly the DCR's columns, each of the type the DCR
+//! declares ([`MESSAGE_COLUMNS`], [`CLICK_COLUMNS`]; `deploy/sentinel/proofpoint-tap-solution.json`
+//! declares the same, and a test holds the two together), plus the tapfwd tenant in
+//! [`TENANT_COLUMN`]. This is the one place where an event is **re-encoded**: the row is built
+//! from the parsed raw event (the raw bytes stay the source; nothing is added inside the event's
+//! own fields), values are converted to their column's type (`completelyRewritten`, which the
+//! API sends as the string `"true"`/`"false"`, becomes a boolean) and fields the DCR has no
+//! column for are left out. Invariant 5 (raw in, raw out) holds for the default layout only; the
+//! README says so. Kinds the solution has no table for (People, PoD) have no stream here.
+
+use serde_json::{Map, Value};
+
+use crate::event::EventKind;
+use crate::sinks::encode::json_str;
+
+/// A column type as a DCR stream declaration names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    String,
+    Int,
+    Boolean,
+    Datetime,
+    Dynamic,
+}
+
+impl ColumnType {
+    /// The name in a DCR's `streamDeclarations` and a table's schema.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Int => "int",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Datetime => "datetime",
+            ColumnType::Dynamic => "dynamic",
+        }
+    }
+}
+
+use ColumnType::{Boolean, Datetime, Dynamic, Int, String as Str};
+
+/// The column that holds the tapfwd tenant id. Not `TenantId`: Log Analytics gives every table a
+/// `TenantId` column of its own (the workspace id), so the tenant goes in a column of its own.
+pub const TENANT_COLUMN: &str = "tenant_s";
+
+/// The columns of the two message streams (`…MessagesBlockedV2_CL`, `…MessagesDeliveredV2_CL`),
+/// in the solution's order: each the API field of the same name.
+pub const MESSAGE_COLUMNS: [(&str, ColumnType); 29] = [
+    ("spamScore", Int),
+    ("phishScore", Int),
+    ("threatsInfoMap", Dynamic),
+    ("messageTime", Datetime),
+    ("impostorScore", Int),
+    ("malwareScore", Int),
+    ("cluster", Str),
+    ("subject", Str),
+    ("quarantineFolder", Str),
+    ("quarantineRule", Str),
+    ("policyRoutes", Dynamic),
+    ("modulesRun", Dynamic),
+    ("messageSize", Int),
+    ("headerFrom", Str),
+    ("headerReplyTo", Str),
+    ("fromAddress", Dynamic),
+    ("ccAddresses", Dynamic),
+    ("replyToAddress", Dynamic),
+    ("toAddresses", Dynamic),
+    ("xmailer", Str),
+    ("messageParts", Dynamic),
+    ("completelyRewritten", Boolean),
+    ("id", Str),
+    ("QID", Str),
+    ("GUID", Str),
+    ("sender", Str),
+    ("recipient", Dynamic),
+    ("senderIP", Str),
+    ("messageID", Str),
+];
+
+/// The columns of the two click streams (`…ClicksBlockedV2_CL`, `…ClicksPermittedV2_CL`).
+pub const CLICK_COLUMNS: [(&str, ColumnType); 16] = [
+    ("url", Str),
+    ("classification", Str),
+    ("clickTime", Datetime),
+    ("threatTime", Datetime),
+    ("userAgent", Str),
+    ("campaignId", Str),
+    ("id", Str),
+    ("clickIP", Str),
+    ("sender", Str),
+    ("recipient", Str),
+    ("senderIP", Str),
+    ("GUID", Str),
+    ("threatID", Str),
+    ("threatURL", Str),
+    ("threatStatus", Str),
+    ("messageID", Str),
+];
+
+/// Where one kind goes in the solution: its stream and the stream's columns.
+pub type Destination = Option<(&'static str, &'static [(&'static str, ColumnType)])>;
+
+/// The solution's stream and columns per kind, in [`EventKind::ALL`] order.
+pub const STREAMS: [Destination; EventKind::ALL.len()] = [
+    Some(("Custom-ProofPointTAPMessagesBlockedV2_CL", &MESSAGE_COLUMNS)), // messagesBlocked
+    Some((
+        "Custom-ProofPointTAPMessagesDeliveredV2_CL",
+        &MESSAGE_COLUMNS,
+    )), // messagesDelivered
+    Some(("Custom-ProofPointTAPClicksBlockedV2_CL", &CLICK_COLUMNS)),     // clicksBlocked
+    Some(("Custom-ProofPointTAPClicksPermittedV2_CL", &CLICK_COLUMNS)),   // clicksPermitted
+    None,                                                                 // vap
+    None,                                                                 // topClickers
+    None,                                                                 // podMessage
+    None,                                                                 // podMaillog
+    None,                                                                 // podAudit
+];
+
+/// The solution's destination for `kind`, if it has one.
+pub fn destination(kind: EventKind) -> Destination {
+    STREAMS[kind.index()]
+}
+
+/// `value` as a `column_type` column takes it, or `None` when it cannot be one (the column is
+/// then left out, as the API leaves out a field it has no value for).
+fn convert(value: &Value, column_type: ColumnType) -> Option<Value> {
+    match (column_type, value) {
+        (_, Value::Null) => None,
+        (Dynamic, v) => Some(v.clone()),
+        (Str | Datetime, Value::String(_)) => Some(value.clone()),
+        // Numbers, booleans, arrays and objects as their JSON text.
+        (Str, v) => Some(Value::String(v.to_string())),
+        (Datetime, _) => None,
+        (Int, Value::Number(n)) => match n.as_i64() {
+            Some(i) => Some(Value::from(i)),
+            None => n.as_f64().map(|f| Value::from(f.round() as i64)),
+        },
+        (Int, Value::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .or_else(|| s.trim().parse::<f64>().ok().map(|f| f.round() as i64))
+            .map(Value::from),
+        (Int, _) => None,
+        (Boolean, Value::Bool(_)) => Some(value.clone()),
+        (Boolean, Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" => Some(Value::Bool(true)),
+            "false" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        (Boolean, _) => None,
+    }
+}
+
+/// Writes the row of the raw event `raw` with `columns`, and `tenant` in [`TENANT_COLUMN`].
+/// Fails only when `raw` is not a JSON object, which the splitter never lets through.
+pub fn write_row(
+    out: &mut Vec<u8>,
+    tenant: &str,
+    columns: &[(&str, ColumnType)],
+    raw: &[u8],
+) -> Result<(), serde_json::Error> {
+    let event: Map<String, Value> = serde_json::from_slice(raw)?;
+    out.push(b'{');
+    for (name, column_type) in columns {
+        let Some(value) = event.get(*name).and_then(|v| convert(v, *column_type)) else {
+            continue;
+        };
+        json_str(out, name);
+        out.push(b':');
+        serde_json::to_writer(&mut *out, &value)?;
+        out.push(b',');
+    }
+    json_str(out, TENANT_COLUMN);
+    out.push(b':');
+    json_str(out, tenant);
+    out.push(b'}');
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_take_the_columns_converted_to_their_types() {
+        let raw = br#"{"GUID":"g","messageTime":"2026-01-01T00:00:00.123Z","spamScore":"7",
+            "phishScore":3.6,"completelyRewritten":"true","recipient":["a@x"],"subject":null,
+            "unknownField":1,"messageSize":2048,"QID":12}"#;
+        let mut out = Vec::new();
+        write_row(&mut out, "acme", &MESSAGE_COLUMNS, raw).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"spamScore":7,"phishScore":4,"messageTime":"2026-01-01T00:00:00.123Z","messageSize":2048,"completelyRewritten":true,"QID":"12","GUID":"g","recipient":["a@x"],"tenant_s":"acme"}"#
+        );
+        let mut out = Vec::new();
+        write_row(
+            &mut out,
+            "a",
+            &MESSAGE_COLUMNS,
+            br#"{"completelyRewritten":"False"}"#,
+        )
+        .unwrap();
+        assert_eq!(out, br#"{"completelyRewritten":false,"tenant_s":"a"}"#);
+        assert!(write_row(&mut Vec::new(), "a", &CLICK_COLUMNS, b"[1]").is_err());
+    }
+
+    #[test]
+    fn only_the_siem_kinds_have_a_solution_stream() {
+        for kind in EventKind::ALL {
+            let d = destination(kind);
+            assert_eq!(
+                d.is_some(),
+                EventKind::SIEM.contains(&kind),
+                "{kind}: {d:?}"
+            );
+            if let Some((stream, columns)) = d {
+                let name = kind.as_str();
+                let camel = format!("{}{}", name[..1].to_ascii_uppercase(), &name[1..]);
+                assert_eq!(stream, format!("Custom-ProofPointTAP{camel}V2_CL"));
+                let time = if kind.is_click() {
+                    "clickTime"
+                } else {
+                    "messageTime"
+                };
+                assert!(columns.iter().any(|(c, t)| *c == time && *t == Datetime));
+            }
+        }
+    }
+}
