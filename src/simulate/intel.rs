@@ -408,6 +408,19 @@ pub(super) async fn handle(
             logged(200);
             json_response(json, Some(Cut::Stall(d)))
         }
+        Fault::OddArrays => {
+            // SIEM arrays mean nothing to a lookup: the normal answer.
+            logged(200);
+            json_response(json, None)
+        }
+        Fault::Redirect(s, ref location) => {
+            logged(s);
+            let mut resp = text(s, Body::empty());
+            if let Ok(v) = HeaderValue::from_str(location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp
+        }
         Fault::Endless => {
             // An endless body of a lookup is a stall that never ends: no more bytes.
             logged(200);
