@@ -1186,8 +1186,11 @@ const FULL_BODY: &str = r#"{"queryEndTime":"2026-01-01T01:00:00Z",
 "clicksBlocked":[{"campaignId":"46e01b8a-c899-404d-bcd9-189bb393d1a8","classification":"PHISH","clickIP":"192.0.2.2","clickTime":"2026-01-01T00:30:00Z","GUID":"g-11","id":"c-11","messageID":"<y@evil.example>","recipient":"eve@pharmtech.example","sender":"spam@evil.example","senderIP":"198.51.100.7","threatID":"71f7622167144dba5e3ae4480eeee78b23d66f7dfed970cfc3d086cc0dabdf50","threatTime":"2026-01-01T00:29:00Z","threatURL":"https://threatinsight.proofpoint.com/#/x","threatStatus":"active","url":"http://phish.example/","userAgent":"curl/8.0"}]
 }"#;
 
-/// The solution template's stream declarations: stream → (column, type) in order.
-fn solution_template() -> (Value, Vec<(String, Vec<(String, String)>)>) {
+/// A DCR stream declaration: its name and its (column, type) pairs in order.
+type Declaration = (String, Vec<(String, String)>);
+
+/// The solution template and its stream declarations.
+fn solution_template() -> (Value, Vec<Declaration>) {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/deploy/sentinel/proofpoint-tap-solution.json"
