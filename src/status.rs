@@ -86,6 +86,12 @@ pub struct TenantStatus {
     /// API responses by status class (`200`, `429`, `transport`, ...), since start.
     pub requests_by_status: BTreeMap<String, u64>,
     pub sinks: Vec<SinkStatus>,
+    /// Events delivered with threat enrichment beside them, since start (0 without `enrich`).
+    #[serde(default)]
+    pub events_enriched: u64,
+    /// Ids an event went without because their lookup failed or was too slow, since start.
+    #[serde(default)]
+    pub enrichment_misses: u64,
 }
 
 /// One tenant's progress into one sink.

@@ -12,6 +12,9 @@
 //!   stream's position, and moves each stream to its end only once that stream's sink has it.
 //! - A poller owns nothing shared but the store, the HTTP client and a concurrency permit held by
 //!   the scheduler; its failures end in its own backoff ([`TapError::disposition`]) (6).
+//! - With `enrich`, each batch passes through the tenant's [`TenantEnricher`] on its way to the
+//!   engine: what it finds travels beside the events, and it never holds a batch longer than
+//!   `enrichment.wait` nor fails one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +29,7 @@ use crate::budget::{Budget, Demand};
 use crate::clock;
 use crate::config::TenantConfig;
 use crate::engine::Streams;
+use crate::enrich::TenantEnricher;
 use crate::sinks::Sink;
 use crate::status::{TenantState, TenantStatus};
 use crate::store::{StoreError, TenantRecord};
@@ -60,6 +64,7 @@ pub fn same_setup(
         && a.requests_per_day == b.requests_per_day
         && a.sinks == b.sinks
         && a.threat_status == b.threat_status
+        && a.enrich == b.enrich
         && a_secret.expose_secret() == b_secret.expose_secret()
 }
 
@@ -85,6 +90,8 @@ pub struct Poller {
     events_fetched: u64,
     windows_fetched: u64,
     by_status: std::collections::BTreeMap<String, u64>,
+    /// Threat enrichment, when the tenant sets `enrich` (it never holds a window back).
+    enricher: Option<TenantEnricher>,
 }
 
 impl Poller {
@@ -101,7 +108,20 @@ impl Poller {
         let initial = clock::floor_minute(
             now - ctx.poll.lag.as_secs() as i64 - ctx.poll.initial_lookback.as_secs() as i64,
         );
+        let enricher = if config.enrich.is_empty() {
+            None
+        } else {
+            Some(ctx.enricher.for_tenant(
+                id,
+                &config.base_url,
+                &config.principal,
+                secret.clone(),
+                &config.enrich,
+                &ctx.store,
+            )?)
+        };
         let poller = Poller {
+            enricher,
             id: Arc::from(id),
             phase: window::phase_of(id, ctx.poll.interval.as_secs() as i64),
             streams: Streams::open(id, sinks, initial, &ctx.store)?,
@@ -393,6 +413,10 @@ impl Poller {
             };
             self.events_fetched += batch.len() as u64;
             ctx.metrics.add_fetched(&self.id, batch.len() as u64);
+            let batch = match self.enricher.as_mut() {
+                Some(e) => e.enrich(batch, &ctx.store).await,
+                None => batch,
+            };
             delivery.send(&batch, ctx.engine()).await?;
             if ctx.shutdown.is_cancelled() {
                 return Err(WindowError::Shutdown);
@@ -433,6 +457,8 @@ impl Poller {
             windows_fetched: self.windows_fetched,
             requests_by_status: self.by_status.clone(),
             sinks,
+            events_enriched: self.enricher.as_ref().map_or(0, |e| e.enriched),
+            enrichment_misses: self.enricher.as_ref().map_or(0, |e| e.misses),
         });
     }
 }

@@ -119,6 +119,7 @@ impl BatchBuilder {
         Batch {
             buf,
             events: std::mem::take(&mut self.events),
+            enrichment: None,
         }
     }
 
