@@ -5,7 +5,9 @@
 //! The invariants it keeps:
 //! - **Beside, never inside** (invariant 5). What was found goes into [`Batch::enrichment`]; the
 //!   event's bytes, and so its dedupe key, are untouched.
-//! - **Never holds delivery back.** A batch waits for its lookups at most `wait`; whatever has not
+//! - **Never holds delivery back.** A batch waits for a lookup at most until `wait` after that
+//!   lookup started (so a slow API costs the first batches of a window at most `wait` and the
+//!   later ones nothing); whatever has not
 //!   come by then (the threat API is down, slow, or says no) is left out, the batch is delivered
 //!   without it, and the miss is counted (`tapfwd_enrichment_misses_total`, the tenant's
 //!   `enrichment_misses` in status). A lookup still running finishes in the background within its
@@ -168,7 +170,9 @@ struct Cache {
     /// `(fetched_at, seq)` of every entry, oldest first, for the size bound.
     order: BTreeMap<(i64, u64), Key>,
     seq: u64,
-    inflight: HashMap<Key, watch::Receiver<bool>>,
+    /// Lookups running, with when they started: a batch waits for one only until `wait` after
+    /// its start, so a slow API costs the first batches at most `wait` and later ones nothing.
+    inflight: HashMap<Key, (watch::Receiver<bool>, tokio::time::Instant)>,
     /// Ids whose lookup failed, and until when they are not asked again.
     failed: HashMap<Key, i64>,
     /// Entries found since the store last heard of them.
@@ -326,6 +330,7 @@ impl TenantEnricher {
         let wanted: HashSet<&Key> = per_event.iter().flat_map(|(_, ids)| ids).collect();
         let now = self.shared.clock.now().timestamp();
         let refresh = self.shared.config.refresh.as_secs() as i64;
+        let wait = self.shared.config.wait;
         let mut waits = Vec::new();
         {
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -336,9 +341,9 @@ impl TenantEnricher {
                     Some(_) => false,
                     None => true,
                 };
-                if let Some(rx) = cache.inflight.get(key) {
+                if let Some((rx, started)) = cache.inflight.get(key) {
                     if fresh {
-                        waits.push(rx.clone());
+                        waits.push((rx.clone(), *started + wait));
                     }
                     continue;
                 }
@@ -347,16 +352,14 @@ impl TenantEnricher {
                 }
                 let rx = self.spawn_lookup(&mut cache, key.clone());
                 if fresh {
-                    waits.push(rx);
+                    waits.push((rx, tokio::time::Instant::now() + wait));
                 }
             }
         }
-        if !waits.is_empty() {
-            let all = join_all(waits.into_iter().map(|mut rx| async move {
-                let _ = rx.wait_for(|done| *done).await;
-            }));
-            let _ = tokio::time::timeout(self.shared.config.wait, all).await;
-        }
+        join_all(waits.into_iter().map(|(mut rx, until)| async move {
+            let _ = tokio::time::timeout_at(until, rx.wait_for(|done| *done)).await;
+        }))
+        .await;
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         self.save(&mut cache, store);
         let mut map = HashMap::with_capacity(per_event.len());
@@ -405,7 +408,9 @@ impl TenantEnricher {
     /// Starts the one lookup of `key`; its result lands in the cache, then the receiver says so.
     fn spawn_lookup(&self, cache: &mut Cache, key: Key) -> watch::Receiver<bool> {
         let (tx, rx) = watch::channel(false);
-        cache.inflight.insert(key.clone(), rx.clone());
+        cache
+            .inflight
+            .insert(key.clone(), (rx.clone(), tokio::time::Instant::now()));
         let shared = self.shared.clone();
         let state = self.cache.clone();
         let (tenant, base_url, principal, secret) = (
