@@ -73,14 +73,21 @@ impl App {
     ) -> anyhow::Result<App> {
         let store = Store::open(&config.state_dir)?;
         let client = TapClient::new(config.poll.read_timeout)?;
+        let metrics = Arc::new(Metrics::default());
+        let enricher = crate::enrich::Enricher::new(
+            config.enrichment.clone(),
+            metrics.clone(),
+            clock.clone(),
+        )?;
         let ctx = Context {
             store: store.clone(),
             client,
             clock,
             poll: Arc::new(config.poll.clone()),
             status: Arc::new(StatusBoard::default()),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             shutdown: CancellationToken::new(),
+            enricher,
         };
         let mut sinks = BTreeMap::new();
         for (name, sink_config) in &config.sinks {

@@ -50,6 +50,9 @@ pub struct Config {
     /// Log output.
     #[serde(default)]
     pub log: LogConfig,
+    /// How threat enrichment looks things up, for the tenants that set `enrich`.
+    #[serde(default)]
+    pub enrichment: crate::enrich::EnrichConfig,
     /// Destinations, by name. Tenants refer to them in their `sinks` list.
     #[serde(default)]
     pub sinks: BTreeMap<String, SinkConfig>,
@@ -259,6 +262,10 @@ pub struct TenantConfig {
     /// to close the alerts it raised.
     #[serde(default = "default_threat_status")]
     pub threat_status: Vec<ThreatStatus>,
+    /// Threat enrichment beside this tenant's events: `"threats"` (each `threatID`'s summary),
+    /// `"campaigns"` (each `campaignID`'s campaign). Default: none. Tuned under `[enrichment]`.
+    #[serde(default)]
+    pub enrich: Vec<crate::enrich::EnrichKind>,
 }
 
 impl TenantConfig {
@@ -572,6 +579,9 @@ impl Config {
                 "must be at least poll.max_window, or overlapping windows could repeat events"
                     .into(),
             );
+        }
+        if let Err((key, message)) = self.enrichment.validate() {
+            err(format!("enrichment.{key}"), message);
         }
         if self.tenants.is_empty() {
             err("tenants".into(), "no tenants are configured".into());

@@ -396,6 +396,7 @@ mod tests {
         Batch {
             buf: Bytes::from(buf),
             events: metas,
+            enrichment: None,
         }
     }
 

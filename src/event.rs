@@ -5,9 +5,14 @@
 //! its identity key. The key is a hash of the raw bytes: two multi-recipient copies of a message
 //! share a GUID but differ in `recipient` and `id`, so they get different keys; an exact replay
 //! (the same bytes in two overlapping windows) gets the same key.
+//!
+//! Enrichment (threat summaries, campaigns) travels beside the events in [`Batch::enrichment`],
+//! never inside their bytes.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -159,12 +164,25 @@ impl EventMeta {
 pub struct Batch {
     pub buf: Bytes,
     pub events: Vec<EventMeta>,
+    /// What enrichment found for some of the events, beside them: per event (keyed by its
+    /// [`EventMeta::start`]), the members of a JSON object, e.g.
+    /// `"threats":{"ID":{…summary…}},"campaigns":{"ID":{…}}`. `None` when nothing was enriched.
+    /// Read it with [`Batch::enrichment`].
+    pub enrichment: Option<Arc<HashMap<u32, Bytes>>>,
 }
 
 impl Batch {
     /// The raw bytes of `event`, exactly as the API sent them.
     pub fn raw(&self, event: &EventMeta) -> &[u8] {
         &self.buf[event.range()]
+    }
+
+    /// The enrichment of `event` (members of a JSON object, without the braces), if any.
+    pub fn enrichment(&self, event: &EventMeta) -> Option<&[u8]> {
+        self.enrichment
+            .as_ref()?
+            .get(&event.start)
+            .map(|b| b.as_ref())
     }
 
     /// Events with their raw bytes.
@@ -185,6 +203,7 @@ impl Batch {
         Batch {
             buf: self.buf.clone(),
             events: self.events.iter().filter(|e| keep(e)).cloned().collect(),
+            enrichment: self.enrichment.clone(),
         }
     }
 

@@ -39,6 +39,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod enrich;
 pub mod event;
 pub mod logging;
 pub mod metrics;

@@ -58,6 +58,16 @@ const HELP: &[(&str, Kind, &str)] = &[
         "API history skipped because a checkpoint fell past the 7-day horizon.",
     ),
     (
+        "tapfwd_enrichment_lookups_total",
+        Kind::Counter,
+        "Threat and campaign lookups for enrichment, by kind (threats, campaigns) and status (ok or the error class).",
+    ),
+    (
+        "tapfwd_enrichment_misses_total",
+        Kind::Counter,
+        "Ids an event was delivered without because their lookup failed or was too slow, by kind.",
+    ),
+    (
         "tapfwd_checkpoint_lag_seconds",
         Kind::Gauge,
         "How far a sink's checkpoint is behind now (freshness; includes the configured lag).",
@@ -177,6 +187,25 @@ impl Metrics {
         self.add(
             "tapfwd_api_requests_total",
             labels(tenant, None, Some(("status", status))),
+            1.0,
+        );
+    }
+
+    pub fn add_enrichment_lookup(&self, tenant: &str, kind: &'static str, status: &'static str) {
+        self.add(
+            "tapfwd_enrichment_lookups_total",
+            format!(
+                "{},status=\"{status}\"",
+                labels(tenant, None, Some(("kind", kind)))
+            ),
+            1.0,
+        );
+    }
+
+    pub fn add_enrichment_miss(&self, tenant: &str, kind: &'static str) {
+        self.add(
+            "tapfwd_enrichment_misses_total",
+            labels(tenant, None, Some(("kind", kind))),
             1.0,
         );
     }

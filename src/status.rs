@@ -89,6 +89,12 @@ pub struct TenantStatus {
     /// The window being fetched right now, while it streams in; absent between windows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowProgress>,
+    /// Events delivered with threat enrichment beside them, since start (0 without `enrich`).
+    #[serde(default)]
+    pub events_enriched: u64,
+    /// Ids an event went without because their lookup failed or was too slow, since start.
+    #[serde(default)]
+    pub enrichment_misses: u64,
 }
 
 /// How far the window in flight has come: published while it streams in, so that a large

@@ -10,6 +10,7 @@
 //! | `b/TENANT` | the tenant's rolling 24 h request log ([`Budget`]) |
 //! | `p/SINK` | a sink's committed position (the file sink's length) |
 //! | `t/TENANT` | the tenant's last error, for `tapfwd status` |
+//! | `i/TENANT/KIND/ID` | threat enrichment's cache: 8-byte fetch time (unix s, BE) + the API's JSON |
 //!
 //! Dedupe keys are stored as one blob per delivered chunk rather than one sled entry per event:
 //! a 200,000-event window costs a handful of inserts, and pruning is a range delete. A chunk's
@@ -120,6 +121,12 @@ fn private_tree(dir: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+fn intel_key(tenant: &str, kind: &str, id: &str) -> Vec<u8> {
+    format!("i/{tenant}/{kind}/{id}").into_bytes()
+}
+
+/// One cached enrichment lookup: `(kind, id, fetched at (unix s), the API's JSON)`.
+pub type IntelEntry = (String, String, i64, Vec<u8>);
 
 impl Store {
     /// Opens (creating) the store under `dir`. A `dir` it creates is mode 0700, and the store's
@@ -320,6 +327,51 @@ impl Store {
 
     pub fn put_tenant_record(&self, tenant: &str, r: &TenantRecord) -> Result<(), StoreError> {
         self.tree.insert(tenant_key(tenant), Self::json(r))?;
+        Ok(())
+    }
+
+    /// Every cached enrichment lookup of `tenant` ([`IntelEntry`]).
+    pub fn intel_entries(&self, tenant: &str) -> Result<Vec<IntelEntry>, StoreError> {
+        let prefix = format!("i/{tenant}/");
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item?;
+            let rest = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            let Some((kind, id)) = rest.split_once('/') else {
+                continue;
+            };
+            let Some((at, body)) = v.split_first_chunk::<8>() else {
+                continue;
+            };
+            out.push((
+                kind.to_owned(),
+                id.to_owned(),
+                i64::from_be_bytes(*at),
+                body.to_vec(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Caches one enrichment lookup of `tenant`, fetched at `at` (unix seconds).
+    pub fn put_intel(
+        &self,
+        tenant: &str,
+        kind: &str,
+        id: &str,
+        at: i64,
+        body: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut value = Vec::with_capacity(8 + body.len());
+        value.extend_from_slice(&at.to_be_bytes());
+        value.extend_from_slice(body);
+        self.tree.insert(intel_key(tenant, kind, id), value)?;
+        Ok(())
+    }
+
+    /// Forgets one cached enrichment lookup (evicted by the cache's size bound).
+    pub fn remove_intel(&self, tenant: &str, kind: &str, id: &str) -> Result<(), StoreError> {
+        self.tree.remove(intel_key(tenant, kind, id))?;
         Ok(())
     }
 

@@ -15,12 +15,29 @@ use crate::event::{EventKind, EventMeta};
 /// `{"tenant":"acme","eventType":"messagesDelivered","event":RAW}`. Tenant ids are validated to
 /// characters that need no JSON escaping, and the event's bytes go in untouched (invariant 5).
 pub fn write_envelope(out: &mut Vec<u8>, tenant: &str, kind: EventKind, raw: &[u8]) {
+    write_envelope_enriched(out, tenant, kind, raw, None);
+}
+
+/// [`write_envelope`] with the event's enrichment (`Batch::enrichment`) after the event:
+/// `{"tenant":"acme","eventType":"messagesDelivered","event":RAW,"threats":{…}}`. Without
+/// enrichment the line is byte for byte [`write_envelope`]'s.
+pub fn write_envelope_enriched(
+    out: &mut Vec<u8>,
+    tenant: &str,
+    kind: EventKind,
+    raw: &[u8],
+    enrichment: Option<&[u8]>,
+) {
     out.extend_from_slice(b"{\"tenant\":\"");
     out.extend_from_slice(tenant.as_bytes());
     out.extend_from_slice(b"\",\"eventType\":\"");
     out.extend_from_slice(kind.as_str().as_bytes());
     out.extend_from_slice(b"\",\"event\":");
     out.extend_from_slice(raw);
+    if let Some(members) = enrichment.filter(|m| !m.is_empty()) {
+        out.push(b',');
+        out.extend_from_slice(members);
+    }
     out.push(b'}');
 }
 

@@ -1,6 +1,8 @@
 //! The file sink: one JSON object per line, appended to a local file.
 //!
-//! Line format: `{"tenant":"acme","eventType":"messagesDelivered","event":{...as the API sent it...}}`.
+//! Line format: `{"tenant":"acme","eventType":"messagesDelivered","event":{...as the API sent it...}}`,
+//! and, for a tenant with threat enrichment, what was found beside the event:
+//! `{"tenant":…,"eventType":…,"event":{…},"threats":{"ID":{…summary…}},"campaigns":{"ID":{…}}}`.
 //!
 //! **Delivered** means written and `fdatasync`ed. The committed length of the file is recorded in
 //! the state store together with the dedupe keys of the batch that reached it, inside the sink's
@@ -19,7 +21,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::encode::write_envelope;
+use super::encode::write_envelope_enriched;
 use super::{Commit, Sink, SinkError};
 use crate::event::Batch;
 use crate::store::Store;
@@ -188,7 +190,13 @@ impl Sink for FileSink {
             let mut lines = Vec::with_capacity(whole.min(WRITE_PIECE + 64 * 1024));
             let mut pos = at;
             for (meta, raw) in batch.iter() {
-                write_envelope(&mut lines, &tenant, meta.kind, raw);
+                write_envelope_enriched(
+                    &mut lines,
+                    &tenant,
+                    meta.kind,
+                    raw,
+                    batch.enrichment(meta),
+                );
                 lines.push(b'\n');
                 if lines.len() >= WRITE_PIECE {
                     file.write_all_at(&lines, pos)?;

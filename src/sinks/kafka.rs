@@ -3,7 +3,9 @@
 //!
 //! Record: value = the event's raw JSON exactly as the API sent it (invariant 5), or with
 //! `envelope = true` the file sink's line, `{"tenant":..,"eventType":..,"event":RAW}`; headers
-//! `tenant` and `eventType`, always; key = the tenant id (default), the event's `GUID`, or none;
+//! `tenant` and `eventType`, always, and `enrichment` (`{"threats":{…},"campaigns":{…}}`) for an
+//! event threat enrichment found something for (also in the envelope, after the event); key =
+//! the tenant id (default), the event's `GUID`, or none;
 //! topic = `topic` with `{tenant}` and `{event_type}` filled in.
 //!
 //! **Delivered** (invariant 1) means every record of the batch has a successful delivery
@@ -33,7 +35,7 @@ use rdkafka::ClientConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::encode::write_envelope;
+use super::encode::write_envelope_enriched;
 use super::{Commit, Sink, SinkError};
 use crate::event::{Batch, EventKey, EventKind};
 use crate::secret::{Env, SecretSource};
@@ -415,7 +417,7 @@ impl Sink for KafkaSink {
             let topic = topic_of(meta.kind);
             let payload: &[u8] = if self.config.envelope {
                 value.clear();
-                write_envelope(&mut value, tenant, meta.kind, raw);
+                write_envelope_enriched(&mut value, tenant, meta.kind, raw, batch.enrichment(meta));
                 &value
             } else {
                 raw
@@ -429,15 +431,23 @@ impl Sink for KafkaSink {
                 }
                 KeyMode::None => None,
             };
-            let headers = OwnedHeaders::new_with_capacity(2)
+            let mut headers = OwnedHeaders::new_with_capacity(3)
                 .insert(Header {
                     key: "tenant",
-                    value: Some(tenant),
+                    value: Some(tenant.as_bytes()),
                 })
                 .insert(Header {
                     key: "eventType",
-                    value: Some(meta.kind.as_str()),
+                    value: Some(meta.kind.as_str().as_bytes()),
                 });
+            // Enrichment travels beside the event: a header holding `{"threats":{…},…}`.
+            let enrichment = batch.enrichment(meta).map(|m| [b"{", m, b"}"].concat());
+            if let Some(e) = &enrichment {
+                headers = headers.insert(Header {
+                    key: "enrichment",
+                    value: Some(e.as_slice()),
+                });
+            }
             let mut record = FutureRecord::<[u8], [u8]>::to(topic)
                 .payload(payload)
                 .headers(headers);

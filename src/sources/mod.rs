@@ -22,6 +22,7 @@ use secrecy::SecretString;
 use crate::clock::Clock;
 use crate::config::{PollConfig, TenantConfig};
 use crate::engine;
+use crate::enrich::Enricher;
 use crate::metrics::Metrics;
 use crate::sinks::Sink;
 use crate::status::StatusBoard;
@@ -40,6 +41,8 @@ pub struct Context {
     pub status: Arc<StatusBoard>,
     pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
+    /// Threat enrichment, for the tenants that set `enrich`.
+    pub enricher: Arc<Enricher>,
 }
 
 impl Context {

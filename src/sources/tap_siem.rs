@@ -14,6 +14,9 @@
 //!   the scheduler; its failures end in its own backoff ([`TapError::disposition`]), and a window
 //!   that is not complete within `poll.window_deadline` fails at its next wait for the API, so a
 //!   trickling or endless response gives its permit back (6).
+//! - With `enrich`, each batch passes through the tenant's [`TenantEnricher`] on its way to the
+//!   engine: what it finds travels beside the events, and it never holds a batch longer than
+//!   `enrichment.wait` nor fails one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +31,7 @@ use crate::budget::{Budget, Demand};
 use crate::clock;
 use crate::config::TenantConfig;
 use crate::engine::Streams;
+use crate::enrich::TenantEnricher;
 use crate::sinks::Sink;
 use crate::status::{TenantState, TenantStatus, WindowProgress};
 use crate::store::{StoreError, TenantRecord};
@@ -63,6 +67,7 @@ pub fn same_setup(
         && a.requests_per_day == b.requests_per_day
         && a.sinks == b.sinks
         && a.threat_status == b.threat_status
+        && a.enrich == b.enrich
         && a_secret.expose_secret() == b_secret.expose_secret()
 }
 
@@ -92,6 +97,8 @@ pub struct Poller {
     /// What this tenant's responses held that the daemon does not use, warned about once.
     oddities: Oddities,
     by_status: std::collections::BTreeMap<String, u64>,
+    /// Threat enrichment, when the tenant sets `enrich` (it never holds a window back).
+    enricher: Option<TenantEnricher>,
 }
 
 impl Poller {
@@ -108,7 +115,20 @@ impl Poller {
         let initial = clock::floor_minute(
             now - ctx.poll.lag.as_secs() as i64 - ctx.poll.initial_lookback.as_secs() as i64,
         );
+        let enricher = if config.enrich.is_empty() {
+            None
+        } else {
+            Some(ctx.enricher.for_tenant(
+                id,
+                &config.base_url,
+                &config.principal,
+                secret.clone(),
+                &config.enrich,
+                &ctx.store,
+            )?)
+        };
         let poller = Poller {
+            enricher,
             id: Arc::from(id),
             phase: window::phase_of(id, ctx.poll.interval.as_secs() as i64),
             streams: Streams::open(id, sinks, initial, &ctx.store)?,
@@ -431,6 +451,10 @@ impl Poller {
             )?;
             self.events_fetched += batch.len() as u64;
             ctx.metrics.add_fetched(&self.id, batch.len() as u64);
+            let batch = match self.enricher.as_mut() {
+                Some(e) => e.enrich(batch, &ctx.store).await,
+                None => batch,
+            };
             delivery.send(&batch, ctx.engine()).await?;
             if ctx.shutdown.is_cancelled() {
                 return Err(WindowError::Shutdown);
@@ -472,6 +496,8 @@ impl Poller {
             requests_by_status: self.by_status.clone(),
             sinks,
             window: self.progress.clone(),
+            events_enriched: self.enricher.as_ref().map_or(0, |e| e.enriched),
+            enrichment_misses: self.enricher.as_ref().map_or(0, |e| e.misses),
         });
     }
 }

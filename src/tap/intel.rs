@@ -206,7 +206,7 @@ impl IntelClient {
     async fn body(
         &self,
         response: reqwest::Response,
-        scrub: &dyn Fn(String) -> String,
+        scrub: &(dyn Fn(String) -> String + Sync),
     ) -> Result<Bytes, IntelError> {
         if response
             .content_length()
@@ -226,7 +226,11 @@ impl IntelClient {
         Ok(Bytes::from(out))
     }
 
-    fn transport(&self, e: &reqwest::Error, scrub: &dyn Fn(String) -> String) -> IntelError {
+    fn transport(
+        &self,
+        e: &reqwest::Error,
+        scrub: &(dyn Fn(String) -> String + Sync),
+    ) -> IntelError {
         if e.is_timeout() {
             return IntelError::Timeout(self.timeout);
         }
@@ -242,7 +246,7 @@ impl IntelClient {
 }
 
 /// At most 300 characters of an error body, on one line, scrubbed.
-fn one_line(body: &[u8], scrub: &dyn Fn(String) -> String) -> String {
+fn one_line(body: &[u8], scrub: &(dyn Fn(String) -> String + Sync)) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(600)]);
     let line: String = text
         .chars()

@@ -126,6 +126,7 @@ impl BatchBuilder {
         Batch {
             buf,
             events: std::mem::take(&mut self.events),
+            enrichment: None,
         }
     }
 
