@@ -27,7 +27,7 @@ const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 pub(crate) const THREATS_PER_TYPE: u64 = 16;
 /// Distinct campaigns per tenant; threat `i` (over all types) belongs to campaign `i % CAMPAIGNS`.
 pub(crate) const CAMPAIGNS: u64 = 8;
-const MINUTE_MS: i64 = 60_000;
+pub(super) const MINUTE_MS: i64 = 60_000;
 
 /// The splitmix64 finaliser: a good 64-bit mixer.
 pub(crate) fn mix(mut z: u64) -> u64 {

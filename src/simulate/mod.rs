@@ -46,6 +46,7 @@
 
 mod events;
 mod intel;
+mod params;
 mod render;
 mod server;
 
