@@ -471,3 +471,68 @@ async fn state_and_event_files_are_private_whatever_the_umask() {
     assert!(files > 0, "the store has files");
     assert_eq!(mode(&scratch.path("events.ndjson")), 0o600, "events file");
 }
+
+/// Issue 14, item 11: an admin endpoint beyond loopback is warned about at start; with
+/// `admin_token_env`, `/status` and `/metrics` need the bearer token (the probes do not), and
+/// `tapfwd status` sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoint_beyond_loopback_is_warned_and_token_protected() {
+    const TOKEN: &str = "admin-token-5d1e0b";
+    let sim = Sim::start(vec![tenant("p-odd", "s-odd", 60)], 16, Clock::System).await;
+    let scratch = Scratch::new();
+    let port = support::daemon::free_port();
+    let config = daemon_config(
+        &scratch,
+        &sim.base_url(),
+        port,
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("admin_listen = \"127.0.0.1:{port}\"\n"),
+        &format!(
+            "admin_listen = \"0.0.0.0:{port}\"\nadmin_token_env = \"TAPFWD_TEST_ADMIN_TOKEN\"\n"
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let env = [("TAPFWD_TEST_ADMIN_TOKEN", TOKEN)];
+    let mut daemon = support::daemon::Daemon::start(&config, &[], &env);
+    daemon
+        .wait_log("the admin warning", |v| {
+            support::daemon::message(v).starts_with("admin endpoint listens beyond loopback")
+        })
+        .await;
+    daemon
+        .wait_log("caught up", |v| support::daemon::message(v) == "caught up")
+        .await;
+    let get = |path: &str, token: Option<&'static str>| {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        async move {
+            let mut r = reqwest::Client::new().get(url);
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            r.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(get("/status", None).await, 401);
+    assert_eq!(get("/metrics", None).await, 401);
+    assert_eq!(get("/metrics", Some("wrong")).await, 401);
+    assert_eq!(get("/status", Some(TOKEN)).await, 200);
+    assert_eq!(get("/metrics", Some(TOKEN)).await, 200);
+    assert_eq!(get("/healthz", None).await, 200);
+    assert_eq!(get("/readyz", None).await, 200);
+    let out = support::daemon::tapfwd()
+        .args(["status", "--json", "--config"])
+        .arg(&config)
+        .env("TAPFWD_TEST_ADMIN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, log) = daemon.stop().await;
+    assert!(status.success(), "{log}");
+    assert!(!log.contains(TOKEN), "the token was logged");
+}
