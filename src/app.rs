@@ -365,6 +365,13 @@ impl Reloader {
         }
         .await;
         match &result {
+            Ok(summary) if !summary.sinks_kept_old.is_empty() => {
+                // The rest was applied, but a sink change the operator asked for is not in
+                // effect: that is a rejected reload for monitoring.
+                self.ctx.metrics.add_reload(false);
+                tracing::error!(config = %path.display(), changes = %summary, sinks = %summary.sinks_kept_old.join(", "),
+                    "config reload rejected in part: these sinks' new settings do not start and their old ones stay in effect");
+            }
             Ok(summary) => {
                 self.ctx.metrics.add_reload(true);
                 tracing::info!(config = %path.display(), changes = %summary, "config reloaded");

@@ -536,3 +536,51 @@ async fn admin_endpoint_beyond_loopback_is_warned_and_token_protected() {
     assert!(status.success(), "{log}");
     assert!(!log.contains(TOKEN), "the token was logged");
 }
+
+/// Issue 14, item 12: a reload whose changed sink cannot start keeps the old sink and is counted
+/// as rejected (`tapfwd_config_last_reload_successful 0`), not as applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_whose_sink_change_cannot_start_is_counted_as_rejected() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant("p-r", "s-r", 300)], 17, clock.clone()).await;
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("r", "p-r", "s-r")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
+    );
+    let path = scratch.path("tapfwd.toml");
+    std::fs::write(&path, &text).unwrap();
+    let app = tapfwd::App::build(parse_config(&text), clock.clone())
+        .await
+        .unwrap();
+    let metrics = app.metrics();
+    let reloader = app.reloader();
+    let running = Running::run(app);
+    running.wait_idle(1, manual.now()).await;
+    let blocker = scratch.path("blocker");
+    std::fs::write(&blocker, "a file, not a directory").unwrap();
+    let unopenable = blocker.join("x.ndjson").display().to_string();
+    std::fs::write(
+        &path,
+        text.replace(&events.display().to_string(), &unopenable),
+    )
+    .unwrap();
+    let summary = reloader.reload_file(&path, None).await.unwrap();
+    assert_eq!(summary.sinks_kept_old, ["archive"]);
+    let text = metrics.render();
+    running.stop().await;
+    assert_eq!(
+        tapfwd_metric(&text, "tapfwd_config_last_reload_successful"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        tapfwd_metric(&text, "tapfwd_config_reloads_total{result=\"rejected\"}"),
+        Some(1.0),
+        "{text}"
+    );
+}
