@@ -584,3 +584,39 @@ async fn reload_whose_sink_change_cannot_start_is_counted_as_rejected() {
         "{text}"
     );
 }
+
+/// Issue 14, item 13: deleting the events file's directory while the daemon runs does not let
+/// checkpoints pass events that are gone: the commit fails, the file is reopened (its directory
+/// created again) and the window is fetched again into it, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_events_directory_is_noticed_before_commit_and_refilled() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant("p-del", "s-del", 1200)], 18, clock.clone()).await;
+    let scratch = Scratch::new();
+    let dir = scratch.path("out");
+    let events = dir.join("events.ndjson");
+    let text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("del", "p-del", "s-del")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"\nmax_backoff = \"1m\"",
+    );
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(1, manual.now()).await;
+    let before = checkpoints(&running.board, "archive")["del"];
+    std::fs::remove_dir_all(&dir).unwrap();
+    step_clock(&running, &manual, 1, Duration::from_secs(300), 8).await;
+    let status = running.board.get("del").unwrap();
+    let after = checkpoints(&running.board, "archive")["del"];
+    running.stop().await;
+    assert!(after > before + 1200, "moved on: {before} -> {after}");
+    let sink = &status.sinks[0];
+    assert!(!sink.failing, "recovered: {status:?}");
+    // Everything after the deletion is in the new file, exactly once.
+    assert_exactly_once(
+        &read_lines(&events),
+        "del",
+        &expected(&sim.sim, "p-del", before, after),
+    );
+}
