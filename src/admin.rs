@@ -7,9 +7,12 @@
 //! | `/readyz` | 200 once the state store is open and every tenant is scheduled, 503 before |
 //! | `/status` | `{"tenants":[TenantStatus...]}`, the shape `tapfwd status` reads when the store is locked |
 //!
-//! It has no authentication: bind it to loopback (the examples do) or to a pod network that only
-//! the scraper reaches. Everything it shows comes from the status board, the metrics and the
-//! store's size, none of which can hold a secret (invariant 7).
+//! Without `admin_token_env` it has no authentication: bind it to loopback (the examples do; the
+//! daemon warns otherwise) or to a pod network that only the scraper reaches. With it, `/status`
+//! and `/metrics` answer 401 unless the request carries `Authorization: Bearer TOKEN`; the probes
+//! stay open. Everything it shows comes from the status board, the metrics and the store's size,
+//! none of which can hold a secret (invariant 7); the token is compared through its hash, never
+//! logged.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +38,32 @@ pub struct AdminState {
     pub store: Store,
     /// Set once the daemon is ready (store open, tenants scheduled); `/readyz` answers from it.
     pub ready: Arc<AtomicBool>,
+    /// The bearer token `/status` and `/metrics` require, as its BLAKE3 hash; none: open.
+    pub token: Option<blake3::Hash>,
+}
+
+impl AdminState {
+    /// Whether `headers` carry the token (always, when none is configured). Hashes compare in
+    /// constant time.
+    fn authorized(&self, headers: &axum::http::HeaderMap) -> bool {
+        let Some(want) = self.token else {
+            return true;
+        };
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|got| blake3::hash(got.trim().as_bytes()) == want)
+    }
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "a bearer token is required (admin_token_env)\n",
+    )
+        .into_response()
 }
 
 /// The body of `/status`.
@@ -53,7 +82,10 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-async fn metrics(State(s): State<AdminState>) -> Response {
+async fn metrics(State(s): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
+    if !s.authorized(&headers) {
+        return unauthorized();
+    }
     s.metrics
         .set_global("tapfwd_store_size_bytes", s.store.size_on_disk() as f64);
     (
@@ -74,10 +106,14 @@ async fn readyz(State(s): State<AdminState>) -> Response {
     }
 }
 
-async fn status(State(s): State<AdminState>) -> Json<StatusBody> {
+async fn status(State(s): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
+    if !s.authorized(&headers) {
+        return unauthorized();
+    }
     Json(StatusBody {
         tenants: s.status.snapshot(),
     })
+    .into_response()
 }
 
 /// Binds `addr` (port 0 picks a free port; the bound address is returned).

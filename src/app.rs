@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::sync::CancellationToken;
 
@@ -37,8 +37,9 @@ pub struct App {
     /// The sinks as built; a reload changes the [`Reloader`]'s set, not this one.
     sinks: BTreeMap<String, Arc<dyn Sink>>,
     reloader: Reloader,
-    /// The admin endpoint's socket, bound at build so its address is known before `run`.
-    admin: Option<tokio::net::TcpListener>,
+    /// The admin endpoint's socket, bound at build so its address is known before `run`, and
+    /// the bearer token it requires (`admin_token_env`).
+    admin: Option<(tokio::net::TcpListener, Option<SecretString>)>,
     /// Set by `run` once every tenant is scheduled; `/readyz` reads it.
     ready: Arc<AtomicBool>,
 }
@@ -120,12 +121,21 @@ impl App {
             .set_global("tapfwd_tenants", config.tenants.len() as f64);
         ctx.metrics
             .set_global("tapfwd_config_last_reload_successful", 1.0);
+        let admin_token = config.admin_token(&secret::process_env)?;
         let admin = match config.admin_listen {
-            Some(addr) => Some(
-                admin::bind(addr)
+            Some(addr) => {
+                if !addr.ip().is_loopback() {
+                    if admin_token.is_some() {
+                        tracing::warn!(%addr, "admin endpoint listens beyond loopback; /status and /metrics require the bearer token");
+                    } else {
+                        tracing::warn!(%addr, "admin endpoint listens beyond loopback with no authentication; anyone who reaches it reads /status and /metrics (set admin_token_env, or bind to 127.0.0.1)");
+                    }
+                }
+                let listener = admin::bind(addr)
                     .await
-                    .with_context(|| format!("admin_listen: cannot listen on {addr}"))?,
-            ),
+                    .with_context(|| format!("admin_listen: cannot listen on {addr}"))?;
+                Some((listener, admin_token))
+            }
             None => None,
         };
         let scheduler = Scheduler::new(ctx.clone(), pollers);
@@ -181,7 +191,7 @@ impl App {
 
     /// Where the admin endpoint listens, when `admin_listen` is set (port 0 resolved).
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Runs until `shutdown` is cancelled, then stops at a safe point and flushes the store.
@@ -196,12 +206,13 @@ impl App {
                 inner.cancel();
             }
         });
-        let admin = self.admin.map(|listener| {
+        let admin = self.admin.map(|(listener, token)| {
             let state = AdminState {
                 metrics: self.ctx.metrics.clone(),
                 status: self.ctx.status.clone(),
                 store: self.ctx.store.clone(),
                 ready: self.ready.clone(),
+                token: token.map(|t| blake3::hash(t.expose_secret().as_bytes())),
             };
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, "admin endpoint listening");
@@ -361,6 +372,13 @@ impl Reloader {
         }
         .await;
         match &result {
+            Ok(summary) if !summary.sinks_kept_old.is_empty() => {
+                // The rest was applied, but a sink change the operator asked for is not in
+                // effect: that is a rejected reload for monitoring.
+                self.ctx.metrics.add_reload(false);
+                tracing::error!(config = %path.display(), changes = %summary, sinks = %summary.sinks_kept_old.join(", "),
+                    "config reload rejected in part: these sinks' new settings do not start and their old ones stay in effect");
+            }
             Ok(summary) => {
                 self.ctx.metrics.add_reload(true);
                 tracing::info!(config = %path.display(), changes = %summary, "config reloaded");

@@ -41,9 +41,15 @@ pub struct Config {
     /// Relative paths are taken from the working directory.
     pub state_dir: PathBuf,
     /// Address of the admin endpoint (`/metrics`, `/healthz`, `/readyz`, `/status`). Off when
-    /// absent. Keep it on loopback: it has no authentication.
+    /// absent. Keep it on loopback unless `admin_token_env` is set; the daemon warns at start
+    /// when it is not.
     #[serde(default)]
     pub admin_listen: Option<SocketAddr>,
+    /// Name of an environment variable holding a bearer token that `/status` and `/metrics`
+    /// then require (`Authorization: Bearer TOKEN`); `/healthz` and `/readyz` stay open for
+    /// probes. `tapfwd status` sends it. Default: none (no authentication).
+    #[serde(default)]
+    pub admin_token_env: Option<String>,
     /// How and when tenants are polled.
     #[serde(default)]
     pub poll: PollConfig,
@@ -266,6 +272,23 @@ pub struct TenantConfig {
     /// `"campaigns"` (each `campaignID`'s campaign). Default: none. Tuned under `[enrichment]`.
     #[serde(default)]
     pub enrich: Vec<crate::enrich::EnrichKind>,
+}
+
+impl Config {
+    /// The admin endpoint's bearer token, read from `admin_token_env` (none when it is unset).
+    pub fn admin_token(&self, env: Env<'_>) -> Result<Option<SecretString>, SecretError> {
+        let Some(var) = self.admin_token_env.as_deref() else {
+            return Ok(None);
+        };
+        SecretSource {
+            key: "admin_token",
+            inline: None,
+            env: Some(var),
+            file: None,
+        }
+        .resolve(env)
+        .map(Some)
+    }
 }
 
 impl TenantConfig {

@@ -471,3 +471,152 @@ async fn state_and_event_files_are_private_whatever_the_umask() {
     assert!(files > 0, "the store has files");
     assert_eq!(mode(&scratch.path("events.ndjson")), 0o600, "events file");
 }
+
+/// Issue 14, item 11: an admin endpoint beyond loopback is warned about at start; with
+/// `admin_token_env`, `/status` and `/metrics` need the bearer token (the probes do not), and
+/// `tapfwd status` sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoint_beyond_loopback_is_warned_and_token_protected() {
+    const TOKEN: &str = "admin-token-5d1e0b";
+    let sim = Sim::start(vec![tenant("p-odd", "s-odd", 60)], 16, Clock::System).await;
+    let scratch = Scratch::new();
+    let port = support::daemon::free_port();
+    let config = daemon_config(
+        &scratch,
+        &sim.base_url(),
+        port,
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("admin_listen = \"127.0.0.1:{port}\"\n"),
+        &format!(
+            "admin_listen = \"0.0.0.0:{port}\"\nadmin_token_env = \"TAPFWD_TEST_ADMIN_TOKEN\"\n"
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let env = [("TAPFWD_TEST_ADMIN_TOKEN", TOKEN)];
+    let mut daemon = support::daemon::Daemon::start(&config, &[], &env);
+    daemon
+        .wait_log("the admin warning", |v| {
+            support::daemon::message(v).starts_with("admin endpoint listens beyond loopback")
+        })
+        .await;
+    daemon
+        .wait_log("caught up", |v| support::daemon::message(v) == "caught up")
+        .await;
+    let get = |path: &str, token: Option<&'static str>| {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        async move {
+            let mut r = reqwest::Client::new().get(url);
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            r.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(get("/status", None).await, 401);
+    assert_eq!(get("/metrics", None).await, 401);
+    assert_eq!(get("/metrics", Some("wrong")).await, 401);
+    assert_eq!(get("/status", Some(TOKEN)).await, 200);
+    assert_eq!(get("/metrics", Some(TOKEN)).await, 200);
+    assert_eq!(get("/healthz", None).await, 200);
+    assert_eq!(get("/readyz", None).await, 200);
+    let out = support::daemon::tapfwd()
+        .args(["status", "--json", "--config"])
+        .arg(&config)
+        .env("TAPFWD_TEST_ADMIN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, log) = daemon.stop().await;
+    assert!(status.success(), "{log}");
+    assert!(!log.contains(TOKEN), "the token was logged");
+}
+
+/// Issue 14, item 12: a reload whose changed sink cannot start keeps the old sink and is counted
+/// as rejected (`tapfwd_config_last_reload_successful 0`), not as applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_whose_sink_change_cannot_start_is_counted_as_rejected() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant("p-r", "s-r", 300)], 17, clock.clone()).await;
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("r", "p-r", "s-r")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
+    );
+    let path = scratch.path("tapfwd.toml");
+    std::fs::write(&path, &text).unwrap();
+    let app = tapfwd::App::build(parse_config(&text), clock.clone())
+        .await
+        .unwrap();
+    let metrics = app.metrics();
+    let reloader = app.reloader();
+    let running = Running::run(app);
+    running.wait_idle(1, manual.now()).await;
+    let blocker = scratch.path("blocker");
+    std::fs::write(&blocker, "a file, not a directory").unwrap();
+    let unopenable = blocker.join("x.ndjson").display().to_string();
+    std::fs::write(
+        &path,
+        text.replace(&events.display().to_string(), &unopenable),
+    )
+    .unwrap();
+    let summary = reloader.reload_file(&path, None).await.unwrap();
+    assert_eq!(summary.sinks_kept_old, ["archive"]);
+    let text = metrics.render();
+    running.stop().await;
+    assert_eq!(
+        tapfwd_metric(&text, "tapfwd_config_last_reload_successful"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        tapfwd_metric(&text, "tapfwd_config_reloads_total{result=\"rejected\"}"),
+        Some(1.0),
+        "{text}"
+    );
+}
+
+/// Issue 14, item 13: deleting the events file's directory while the daemon runs does not let
+/// checkpoints pass events that are gone: the commit fails, the file is reopened (its directory
+/// created again) and the window is fetched again into it, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_events_directory_is_noticed_before_commit_and_refilled() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant("p-del", "s-del", 1200)], 18, clock.clone()).await;
+    let scratch = Scratch::new();
+    let dir = scratch.path("out");
+    let events = dir.join("events.ndjson");
+    let text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("del", "p-del", "s-del")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"\nmax_backoff = \"1m\"",
+    );
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(1, manual.now()).await;
+    let before = checkpoints(&running.board, "archive")["del"];
+    std::fs::remove_dir_all(&dir).unwrap();
+    step_clock(&running, &manual, 1, Duration::from_secs(300), 8).await;
+    let status = running.board.get("del").unwrap();
+    let after = checkpoints(&running.board, "archive")["del"];
+    running.stop().await;
+    assert!(after > before + 1200, "moved on: {before} -> {after}");
+    let sink = &status.sinks[0];
+    assert!(!sink.failing, "recovered: {status:?}");
+    // Everything after the deletion is in the new file, exactly once.
+    assert_exactly_once(
+        &read_lines(&events),
+        "del",
+        &expected(&sim.sim, "p-del", before, after),
+    );
+}

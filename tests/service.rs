@@ -504,6 +504,7 @@ async fn readyz_answers_503_until_ready() {
         status: Arc::default(),
         store: Store::open(dir.path()).unwrap(),
         ready: ready.clone(),
+        token: None,
     };
     let listener = tapfwd::admin::bind("127.0.0.1:0".parse().unwrap())
         .await

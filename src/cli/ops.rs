@@ -122,7 +122,7 @@ pub(super) async fn status(path: &Path, json: bool) -> anyhow::Result<()> {
             let Some(addr) = config.admin_listen else {
                 bail!("the state store is locked by the running daemon and admin_listen is not configured, so its status cannot be read");
             };
-            fetch_live_status(addr).await?
+            fetch_live_status(addr, config.admin_token(&crate::secret::process_env)?).await?
         }
         Err(e) => return Err(e.into()),
     };
@@ -134,9 +134,18 @@ pub(super) async fn status(path: &Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn fetch_live_status(addr: SocketAddr) -> anyhow::Result<Vec<TenantStatus>> {
+async fn fetch_live_status(
+    addr: SocketAddr,
+    token: Option<secrecy::SecretString>,
+) -> anyhow::Result<Vec<TenantStatus>> {
+    use secrecy::ExposeSecret;
     let url = format!("http://{addr}/status");
-    let response = reqwest::get(&url)
+    let mut request = reqwest::Client::new().get(&url);
+    if let Some(token) = &token {
+        request = request.bearer_auth(token.expose_secret());
+    }
+    let response = request
+        .send()
         .await
         .with_context(|| format!("asking the running daemon at {url}"))?;
     if !response.status().is_success() {

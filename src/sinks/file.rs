@@ -10,7 +10,10 @@
 //! start, anything past the committed length (a batch written before a crash but never
 //! committed) is cut, and those events are fetched and written again: after a `kill -9` at any
 //! moment the file holds every event exactly once. Rotating the file underneath the daemon is not
-//! supported; stop it, move the file, and it starts a new one.
+//! supported; stop it, move the file, and it starts a new one. Before each commit the sink checks
+//! that the path still names the file it wrote (same device and inode): if the file or its
+//! directory was deleted or replaced, the commit fails, the next delivery reopens the path, and
+//! the window is fetched again, so no checkpoint passes events that are not on disk.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -76,6 +79,17 @@ pub struct FileSink {
     /// Permission bits given to the file when this sink creates it.
     mode: u32,
     open: Mutex<Option<Open>>,
+    /// Set when the path stopped naming the open file; the next delivery reopens it.
+    lost: std::sync::atomic::AtomicBool,
+}
+
+/// Whether `path` names `file` (same device and inode).
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 impl FileSink {
@@ -85,6 +99,7 @@ impl FileSink {
             path: config.path.clone(),
             mode: parse_mode(&config.mode).unwrap_or(0o600),
             open: Mutex::new(None),
+            lost: Default::default(),
         }
     }
 
@@ -171,6 +186,22 @@ impl Sink for FileSink {
         commit: Commit<'_>,
     ) -> Result<(), SinkError> {
         let mut guard = self.open.lock().await;
+        if guard.is_none() && self.lost.load(std::sync::atomic::Ordering::Acquire) {
+            // The path stopped naming the file being written: open what it names now (creating
+            // it and its directory) and append after its end.
+            let file =
+                open_file(&self.path, self.mode).map_err(|e| self.io_error("cannot reopen", e))?;
+            let len = file
+                .metadata()
+                .map_err(|e| self.io_error("cannot stat", e))?
+                .len();
+            tracing::warn!(sink = %self.name, path = %self.path.display(), len, "reopened the events file");
+            self.lost.store(false, std::sync::atomic::Ordering::Release);
+            *guard = Some(Open {
+                file: Arc::new(file),
+                len,
+            });
+        }
         let open = guard.as_mut().ok_or_else(|| {
             SinkError::Unavailable(format!("file sink {} not started", self.name))
         })?;
@@ -180,9 +211,10 @@ impl Sink for FileSink {
         // small piece at a time, so a batch never costs a second copy of itself in memory.
         let batch = batch.clone();
         let tenant = tenant.to_string();
+        let path = self.path.clone();
         // Blocking I/O off the runtime. The task runs to completion even if this future is
         // dropped; a write that was never committed is cut by the next write (or the next start).
-        let written = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<Option<u64>> {
             if file.metadata()?.len() != at {
                 file.set_len(at)?;
             }
@@ -207,11 +239,24 @@ impl Sink for FileSink {
             file.write_all_at(&lines, pos)?;
             pos += lines.len() as u64;
             file.sync_data()?;
-            Ok(pos - at)
+            // Before the commit: the events count as delivered only if the path still names the
+            // file they were written to (its directory may have been deleted, or the file
+            // replaced, while it was open).
+            Ok(same_file(&file, &path).then_some(pos - at))
         })
         .await
         .map_err(|e| SinkError::Unavailable(format!("file write task failed: {e}")))?
         .map_err(|e| self.io_error("cannot write", e))?;
+        let Some(written) = written else {
+            *guard = None;
+            self.lost.store(true, std::sync::atomic::Ordering::Release);
+            tracing::error!(sink = %self.name, path = %self.path.display(),
+                "the events file was deleted or replaced while open; not committing, reopening it, and the window is fetched again");
+            return Err(SinkError::Unavailable(format!(
+                "{} no longer names the file being written (deleted or replaced); reopening it",
+                self.path.display()
+            )));
+        };
         commit(Some(at + written))?;
         open.len = at + written;
         Ok(())
