@@ -24,7 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::encode::write_envelope;
-use super::http_common::{self as common, HttpOptions, Oversize, RetryConfig, Step};
+use super::http_common::{self as common, Oversize, RetryConfig, Step};
 use super::{Commit, Sink, SinkError};
 use crate::event::Batch;
 use crate::secret::{Env, SecretSource};
@@ -135,20 +135,9 @@ impl HttpAuth {
     }
 }
 
-impl HttpConfig {
-    /// The settings every HTTP sink shares.
-    pub fn http_options(&self) -> HttpOptions<'_> {
-        HttpOptions {
-            gzip: self.gzip,
-            max_batch_bytes: self.max_batch_bytes,
-            max_batch_events: self.max_batch_events,
-            api_max_bytes: None,
-            timeout: self.timeout,
-            tls_ca_file: self.tls_ca_file.as_deref(),
-            retry: &self.retry,
-        }
-    }
+common::plain_http_options!(HttpConfig);
 
+impl HttpConfig {
     pub fn validate(&self) -> Result<(), String> {
         common::check_url("url", &self.url)?;
         if let Some(auth) = &self.auth {

@@ -29,7 +29,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::encode::{json_str, now_ms, HecFields};
-use super::http_common::{self as common, HttpOptions, RetryConfig, Step};
+use super::http_common::{self as common, RetryConfig, Step};
 use super::{Commit, Sink, SinkError};
 use crate::clock;
 use crate::event::{Batch, EventKind};
@@ -83,6 +83,8 @@ pub enum LogScaleApi {
     Hec,
 }
 
+common::plain_http_options!(LogScaleConfig);
+
 impl LogScaleConfig {
     fn secret(&self) -> SecretSource<'_> {
         SecretSource {
@@ -90,19 +92,6 @@ impl LogScaleConfig {
             inline: self.token.as_ref(),
             env: self.token_env.as_deref(),
             file: self.token_file.as_deref(),
-        }
-    }
-
-    /// The settings every HTTP sink shares.
-    pub fn http_options(&self) -> HttpOptions<'_> {
-        HttpOptions {
-            gzip: self.gzip,
-            max_batch_bytes: self.max_batch_bytes,
-            max_batch_events: self.max_batch_events,
-            api_max_bytes: None,
-            timeout: self.timeout,
-            tls_ca_file: self.tls_ca_file.as_deref(),
-            retry: &self.retry,
         }
     }
 

@@ -42,7 +42,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::encode::{check_kind_map, kind_table, HecFields};
-use super::http_common::{self as common, HttpOptions, RetryConfig, Step};
+use super::http_common::{self as common, RetryConfig, Step};
 use super::{guid, Commit, Sink, SinkError};
 use crate::backoff;
 use crate::event::{Batch, EventKind};
@@ -174,6 +174,8 @@ pub fn default_sourcetype(kind: EventKind) -> &'static str {
     DEFAULT_SOURCETYPES[kind.index()]
 }
 
+common::plain_http_options!(SplunkHecConfig);
+
 impl SplunkHecConfig {
     pub(super) fn secret(&self) -> SecretSource<'_> {
         SecretSource {
@@ -181,19 +183,6 @@ impl SplunkHecConfig {
             inline: self.token.as_ref(),
             env: self.token_env.as_deref(),
             file: self.token_file.as_deref(),
-        }
-    }
-
-    /// The settings every HTTP sink shares.
-    pub fn http_options(&self) -> HttpOptions<'_> {
-        HttpOptions {
-            gzip: self.gzip,
-            max_batch_bytes: self.max_batch_bytes,
-            max_batch_events: self.max_batch_events,
-            api_max_bytes: None,
-            timeout: self.timeout,
-            tls_ca_file: self.tls_ca_file.as_deref(),
-            retry: &self.retry,
         }
     }
 

@@ -27,6 +27,7 @@ pub mod reply;
 pub mod retry;
 
 pub use client::{check_header_secret, check_url, display_url, join};
+pub(crate) use options::plain_http_options;
 pub use options::{
     default_max_batch_bytes, default_max_batch_events, default_timeout, HttpOptions,
 };

@@ -28,6 +28,30 @@ pub fn default_max_batch_events() -> usize {
     1000
 }
 
+/// Gives a sink config `http_options()` from the six shared settings declared under their usual
+/// names (`gzip`, `max_batch_bytes`, `max_batch_events`, `timeout`, `tls_ca_file`, `retry`), for a
+/// sink with no byte limit of its own beyond them. Each config keeps its own fields, doc comments
+/// and `deny_unknown_fields`; only the view is written once.
+macro_rules! plain_http_options {
+    ($config:ty) => {
+        impl $config {
+            /// The settings every HTTP sink shares.
+            pub fn http_options(&self) -> $crate::sinks::http_common::HttpOptions<'_> {
+                $crate::sinks::http_common::HttpOptions {
+                    gzip: self.gzip,
+                    max_batch_bytes: self.max_batch_bytes,
+                    max_batch_events: self.max_batch_events,
+                    api_max_bytes: None,
+                    timeout: self.timeout,
+                    tls_ca_file: self.tls_ca_file.as_deref(),
+                    retry: &self.retry,
+                }
+            }
+        }
+    };
+}
+pub(crate) use plain_http_options;
+
 /// One sink's HTTP settings, borrowed from its config.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpOptions<'a> {
