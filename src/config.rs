@@ -372,6 +372,22 @@ impl From<ConfigError> for ConfigErrors {
     }
 }
 
+/// The config key a sink's validation message is about: a message that opens with one of the
+/// sink's own keys (`url: …`, `retry.max_time: …`) names `sinks.NAME.url`; any other names the
+/// sink, `sinks.NAME`.
+fn sink_key(name: &str, message: String) -> (String, String) {
+    if let Some((sub, rest)) = message.split_once(": ") {
+        let is_key = !sub.is_empty()
+            && sub
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+        if is_key {
+            return (format!("sinks.{name}.{sub}"), rest.to_string());
+        }
+    }
+    (format!("sinks.{name}"), message)
+}
+
 /// A name usable as a tenant id or sink name.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -617,7 +633,8 @@ impl Config {
                 );
             }
             if let Err(message) = sink.validate() {
-                err(format!("sinks.{name}"), message);
+                let (key, message) = sink_key(name, message);
+                err(key, message);
             }
         }
         for (id, t) in &self.tenants {

@@ -51,6 +51,28 @@ fn batch() -> Batch {
     batch_of(BODY)
 }
 
+/// `b` with threat enrichment for its events that have a threat id: what the enrichment step
+/// puts beside them (`"threats":{id:summary}`), keyed by each event's start.
+fn enriched(mut b: Batch) -> Batch {
+    let mut map = std::collections::HashMap::new();
+    for (meta, raw) in b.iter() {
+        let v: Value = serde_json::from_slice(raw).unwrap();
+        let id = v["threatID"]
+            .as_str()
+            .or_else(|| v["threatsInfoMap"][0]["threatID"].as_str())
+            .or_else(|| v["threatsInfoMap"][0]["threatId"].as_str());
+        if let Some(id) = id {
+            let members = format!(
+                r#""threats":{{"{id}":{{"id":"{id}","name":"Evil \"invoice\"","severity":4}}}}"#
+            );
+            map.insert(meta.start, bytes::Bytes::from(members));
+        }
+    }
+    assert!(!map.is_empty(), "the batch has events with threat ids");
+    b.enrichment = Some(std::sync::Arc::new(map));
+    b
+}
+
 /// A response of `n` click events, each padded to about `pad` bytes.
 fn clicks(n: usize, pad: usize) -> Batch {
     let events: Vec<String> = (0..n)
@@ -166,6 +188,54 @@ async fn hec_sends_batch_format_with_raw_event_bytes_and_commits_once() {
     assert_eq!(events[0]["event"]["recipient"][0], "ann@example.com");
     assert_eq!(events[1]["event"]["recipient"][0], "bob@example.com");
     assert_eq!(events[4]["sourcetype"], "proofpoint_tap_siem");
+}
+
+#[tokio::test]
+async fn hec_carries_enrichment_in_indexed_fields_and_the_event_byte_for_byte() {
+    let (fake, url) = hec_server(false).await;
+    let s = sink(
+        "splunk",
+        json!({"type":"splunk_hec","url":url,"token":"hec-token-acme","retry":fast_retry()}),
+    );
+    let b = enriched(batch());
+    let (result, commits) = deliver(&*s, "acme", &b).await;
+    result.unwrap();
+    assert_eq!(commits, 1);
+    let events = fake.events();
+    assert_eq!(events.len(), 5);
+    let mut with = 0;
+    for ((meta, raw), e) in b.iter().zip(&events) {
+        // The event is the raw bytes: the enrichment is beside it, never inside.
+        assert_eq!(e["event"], serde_json::from_slice::<Value>(raw).unwrap());
+        match b.enrichment(meta) {
+            Some(_) => {
+                with += 1;
+                let threats: Value =
+                    serde_json::from_str(e["fields"]["threats"].as_str().unwrap()).unwrap();
+                let id = threats.as_object().unwrap().keys().next().unwrap().clone();
+                assert_eq!(threats[&id]["name"], "Evil \"invoice\"");
+            }
+            None => assert!(e["fields"].get("threats").is_none()),
+        }
+    }
+    assert!(with >= 1);
+}
+
+#[tokio::test]
+async fn hec_fake_refuses_nested_indexed_fields_as_splunk_does() {
+    // The fake's rule the test above relies on: Splunk refuses an object inside `fields`.
+    let (fake, url) = hec_server(false).await;
+    let reply = reqwest::Client::new()
+        .post(format!("{url}/services/collector/event"))
+        .header("authorization", "Splunk hec-token-acme")
+        .body(r#"{"event":{"a":1},"fields":{"threats":{"t":{}}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 400);
+    let body: Value = serde_json::from_slice(&reply.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["code"], 15);
+    assert!(fake.events().is_empty());
 }
 
 #[tokio::test]
@@ -491,7 +561,7 @@ fn check_accepts_every_hec_url_form_and_names_the_key_of_a_bad_path() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("config key `sinks.splunk`: url: `https://splunk:8088/services/collector/raw` has the path `/services/collector/raw`, which is not a HEC endpoint"),
+        stderr.contains("config key `sinks.splunk.url`: `https://splunk:8088/services/collector/raw` has the path `/services/collector/raw`, which is not a HEC endpoint"),
         "{stderr}"
     );
 }
@@ -613,6 +683,75 @@ async fn logscale_hec_api_with_gzip_and_429_recovery() {
     first.extend_from_slice(&raw_events(&b)[0].1);
     first.extend_from_slice(b"}\n");
     assert!(requests[1].body.starts_with(&first));
+}
+
+#[tokio::test]
+async fn logscale_carries_enrichment_in_hec_fields_and_not_in_structured_attributes() {
+    let (fake, url) = logscale_server().await;
+    let b = enriched(batch());
+    let hec = sink(
+        "humio",
+        json!({"type":"logscale","api":"hec","url":url,"token":"ingest-token-acme","retry":fast_retry()}),
+    );
+    deliver(&*hec, "acme", &b).await.0.unwrap();
+    let events = fake.events();
+    assert_eq!(events.len(), 5);
+    let carried = events
+        .iter()
+        .filter(|e| {
+            e["fields"]["threats"]
+                .as_str()
+                .is_some_and(|t| t.contains("Evil"))
+        })
+        .count();
+    assert_eq!(
+        carried,
+        b.iter().filter(|(m, _)| b.enrichment(m).is_some()).count()
+    );
+
+    // The structured API has no place beside the attributes (tags must stay a bounded set), so
+    // the event goes as it is, unchanged.
+    let (fake, url) = logscale_server().await;
+    let structured = sink(
+        "humio",
+        json!({"type":"logscale","url":url,"token":"ingest-token-acme","retry":fast_retry()}),
+    );
+    deliver(&*structured, "acme", &b).await.0.unwrap();
+    for e in fake.events() {
+        assert!(e["event"]["attributes"].get("threats").is_none(), "{e}");
+        assert_eq!(e["tags"].as_object().unwrap().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn http_sink_envelopes_carry_enrichment_after_the_event() {
+    let fake = Fake::default();
+    let addr = fakes::plain(&fake).await;
+    let s = sink(
+        "siem",
+        json!({"type":"http","url":format!("http://{addr}/ingest"),"retry":fast_retry()}),
+    );
+    let b = enriched(batch());
+    deliver(&*s, "acme", &b).await.0.unwrap();
+    let body = fake.requests().last().unwrap().body.clone();
+    let lines: Vec<&[u8]> = body
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(lines.len(), b.len());
+    for ((meta, raw), line) in b.iter().zip(lines) {
+        let mut want = Vec::new();
+        tapfwd::sinks::encode::write_envelope_enriched(
+            &mut want,
+            "acme",
+            meta.kind,
+            raw,
+            b.enrichment(meta),
+        );
+        assert_eq!(line, &want[..]);
+        let v: Value = serde_json::from_slice(line).unwrap();
+        assert_eq!(v["threats"].is_object(), b.enrichment(meta).is_some());
+    }
 }
 
 #[tokio::test]
@@ -1163,6 +1302,7 @@ fn sentinel_dcr_template_declares_the_columns_the_sink_sends() {
         ("Tenant", "string"),
         ("EventType", "string"),
         ("Event", "dynamic"),
+        ("Enrichment", "dynamic"),
     ];
     assert_eq!(
         columns,
@@ -1241,6 +1381,80 @@ fn of_column_type(v: &Value, t: &str) -> bool {
 }
 
 #[tokio::test]
+async fn sentinel_carries_enrichment_in_its_own_column_in_both_layouts() {
+    // Default layout: `Enrichment` beside `Event`, a column the shipped DCR declares.
+    let (fake, url) = azure_server(3600).await;
+    // The columns deploy/sentinel/azuredeploy.json declares (checked against the file above).
+    let columns = [
+        ("TimeGenerated", "datetime"),
+        ("Tenant", "string"),
+        ("EventType", "string"),
+        ("Event", "dynamic"),
+        ("Enrichment", "dynamic"),
+    ]
+    .map(|(c, t)| (c.to_string(), t.to_string()))
+    .to_vec();
+    fake.with(|s| {
+        s.declared
+            .insert("Custom-ProofpointTAP".to_string(), columns.clone())
+    });
+    let s = sink("sentinel", sentinel_config(&url, json!({})));
+    let b = enriched(batch());
+    let (result, commits) = deliver(&*s, "acme", &b).await;
+    result.unwrap();
+    assert_eq!(commits, 1);
+    let rows: Vec<Value> = fake
+        .requests()
+        .iter()
+        .flat_map(|r| serde_json::from_slice::<Vec<Value>>(&r.body).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 5);
+    let mut with = 0;
+    for ((meta, raw), row) in b.iter().zip(&rows) {
+        assert_eq!(row["Event"], serde_json::from_slice::<Value>(raw).unwrap());
+        match b.enrichment(meta) {
+            Some(m) => {
+                with += 1;
+                let want: Value = serde_json::from_slice(&[b"{", m, b"}"].concat()).unwrap();
+                assert_eq!(row["Enrichment"], want);
+            }
+            None => assert!(row.get("Enrichment").is_none(), "{row}"),
+        }
+    }
+    assert!(with >= 1);
+    fake.with(|s| assert!(s.dropped_columns.is_empty(), "{:?}", s.dropped_columns));
+
+    // Solution layout: `tapfwd_enrichment`, declared in every stream of the shipped DCR; the
+    // fake drops (and records) any column a stream does not declare.
+    let (_, declared) = solution_template();
+    let (fake, url) = azure_server(3600).await;
+    fake.with(|s| {
+        s.streams = declared.iter().map(|(n, _)| n.clone()).collect();
+        s.declared = declared.iter().cloned().collect();
+    });
+    let mut config = sentinel_config(&url, json!({"layout": "proofpoint_tap_solution"}));
+    config.as_object_mut().unwrap().remove("stream_name");
+    let s = sink("sentinel", config);
+    let b = enriched(batch_of(FULL_BODY));
+    let (result, _) = deliver(&*s, "acme", &b).await;
+    result.unwrap();
+    let enriched_rows: Vec<Value> = fake
+        .requests()
+        .iter()
+        .flat_map(|r| serde_json::from_slice::<Vec<Value>>(&r.body).unwrap())
+        .filter(|row| row.get("tapfwd_enrichment").is_some())
+        .collect();
+    assert_eq!(
+        enriched_rows.len(),
+        b.iter().filter(|(m, _)| b.enrichment(m).is_some()).count()
+    );
+    for row in &enriched_rows {
+        assert!(row["tapfwd_enrichment"]["threats"].is_object(), "{row}");
+    }
+    fake.with(|s| assert!(s.dropped_columns.is_empty(), "{:?}", s.dropped_columns));
+}
+
+#[tokio::test]
 async fn sentinel_solution_layout_bodies_match_the_dcr_column_by_column() {
     let (template, declared) = solution_template();
     let (fake, url) = azure_server(3600).await;
@@ -1299,7 +1513,12 @@ async fn sentinel_solution_layout_bodies_match_the_dcr_column_by_column() {
             let declared_names: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
             let mut sorted_sent = sent.clone();
             sorted_sent.sort();
-            let mut sorted_declared = declared_names.clone();
+            // Every column but the enrichment one, which only enriched events carry.
+            let mut sorted_declared: Vec<&str> = declared_names
+                .iter()
+                .copied()
+                .filter(|c| *c != "tapfwd_enrichment")
+                .collect();
             sorted_declared.sort();
             assert_eq!(
                 sorted_sent, sorted_declared,
@@ -1307,6 +1526,9 @@ async fn sentinel_solution_layout_bodies_match_the_dcr_column_by_column() {
             );
             let raw = &raws[row["id"].as_str().unwrap()];
             for (column, column_type) in columns {
+                if column == "tapfwd_enrichment" {
+                    continue;
+                }
                 let v = &row[column];
                 assert!(
                     of_column_type(v, column_type),
@@ -1335,7 +1557,13 @@ async fn sentinel_solution_layout_bodies_match_the_dcr_column_by_column() {
         let from_sink: Vec<(String, String)> = columns
             .iter()
             .map(|(c, t)| (c.to_string(), t.as_str().to_string()))
-            .chain([(solution::TENANT_COLUMN.to_string(), "string".to_string())])
+            .chain([
+                (solution::TENANT_COLUMN.to_string(), "string".to_string()),
+                (
+                    solution::ENRICHMENT_COLUMN.to_string(),
+                    "dynamic".to_string(),
+                ),
+            ])
             .collect();
         assert_eq!(
             declared.iter().find(|(n, _)| n == stream).unwrap().1,

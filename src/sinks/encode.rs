@@ -41,6 +41,24 @@ pub fn write_envelope_enriched(
     out.push(b'}');
 }
 
+/// The members of an event's enrichment (`"threats":{…},"campaigns":{…}`, as
+/// `Batch::enrichment` gives them), each as its name and its value's compact JSON text: for sinks
+/// whose place beside the event takes only flat string values (HEC indexed fields, syslog
+/// structured data). Members that do not parse are left out (enrichment never fails a delivery).
+pub fn enrichment_members(members: &[u8]) -> Vec<(String, String)> {
+    let mut object = Vec::with_capacity(members.len() + 2);
+    object.push(b'{');
+    object.extend_from_slice(members);
+    object.push(b'}');
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&object) {
+        Ok(map) => map
+            .into_iter()
+            .map(|(name, value)| (name, value.to_string()))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Writes `s` as a JSON string.
 pub fn json_str(out: &mut Vec<u8>, s: &str) {
     // Serialising a str into a Vec cannot fail.
@@ -121,7 +139,19 @@ impl HecFields {
 
     /// Appends one HEC event for `raw`, followed by a newline (HEC accepts any whitespace between
     /// events; the newline keeps bodies readable).
-    pub fn encode(&self, out: &mut Vec<u8>, tenant: &str, meta: &EventMeta, raw: &[u8]) {
+    ///
+    /// `enrichment` (`Batch::enrichment`) goes into `fields` beside tenant and event type, one
+    /// field per member (`"threats"`, `"campaigns"`) whose value is that member's JSON as a string:
+    /// HEC indexed fields take only strings (or arrays of them), and a nested object is refused
+    /// with code 15. In Splunk, `| spath input=threats` opens it.
+    pub fn encode(
+        &self,
+        out: &mut Vec<u8>,
+        tenant: &str,
+        meta: &EventMeta,
+        raw: &[u8],
+        enrichment: Option<&[u8]>,
+    ) {
         let ms = meta.time_ms.unwrap_or_else(now_ms).max(0);
         out.extend_from_slice(b"{\"time\":");
         let mut secs = itoa::Buffer::new();
@@ -140,7 +170,16 @@ impl HecFields {
         json_str(out, tenant);
         out.extend_from_slice(b",\"eventType\":\"");
         out.extend_from_slice(meta.kind.as_str().as_bytes());
-        out.extend_from_slice(b"\"},\"event\":");
+        out.push(b'"');
+        if let Some(members) = enrichment {
+            for (name, json) in enrichment_members(members) {
+                out.push(b',');
+                json_str(out, &name);
+                out.push(b':');
+                json_str(out, &json);
+            }
+        }
+        out.extend_from_slice(b"},\"event\":");
         out.extend_from_slice(raw);
         out.extend_from_slice(b"}\n");
     }

@@ -1,7 +1,9 @@
 //! The generic HTTP sink: batches of envelopes POSTed to one URL.
 //!
 //! Body: NDJSON (one `{"tenant":..,"eventType":..,"event":RAW}` per line, the default) or a JSON
-//! array of the same envelopes; the raw event goes in byte for byte (invariant 5). A batch is cut
+//! array of the same envelopes; the raw event goes in byte for byte (invariant 5), and threat
+//! enrichment, when there is any, follows it in the envelope (`,"threats":{…}`) as in the file
+//! sink. A batch is cut
 //! into requests of at most `max_batch_events` envelopes and `max_batch_bytes` bytes (before
 //! gzip); an envelope larger than `max_batch_bytes` on its own goes in a request by itself.
 //!
@@ -23,7 +25,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONT
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::encode::write_envelope;
+use super::encode::write_envelope_enriched;
 use super::http_common::{self as common, Oversize, RetryConfig, Step};
 use super::{Commit, Sink, SinkError};
 use crate::event::Batch;
@@ -300,7 +302,7 @@ impl Sink for HttpSink {
         let bodies = packer
             .pack(events.len(), |i, out| {
                 let (meta, raw) = events[i];
-                write_envelope(out, tenant, meta.kind, raw);
+                write_envelope_enriched(out, tenant, meta.kind, raw, batch.enrichment(meta));
                 if newline {
                     out.push(b'\n');
                 }

@@ -178,7 +178,9 @@ impl LogScaleSink {
             LogScaleApi::Hec => options
                 .lines()
                 .pack(events.len(), |i, out| {
-                    self.hec.encode(out, tenant, events[i].0, events[i].1)
+                    let (meta, raw) = events[i];
+                    self.hec
+                        .encode(out, tenant, meta, raw, batch.enrichment(meta))
                 })
                 .unwrap_or_default(),
             LogScaleApi::Structured => {

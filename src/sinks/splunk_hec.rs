@@ -386,7 +386,9 @@ impl Sink for SplunkHecSink {
         let bodies = options
             .lines()
             .pack(events.len(), |i, out| {
-                self.fields.encode(out, tenant, events[i].0, events[i].1)
+                let (meta, raw) = events[i];
+                self.fields
+                    .encode(out, tenant, meta, raw, batch.enrichment(meta))
             })
             .map_err(|_| SinkError::Rejected(format!("{}: cannot split the batch", self.what)))?;
         let bodies = bodies.into_iter().map(|b| ((), b.bytes));
@@ -470,7 +472,7 @@ mod tests {
             time_ms: Some(1_767_225_600_007),
         };
         let mut out = Vec::new();
-        f.encode(&mut out, "acme", &meta, br#"{"id":"c", "x" : 1}"#);
+        f.encode(&mut out, "acme", &meta, br#"{"id":"c", "x" : 1}"#, None);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "{\"time\":1767225600.007,\"host\":\"h\",\"source\":\"tapfwd\",\"index\":\"main\",\
@@ -482,11 +484,44 @@ mod tests {
             ..meta
         };
         let mut out = Vec::new();
-        HecFields::new(None, None, None, |_| None).encode(&mut out, "a", &before, b"{}");
+        HecFields::new(None, None, None, |_| None).encode(&mut out, "a", &before, b"{}", None);
         assert!(
             out.starts_with(b"{\"time\":0.000,\"fields\""),
             "{}",
             String::from_utf8_lossy(&out)
         );
+    }
+
+    #[test]
+    fn enrichment_goes_into_fields_as_json_strings_beside_the_raw_event() {
+        let meta = EventMeta {
+            kind: EventKind::ClicksBlocked,
+            start: 0,
+            len: 0,
+            key: crate::event::EventKey([0; 16]),
+            time_ms: Some(0),
+        };
+        let members =
+            br#""threats":{"t1":{"name":"Evil \"doc\""}},"campaigns":{"c1":{"actors":[]}}"#;
+        let mut out = Vec::new();
+        HecFields::new(None, None, None, |_| None).encode(
+            &mut out,
+            "acme",
+            &meta,
+            br#"{"id" : "x"}"#,
+            Some(members),
+        );
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            r#"{"time":0.000,"fields":{"tenant":"acme","eventType":"clicksBlocked","campaigns":"{\"c1\":{\"actors\":[]}}","threats":"{\"t1\":{\"name\":\"Evil \\\"doc\\\"\"}}"},"event":{"id" : "x"}}
+"#
+        );
+        // Every field is a string (what HEC takes), and each opens to the member it came from.
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let fields = v["fields"].as_object().unwrap();
+        assert!(fields.values().all(|f| f.is_string()));
+        let threats: serde_json::Value =
+            serde_json::from_str(fields["threats"].as_str().unwrap()).unwrap();
+        assert_eq!(threats["t1"]["name"], "Evil \"doc\"");
     }
 }

@@ -294,6 +294,21 @@ async fn hec_event(
             }
             Some(_) => {}
         }
+        // Indexed fields: a flat object of strings, numbers or arrays of them; anything nested
+        // is refused (Splunk: "Error in handling indexed fields", code 15).
+        if let Some(fields) = v.get("fields") {
+            let flat = |f: &Value| f.is_string() || f.is_number();
+            let ok = fields.as_object().is_some_and(|m| {
+                m.values()
+                    .all(|f| flat(f) || f.as_array().is_some_and(|a| a.iter().all(flat)))
+            });
+            if !ok {
+                return reply(
+                    400,
+                    json!({"text":"Error in handling indexed fields","code":15,"invalid-event-number":n}),
+                );
+            }
+        }
         if let Some(index) = v.get("index").and_then(Value::as_str) {
             if !s.indexes.iter().any(|i| i == index) {
                 return reply(

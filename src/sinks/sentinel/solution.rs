@@ -46,6 +46,10 @@ use ColumnType::{Boolean, Datetime, Dynamic, Int, String as Str};
 /// `TenantId` column of its own (the workspace id), so the tenant goes in a column of its own.
 pub const TENANT_COLUMN: &str = "tenant_s";
 
+/// The column (dynamic) that holds what threat enrichment found for the event
+/// (`{"threats":{…},"campaigns":{…}}`); absent from rows of events without enrichment.
+pub const ENRICHMENT_COLUMN: &str = "tapfwd_enrichment";
+
 /// The columns of the two message streams (`…MessagesBlockedV2_CL`, `…MessagesDeliveredV2_CL`),
 /// in the solution's order: each the API field of the same name.
 pub const MESSAGE_COLUMNS: [(&str, ColumnType); 29] = [
@@ -155,13 +159,16 @@ fn convert(value: &Value, column_type: ColumnType) -> Option<Value> {
     }
 }
 
-/// Writes the row of the raw event `raw` with `columns`, and `tenant` in [`TENANT_COLUMN`].
-/// Fails only when `raw` is not a JSON object, which the splitter never lets through.
+/// Writes the row of the raw event `raw` with `columns`, `tenant` in [`TENANT_COLUMN`] and the
+/// event's enrichment members (`Batch::enrichment`), if any, as an object in
+/// [`ENRICHMENT_COLUMN`]. Fails only when `raw` is not a JSON object, which the splitter never
+/// lets through.
 pub fn write_row(
     out: &mut Vec<u8>,
     tenant: &str,
     columns: &[(&str, ColumnType)],
     raw: &[u8],
+    enrichment: Option<&[u8]>,
 ) -> Result<(), serde_json::Error> {
     let event: Map<String, Value> = serde_json::from_slice(raw)?;
     out.push(b'{');
@@ -177,6 +184,13 @@ pub fn write_row(
     json_str(out, TENANT_COLUMN);
     out.push(b':');
     json_str(out, tenant);
+    if let Some(members) = enrichment {
+        out.push(b',');
+        json_str(out, ENRICHMENT_COLUMN);
+        out.extend_from_slice(b":{");
+        out.extend_from_slice(members);
+        out.push(b'}');
+    }
     out.push(b'}');
     Ok(())
 }
@@ -191,7 +205,7 @@ mod tests {
             "phishScore":3.6,"completelyRewritten":"true","recipient":["a@x"],"subject":null,
             "unknownField":1,"messageSize":2048,"QID":12}"#;
         let mut out = Vec::new();
-        write_row(&mut out, "acme", &MESSAGE_COLUMNS, raw).unwrap();
+        write_row(&mut out, "acme", &MESSAGE_COLUMNS, raw, None).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"spamScore":7,"phishScore":4,"messageTime":"2026-01-01T00:00:00.123Z","messageSize":2048,"completelyRewritten":true,"QID":"12","GUID":"g","recipient":["a@x"],"tenant_s":"acme"}"#
@@ -202,10 +216,14 @@ mod tests {
             "a",
             &MESSAGE_COLUMNS,
             br#"{"completelyRewritten":"False"}"#,
+            Some(br#""threats":{"t":{"name":"x"}}"#),
         )
         .unwrap();
-        assert_eq!(out, br#"{"completelyRewritten":false,"tenant_s":"a"}"#);
-        assert!(write_row(&mut Vec::new(), "a", &CLICK_COLUMNS, b"[1]").is_err());
+        assert_eq!(
+            out,
+            br#"{"completelyRewritten":false,"tenant_s":"a","tapfwd_enrichment":{"threats":{"t":{"name":"x"}}}}"#
+        );
+        assert!(write_row(&mut Vec::new(), "a", &CLICK_COLUMNS, b"[1]", None).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::config::{
     Transport,
 };
 use crate::event::EventKind;
+use crate::sinks::encode::enrichment_members;
 
 /// The private enterprise number used in the structured-data id (`tapfwd@32473`; 32473 is the
 /// number RFC 5612 reserves for documentation and examples).
@@ -25,6 +26,23 @@ pub const SD_ID: &str = "tapfwd@32473";
 /// Truncation cuts the JSON, so a truncated event no longer parses.
 pub fn truncation_marker(original: usize) -> String {
     format!("...[tapfwd: truncated, event was {original} bytes]")
+}
+
+/// One event to encode: its raw bytes and what enrichment found for it (`Batch::enrichment`).
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    pub raw: &'a [u8],
+    pub enrichment: Option<&'a [u8]>,
+}
+
+impl<'a> Event<'a> {
+    /// An event without enrichment.
+    pub fn plain(raw: &'a [u8]) -> Event<'a> {
+        Event {
+            raw,
+            enrichment: None,
+        }
+    }
 }
 
 /// Turns events into syslog messages; pure, so it is tested without a server.
@@ -45,6 +63,8 @@ pub struct Encoder {
 pub struct EncodeStats {
     pub truncated: usize,
     pub largest: usize,
+    /// Messages sent without their enrichment because the event would not fit beside it.
+    pub enrichment_dropped: usize,
 }
 
 impl Encoder {
@@ -72,7 +92,16 @@ impl Encoder {
     }
 
     /// The header and structured data of one message, up to and including the space before MSG.
-    fn header(&self, out: &mut Vec<u8>, tenant: &str, kind: EventKind, time_ms: Option<i64>) {
+    ///
+    /// `enrichment` (RFC 5424 only) adds one structured-data parameter per enrichment member.
+    fn header(
+        &self,
+        out: &mut Vec<u8>,
+        tenant: &str,
+        kind: EventKind,
+        time_ms: Option<i64>,
+        enrichment: &[(String, String)],
+    ) {
         let time = time_ms
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
             .unwrap_or_else(Utc::now);
@@ -86,7 +115,7 @@ impl Encoder {
                     self.hostname,
                     self.app_name,
                     kind.as_str(),
-                    structured_data(tenant, kind)
+                    structured_data(tenant, kind, enrichment)
                 );
             }
             Format::Rfc3164 => {
@@ -106,17 +135,32 @@ impl Encoder {
 
     /// Appends one event as a message (framed for TCP/TLS). `Err` names the event that does
     /// not fit when `oversize = "reject"`.
+    ///
+    /// `enrichment` (`Batch::enrichment`) goes into the RFC 5424 structured data, one parameter
+    /// per member (`threats="{…}"`, `campaigns="{…}"`, the member's JSON as the value). It never
+    /// costs the event: when the event would not fit beside it, the message goes without it
+    /// (counted in `stats.enrichment_dropped`). RFC 3164 has no structured data and carries none.
     pub fn encode(
         &self,
         out: &mut Vec<u8>,
         tenant: &str,
         kind: EventKind,
         time_ms: Option<i64>,
-        raw: &[u8],
+        event: Event<'_>,
         stats: &mut EncodeStats,
     ) -> Result<(), String> {
+        let Event { raw, enrichment } = event;
         let mut msg = Vec::with_capacity(raw.len() + 160);
-        self.header(&mut msg, tenant, kind, time_ms);
+        let members = match (self.format, enrichment) {
+            (Format::Rfc5424, Some(m)) => enrichment_members(m),
+            _ => Vec::new(),
+        };
+        self.header(&mut msg, tenant, kind, time_ms, &members);
+        if !members.is_empty() && msg.len() + raw.len() > self.max {
+            msg.clear();
+            self.header(&mut msg, tenant, kind, time_ms, &[]);
+            stats.enrichment_dropped += 1;
+        }
         let room = self.max.saturating_sub(msg.len());
         stats.largest = stats.largest.max(raw.len());
         if raw.len() <= room {
@@ -164,8 +208,11 @@ impl Encoder {
 
 /// `[tapfwd@32473 tenant="acme" eventType="messagesDelivered"]`, escaped per RFC 5424 §6.3.3 by
 /// the syslog crate's formatter (`"`, `\` and `]` get a backslash).
-pub fn structured_data(tenant: &str, kind: EventKind) -> String {
+pub fn structured_data(tenant: &str, kind: EventKind, enrichment: &[(String, String)]) -> String {
     let mut params = std::collections::BTreeMap::new();
+    for (name, json) in enrichment {
+        params.insert(name.clone(), json.clone());
+    }
     params.insert("tenant".to_string(), tenant.to_string());
     params.insert("eventType".to_string(), kind.as_str().to_string());
     let mut sd = std::collections::BTreeMap::new();
@@ -199,7 +246,7 @@ mod tests {
             "acme",
             EventKind::MessagesDelivered,
             Some(TIME),
-            raw,
+            Event::plain(raw),
             &mut EncodeStats::default(),
         )
         .unwrap();
@@ -211,6 +258,55 @@ mod tests {
             String::from_utf8(out).unwrap(),
             format!("{} {msg}", msg.len())
         );
+    }
+
+    #[test]
+    fn enrichment_goes_into_structured_data_and_gives_way_to_the_event() {
+        let c = config("address = \"h:514\"\nhostname = \"fwd1\"\nmax_message_bytes = 480");
+        let e = Encoder::new(&c);
+        let raw = br#"{"GUID":"g"}"#;
+        let members = br#""threats":{"t1":{"name":"a]b"}}"#;
+        let mut out = Vec::new();
+        let mut stats = EncodeStats::default();
+        e.encode(
+            &mut out,
+            "acme",
+            EventKind::ClicksBlocked,
+            Some(TIME),
+            Event {
+                raw,
+                enrichment: Some(members),
+            },
+            &mut stats,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(
+                r#"[tapfwd@32473 eventType="clicksBlocked" tenant="acme" threats="{\"t1\":{\"name\":\"a\]b\"}}"] {"GUID":"g"}"#
+            ),
+            "{text}"
+        );
+        assert_eq!(stats.enrichment_dropped, 0);
+
+        // An event that fits only without the enrichment goes whole, without it.
+        let big = format!(r#"{{"GUID":"{}"}}"#, "x".repeat(338));
+        let mut out = Vec::new();
+        e.encode(
+            &mut out,
+            "acme",
+            EventKind::ClicksBlocked,
+            Some(TIME),
+            Event {
+                raw: big.as_bytes(),
+                enrichment: Some(members),
+            },
+            &mut stats,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with(&format!("tenant=\"acme\"] {big}")), "{text}");
+        assert_eq!((stats.enrichment_dropped, stats.truncated), (1, 0));
     }
 
     #[test]
@@ -238,7 +334,7 @@ mod tests {
             "acme",
             EventKind::ClicksPermitted,
             Some(t.timestamp_millis()),
-            b"{}",
+            Event::plain(b"{}"),
             &mut EncodeStats::default(),
         )
         .unwrap();
@@ -259,7 +355,7 @@ mod tests {
             "t",
             EventKind::ClicksBlocked,
             None,
-            b"{}",
+            Event::plain(b"{}"),
             &mut EncodeStats::default(),
         )
         .unwrap();
@@ -279,7 +375,7 @@ mod tests {
             "t",
             EventKind::ClicksBlocked,
             Some(TIME),
-            b"{\n  \"a\": 1\r\n}",
+            Event::plain(b"{\n  \"a\": 1\r\n}"),
             &mut EncodeStats::default(),
         )
         .unwrap();
@@ -302,7 +398,7 @@ mod tests {
             "t",
             EventKind::ClicksBlocked,
             Some(TIME),
-            raw.as_bytes(),
+            Event::plain(raw.as_bytes()),
             &mut stats,
         )
         .unwrap();
@@ -320,7 +416,7 @@ mod tests {
                 "t",
                 EventKind::ClicksBlocked,
                 Some(TIME),
-                raw.as_bytes(),
+                Event::plain(raw.as_bytes()),
                 &mut EncodeStats::default(),
             )
             .unwrap_err();

@@ -42,7 +42,7 @@ use super::{Commit, Sink, SinkError};
 use crate::backoff;
 use crate::event::Batch;
 pub use config::{Format, Framing, Oversize, SyslogConfig, Transport};
-pub use encode::{structured_data, truncation_marker, EncodeStats, Encoder, SD_ID};
+pub use encode::{structured_data, truncation_marker, EncodeStats, Encoder, Event, SD_ID};
 use transport::{Conn, Endpoint};
 
 /// The connection and its reconnection backoff, shared by every tenant using the sink.
@@ -106,13 +106,27 @@ impl Sink for SyslogSink {
         for (meta, raw) in batch.iter() {
             let before = bytes.len();
             self.encoder
-                .encode(&mut bytes, tenant, meta.kind, meta.time_ms, raw, &mut stats)
+                .encode(
+                    &mut bytes,
+                    tenant,
+                    meta.kind,
+                    meta.time_ms,
+                    Event {
+                        raw,
+                        enrichment: batch.enrichment(meta),
+                    },
+                    &mut stats,
+                )
                 .map_err(SinkError::Rejected)?;
             lens.push(bytes.len() - before);
         }
         if stats.truncated > 0 {
             tracing::warn!(sink = %self.name, tenant = %tenant, truncated = stats.truncated, largest_bytes = stats.largest,
                 max_message_bytes = self.encoder.max, "events longer than max_message_bytes were truncated");
+        }
+        if stats.enrichment_dropped > 0 {
+            tracing::warn!(sink = %self.name, tenant = %tenant, events = stats.enrichment_dropped,
+                max_message_bytes = self.encoder.max, "events sent without their enrichment: it did not fit in max_message_bytes beside them");
         }
         let mut state = self.state.lock().await;
         let mut conn = match state.conn.take() {
