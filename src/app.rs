@@ -102,9 +102,13 @@ impl App {
         let mut pollers = Vec::with_capacity(config.tenants.len());
         for (id, tenant) in &config.tenants {
             if tenant.cleartext_http() {
-                tracing::warn!(tenant = %id, base_url = %tenant.base_url, "allow_http: this tenant's credentials travel in cleartext");
+                tracing::warn!(tenant = %id, base_url = %tenant.base_url(), "allow_http: this tenant's credentials travel in cleartext");
             }
-            let tenant_sinks = tenant.sinks.iter().map(|s| sinks[s].clone()).collect();
+            let tenant_sinks = tenant
+                .all_sinks()
+                .iter()
+                .map(|s| sinks[s].clone())
+                .collect();
             let secret = secrets
                 .get(id)
                 .cloned()
@@ -465,7 +469,7 @@ impl Reloader {
                     if !same {
                         summary.tenants_changed.push(id.clone());
                     } else if before
-                        .sinks
+                        .all_sinks()
                         .iter()
                         .any(|s| summary.sinks_changed.contains(s))
                     {
@@ -531,7 +535,7 @@ impl Reloader {
         for id in start {
             let tenant = &config.tenants[&id];
             let tenant_sinks = tenant
-                .sinks
+                .all_sinks()
                 .iter()
                 .filter_map(|s| running.sinks.get(s).cloned())
                 .collect();

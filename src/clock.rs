@@ -125,6 +125,24 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
+/// A response's `queryEndTime`, in Unix seconds: RFC 3339 (TAP, `2026-12-02T10:00:00Z`) or Go's
+/// default time layout (Essentials, `2026-12-02 10:00:00 +0000 UTC`, fractional seconds allowed).
+pub fn parse_query_end_time(s: &str) -> Option<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp());
+    }
+    // Go appends the zone's abbreviation after the offset; the offset alone says the instant.
+    let (rest, last) = s.trim().rsplit_once(' ')?;
+    let text = if last.starts_with(['+', '-']) {
+        s.trim()
+    } else {
+        rest
+    };
+    chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f %z")
+        .ok()
+        .map(|t| t.timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +162,19 @@ mod tests {
         manual.advance(std::time::Duration::from_secs(240));
         waiter.await.unwrap();
         assert_eq!(clock.now(), target);
+    }
+
+    #[test]
+    fn query_end_time_reads_rfc3339_and_the_go_layout() {
+        let want = Some(1_796_205_600); // 2026-12-02T10:00:00Z
+        assert_eq!(parse_query_end_time("2026-12-02T10:00:00Z"), want);
+        assert_eq!(parse_query_end_time("2026-12-02 10:00:00 +0000 UTC"), want);
+        assert_eq!(
+            parse_query_end_time("2026-12-02 11:00:00.123456 +0100 CET"),
+            want
+        );
+        assert_eq!(parse_query_end_time("2026-12-02 10:00:00 +0000"), want);
+        assert_eq!(parse_query_end_time("2026-12-02 10:00:00"), None);
+        assert_eq!(parse_query_end_time("yesterday"), None);
     }
 }

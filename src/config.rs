@@ -21,6 +21,7 @@ use crate::net::{self, UrlRules};
 use crate::secret::{self, Env, SecretError, SecretSource};
 use crate::shard::Shard;
 use crate::sinks::SinkConfig;
+use crate::tap::client::Credentials;
 use crate::tap::{window, ThreatStatus};
 
 /// The API's limits (tap-api.md) as durations; their one definition is in [`crate::tap::window`].
@@ -234,11 +235,29 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
-    /// Base URL of the TAP API. Default `https://tap-api-v2.proofpoint.com`. An `http://` URL
-    /// sends the Basic credentials in cleartext: it is refused unless its host is loopback or
-    /// `allow_http` is set.
-    #[serde(default = "default_base_url")]
-    pub base_url: String,
+    /// Which Proofpoint product the credentials are for: `"tap"` (TAP SIEM API, the default) or
+    /// `"essentials"` (the Proofpoint Essentials Threat API: same shape, a 72-hour horizon, and
+    /// for a partner key the child organisations' events too).
+    #[serde(default)]
+    pub product: Product,
+    /// Base URL of the API. TAP: default `https://tap-api-v2.proofpoint.com`. Essentials:
+    /// required, the region's host (`https://us1-siem.proofpointessentials.com`, `eu1`, …). An
+    /// `http://` URL sends the Basic credentials in cleartext: it is refused unless its host is
+    /// loopback or `allow_http` is set. Read it with [`TenantConfig::base_url`].
+    #[serde(default, rename = "base_url")]
+    pub base_url_setting: Option<String>,
+    /// Essentials: ask for the key's own organisation's events (`ownData`). Default `true`.
+    #[serde(default = "default_true")]
+    pub own_data: bool,
+    /// Essentials: ask for the child organisations' events too (`customerData`; a partner key
+    /// created for "my organisation and all child organisations"). Default `false`.
+    #[serde(default)]
+    pub customer_data: bool,
+    /// Essentials: per child organisation (`customerEid`), the sinks its events go to instead of
+    /// `sinks`. Each routed sink keeps its own checkpoint, so one client's SIEM being down holds
+    /// back only that client's events. Default: none (every event goes to `sinks`).
+    #[serde(default)]
+    pub customer_sinks: BTreeMap<String, Vec<String>>,
     /// Accept an `http://` `base_url` on a host that is not loopback (a test rig, a TLS-ending
     /// proxy on a trusted network); the daemon warns about it at start. Default `false`.
     #[serde(default)]
@@ -291,11 +310,94 @@ impl Config {
     }
 }
 
+/// The Proofpoint product a tenant's credentials are for (`product = "…"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Product {
+    /// The TAP SIEM API.
+    #[default]
+    Tap,
+    /// The Proofpoint Essentials Threat API.
+    Essentials,
+}
+
+impl Product {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Product::Tap => "tap",
+            Product::Essentials => "essentials",
+        }
+    }
+
+    /// How far into the past the product's SIEM API serves, in seconds: TAP 7 days, Essentials
+    /// 3 days.
+    pub fn horizon_secs(self) -> i64 {
+        match self {
+            Product::Tap => window::HORIZON_SECS,
+            Product::Essentials => window::ESSENTIALS_HORIZON_SECS,
+        }
+    }
+}
+
 impl TenantConfig {
+    /// The API's base URL: `base_url`, else the TAP default (Essentials has none; `check`
+    /// refuses an Essentials tenant without it).
+    pub fn base_url(&self) -> &str {
+        self.base_url_setting
+            .as_deref()
+            .unwrap_or("https://tap-api-v2.proofpoint.com")
+    }
+
+    /// What a SIEM request for this tenant sends: the principal, `secret`, and the parameters
+    /// its product takes (TAP: `threatStatus`; Essentials: `ownData`, `customerData`).
+    pub fn credentials<'a>(&'a self, secret: &'a SecretString) -> Credentials<'a> {
+        let flag = |b: bool| if b { "true" } else { "false" };
+        let params = match self.product {
+            Product::Tap => self
+                .threat_status
+                .iter()
+                .map(|s| ("threatStatus", s.as_str()))
+                .collect(),
+            Product::Essentials => vec![
+                ("ownData", flag(self.own_data)),
+                ("customerData", flag(self.customer_data)),
+            ],
+        };
+        Credentials {
+            principal: &self.principal,
+            secret,
+            params,
+        }
+    }
+
+    /// All the sinks this tenant's events can go to: `sinks`, then those only routed customers'
+    /// events go to, each once.
+    pub fn all_sinks(&self) -> Vec<String> {
+        let mut out = self.sinks.clone();
+        for sinks in self.customer_sinks.values() {
+            for s in sinks {
+                if !out.contains(s) {
+                    out.push(s.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether sink `sink` takes the events of `customer` (an Essentials `customerEid`; `None`
+    /// for events without one): a routed customer's events go to its `customer_sinks`, every
+    /// other event to `sinks`.
+    pub fn routes(&self, sink: &str, customer: Option<&str>) -> bool {
+        match customer.and_then(|c| self.customer_sinks.get(c)) {
+            Some(routed) => routed.iter().any(|s| s == sink),
+            None => self.sinks.iter().any(|s| s == sink),
+        }
+    }
+
     /// Whether `base_url` is `http://` to a host that is not loopback: the credentials would
     /// cross a network in cleartext.
     pub fn cleartext_http(&self) -> bool {
-        let Ok(url) = reqwest::Url::parse(&self.base_url) else {
+        let Ok(url) = reqwest::Url::parse(self.base_url()) else {
             return false;
         };
         if url.scheme() != "http" {
@@ -317,8 +419,8 @@ fn default_threat_status() -> Vec<ThreatStatus> {
     ThreatStatus::ALL.to_vec()
 }
 
-fn default_base_url() -> String {
-    "https://tap-api-v2.proofpoint.com".to_string()
+fn default_true() -> bool {
+    true
 }
 fn default_requests_per_day() -> u32 {
     1800
@@ -668,7 +770,12 @@ impl Config {
                     format!("exactly one of secret, secret_env, secret_file, secret_credential must be set, found {sources}"),
                 );
             }
-            if let Some(problem) = net::url_problem(&t.base_url, TAP_BASE_URL) {
+            if t.product == Product::Essentials && t.base_url_setting.is_none() {
+                err(
+                    key("base_url"),
+                    "an essentials tenant needs its region's host, e.g. https://us1-siem.proofpointessentials.com".into(),
+                );
+            } else if let Some(problem) = net::url_problem(t.base_url(), TAP_BASE_URL) {
                 err(key("base_url"), problem);
             } else if t.cleartext_http() && !t.allow_http {
                 err(
@@ -685,6 +792,43 @@ impl Config {
             for s in &t.sinks {
                 if !self.sinks.contains_key(s) {
                     err(key("sinks"), format!("refers to undefined sink `{s}`"));
+                }
+            }
+            if t.product != Product::Essentials {
+                if !t.customer_sinks.is_empty() {
+                    err(
+                        key("customer_sinks"),
+                        "routes Essentials child organisations; this tenant is not product = \"essentials\"".into(),
+                    );
+                }
+                if t.customer_data {
+                    err(
+                        key("customer_data"),
+                        "is an Essentials setting; this tenant is not product = \"essentials\""
+                            .into(),
+                    );
+                }
+            } else if !t.own_data && !t.customer_data {
+                err(
+                    key("own_data"),
+                    "own_data and customer_data are both false: nothing would be collected".into(),
+                );
+            }
+            for (customer, sinks) in &t.customer_sinks {
+                let routed = key(&format!("customer_sinks.{customer}"));
+                if customer.is_empty() || !customer.bytes().all(|b| b.is_ascii_graphic()) {
+                    err(
+                        routed.clone(),
+                        "a customerEid is a non-empty id without spaces".into(),
+                    );
+                }
+                if sinks.is_empty() {
+                    err(routed.clone(), "lists no sinks".into());
+                }
+                for s in sinks {
+                    if !self.sinks.contains_key(s) {
+                        err(routed.clone(), format!("refers to undefined sink `{s}`"));
+                    }
                 }
             }
             let steady = 86_400 / p.interval.as_secs().max(60);
@@ -815,7 +959,7 @@ sinks = ["archive"]
         assert_eq!(c.poll.max_window, Duration::from_secs(3600));
         assert_eq!(c.tenants["acme"].requests_per_day, 1800);
         assert_eq!(
-            c.tenants["acme"].base_url,
+            c.tenants["acme"].base_url(),
             "https://tap-api-v2.proofpoint.com"
         );
     }

@@ -40,9 +40,15 @@ pub struct Deps<'a> {
     pub max_backoff: Duration,
 }
 
+/// Which of a batch's events a stream takes, by the customer an event belongs to (an Essentials
+/// partner's `customer_sinks`). Without routing a stream takes every event.
+pub type Route = Arc<dyn Fn(Option<&str>) -> bool + Send + Sync>;
+
 /// One sink's progress for one tenant.
 pub struct Stream {
     pub sink: Arc<dyn Sink>,
+    /// The events this stream takes; `None`: all of them.
+    route: Option<Route>,
     /// The position and gap record, as committed in the store.
     pub state: StreamState,
     /// Consecutive failed deliveries; 0 while the sink accepts.
@@ -86,6 +92,7 @@ impl Streams {
             };
             streams.push(Stream {
                 sink,
+                route: None,
                 state,
                 attempts: 0,
                 retry_at: 0,
@@ -98,6 +105,15 @@ impl Streams {
             tenant: Arc::from(tenant),
             streams,
         })
+    }
+
+    /// Routes events by customer: the stream of sink `name` takes the events for which
+    /// `route(name)`'s function is true. A delivery still moves a stream that took none of a
+    /// window's events to the window's end: it has everything of that window meant for it.
+    pub fn route(&mut self, route: impl Fn(&str) -> Route) {
+        for s in &mut self.streams {
+            s.route = Some(route(s.sink.name()));
+        }
     }
 
     /// The streams whose sink may be tried at `now`.
@@ -234,8 +250,19 @@ impl Delivery<'_> {
                 continue;
             }
             let set = &mut self.seen[slot];
-            let fresh = batch.filter(|e| set.insert(e.key));
-            let dups = (batch.len() - fresh.len()) as u64;
+            let (fresh, dups) = match &self.streams.streams[i].route {
+                None => {
+                    let fresh = batch.filter(|e| set.insert(e.key));
+                    let dups = (batch.len() - fresh.len()) as u64;
+                    (fresh, dups)
+                }
+                Some(route) => {
+                    let mine = batch.filter(|e| route(e.customer.as_deref()));
+                    let fresh = mine.filter(|e| set.insert(e.key));
+                    let dups = (mine.len() - fresh.len()) as u64;
+                    (fresh, dups)
+                }
+            };
             let sink = self.streams.streams[i].sink.clone();
             let store = deps.store.clone();
             work.push(async move {
@@ -390,6 +417,7 @@ mod tests {
                 len: e.len() as u32,
                 key: EventKey::of(e.as_bytes()),
                 time_ms: None,
+                customer: None,
             });
             buf.extend_from_slice(e.as_bytes());
         }

@@ -151,6 +151,9 @@ pub struct EventMeta {
     /// The event's own time in milliseconds since the epoch: `messageTime` or `clickTime`,
     /// falling back to `threatTime`; `None` when the event carries none that parses.
     pub time_ms: Option<i64>,
+    /// The Essentials child organisation the event belongs to (its `customerEid`); `None` for
+    /// TAP events and events without one. Shared by the events of a batch with the same one.
+    pub customer: Option<Arc<str>>,
 }
 
 impl EventMeta {
@@ -183,6 +186,11 @@ impl Batch {
             .as_ref()?
             .get(&event.start)
             .map(|b| b.as_ref())
+    }
+
+    /// The Essentials child organisation (`customerEid`) `event` belongs to, if any.
+    pub fn customer<'a>(&self, event: &'a EventMeta) -> Option<&'a str> {
+        event.customer.as_deref()
     }
 
     /// Events with their raw bytes.

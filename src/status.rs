@@ -95,6 +95,24 @@ pub struct TenantStatus {
     /// Ids an event went without because their lookup failed or was too slow, since start.
     #[serde(default)]
     pub enrichment_misses: u64,
+    /// Essentials partner tenants: events received per child organisation (`customerEid`) since
+    /// start; at most [`MAX_CUSTOMERS`] ids, the rest counted under `"(other)"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub customers: BTreeMap<String, u64>,
+}
+
+/// How many customer ids a tenant's status lists one by one.
+pub const MAX_CUSTOMERS: usize = 10_000;
+
+/// Counts `n` events of `customer` into `counts`, keeping at most [`MAX_CUSTOMERS`] ids.
+pub fn count_customer(counts: &mut BTreeMap<String, u64>, customer: &str, n: u64) {
+    if let Some(c) = counts.get_mut(customer) {
+        *c += n;
+    } else if counts.len() < MAX_CUSTOMERS {
+        counts.insert(customer.to_string(), n);
+    } else {
+        *counts.entry("(other)".to_string()).or_default() += n;
+    }
 }
 
 /// How far the window in flight has come: published while it streams in, so that a large

@@ -741,12 +741,12 @@ async fn http_sink_envelopes_carry_enrichment_after_the_event() {
     assert_eq!(lines.len(), b.len());
     for ((meta, raw), line) in b.iter().zip(lines) {
         let mut want = Vec::new();
-        tapfwd::sinks::encode::write_envelope_enriched(
+        tapfwd::sinks::encode::write_envelope_with(
             &mut want,
             "acme",
             meta.kind,
             raw,
-            b.enrichment(meta),
+            tapfwd::sinks::encode::Beside::of(&b, meta),
         );
         assert_eq!(line, &want[..]);
         let v: Value = serde_json::from_slice(line).unwrap();
@@ -1301,6 +1301,7 @@ fn sentinel_dcr_template_declares_the_columns_the_sink_sends() {
         ("TimeGenerated", "datetime"),
         ("Tenant", "string"),
         ("EventType", "string"),
+        ("Customer", "string"),
         ("Event", "dynamic"),
         ("Enrichment", "dynamic"),
     ];
@@ -1389,6 +1390,7 @@ async fn sentinel_carries_enrichment_in_its_own_column_in_both_layouts() {
         ("TimeGenerated", "datetime"),
         ("Tenant", "string"),
         ("EventType", "string"),
+        ("Customer", "string"),
         ("Event", "dynamic"),
         ("Enrichment", "dynamic"),
     ]
@@ -1513,11 +1515,11 @@ async fn sentinel_solution_layout_bodies_match_the_dcr_column_by_column() {
             let declared_names: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
             let mut sorted_sent = sent.clone();
             sorted_sent.sort();
-            // Every column but the enrichment one, which only enriched events carry.
+            // Every column but those only Essentials or enriched events carry.
             let mut sorted_declared: Vec<&str> = declared_names
                 .iter()
                 .copied()
-                .filter(|c| *c != "tapfwd_enrichment")
+                .filter(|c| !matches!(*c, "tapfwd_enrichment" | "customer_s"))
                 .collect();
             sorted_declared.sort();
             assert_eq!(
@@ -1526,7 +1528,7 @@ async fn sentinel_solution_layout_bodies_match_the_dcr_column_by_column() {
             );
             let raw = &raws[row["id"].as_str().unwrap()];
             for (column, column_type) in columns {
-                if column == "tapfwd_enrichment" {
+                if matches!(column.as_str(), "tapfwd_enrichment" | "customer_s") {
                     continue;
                 }
                 let v = &row[column];
@@ -1559,6 +1561,7 @@ async fn sentinel_solution_layout_bodies_match_the_dcr_column_by_column() {
             .map(|(c, t)| (c.to_string(), t.as_str().to_string()))
             .chain([
                 (solution::TENANT_COLUMN.to_string(), "string".to_string()),
+                (solution::CUSTOMER_COLUMN.to_string(), "string".to_string()),
                 (
                     solution::ENRICHMENT_COLUMN.to_string(),
                     "dynamic".to_string(),

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::shard::Shard;
 use crate::status::{SinkStatus, TenantState, TenantStatus};
 use crate::store::Store;
-use crate::tap::client::{Credentials, TapClient};
+use crate::tap::client::TapClient;
 use crate::tap::window::{self, Window};
 
 pub(super) async fn check(path: &Path, connect: bool, shard: Option<Shard>) -> anyhow::Result<()> {
@@ -58,12 +58,8 @@ pub(super) async fn check(path: &Path, connect: bool, shard: Option<Shard>) -> a
     };
     let mut failed = 0;
     for (id, tenant) in &config.tenants {
-        let creds = Credentials {
-            principal: &tenant.principal,
-            secret: &secrets[id],
-            threat_status: &tenant.threat_status,
-        };
-        match client.probe(&tenant.base_url, &creds, probe).await {
+        let creds = tenant.credentials(&secrets[id]);
+        match client.probe(tenant.base_url(), &creds, probe).await {
             Ok(()) => println!("tenant {id}: credentials accepted"),
             Err(e) => {
                 failed += 1;
@@ -91,7 +87,7 @@ fn status_from_store(config: &Config, store: &Store) -> anyhow::Result<Vec<Tenan
             .unwrap_or_default();
         let sinks: Vec<SinkStatus> = streams
             .iter()
-            .filter(|(t, s, _)| t == id && tenant.sinks.contains(s))
+            .filter(|(t, s, _)| t == id && tenant.all_sinks().contains(s))
             .map(|(_, s, st)| SinkStatus::from_stream(s, st, now, lag))
             .collect();
         out.push(TenantStatus {
@@ -193,6 +189,20 @@ pub fn render_status_table(tenants: &[TenantStatus]) -> String {
                 sink_err
             );
         }
+        if !t.customers.is_empty() {
+            // An Essentials partner: the client organisations seen, with their event counts.
+            let list: Vec<String> = t
+                .customers
+                .iter()
+                .map(|(c, n)| format!("{c} ({n})"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{:<20} customers seen since start (events): {}",
+                "",
+                list.join(", ")
+            );
+        }
     }
     out
 }
@@ -201,11 +211,11 @@ pub fn render_status_table(tenants: &[TenantStatus]) -> String {
 /// minute, and no older than the API horizon with an hour to spare (the daemon starts after the
 /// rewind, and a start older than the horizon would be clamped again and reported as a gap).
 /// `Err` for an instant in the future. The `bool` says whether the horizon moved it.
-pub fn rewind_target(target: i64, now: i64) -> Result<(i64, bool), String> {
+pub fn rewind_target(target: i64, now: i64, horizon: i64) -> Result<(i64, bool), String> {
     if target > now {
         return Err(format!("{} is in the future", clock::rfc3339(target)));
     }
-    let earliest = window::earliest_start(now, 3600);
+    let earliest = window::earliest_within(horizon, now, 3600);
     let floored = clock::floor_minute(target);
     if floored < earliest {
         Ok((earliest, true))
@@ -238,22 +248,24 @@ pub(super) async fn rewind(
     let Some(t) = config.tenants.get(tenant) else {
         bail!("tenant `{tenant}` is not configured in {}", path.display());
     };
+    let all = t.all_sinks();
     let sinks: Vec<String> = match sink {
-        Some(s) if t.sinks.iter().any(|x| x == s) => vec![s.to_string()],
+        Some(s) if all.iter().any(|x| x == s) => vec![s.to_string()],
         Some(s) => bail!(
             "tenant `{tenant}` does not send to sink `{s}` (its sinks: {})",
-            t.sinks.join(", ")
+            all.join(", ")
         ),
-        None => t.sinks.clone(),
+        None => all,
     };
     let now = chrono::Utc::now().timestamp();
     let asked = parse_instant(to, now)?;
-    let (checkpoint, clamped) =
-        rewind_target(asked, now).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+    let (checkpoint, clamped) = rewind_target(asked, now, t.product.horizon_secs())
+        .map_err(|e| anyhow::anyhow!("--to: {e}"))?;
     if clamped {
         println!(
-            "{} is past the API's 7-day horizon; rewinding to {} instead",
+            "{} is past the API's {}-hour horizon; rewinding to {} instead",
             clock::rfc3339(asked),
+            t.product.horizon_secs() / 3600,
             clock::rfc3339(checkpoint)
         );
     }
@@ -308,14 +320,16 @@ mod rewind_tests {
     fn rewind_target_floors_to_minute_and_stays_inside_horizon() {
         let now = 1_800_000_000;
         assert_eq!(
-            rewind_target(now - 3601, now),
+            rewind_target(now - 3601, now, window::HORIZON_SECS),
             Ok((clock::floor_minute(now - 3601), false))
         );
-        let (t, clamped) = rewind_target(now - 8 * 86_400, now).unwrap();
+        let (t, clamped) = rewind_target(now - 8 * 86_400, now, window::HORIZON_SECS).unwrap();
         assert!(clamped);
         assert_eq!(t, window::earliest_start(now, 3600));
         assert!(t >= now - 7 * 86_400 + 3600);
-        assert!(rewind_target(now + 60, now).unwrap_err().contains("future"));
+        assert!(rewind_target(now + 60, now, window::HORIZON_SECS)
+            .unwrap_err()
+            .contains("future"));
     }
 
     #[test]

@@ -9,32 +9,58 @@
 
 use std::collections::BTreeMap;
 
-use crate::event::{EventKind, EventMeta};
+use crate::event::{Batch, EventKind, EventMeta};
 
 /// Writes the envelope every line-oriented sink uses:
 /// `{"tenant":"acme","eventType":"messagesDelivered","event":RAW}`. Tenant ids are validated to
 /// characters that need no JSON escaping, and the event's bytes go in untouched (invariant 5).
 pub fn write_envelope(out: &mut Vec<u8>, tenant: &str, kind: EventKind, raw: &[u8]) {
-    write_envelope_enriched(out, tenant, kind, raw, None);
+    write_envelope_with(out, tenant, kind, raw, Beside::default());
 }
 
-/// [`write_envelope`] with the event's enrichment (`Batch::enrichment`) after the event:
-/// `{"tenant":"acme","eventType":"messagesDelivered","event":RAW,"threats":{…}}`. Without
-/// enrichment the line is byte for byte [`write_envelope`]'s.
-pub fn write_envelope_enriched(
+/// What travels beside an event besides its tenant and kind: the Essentials child organisation
+/// it belongs to (`customerEid`) and what threat enrichment found for it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Beside<'a> {
+    /// `Batch::customer`.
+    pub customer: Option<&'a str>,
+    /// `Batch::enrichment`: members of a JSON object, without the braces.
+    pub enrichment: Option<&'a [u8]>,
+}
+
+impl<'a> Beside<'a> {
+    /// What `batch` has beside `event`.
+    pub fn of(batch: &'a Batch, event: &'a EventMeta) -> Beside<'a> {
+        Beside {
+            customer: batch.customer(event),
+            enrichment: batch.enrichment(event).filter(|m| !m.is_empty()),
+        }
+    }
+}
+
+/// [`write_envelope`] with what travels beside the event: the customer after the event type and
+/// the enrichment after the event,
+/// `{"tenant":"partner","eventType":"messagesDelivered","customer":"4711","event":RAW,"threats":{…}}`.
+/// Without either the line is byte for byte [`write_envelope`]'s.
+pub fn write_envelope_with(
     out: &mut Vec<u8>,
     tenant: &str,
     kind: EventKind,
     raw: &[u8],
-    enrichment: Option<&[u8]>,
+    beside: Beside<'_>,
 ) {
     out.extend_from_slice(b"{\"tenant\":\"");
     out.extend_from_slice(tenant.as_bytes());
     out.extend_from_slice(b"\",\"eventType\":\"");
     out.extend_from_slice(kind.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"event\":");
+    out.push(b'"');
+    if let Some(customer) = beside.customer {
+        out.extend_from_slice(b",\"customer\":");
+        json_str(out, customer);
+    }
+    out.extend_from_slice(b",\"event\":");
     out.extend_from_slice(raw);
-    if let Some(members) = enrichment.filter(|m| !m.is_empty()) {
+    if let Some(members) = beside.enrichment.filter(|m| !m.is_empty()) {
         out.push(b',');
         out.extend_from_slice(members);
     }
@@ -140,7 +166,8 @@ impl HecFields {
     /// Appends one HEC event for `raw`, followed by a newline (HEC accepts any whitespace between
     /// events; the newline keeps bodies readable).
     ///
-    /// `enrichment` (`Batch::enrichment`) goes into `fields` beside tenant and event type, one
+    /// The customer (`Batch::customer`) goes into `fields` as `customer`, and the enrichment
+    /// (`Batch::enrichment`) beside tenant and event type, one
     /// field per member (`"threats"`, `"campaigns"`) whose value is that member's JSON as a string:
     /// HEC indexed fields take only strings (or arrays of them), and a nested object is refused
     /// with code 15. In Splunk, `| spath input=threats` opens it.
@@ -150,7 +177,7 @@ impl HecFields {
         tenant: &str,
         meta: &EventMeta,
         raw: &[u8],
-        enrichment: Option<&[u8]>,
+        beside: Beside<'_>,
     ) {
         let ms = meta.time_ms.unwrap_or_else(now_ms).max(0);
         out.extend_from_slice(b"{\"time\":");
@@ -171,7 +198,11 @@ impl HecFields {
         out.extend_from_slice(b",\"eventType\":\"");
         out.extend_from_slice(meta.kind.as_str().as_bytes());
         out.push(b'"');
-        if let Some(members) = enrichment {
+        if let Some(customer) = beside.customer {
+            out.extend_from_slice(b",\"customer\":");
+            json_str(out, customer);
+        }
+        if let Some(members) = beside.enrichment {
             for (name, json) in enrichment_members(members) {
                 out.push(b',');
                 json_str(out, &name);

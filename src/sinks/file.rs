@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::encode::write_envelope_enriched;
+use super::encode::{write_envelope_with, Beside};
 use super::{Commit, Sink, SinkError};
 use crate::event::Batch;
 use crate::store::Store;
@@ -222,12 +222,12 @@ impl Sink for FileSink {
             let mut lines = Vec::with_capacity(whole.min(WRITE_PIECE + 64 * 1024));
             let mut pos = at;
             for (meta, raw) in batch.iter() {
-                write_envelope_enriched(
+                write_envelope_with(
                     &mut lines,
                     &tenant,
                     meta.kind,
                     raw,
-                    batch.enrichment(meta),
+                    Beside::of(&batch, meta),
                 );
                 lines.push(b'\n');
                 if lines.len() >= WRITE_PIECE {

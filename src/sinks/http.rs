@@ -25,7 +25,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONT
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::encode::write_envelope_enriched;
+use super::encode::{write_envelope_with, Beside};
 use super::http_common::{self as common, Oversize, RetryConfig, Step};
 use super::{Commit, Sink, SinkError};
 use crate::event::Batch;
@@ -302,7 +302,7 @@ impl Sink for HttpSink {
         let bodies = packer
             .pack(events.len(), |i, out| {
                 let (meta, raw) = events[i];
-                write_envelope_enriched(out, tenant, meta.kind, raw, batch.enrichment(meta));
+                write_envelope_with(out, tenant, meta.kind, raw, Beside::of(batch, meta));
                 if newline {
                     out.push(b'\n');
                 }

@@ -3,9 +3,10 @@
 //!
 //! Record: value = the event's raw JSON exactly as the API sent it (invariant 5), or with
 //! `envelope = true` the file sink's line, `{"tenant":..,"eventType":..,"event":RAW}`; headers
-//! `tenant` and `eventType`, always, and `enrichment` (`{"threats":{…},"campaigns":{…}}`) for an
+//! `tenant` and `eventType`, always, `customer` for an Essentials child organisation's event, and
+//! `enrichment` (`{"threats":{…},"campaigns":{…}}`) for an
 //! event threat enrichment found something for (also in the envelope, after the event); key =
-//! the tenant id (default), the event's `GUID`, or none;
+//! the tenant id (default), the event's `GUID`, the customer (else the tenant), or none;
 //! topic = `topic` with `{tenant}` and `{event_type}` filled in.
 //!
 //! **Delivered** (invariant 1) means every record of the batch has a successful delivery
@@ -35,7 +36,7 @@ use rdkafka::ClientConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::encode::write_envelope_enriched;
+use super::encode::{write_envelope_with, Beside};
 use super::{Commit, Sink, SinkError};
 use crate::event::{Batch, EventKey, EventKind};
 use crate::secret::{Env, SecretSource};
@@ -50,7 +51,8 @@ pub struct KafkaConfig {
     /// Required. The result must be a valid topic name (`[A-Za-z0-9._-]`, at most 249 bytes).
     pub topic: String,
     /// Record key: `tenant` (default; a tenant's events stay in order in one partition),
-    /// `guid` (the event's `GUID`; no key when it has none) or `none`.
+    /// `guid` (the event's `GUID`; no key when it has none), `customer` (the Essentials
+    /// `customerEid`, else the tenant) or `none`.
     #[serde(default)]
     pub key: KeyMode,
     /// Send the envelope `{"tenant":..,"eventType":..,"event":RAW}` instead of the raw event.
@@ -82,9 +84,14 @@ pub struct KafkaConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyMode {
+    /// The tenant id: a tenant's records stay in order on one partition.
     #[default]
     Tenant,
+    /// The event's `GUID`.
     Guid,
+    /// The Essentials child organisation (`customerEid`), else the tenant id: one client's
+    /// records stay together.
+    Customer,
     None,
 }
 
@@ -417,7 +424,7 @@ impl Sink for KafkaSink {
             let topic = topic_of(meta.kind);
             let payload: &[u8] = if self.config.envelope {
                 value.clear();
-                write_envelope_enriched(&mut value, tenant, meta.kind, raw, batch.enrichment(meta));
+                write_envelope_with(&mut value, tenant, meta.kind, raw, Beside::of(batch, meta));
                 &value
             } else {
                 raw
@@ -429,6 +436,7 @@ impl Sink for KafkaSink {
                     guid_key = guid(raw);
                     guid_key.as_deref().map(str::as_bytes)
                 }
+                KeyMode::Customer => Some(batch.customer(meta).unwrap_or(tenant).as_bytes()),
                 KeyMode::None => None,
             };
             let mut headers = OwnedHeaders::new_with_capacity(3)
@@ -440,6 +448,12 @@ impl Sink for KafkaSink {
                     key: "eventType",
                     value: Some(meta.kind.as_str().as_bytes()),
                 });
+            if let Some(customer) = batch.customer(meta) {
+                headers = headers.insert(Header {
+                    key: "customer",
+                    value: Some(customer.as_bytes()),
+                });
+            }
             // Enrichment travels beside the event: a header holding `{"threats":{…},…}`.
             let enrichment = batch.enrichment(meta).map(|m| [b"{", m, b"}"].concat());
             if let Some(e) = &enrichment {

@@ -28,7 +28,7 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::encode::{json_str, now_ms, HecFields};
+use super::encode::{json_str, now_ms, Beside, HecFields};
 use super::http_common::{self as common, RetryConfig, Step};
 use super::{Commit, Sink, SinkError};
 use crate::clock;
@@ -180,7 +180,7 @@ impl LogScaleSink {
                 .pack(events.len(), |i, out| {
                     let (meta, raw) = events[i];
                     self.hec
-                        .encode(out, tenant, meta, raw, batch.enrichment(meta))
+                        .encode(out, tenant, meta, raw, Beside::of(batch, meta))
                 })
                 .unwrap_or_default(),
             LogScaleApi::Structured => {

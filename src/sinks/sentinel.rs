@@ -10,8 +10,9 @@
 //! `Content-Type: application/json`, `Content-Encoding: gzip`, a JSON array of
 //! `{"TimeGenerated":"RFC 3339 event time","Tenant":..,"EventType":..,"Event":RAW}` (`Event` is a
 //! `dynamic` column holding the raw event byte for byte; deploy/sentinel/ has a matching DCR and
-//! table), plus `"Enrichment":{"threats":{…},"campaigns":{…}}` (dynamic) for an event threat
-//! enrichment found something for. The stream is `streams[eventType]`, else `stream_name`. Each request is at most
+//! table), plus `"Customer":"<customerEid>"` for an Essentials child organisation's event and
+//! `"Enrichment":{"threats":{…},"campaigns":{…}}` (dynamic) for an event threat enrichment found
+//! something for. The stream is `streams[eventType]`, else `stream_name`. Each request is at most
 //! `max_batch_bytes` (≤ 1,000,000, the API's limit) of uncompressed JSON. A single element larger
 //! than that cannot be sent at all: the whole batch fails as rejected, loudly, naming the event
 //! type and size; nothing is dropped, the checkpoint holds until someone acts (see docs).
@@ -19,8 +20,8 @@
 //! With `layout = "proofpoint_tap_solution"` ([`solution`]) each TAP SIEM event goes instead to
 //! its event type's `Custom-ProofPointTAP…V2_CL` stream, the one the Microsoft Sentinel
 //! ProofPointTap solution's DCR declares, as the flat API object with exactly that stream's
-//! columns and types plus the tenant in `tenant_s` and any enrichment in `tapfwd_enrichment`
-//! (dynamic) (`deploy/sentinel/proofpoint-tap-solution.json`
+//! columns and types plus the tenant in `tenant_s`, the Essentials customer in `customer_s` and
+//! any enrichment in `tapfwd_enrichment` (dynamic) (`deploy/sentinel/proofpoint-tap-solution.json`
 //! ships the matching DCR and tables). That layout re-encodes the event by the DCR's schema; the
 //! default layout keeps it byte for byte. A batch holding an event the solution has no table for
 //! (People, PoD) is rejected loudly, naming the event type.
@@ -50,7 +51,7 @@ use tokio::sync::Mutex;
 
 pub mod solution;
 
-use super::encode::{check_kind_map, json_str, kind_table, now_ms};
+use super::encode::{check_kind_map, json_str, kind_table, now_ms, Beside};
 use super::http_common::{self as common, HttpOptions, Oversize, RetryConfig, Step};
 use super::{Commit, Sink, SinkError};
 use crate::clock;
@@ -449,10 +450,9 @@ impl Sink for SentinelSink {
                 .array(Oversize::Fail)
                 .pack(of_stream.len(), |i, out| {
                     let (meta, raw) = of_stream[i];
-                    let enrichment = batch.enrichment(meta).filter(|m| !m.is_empty());
+                    let beside = Beside::of(batch, meta);
                     if let Some(columns) = self.solution_columns(meta.kind) {
-                        if let Err(e) = solution::write_row(out, tenant, columns, raw, enrichment)
-                        {
+                        if let Err(e) = solution::write_row(out, tenant, columns, raw, beside) {
                             unreadable.get_or_insert((meta.kind, e.to_string()));
                         }
                         return;
@@ -465,9 +465,14 @@ impl Sink for SentinelSink {
                     json_str(out, tenant);
                     out.extend_from_slice(b",\"EventType\":\"");
                     out.extend_from_slice(meta.kind.as_str().as_bytes());
-                    out.extend_from_slice(b"\",\"Event\":");
+                    out.push(b'"');
+                    if let Some(customer) = beside.customer {
+                        out.extend_from_slice(b",\"Customer\":");
+                        json_str(out, customer);
+                    }
+                    out.extend_from_slice(b",\"Event\":");
                     out.extend_from_slice(raw);
-                    if let Some(members) = enrichment {
+                    if let Some(members) = beside.enrichment {
                         out.extend_from_slice(b",\"Enrichment\":{");
                         out.extend_from_slice(members);
                         out.push(b'}');

@@ -41,7 +41,7 @@ use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::encode::{check_kind_map, kind_table, HecFields};
+use super::encode::{check_kind_map, kind_table, Beside, HecFields};
 use super::http_common::{self as common, RetryConfig, Step};
 use super::{guid, Commit, Sink, SinkError};
 use crate::backoff;
@@ -388,7 +388,7 @@ impl Sink for SplunkHecSink {
             .pack(events.len(), |i, out| {
                 let (meta, raw) = events[i];
                 self.fields
-                    .encode(out, tenant, meta, raw, batch.enrichment(meta))
+                    .encode(out, tenant, meta, raw, Beside::of(batch, meta))
             })
             .map_err(|_| SinkError::Rejected(format!("{}: cannot split the batch", self.what)))?;
         let bodies = bodies.into_iter().map(|b| ((), b.bytes));
@@ -470,9 +470,16 @@ mod tests {
             len: 0,
             key: crate::event::EventKey([0; 16]),
             time_ms: Some(1_767_225_600_007),
+            customer: None,
         };
         let mut out = Vec::new();
-        f.encode(&mut out, "acme", &meta, br#"{"id":"c", "x" : 1}"#, None);
+        f.encode(
+            &mut out,
+            "acme",
+            &meta,
+            br#"{"id":"c", "x" : 1}"#,
+            Beside::default(),
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "{\"time\":1767225600.007,\"host\":\"h\",\"source\":\"tapfwd\",\"index\":\"main\",\
@@ -484,7 +491,13 @@ mod tests {
             ..meta
         };
         let mut out = Vec::new();
-        HecFields::new(None, None, None, |_| None).encode(&mut out, "a", &before, b"{}", None);
+        HecFields::new(None, None, None, |_| None).encode(
+            &mut out,
+            "a",
+            &before,
+            b"{}",
+            Beside::default(),
+        );
         assert!(
             out.starts_with(b"{\"time\":0.000,\"fields\""),
             "{}",
@@ -500,6 +513,7 @@ mod tests {
             len: 0,
             key: crate::event::EventKey([0; 16]),
             time_ms: Some(0),
+            customer: None,
         };
         let members =
             br#""threats":{"t1":{"name":"Evil \"doc\""}},"campaigns":{"c1":{"actors":[]}}"#;
@@ -509,11 +523,14 @@ mod tests {
             "acme",
             &meta,
             br#"{"id" : "x"}"#,
-            Some(members),
+            Beside {
+                customer: Some("4711"),
+                enrichment: Some(members),
+            },
         );
         assert_eq!(
             String::from_utf8(out.clone()).unwrap(),
-            r#"{"time":0.000,"fields":{"tenant":"acme","eventType":"clicksBlocked","campaigns":"{\"c1\":{\"actors\":[]}}","threats":"{\"t1\":{\"name\":\"Evil \\\"doc\\\"\"}}"},"event":{"id" : "x"}}
+            r#"{"time":0.000,"fields":{"tenant":"acme","eventType":"clicksBlocked","customer":"4711","campaigns":"{\"c1\":{\"actors\":[]}}","threats":"{\"t1\":{\"name\":\"Evil \\\"doc\\\"\"}}"},"event":{"id" : "x"}}
 "#
         );
         // Every field is a string (what HEC takes), and each opens to the member it came from.

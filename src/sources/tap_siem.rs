@@ -3,7 +3,8 @@
 //! as the response streams in.
 //!
 //! Keeps invariants 3, 4 and 6 for its tenant (the engine keeps 1 and 2):
-//! - Windows come from [`crate::tap::window::plan`] and are clamped into the API's 7-day horizon;
+//! - Windows come from [`crate::tap::window::plan`] and are clamped into the API's horizon (TAP
+//!   7 days, Essentials 3);
 //!   a skipped span is reported, and a 400 for a start the API finds too old moves further
 //!   inside the horizon instead of looping (3).
 //! - Requests are counted in the tenant's rolling 24 h [`Budget`]; backlog yields to steady
@@ -35,7 +36,7 @@ use crate::enrich::TenantEnricher;
 use crate::sinks::Sink;
 use crate::status::{TenantState, TenantStatus, WindowProgress};
 use crate::store::{StoreError, TenantRecord};
-use crate::tap::client::{BatchLimits, Credentials, Disposition, TapError, WindowItem};
+use crate::tap::client::{BatchLimits, Disposition, TapError, WindowItem};
 use crate::tap::split::SplitSummary;
 use crate::tap::window::{self, Cadence, Plan, Window};
 
@@ -62,7 +63,11 @@ pub fn same_setup(
     b_secret: &SecretString,
 ) -> bool {
     use secrecy::ExposeSecret;
-    a.base_url == b.base_url
+    a.base_url() == b.base_url()
+        && a.product == b.product
+        && a.own_data == b.own_data
+        && a.customer_data == b.customer_data
+        && a.customer_sinks == b.customer_sinks
         && a.principal == b.principal
         && a.requests_per_day == b.requests_per_day
         && a.sinks == b.sinks
@@ -85,7 +90,7 @@ pub struct Poller {
     attempts: u32,
     /// Unix seconds before which no request is sent (backoff, 429, bad credentials).
     retry_at: i64,
-    /// Extra margin inside the 7-day horizon, grown when the API says a start is too old.
+    /// Extra margin inside the API's horizon, grown when the API says a start is too old.
     horizon_margin: i64,
     /// The last error and whether the credentials are refused, as kept in the store.
     record: TenantRecord,
@@ -99,6 +104,33 @@ pub struct Poller {
     by_status: std::collections::BTreeMap<String, u64>,
     /// Threat enrichment, when the tenant sets `enrich` (it never holds a window back).
     enricher: Option<TenantEnricher>,
+    /// Essentials: events received per child organisation since start, for status.
+    customers: std::collections::BTreeMap<String, u64>,
+}
+
+/// Adds the events of `batch` per customer (runs of one customer counted at once).
+fn count_customers(
+    counts: &mut std::collections::BTreeMap<String, u64>,
+    batch: &crate::event::Batch,
+) {
+    let mut run: Option<(&str, u64)> = None;
+    for e in &batch.events {
+        let Some(c) = e.customer.as_deref() else {
+            continue;
+        };
+        match &mut run {
+            Some((last, n)) if *last == c => *n += 1,
+            _ => {
+                if let Some((last, n)) = run {
+                    crate::status::count_customer(counts, last, n);
+                }
+                run = Some((c, 1));
+            }
+        }
+    }
+    if let Some((last, n)) = run {
+        crate::status::count_customer(counts, last, n);
+    }
 }
 
 impl Poller {
@@ -120,18 +152,26 @@ impl Poller {
         } else {
             Some(ctx.enricher.for_tenant(
                 id,
-                &config.base_url,
+                config.base_url(),
                 &config.principal,
                 secret.clone(),
                 &config.enrich,
                 &ctx.store,
             )?)
         };
+        let mut streams = Streams::open(id, sinks, initial, &ctx.store)?;
+        if !config.customer_sinks.is_empty() {
+            // An Essentials partner: each child organisation's events go to its own sinks.
+            streams.route(|sink| {
+                let (config, sink) = (config.clone(), sink.to_string());
+                Arc::new(move |customer| config.routes(&sink, customer))
+            });
+        }
         let poller = Poller {
             enricher,
             id: Arc::from(id),
             phase: window::phase_of(id, ctx.poll.interval.as_secs() as i64),
-            streams: Streams::open(id, sinks, initial, &ctx.store)?,
+            streams,
             budget: ctx.store.budget(id)?.unwrap_or_default(),
             record: ctx.store.tenant_record(id)?.unwrap_or_default(),
             config,
@@ -145,6 +185,7 @@ impl Poller {
             progress: None,
             oddities: Oddities::default(),
             by_status: Default::default(),
+            customers: Default::default(),
         };
         poller.publish(ctx, None);
         Ok(poller)
@@ -309,12 +350,14 @@ impl Poller {
 
     fn clamp_to_horizon(&mut self, ctx: &Context, now: i64) -> Result<(), StoreError> {
         let margin = self.horizon_margin;
+        let horizon = self.config.product.horizon_secs();
         let gaps = self.streams.clamp(ctx.engine(), |checkpoint| {
-            window::clamp_to_horizon(checkpoint, now, margin)
+            window::clamp_to_horizon(checkpoint, now, horizon, margin)
         })?;
         for (sink, from, to) in gaps {
             tracing::warn!(sink = %sink, from = %clock::rfc3339(from), to = %clock::rfc3339(to),
-                "checkpoint fell past the API's 7-day horizon; events in this span can no longer be fetched and are skipped");
+                horizon_hours = horizon / 3600, product = self.config.product.as_str(),
+                "checkpoint fell past the API's horizon; events in this span can no longer be fetched and are skipped");
         }
         Ok(())
     }
@@ -394,11 +437,7 @@ impl Poller {
         window: Window,
         targets: Vec<usize>,
     ) -> Result<usize, WindowError> {
-        let creds = Credentials {
-            principal: &self.config.principal,
-            secret: &self.secret,
-            threat_status: &self.config.threat_status,
-        };
+        let creds = self.config.credentials(&self.secret);
         let limits = BatchLimits {
             events: ctx.poll.batch_events,
             bytes: ctx.poll.batch_bytes,
@@ -410,7 +449,7 @@ impl Poller {
         let mut rx = tokio::time::timeout_at(
             deadline,
             ctx.client
-                .fetch_window(&self.config.base_url, &creds, window, limits),
+                .fetch_window(self.config.base_url(), &creds, window, limits),
         )
         .await
         .map_err(|_| TapError::Deadline(budget))??;
@@ -451,6 +490,7 @@ impl Poller {
             )?;
             self.events_fetched += batch.len() as u64;
             ctx.metrics.add_fetched(&self.id, batch.len() as u64);
+            count_customers(&mut self.customers, &batch);
             let batch = match self.enricher.as_mut() {
                 Some(e) => e.enrich(batch, &ctx.store).await,
                 None => batch,
@@ -498,6 +538,7 @@ impl Poller {
             window: self.progress.clone(),
             events_enriched: self.enricher.as_ref().map_or(0, |e| e.enriched),
             enrichment_misses: self.enricher.as_ref().map_or(0, |e| e.misses),
+            customers: self.customers.clone(),
         });
     }
 }
@@ -600,13 +641,13 @@ impl Oddities {
         let Some(end) = summary
             .query_end_time
             .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .and_then(clock::parse_query_end_time)
         else {
             return;
         };
-        let disagrees = (end.timestamp() - window.end).abs() > Self::END_TOLERANCE_SECS;
+        let disagrees = (end - window.end).abs() > Self::END_TOLERANCE_SECS;
         if disagrees && !self.end_disagrees {
-            tracing::warn!(query_end_time = %end.to_rfc3339(), window = %window.interval_param(),
+            tracing::warn!(query_end_time = %clock::rfc3339(end), window = %window.interval_param(),
                 "the response's queryEndTime disagrees with the window asked for; its events were taken as the window's");
         }
         self.end_disagrees = disagrees;

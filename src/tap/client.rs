@@ -21,7 +21,6 @@ use super::window::Window;
 use crate::event::Batch;
 use crate::net::{self, ErrorUrl};
 use crate::secret::{basic_auth_forms, scrub_with};
-use crate::tap::ThreatStatus;
 
 /// Why a window could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +31,7 @@ pub enum TapError {
     Forbidden,
     #[error("request quota exhausted (429)")]
     Throttled,
-    #[error("start outside the API's 7-day horizon (400): {0}")]
+    #[error("start outside the API's horizon (400): {0}")]
     TooOld(String),
     #[error("request rejected (400): {0}")]
     BadRequest(String),
@@ -185,8 +184,9 @@ pub enum WindowItem {
 pub struct Credentials<'a> {
     pub principal: &'a str,
     pub secret: &'a SecretString,
-    /// The `threatStatus` values to ask for.
-    pub threat_status: &'a [ThreatStatus],
+    /// The query parameters besides `format` and `interval`: TAP's `threatStatus` values, or
+    /// Essentials' `ownData` and `customerData` (`TenantConfig::credentials` builds them).
+    pub params: Vec<(&'static str, &'static str)>,
 }
 
 /// Limits for splitting responses into batches.
@@ -284,9 +284,7 @@ impl TapClient {
         interval: &str,
     ) -> Result<reqwest::Response, TapError> {
         let mut query = vec![("format", "json"), ("interval", interval)];
-        for status in creds.threat_status {
-            query.push(("threatStatus", status.as_str()));
-        }
+        query.extend(creds.params.iter().copied());
         let response = self
             .http
             .get(Self::url(base_url))

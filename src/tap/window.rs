@@ -13,8 +13,10 @@ use crate::clock::{ceil_minute, floor_minute, rfc3339};
 pub const MIN_WINDOW_SECS: i64 = 30;
 /// The API's longest window, in seconds.
 pub const MAX_WINDOW_SECS: i64 = 3600;
-/// The API's horizon, in seconds.
+/// The TAP SIEM API's horizon, in seconds.
 pub const HORIZON_SECS: i64 = 7 * 86_400;
+/// The Proofpoint Essentials Threat API's horizon, in seconds.
+pub const ESSENTIALS_HORIZON_SECS: i64 = 3 * 86_400;
 /// How far inside the horizon a clamped start lands.
 pub const HORIZON_MARGIN_SECS: i64 = 600;
 
@@ -84,14 +86,24 @@ pub fn plan(start: i64, now: i64, cap: Option<i64>, c: Cadence, phase: i64) -> P
     }
 }
 
-/// The earliest start the API accepts at `now`, with `margin` to spare, aligned to the minute.
+/// The earliest start the TAP API accepts at `now`, with `margin` to spare, aligned to the minute.
 pub fn earliest_start(now: i64, margin: i64) -> i64 {
-    ceil_minute(now - HORIZON_SECS + margin)
+    earliest_within(HORIZON_SECS, now, margin)
 }
 
-/// Clamps `start` into the API's horizon; returns the new start and the skipped span.
-pub fn clamp_to_horizon(start: i64, now: i64, margin: i64) -> (i64, Option<(i64, i64)>) {
-    let earliest = earliest_start(now, margin);
+/// The earliest start an API with `horizon` seconds accepts at `now`, with `margin` to spare.
+pub fn earliest_within(horizon: i64, now: i64, margin: i64) -> i64 {
+    ceil_minute(now - horizon + margin)
+}
+
+/// Clamps `start` into an API's `horizon` (seconds); returns the new start and the skipped span.
+pub fn clamp_to_horizon(
+    start: i64,
+    now: i64,
+    horizon: i64,
+    margin: i64,
+) -> (i64, Option<(i64, i64)>) {
+    let earliest = earliest_within(horizon, now, margin);
     if start < earliest {
         (earliest, Some((start, earliest)))
     } else {
@@ -182,12 +194,12 @@ mod tests {
     #[test]
     fn start_past_horizon_is_clamped_and_gap_reported() {
         let old = NOW - 9 * 86_400;
-        let (start, gap) = clamp_to_horizon(old, NOW, HORIZON_MARGIN_SECS);
+        let (start, gap) = clamp_to_horizon(old, NOW, HORIZON_SECS, HORIZON_MARGIN_SECS);
         assert!(start >= NOW - HORIZON_SECS + HORIZON_MARGIN_SECS);
         assert_eq!(start % 60, 0);
         assert_eq!(gap, Some((old, start)));
         assert_eq!(
-            clamp_to_horizon(NOW - 86_400, NOW, 600),
+            clamp_to_horizon(NOW - 86_400, NOW, HORIZON_SECS, 600),
             (NOW - 86_400, None)
         );
     }

@@ -15,7 +15,7 @@
 use serde_json::{Map, Value};
 
 use crate::event::EventKind;
-use crate::sinks::encode::json_str;
+use crate::sinks::encode::{json_str, Beside};
 
 /// A column type as a DCR stream declaration names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,10 @@ use ColumnType::{Boolean, Datetime, Dynamic, Int, String as Str};
 /// The column that holds the tapfwd tenant id. Not `TenantId`: Log Analytics gives every table a
 /// `TenantId` column of its own (the workspace id), so the tenant goes in a column of its own.
 pub const TENANT_COLUMN: &str = "tenant_s";
+
+/// The column that holds the Essentials child organisation (`customerEid`) of the event; absent
+/// from rows of events without one.
+pub const CUSTOMER_COLUMN: &str = "customer_s";
 
 /// The column (dynamic) that holds what threat enrichment found for the event
 /// (`{"threats":{…},"campaigns":{…}}`); absent from rows of events without enrichment.
@@ -159,16 +163,16 @@ fn convert(value: &Value, column_type: ColumnType) -> Option<Value> {
     }
 }
 
-/// Writes the row of the raw event `raw` with `columns`, `tenant` in [`TENANT_COLUMN`] and the
-/// event's enrichment members (`Batch::enrichment`), if any, as an object in
-/// [`ENRICHMENT_COLUMN`]. Fails only when `raw` is not a JSON object, which the splitter never
+/// Writes the row of the raw event `raw` with `columns`, `tenant` in [`TENANT_COLUMN`], the
+/// event's customer in [`CUSTOMER_COLUMN`] and its enrichment members as an object in
+/// [`ENRICHMENT_COLUMN`], when it has them. Fails only when `raw` is not a JSON object, which the splitter never
 /// lets through.
 pub fn write_row(
     out: &mut Vec<u8>,
     tenant: &str,
     columns: &[(&str, ColumnType)],
     raw: &[u8],
-    enrichment: Option<&[u8]>,
+    beside: Beside<'_>,
 ) -> Result<(), serde_json::Error> {
     let event: Map<String, Value> = serde_json::from_slice(raw)?;
     out.push(b'{');
@@ -184,7 +188,13 @@ pub fn write_row(
     json_str(out, TENANT_COLUMN);
     out.push(b':');
     json_str(out, tenant);
-    if let Some(members) = enrichment {
+    if let Some(customer) = beside.customer {
+        out.push(b',');
+        json_str(out, CUSTOMER_COLUMN);
+        out.push(b':');
+        json_str(out, customer);
+    }
+    if let Some(members) = beside.enrichment {
         out.push(b',');
         json_str(out, ENRICHMENT_COLUMN);
         out.extend_from_slice(b":{");
@@ -205,7 +215,7 @@ mod tests {
             "phishScore":3.6,"completelyRewritten":"true","recipient":["a@x"],"subject":null,
             "unknownField":1,"messageSize":2048,"QID":12}"#;
         let mut out = Vec::new();
-        write_row(&mut out, "acme", &MESSAGE_COLUMNS, raw, None).unwrap();
+        write_row(&mut out, "acme", &MESSAGE_COLUMNS, raw, Beside::default()).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"spamScore":7,"phishScore":4,"messageTime":"2026-01-01T00:00:00.123Z","messageSize":2048,"completelyRewritten":true,"QID":"12","GUID":"g","recipient":["a@x"],"tenant_s":"acme"}"#
@@ -216,14 +226,24 @@ mod tests {
             "a",
             &MESSAGE_COLUMNS,
             br#"{"completelyRewritten":"False"}"#,
-            Some(br#""threats":{"t":{"name":"x"}}"#),
+            Beside {
+                customer: Some("4711"),
+                enrichment: Some(br#""threats":{"t":{"name":"x"}}"#),
+            },
         )
         .unwrap();
         assert_eq!(
             out,
-            br#"{"completelyRewritten":false,"tenant_s":"a","tapfwd_enrichment":{"threats":{"t":{"name":"x"}}}}"#
+            br#"{"completelyRewritten":false,"tenant_s":"a","customer_s":"4711","tapfwd_enrichment":{"threats":{"t":{"name":"x"}}}}"#
         );
-        assert!(write_row(&mut Vec::new(), "a", &CLICK_COLUMNS, b"[1]", None).is_err());
+        assert!(write_row(
+            &mut Vec::new(),
+            "a",
+            &CLICK_COLUMNS,
+            b"[1]",
+            Beside::default()
+        )
+        .is_err());
     }
 
     #[test]

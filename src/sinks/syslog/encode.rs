@@ -16,7 +16,7 @@ use super::config::{
     Transport,
 };
 use crate::event::EventKind;
-use crate::sinks::encode::enrichment_members;
+use crate::sinks::encode::{enrichment_members, Beside};
 
 /// The private enterprise number used in the structured-data id (`tapfwd@32473`; 32473 is the
 /// number RFC 5612 reserves for documentation and examples).
@@ -28,19 +28,19 @@ pub fn truncation_marker(original: usize) -> String {
     format!("...[tapfwd: truncated, event was {original} bytes]")
 }
 
-/// One event to encode: its raw bytes and what enrichment found for it (`Batch::enrichment`).
+/// One event to encode: its raw bytes and what travels beside it (customer, enrichment).
 #[derive(Debug, Clone, Copy)]
 pub struct Event<'a> {
     pub raw: &'a [u8],
-    pub enrichment: Option<&'a [u8]>,
+    pub beside: Beside<'a>,
 }
 
 impl<'a> Event<'a> {
-    /// An event without enrichment.
+    /// An event with nothing beside it.
     pub fn plain(raw: &'a [u8]) -> Event<'a> {
         Event {
             raw,
-            enrichment: None,
+            beside: Beside::default(),
         }
     }
 }
@@ -100,6 +100,7 @@ impl Encoder {
         tenant: &str,
         kind: EventKind,
         time_ms: Option<i64>,
+        customer: Option<&str>,
         enrichment: &[(String, String)],
     ) {
         let time = time_ms
@@ -115,7 +116,7 @@ impl Encoder {
                     self.hostname,
                     self.app_name,
                     kind.as_str(),
-                    structured_data(tenant, kind, enrichment)
+                    structured_data(tenant, kind, customer, enrichment)
                 );
             }
             Format::Rfc3164 => {
@@ -129,6 +130,20 @@ impl Encoder {
                     tenant,
                     kind.as_str()
                 );
+                if let Some(c) = customer {
+                    // A space or control byte would end the key=value pair: replaced with `_`.
+                    let c: String = c
+                        .chars()
+                        .map(|ch| {
+                            if ch.is_whitespace() || ch.is_control() {
+                                '_'
+                            } else {
+                                ch
+                            }
+                        })
+                        .collect();
+                    let _ = write!(out, "customer={c} ");
+                }
             }
         }
     }
@@ -149,16 +164,17 @@ impl Encoder {
         event: Event<'_>,
         stats: &mut EncodeStats,
     ) -> Result<(), String> {
-        let Event { raw, enrichment } = event;
+        let Event { raw, beside } = event;
         let mut msg = Vec::with_capacity(raw.len() + 160);
-        let members = match (self.format, enrichment) {
+        let members = match (self.format, beside.enrichment) {
             (Format::Rfc5424, Some(m)) => enrichment_members(m),
             _ => Vec::new(),
         };
-        self.header(&mut msg, tenant, kind, time_ms, &members);
+        let customer = beside.customer;
+        self.header(&mut msg, tenant, kind, time_ms, customer, &members);
         if !members.is_empty() && msg.len() + raw.len() > self.max {
             msg.clear();
-            self.header(&mut msg, tenant, kind, time_ms, &[]);
+            self.header(&mut msg, tenant, kind, time_ms, customer, &[]);
             stats.enrichment_dropped += 1;
         }
         let room = self.max.saturating_sub(msg.len());
@@ -208,8 +224,16 @@ impl Encoder {
 
 /// `[tapfwd@32473 tenant="acme" eventType="messagesDelivered"]`, escaped per RFC 5424 §6.3.3 by
 /// the syslog crate's formatter (`"`, `\` and `]` get a backslash).
-pub fn structured_data(tenant: &str, kind: EventKind, enrichment: &[(String, String)]) -> String {
+pub fn structured_data(
+    tenant: &str,
+    kind: EventKind,
+    customer: Option<&str>,
+    enrichment: &[(String, String)],
+) -> String {
     let mut params = std::collections::BTreeMap::new();
+    if let Some(c) = customer {
+        params.insert("customer".to_string(), c.to_string());
+    }
     for (name, json) in enrichment {
         params.insert(name.clone(), json.clone());
     }
@@ -275,7 +299,10 @@ mod tests {
             Some(TIME),
             Event {
                 raw,
-                enrichment: Some(members),
+                beside: Beside {
+                    customer: None,
+                    enrichment: Some(members),
+                },
             },
             &mut stats,
         )
@@ -299,7 +326,10 @@ mod tests {
             Some(TIME),
             Event {
                 raw: big.as_bytes(),
-                enrichment: Some(members),
+                beside: Beside {
+                    customer: None,
+                    enrichment: Some(members),
+                },
             },
             &mut stats,
         )

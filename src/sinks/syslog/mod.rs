@@ -41,6 +41,7 @@ use tokio::sync::Mutex;
 use super::{Commit, Sink, SinkError};
 use crate::backoff;
 use crate::event::Batch;
+use crate::sinks::encode::Beside;
 pub use config::{Format, Framing, Oversize, SyslogConfig, Transport};
 pub use encode::{structured_data, truncation_marker, EncodeStats, Encoder, Event, SD_ID};
 use transport::{Conn, Endpoint};
@@ -113,7 +114,7 @@ impl Sink for SyslogSink {
                     meta.time_ms,
                     Event {
                         raw,
-                        enrichment: batch.enrichment(meta),
+                        beside: Beside::of(batch, meta),
                     },
                     &mut stats,
                 )

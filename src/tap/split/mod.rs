@@ -97,6 +97,9 @@ pub struct BatchBuilder {
     events: Vec<EventMeta>,
     /// Length of the complete-event prefix of `buf`; grows when an event completes, drops to 0 on take.
     complete: usize,
+    /// The last `customerEid` seen, shared by the events that carry the same one (a partner's
+    /// response is mostly runs of one client's events), so most events cost no allocation.
+    last_customer: Option<std::sync::Arc<str>>,
 }
 
 impl BatchBuilder {
@@ -133,6 +136,18 @@ impl BatchBuilder {
     /// Forgets the bytes of an unfinished event.
     fn drop_partial(&mut self) {
         self.buf.truncate(self.complete);
+    }
+}
+
+/// The shared text of customer id `id`: `last` when it is the same, else a new one kept in `last`.
+fn intern_customer(last: &mut Option<std::sync::Arc<str>>, id: &str) -> std::sync::Arc<str> {
+    match last {
+        Some(l) if &**l == id => l.clone(),
+        _ => {
+            let new: std::sync::Arc<str> = id.into();
+            *last = Some(new.clone());
+            new
+        }
     }
 }
 

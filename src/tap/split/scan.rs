@@ -144,12 +144,17 @@ impl Splitter {
         if start32.checked_add(len32).is_none() {
             return Err(SplitError::BuilderFull);
         }
+        let customer = times
+            .customer
+            .as_deref()
+            .map(|c| super::intern_customer(&mut out.last_customer, c));
         out.events.push(EventMeta {
             kind,
             start: start32,
             len: len32,
             key,
             time_ms,
+            customer,
         });
         out.complete = start + len;
         self.events += 1;

@@ -14,12 +14,15 @@ use serde::Deserialize;
 use crate::clock;
 use crate::event::EventKind;
 
-/// The three time fields of an event; every other field is validated and ignored.
+/// The three time fields of an event and the Essentials `customerEid` (the child organisation an
+/// event belongs to); every other field is validated and ignored.
 #[derive(Default)]
 pub(super) struct EventTimes<'a> {
     message_time: Option<Cow<'a, str>>,
     click_time: Option<Cow<'a, str>>,
     threat_time: Option<Cow<'a, str>>,
+    /// `customerEid`, a string or an integer, as text; `None` when absent, empty or another type.
+    pub(super) customer: Option<Cow<'a, str>>,
 }
 
 impl EventTimes<'_> {
@@ -62,12 +65,16 @@ impl<'de> Visitor<'de> for EventTimesVisitor {
                 Field::MessageTime => &mut times.message_time,
                 Field::ClickTime => &mut times.click_time,
                 Field::ThreatTime => &mut times.threat_time,
+                Field::CustomerEid => &mut times.customer,
                 Field::Other => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }
             };
-            *slot = map.next_value::<MaybeStr<'de>>()?.0;
+            *slot = map
+                .next_value::<MaybeStr<'de>>()?
+                .0
+                .filter(|v| !v.is_empty());
         }
         Ok(times)
     }
@@ -78,6 +85,7 @@ enum Field {
     MessageTime,
     ClickTime,
     ThreatTime,
+    CustomerEid,
     Other,
 }
 
@@ -101,12 +109,13 @@ impl Visitor<'_> for FieldVisitor {
             "messageTime" => Field::MessageTime,
             "clickTime" => Field::ClickTime,
             "threatTime" => Field::ThreatTime,
+            "customerEid" => Field::CustomerEid,
             _ => Field::Other,
         })
     }
 }
 
-/// Any JSON value; keeps it only if it is a string.
+/// Any JSON value; keeps it only if it is a string or an integer (as its decimal text).
 struct MaybeStr<'a>(Option<Cow<'a, str>>);
 
 impl<'de> Deserialize<'de> for MaybeStr<'de> {
@@ -136,12 +145,12 @@ impl<'de> Visitor<'de> for MaybeStrVisitor {
         Ok(MaybeStr(None))
     }
 
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(MaybeStr(None))
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(MaybeStr(Some(Cow::Owned(v.to_string()))))
     }
 
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(MaybeStr(None))
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(MaybeStr(Some(Cow::Owned(v.to_string()))))
     }
 
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
