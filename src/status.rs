@@ -143,7 +143,8 @@ pub struct SinkStatus {
     pub deduplicated: u64,
     pub failing: bool,
     pub last_error: Option<String>,
-    /// API history skipped because the checkpoint fell past the 7-day horizon.
+    /// API history skipped because the checkpoint fell past the API's horizon (TAP 7 days,
+    /// Essentials 3).
     pub gap_seconds: i64,
 }
 

@@ -123,6 +123,9 @@ pub(crate) struct Item {
     pub threat_type: ThreatType,
     /// Seeds the visibility delays; differs between an original and its re-emissions.
     pub vis_seed: u64,
+    /// Essentials: the organisation the item belongs to, an index into the tenant's orgs (0: the
+    /// key's own organisation, then its child organisations). Always 0 for TAP.
+    pub org: u8,
 }
 
 /// One tenant's event source.
@@ -135,6 +138,9 @@ pub(crate) struct TenantGen {
     /// The tenant's own mail domain, e.g. `corp417.example`.
     domain: String,
     cluster: String,
+    /// Essentials: the `customerEid`s of the key's own organisation, then its children. `None`
+    /// renders TAP events.
+    orgs: Option<std::sync::Arc<[String]>>,
 }
 
 /// What to render: the request's filters.
@@ -144,6 +150,9 @@ pub(crate) struct Filter {
     pub statuses: [bool; 3],
     /// `None`: every threat type.
     pub threat_types: Option<[bool; 3]>,
+    /// Essentials: the key's own organisation's items (`ownData`), the child organisations'
+    /// (`customerData`). TAP items are all "own".
+    pub orgs: [bool; 2],
     pub start_ms: i64,
     pub end_ms: i64,
     /// Only events visible at this instant (ms), or every event when `None`.
@@ -170,6 +179,7 @@ impl Filter {
     /// Whether the item (all its events) passes the kind, status and type filters.
     pub fn item_matches(&self, it: &Item) -> bool {
         self.kinds[it.kind.index()]
+            && self.orgs[usize::from(it.org != 0)]
             && self.statuses[status_index(it.status)]
             && self
                 .threat_types
@@ -191,7 +201,23 @@ impl TenantGen {
             max_delay_ms,
             domain: format!("corp{}.example", key % 1000),
             cluster: format!("pharmtech{}_hosted", key % 97),
+            orgs: None,
         }
+    }
+
+    /// The same source as an Essentials key of organisation `own` with child organisations
+    /// `customers` (`customerEid`s): each item belongs to one of them, and events carry the
+    /// Essentials fields and spellings.
+    pub(crate) fn essentials(mut self, own: &str, customers: &[String]) -> Self {
+        let mut orgs = vec![own.to_string()];
+        orgs.extend(customers.iter().cloned());
+        self.orgs = Some(orgs.into());
+        self
+    }
+
+    /// Whether this source serves the Essentials API.
+    pub(crate) fn is_essentials(&self) -> bool {
+        self.orgs.is_some()
     }
 
     /// Threat `n` (taken modulo [`THREATS_PER_TYPE`]) of type `t`: its index over all types and
@@ -278,6 +304,10 @@ impl TenantGen {
             status,
             threat_type,
             vis_seed: mix(seed ^ 0x5649_5349),
+            org: self
+                .orgs
+                .as_ref()
+                .map_or(0, |o| (mix(seed ^ 0x004f_5247) % o.len() as u64) as u8),
         }
     }
 
@@ -361,6 +391,20 @@ impl TenantGen {
         } else {
             self.render_message(it, r, w);
         }
+        if let Some(orgs) = &self.orgs {
+            // The Essentials additions (proofpoint-feeds.md), after the TAP fields.
+            let eid = &orgs[usize::from(it.org)];
+            let parent = &orgs[0];
+            w.str(b"customerEid", eid.as_bytes());
+            w.parts(b"customerName", &["Client ", eid, " Ltd"]);
+            w.str(b"parentEid", parent.as_bytes());
+            w.parts(b"parentName", &["Partner ", parent]);
+            w.str(b"stackName", b"us1");
+            w.parts(
+                b"messageDetailsUrl",
+                &["https://us1.proofpointessentials.com/app/messages/", eid],
+            );
+        }
     }
 
     fn render_message<W: Writer>(&self, it: &Item, r: u8, w: &mut W) {
@@ -380,14 +424,17 @@ impl TenantGen {
         let mut qid = [0u8; 14];
         alnum(&mut qid, g.next_u64(), g.next_u64());
         w.str(b"QID", &qid);
-        w.str(
-            b"id",
-            uuid(
-                &mut buf,
-                mix(guid ^ u64::from(r)),
-                mix(guid2 ^ u64::from(r)),
-            ),
-        );
+        if self.orgs.is_none() {
+            // Essentials message events may carry no `id` (proofpoint-feeds.md).
+            w.str(
+                b"id",
+                uuid(
+                    &mut buf,
+                    mix(guid ^ u64::from(r)),
+                    mix(guid2 ^ u64::from(r)),
+                ),
+            );
+        }
         {
             let mut tmp = [0u8; 16];
             let a = std::str::from_utf8(hex16(&mut tmp, g.next_u64())).unwrap_or("");
@@ -494,7 +541,12 @@ impl TenantGen {
         let extra = g.chance(10);
         w.list_start(b"threatsInfoMap");
         w.obj_start();
-        w.str(b"threatID", hex64(&mut hex, threat_id_a, threat_id_b));
+        let threat_key: &[u8] = if self.orgs.is_some() {
+            b"threatId"
+        } else {
+            b"threatID"
+        };
+        w.str(threat_key, hex64(&mut hex, threat_id_a, threat_id_b));
         w.str(b"threatStatus", it.status.as_str().as_bytes());
         w.str(b"classification", class.as_bytes());
         match it.threat_type {

@@ -41,6 +41,13 @@
 //!   auth, not metered, their own faults ([`Simulator::inject_intel`],
 //!   [`Simulator::set_intel_fault`]).
 //!
+//! - **Essentials** (a tenant with `essentials`, proofpoint-feeds.md): a 3-day horizon (400 past
+//!   it, same text with `3.00d`), `ownData` (default true) and `customerData` (default false)
+//!   selecting the key's own or its child organisations' events, `queryEndTime` in Go's layout
+//!   (`2026-12-02 10:00:00 +0000 UTC`), every event with `customerEid`, `customerName`,
+//!   `parentEid`, `parentName`, `stackName`, `messageDetailsUrl`, message events without `id`, and
+//!   `threatsInfoMap[].threatId`.
+//!
 //! Not modelled: 204 on empty windows (only as a fault), `/v2/campaign/ids`, People, URL decode,
 //! PoD.
 
@@ -95,6 +102,27 @@ pub struct SimTenant {
     /// Whether the SIEM API is licensed; `false` answers 403. Default true.
     #[serde(default = "default_licensed")]
     pub licensed: bool,
+    /// Serve this principal as a Proofpoint Essentials key instead of TAP: a 3-day horizon,
+    /// `ownData`/`customerData`, Go-layout `queryEndTime`, the Essentials fields and spellings.
+    #[serde(default)]
+    pub essentials: Option<SimEssentials>,
+}
+
+/// An Essentials key's organisations.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimEssentials {
+    /// The key's own organisation's `customerEid`. Default `"1000"`.
+    #[serde(default = "default_own_eid")]
+    pub eid: String,
+    /// The child organisations' `customerEid`s (a partner key); their events come with
+    /// `customerData=true`. Each event belongs to one organisation, drawn evenly.
+    #[serde(default)]
+    pub customers: Vec<String>,
+}
+
+fn default_own_eid() -> String {
+    "1000".to_string()
 }
 
 fn default_limit() -> u32 {
@@ -120,7 +148,18 @@ impl SimTenant {
             clicks_permitted_limit: default_limit(),
             max_visibility_delay: default_delay(),
             licensed: default_licensed(),
+            essentials: None,
         }
+    }
+
+    /// The same tenant served as an Essentials partner key of organisation `eid` with child
+    /// organisations `customers`.
+    pub fn essentials(mut self, eid: &str, customers: &[&str]) -> Self {
+        self.essentials = Some(SimEssentials {
+            eid: eid.to_string(),
+            customers: customers.iter().map(|c| c.to_string()).collect(),
+        });
+        self
     }
 }
 
@@ -243,8 +282,11 @@ impl Simulator {
             .map(|t| {
                 let delay_ms =
                     u64::try_from(t.max_visibility_delay.as_millis()).unwrap_or(u64::MAX);
-                let gen =
+                let mut gen =
                     events::TenantGen::new(cfg.seed, &t.principal, t.events_per_hour, delay_ms);
+                if let Some(e) = &t.essentials {
+                    gen = gen.essentials(&e.eid, &e.customers);
+                }
                 (
                     t.principal.clone(),
                     TenantState {

@@ -75,7 +75,9 @@ pub(super) fn parse_params(
     query: &str,
     now: DateTime<Utc>,
     kinds: [bool; 4],
+    essentials: bool,
 ) -> Result<Params, String> {
+    let (mut own_data, mut customer_data) = (true, false);
     let (mut interval, mut since_time, mut since_seconds, mut format) = (None, None, None, None);
     let mut statuses: Option<[bool; 3]> = None;
     let mut types: Option<[bool; 3]> = None;
@@ -92,6 +94,18 @@ pub(super) fn parse_params(
                     .ok_or_else(|| format!("Invalid threatStatus value: {v}"))?;
                 let set = statuses.get_or_insert([false; 3]);
                 set[s as usize] = true;
+            }
+            "ownData" | "customerData" if essentials => {
+                let flag = match v.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(format!("Invalid {k} value: {v}")),
+                };
+                if k == "ownData" {
+                    own_data = flag;
+                } else {
+                    customer_data = flag;
+                }
             }
             "threatType" => {
                 let t = ThreatType::parse(&v)
@@ -162,14 +176,21 @@ pub(super) fn parse_params(
                 .to_owned(),
         );
     }
-    if start < now_ms - 7 * 86_400_000 {
-        return Err("The requested start time is too far into the past. Requests for information up to 7.00d are accepted".to_owned());
+    let horizon_days = if essentials { 3 } else { 7 };
+    if start < now_ms - horizon_days * 86_400_000 {
+        return Err(format!("The requested start time is too far into the past. Requests for information up to {horizon_days}.00d are accepted"));
     }
     Ok(Params {
         filter: Filter {
             kinds,
-            statuses: statuses.unwrap_or([true, true, false]),
+            // TAP leaves out falsePositive unless asked; the Essentials API has no such filter.
+            statuses: statuses.unwrap_or(if essentials {
+                [true; 3]
+            } else {
+                [true, true, false]
+            }),
             threat_types: types,
+            orgs: [own_data, customer_data],
             start_ms: start,
             end_ms: end,
             visible_at_ms: Some(now_ms),

@@ -245,7 +245,7 @@ async fn handle(sim: &Simulator, parts: &Parts, kill: Option<Arc<Notify>>) -> Re
     };
 
     let query = parts.uri.query().unwrap_or("");
-    let params = parse_params(query, now, ep.kinds);
+    let params = parse_params(query, now, ep.kinds, t.gen.is_essentials());
     let gzip = parts
         .headers
         .get_all(header::ACCEPT_ENCODING)
@@ -285,6 +285,7 @@ async fn fault_response(
                 kinds: [true; 4],
                 statuses: [true, true, false],
                 threat_types: None,
+                orgs: [true, true],
                 start_ms: end - MINUTE_MS,
                 end_ms: end,
                 visible_at_ms: Some(now.timestamp_millis()),
@@ -568,8 +569,15 @@ struct BodyGen {
 impl BodyGen {
     fn new(gen: TenantGen, p: Params, _now: DateTime<Utc>) -> Self {
         BodyGen {
+            // Essentials writes Go's default time layout; TAP writes RFC 3339.
+            query_end: if gen.is_essentials() {
+                ms_to_utc(p.filter.end_ms)
+                    .format("%Y-%m-%d %H:%M:%S +0000 UTC")
+                    .to_string()
+            } else {
+                ms_to_utc(p.filter.end_ms).to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            },
             gen,
-            query_end: ms_to_utc(p.filter.end_ms).to_rfc3339_opts(SecondsFormat::AutoSi, true),
             minute: p.filter.start_ms.div_euclid(MINUTE_MS),
             filter: p.filter,
             json: p.json,
@@ -697,6 +705,7 @@ mod tests {
             "interval=2026-03-02T12:00:00.5+01:00/2026-03-02T11:30:00.5Z",
             now,
             [true; 4],
+            false,
         )
         .unwrap();
         assert_eq!(p.filter.end_ms - p.filter.start_ms, 30 * 60_000);

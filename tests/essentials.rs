@@ -1,0 +1,315 @@
+//! Proofpoint Essentials tenants against the simulator's Essentials API: a partner key's backlog
+//! clamped into the 72-hour horizon with the gap reported and no 400, the customer beside each
+//! event, `customerData = false` collecting the own organisation only, and `customer_sinks`
+//! routing where one client's sink being down holds back that client alone.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::fakes::{self, Fake, Fault};
+use support::*;
+use tapfwd::clock::Clock;
+
+const P: &str = "p-partner";
+const OWN: &str = "1000";
+const CLIENTS: [&str; 3] = ["4711", "4712", "4713"];
+
+fn sim_tenant() -> tapfwd::simulate::SimTenant {
+    tenant(P, "s-partner", 120).essentials(OWN, &CLIENTS)
+}
+
+fn base_config(sim: &Sim, scratch: &Scratch, lookback: &str, extra: &str) -> String {
+    let mut text = config_text(
+        &scratch.path("state"),
+        &scratch.path("events.ndjson"),
+        &sim.base_url(),
+        &[("partner", P, "s-partner")],
+        &format!("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"{lookback}\""),
+    );
+    text.push_str("product = \"essentials\"\n");
+    text.push_str(extra);
+    text
+}
+
+/// One file-sink line of an Essentials tenant: the customer beside the event and the event's
+/// bytes, checked to sit in the envelope untouched.
+struct Line {
+    customer: Option<String>,
+    event_type: String,
+    raw: Vec<u8>,
+}
+
+fn read(path: &Path) -> Vec<Line> {
+    let data = std::fs::read(path).unwrap_or_default();
+    let mut out = Vec::new();
+    for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let v: Value = serde_json::from_slice(line).unwrap();
+        let event_type = v["eventType"].as_str().unwrap().to_string();
+        let customer = v["customer"].as_str().map(str::to_string);
+        let mut prefix = format!("{{\"tenant\":\"partner\",\"eventType\":\"{event_type}\"");
+        if let Some(c) = &customer {
+            prefix.push_str(&format!(",\"customer\":\"{c}\""));
+        }
+        prefix.push_str(",\"event\":");
+        assert!(
+            line.starts_with(prefix.as_bytes()),
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+        let raw = line[prefix.len()..line.len() - 1].to_vec();
+        out.push(Line {
+            customer,
+            event_type,
+            raw,
+        });
+    }
+    out
+}
+
+fn customer_of(raw: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(raw).unwrap();
+    v["customerEid"].as_str().unwrap().to_string()
+}
+
+/// The simulator's events for the span the daemon's windows covered, as (kind, raw).
+fn truth(sim: &Sim) -> Vec<(String, Vec<u8>)> {
+    let log = sim.sim.request_log(P);
+    let windows: Vec<_> = log
+        .iter()
+        .filter(|r| r.path == "/v2/siem/all" && r.status == 200)
+        .collect();
+    let (start, _) = parse_interval(&windows[0].query).unwrap();
+    let (_, end) = parse_interval(&windows.last().unwrap().query).unwrap();
+    expected(&sim.sim, P, start, end)
+}
+
+/// Asserts every `want` event exactly once in `got`, each with its own customer beside it.
+fn assert_once_with_customer(got: &[Line], want: &[(String, Vec<u8>)]) {
+    let mut seen: BTreeMap<(&str, &[u8]), usize> = BTreeMap::new();
+    for l in got {
+        assert_eq!(l.customer.as_deref(), Some(customer_of(&l.raw).as_str()));
+        *seen
+            .entry((l.event_type.as_str(), l.raw.as_slice()))
+            .or_default() += 1;
+    }
+    assert!(seen.values().all(|n| *n == 1), "no event twice");
+    let mut expect: BTreeMap<(&str, &[u8]), usize> = BTreeMap::new();
+    for (k, raw) in want {
+        *expect.entry((k.as_str(), raw.as_slice())).or_default() += 1;
+    }
+    assert_eq!(seen.len(), expect.len(), "events delivered vs expected");
+    assert!(seen == expect, "every expected event exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_96_hour_backlog_is_clamped_to_72_hours_with_the_gap_reported_and_no_400() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![sim_tenant()], 21, clock.clone()).await;
+    let scratch = Scratch::new();
+    let text = base_config(&sim, &scratch, "96h", "customer_data = true\n");
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(1, manual.now()).await;
+    let status = running.board.get("partner").unwrap();
+    running.stop().await;
+
+    let log = sim.sim.request_log(P);
+    assert!(log.iter().all(|r| r.status == 200), "no 400 loop");
+    assert!(log.iter().all(|r| r.query.contains("ownData=true")
+        && r.query.contains("customerData=true")
+        && !r.query.contains("threatStatus")));
+    // 96 h asked, 72 h served: the 24 h before the horizon are reported as skipped.
+    let gap = status.sinks[0].gap_seconds;
+    assert!(
+        (23 * 3600..=25 * 3600).contains(&gap),
+        "gap {gap} s: {status:?}"
+    );
+    let (first, _) = parse_interval(&log[0].query).unwrap();
+    let now = manual.now().timestamp();
+    assert!(
+        now - first <= 72 * 3600,
+        "the first window is inside the horizon"
+    );
+
+    let want = truth(&sim);
+    let lines = read(&scratch.path("events.ndjson"));
+    assert_once_with_customer(&lines, &want);
+    // Own and every client's events, and message events without `id` among them.
+    let customers: std::collections::BTreeSet<_> =
+        lines.iter().filter_map(|l| l.customer.clone()).collect();
+    assert_eq!(customers.len(), 1 + CLIENTS.len(), "{customers:?}");
+    assert!(lines.iter().any(|l| l.event_type.starts_with("messages")
+        && serde_json::from_slice::<Value>(&l.raw)
+            .unwrap()
+            .get("id")
+            .is_none()));
+    // Status counts the events received per customer (a window boundary's event can be
+    // received twice and is delivered once, so at least as many as delivered).
+    assert_eq!(status.customers.len(), 1 + CLIENTS.len());
+    for (customer, received) in &status.customers {
+        let delivered = lines
+            .iter()
+            .filter(|l| l.customer.as_deref() == Some(customer.as_str()))
+            .count() as u64;
+        assert!(
+            *received >= delivered && *received <= delivered + delivered / 50 + 5,
+            "{customer}: {received} received, {delivered} delivered"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_data_false_collects_the_own_organisation_only() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![sim_tenant()], 22, clock.clone()).await;
+    let scratch = Scratch::new();
+    let text = base_config(&sim, &scratch, "6h", "");
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running.wait_idle(1, manual.now()).await;
+    running.stop().await;
+
+    let log = sim.sim.request_log(P);
+    assert!(log.iter().all(|r| r.query.contains("customerData=false")));
+    let want: Vec<_> = truth(&sim)
+        .into_iter()
+        .filter(|(_, raw)| customer_of(raw) == OWN)
+        .collect();
+    assert!(!want.is_empty());
+    let lines = read(&scratch.path("events.ndjson"));
+    assert_once_with_customer(&lines, &want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_clients_sink_down_holds_back_that_client_alone_then_catches_up_once() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![sim_tenant()], 23, clock.clone()).await;
+    let scratch = Scratch::new();
+    // Client 4711 has its own SIEM (an HTTP collector), which is down at first.
+    let fake = Fake::default();
+    for _ in 0..10_000 {
+        fake.push_fault(Fault::new(503, "down for maintenance"));
+    }
+    let addr = fakes::plain(&fake).await;
+    let mut text = base_config(&sim, &scratch, "6h", "customer_data = true\n");
+    text.push_str("[tenants.partner.customer_sinks]\n\"4711\" = [\"client-a\"]\n");
+    text.push_str(&format!(
+        "[sinks.client-a]\ntype = \"http\"\nurl = \"http://{addr}/ingest\"\nretry = {{ initial_backoff = \"10ms\", max_backoff = \"20ms\", max_time = \"100ms\" }}\n"
+    ));
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running
+        .wait_for("the archive caught up while client-a is down", |s| {
+            s.iter().any(|t| {
+                t.sinks
+                    .iter()
+                    .any(|k| k.sink == "archive" && k.backlog_seconds < 600)
+                    && t.sinks.iter().any(|k| k.sink == "client-a" && k.failing)
+            })
+        })
+        .await;
+    let held = running.board.get("partner").unwrap();
+    let client = held.sinks.iter().find(|k| k.sink == "client-a").unwrap();
+    assert_eq!(client.delivered, 0, "{held:?}");
+
+    // Every event but client 4711's reached the archive, exactly once.
+    let all = truth(&sim);
+    let (routed, rest): (Vec<_>, Vec<_>) = all
+        .iter()
+        .cloned()
+        .partition(|(_, raw)| customer_of(raw) == "4711");
+    assert!(!routed.is_empty());
+    let lines = read(&scratch.path("events.ndjson"));
+    assert_once_with_customer(&lines, &rest);
+
+    // The client's SIEM comes back: it gets its events, once, and nothing else.
+    fake.with(|s| s.faults.clear());
+    for _ in 0..40 {
+        manual.advance(Duration::from_secs(60));
+        running.wait_idle(1, manual.now()).await;
+        let st = running.board.get("partner").unwrap();
+        if st
+            .sinks
+            .iter()
+            .all(|k| !k.failing && k.backlog_seconds < 600)
+        {
+            break;
+        }
+    }
+    let st = running.board.get("partner").unwrap();
+    running.stop().await;
+    assert!(st.sinks.iter().all(|k| !k.failing), "{st:?}");
+    let got: Vec<(String, Vec<u8>)> = fake
+        .events()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["tenant"], "partner");
+            assert_eq!(e["customer"], "4711");
+            (
+                e["eventType"].as_str().unwrap().to_string(),
+                serde_json::to_vec(&e["event"]).unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, Vec<u8>)> = truth(&sim)
+        .into_iter()
+        .filter(|(_, raw)| customer_of(raw) == "4711")
+        .map(|(k, raw)| {
+            let v: Value = serde_json::from_slice(&raw).unwrap();
+            (k, serde_json::to_vec(&v).unwrap())
+        })
+        .collect();
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    let mut want_sorted = want;
+    want_sorted.sort();
+    assert_eq!(got_sorted.len(), want_sorted.len(), "client 4711's events");
+    assert!(got_sorted == want_sorted, "client 4711's events, once each");
+    let archive = read(&scratch.path("events.ndjson"));
+    assert!(
+        archive
+            .iter()
+            .all(|l| l.customer.as_deref() != Some("4711")),
+        "a routed client's events do not go to the partner's own sinks"
+    );
+}
+
+#[test]
+fn check_names_the_key_of_each_essentials_mistake() {
+    let base = "state_dir = \"s\"\n[sinks.archive]\ntype = \"file\"\npath = \"e\"\n";
+    let cases = [
+        (
+            "[tenants.p]\nproduct = \"essentials\"\nprincipal = \"x\"\nsecret = \"y\"\nsinks = [\"archive\"]\n",
+            "tenants.p.base_url",
+        ),
+        (
+            "[tenants.p]\nproduct = \"essentials\"\nbase_url = \"https://us1-siem.proofpointessentials.com\"\nprincipal = \"x\"\nsecret = \"y\"\nsinks = [\"archive\"]\n[tenants.p.customer_sinks]\n\"4711\" = [\"nowhere\"]\n",
+            "tenants.p.customer_sinks.4711",
+        ),
+        (
+            "[tenants.p]\nprincipal = \"x\"\nsecret = \"y\"\nsinks = [\"archive\"]\n[tenants.p.customer_sinks]\n\"4711\" = [\"archive\"]\n",
+            "tenants.p.customer_sinks",
+        ),
+        (
+            "[tenants.p]\nproduct = \"essentails\"\nprincipal = \"x\"\nsecret = \"y\"\nsinks = [\"archive\"]\n",
+            "product",
+        ),
+    ];
+    for (tenant, key) in cases {
+        let text = format!("{base}{tenant}");
+        let e = tapfwd::Config::from_toml_with_env(&text, std::iter::empty())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key), "{key}: {e}");
+    }
+    // And a correct partner config passes.
+    let ok = format!(
+        "{base}[sinks.client]\ntype = \"file\"\npath = \"c\"\n[tenants.p]\nproduct = \"essentials\"\nbase_url = \"https://us1-siem.proofpointessentials.com\"\nprincipal = \"x\"\nsecret = \"y\"\ncustomer_data = true\nsinks = [\"archive\"]\n[tenants.p.customer_sinks]\n\"4711\" = [\"client\"]\n"
+    );
+    let c = tapfwd::Config::from_toml_with_env(&ok, std::iter::empty()).unwrap();
+    let t = &c.tenants["p"];
+    assert_eq!(t.all_sinks(), ["archive", "client"]);
+    assert!(t.routes("client", Some("4711")) && !t.routes("archive", Some("4711")));
+    assert!(t.routes("archive", Some("4712")) && t.routes("archive", None));
+}
