@@ -55,7 +55,7 @@ const HELP: &[(&str, Kind, &str)] = &[
     (
         "tapfwd_gap_seconds_total",
         Kind::Counter,
-        "API history skipped because a checkpoint fell past the 7-day horizon.",
+        "API history skipped because a checkpoint fell past the API's horizon (TAP 7 days, Essentials 3).",
     ),
     (
         "tapfwd_enrichment_lookups_total",

@@ -63,7 +63,13 @@ pub(super) async fn demo(
     follow: bool,
 ) -> anyhow::Result<()> {
     crate::logging::init(LogFormat::Text);
-    let sim_config = SimConfig::generated(tenants, events_per_hour, 7);
+    let mut sim_config = SimConfig::generated(tenants, events_per_hour, 7);
+    // An MSP's Essentials partner key beside the TAP tenants: its own organisation and three
+    // client organisations, one of them routed to a sink of its own.
+    sim_config.tenants.push(
+        crate::simulate::SimTenant::new("essentials-partner", "partner-secret", events_per_hour)
+            .essentials("1000", &["4711", "4712", "4713"]),
+    );
     let sim = Simulator::new(sim_config.clone(), Clock::System);
     let server = sim.bind("127.0.0.1:0".parse()?).await?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -73,7 +79,21 @@ pub(super) async fn demo(
         state = dir.join("state").display().to_string(),
         events = events.display().to_string(),
     );
+    let client = dir.join("client-4711.ndjson");
+    text.push_str(&format!(
+        "\n[sinks.client-4711]\ntype = \"file\"\npath = {client:?}\n",
+        client = client.display().to_string()
+    ));
     for t in &sim_config.tenants {
+        if t.essentials.is_some() {
+            text.push_str(&format!(
+                "\n[tenants.{p}]\nproduct = \"essentials\"\nbase_url = \"http://{addr}\"\nprincipal = \"{p}\"\nsecret = \"{s}\"\ncustomer_data = true\nsinks = [\"archive\"]\n[tenants.{p}.customer_sinks]\n\"4711\" = [\"client-4711\"]\n",
+                p = t.principal,
+                s = t.secret,
+                addr = server.addr
+            ));
+            continue;
+        }
         text.push_str(&format!(
             "\n[tenants.{p}]\nbase_url = \"http://{addr}\"\nprincipal = \"{p}\"\nsecret = \"{s}\"\nsinks = [\"archive\"]\n",
             p = t.principal,
@@ -109,6 +129,11 @@ pub(super) async fn demo(
         "demo: {} holds {lines} events; look with: head -n 3 {}",
         events.display(),
         events.display()
+    );
+    println!(
+        "demo: the Essentials partner's client 4711 went to {} ({} events)",
+        client.display(),
+        count_lines(&client).unwrap_or(0)
     );
     // The simulator serves until `server` goes out of scope here.
     let _ = server.addr;
