@@ -89,6 +89,7 @@ impl App {
             metrics,
             shutdown: CancellationToken::new(),
             enricher,
+            intel: crate::tap::intel::IntelClient::new(config.poll.read_timeout)?,
         };
         let mut sinks = BTreeMap::new();
         for (name, sink_config) in &config.sinks {

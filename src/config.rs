@@ -22,6 +22,7 @@ use crate::secret::{self, Env, SecretError, SecretSource};
 use crate::shard::Shard;
 use crate::sinks::SinkConfig;
 use crate::tap::client::Credentials;
+pub use crate::tap::people::PeopleConfig;
 use crate::tap::{window, ThreatStatus};
 
 /// The API's limits (tap-api.md) as durations; their one definition is in [`crate::tap::window`].
@@ -291,6 +292,10 @@ pub struct TenantConfig {
     /// `"campaigns"` (each `campaignID`'s campaign). Default: none. Tuned under `[enrichment]`.
     #[serde(default)]
     pub enrich: Vec<crate::enrich::EnrichKind>,
+    /// Snapshots of the People lists (Very Attacked People, top clickers) into the SIEM, on a
+    /// schedule and within each endpoint's 50 requests a day. Default: none. TAP tenants only.
+    #[serde(default)]
+    pub people: Option<PeopleConfig>,
 }
 
 impl Config {
@@ -374,7 +379,8 @@ impl TenantConfig {
     /// events go to, each once.
     pub fn all_sinks(&self) -> Vec<String> {
         let mut out = self.sinks.clone();
-        for sinks in self.customer_sinks.values() {
+        let people = self.people.iter().filter_map(|p| p.sinks.as_ref());
+        for sinks in self.customer_sinks.values().chain(people) {
             for s in sinks {
                 if !out.contains(s) {
                     out.push(s.clone());
@@ -813,6 +819,25 @@ impl Config {
                     key("own_data"),
                     "own_data and customer_data are both false: nothing would be collected".into(),
                 );
+            }
+            if let Some(people) = &t.people {
+                if t.product != Product::Tap {
+                    err(
+                        key("people"),
+                        "the People API is TAP's; this tenant is not product = \"tap\"".into(),
+                    );
+                }
+                if let Err((k, message)) = people.validate() {
+                    err(key(&format!("people.{k}")), message);
+                }
+                for s in people.sinks.iter().flatten() {
+                    if !self.sinks.contains_key(s) {
+                        err(
+                            key("people.sinks"),
+                            format!("refers to undefined sink `{s}`"),
+                        );
+                    }
+                }
             }
             for (customer, sinks) in &t.customer_sinks {
                 let routed = key(&format!("customer_sinks.{customer}"));

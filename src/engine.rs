@@ -65,6 +65,9 @@ pub struct Stream {
 /// A tenant's streams, one per sink it names.
 pub struct Streams {
     tenant: Arc<str>,
+    /// What the streams are stored under: the tenant for its TAP SIEM source, `tenant:source`
+    /// for its other sources (`acme:people.vap`), so each source has its own positions and keys.
+    scope: Arc<str>,
     streams: Vec<Stream>,
 }
 
@@ -77,16 +80,27 @@ impl Streams {
         initial: i64,
         store: &Store,
     ) -> Result<Streams, StoreError> {
+        Streams::open_scoped(tenant, tenant, sinks, initial, store)
+    }
+
+    /// [`Streams::open`] for a source of `tenant` whose positions are kept under `scope`.
+    pub fn open_scoped(
+        tenant: &str,
+        scope: &str,
+        sinks: Vec<Arc<dyn Sink>>,
+        initial: i64,
+        store: &Store,
+    ) -> Result<Streams, StoreError> {
         let mut streams = Vec::with_capacity(sinks.len());
         for sink in sinks {
-            let state = match store.stream(tenant, sink.name())? {
+            let state = match store.stream(scope, sink.name())? {
                 Some(s) => s,
                 None => {
                     let s = StreamState {
                         checkpoint: initial,
                         ..Default::default()
                     };
-                    store.put_stream(tenant, sink.name(), &s)?;
+                    store.put_stream(scope, sink.name(), &s)?;
                     s
                 }
             };
@@ -103,6 +117,7 @@ impl Streams {
         }
         Ok(Streams {
             tenant: Arc::from(tenant),
+            scope: Arc::from(scope),
             streams,
         })
     }
@@ -168,7 +183,7 @@ impl Streams {
                 s.state.gap_seconds += to - from;
                 s.state.last_gap = Some((from, to));
                 deps.store
-                    .put_stream(&self.tenant, s.sink.name(), &s.state)?;
+                    .put_stream(&self.scope, s.sink.name(), &s.state)?;
                 deps.metrics.add_gap(&self.tenant, s.sink.name(), to - from);
                 gaps.push((s.sink.name().to_string(), from, to));
             }
@@ -189,7 +204,7 @@ impl Streams {
         for &i in &targets {
             let mut set = HashSet::new();
             store.load_keys(
-                &self.tenant,
+                &self.scope,
                 self.streams[i].sink.name(),
                 keys_since,
                 &mut set,
@@ -243,6 +258,7 @@ impl Delivery<'_> {
     /// for its own retry.
     pub async fn send(&mut self, batch: &Batch, deps: Deps<'_>) -> Result<(), StoreError> {
         let tenant: &str = &self.streams.tenant;
+        let scope: &str = &self.streams.scope;
         let end = self.end;
         let mut work = Vec::new();
         for (slot, &i) in self.targets.iter().enumerate() {
@@ -275,9 +291,7 @@ impl Delivery<'_> {
                     .deliver(
                         tenant,
                         &fresh,
-                        Box::new(move |pos| {
-                            store.commit_chunk(tenant, &sink_name, end, &keys, pos)
-                        }),
+                        Box::new(move |pos| store.commit_chunk(scope, &sink_name, end, &keys, pos)),
                     )
                     .await;
                 (slot, dups, fresh.len() as u64, result)
@@ -306,7 +320,7 @@ impl Delivery<'_> {
     /// Moves every target that took the whole delivery to its end, forgetting dedupe keys of
     /// deliveries that ended before `forget_before`; returns how many targets that was.
     pub async fn finish(self, forget_before: i64, deps: Deps<'_>) -> Result<usize, StoreError> {
-        let tenant: &str = &self.streams.tenant;
+        let scope: &str = &self.streams.scope;
         for (slot, &i) in self.targets.iter().enumerate() {
             if !self.alive[slot] {
                 continue;
@@ -315,7 +329,7 @@ impl Delivery<'_> {
             let mut state = stream.state.clone();
             state.checkpoint = self.end;
             deps.store
-                .commit_window(tenant, stream.sink.name(), &state, forget_before)?;
+                .commit_window(scope, stream.sink.name(), &state, forget_before)?;
             stream.state = state;
             if stream.attempts > 0 {
                 tracing::info!(sink = %stream.sink.name(), "sink recovered");
@@ -425,6 +439,7 @@ mod tests {
             buf: Bytes::from(buf),
             events: metas,
             enrichment: None,
+            snapshot: None,
         }
     }
 

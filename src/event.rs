@@ -172,6 +172,9 @@ pub struct Batch {
     /// `"threats":{"ID":{…summary…}},"campaigns":{"ID":{…}}`. `None` when nothing was enriched.
     /// Read it with [`Batch::enrichment`].
     pub enrichment: Option<Arc<HashMap<u32, Bytes>>>,
+    /// For a People snapshot's users: the span the list covers, as the API gave it (`interval`),
+    /// which travels beside each user. `None` for every other source.
+    pub snapshot: Option<Arc<str>>,
 }
 
 impl Batch {
@@ -212,6 +215,7 @@ impl Batch {
             buf: self.buf.clone(),
             events: self.events.iter().filter(|e| keep(e)).cloned().collect(),
             enrichment: self.enrichment.clone(),
+            snapshot: self.snapshot.clone(),
         }
     }
 

@@ -97,26 +97,51 @@ impl Scheduler {
         self.push(due, id, generation);
     }
 
+    /// The scheduled sources of tenant `tenant`: its own id and `tenant:…` (its other sources,
+    /// such as People snapshots).
+    fn sources_of(&self, tenant: &str) -> Vec<Arc<str>> {
+        self.entries
+            .keys()
+            .filter(|k| {
+                k.as_ref() == tenant
+                    || k.strip_prefix(tenant)
+                        .is_some_and(|rest| rest.starts_with(':'))
+            })
+            .cloned()
+            .collect()
+    }
+
     fn apply(&mut self, command: Command) {
         let now = self.ctx.clock.now().timestamp();
-        let (id, replacement): (Arc<str>, Option<Poller>) = match command {
-            Command::Put(p) => (Arc::from(p.id()), Some(p)),
-            Command::Remove(id) => (Arc::from(id.as_str()), None),
+        match command {
+            Command::Put(p) => {
+                let id: Arc<str> = Arc::from(p.id());
+                self.replace(id, Some(p), now);
+            }
+            Command::Remove(tenant) => {
+                let ids = self.sources_of(&tenant);
+                if ids.is_empty() {
+                    self.remove(&tenant);
+                }
+                for id in ids {
+                    self.replace(id, None, now);
+                }
+            }
             Command::Heartbeat(reply) => {
                 let _ = reply.send(());
-                return;
             }
-            Command::Drain(ids, done) => {
+            Command::Drain(tenants, done) => {
                 let mut running = HashSet::new();
-                for id in ids {
-                    let id: Arc<str> = Arc::from(id.as_str());
-                    match self.entries.get_mut(&id) {
-                        Some(entry) if matches!(entry.slot, Slot::Running) => {
-                            entry.pending = Some(None);
-                            running.insert(id);
+                for tenant in tenants {
+                    for id in self.sources_of(&tenant) {
+                        match self.entries.get_mut(&id) {
+                            Some(entry) if matches!(entry.slot, Slot::Running) => {
+                                entry.pending = Some(None);
+                                running.insert(id);
+                            }
+                            Some(_) => self.remove(&id),
+                            None => {}
                         }
-                        Some(_) => self.remove(&id),
-                        None => {}
                     }
                 }
                 if running.is_empty() {
@@ -124,9 +149,13 @@ impl Scheduler {
                 } else {
                     self.drains.push((running, done));
                 }
-                return;
             }
-        };
+        }
+    }
+
+    /// Puts `replacement` in the place of source `id` (or removes it), once its current step
+    /// (if any) ends.
+    fn replace(&mut self, id: Arc<str>, replacement: Option<Poller>, now: i64) {
         match self.entries.get_mut(&id) {
             Some(entry) if matches!(entry.slot, Slot::Running) => entry.pending = Some(replacement),
             _ => match replacement {

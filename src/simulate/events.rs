@@ -215,6 +215,11 @@ impl TenantGen {
         self
     }
 
+    /// The tenant's key (from the seed and principal), for generators beside this one.
+    pub(crate) fn key(&self) -> u64 {
+        self.key
+    }
+
     /// Whether this source serves the Essentials API.
     pub(crate) fn is_essentials(&self) -> bool {
         self.orgs.is_some()

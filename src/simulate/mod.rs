@@ -48,12 +48,15 @@
 //!   `parentEid`, `parentName`, `stackName`, `messageDetailsUrl`, message events without `id`, and
 //!   `threatsInfoMap[].threatId`.
 //!
-//! Not modelled: 204 on empty windows (only as a fault), `/v2/campaign/ids`, People, URL decode,
-//! PoD.
+//! - **People** ([`people`]): `/v2/people/vap` and `/v2/people/top-clickers` with window and size
+//!   validation, paging, totals and `interval`, and 50 requests per 24 h per endpoint (429).
+//!
+//! Not modelled: 204 on empty windows (only as a fault), `/v2/campaign/ids`, URL decode, PoD.
 
 mod events;
 mod intel;
 mod params;
+mod people;
 mod render;
 mod server;
 
@@ -106,6 +109,20 @@ pub struct SimTenant {
     /// `ownData`/`customerData`, Go-layout `queryEndTime`, the Essentials fields and spellings.
     #[serde(default)]
     pub essentials: Option<SimEssentials>,
+    /// Users in the tenant's Very Attacked People list. Default 120.
+    #[serde(default = "default_vap_users")]
+    pub vap_users: u64,
+    /// Users in the tenant's top clickers list. Default 450 (three pages of 200).
+    #[serde(default = "default_top_clickers")]
+    pub top_clickers: u64,
+}
+
+fn default_vap_users() -> u64 {
+    120
+}
+
+fn default_top_clickers() -> u64 {
+    450
 }
 
 /// An Essentials key's organisations.
@@ -149,6 +166,8 @@ impl SimTenant {
             max_visibility_delay: default_delay(),
             licensed: default_licensed(),
             essentials: None,
+            vap_users: default_vap_users(),
+            top_clickers: default_top_clickers(),
         }
     }
 
@@ -271,6 +290,11 @@ struct Live {
     intel_faults: VecDeque<Fault>,
     /// A fault every threat, campaign and forensics request gets (after the queued ones).
     intel_down: Option<Fault>,
+    /// Arrival times of counted People requests, per endpoint: `[vap, top-clickers]`.
+    people_quota: [VecDeque<DateTime<Utc>>; 2],
+    /// Faults for the People endpoints: `(page, fault)`, each consumed by the first counted
+    /// request for that page.
+    people_faults: VecDeque<(u64, Fault)>,
 }
 
 impl Simulator {
@@ -319,6 +343,19 @@ impl Simulator {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .faults
+                .extend(faults);
+        }
+    }
+
+    /// Queues faults for `principal`'s People requests, as `(page, fault)`: the first counted
+    /// request for that page (of either list) gets the fault (a 500 in the middle of a
+    /// snapshot's pages, say).
+    pub fn inject_people(&self, principal: &str, faults: impl IntoIterator<Item = (u64, Fault)>) {
+        if let Some(t) = self.inner.tenants.get(principal) {
+            t.live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .people_faults
                 .extend(faults);
         }
     }

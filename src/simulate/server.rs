@@ -198,6 +198,9 @@ async fn handle(sim: &Simulator, parts: &Parts, kill: Option<Arc<Notify>>) -> Re
     if let Some(route) = super::intel::route(parts.uri.path()) {
         return super::intel::handle(sim, parts, route, kill).await;
     }
+    if let Some(list) = super::people::route(parts.uri.path()) {
+        return super::people::handle(sim, parts, list, kill).await;
+    }
     let Some(ep) = endpoint(parts.uri.path()) else {
         if let Some(t) = tenant {
             record(t, parts, 404, now, None);

@@ -26,6 +26,8 @@ pub struct Beside<'a> {
     pub customer: Option<&'a str>,
     /// `Batch::enrichment`: members of a JSON object, without the braces.
     pub enrichment: Option<&'a [u8]>,
+    /// `Batch::snapshot`: the span a People snapshot covers.
+    pub snapshot: Option<&'a str>,
 }
 
 impl<'a> Beside<'a> {
@@ -34,6 +36,7 @@ impl<'a> Beside<'a> {
         Beside {
             customer: batch.customer(event),
             enrichment: batch.enrichment(event).filter(|m| !m.is_empty()),
+            snapshot: batch.snapshot.as_deref(),
         }
     }
 }
@@ -57,6 +60,10 @@ pub fn write_envelope_with(
     if let Some(customer) = beside.customer {
         out.extend_from_slice(b",\"customer\":");
         json_str(out, customer);
+    }
+    if let Some(snapshot) = beside.snapshot {
+        out.extend_from_slice(b",\"snapshot\":");
+        json_str(out, snapshot);
     }
     out.extend_from_slice(b",\"event\":");
     out.extend_from_slice(raw);
@@ -201,6 +208,10 @@ impl HecFields {
         if let Some(customer) = beside.customer {
             out.extend_from_slice(b",\"customer\":");
             json_str(out, customer);
+        }
+        if let Some(snapshot) = beside.snapshot {
+            out.extend_from_slice(b",\"snapshot\":");
+            json_str(out, snapshot);
         }
         if let Some(members) = beside.enrichment {
             for (name, json) in enrichment_members(members) {

@@ -448,6 +448,12 @@ impl Sink for KafkaSink {
                     key: "eventType",
                     value: Some(meta.kind.as_str().as_bytes()),
                 });
+            if let Some(snapshot) = batch.snapshot.as_deref() {
+                headers = headers.insert(Header {
+                    key: "snapshot",
+                    value: Some(snapshot.as_bytes()),
+                });
+            }
             if let Some(customer) = batch.customer(meta) {
                 headers = headers.insert(Header {
                     key: "customer",

@@ -526,6 +526,7 @@ mod tests {
             Beside {
                 customer: Some("4711"),
                 enrichment: Some(members),
+                snapshot: None,
             },
         );
         assert_eq!(

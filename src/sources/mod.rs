@@ -28,7 +28,9 @@ use crate::sinks::Sink;
 use crate::status::StatusBoard;
 use crate::store::{Store, StoreError};
 use crate::tap::client::TapClient;
+use crate::tap::intel::IntelClient;
 
+pub mod people;
 pub mod tap_siem;
 
 /// What every source shares.
@@ -43,6 +45,8 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Threat enrichment, for the tenants that set `enrich`.
     pub enricher: Arc<Enricher>,
+    /// The client of the read-only TAP endpoints besides SIEM (People).
+    pub intel: IntelClient,
 }
 
 impl Context {
@@ -85,7 +89,41 @@ pub fn for_tenant(
     sinks: Vec<Arc<dyn Sink>>,
     ctx: &Context,
 ) -> Result<Vec<Box<dyn Source>>, StoreError> {
-    Ok(vec![Box::new(tap_siem::Poller::new(
-        id, config, secret, sinks, ctx,
-    )?)])
+    let mut out: Vec<Box<dyn Source>> = Vec::new();
+    if let Some(people) = &config.people {
+        let names = people.sinks.as_ref().unwrap_or(&config.sinks);
+        let people_sinks: Vec<Arc<dyn Sink>> = sinks
+            .iter()
+            .filter(|s| names.iter().any(|n| n == s.name()))
+            .cloned()
+            .collect();
+        for feed in &people.feeds {
+            out.push(Box::new(people::PeopleSource::new(
+                id,
+                *feed,
+                config.clone(),
+                people.clone(),
+                secret.clone(),
+                people_sinks.clone(),
+                ctx,
+            )?));
+        }
+    }
+    // The SIEM source takes the sinks its events can go to (a People-only sink is not one).
+    let siem_names = {
+        let mut names = config.sinks.clone();
+        for routed in config.customer_sinks.values() {
+            names.extend(routed.iter().cloned());
+        }
+        names
+    };
+    let siem_sinks = sinks
+        .into_iter()
+        .filter(|s| siem_names.iter().any(|n| n == s.name()))
+        .collect();
+    out.insert(
+        0,
+        Box::new(tap_siem::Poller::new(id, config, secret, siem_sinks, ctx)?),
+    );
+    Ok(out)
 }

@@ -175,6 +175,17 @@ impl IntelClient {
         let url = query
             .url(base_url)
             .ok_or_else(|| IntelError::BadUrl(base_url.to_owned()))?;
+        self.get_url(url, principal, secret).await
+    }
+
+    /// The JSON body at `url` (any other read-only TAP endpoint, e.g. People), exactly as sent,
+    /// with the same status handling, size bound and secret scrubbing as [`IntelClient::get`].
+    pub async fn get_url(
+        &self,
+        url: reqwest::Url,
+        principal: &str,
+        secret: &SecretString,
+    ) -> Result<Bytes, IntelError> {
         let forms = secret::basic_auth_forms(principal, secret);
         let scrub = |text: String| secret::scrub_with(text, &forms);
         let response = self

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod intel;
+pub mod people;
 pub mod split;
 pub mod window;
 

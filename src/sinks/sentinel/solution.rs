@@ -229,6 +229,7 @@ mod tests {
             Beside {
                 customer: Some("4711"),
                 enrichment: Some(br#""threats":{"t":{"name":"x"}}"#),
+                snapshot: None,
             },
         )
         .unwrap();

@@ -302,6 +302,7 @@ mod tests {
                 beside: Beside {
                     customer: None,
                     enrichment: Some(members),
+                    snapshot: None,
                 },
             },
             &mut stats,
@@ -329,6 +330,7 @@ mod tests {
                 beside: Beside {
                     customer: None,
                     enrichment: Some(members),
+                    snapshot: None,
                 },
             },
             &mut stats,

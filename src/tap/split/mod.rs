@@ -130,6 +130,7 @@ impl BatchBuilder {
             buf,
             events: std::mem::take(&mut self.events),
             enrichment: None,
+            snapshot: None,
         }
     }
 

@@ -1,0 +1,365 @@
+//! The People source: one tenant's snapshots of one People list (Very Attacked People or top
+//! clickers), one per period, every user delivered once per snapshot.
+//!
+//! A snapshot belongs to a period (`people.every`, aligned to the epoch). Each sink's stream
+//! stands at the period of the last snapshot it has; a step takes the snapshot of the current
+//! period for the streams that stand before it, page by page (`size` at the API's largest,
+//! paging until a page has fewer users), and moves them to the period once every page is
+//! delivered. So:
+//! - **Exactly once per snapshot.** A restart inside the period finds the streams at the period
+//!   and asks nothing. A snapshot cut by a crash, a failing sink or a failing page keeps the
+//!   keys of the users already delivered (their key is the hash of the period and the user's
+//!   bytes), so taking it again delivers only the rest. A sink that was down gets the snapshot
+//!   of the period it comes back in, once; a People list is a current state, so periods it missed
+//!   entirely are not replayed (the API cannot serve them).
+//! - **Its own budget** (invariant 4): each endpoint allows 50 requests per rolling 24 hours;
+//!   the requests are counted in a budget of this source's own, kept in the store, never the
+//!   SIEM one. A snapshot starts only when the pages the last one took fit in what is left; a
+//!   429 waits until the oldest request ages out.
+//! - **Its own failures** (invariant 6): bad credentials or a failing API hold this source
+//!   alone; the tenant's SIEM polling is another source and does not wait for it.
+//!
+//! Users travel as the API sent them (invariant 5), with the response's `interval` beside them
+//! (`"snapshot"` in the envelope).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use secrecy::SecretString;
+use tracing::Instrument;
+
+use super::{Context, Next, Source};
+use crate::backoff;
+use crate::budget::Budget;
+use crate::clock;
+use crate::config::{PeopleConfig, TenantConfig};
+use crate::engine::Streams;
+use crate::event::{Batch, EventKey, EventMeta};
+use crate::sinks::Sink;
+use crate::status::{TenantState, TenantStatus};
+use crate::tap::intel::{IntelClient, IntelError};
+use crate::tap::people::{Feed, Page, REQUESTS_PER_DAY};
+
+/// At most this many pages make one snapshot (the budget could not pay for more in a day).
+const MAX_PAGES: u32 = REQUESTS_PER_DAY;
+
+/// One tenant's snapshots of one People list.
+pub struct PeopleSource {
+    /// `tenant:people.vap`: the scheduler's and the status board's key, and the store scope of
+    /// its streams and budget.
+    id: Arc<str>,
+    tenant: Arc<str>,
+    feed: Feed,
+    config: Arc<TenantConfig>,
+    people: PeopleConfig,
+    secret: SecretString,
+    client: IntelClient,
+    streams: Streams,
+    budget: Budget,
+    /// Unix seconds before which no request is sent (429, backoff, bad credentials).
+    retry_at: i64,
+    attempts: u32,
+    /// Pages the last complete snapshot took: what the next one is expected to need.
+    last_pages: u32,
+    state: TenantState,
+    last_error: Option<String>,
+    users_fetched: u64,
+    snapshots: u64,
+    by_status: std::collections::BTreeMap<String, u64>,
+}
+
+/// Why a snapshot stopped before it was complete.
+enum Stop {
+    /// The API said no or failed; the disposition decides the wait.
+    Api(IntelError),
+    /// Every target sink failed; each retries on its own.
+    Sinks,
+    /// The budget ran out between pages.
+    Budget,
+    Store(crate::store::StoreError),
+    Unreadable(String),
+}
+
+impl PeopleSource {
+    pub fn new(
+        tenant: &str,
+        feed: Feed,
+        config: Arc<TenantConfig>,
+        people: PeopleConfig,
+        secret: SecretString,
+        sinks: Vec<Arc<dyn Sink>>,
+        ctx: &Context,
+    ) -> Result<PeopleSource, crate::store::StoreError> {
+        let id: Arc<str> = Arc::from(format!("{tenant}:people.{}", feed.as_str()));
+        let every = people.every.as_secs() as i64;
+        let now = ctx.clock.now().timestamp();
+        // A new stream stands at the previous period: the current period's snapshot is due.
+        let initial = period_of(now, every) - every;
+        let streams = Streams::open_scoped(tenant, &id, sinks, initial, &ctx.store)?;
+        let budget = ctx.store.budget(&id)?.unwrap_or_default();
+        let client = ctx.intel.clone();
+        let source = PeopleSource {
+            id,
+            tenant: Arc::from(tenant),
+            feed,
+            config,
+            people,
+            secret,
+            client,
+            streams,
+            budget,
+            retry_at: 0,
+            attempts: 0,
+            last_pages: 1,
+            state: TenantState::NotStarted,
+            last_error: None,
+            users_fetched: 0,
+            snapshots: 0,
+            by_status: Default::default(),
+        };
+        source.publish(ctx, None);
+        Ok(source)
+    }
+
+    fn every(&self) -> i64 {
+        self.people.every.as_secs() as i64
+    }
+
+    async fn step_once(&mut self, ctx: &Context) -> Next {
+        let now = ctx.clock.now().timestamp();
+        if now < self.retry_at {
+            return Next::At(self.retry_at);
+        }
+        let period = period_of(now, self.every());
+        let next_period = period + self.every();
+        let targets: Vec<usize> = self
+            .streams
+            .ready(now)
+            .into_iter()
+            .filter(|&i| self.streams.position(i) < period)
+            .collect();
+        if targets.is_empty() {
+            if !self.streams.any_failing() {
+                self.state = TenantState::Ok;
+            }
+            let at = self
+                .streams
+                .next_retry()
+                .map_or(next_period, |r| r.min(next_period));
+            return Next::At(at.max(now + 1));
+        }
+        // Start only a snapshot the budget can pay for whole, as far as the last one tells.
+        let used = self.budget.used(now);
+        if used + self.last_pages.min(MAX_PAGES) > REQUESTS_PER_DAY {
+            let at = self.budget.next_release(now).unwrap_or(now + 3600);
+            self.state = TenantState::Throttled;
+            self.last_error = Some(format!(
+                "{} of {REQUESTS_PER_DAY} requests used in 24 h; the snapshot waits until {}",
+                used,
+                clock::rfc3339(at)
+            ));
+            return Next::At(at.max(now + 1));
+        }
+        match self.snapshot(ctx, period, targets).await {
+            Ok(pages) => {
+                self.last_pages = pages;
+                self.snapshots += 1;
+                self.attempts = 0;
+                self.last_error = None;
+                self.state = if self.streams.any_failing() {
+                    TenantState::Retrying
+                } else {
+                    TenantState::Ok
+                };
+                tracing::info!(feed = self.feed.as_str(), pages, period = %clock::rfc3339(period), "people snapshot delivered");
+                Next::Now
+            }
+            Err(stop) => self.stopped(ctx, stop),
+        }
+    }
+
+    /// Fetches and delivers the snapshot of `period` to the streams `targets`; returns the pages
+    /// it took.
+    async fn snapshot(
+        &mut self,
+        ctx: &Context,
+        period: i64,
+        targets: Vec<usize>,
+    ) -> Result<u32, Stop> {
+        let mut delivery = self
+            .streams
+            .begin(targets, period, period, &ctx.store)
+            .map_err(Stop::Store)?;
+        let size = self.feed.page_size() as usize;
+        let mut page = 1;
+        loop {
+            let now = ctx.clock.now().timestamp();
+            if self.budget.used(now) >= REQUESTS_PER_DAY {
+                return Err(Stop::Budget);
+            }
+            self.budget.record(now);
+            ctx.store
+                .put_budget(&self.id, &self.budget)
+                .map_err(Stop::Store)?;
+            let url = self
+                .feed
+                .url(self.config.base_url(), self.people.window_days, page)
+                .ok_or_else(|| Stop::Unreadable("base_url is not a URL".into()))?;
+            let body = match self
+                .client
+                .get_url(url, &self.config.principal, &self.secret)
+                .await
+            {
+                Ok(b) => {
+                    *self.by_status.entry("200".into()).or_default() += 1;
+                    b
+                }
+                Err(e) => {
+                    *self.by_status.entry(e.class().into()).or_default() += 1;
+                    return Err(Stop::Api(e));
+                }
+            };
+            let parsed: Page<'_> = serde_json::from_slice(&body).map_err(|e| {
+                Stop::Unreadable(format!("page {page} is not a People answer: {e}"))
+            })?;
+            let users = parsed.users.len();
+            self.users_fetched += users as u64;
+            let batch = batch_of(self.feed, &parsed, period, now);
+            delivery
+                .send(&batch, ctx.engine())
+                .await
+                .map_err(Stop::Store)?;
+            if !delivery.any_alive() {
+                return Err(Stop::Sinks);
+            }
+            if users < size || page >= MAX_PAGES {
+                break;
+            }
+            page += 1;
+        }
+        delivery
+            .finish(period, ctx.engine())
+            .await
+            .map_err(Stop::Store)?;
+        Ok(page)
+    }
+
+    fn stopped(&mut self, ctx: &Context, stop: Stop) -> Next {
+        let now = ctx.clock.now().timestamp();
+        let max = ctx.poll.max_backoff;
+        let (state, at, message) = match stop {
+            Stop::Sinks => {
+                // Each stream waits for its own retry; the snapshot is completed then.
+                self.state = TenantState::Retrying;
+                return Next::At(self.streams.next_retry().unwrap_or(now + 60).max(now + 1));
+            }
+            Stop::Budget => (
+                TenantState::Throttled,
+                self.budget.next_release(now).unwrap_or(now + 3600),
+                "request budget spent in the middle of a snapshot; it is completed when requests age out".to_string(),
+            ),
+            Stop::Api(IntelError::Throttled) => (
+                TenantState::Throttled,
+                self.budget.next_release(now).unwrap_or(now + 3600).max(now + 60),
+                "the People API answered 429; waiting for requests to age out".to_string(),
+            ),
+            Stop::Api(e @ (IntelError::Unauthorized | IntelError::Forbidden)) => (
+                TenantState::Failed,
+                now + max.as_secs() as i64,
+                e.to_string(),
+            ),
+            Stop::Api(e) => {
+                self.attempts += 1;
+                let wait = backoff::delay(self.attempts, std::time::Duration::from_secs(30), max);
+                (TenantState::Retrying, now + wait.as_secs().max(1) as i64, e.to_string())
+            }
+            Stop::Unreadable(m) => {
+                self.attempts += 1;
+                let wait = backoff::delay(self.attempts, std::time::Duration::from_secs(30), max);
+                (TenantState::Retrying, now + wait.as_secs().max(1) as i64, m)
+            }
+            Stop::Store(e) => (
+                TenantState::Retrying,
+                now + 60,
+                format!("state store failed: {e}"),
+            ),
+        };
+        tracing::warn!(feed = self.feed.as_str(), error = %message, retry_at = %clock::rfc3339(at), "people snapshot stopped");
+        self.state = state;
+        self.last_error = Some(message);
+        self.retry_at = at;
+        Next::At(at)
+    }
+
+    fn publish(&self, ctx: &Context, next_at: Option<i64>) {
+        let now = ctx.clock.now().timestamp();
+        let mut budget = self.budget.clone();
+        ctx.status.put(TenantStatus {
+            tenant: self.id.to_string(),
+            state: self.state,
+            last_error: self.last_error.clone(),
+            requests_24h: budget.used(now),
+            requests_limit: REQUESTS_PER_DAY,
+            next_poll_at: next_at.map(clock::rfc3339),
+            events_fetched: self.users_fetched,
+            windows_fetched: self.snapshots,
+            requests_by_status: self.by_status.clone(),
+            sinks: self.streams.statuses(now, 0),
+            ..TenantStatus::default()
+        });
+    }
+}
+
+/// The users of one page as a batch: each user's bytes as sent, keyed by the period and those
+/// bytes, with the list's `interval` beside them.
+fn batch_of(feed: Feed, page: &Page<'_>, period: i64, now: i64) -> Batch {
+    let mut buf = BytesMut::new();
+    let mut events = Vec::with_capacity(page.users.len());
+    let prefix = period.to_be_bytes();
+    for user in &page.users {
+        let raw = user.get().as_bytes();
+        let start = buf.len() as u32;
+        buf.extend_from_slice(raw);
+        let mut hashed = Vec::with_capacity(prefix.len() + raw.len());
+        hashed.extend_from_slice(&prefix);
+        hashed.extend_from_slice(raw);
+        events.push(EventMeta {
+            kind: feed.kind(),
+            start,
+            len: raw.len() as u32,
+            key: EventKey::of(&hashed),
+            time_ms: Some(now * 1000),
+            customer: None,
+        });
+    }
+    Batch {
+        buf: buf.freeze(),
+        events,
+        enrichment: None,
+        snapshot: page.interval.as_deref().map(Arc::from),
+    }
+}
+
+/// The start of the period `now` falls in (periods of `every` seconds from the epoch).
+fn period_of(now: i64, every: i64) -> i64 {
+    now.div_euclid(every.max(1)) * every.max(1)
+}
+
+#[async_trait]
+impl Source for PeopleSource {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn step(&mut self, ctx: &Context) -> Next {
+        let span = tracing::info_span!("tenant", tenant = %self.tenant, source = %self.id);
+        let next = self.step_once(ctx).instrument(span).await;
+        let at = match next {
+            Next::Now => None,
+            Next::At(t) => Some(t),
+        };
+        self.publish(ctx, at);
+        next
+    }
+}

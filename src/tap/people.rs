@@ -1,0 +1,186 @@
+//! The TAP People API (proofpoint-feeds.md): Very Attacked People and top clickers, and a
+//! tenant's `[tenants.NAME.people]` settings for snapshotting them.
+//!
+//! `GET /v2/people/vap?window=14|30|90&size=&page=` and `/v2/people/top-clickers?…` answer one
+//! page of `users[]` with the totals and the `interval` the list covers. Each endpoint allows 50
+//! requests per rolling 24 hours per credential, paging included, from a pool of its own (not the
+//! SIEM one). What is read here is parsed without being re-encoded: each user object is kept as
+//! the bytes the API sent (invariant 5).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::event::EventKind;
+
+/// Requests each People endpoint allows per rolling 24 hours, per credential.
+pub const REQUESTS_PER_DAY: u32 = 50;
+/// The largest page `top-clickers` serves.
+pub const TOP_CLICKERS_MAX_SIZE: u32 = 200;
+/// The page size asked of `vap` (its default and the size its paging is tested with).
+pub const VAP_PAGE_SIZE: u32 = 1000;
+
+/// One People list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feed {
+    /// Very Attacked People, `/v2/people/vap`.
+    Vap,
+    /// Top clickers, `/v2/people/top-clickers`.
+    TopClickers,
+}
+
+impl Feed {
+    pub const ALL: [Feed; 2] = [Feed::Vap, Feed::TopClickers];
+
+    /// The config name and the source's name in status (`vap`, `top_clickers`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feed::Vap => "vap",
+            Feed::TopClickers => "top_clickers",
+        }
+    }
+
+    /// The endpoint's last path segment.
+    pub fn path(self) -> &'static str {
+        match self {
+            Feed::Vap => "vap",
+            Feed::TopClickers => "top-clickers",
+        }
+    }
+
+    /// The kind its users are delivered as (`vap`, `topClickers`).
+    pub fn kind(self) -> EventKind {
+        match self {
+            Feed::Vap => EventKind::Vap,
+            Feed::TopClickers => EventKind::TopClickers,
+        }
+    }
+
+    /// The page size asked for.
+    pub fn page_size(self) -> u32 {
+        match self {
+            Feed::Vap => VAP_PAGE_SIZE,
+            Feed::TopClickers => TOP_CLICKERS_MAX_SIZE,
+        }
+    }
+
+    /// The request URL of page `page` (1-based) for a `window_days` list under `base_url`.
+    pub fn url(self, base_url: &str, window_days: u32, page: u32) -> Option<reqwest::Url> {
+        let mut url = reqwest::Url::parse(base_url).ok()?;
+        url.path_segments_mut()
+            .ok()?
+            .pop_if_empty()
+            .extend(["v2", "people", self.path()]);
+        url.query_pairs_mut()
+            .append_pair("window", &window_days.to_string())
+            .append_pair("size", &self.page_size().to_string())
+            .append_pair("page", &page.to_string());
+        Some(url)
+    }
+}
+
+/// `[tenants.NAME.people]`: snapshots of the People lists into the SIEM, one per feed per
+/// period.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeopleConfig {
+    /// The lists to snapshot. Default both: `["vap", "top_clickers"]`.
+    #[serde(default = "default_feeds")]
+    pub feeds: Vec<Feed>,
+    /// The period each list covers, in days: 14, 30 or 90. Default 30.
+    #[serde(default = "default_window_days")]
+    pub window_days: u32,
+    /// One snapshot of each list per this period (aligned to the epoch: `24h` is one per UTC
+    /// day). At least `1h`. Default `24h`.
+    #[serde(default = "default_every", with = "humantime_serde")]
+    pub every: Duration,
+    /// The sinks the snapshots go to. Default: the tenant's `sinks`.
+    #[serde(default)]
+    pub sinks: Option<Vec<String>>,
+}
+
+fn default_feeds() -> Vec<Feed> {
+    Feed::ALL.to_vec()
+}
+fn default_window_days() -> u32 {
+    30
+}
+fn default_every() -> Duration {
+    Duration::from_secs(86_400)
+}
+
+impl PeopleConfig {
+    /// Checks the values; `Err` names the key (under `people.`) and the problem.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.feeds.is_empty() {
+            return Err(("feeds", "lists no feeds (vap, top_clickers)".into()));
+        }
+        if ![14, 30, 90].contains(&self.window_days) {
+            return Err((
+                "window_days",
+                format!(
+                    "{} is not one the API serves (14, 30 or 90)",
+                    self.window_days
+                ),
+            ));
+        }
+        if self.every < Duration::from_secs(3600) {
+            return Err((
+                "every",
+                "must be at least 1h: each endpoint allows 50 requests a day".into(),
+            ));
+        }
+        if self.sinks.as_ref().is_some_and(Vec::is_empty) {
+            return Err(("sinks", "lists no sinks".into()));
+        }
+        Ok(())
+    }
+}
+
+/// One page of a People answer: the users as sent, and what says how many there are.
+#[derive(Debug, Deserialize)]
+pub struct Page<'a> {
+    #[serde(borrow, default)]
+    pub users: Vec<&'a serde_json::value::RawValue>,
+    /// The span the list covers (`2026-09-03T11:49:00Z/2026-12-02T11:49:00Z`).
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default, rename = "totalVapUsers")]
+    pub total_vap_users: Option<u64>,
+    #[serde(default, rename = "totalTopClickers")]
+    pub total_top_clickers: Option<u64>,
+}
+
+impl Page<'_> {
+    /// The list's total, when the answer says.
+    pub fn total(&self) -> Option<u64> {
+        self.total_vap_users.or(self.total_top_clickers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pages_and_validation() {
+        let u = Feed::TopClickers
+            .url("https://tap-api-v2.proofpoint.com/", 30, 2)
+            .unwrap();
+        assert_eq!(
+            u.as_str(),
+            "https://tap-api-v2.proofpoint.com/v2/people/top-clickers?window=30&size=200&page=2"
+        );
+        let page: Page<'_> = serde_json::from_str(
+            r#"{"users":[{"identity":{"emails":["a@x"]}} , {"b":1}],"totalVapUsers":2,"interval":"a/b"}"#,
+        )
+        .unwrap();
+        assert_eq!(page.users[0].get(), r#"{"identity":{"emails":["a@x"]}}"#);
+        assert_eq!(page.total(), Some(2));
+        let mut c: PeopleConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        c.window_days = 7;
+        assert_eq!(c.validate().unwrap_err().0, "window_days");
+    }
+}
