@@ -174,6 +174,137 @@ async fn kill_9_mid_backlog_leaves_every_event_exactly_once() {
     assert!(killed_at.windows(2).all(|w| w[0] <= w[1]), "{killed_at:?}");
 }
 
+/// Lines of the file sink whose `tenant` is `tenant`, parsed.
+fn lines_of(path: &Path, tenant: &str) -> Vec<serde_json::Value> {
+    let data = std::fs::read(path).unwrap_or_default();
+    data.split(|b| *b == b'\n')
+        .filter(|l| l.starts_with(format!("{{\"tenant\":\"{tenant}\"").as_bytes()))
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_essentials_backlog_and_mid_people_snapshot_then_exactly_once() {
+    let mut people = tenant("p-acme", "s-acme", 60);
+    people.top_clickers = 450;
+    let sim = Sim::start(
+        vec![
+            tenant("p-partner", "s-partner", 3000).essentials("1000", &["4711", "4712"]),
+            people,
+        ],
+        41,
+        Clock::System,
+    )
+    .await;
+    // Page 2 of the first top-clickers snapshot hangs: the daemon is killed inside it.
+    sim.sim.inject_people(
+        "p-acme",
+        [(
+            2,
+            tapfwd::simulate::Fault::SlowHeaders(Duration::from_secs(600)),
+        )],
+    );
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let config = scratch.path("tapfwd.toml");
+    let mut text = config_text(
+        &scratch.path("state"),
+        &events,
+        &sim.base_url(),
+        &[("acme", "p-acme", "s-acme"), ("partner", "p-partner", "s-partner")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"8h\"\nbatch_events = 97\nconcurrency = 2",
+    );
+    text.push_str("product = \"essentials\"\ncustomer_data = true\n");
+    text.push_str("[tenants.acme.people]\nfeeds = [\"top_clickers\"]\n");
+    std::fs::write(&config, text).unwrap();
+
+    let top = |path: &Path| {
+        lines_of(path, "acme")
+            .into_iter()
+            .filter(|v| v["eventType"] == "topClickers")
+            .count()
+    };
+    for threshold in [1_000_000u64, 5_000_000] {
+        let mut child = spawn_run(&config, &scratch.path("run.log"));
+        let events2 = events.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_until(
+                "the backlog to grow and page 1 to land",
+                Duration::from_secs(120),
+                || file_len(&events2) >= threshold && top(&events2) >= 200,
+            )
+        })
+        .await
+        .unwrap();
+        child.kill().unwrap(); // SIGKILL, with the snapshot's page 2 in flight the first time
+        child.wait().unwrap();
+    }
+
+    let mut child = spawn_run(&config, &scratch.path("run.log"));
+    let start = sim
+        .sim
+        .request_log("p-partner")
+        .iter()
+        .filter_map(|r| parse_interval(&r.query))
+        .map(|(s, _)| s)
+        .min()
+        .unwrap();
+    let target = (chrono::Utc::now().timestamp() - 1800).div_euclid(60) * 60 - 300;
+    let want = expected(&sim.sim, "p-partner", start, target).len();
+    let events2 = events.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(
+            "the backlog and the snapshot",
+            Duration::from_secs(300),
+            || lines_of(&events2, "partner").len() >= want && top(&events2) >= 450,
+        )
+    })
+    .await
+    .unwrap();
+    sigterm(&mut child);
+
+    // The partner's events: every one up to its checkpoint exactly once, each with its customer.
+    let status = status_json(&config);
+    let partner = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "partner")
+        .unwrap();
+    let cp =
+        chrono::DateTime::parse_from_rfc3339(partner["sinks"][0]["checkpoint"].as_str().unwrap())
+            .unwrap()
+            .timestamp();
+    let truth = expected(&sim.sim, "p-partner", start, cp);
+    let mut got: HashMap<String, usize> = HashMap::new();
+    for v in lines_of(&events, "partner") {
+        assert_eq!(v["customer"], v["event"]["customerEid"]);
+        *got.entry(v["event"].to_string()).or_default() += 1;
+    }
+    assert!(got.values().all(|n| *n == 1), "no Essentials event twice");
+    for (_, raw) in &truth {
+        let v: serde_json::Value = serde_json::from_slice(raw).unwrap();
+        assert!(
+            got.contains_key(&v.to_string()),
+            "an Essentials event is missing"
+        );
+    }
+    assert_eq!(got.len(), truth.len());
+
+    // The snapshot cut by the kill was completed: each top clicker once.
+    let mut users: HashMap<String, usize> = HashMap::new();
+    for v in lines_of(&events, "acme")
+        .into_iter()
+        .filter(|v| v["eventType"] == "topClickers")
+    {
+        *users
+            .entry(v["event"]["identity"]["emails"][0].to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(users.len(), 450);
+    assert!(users.values().all(|n| *n == 1), "no top clicker twice");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_logs_status_or_the_store() {
     const GOOD: &str = "Xy7-good-SECRET-4b1d";

@@ -134,13 +134,18 @@ pub(super) async fn handle(
         at.and_then(|i| live.people_faults.remove(i))
             .map(|(_, f)| f)
     };
-    if let Some(fault) = fault {
-        let status = match fault {
-            Fault::Status(s) => s,
-            _ => 500,
-        };
-        record(t, parts, status, now, Some(fault));
-        return text(status, status_body(status));
+    match fault {
+        // A slow answer: wait (tokio time), then answer normally.
+        Some(Fault::SlowHeaders(d)) => tokio::time::sleep(d).await,
+        Some(fault) => {
+            let status = match fault {
+                Fault::Status(s) => s,
+                _ => 500,
+            };
+            record(t, parts, status, now, Some(fault));
+            return text(status, status_body(status));
+        }
+        None => {}
     }
     let mut window = None;
     let mut size = match list {
