@@ -202,6 +202,58 @@ async fn the_daily_budget_is_waited_for_without_a_429_and_siem_polling_goes_on()
         .all(|r| r.status == 200));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_on_one_source_do_not_stop_the_others() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(
+        vec![
+            tenant(P, "s-acme", 60),
+            tenant("p-partner", "the-real-secret", 60).essentials("1000", &["4711"]),
+        ],
+        34,
+        clock.clone(),
+    )
+    .await;
+    let scratch = Scratch::new();
+    let mut text = config_text(
+        &scratch.path("state"),
+        &scratch.path("events.ndjson"),
+        &sim.base_url(),
+        &[
+            ("partner", "p-partner", "a-wrong-secret"),
+            ("acme", P, "s-acme"),
+        ],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
+    );
+    text.push_str("[tenants.acme.people]\n");
+    text = text.replacen(
+        "[tenants.partner]\n",
+        "[tenants.partner]\nproduct = \"essentials\"\ncustomer_data = true\n",
+        1,
+    );
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running
+        .wait_for("acme's three sources ok and the partner failed", |s| {
+            let state = |id: &str| s.iter().find(|t| t.tenant == id).map(|t| t.state);
+            ["acme", "acme:people.vap", "acme:people.top_clickers"]
+                .iter()
+                .all(|id| state(id).is_some_and(|st| st == "ok"))
+                && state("partner").is_some_and(|st| st == "failed")
+        })
+        .await;
+    manual.advance(Duration::from_secs(600));
+    running.wait_idle(4, manual.now()).await;
+    let acme = running.board.get("acme").unwrap();
+    running.stop().await;
+    assert_eq!(acme.state, "ok");
+    assert_eq!(people_lines(&scratch.path("events.ndjson")).len(), 570);
+    assert!(sim
+        .sim
+        .request_log("p-partner")
+        .iter()
+        .all(|r| r.status == 401));
+}
+
 #[test]
 fn people_config_errors_name_the_key() {
     let base = "state_dir = \"s\"\n[sinks.archive]\ntype = \"file\"\npath = \"e\"\n[tenants.acme]\nprincipal = \"x\"\nsecret = \"y\"\nsinks = [\"archive\"]\n[tenants.acme.people]\n";

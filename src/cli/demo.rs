@@ -100,6 +100,10 @@ pub(super) async fn demo(
             s = t.secret,
             addr = server.addr
         ));
+        if t.principal == sim_config.tenants[0].principal {
+            // The first TAP tenant also snapshots its People lists.
+            text.push_str(&format!("[tenants.{}.people]\n", t.principal));
+        }
     }
     let config = Config::from_toml_with_env(&text, std::iter::empty())
         .map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
@@ -115,7 +119,8 @@ pub(super) async fn demo(
     );
     if !follow {
         let stop = shutdown.clone();
-        let n = sim_config.tenants.len();
+        // Every tenant, and the first tenant's two People sources.
+        let n = sim_config.tenants.len() + 2;
         tokio::spawn(async move {
             board
                 .wait_until(|snap| snap.len() == n && snap.iter().all(|t| t.state == "ok"))
