@@ -254,6 +254,61 @@ async fn bad_credentials_on_one_source_do_not_stop_the_others() {
         .all(|r| r.status == 401));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_was_down_gets_the_snapshot_once_when_it_comes_back() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant(P, "s-acme", 60)], 35, clock.clone()).await;
+    let scratch = Scratch::new();
+    let fake = support::fakes::Fake::default();
+    for _ in 0..10_000 {
+        fake.push_fault(support::fakes::Fault::new(503, "maintenance"));
+    }
+    let addr = support::fakes::plain(&fake).await;
+    let mut text = config_text(
+        &scratch.path("state"),
+        &scratch.path("events.ndjson"),
+        &sim.base_url(),
+        &[("acme", P, "s-acme")],
+        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
+    );
+    text.push_str("[tenants.acme.people]\nsinks = [\"siem\"]\n");
+    text.push_str(&format!(
+        "[sinks.siem]\ntype = \"http\"\nurl = \"http://{addr}/ingest\"\nretry = {{ initial_backoff = \"10ms\", max_backoff = \"20ms\", max_time = \"100ms\" }}\n"
+    ));
+    let running = Running::start(parse_config(&text), clock.clone()).await;
+    running
+        .wait_for("the People sink to fail", |s| {
+            s.iter()
+                .any(|t| t.tenant == "acme:people.vap" && t.sinks.iter().any(|k| k.failing))
+        })
+        .await;
+    fake.with(|s| s.faults.clear());
+    for _ in 0..30 {
+        manual.advance(Duration::from_secs(60));
+        running.wait_idle(3, manual.now()).await;
+        let snap = running.board.snapshot();
+        if snap
+            .iter()
+            .filter(|t| t.tenant.contains(":people."))
+            .all(|t| t.state == "ok")
+        {
+            break;
+        }
+    }
+    running.stop().await;
+    let mut users: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for e in fake.events() {
+        let kind = e["eventType"].as_str().unwrap().to_string();
+        let email = e["event"]["identity"]["emails"][0]
+            .as_str()
+            .unwrap()
+            .to_string();
+        *users.entry((kind, email)).or_default() += 1;
+    }
+    assert_eq!(users.len(), 570, "both lists, every user");
+    assert!(users.values().all(|n| *n == 1), "once each");
+}
+
 #[test]
 fn people_config_errors_name_the_key() {
     let base = "state_dir = \"s\"\n[sinks.archive]\ntype = \"file\"\npath = \"e\"\n[tenants.acme]\nprincipal = \"x\"\nsecret = \"y\"\nsinks = [\"archive\"]\n[tenants.acme.people]\n";
