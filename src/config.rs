@@ -263,7 +263,9 @@ pub struct TenantConfig {
     /// proxy on a trusted network); the daemon warns about it at start. Default `false`.
     #[serde(default)]
     pub allow_http: bool,
-    /// The service principal (Settings → Connected Applications in the TAP dashboard).
+    /// The service principal (Settings → Connected Applications in the TAP dashboard). Required
+    /// for TAP and Essentials; PoD tenants have none.
+    #[serde(default)]
     pub principal: String,
     /// The secret, inline. Prefer `secret_env`, `secret_file` or `secret_credential`.
     #[serde(default)]
@@ -296,7 +298,91 @@ pub struct TenantConfig {
     /// schedule and within each endpoint's 50 requests a day. Default: none. TAP tenants only.
     #[serde(default)]
     pub people: Option<PeopleConfig>,
+    /// PoD: the cluster id (`cid`), as shown in the PoD admin console. Required for PoD.
+    #[serde(default)]
+    pub cluster_id: Option<String>,
+    /// PoD: the log stream's bearer token, inline. Prefer `token_env`, `token_file` or
+    /// `token_credential`.
+    #[serde(default)]
+    pub token: Option<SecretString>,
+    /// PoD: name of an environment variable that holds the token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// PoD: path of a file whose content (trailing newline removed) is the token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// PoD: name of a systemd credential holding the token.
+    #[serde(default)]
+    pub token_credential: Option<String>,
+    /// PoD: the log types to stream, one connection each: `message`, `maillog`, `audit`.
+    /// Default `["message", "maillog"]`.
+    #[serde(default = "default_pod_types")]
+    pub types: Vec<PodType>,
+    /// PoD: how often a live connection is pinged; a connection that answers no ping within the
+    /// next interval is replaced. Default 2m30s (the service drops idle connections after about
+    /// 5 minutes).
+    #[serde(default = "default_ping_interval", with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// PoD: how old events must be before archive mode (`sinceTime`/`toTime`) serves them.
+    /// Default 30m.
+    #[serde(default = "default_archive_lag", with = "humantime_serde")]
+    pub archive_lag: Duration,
+    /// PoD: how far back archive mode reaches; a gap older than this is reported, not fetched.
+    /// Default 30d (Proofpoint's figure, not verified).
+    #[serde(default = "default_archive_horizon", with = "humantime_serde")]
+    pub archive_horizon: Duration,
 }
+
+/// A PoD log type: one live connection each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PodType {
+    Message,
+    Maillog,
+    Audit,
+}
+
+impl PodType {
+    /// The name in config, in the stream URL's `type` and in source ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodType::Message => "message",
+            PodType::Maillog => "maillog",
+            PodType::Audit => "audit",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PodType> {
+        [PodType::Message, PodType::Maillog, PodType::Audit]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
+
+    /// The kind its events get.
+    pub fn kind(self) -> crate::event::EventKind {
+        match self {
+            PodType::Message => crate::event::EventKind::PodMessage,
+            PodType::Maillog => crate::event::EventKind::PodMaillog,
+            PodType::Audit => crate::event::EventKind::PodAudit,
+        }
+    }
+}
+
+fn default_pod_types() -> Vec<PodType> {
+    vec![PodType::Message, PodType::Maillog]
+}
+fn default_ping_interval() -> Duration {
+    Duration::from_secs(150)
+}
+fn default_archive_lag() -> Duration {
+    Duration::from_secs(1800)
+}
+fn default_archive_horizon() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+
+/// PoD's stream host.
+pub const POD_BASE_URL: &str = "wss://logstream.proofpoint.com";
 
 impl Config {
     /// The admin endpoint's bearer token, read from `admin_token_env` (none when it is unset).
@@ -324,6 +410,8 @@ pub enum Product {
     Tap,
     /// The Proofpoint Essentials Threat API.
     Essentials,
+    /// The Proofpoint on Demand (PoD) log stream (WebSocket).
+    Pod,
 }
 
 impl Product {
@@ -331,6 +419,7 @@ impl Product {
         match self {
             Product::Tap => "tap",
             Product::Essentials => "essentials",
+            Product::Pod => "pod",
         }
     }
 
@@ -339,7 +428,7 @@ impl Product {
     pub fn horizon_secs(self) -> i64 {
         match self {
             Product::Tap => window::HORIZON_SECS,
-            Product::Essentials => window::ESSENTIALS_HORIZON_SECS,
+            Product::Essentials | Product::Pod => window::ESSENTIALS_HORIZON_SECS,
         }
     }
 }
@@ -350,7 +439,10 @@ impl TenantConfig {
     pub fn base_url(&self) -> &str {
         self.base_url_setting
             .as_deref()
-            .unwrap_or("https://tap-api-v2.proofpoint.com")
+            .unwrap_or(match self.product {
+                Product::Pod => POD_BASE_URL,
+                _ => "https://tap-api-v2.proofpoint.com",
+            })
     }
 
     /// What a SIEM request for this tenant sends: the principal, `secret`, and the parameters
@@ -367,6 +459,7 @@ impl TenantConfig {
                 ("ownData", flag(self.own_data)),
                 ("customerData", flag(self.customer_data)),
             ],
+            Product::Pod => Vec::new(),
         };
         Credentials {
             principal: &self.principal,
@@ -406,7 +499,7 @@ impl TenantConfig {
         let Ok(url) = reqwest::Url::parse(self.base_url()) else {
             return false;
         };
-        if url.scheme() != "http" {
+        if url.scheme() != "http" && url.scheme() != "ws" {
             return false;
         }
         let Some(host) = url.host_str() else {
@@ -758,7 +851,25 @@ impl Config {
                     "tenant ids must match [A-Za-z0-9_.-]{1,64}".into(),
                 );
             }
-            if t.principal.trim().is_empty() {
+            if t.product == Product::Pod {
+                validate_pod(t, &key, &mut err);
+            } else {
+                for (set, name) in [
+                    (t.cluster_id.is_some(), "cluster_id"),
+                    (t.token.is_some(), "token"),
+                    (t.token_env.is_some(), "token_env"),
+                    (t.token_file.is_some(), "token_file"),
+                    (t.token_credential.is_some(), "token_credential"),
+                ] {
+                    if set {
+                        err(
+                            key(name),
+                            "is a PoD setting; this tenant is not product = \"pod\"".into(),
+                        );
+                    }
+                }
+            }
+            if t.product != Product::Pod && t.principal.trim().is_empty() {
                 err(key("principal"), "is empty".into());
             }
             let sources = [
@@ -770,13 +881,17 @@ impl Config {
             .iter()
             .filter(|s| **s)
             .count();
-            if sources != 1 {
+            if t.product == Product::Pod {
+                // The token's sources are checked in `validate_pod`.
+            } else if sources != 1 {
                 err(
                     key("secret"),
                     format!("exactly one of secret, secret_env, secret_file, secret_credential must be set, found {sources}"),
                 );
             }
-            if t.product == Product::Essentials && t.base_url_setting.is_none() {
+            if t.product == Product::Pod {
+                // Checked in `validate_pod`.
+            } else if t.product == Product::Essentials && t.base_url_setting.is_none() {
                 err(
                     key("base_url"),
                     "an essentials tenant needs its region's host, e.g. https://us1-siem.proofpointessentials.com".into(),
@@ -857,7 +972,7 @@ impl Config {
                 }
             }
             let steady = 86_400 / p.interval.as_secs().max(60);
-            if u64::from(t.requests_per_day) <= steady {
+            if t.product != Product::Pod && u64::from(t.requests_per_day) <= steady {
                 err(
                     key("requests_per_day"),
                     format!(
@@ -924,7 +1039,127 @@ fn read_tenant_file(path: &Path) -> Result<TenantConfig, ConfigError> {
     })
 }
 
+/// The PoD keys of tenant `t`; `key` names a key of that tenant.
+fn validate_pod(
+    t: &TenantConfig,
+    key: &dyn Fn(&str) -> String,
+    err: &mut dyn FnMut(String, String),
+) {
+    match t.cluster_id.as_deref().map(str::trim) {
+        None => err(
+            key("cluster_id"),
+            "a pod tenant needs its cluster id (cid)".into(),
+        ),
+        Some(c)
+            if c.is_empty()
+                || !c
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) =>
+        {
+            err(
+                key("cluster_id"),
+                "must be a cluster id of letters, digits, `_`, `-` or `.`".into(),
+            )
+        }
+        Some(_) => {}
+    }
+    let sources = [
+        t.token.is_some(),
+        t.token_env.is_some(),
+        t.token_file.is_some(),
+        t.token_credential.is_some(),
+    ]
+    .iter()
+    .filter(|s| **s)
+    .count();
+    if sources != 1 {
+        err(
+            key("token"),
+            format!("exactly one of token, token_env, token_file, token_credential must be set, found {sources}"),
+        );
+    }
+    for (set, name) in [
+        (!t.principal.is_empty(), "principal"),
+        (t.secret.is_some(), "secret"),
+        (t.secret_env.is_some(), "secret_env"),
+        (t.secret_file.is_some(), "secret_file"),
+        (t.secret_credential.is_some(), "secret_credential"),
+        (t.people.is_some(), "people"),
+        (!t.enrich.is_empty(), "enrich"),
+        (!t.customer_sinks.is_empty(), "customer_sinks"),
+    ] {
+        if set {
+            err(
+                key(name),
+                "is not a PoD setting (a pod tenant has cluster_id and a token)".into(),
+            );
+        }
+    }
+    if t.types.is_empty() {
+        err(
+            key("types"),
+            "lists no log types (message, maillog, audit)".into(),
+        );
+    }
+    let mut seen = t.types.clone();
+    seen.sort();
+    seen.dedup();
+    if seen.len() != t.types.len() {
+        err(key("types"), "names a log type twice".into());
+    }
+    let url = t.base_url();
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "wss" || u.scheme() == "ws" => {
+            if !u.username().is_empty() || u.password().is_some() {
+                err(
+                    key("base_url"),
+                    "must not carry credentials; use the token keys".into(),
+                );
+            } else if u.host_str().map_or(true, str::is_empty) {
+                err(key("base_url"), format!("`{url}` has no host"));
+            } else if t.cleartext_http() && !t.allow_http {
+                err(
+                    key("base_url"),
+                    "ws:// sends the token in cleartext: use wss://, or set allow_http = true for this tenant".into(),
+                );
+            }
+        }
+        _ => err(key("base_url"), format!("`{url}` is not a wss:// URL")),
+    }
+    if t.ping_interval < Duration::from_secs(1) || t.ping_interval > Duration::from_secs(240) {
+        err(
+            key("ping_interval"),
+            format!(
+                "must be between 1s and 4m (the service drops idle connections after about 5 minutes), got {}",
+                humantime::format_duration(t.ping_interval)
+            ),
+        );
+    }
+    if t.archive_horizon <= t.archive_lag + Duration::from_secs(3600) {
+        err(
+            key("archive_horizon"),
+            "must be more than archive_lag plus an hour".into(),
+        );
+    }
+}
+
 fn resolve_secret(id: &str, t: &TenantConfig, env: Env<'_>) -> Result<SecretString, ConfigError> {
+    if t.product == Product::Pod {
+        if let Some(name) = &t.token_credential {
+            return Ok(secret::read_credential(
+                format!("tenants.{id}.token_credential"),
+                name,
+                env,
+            )?);
+        }
+        return Ok(SecretSource {
+            key: &format!("tenants.{id}.token"),
+            inline: t.token.as_ref(),
+            env: t.token_env.as_deref(),
+            file: t.token_file.as_deref(),
+        }
+        .resolve(env)?);
+    }
     if let Some(name) = &t.secret_credential {
         return Ok(secret::read_credential(
             format!("tenants.{id}.secret_credential"),

@@ -221,6 +221,37 @@ impl Streams {
         })
     }
 
+    /// Moves stream `i` forward to `position` (never back) and forgets its dedupe keys of
+    /// deliveries that ended before `forget_before`, in one transaction. A streaming source uses
+    /// it when a stream's gap is closed (the archive reached what the live stream delivered).
+    pub fn advance(
+        &mut self,
+        i: usize,
+        position: i64,
+        forget_before: i64,
+        deps: Deps<'_>,
+    ) -> Result<(), StoreError> {
+        let stream = &mut self.streams[i];
+        if position <= stream.state.checkpoint {
+            return Ok(());
+        }
+        let mut state = stream.state.clone();
+        state.checkpoint = position;
+        deps.store
+            .commit_window(&self.scope, stream.sink.name(), &state, forget_before)?;
+        stream.state = state;
+        Ok(())
+    }
+
+    /// The number of streams (one per sink).
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+
     /// Each sink's status at `now`, with the configured `lag` (seconds).
     pub fn statuses(&self, now: i64, lag: i64) -> Vec<SinkStatus> {
         self.streams
@@ -312,6 +343,48 @@ impl Delivery<'_> {
                     self.alive[slot] = false;
                     sink_failed(stream, deps, tenant, e);
                 }
+            }
+        }
+        deps.store.flush().await
+    }
+
+    /// The streams this delivery belongs to, for reading positions and retry times.
+    pub fn streams(&self) -> &Streams {
+        self.streams
+    }
+
+    /// The streams still taking this delivery (their sink has not failed in it).
+    pub fn alive_streams(&self) -> Vec<usize> {
+        self.targets
+            .iter()
+            .zip(&self.alive)
+            .filter(|(_, a)| **a)
+            .map(|(i, _)| *i)
+            .collect()
+    }
+
+    /// For a delivery that does not end (a live stream): the position the following chunks'
+    /// dedupe keys are filed under, and where [`Delivery::finish`] moves the targets.
+    pub fn set_end(&mut self, end: i64) {
+        self.end = end;
+    }
+
+    /// Moves each live target `i` for which `to(i)` names a position ahead of its own there,
+    /// without ending the delivery; forgets its keys of deliveries that ended before
+    /// `forget_before`. A streaming source commits the position each chunk reached this way.
+    pub async fn advance(
+        &mut self,
+        to: impl Fn(usize) -> Option<i64>,
+        forget_before: i64,
+        deps: Deps<'_>,
+    ) -> Result<(), StoreError> {
+        let alive = self.alive_streams();
+        for i in alive {
+            if let Some(position) = to(i) {
+                self.streams.advance(i, position, forget_before, deps)?;
+                let stream = &mut self.streams.streams[i];
+                stream.attempts = 0;
+                stream.last_error = None;
             }
         }
         deps.store.flush().await

@@ -114,6 +114,31 @@ const HELP: &[(&str, Kind, &str)] = &[
         "Seconds the tenant's window in flight has taken so far (0 between windows).",
     ),
     (
+        "tapfwd_stream_connected",
+        Kind::Gauge,
+        "1 while a streaming source's live connection (PoD, by kind) is open.",
+    ),
+    (
+        "tapfwd_stream_last_frame_timestamp_seconds",
+        Kind::Gauge,
+        "Unix time at which a streaming source last received a frame.",
+    ),
+    (
+        "tapfwd_stream_reconnects_total",
+        Kind::Counter,
+        "Live connections a streaming source opened after its first.",
+    ),
+    (
+        "tapfwd_stream_archive_catchups_total",
+        Kind::Counter,
+        "Archive catch-ups a streaming source ran to close a gap.",
+    ),
+    (
+        "tapfwd_stream_events_per_second",
+        Kind::Gauge,
+        "Frames a streaming source received per second, over its last status interval.",
+    ),
+    (
         "tapfwd_config_reloads_total",
         Kind::Counter,
         "Config reloads (SIGHUP), by result (applied, rejected).",
@@ -293,6 +318,43 @@ impl Metrics {
             f.1 += secs;
             f.2 += 1;
         }
+    }
+
+    /// A streaming source's connection figures (`kind`: the PoD log type).
+    pub fn set_stream(
+        &self,
+        tenant: &str,
+        kind: &str,
+        connected: bool,
+        last_frame_unix: Option<i64>,
+        events_per_second: f64,
+    ) {
+        let l = || labels(tenant, None, Some(("kind", kind)));
+        self.set(
+            "tapfwd_stream_connected",
+            l(),
+            f64::from(u8::from(connected)),
+        );
+        if let Some(t) = last_frame_unix {
+            self.set("tapfwd_stream_last_frame_timestamp_seconds", l(), t as f64);
+        }
+        self.set("tapfwd_stream_events_per_second", l(), events_per_second);
+    }
+
+    pub fn add_stream_reconnect(&self, tenant: &str, kind: &str) {
+        self.add(
+            "tapfwd_stream_reconnects_total",
+            labels(tenant, None, Some(("kind", kind))),
+            1.0,
+        );
+    }
+
+    pub fn add_stream_catchup(&self, tenant: &str, kind: &str) {
+        self.add(
+            "tapfwd_stream_archive_catchups_total",
+            labels(tenant, None, Some(("kind", kind))),
+            1.0,
+        );
     }
 
     /// Drops every series of a tenant that was removed by a reload.

@@ -99,6 +99,29 @@ pub struct TenantStatus {
     /// start; at most [`MAX_CUSTOMERS`] ids, the rest counted under `"(other)"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub customers: BTreeMap<String, u64>,
+    /// A streaming source (PoD): its connection; absent for polled sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamStatus>,
+}
+
+/// A streaming source's connection (one PoD log type of one tenant).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamStatus {
+    /// Whether the live connection is open.
+    pub connected: bool,
+    /// The `ts` of the last frame received (as sent), if any since start.
+    pub last_frame_ts: Option<String>,
+    /// When the last frame arrived (RFC 3339).
+    pub last_frame_at: Option<String>,
+    /// Live connections opened after the first, since start.
+    pub reconnects: u64,
+    /// Archive catch-ups run (each one or more hour windows), since start.
+    pub archive_catchups: u64,
+    /// Frames received per second over the last status interval.
+    pub events_per_second: f64,
+    /// Connections the service refused with 409 (a session of this token was still open),
+    /// since start.
+    pub sessions_refused: u64,
 }
 
 /// How many customer ids a tenant's status lists one by one.

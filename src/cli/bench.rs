@@ -575,6 +575,7 @@ async fn scale(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     let mut cfg = SimConfig {
         seed: 6,
         tenants: Vec::with_capacity(n),
+        pod: Vec::new(),
     };
     for i in 1..=n {
         let mut t = crate::simulate::SimTenant::new(&principal(i), &secret(i), per_hour);

@@ -51,12 +51,17 @@
 //! - **People** ([`people`]): `/v2/people/vap` and `/v2/people/top-clickers` with window and size
 //!   validation, paging, totals and `interval`, and 50 requests per 24 h per endpoint (429).
 //!
-//! Not modelled: 204 on empty windows (only as a fault), `/v2/campaign/ids`, URL decode, PoD.
+//! - **PoD log stream** ([`pod`]): `/v1/stream` upgraded to a WebSocket, per-cluster bearer
+//!   tokens, one session per token and type (409), live frames with the one-hour replay after a
+//!   drop, pings and idle drops, duplicate frames, archive mode, and faults.
+//!
+//! Not modelled: 204 on empty windows (only as a fault), `/v2/campaign/ids`, URL decode.
 
 mod events;
 mod intel;
 mod params;
 mod people;
+pub mod pod;
 mod render;
 mod server;
 
@@ -80,6 +85,9 @@ pub struct SimConfig {
     pub seed: u64,
     /// The simulated tenants (one credential each).
     pub tenants: Vec<SimTenant>,
+    /// The simulated PoD clusters (`[[pod]]`, one bearer token each).
+    #[serde(default)]
+    pub pod: Vec<pod::SimPodCluster>,
 }
 
 /// One simulated tenant (one TAP service principal).
@@ -196,6 +204,7 @@ impl SimConfig {
                     )
                 })
                 .collect(),
+            pod: Vec::new(),
         }
     }
 }
@@ -271,6 +280,8 @@ pub struct Simulator {
 struct Inner {
     clock: Clock,
     tenants: HashMap<String, TenantState>,
+    /// PoD clusters by bearer token.
+    pod: HashMap<String, Arc<pod::PodCluster>>,
 }
 
 struct TenantState {
@@ -321,8 +332,17 @@ impl Simulator {
                 )
             })
             .collect();
+        let pod = cfg
+            .pod
+            .into_iter()
+            .map(|c| (c.token.clone(), Arc::new(pod::PodCluster::new(c, cfg.seed))))
+            .collect();
         Simulator {
-            inner: Arc::new(Inner { clock, tenants }),
+            inner: Arc::new(Inner {
+                clock,
+                tenants,
+                pod,
+            }),
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! [`bind`] runs its own accept loop over hyper (HTTP/1.1) rather than `axum::serve`, so that
 //! [`Fault::ResetBeforeHeaders`] can drop a connection before any byte of the response is written.
-//! [`router`] wraps the same handler for use inside another server.
+//! [`router`] wraps the same handler for use inside another server (without the PoD stream,
+//! which needs the connection upgrade that only [`bind`] does).
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -69,17 +70,26 @@ pub(super) async fn bind(sim: Simulator, addr: SocketAddr) -> std::io::Result<Si
                 let kill = Arc::new(Notify::new());
                 let svc = {
                     let kill = kill.clone();
+                    let stopped = stopped.clone();
                     hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let sim = sim.clone();
                         let kill = kill.clone();
+                        let stopped = stopped.clone();
                         async move {
+                            if req.uri().path() == "/v1/stream" {
+                                return Ok::<_, Infallible>(
+                                    super::pod::handle(&sim, req, stopped).await,
+                                );
+                            }
                             let (parts, _) = req.into_parts();
                             Ok::<_, Infallible>(handle(&sim, &parts, Some(kill)).await)
                         }
                     })
                 };
+                // With upgrades: a PoD WebSocket session continues on its own task.
                 let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .with_upgrades();
                 // Dropping `conn` closes the socket without a response.
                 tokio::select! {
                     _ = conn => {}

@@ -31,6 +31,7 @@ use crate::tap::client::TapClient;
 use crate::tap::intel::IntelClient;
 
 pub mod people;
+pub mod pod;
 pub mod tap_siem;
 
 /// What every source shares.
@@ -90,6 +91,20 @@ pub fn for_tenant(
     ctx: &Context,
 ) -> Result<Vec<Box<dyn Source>>, StoreError> {
     let mut out: Vec<Box<dyn Source>> = Vec::new();
+    if config.product == crate::config::Product::Pod {
+        // One streaming source per log type, each with its own streams and connection.
+        for kind in config.types.clone() {
+            out.push(Box::new(pod::PodSource::new(
+                id,
+                kind,
+                config.clone(),
+                secret.clone(),
+                sinks.clone(),
+                ctx,
+            )?));
+        }
+        return Ok(out);
+    }
     if let Some(people) = &config.people {
         let names = people.sinks.as_ref().unwrap_or(&config.sinks);
         let people_sinks: Vec<Arc<dyn Sink>> = sinks

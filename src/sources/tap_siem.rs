@@ -539,6 +539,7 @@ impl Poller {
             events_enriched: self.enricher.as_ref().map_or(0, |e| e.enriched),
             enrichment_misses: self.enricher.as_ref().map_or(0, |e| e.misses),
             customers: self.customers.clone(),
+            stream: None,
         });
     }
 }

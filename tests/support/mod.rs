@@ -38,7 +38,14 @@ pub struct Sim {
 
 impl Sim {
     pub async fn start(tenants: Vec<SimTenant>, seed: u64, clock: Clock) -> Sim {
-        let sim = Simulator::new(SimConfig { seed, tenants }, clock);
+        let sim = Simulator::new(
+            SimConfig {
+                seed,
+                tenants,
+                pod: Vec::new(),
+            },
+            clock,
+        );
         let server = sim.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         Sim { sim, server }
     }
