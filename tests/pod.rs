@@ -321,3 +321,140 @@ async fn a_five_minute_drop_loses_nothing_and_the_other_tenant_is_unaffected() {
     );
     r.running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_hour_drop_is_closed_from_the_archive_beyond_the_replay_hour() {
+    let r = rig(vec![cluster(ACME, 60)], &[ACME], "").await;
+    r.step(Duration::from_secs(1), 60, &[ACME]).await;
+    for kind in TYPES {
+        assert!(r.sim.pod_fault(ACME.2, kind, PodFault::DropLosing(3)));
+    }
+    r.sim.pod_set_down(ACME.2, true);
+    r.step(Duration::from_secs(60), 120, &[]).await;
+    r.sim.pod_set_down(ACME.2, false);
+    // The reconnect replays only the last hour; the hour before it comes from the archive.
+    r.step(Duration::from_secs(10), 12, &[]).await;
+    for kind in TYPES {
+        r.wait_connected(&source(ACME.0, kind)).await;
+    }
+    r.step(Duration::from_secs(10), 30, &[ACME]).await;
+    r.settle_and_check(ACME.0, ACME.1).await;
+    let log = r.sim.pod_log(ACME.2);
+    assert!(
+        log.iter().any(|l| l.archive.is_some() && l.status == 101),
+        "the span before the replay hour needs archive sessions"
+    );
+    r.assert_no_409(ACME.2);
+    r.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_detected_by_its_missing_pong_and_the_409_is_waited_out() {
+    let r = rig(vec![cluster(ACME, 60)], &[ACME], "").await;
+    r.step(Duration::from_secs(1), 40, &[ACME]).await;
+    let id = source(ACME.0, PodType::Message);
+    // The server stops sending and reading: no frames, no pongs, and it holds the token's
+    // session until its 5-minute idle timeout.
+    assert!(r.sim.pod_fault(ACME.2, PodType::Message, PodFault::Stall));
+    let stalled_at = r.manual.now();
+    let mut detected = None;
+    for _ in 0..120 {
+        r.step(Duration::from_secs(1), 1, &[]).await;
+        let refused = r
+            .sim
+            .pod_log(ACME.2)
+            .iter()
+            .any(|l| l.kind == PodType::Message && l.status == 409);
+        if refused {
+            detected = Some(r.manual.now());
+            break;
+        }
+    }
+    // Ping every 30 s, a pong due within 15 s: the silence is noticed within 45 s (plus the
+    // first reconnect's backoff of 1-2 s), and the reconnect finds the old session still open.
+    let detected = detected.expect("the daemon never noticed the silent connection");
+    assert!(
+        detected - stalled_at <= chrono::Duration::seconds(48),
+        "noticed after {}",
+        detected - stalled_at
+    );
+    // The 409s are waited out with backoff (no hammering) until the server drops its session.
+    for _ in 0..60 {
+        r.step(Duration::from_secs(10), 1, &[]).await;
+        if r.status(&id).stream.unwrap().connected {
+            break;
+        }
+    }
+    r.wait_connected(&id).await;
+    let refused: Vec<_> = r
+        .sim
+        .pod_log(ACME.2)
+        .into_iter()
+        .filter(|l| l.kind == PodType::Message && l.status == 409)
+        .collect();
+    assert!(
+        refused.len() <= 12,
+        "{} refused attempts in 5 minutes: the 409s were not backed off",
+        refused.len()
+    );
+    assert!(r.status(&id).stream.unwrap().sessions_refused >= 1);
+    // The stalled span comes back from the archive.
+    r.step(Duration::from_secs(10), 200, &[ACME]).await;
+    r.settle_and_check(ACME.0, ACME.1).await;
+    r.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_down_longer_than_the_replay_hour_recovers_from_the_archive() {
+    let fake = support::fakes::Fake::default();
+    for _ in 0..100_000 {
+        fake.push_fault(support::fakes::Fault::new(503, "maintenance"));
+    }
+    let addr = support::fakes::plain(&fake).await;
+    let siem = format!(
+        "[sinks.siem]\ntype = \"http\"\nurl = \"http://{addr}/ingest\"\nretry = {{ initial_backoff = \"10ms\", max_backoff = \"20ms\", max_time = \"100ms\" }}\n"
+    );
+    let r = rig(vec![cluster(ACME, 60)], &[ACME], &siem).await;
+    // Ninety minutes with the SIEM down; the file sink keeps taking the stream.
+    r.step(Duration::from_secs(10), 540, &[ACME]).await;
+    let id = source(ACME.0, PodType::Message);
+    let siem_status = r
+        .status(&id)
+        .sinks
+        .into_iter()
+        .find(|s| s.sink == "siem")
+        .unwrap();
+    assert!(siem_status.failing, "{siem_status:?}");
+    assert!(
+        siem_status.behind_seconds >= 80 * 60,
+        "status shows how far behind the sink is: {siem_status:?}"
+    );
+    fake.with(|s| s.faults.clear());
+    // Back: it takes the live stream again at once and the 90 minutes it missed from the
+    // archive once the archive serves them (30 minutes on).
+    r.step(Duration::from_secs(10), 200, &[ACME]).await;
+    r.settle_and_check(ACME.0, ACME.1).await;
+    let to = r.manual.now() - chrono::Duration::seconds(2);
+    for kind in TYPES {
+        let truth: Vec<serde_json::Value> = r
+            .sim
+            .pod_frames(ACME.1, kind, r.start, to)
+            .iter()
+            .map(|f| serde_json::from_slice(f).unwrap())
+            .collect();
+        let mut got: HashMap<String, usize> = HashMap::new();
+        for e in fake.events() {
+            if e["tenant"] == ACME.0 && e["eventType"] == kind_name(kind) {
+                *got.entry(e["event"].to_string()).or_default() += 1;
+            }
+        }
+        assert!(got.values().all(|n| *n == 1), "a frame reached the SIEM twice");
+        let missing = truth
+            .iter()
+            .filter(|t| !got.contains_key(&t.to_string()))
+            .count();
+        assert_eq!(missing, 0, "{missing} of {} frames never reached the SIEM", truth.len());
+    }
+    r.assert_no_409(ACME.2);
+    r.running.stop().await;
+}

@@ -106,7 +106,8 @@ impl SimPodCluster {
 pub enum PodFault {
     /// Drop the TCP connection without a close frame (abnormal closure, 1006 at the client).
     Drop,
-    /// Stop sending frames and answering pings; keep the connection open.
+    /// Stop sending frames and reading (so no pong either); keep the connection open until the
+    /// idle timeout ends the session, holding the token's session meanwhile.
     Stall,
     /// Count the next this many frames as sent without sending them (lost in flight), then drop
     /// the TCP connection: the replay after a reconnect starts after them.
@@ -643,10 +644,12 @@ async fn run_live(
                     return;
                 }
             },
-            msg = ws.next() => match msg {
+            // A stalled session does not even read (tungstenite would answer pings by itself),
+            // so it notices nothing until its idle timeout, like a half-dead server.
+            msg = ws.next(), if !stalled => match msg {
                 Some(Ok(Message::Ping(p))) => {
                     last_heard = clock.now();
-                    if !stalled && ws.send(Message::Pong(p)).await.is_err() {
+                    if ws.send(Message::Pong(p)).await.is_err() {
                         return;
                     }
                 }
