@@ -303,6 +303,19 @@ async fn kill_9_mid_essentials_backlog_and_mid_people_snapshot_then_exactly_once
     }
     assert_eq!(users.len(), 450);
     assert!(users.values().all(|n| *n == 1), "no top clicker twice");
+
+    // The offline status lists the People source with its own budget and snapshot checkpoint.
+    let people = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "acme:people.top_clickers")
+        .expect("the People source in tapfwd status");
+    assert_eq!(people["requests_limit"], 50);
+    let used = people["requests_24h"].as_u64().unwrap();
+    // Three pages, page 2 asked at least twice (the kill cut it), never more than the quota.
+    assert!((4..=50).contains(&used), "people requests counted: {used}");
+    assert_eq!(people["sinks"][0]["sink"], "archive");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
