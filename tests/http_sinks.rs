@@ -610,6 +610,60 @@ async fn logscale_server() -> (Fake, String) {
     (fake, format!("http://{addr}"))
 }
 
+/// Every form of a LogScale URL its docs and console hand out: the base, or an ingest endpoint
+/// (which then chooses the API), with or without a trailing slash.
+#[tokio::test]
+async fn logscale_url_may_be_the_base_or_the_ingest_endpoint_its_docs_give() {
+    for (form, api, path) in [
+        ("", None, "/api/v1/ingest/humio-structured"),
+        ("/", Some("hec"), "/api/v1/ingest/hec"),
+        ("/api/v1/ingest/hec", None, "/api/v1/ingest/hec"),
+        ("/api/v1/ingest/hec/", Some("hec"), "/api/v1/ingest/hec"),
+        (
+            "/api/v1/ingest/humio-structured",
+            None,
+            "/api/v1/ingest/humio-structured",
+        ),
+    ] {
+        let (fake, url) = logscale_server().await;
+        let mut config = json!({"type":"logscale","url":format!("{url}{form}"),
+                                "token":"ingest-token-acme","retry":fast_retry()});
+        if let Some(api) = api {
+            config["api"] = json!(api);
+        }
+        let s = sink("humio", config);
+        let (result, commits) = deliver(&*s, "acme", &batch()).await;
+        result.unwrap_or_else(|e| panic!("url {url}{form}: {e}"));
+        assert_eq!(commits, 1, "{form}");
+        assert!(
+            fake.requests().iter().all(|r| r.path == path),
+            "{form}: {:?}",
+            fake.requests().iter().map(|r| &r.path).collect::<Vec<_>>()
+        );
+        assert_eq!(fake.events().len(), 5, "{form}");
+    }
+    // An endpoint that disagrees with `api`, or one this sink does not speak, is refused.
+    for (url, api) in [
+        (
+            "https://cloud.us.humio.com/api/v1/ingest/hec",
+            Some("structured"),
+        ),
+        ("https://cloud.us.humio.com/api/v1/ingest/hec/raw", None),
+        ("https://cloud.us.humio.com/api/v1/ingest/raw", None),
+    ] {
+        let mut v = json!({"type":"logscale","url":url,"token":"t"});
+        if let Some(api) = api {
+            v["api"] = json!(api);
+        }
+        let config: SinkConfig = serde_json::from_value(v).unwrap();
+        let e = config.validate().unwrap_err();
+        assert!(
+            e.starts_with("url: `https://cloud.us.humio.com"),
+            "{url}: {e}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn logscale_structured_sends_tags_and_raw_attributes() {
     let (fake, url) = logscale_server().await;
@@ -808,6 +862,45 @@ fn sentinel_config(url: &str, extra: Value) -> Value {
         c[k] = v.clone();
     }
     c
+}
+
+/// What a new user pastes from Azure's portal and REST examples: each mistake that could never
+/// deliver is refused naming its key, with the value to give; the endpoint with a trailing slash
+/// is fine.
+#[test]
+fn sentinel_pasted_values_that_cannot_deliver_are_refused_naming_the_key() {
+    let base = "https://tapfwd-dce-a1b2.westeurope-1.ingest.monitor.azure.com";
+    let ok = |extra: Value| {
+        let config: SinkConfig = serde_json::from_value(sentinel_config(base, extra)).unwrap();
+        config.validate()
+    };
+    ok(json!({})).unwrap();
+    ok(json!({"dce": format!("{base}/")})).unwrap();
+    for (extra, says) in [
+        (
+            json!({"dce": format!("{base}/dataCollectionRules/{DCR}/streams/Custom-ProofpointTAP?api-version=2023-01-01")}),
+            "dce: `https://tapfwd-dce-a1b2.westeurope-1.ingest.monitor.azure.com/dataCollectionRules/",
+        ),
+        (json!({"dce": format!("{base}/ingest")}), "dce: "),
+        (
+            json!({"dcr_immutable_id": "00112233445566778899aabbccddeeff"}),
+            "dcr_immutable_id: `00112233445566778899aabbccddeeff` is not a DCR immutable id",
+        ),
+        (
+            json!({"stream_name": "ProofpointTAP_CL"}),
+            "stream_name: `ProofpointTAP_CL` is not a DCR stream name",
+        ),
+        (
+            json!({"streams": {"clicksPermitted": "TapClicks_CL"}}),
+            "streams.clicksPermitted: `TapClicks_CL`",
+        ),
+    ] {
+        let e = ok(extra.clone()).unwrap_err();
+        assert!(e.starts_with(says), "{extra}: {e}");
+        if says.starts_with("dce") {
+            assert!(e.contains(&format!("(`{base}`)")), "the value to give: {e}");
+        }
+    }
 }
 
 #[tokio::test]
