@@ -501,6 +501,32 @@ fn check_names_the_bad_key() {
             "sinks.archive",
         ),
         ("state_dir = \"s\"\n[tenants.acme\n", "TOML"),
+        // What users paste: a home-relative path, a TAP endpoint for a base URL, a syslog URL.
+        (
+            &good.replace("path = \"e.ndjson\"", "path = \"~/tap/e.ndjson\""),
+            "sinks.archive",
+        ),
+        (
+            &good.replace(
+                "principal = \"p\"",
+                "principal = \"p\"\nbase_url = \"https://tap-api-v2.proofpoint.com/v2/siem/clicks/permitted\"",
+            ),
+            "tenants.acme.base_url",
+        ),
+        (
+            &good.replace(
+                "principal = \"p\"",
+                "principal = \"p\"\nbase_url = \"https://tap-api-v2.proofpoint.com/v2/siem/all\"",
+            ),
+            "",
+        ),
+        (
+            &good.replace(
+                "type = \"file\"\npath = \"e.ndjson\"",
+                "type = \"syslog\"\naddress = \"udp://siem.example:514\"",
+            ),
+            "sinks.archive",
+        ),
     ];
     for (i, (text, key)) in cases.iter().enumerate() {
         let path = scratch.path(&format!("c{i}.toml"));
