@@ -4,12 +4,18 @@
 //! three time fields (`messageTime`, `clickTime`, `threatTime`) are kept when they are strings
 //! (borrowed unless escaped), and every other value is skipped as [`IgnoredAny`]. Nothing here
 //! changes the event's bytes (invariant 5); a missing or unparsable time is `None`, never an error.
+//!
+//! Only JSON syntax can fail an event here, never a value this module reads: keys and the fields
+//! it keeps are taken as raw JSON first, so a lone surrogate escape
+//! (`"\ud800"`) or a number beyond `f64` in a key or a time field (valid JSON, which the event is
+//! forwarded as) leaves that field unread instead of failing the window over and over.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::clock;
 use crate::event::EventKind;
@@ -71,9 +77,12 @@ impl<'de> Visitor<'de> for EventTimesVisitor {
                     continue;
                 }
             };
-            *slot = map
-                .next_value::<MaybeStr<'de>>()?
-                .0
+            // Raw first: a value serde_json can skip but not read (a lone surrogate, 1e400) is
+            // no time, not an invalid event.
+            let raw = map.next_value::<&'de RawValue>()?;
+            *slot = serde_json::from_str::<MaybeStr<'de>>(raw.get())
+                .ok()
+                .and_then(|v| v.0)
                 .filter(|v| !v.is_empty());
         }
         Ok(times)
@@ -91,27 +100,40 @@ enum Field {
 
 impl<'de> Deserialize<'de> for Field {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_identifier(FieldVisitor)
+        // Raw, so that serde_json checks the key's syntax (a raw control character is an error)
+        // without insisting that its escapes decode to valid Unicode.
+        let raw = <&'de RawValue>::deserialize(deserializer)?;
+        Ok(Field::of(raw.get()))
     }
 }
 
-struct FieldVisitor;
-
-impl Visitor<'_> for FieldVisitor {
-    type Value = Field;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a field name")
-    }
-
-    fn visit_str<E: de::Error>(self, name: &str) -> Result<Field, E> {
-        Ok(match name {
+impl Field {
+    /// The field a key names, from its JSON text (quotes included). A key whose escapes do not
+    /// decode (a lone surrogate) is just another key.
+    fn of(quoted: &str) -> Field {
+        let inner = quoted
+            .strip_prefix('"')
+            .and_then(|q| q.strip_suffix('"'))
+            .unwrap_or(quoted);
+        let unescaped;
+        let name = if inner.contains('\\') {
+            match serde_json::from_str::<String>(quoted) {
+                Ok(n) => {
+                    unescaped = n;
+                    unescaped.as_str()
+                }
+                Err(_) => return Field::Other,
+            }
+        } else {
+            inner
+        };
+        match name {
             "messageTime" => Field::MessageTime,
             "clickTime" => Field::ClickTime,
             "threatTime" => Field::ThreatTime,
             "customerEid" => Field::CustomerEid,
             _ => Field::Other,
-        })
+        }
     }
 }
 
