@@ -129,12 +129,11 @@ impl Splitter {
             offset: e.valid_up_to(),
         })?;
         // Checked as UTF-8 as a whole above, so serde_json need not check each string again.
-        let times: EventTimes<'_> =
-            serde_json::from_str(text).map_err(|detail| SplitError::EventInvalid {
-                kind,
-                index,
-                detail,
-            })?;
+        let times = EventTimes::read(text).map_err(|detail| SplitError::EventInvalid {
+            kind,
+            index,
+            detail,
+        })?;
         let time_ms = times.time_ms(kind);
         let key = EventKey::of(raw);
         let len = raw.len();
