@@ -1,6 +1,7 @@
 //! The splitter's tests: realistic and adversarial bodies, every chunking, and randomized bodies
 //! split whole and in random pieces, which must all give the same events or the same error.
 
+use super::oracle;
 use super::*;
 use crate::event::EventKey;
 
@@ -570,6 +571,38 @@ fn events_with_unreadable_keys_or_time_values_are_forwarded_raw() {
             None
         ]
     );
+}
+
+/// Found by the fuzz target (`fuzz/`, artifact `"messageed":\r\r\r-\r123…`): a multi-line event
+/// was compacted before it was validated, and removing whitespace joined the tokens of invalid
+/// JSON into valid JSON: `- 1` became `-1`, `[1\n2]` became `[12]`, a different value than was
+/// sent. Multi-line events are now validated as sent; valid ones still compact as before.
+#[test]
+fn multi_line_events_are_validated_before_whitespace_is_removed() {
+    for event in [
+        "{\"messageed\":\r\r\r-\r123333333333333333}",
+        "{\"a\":[1\n2]}",
+        "{\"a\":tr\nue}",
+        "{\"a\":1.\n5}",
+        "{\"a\":1e\n5}",
+        "{\"a\":n\nu\nl\nl}",
+    ] {
+        let body = format!("{{\"messagesBlocked\":[{event}]}}");
+        let e = split_err(body.as_bytes());
+        assert!(
+            e.starts_with("event 0 of messagesBlocked is not valid JSON"),
+            "{event:?}: {e}"
+        );
+        assert!(
+            oracle::tap_response(body.as_bytes()).is_err(),
+            "serde_json refuses {event:?} too"
+        );
+        let bytewise: Vec<usize> = (1..body.len()).collect();
+        assert_eq!(split_at(body.as_bytes(), &bytewise).unwrap_err(), e);
+    }
+    let (seen, _) =
+        split(b"{\"messagesBlocked\":[{\"a\" :\n [ -1 ,\r\n 2 ], \"b\":\"x \\n y\"\n}]}").unwrap();
+    assert_eq!(raws(&seen), vec![&b"{\"a\":[-1,2],\"b\":\"x \\n y\"}"[..]]);
 }
 
 /// Keys and time fields are read leniently (above) but still as JSON: a raw control character
