@@ -122,6 +122,12 @@ pub struct StreamStatus {
     /// Connections the service refused with 409 (a session of this token was still open),
     /// since start.
     pub sessions_refused: u64,
+    /// While connected: when the next ping is sent (RFC 3339, ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_ping_at: Option<String>,
+    /// While a ping waits for its pong: when the connection counts as silent and is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pong_due_at: Option<String>,
 }
 
 /// How many customer ids a tenant's status lists one by one.

@@ -616,12 +616,9 @@ async fn run_live(
         }
         // Wake for the next frame (at most a second of clock time ahead), for the idle
         // deadline, for whatever the client sends, a fault or the server's stop.
-        let now = now_us(&clock);
-        let next_frame = us_to_utc(
-            cluster
-                .next_after(slot.kind, slot.last_sent.max(now))
-                .max(now + 10_000),
-        );
+        // From the last frame sent, not from now: the clock may have moved on since the frames
+        // went out, and then the next one is due at once (`sleep_until` returns at once).
+        let next_frame = us_to_utc(cluster.next_after(slot.kind, slot.last_sent));
         let next = next_frame
             .min(clock.now() + chrono::Duration::seconds(1))
             .min(last_heard + chrono::Duration::from_std(idle).unwrap_or_default());

@@ -210,6 +210,12 @@ struct Stats {
     /// `(clock ms, frames)` at the last rate computation.
     rate_mark: (i64, u64),
     events_per_second: f64,
+    /// Clock ms: when the open connection sends its next ping, and when the pong of the ping
+    /// sent is due (published, so status shows the deadlines and tests can step to them).
+    next_ping_at: Option<i64>,
+    pong_due_at: Option<i64>,
+    /// Clock ms of the next connection attempt while the stream waits out a failure.
+    retry_at: Option<i64>,
     state: TenantState,
     last_error: Option<String>,
 }
@@ -378,7 +384,6 @@ impl PodStream {
                 LiveEnd::Failed(e) => self.failed(ctx, e.to_string()),
                 LiveEnd::Store(e) => self.failed(ctx, format!("state store failed: {e}")),
             };
-            self.publish(ctx);
             if self.wait(ctx, cancel, wait).await {
                 break;
             }
@@ -402,16 +407,22 @@ impl PodStream {
         self.attempts = self.attempts.saturating_add(1);
         tracing::warn!(error = %message, retry_in_secs = wait.as_secs(), "pod stream waiting to retry");
         self.stats.last_error = Some(message);
-        self.publish(ctx);
+        // Published by `wait`, with the time of the next attempt.
         wait
     }
 
-    /// Waits `d` of clock time; true when cancelled meanwhile.
-    async fn wait(&self, ctx: &Context, cancel: &CancellationToken, d: Duration) -> bool {
-        tokio::select! {
+    /// Waits `d` of clock time, with the next attempt's time in status; true when cancelled
+    /// meanwhile.
+    async fn wait(&mut self, ctx: &Context, cancel: &CancellationToken, d: Duration) -> bool {
+        let at = ctx.clock.now() + chrono::Duration::from_std(d).unwrap_or_default();
+        self.stats.retry_at = Some(at.timestamp_millis());
+        self.publish(ctx);
+        let cancelled = tokio::select! {
             _ = cancel.cancelled() => true,
-            _ = ctx.clock.sleep(d) => false,
-        }
+            _ = ctx.clock.sleep_until(at) => false,
+        };
+        self.stats.retry_at = None;
+        cancelled
     }
 
     fn stream_url(&self, archive: Option<(i64, i64)>) -> String {
@@ -561,6 +572,8 @@ impl PodStream {
                 self.stats.frames += batch.len() as u64;
                 delivery.send(&batch, ctx.engine()).await?;
                 if !delivery.any_alive() {
+                    // Every target failed: the rest of the window is not worth reading.
+                    let _ = ws.close(None).await;
                     break;
                 }
             }
@@ -609,6 +622,8 @@ impl PodStream {
         let end = self.session(ctx, cancel, &mut ws).await;
         drop(ws);
         drop(session);
+        self.stats.next_ping_at = None;
+        self.stats.pong_due_at = None;
         end
     }
 
@@ -619,6 +634,8 @@ impl PodStream {
         let chrono_d = |d: Duration| chrono::Duration::from_std(d).unwrap_or_default();
         let mut next_ping = clock.now() + chrono_d(ping_every);
         let mut pong_due: Option<chrono::DateTime<chrono::Utc>> = None;
+        self.stats.next_ping_at = Some(next_ping.timestamp_millis());
+        self.stats.pong_due_at = None;
         let mut next_check = clock.now().timestamp() + CHECK_EVERY;
         let mut pending = Pending::default();
         let mut linger: Option<tokio::time::Instant> = None;
@@ -657,7 +674,10 @@ impl PodStream {
                         pending.push(kind, &b);
                         flush = pending.full();
                     }
-                    Some(Ok(Message::Pong(_))) => pong_due = None,
+                    Some(Ok(Message::Pong(_))) => {
+                        pong_due = None;
+                        self.stats.pong_due_at = None;
+                    }
                     // tungstenite queued the pong; send it now.
                     Some(Ok(Message::Ping(_))) => { let _ = ws.flush().await; }
                     Some(Ok(Message::Close(frame))) => {
@@ -689,6 +709,9 @@ impl PodStream {
                         }
                         pong_due = Some(now + chrono_d(pong_wait));
                         next_ping = now + chrono_d(ping_every);
+                        self.stats.pong_due_at = pong_due.map(|d| d.timestamp_millis());
+                        self.stats.next_ping_at = Some(next_ping.timestamp_millis());
+                        publish(&self.id, &self.tenant, self.kind, &self.stats, delivery.streams(), ctx);
                     }
                     let secs = now.timestamp();
                     if secs >= next_check {
@@ -773,7 +796,10 @@ fn needs(
             }
             let to = match lane.live_from {
                 Some(lf) if lf <= avail => lf + 1,
-                Some(_) if whole => return None,
+                // Connected, a span is fetched once the archive serves it whole, and only for
+                // a sink that took a live chunk since it fell out: one that is still failing
+                // is not worth an archive session (nor closing the live connection for).
+                _ if whole => return None,
                 _ => avail,
             };
             (from < to).then_some((i, from, to))
@@ -939,9 +965,11 @@ fn publish(id: &str, tenant: &str, kind: PodType, stats: &Stats, streams: &Strea
         stats.last_frame_at,
         stats.events_per_second,
     );
+    let ms = |t: Option<i64>| t.map(clock::rfc3339_ms);
     ctx.status.put(TenantStatus {
         tenant: id.to_string(),
         state: stats.state,
+        next_poll_at: ms(stats.retry_at),
         last_error: stats.last_error.clone(),
         events_fetched: stats.frames,
         windows_fetched: stats.catchups,
@@ -954,6 +982,8 @@ fn publish(id: &str, tenant: &str, kind: PodType, stats: &Stats, streams: &Strea
             archive_catchups: stats.catchups,
             events_per_second: stats.events_per_second,
             sessions_refused: stats.refused,
+            next_ping_at: ms(stats.next_ping_at),
+            pong_due_at: ms(stats.pong_due_at),
         }),
         ..TenantStatus::default()
     });
