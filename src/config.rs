@@ -336,8 +336,8 @@ pub struct TenantConfig {
     /// Default `["message", "maillog"]`.
     #[serde(default = "default_pod_types")]
     pub types: Vec<PodType>,
-    /// PoD: how often a live connection is pinged; a connection that answers no ping within the
-    /// next interval is replaced. Default 2m30s (the service drops idle connections after about
+    /// PoD: how often a live connection is pinged; a connection that answers a ping with no pong
+    /// within half this interval is replaced. Default 2m30s (the service drops idle connections after about
     /// 5 minutes).
     #[serde(default = "default_ping_interval", with = "humantime_serde")]
     pub ping_interval: Duration,

@@ -257,6 +257,13 @@ impl Rig {
     }
 }
 
+/// The raw event of a file sink line (none for a line a kill cut short).
+fn event_of(line: &[u8]) -> Option<&[u8]> {
+    let tag = b",\"event\":";
+    let at = line.windows(tag.len()).position(|w| w == tag)?;
+    line[at + tag.len()..].strip_suffix(b"}")
+}
+
 fn kind_name(kind: PodType) -> &'static str {
     match kind {
         PodType::Message => "podMessage",
@@ -533,4 +540,159 @@ async fn a_sink_down_longer_than_the_replay_hour_recovers_from_the_archive() {
     }
     r.assert_no_409(ACME.2);
     r.running.stop().await;
+}
+
+/// The real binary, killed with SIGKILL three times at random points of a live stream (on the
+/// system clock, the simulator's archive only 3 seconds stale), then run until it has closed
+/// every gap: each frame from the first on lands exactly once, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_points_three_times_then_exactly_once() {
+    use std::process::{Command, Stdio};
+    use support::daemon::tapfwd;
+
+    let mut c = SimPodCluster::new(ACME.1, ACME.2, 300);
+    c.duplicate_every = 7;
+    c.archive_lag = Duration::from_secs(3);
+    let sim = Simulator::new(
+        SimConfig {
+            seed: 12,
+            tenants: Vec::new(),
+            pod: vec![c],
+        },
+        Clock::System,
+    );
+    let server = sim.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let config = scratch.path("tapfwd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\n[sinks.archive]\ntype = \"file\"\npath = {:?}\n[tenants.{}]\nproduct = \"pod\"\nbase_url = \"ws://{}\"\ncluster_id = \"{}\"\ntoken = \"{}\"\nsinks = [\"archive\"]\nping_interval = \"20s\"\narchive_lag = \"3s\"\n",
+            scratch.path("state").display().to_string(),
+            events.display().to_string(),
+            ACME.0,
+            server.addr,
+            ACME.1,
+            ACME.2
+        ),
+    )
+    .unwrap();
+    let spawn = || {
+        let log = std::fs::File::create(scratch.path("run.log")).unwrap();
+        tapfwd()
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tapfwd runs")
+    };
+    // Lines in the file so far (a line cut by a kill is not counted).
+    let count = |path: &PathBuf| -> usize {
+        std::fs::read(path)
+            .unwrap_or_default()
+            .split(|b| *b == b'\n')
+            .filter(|l| l.ends_with(b"}"))
+            .count()
+    };
+    let wait_until = |what: &str, mut done: Box<dyn FnMut() -> bool + Send + '_>| {
+        let start = std::time::Instant::now();
+        while !done() {
+            assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // Kill points: after a random number of new lines each time (10 frames a second flow).
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    let mut kills = Vec::new();
+    for _ in 0..3 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let more = 10 + (seed % 60) as usize;
+        let target = count(&events) + more;
+        let mut child = spawn();
+        tokio::task::block_in_place(|| {
+            wait_until("the file to grow", Box::new(|| count(&events) >= target))
+        });
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills.push(more);
+    }
+    // Run on until every frame from the first session to a few seconds after this start has
+    // landed (the gaps of the kills are closed from the archive).
+    let first = sim
+        .pod_log(ACME.2)
+        .iter()
+        .filter(|l| l.status == 101 && l.archive.is_none())
+        .map(|l| l.at)
+        .min()
+        .expect("the daemon connected");
+    let mut child = spawn();
+    let until = Utc::now() + chrono::Duration::seconds(8);
+    let truth_to = |to: DateTime<Utc>| -> Vec<Vec<u8>> {
+        TYPES
+            .iter()
+            .flat_map(|k| sim.pod_frames(ACME.1, *k, first, to))
+            .collect()
+    };
+    tokio::task::block_in_place(|| {
+        wait_until(
+            "every frame to the target",
+            Box::new(|| {
+                if Utc::now() < until + chrono::Duration::seconds(1) {
+                    return false;
+                }
+                let data = std::fs::read(&events).unwrap_or_default();
+                let got: HashSet<&[u8]> = data.split(|b| *b == b'\n').filter_map(event_of).collect();
+                truth_to(until).iter().all(|f| got.contains(f.as_slice()))
+            }),
+        )
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success(), "tapfwd exits cleanly on SIGTERM");
+
+    let lines = read_lines(&events);
+    let mut got: HashMap<Vec<u8>, usize> = HashMap::new();
+    for l in &lines {
+        assert_eq!(l.tenant, ACME.0);
+        *got.entry(l.raw.clone()).or_default() += 1;
+    }
+    let twice = got.values().filter(|n| **n > 1).count();
+    assert_eq!(twice, 0, "{twice} frames landed twice (kills after {kills:?} lines)");
+    let truth = truth_to(until);
+    let missing = truth.iter().filter(|f| !got.contains_key(*f)).count();
+    assert_eq!(missing, 0, "{missing} of {} frames missing", truth.len());
+    // Nothing before the first frame (the archive's hour windows start earlier) and nothing the
+    // stream never sent.
+    let all: HashSet<Vec<u8>> = TYPES
+        .iter()
+        .flat_map(|k| {
+            sim.pod_frames(
+                ACME.1,
+                *k,
+                first - chrono::Duration::milliseconds(5),
+                Utc::now(),
+            )
+        })
+        .collect();
+    let foreign = got.keys().filter(|k| !all.contains(*k)).count();
+    assert_eq!(foreign, 0, "{foreign} frames from before the first session or never sent");
+    let restarts = sim
+        .pod_log(ACME.2)
+        .iter()
+        .filter(|l| l.status == 101 && l.archive.is_some())
+        .count();
+    assert!(restarts >= 3, "the kills' gaps need archive sessions: {restarts}");
+    drop(server);
 }

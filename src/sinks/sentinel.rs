@@ -23,8 +23,10 @@
 //! columns and types plus the tenant in `tenant_s`, the Essentials customer in `customer_s` and
 //! any enrichment in `tapfwd_enrichment` (dynamic) (`deploy/sentinel/proofpoint-tap-solution.json`
 //! ships the matching DCR and tables). That layout re-encodes the event by the DCR's schema; the
-//! default layout keeps it byte for byte. A batch holding an event the solution has no table for
-//! (People, PoD) is rejected loudly, naming the event type.
+//! default layout keeps it byte for byte. PoD `message` and `maillog` frames go the same way to
+//! the Proofpoint On Demand solution's `Custom-ProofpointPODMessage_CL` and
+//! `Custom-ProofpointPODMailLog_CL` streams. A batch holding an event no solution has a table for
+//! (People, PoD audit) is rejected loudly, naming the event type.
 //!
 //! **Delivered** means every request of the batch got 204 (or another 2xx): Azure Monitor has
 //! accepted the data for ingestion. Only then is the batch committed, once. 408, 429, 5xx and
@@ -479,7 +481,7 @@ impl Sink for SentinelSink {
             .find(|(m, _)| self.stream_of(m.kind).is_empty())
         {
             return Err(SinkError::Rejected(format!(
-                "sentinel sink `{}`: layout proofpoint_tap_solution has no stream for {} events of tenant {tenant} (the ProofPointTap solution's DCR takes TAP SIEM events only); send them to another sink",
+                "sentinel sink `{}`: layout proofpoint_tap_solution has no stream for {} events of tenant {tenant} (the ProofPointTap solution's DCR takes TAP SIEM events, the PoD solution's PoD message and maillog events); send them to another sink",
                 self.name, meta.kind
             )));
         }

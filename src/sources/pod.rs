@@ -290,6 +290,22 @@ struct Pending {
 impl Pending {
     fn push(&mut self, kind: PodType, frame: &[u8]) -> Option<i64> {
         let ts_ms = frame_ts_ms(frame);
+        self.push_at(kind, frame, ts_ms);
+        ts_ms
+    }
+
+    /// As [`Pending::push`], unless the frame's `ts` is before `floor` (whole seconds): an archive
+    /// window starts on the hour, and the frames before every target's position were delivered
+    /// already (dedupe would drop them) or precede the stream's first frame (never wanted).
+    fn push_from(&mut self, kind: PodType, frame: &[u8], floor: i64) {
+        let ts_ms = frame_ts_ms(frame);
+        if ts_ms.is_some_and(|ms| ms.div_euclid(1000) < floor) {
+            return;
+        }
+        self.push_at(kind, frame, ts_ms);
+    }
+
+    fn push_at(&mut self, kind: PodType, frame: &[u8], ts_ms: Option<i64>) {
         if let Some(ms) = ts_ms {
             let secs = ms.div_euclid(1000);
             self.min = Some(self.min.map_or(secs, |m| m.min(secs)));
@@ -304,7 +320,6 @@ impl Pending {
             customer: None,
         });
         self.buf.extend_from_slice(frame);
-        ts_ms
     }
 
     fn full(&self) -> bool {
@@ -497,8 +512,14 @@ impl PodStream {
                 .map(|n| n.0)
                 .collect();
             if !targets.is_empty() {
+                let floor = needs
+                    .iter()
+                    .filter(|n| targets.contains(&n.0))
+                    .map(|n| n.1)
+                    .min()
+                    .unwrap_or(h);
                 let alive = self
-                    .archive_window(ctx, cancel, targets.clone(), h, h2)
+                    .archive_window(ctx, cancel, targets.clone(), h, h2, floor)
                     .await?;
                 for i in targets {
                     if !alive.contains(&i) {
@@ -522,8 +543,9 @@ impl PodStream {
         Ok(())
     }
 
-    /// One archive session for `[since, to]`, delivered to `targets`; returns the targets that
-    /// took all of it (their position is now `to`).
+    /// One archive session for `[since, to]`, delivered to `targets` from `floor` (the earliest
+    /// of their positions) on; returns the targets that took all of it (their position is now
+    /// `to`).
     async fn archive_window(
         &mut self,
         ctx: &Context,
@@ -531,6 +553,7 @@ impl PodStream {
         targets: Vec<usize>,
         since: i64,
         to: i64,
+        floor: i64,
     ) -> Result<Vec<usize>, CatchUpError> {
         let _session = self.lock.clone().lock_owned().await;
         let url = self.stream_url(Some((since, to)));
@@ -551,12 +574,8 @@ impl PodStream {
                 msg = tokio::time::timeout(CONNECT_TIMEOUT * 4, ws.next()) => msg,
             };
             match msg {
-                Ok(Some(Ok(Message::Text(t)))) => {
-                    pending.push(kind, t.as_bytes());
-                }
-                Ok(Some(Ok(Message::Binary(b)))) => {
-                    pending.push(kind, &b);
-                }
+                Ok(Some(Ok(Message::Text(t)))) => pending.push_from(kind, t.as_bytes(), floor),
+                Ok(Some(Ok(Message::Binary(b)))) => pending.push_from(kind, &b, floor),
                 Ok(Some(Ok(Message::Close(_)))) => break,
                 Ok(Some(Ok(_))) => {}
                 Ok(Some(Err(e))) => return Err(CatchUpError::Lost(e.to_string())),

@@ -10,7 +10,14 @@
 //! own fields), values are converted to their column's type (`completelyRewritten`, which the
 //! API sends as the string `"true"`/`"false"`, becomes a boolean) and fields the DCR has no
 //! column for are left out. Invariant 5 (raw in, raw out) holds for the default layout only; the
-//! README says so. Kinds the solution has no table for (People, PoD) have no stream here.
+//! README says so.
+//!
+//! PoD `message` and `maillog` frames go the same way to the Microsoft Sentinel Proofpoint On
+//! Demand solution's streams (`Custom-ProofpointPODMessage_CL`, `Custom-ProofpointPODMailLog_CL`,
+//! for its `ProofpointPODMessage_CL` and `ProofpointPODMailLog_CL` tables): one column per
+//! top-level field of the frame ([`POD_MESSAGE_COLUMNS`], [`POD_MAILLOG_COLUMNS`]), objects and
+//! arrays as `dynamic`. `ts` goes as text: its offset has no colon (`-0700`), so the DCR's
+//! transform parses it. Kinds no solution has a table for (People, PoD audit) have no stream here.
 
 use serde_json::{Map, Value};
 
@@ -108,6 +115,30 @@ pub const CLICK_COLUMNS: [(&str, ColumnType); 16] = [
     ("messageID", Str),
 ];
 
+/// The columns of the PoD solution's message stream (`Custom-ProofpointPODMessage_CL`): the
+/// frame's top-level fields.
+pub const POD_MESSAGE_COLUMNS: [(&str, ColumnType); 8] = [
+    ("guid", Str),
+    ("ts", Str),
+    ("connection", Dynamic),
+    ("envelope", Dynamic),
+    ("msg", Dynamic),
+    ("msgParts", Dynamic),
+    ("filter", Dynamic),
+    ("metadata", Dynamic),
+];
+
+/// The columns of the PoD solution's maillog stream (`Custom-ProofpointPODMailLog_CL`).
+pub const POD_MAILLOG_COLUMNS: [(&str, ColumnType); 7] = [
+    ("data", Str),
+    ("id", Str),
+    ("ts", Str),
+    ("sm", Dynamic),
+    ("tls", Dynamic),
+    ("pps", Dynamic),
+    ("metadata", Dynamic),
+];
+
 /// Where one kind goes in the solution: its stream and the stream's columns.
 pub type Destination = Option<(&'static str, &'static [(&'static str, ColumnType)])>;
 
@@ -122,9 +153,9 @@ pub const STREAMS: [Destination; EventKind::ALL.len()] = [
     Some(("Custom-ProofPointTAPClicksPermittedV2_CL", &CLICK_COLUMNS)),   // clicksPermitted
     None,                                                                 // vap
     None,                                                                 // topClickers
-    None,                                                                 // podMessage
-    None,                                                                 // podMaillog
-    None,                                                                 // podAudit
+    Some(("Custom-ProofpointPODMessage_CL", &POD_MESSAGE_COLUMNS)), // podMessage
+    Some(("Custom-ProofpointPODMailLog_CL", &POD_MAILLOG_COLUMNS)), // podMaillog
+    None,                                                           // podAudit
 ];
 
 /// The solution's destination for `kind`, if it has one.
@@ -248,14 +279,41 @@ mod tests {
     }
 
     #[test]
-    fn only_the_siem_kinds_have_a_solution_stream() {
+    fn the_pod_solution_streams_take_message_and_maillog_frames() {
+        assert_eq!(
+            destination(EventKind::PodMessage).map(|d| d.0),
+            Some("Custom-ProofpointPODMessage_CL")
+        );
+        assert_eq!(
+            destination(EventKind::PodMaillog).map(|d| d.0),
+            Some("Custom-ProofpointPODMailLog_CL")
+        );
+        assert_eq!(destination(EventKind::PodAudit), None);
+        let frame = br#"{"data":"line","id":"g1","ts":"2026-05-22T12:10:03.058340-0700","sm":{"qid":"Q"},"tls":{},"pps":{"cid":"c"},"metadata":{"origin":{}},"extra":1}"#;
+        let mut out = Vec::new();
+        write_row(&mut out, "acme-pod", &POD_MAILLOG_COLUMNS, frame, Beside::default()).unwrap();
+        let row: Value = serde_json::from_slice(&out).unwrap();
+        let raw: Value = serde_json::from_slice(frame).unwrap();
+        for (column, _) in POD_MAILLOG_COLUMNS {
+            assert_eq!(row[column], raw[column], "{column}");
+        }
+        assert_eq!(row[TENANT_COLUMN], "acme-pod");
+        assert!(row.get("extra").is_none(), "no column for it: {row}");
+    }
+
+    #[test]
+    fn only_the_siem_and_pod_log_kinds_have_a_solution_stream() {
         for kind in EventKind::ALL {
             let d = destination(kind);
+            let pod_log = matches!(kind, EventKind::PodMessage | EventKind::PodMaillog);
             assert_eq!(
                 d.is_some(),
-                EventKind::SIEM.contains(&kind),
+                EventKind::SIEM.contains(&kind) || pod_log,
                 "{kind}: {d:?}"
             );
+            if pod_log {
+                continue;
+            }
             if let Some((stream, columns)) = d {
                 let name = kind.as_str();
                 let camel = format!("{}{}", name[..1].to_ascii_uppercase(), &name[1..]);
