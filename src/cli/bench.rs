@@ -2,7 +2,7 @@
 //! pollers, TAP client, splitter, dedupe, sled store, file sink with fsync) against the built-in
 //! simulator on 127.0.0.1 and prints its figures.
 //!
-//! Three cases, each in its own process so that one case's peak RSS does not leak into the next
+//! Four cases, each in its own process so that one case's peak RSS does not leak into the next
 //! (`--case all`, the default, runs this binary once per case):
 //!
 //! - **throughput**: T tenants × an H-hour backlog × E events/h into the file sink. The simulator
@@ -14,6 +14,9 @@
 //! - **large**: one tenant whose one-hour window holds about 200,000 events (~600 MB of JSON), the
 //!   simulator in a child process; peak RSS (VmHWM, reset after the baseline) above the idle
 //!   baseline.
+//! - **pod**: one PoD tenant streaming `message` and `maillog` live (20,000 frames a minute in
+//!   all by default) from the simulator in a child process into the file sink, for a fixed time
+//!   on the system clock: CPU per million frames and peak RSS above the connected baseline.
 //!
 //! CPU comes from `/proc/self/stat` (what getrusage reports, in clock ticks), memory from
 //! `/proc/self/status`. Nothing here is used by the daemon itself; it sits under [`crate::cli`]
@@ -41,6 +44,7 @@ pub enum Case {
     Throughput,
     Scale,
     Large,
+    Pod,
 }
 
 /// `tapfwd bench` options. `--quick` shrinks every case for a CI smoke run (under a minute).
@@ -74,6 +78,13 @@ pub struct BenchArgs {
     /// Large: events in the one-hour window (default 200000; quick 20000).
     #[arg(long)]
     pub large_events: Option<u32>,
+    /// Pod: frames per minute of the one tenant, split evenly between message and maillog
+    /// (default 20000).
+    #[arg(long)]
+    pub pod_per_minute: Option<u32>,
+    /// Pod: seconds measured once both connections are open (default 60; quick 15).
+    #[arg(long)]
+    pub pod_seconds: Option<u64>,
 }
 
 impl BenchArgs {
@@ -97,6 +108,12 @@ impl BenchArgs {
     fn large_events(&self) -> u32 {
         self.large_events
             .unwrap_or(if self.quick { 20_000 } else { 200_000 })
+    }
+    fn pod_per_minute(&self) -> u32 {
+        self.pod_per_minute.unwrap_or(20_000)
+    }
+    fn pod_seconds(&self) -> u64 {
+        self.pod_seconds.unwrap_or(if self.quick { 15 } else { 60 })
     }
 
     /// The same options for a child running one case.
@@ -122,6 +139,8 @@ impl BenchArgs {
         opt("scale-tenants", self.scale_tenants.map(|v| v.to_string()));
         opt("scale-minutes", self.scale_minutes.map(|v| v.to_string()));
         opt("large-events", self.large_events.map(|v| v.to_string()));
+        opt("pod-per-minute", self.pod_per_minute.map(|v| v.to_string()));
+        opt("pod-seconds", self.pod_seconds.map(|v| v.to_string()));
         a
     }
 }
@@ -135,7 +154,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Case::All => {
             print_machine(&dir);
             let exe = std::env::current_exe()?;
-            for case in ["throughput", "scale", "large"] {
+            for case in ["throughput", "scale", "large", "pod"] {
                 let status = std::process::Command::new(&exe)
                     .args(args.child_args(case))
                     .status()
@@ -149,6 +168,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Case::Throughput => throughput(&args, &dir).await,
         Case::Scale => scale(&args, &dir).await,
         Case::Large => large(&args, &dir).await,
+        Case::Pod => pod(&args, &dir).await,
     }
 }
 
@@ -696,6 +716,100 @@ async fn large(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         "peak RSS:                {:.1} MiB = {:.1} MiB above the baseline",
         mib(hwm),
         mib(hwm.saturating_sub(baseline))
+    );
+    println!("load average at end:     {}", loadavg());
+    flush_stdout();
+    drop(sim);
+    std::fs::remove_file(&events_path).ok();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case 4: PoD live stream
+
+async fn pod(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
+    let (per_minute, seconds) = (args.pod_per_minute(), args.pod_seconds());
+    let work = fresh_dir(dir, "pod")?;
+    println!(
+        "\n== pod: one tenant streaming {per_minute} frames/min (message + maillog) into the file sink for {seconds} s (load {})",
+        loadavg()
+    );
+    flush_stdout();
+    let each = (per_minute / 2).max(1);
+    let sim = SimProcess::start(
+        &work,
+        &format!(
+            "seed = 6\ntenants = []\n[[pod]]\ncluster_id = \"bench_hosted\"\ntoken = \"bench-token\"\nframes_per_minute = {each}\nduplicate_every = 50\n"
+        ),
+    )
+    .await?;
+    let base_url = sim.base_url.replacen("http://", "ws://", 1);
+    let events_path = work.join("events.ndjson");
+    let config = parse_config(&format!(
+        "state_dir = {:?}\n[sinks.archive]\ntype = \"file\"\npath = {:?}\n[tenants.pod]\nproduct = \"pod\"\nbase_url = \"{base_url}\"\ncluster_id = \"bench_hosted\"\ntoken = \"bench-token\"\nsinks = [\"archive\"]\n",
+        work.join("state").display().to_string(),
+        events_path.display().to_string()
+    ))?;
+    let app = App::build(config, Clock::System).await?;
+    let board = app.status();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run(shutdown.clone()));
+    let connected = |s: &[crate::status::TenantStatus]| {
+        s.len() == 2
+            && s.iter()
+                .all(|t| t.stream.as_ref().is_some_and(|st| st.connected))
+    };
+    tokio::time::timeout(Duration::from_secs(60), board.wait_until(connected))
+        .await
+        .context("the streams did not connect within a minute")?;
+    // Measured from here: both connections open and streaming.
+    let baseline = rss_kib();
+    reset_hwm();
+    let received = |board: &crate::status::StatusBoard| -> u64 {
+        board.snapshot().iter().map(|t| t.events_fetched).sum()
+    };
+    let (cpu0, sim_cpu0, t0) = (cpu_secs(), sim.cpu_secs(), Instant::now());
+    let (got0, delivered0) = (received(&board), delivered(&board));
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let wall = t0.elapsed().as_secs_f64();
+    let (cpu, sim_cpu) = (cpu_secs() - cpu0, sim.cpu_secs() - sim_cpu0);
+    let hwm = hwm_kib();
+    let (got, events) = (received(&board) - got0, delivered(&board) - delivered0);
+    let still_connected = connected(&board.snapshot());
+    shutdown.cancel();
+    task.await??;
+    let bytes = std::fs::metadata(&events_path).map_or(0, |m| m.len());
+    let lines = super::demo::count_lines(&events_path)?;
+    let total = delivered(&board);
+    if lines != total {
+        bail!("the file holds {lines} lines but {total} events were delivered");
+    }
+    if !still_connected {
+        bail!("a connection dropped during the measurement");
+    }
+    println!(
+        "frames received:         {got} ({:.0}/min; the simulator sends every 50th twice)",
+        got as f64 / wall * 60.0
+    );
+    println!(
+        "events delivered:        {events} ({:.0}/min, {:.0} MB written in all)",
+        events as f64 / wall * 60.0,
+        bytes as f64 / 1e6
+    );
+    println!(
+        "daemon CPU:              {cpu:.1} s in {wall:.1} s = {:.1} CPU-s per million events ({:.1}% of one core)",
+        cpu / events.max(1) as f64 * 1e6,
+        cpu / wall * 100.0
+    );
+    println!(
+        "simulator CPU (child):   {sim_cpu:.1} s = {:.1} CPU-s per million events",
+        sim_cpu / events.max(1) as f64 * 1e6
+    );
+    println!(
+        "peak RSS:                {:.1} MiB ({:.1} MiB above the {:.1} MiB connected baseline)",
+        mib(hwm),
+        mib(hwm.saturating_sub(baseline)),
+        mib(baseline)
     );
     println!("load average at end:     {}", loadavg());
     flush_stdout();
