@@ -661,6 +661,19 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
         .unwrap();
     assert!(status.success());
     assert!(child.wait().unwrap().success(), "tapfwd exits cleanly on SIGTERM");
+    // The stopped daemon's status lists each log type with its file-sink checkpoint.
+    let out = tapfwd()
+        .args(["status", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: Vec<TenantStatus> = serde_json::from_slice(&out.stdout).unwrap();
+    for kind in TYPES {
+        let t = stream_of(&status, &source(ACME.0, kind)).expect("a status line per log type");
+        let cp = parse_ms(&t.sinks[0].checkpoint);
+        assert!(cp >= until - chrono::Duration::seconds(1), "{t:?}");
+    }
 
     let lines = read_lines(&events);
     let mut got: HashMap<Vec<u8>, usize> = HashMap::new();

@@ -81,6 +81,32 @@ fn status_from_store(config: &Config, store: &Store) -> anyhow::Result<Vec<Tenan
     let mut out = Vec::new();
     for (id, tenant) in &config.tenants {
         let record = store.tenant_record(id)?.unwrap_or_default();
+        // Each PoD log type is a source of its own, with its streams under `tenant:pod.TYPE`
+        // (what the running daemon shows too); positions are frame times, no lag applies.
+        if tenant.product == crate::config::Product::Pod {
+            for kind in &tenant.types {
+                let source = format!("{id}:pod.{}", kind.as_str());
+                let sinks: Vec<SinkStatus> = streams
+                    .iter()
+                    .filter(|(t, _, _)| *t == source)
+                    .map(|(_, s, st)| SinkStatus::from_stream(s, st, now, 0))
+                    .collect();
+                out.push(TenantStatus {
+                    tenant: source,
+                    state: if record.failed {
+                        TenantState::Failed
+                    } else if sinks.is_empty() {
+                        TenantState::NotStarted
+                    } else {
+                        TenantState::Stopped
+                    },
+                    last_error: record.last_error.clone(),
+                    sinks,
+                    ..Default::default()
+                });
+            }
+            continue;
+        }
         let used = store
             .budget(id)?
             .map(|mut b| b.used(now))
@@ -226,6 +252,25 @@ pub fn render_status_table(tenants: &[TenantStatus]) -> String {
                 t.requests_24h,
                 t.requests_limit,
                 sink_err
+            );
+        }
+        if let Some(st) = &t.stream {
+            // A PoD stream: its connection.
+            let _ = writeln!(
+                out,
+                "{:<w$} {}, last frame {} (at {}), {} reconnects, {} archive catch-ups, {:.1} events/s, {} sessions refused (409){}",
+                "",
+                if st.connected { "connected" } else { "not connected" },
+                st.last_frame_ts.as_deref().unwrap_or("-"),
+                st.last_frame_at.as_deref().unwrap_or("-"),
+                st.reconnects,
+                st.archive_catchups,
+                st.events_per_second,
+                st.sessions_refused,
+                t.next_poll_at
+                    .as_deref()
+                    .map(|r| format!(", next attempt {r}"))
+                    .unwrap_or_default(),
             );
         }
         if !t.customers.is_empty() {
