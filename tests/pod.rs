@@ -425,7 +425,9 @@ async fn a_silent_connection_is_detected_by_its_missing_pong_and_the_409_is_wait
         detected - stalled_at
     );
     assert!(
-        st.last_error.as_deref().is_some_and(|e| e.contains("no pong")),
+        st.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("no pong")),
         "{st:?}"
     );
     // Reconnecting finds the server still holding the stalled session: 409s, each waited out
@@ -435,7 +437,10 @@ async fn a_silent_connection_is_detected_by_its_missing_pong_and_the_409_is_wait
         if st.stream.as_ref().unwrap().connected {
             break;
         }
-        let retry = st.next_poll_at.clone().expect("a waiting stream publishes its retry");
+        let retry = st
+            .next_poll_at
+            .clone()
+            .expect("a waiting stream publishes its retry");
         r.manual.set(parse_ms(&retry));
         r.running
             .wait_for("the next connection attempt", |s| {
@@ -465,7 +470,11 @@ async fn a_silent_connection_is_detected_by_its_missing_pong_and_the_409_is_wait
         refused.len()
     );
     for w in refused.windows(2) {
-        assert!(w[1] - w[0] >= chrono::Duration::seconds(5), "409s {} apart", w[1] - w[0]);
+        assert!(
+            w[1] - w[0] >= chrono::Duration::seconds(5),
+            "409s {} apart",
+            w[1] - w[0]
+        );
     }
     assert_eq!(
         r.status(&id).stream.unwrap().sessions_refused,
@@ -531,12 +540,20 @@ async fn a_sink_down_longer_than_the_replay_hour_recovers_from_the_archive() {
                 *got.entry(e["event"].to_string()).or_default() += 1;
             }
         }
-        assert!(got.values().all(|n| *n == 1), "a frame reached the SIEM twice");
+        assert!(
+            got.values().all(|n| *n == 1),
+            "a frame reached the SIEM twice"
+        );
         let missing = truth
             .iter()
             .filter(|t| !got.contains_key(&t.to_string()))
             .count();
-        assert_eq!(missing, 0, "{missing} of {} frames never reached the SIEM", truth.len());
+        assert_eq!(
+            missing,
+            0,
+            "{missing} of {} frames never reached the SIEM",
+            truth.len()
+        );
     }
     r.assert_no_409(ACME.2);
     r.running.stop().await;
@@ -650,7 +667,8 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
                     return false;
                 }
                 let data = std::fs::read(&events).unwrap_or_default();
-                let got: HashSet<&[u8]> = data.split(|b| *b == b'\n').filter_map(event_of).collect();
+                let got: HashSet<&[u8]> =
+                    data.split(|b| *b == b'\n').filter_map(event_of).collect();
                 truth_to(until).iter().all(|f| got.contains(f.as_slice()))
             }),
         )
@@ -660,14 +678,21 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
         .status()
         .unwrap();
     assert!(status.success());
-    assert!(child.wait().unwrap().success(), "tapfwd exits cleanly on SIGTERM");
+    assert!(
+        child.wait().unwrap().success(),
+        "tapfwd exits cleanly on SIGTERM"
+    );
     // The stopped daemon's status lists each log type with its file-sink checkpoint.
     let out = tapfwd()
         .args(["status", "--json", "--config"])
         .arg(&config)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let status: Vec<TenantStatus> = serde_json::from_slice(&out.stdout).unwrap();
     for kind in TYPES {
         let t = stream_of(&status, &source(ACME.0, kind)).expect("a status line per log type");
@@ -682,7 +707,10 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
         *got.entry(l.raw.clone()).or_default() += 1;
     }
     let twice = got.values().filter(|n| **n > 1).count();
-    assert_eq!(twice, 0, "{twice} frames landed twice (kills after {kills:?} lines)");
+    assert_eq!(
+        twice, 0,
+        "{twice} frames landed twice (kills after {kills:?} lines)"
+    );
     let truth = truth_to(until);
     let missing = truth.iter().filter(|f| !got.contains_key(*f)).count();
     assert_eq!(missing, 0, "{missing} of {} frames missing", truth.len());
@@ -700,12 +728,18 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
         })
         .collect();
     let foreign = got.keys().filter(|k| !all.contains(*k)).count();
-    assert_eq!(foreign, 0, "{foreign} frames from before the first session or never sent");
+    assert_eq!(
+        foreign, 0,
+        "{foreign} frames from before the first session or never sent"
+    );
     let restarts = sim
         .pod_log(ACME.2)
         .iter()
         .filter(|l| l.status == 101 && l.archive.is_some())
         .count();
-    assert!(restarts >= 3, "the kills' gaps need archive sessions: {restarts}");
+    assert!(
+        restarts >= 3,
+        "the kills' gaps need archive sessions: {restarts}"
+    );
     drop(server);
 }

@@ -153,9 +153,9 @@ pub const STREAMS: [Destination; EventKind::ALL.len()] = [
     Some(("Custom-ProofPointTAPClicksPermittedV2_CL", &CLICK_COLUMNS)),   // clicksPermitted
     None,                                                                 // vap
     None,                                                                 // topClickers
-    Some(("Custom-ProofpointPODMessage_CL", &POD_MESSAGE_COLUMNS)), // podMessage
-    Some(("Custom-ProofpointPODMailLog_CL", &POD_MAILLOG_COLUMNS)), // podMaillog
-    None,                                                           // podAudit
+    Some(("Custom-ProofpointPODMessage_CL", &POD_MESSAGE_COLUMNS)),       // podMessage
+    Some(("Custom-ProofpointPODMailLog_CL", &POD_MAILLOG_COLUMNS)),       // podMaillog
+    None,                                                                 // podAudit
 ];
 
 /// The solution's destination for `kind`, if it has one.
@@ -291,7 +291,14 @@ mod tests {
         assert_eq!(destination(EventKind::PodAudit), None);
         let frame = br#"{"data":"line","id":"g1","ts":"2026-05-22T12:10:03.058340-0700","sm":{"qid":"Q"},"tls":{},"pps":{"cid":"c"},"metadata":{"origin":{}},"extra":1}"#;
         let mut out = Vec::new();
-        write_row(&mut out, "acme-pod", &POD_MAILLOG_COLUMNS, frame, Beside::default()).unwrap();
+        write_row(
+            &mut out,
+            "acme-pod",
+            &POD_MAILLOG_COLUMNS,
+            frame,
+            Beside::default(),
+        )
+        .unwrap();
         let row: Value = serde_json::from_slice(&out).unwrap();
         let raw: Value = serde_json::from_slice(frame).unwrap();
         for (column, _) in POD_MAILLOG_COLUMNS {
