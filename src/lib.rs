@@ -7,13 +7,16 @@
 //! ([`sources::tap_siem`]) asks the API ([`tap::client`]) for the next window after the tenant's
 //! checkpoints and splits the response into raw events as it streams in ([`tap::split`]);
 //! Essentials tenants use the same source with their own rules, and People snapshots
-//! ([`sources::people`]) are taken whole on a schedule. The
+//! ([`sources::people`]) are taken whole on a schedule. The PoD log stream
+//! ([`sources::pod`]) is read continuously over a WebSocket per tenant and log type, its gaps
+//! closed from the stream's archive mode. The
 //! delivery [`engine`], shared by every source, drops the events each sink already has, hands the
 //! rest to that sink ([`sinks`]), and moves the sink's position only when the sink has them. The
 //! [`store`] (sled) keeps positions, dedupe keys and request budgets.
 //!
 //! Where each invariant is kept: 1 and 2 in [`engine`] and [`store`] (and each sink's meaning of
-//! "delivered", in its module header); 3 in [`tap::window`] and [`sources::tap_siem`]; 4 in
+//! "delivered", in its module header); 3 in [`tap::window`] and [`sources::tap_siem`] (for PoD,
+//! one session per token and type and the archive horizon, in [`sources::pod`]); 4 in
 //! [`budget`]; 5 in [`tap::split`], [`event`] and the sinks' envelopes; 6 in [`scheduler`] (one
 //! permit per step) and the sources' own backoff; 7 in [`secret`] and the config types.
 //!
