@@ -517,6 +517,13 @@ async fn a_sink_down_longer_than_the_replay_hour_recovers_from_the_archive() {
         .find(|s| s.sink == "siem")
         .unwrap();
     assert!(siem_status.failing, "{siem_status:?}");
+    assert_eq!(siem_status.delivered, 0, "{siem_status:?}");
+    // The failing SIEM holds only its own stream: the file sink kept up with the live stream.
+    for kind in TYPES {
+        let st = r.status(&source(ACME.0, kind));
+        let archive = st.sinks.iter().find(|s| s.sink == "archive").unwrap();
+        assert!(archive.behind_seconds <= 60, "{kind:?}: {archive:?}");
+    }
     assert!(
         siem_status.behind_seconds >= 65 * 60,
         "status shows how far behind the sink is: {siem_status:?}"
