@@ -90,6 +90,7 @@ impl App {
             shutdown: CancellationToken::new(),
             enricher,
             intel: crate::tap::intel::IntelClient::new(config.poll.read_timeout)?,
+            streams: tokio_util::task::TaskTracker::new(),
         };
         let mut sinks = BTreeMap::new();
         for (name, sink_config) in &config.sinks {

@@ -247,6 +247,15 @@ impl Scheduler {
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!(grace = ?grace, "windows still in flight at the end of the grace period were abandoned; they will be fetched again");
         }
+        // Streaming sources close their connections and commit their last chunk on the same
+        // shutdown token.
+        self.ctx.streams.close();
+        if tokio::time::timeout(grace, self.ctx.streams.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(grace = ?grace, "streams still delivering at the end of the grace period were abandoned; their span will be fetched from the archive");
+        }
         if let Err(e) = self.ctx.store.flush().await {
             tracing::error!(error = %e, "final store flush failed");
         }

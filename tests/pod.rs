@@ -19,6 +19,10 @@ use tapfwd::simulate::{SimConfig, SimServer, Simulator};
 use tapfwd::status::TenantStatus;
 
 struct Rig {
+    /// The daemon's config text and clock, for a restart.
+    text: String,
+    clock: Clock,
+    tenants: Vec<PodTenant>,
     sim: Simulator,
     _server: SimServer,
     running: Running,
@@ -78,8 +82,11 @@ async fn rig_pinging(
             server.addr
         ));
     }
-    let running = Running::start(parse_config(&text), clock).await;
+    let running = Running::start(parse_config(&text), clock.clone()).await;
     let r = Rig {
+        text: text.clone(),
+        clock,
+        tenants: tenants.to_vec(),
         sim,
         _server: server,
         running,
@@ -117,6 +124,44 @@ fn parse_ts(ts: &str) -> Option<DateTime<Utc>> {
 }
 
 impl Rig {
+    /// Stops the daemon cleanly, moves the clock on by `down`, and starts it again on the same
+    /// state; returns once every stream is connected again.
+    async fn restart(self, down: Duration) -> Rig {
+        let Rig {
+            text,
+            clock,
+            tenants,
+            sim,
+            _server,
+            running,
+            manual,
+            _dir,
+            events,
+            start,
+        } = self;
+        running.stop().await;
+        manual.advance(down);
+        let running = Running::start(parse_config(&text), clock.clone()).await;
+        let r = Rig {
+            text,
+            clock,
+            tenants,
+            sim,
+            _server,
+            running,
+            manual,
+            _dir,
+            events,
+            start,
+        };
+        for (id, _, _) in r.tenants.clone() {
+            for kind in TYPES {
+                r.wait_connected(&source(id, kind)).await;
+            }
+        }
+        r
+    }
+
     async fn wait_connected(&self, id: &str) {
         self.running
             .wait_for(&format!("{id} to connect"), |s| {
@@ -753,4 +798,87 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
         );
     }
     drop(server);
+}
+
+/// Down for three hours with a two-hour archive horizon: the hour past the horizon is reported
+/// as a gap (status, last error) and skipped, never asked for; the rest comes from the archive
+/// and the replay, each frame once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_past_the_archive_horizon_is_reported_and_the_rest_fetched_once() {
+    let r = rig_pinging(vec![cluster(ACME, 60)], &[ACME], "", "30s").await;
+    let text = r.text.replace(
+        "ping_interval = ",
+        "archive_horizon = \"2h\"\nping_interval = ",
+    );
+    let r = Rig { text, ..r };
+    r.step(Duration::from_secs(1), 60, &[ACME]).await;
+    let stopped_at = r.manual.now();
+    let r = r.restart(Duration::from_secs(3 * 3600)).await;
+    let horizon = r.manual.now() - chrono::Duration::hours(2);
+    r.step(Duration::from_secs(10), 200, &[ACME]).await;
+    let to = r.manual.now() - chrono::Duration::seconds(2);
+    for kind in TYPES {
+        let id = source(ACME.0, kind);
+        r.wait_position(&id, to).await;
+        let st = r.status(&id);
+        let gap = st.sinks[0].gap_seconds;
+        let want = (horizon - stopped_at).num_seconds();
+        assert!(
+            (want - 5..=want + 5).contains(&gap),
+            "{kind:?}: gap of {gap} s reported, {want} s expected: {st:?}"
+        );
+        let lines = read_lines(&r.events);
+        let mut got: HashMap<Vec<u8>, usize> = HashMap::new();
+        for l in lines.iter().filter(|l| l.event_type == kind_name(kind)) {
+            *got.entry(l.raw.clone()).or_default() += 1;
+        }
+        assert!(
+            got.values().all(|n| *n == 1),
+            "{kind:?}: a frame landed twice"
+        );
+        // Before the stop, and from the horizon on: every frame.
+        let before = r.sim.pod_frames(
+            ACME.1,
+            kind,
+            r.start,
+            stopped_at - chrono::Duration::seconds(2),
+        );
+        let after = r
+            .sim
+            .pod_frames(ACME.1, kind, horizon + chrono::Duration::seconds(1), to);
+        for (span, truth) in [("before the stop", &before), ("after the horizon", &after)] {
+            let missing = truth.iter().filter(|f| !got.contains_key(*f)).count();
+            assert_eq!(
+                missing,
+                0,
+                "{kind:?} {span}: {missing} of {} missing",
+                truth.len()
+            );
+        }
+        // Inside the skipped hour: nothing (it was never asked for).
+        let skipped = r.sim.pod_frames(
+            ACME.1,
+            kind,
+            stopped_at + chrono::Duration::seconds(2),
+            horizon - chrono::Duration::seconds(2),
+        );
+        assert!(skipped.len() > 3000);
+        let fetched = skipped.iter().filter(|f| got.contains_key(*f)).count();
+        assert_eq!(fetched, 0, "{kind:?}: frames past the horizon were fetched");
+    }
+    let asked_past_horizon = r
+        .sim
+        .pod_log(ACME.2)
+        .iter()
+        .filter_map(|l| l.archive.clone())
+        .filter(|(since, _)| {
+            DateTime::parse_from_rfc3339(since).unwrap() < horizon - chrono::Duration::hours(1)
+        })
+        .count();
+    assert_eq!(
+        asked_past_horizon, 0,
+        "an archive window reached past the horizon"
+    );
+    r.assert_no_409(ACME.2);
+    r.running.stop().await;
 }

@@ -48,6 +48,10 @@ pub struct Context {
     pub enricher: Arc<Enricher>,
     /// The client of the read-only TAP endpoints besides SIEM (People).
     pub intel: IntelClient,
+    /// The long-lived tasks of streaming sources (PoD), which the scheduler does not step: the
+    /// scheduler waits for them (within `poll.shutdown_grace`) when it stops, so their last
+    /// chunk is committed and their connections closed before the store is flushed and closed.
+    pub streams: tokio_util::task::TaskTracker,
 }
 
 impl Context {

@@ -147,10 +147,11 @@ impl Source for PodSource {
         let now = ctx.clock.now().timestamp();
         if let Some(stream) = self.stream.take() {
             let span = tracing::info_span!("tenant", tenant = %stream.tenant, source = %self.id);
+            // Tracked, so that the app's shutdown waits for the stream to close and commit.
+            let tasks = ctx.streams.clone();
             let (ctx, cancel) = (ctx.clone(), self.cancel.clone());
-            self.task = Some(tokio::spawn(
-                async move { stream.run(&ctx, &cancel).await }.instrument(span),
-            ));
+            let run = async move { stream.run(&ctx, &cancel).await }.instrument(span);
+            self.task = Some(tasks.spawn(run));
         } else if self.task.as_ref().is_some_and(|t| t.is_finished()) && !self.cancel.is_cancelled()
         {
             tracing::error!(source = %self.id, "the stream's task ended; the tenant needs a reload or a restart");
