@@ -25,7 +25,7 @@ use crate::shard::Shard;
 use crate::sinks::{self, Sink};
 use crate::sources::{self, tap_siem, Context};
 use crate::status::StatusBoard;
-use crate::store::Store;
+use crate::store::{Lineage, Store};
 use crate::tap::client::TapClient;
 
 /// A built daemon, ready to run.
@@ -73,6 +73,7 @@ impl App {
         clock: Clock,
     ) -> anyhow::Result<App> {
         let store = Store::open(&config.state_dir)?;
+        refuse_lost_store(&config, &store)?;
         let client = TapClient::new(config.poll.read_timeout)?;
         let metrics = Arc::new(Metrics::default());
         let enricher = crate::enrich::Enricher::new(
@@ -100,6 +101,8 @@ impl App {
                 .with_context(|| format!("starting sink `{name}`"))?;
             sinks.insert(name.clone(), sink);
         }
+        // Every sink accepted this store: from now on it is the one they are fed from.
+        store.stamp().await?;
         let mut pollers = Vec::with_capacity(config.tenants.len());
         for (id, tenant) in &config.tenants {
             if tenant.cleartext_http() {
@@ -276,6 +279,40 @@ impl App {
         tracing::info!("tapfwd stopped");
         Ok(())
     }
+}
+
+/// Refuses a store that is not the one the sinks were fed from ([`Lineage::Lost`]) while some
+/// sink in use has no stream in it (`tapfwd recover` gives each one).
+fn refuse_lost_store(config: &Config, store: &Store) -> anyhow::Result<()> {
+    let Lineage::Lost { expected } = store.lineage()? else {
+        return Ok(());
+    };
+    let fed = store.stream_sinks()?;
+    let in_use: std::collections::BTreeSet<String> = config
+        .tenants
+        .values()
+        .flat_map(|t| t.all_sinks())
+        .collect();
+    let missing: Vec<String> = in_use.into_iter().filter(|s| !fed.contains(s)).collect();
+    if missing.is_empty() {
+        tracing::warn!(store = %store.dir().display(), "the state store was rebuilt by `tapfwd recover`; going on from the recovered positions");
+        return Ok(());
+    }
+    let dir = store.dir().display();
+    let example = |s: &String| match config.sinks.get(s) {
+        Some(sinks::SinkConfig::File(_)) => format!("`tapfwd recover --config FILE --sink {s}`"),
+        _ => format!("`tapfwd recover --config FILE --sink {s} --start-at TIME`"),
+    };
+    anyhow::bail!(
+        "the state store in {dir} is not the one the sinks were fed from: {dir}/{file} names store {expected}, \
+         but the store there is new (it was deleted, cut short or damaged). Starting would fetch every tenant's last hours \
+         again and deliver them twice, so the daemon refuses. Rebuild the state of each sink not yet recovered ({list}): {how}. \
+         A file sink is rebuilt from its own file and goes on exactly once; for another sink, --start-at picks the time to \
+         go on from, and events between then and the lost position are delivered again",
+        file = crate::store::ID_FILE,
+        list = missing.join(", "),
+        how = missing.iter().map(example).collect::<Vec<_>>().join(", "),
+    )
 }
 
 /// What a running app was built from, kept so that a reload can tell what changed.

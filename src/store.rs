@@ -11,6 +11,13 @@
 //! | `p/SINK` | a sink's committed position (the file sink's length) |
 //! | `t/TENANT` | the tenant's last error, for `tapfwd status` |
 //! | `i/TENANT/KIND/ID` | threat enrichment's cache: 8-byte fetch time (unix s, BE) + the API's JSON |
+//! | `m/id` | the store's identity: 32 hex digits, made when the store is first used |
+//!
+//! The identity is also written to `STATE_DIR/store.id` beside the store ([`ID_FILE`]). A store
+//! that opens without an identity while that file names one is not the store the sinks were fed
+//! from (it was deleted, cut short or damaged and sled started an empty one): [`Store::lineage`]
+//! says so, and the daemon refuses to start rather than fetch every tenant's last hours again and
+//! deliver them twice (invariant 2). `tapfwd recover` rebuilds the sinks' state.
 //!
 //! Dedupe keys are stored as one blob per delivered chunk rather than one sled entry per event:
 //! a 200,000-event window costs a handful of inserts, and pruning is a range delete. A chunk's
@@ -95,6 +102,27 @@ fn budget_key(tenant: &str) -> Vec<u8> {
 
 fn position_key(sink: &str) -> Vec<u8> {
     format!("p/{sink}").into_bytes()
+}
+
+/// The store's identity record.
+const ID_KEY: &[u8] = b"m/id";
+
+/// The copy of the store's identity kept beside it, in the state directory.
+pub const ID_FILE: &str = "store.id";
+
+/// Whether the open store is the one the daemon's sinks were fed from ([`Store::lineage`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lineage {
+    /// The store carries its identity.
+    Known,
+    /// Empty, without identity, and no identity file beside it: a new install. (A state directory
+    /// deleted whole looks the same from here; the file sink tells by its file.)
+    New,
+    /// Streams but no identity: written before identities existed; it is adopted.
+    Unmarked,
+    /// No identity, yet `store.id` beside it names the store `expected`: that store is gone and
+    /// this one was created anew.
+    Lost { expected: String },
 }
 
 fn tenant_key(tenant: &str) -> Vec<u8> {
@@ -182,6 +210,103 @@ impl Store {
     /// Where the store lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The state directory that holds the store.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(&self.path)
+    }
+
+    /// Whether this store is the one the sinks were fed from; see [`Lineage`].
+    pub fn lineage(&self) -> Result<Lineage, StoreError> {
+        if self.tree.get(ID_KEY)?.is_some() {
+            return Ok(Lineage::Known);
+        }
+        let file = self.dir().join(ID_FILE);
+        match std::fs::read_to_string(&file) {
+            Ok(text) if !text.trim().is_empty() => {
+                return Ok(Lineage::Lost {
+                    expected: text.trim().to_string(),
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StoreError::Open {
+                    path: file,
+                    message: e.to_string(),
+                })
+            }
+        }
+        if self.tree.scan_prefix(b"s/").next().is_some() {
+            Ok(Lineage::Unmarked)
+        } else {
+            Ok(Lineage::New)
+        }
+    }
+
+    /// The store's identity, if it has one.
+    pub fn identity(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tree
+            .get(ID_KEY)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Gives the store an identity if it has none (durably), then writes it to `store.id` beside
+    /// the store (mode 0600). In that order, so that a crash between the two never leaves a file
+    /// naming an identity the store does not hold.
+    pub async fn stamp(&self) -> Result<String, StoreError> {
+        let id = match self.identity()? {
+            Some(id) => id,
+            None => {
+                let mut bytes = [0u8; 16];
+                let seed = format!(
+                    "{:?}{}{}",
+                    std::time::SystemTime::now(),
+                    std::process::id(),
+                    self.db.generate_id()?
+                );
+                bytes.copy_from_slice(&blake3::hash(seed.as_bytes()).as_bytes()[..16]);
+                let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                self.tree.insert(ID_KEY, id.as_bytes())?;
+                self.flush().await?;
+                id
+            }
+        };
+        let file = self.dir().join(ID_FILE);
+        let current = std::fs::read_to_string(&file).unwrap_or_default();
+        if current.trim() != id {
+            let tmp = self.dir().join(format!("{ID_FILE}.tmp"));
+            let write = || -> std::io::Result<()> {
+                use std::io::Write as _;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)?;
+                f.write_all(format!("{id}\n").as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &file)?;
+                std::fs::File::open(self.dir())?.sync_all()
+            };
+            write().map_err(|e| StoreError::Open {
+                path: file.clone(),
+                message: format!("cannot write the store's identity: {e}"),
+            })?;
+        }
+        Ok(id)
+    }
+
+    /// The sinks that have at least one stream in the store.
+    pub fn stream_sinks(&self) -> Result<HashSet<String>, StoreError> {
+        Ok(self
+            .streams()?
+            .into_iter()
+            .map(|(_, sink, _)| sink)
+            .collect())
     }
 
     fn get_json<T: for<'de> Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -465,6 +590,43 @@ mod tests {
         set.clear();
         store.load_keys("other", "file", 0, &mut set).unwrap();
         assert_eq!(set, HashSet::from([k(9)]));
+    }
+
+    #[tokio::test]
+    async fn lineage_tells_a_new_store_from_a_lost_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        {
+            let store = Store::open(&state).unwrap();
+            assert_eq!(store.lineage().unwrap(), Lineage::New);
+            let id = store.stamp().await.unwrap();
+            assert_eq!(store.lineage().unwrap(), Lineage::Known);
+            assert_eq!(
+                store.stamp().await.unwrap(),
+                id,
+                "stamping again keeps the identity"
+            );
+            assert_eq!(
+                std::fs::read_to_string(state.join(ID_FILE)).unwrap().trim(),
+                id
+            );
+        }
+        // The store goes, its identity file stays: the new store is not the one the sinks know.
+        let id = std::fs::read_to_string(state.join(ID_FILE)).unwrap();
+        std::fs::remove_dir_all(state.join("tapfwd.sled")).unwrap();
+        let store = Store::open(&state).unwrap();
+        assert_eq!(
+            store.lineage().unwrap(),
+            Lineage::Lost {
+                expected: id.trim().to_string()
+            }
+        );
+        // A store written before identities (streams, no identity, no file) is adopted.
+        std::fs::remove_file(state.join(ID_FILE)).unwrap();
+        store
+            .put_stream("acme", "file", &StreamState::default())
+            .unwrap();
+        assert_eq!(store.lineage().unwrap(), Lineage::Unmarked);
     }
 
     #[test]

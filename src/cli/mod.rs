@@ -1,11 +1,12 @@
-//! The command line: `run`, `check`, `status`, `rewind`, `simulate`, `demo`, `bench`,
+//! The command line: `run`, `check`, `status`, `rewind`, `recover`, `simulate`, `demo`, `bench`,
 //! `decode-url`, `lookup`.
 //!
 //! This module holds the clap types (every flag, its default and its help text), the dispatch
 //! from a parsed [`Cli`] to the command, the exit code (0, or 1 with `tapfwd: ERROR` on stderr)
 //! and what every command shares: logging, config loading and the shutdown signals. `run` lives
 //! here too, as it is the daemon itself ([`App`]) with SIGHUP reloads; the offline operations on
-//! the store and config are in `ops`, the simulator and the demo in `demo`, the benchmark in
+//! the store and config are in `ops` (and `recover`, which rebuilds a sink's state after the store
+//! was lost), the simulator and the demo in `demo`, the benchmark in
 //! `bench`, the analyst commands in `analyst`. Nothing else in the crate depends on this module:
 //! it is the top of the layers.
 
@@ -13,6 +14,7 @@ mod analyst;
 mod bench;
 mod demo;
 mod ops;
+mod recover;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -81,6 +83,22 @@ pub enum Command {
         /// checkpoint) are not sent twice.
         #[arg(long)]
         no_dedupe: bool,
+    },
+    /// Rebuild one sink's state after the state store was lost or damaged (the daemon refuses to
+    /// start until each sink is recovered). A file sink is rebuilt from its own file: its position
+    /// and the dedupe keys of its last hours, so that the daemon goes on exactly once. Any other
+    /// sink needs `--start-at`. The daemon must be stopped.
+    Recover {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The sink (`[sinks.NAME]`).
+        #[arg(long)]
+        sink: String,
+        /// Go on from this instant instead (an RFC 3339 instant or a duration ago such as `6h`),
+        /// for every tenant writing to the sink, accepting that events between then and the lost
+        /// position are delivered to it again. Required for sinks other than `file`.
+        #[arg(long)]
+        start_at: Option<String>,
     },
     /// Show each tenant's checkpoints, lag, last error and requests used in the last 24 h.
     Status {
@@ -164,6 +182,11 @@ pub async fn main(cli: Cli) -> i32 {
             sink,
             no_dedupe,
         } => ops::rewind(&config, &tenant, &to, sink.as_deref(), no_dedupe).await,
+        Command::Recover {
+            config,
+            sink,
+            start_at,
+        } => recover::recover(&config, &sink, start_at.as_deref()).await,
         Command::Status { config, json } => ops::status(&config, json).await,
         Command::Simulate {
             listen,

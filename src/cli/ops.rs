@@ -225,7 +225,7 @@ pub fn rewind_target(target: i64, now: i64, horizon: i64) -> Result<(i64, bool),
 }
 
 /// An RFC 3339 instant, or a duration before `now` (`90m`, `6h`, `2d`).
-fn parse_instant(text: &str, now: i64) -> anyhow::Result<i64> {
+pub(super) fn parse_instant(text: &str, now: i64) -> anyhow::Result<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t.timestamp());
     }

@@ -1,0 +1,362 @@
+//! The state store lost or damaged (issue 14, item 2), with the real binary: the sled file cut to
+//! 0 bytes, 4 KiB of garbage over its head, or the whole state directory deleted, after a
+//! `kill -9` in the middle of a backlog. `run` must refuse, naming the state directory and the
+//! sink; `tapfwd recover` rebuilds the file sink's state from its file; the daemon then runs to
+//! the end and the file holds every simulator event exactly once.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::daemon::tapfwd;
+use support::*;
+use tapfwd::clock::Clock;
+
+fn spawn_run(config: &Path, log: &Path) -> Child {
+    let log = std::fs::File::create(log).unwrap();
+    tapfwd()
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("tapfwd runs")
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Waits (checking every 20 ms, up to `limit`) until `done` holds.
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for `child` to exit on its own within `limit`; kills it and fails the test otherwise.
+fn exit_within(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: tapfwd was still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sigterm(child: &mut Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = exit_within(child, Duration::from_secs(60), "after SIGTERM");
+    assert!(exit.success(), "tapfwd exited with {exit:?} after SIGTERM");
+}
+
+fn checkpoints(config: &Path) -> HashMap<String, i64> {
+    let out = tapfwd()
+        .args(["status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let cp = t["sinks"][0]["checkpoint"].as_str().unwrap();
+            (
+                t["tenant"].as_str().unwrap().to_string(),
+                chrono::DateTime::parse_from_rfc3339(cp)
+                    .unwrap()
+                    .timestamp(),
+            )
+        })
+        .collect()
+}
+
+/// The earliest window start `principal` asked the simulator for so far.
+fn first_start(sim: &Sim, principal: &str) -> i64 {
+    sim.sim
+        .request_log(principal)
+        .iter()
+        .filter_map(|r| parse_interval(&r.query))
+        .map(|(s, _)| s)
+        .min()
+        .expect("the tenant made requests")
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Damage {
+    /// The sled log file cut to 0 bytes.
+    Truncated,
+    /// 4 KiB of garbage written over the head of the sled log file.
+    GarbageHead,
+    /// The state directory deleted whole.
+    Deleted,
+}
+
+fn damage(state: &Path, how: Damage) {
+    let db = state.join("tapfwd.sled").join("db");
+    assert!(db.exists(), "no sled file at {}", db.display());
+    match how {
+        Damage::Truncated => {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&db)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+        Damage::GarbageHead => {
+            use std::os::unix::fs::FileExt;
+            let garbage: Vec<u8> = (0..4096u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect();
+            let f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+            f.write_all_at(&garbage, 0).unwrap();
+            f.sync_all().unwrap();
+        }
+        Damage::Deleted => std::fs::remove_dir_all(state).unwrap(),
+    }
+}
+
+const TENANTS: [(&str, &str, &str); 2] = [("d1", "p-d1", "s-d1"), ("d2", "p-d2", "s-d2")];
+
+async fn lost_store_is_refused_then_recovered_exactly_once(how: Damage, seed: u64) {
+    let sim = Sim::start(
+        vec![tenant("p-d1", "s-d1", 1200), tenant("p-d2", "s-d2", 1200)],
+        seed,
+        Clock::System,
+    )
+    .await;
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let events = scratch.path("events.ndjson");
+    let config = scratch.path("tapfwd.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            &state,
+            &events,
+            &sim.base_url(),
+            &TENANTS,
+            "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"6h\"\nbatch_events = 97\nconcurrency = 2",
+        ),
+    )
+    .unwrap();
+
+    // A first run, killed in the middle of writing its backlog.
+    let mut child = spawn_run(&config, &scratch.path("run1.log"));
+    let events2 = events.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until("the file to grow", Duration::from_secs(120), || {
+            file_len(&events2) >= 1_500_000
+        })
+    })
+    .await
+    .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = file_len(&events);
+
+    // The store is damaged: `run` refuses, naming the state directory and the sink.
+    damage(&state, how);
+    let log = scratch.path("run2.log");
+    let mut child = spawn_run(&config, &log);
+    let exit = tokio::task::spawn_blocking(move || {
+        exit_within(&mut child, Duration::from_secs(60), "with a damaged store")
+    })
+    .await
+    .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !exit.success(),
+        "{how:?}: run started on a lost store:\n{text}"
+    );
+    assert!(
+        text.contains(&state.display().to_string()),
+        "{how:?}: the refusal does not name the state directory:\n{text}"
+    );
+    assert!(
+        text.contains("archive") && text.contains("tapfwd recover --config"),
+        "{how:?}: the refusal does not name the sink and the way out:\n{text}"
+    );
+    assert_eq!(
+        file_len(&events),
+        before,
+        "{how:?}: the refused run wrote to the events file"
+    );
+
+    // Recover the file sink from its file, then run to the end.
+    let out = tapfwd()
+        .args(["recover", "--sink", "archive", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{how:?}: recover failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut child = spawn_run(&config, &scratch.path("run3.log"));
+    let principals: Vec<&str> = TENANTS.iter().map(|(_, p, _)| *p).collect();
+    let starts: HashMap<&str, i64> = principals
+        .iter()
+        .map(|p| (*p, first_start(&sim, p)))
+        .collect();
+    let target = (chrono::Utc::now().timestamp() - 1800).div_euclid(60) * 60 - 300;
+    let want: HashMap<String, usize> = TENANTS
+        .iter()
+        .map(|(id, p, _)| {
+            (
+                id.to_string(),
+                expected(&sim.sim, p, starts[p], target).len(),
+            )
+        })
+        .collect();
+    let events2 = events.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(
+            "every event up to the target",
+            Duration::from_secs(300),
+            || {
+                let data = std::fs::read(&events2).unwrap_or_default();
+                let mut n: HashMap<String, usize> = HashMap::new();
+                for line in data.split(|b| *b == b'\n') {
+                    for (id, _, _) in TENANTS {
+                        if line.starts_with(format!("{{\"tenant\":\"{id}\"").as_bytes()) {
+                            *n.entry(id.to_string()).or_default() += 1;
+                        }
+                    }
+                }
+                want.iter()
+                    .all(|(id, w)| n.get(id).copied().unwrap_or(0) >= *w)
+            },
+        )
+    })
+    .await
+    .unwrap();
+    sigterm(&mut child);
+
+    // Ground truth from the earliest window any run asked for (the recovered position may lie
+    // before the first run's start: those events were never in the file and come once).
+    let cps = checkpoints(&config);
+    let lines = read_lines(&events);
+    for (id, p, _) in TENANTS {
+        let start = first_start(&sim, p);
+        assert!(start <= starts[p]);
+        assert_exactly_once(&lines, id, &expected(&sim.sim, p, start, cps[id]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_store_is_refused_then_recovered_exactly_once() {
+    lost_store_is_refused_then_recovered_exactly_once(Damage::Truncated, 31).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_headed_store_is_refused_then_recovered_exactly_once() {
+    lost_store_is_refused_then_recovered_exactly_once(Damage::GarbageHead, 32).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_state_dir_is_refused_then_recovered_exactly_once() {
+    lost_store_is_refused_then_recovered_exactly_once(Damage::Deleted, 33).await;
+}
+
+/// A brand-new install (no state directory, no events file) starts and writes; so does a start
+/// with an empty events file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_install_starts_normally() {
+    let sim = Sim::start(vec![tenant("p-d1", "s-d1", 600)], 34, Clock::System).await;
+    for pre_create in [false, true] {
+        let scratch = Scratch::new();
+        let events: PathBuf = scratch.path("out/events.ndjson");
+        if pre_create {
+            std::fs::create_dir_all(events.parent().unwrap()).unwrap();
+            std::fs::write(&events, b"").unwrap();
+        }
+        let config = scratch.path("tapfwd.toml");
+        std::fs::write(
+            &config,
+            config_text(
+                &scratch.path("state"),
+                &events,
+                &sim.base_url(),
+                &TENANTS[..1],
+                "lag = \"30m\"\ninitial_lookback = \"2h\"",
+            ),
+        )
+        .unwrap();
+        let mut child = spawn_run(&config, &scratch.path("run.log"));
+        let events2 = events.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_until("events in the file", Duration::from_secs(60), || {
+                file_len(&events2) > 0
+            })
+        })
+        .await
+        .unwrap();
+        sigterm(&mut child);
+        assert!(scratch.path("state").join("store.id").exists());
+    }
+}
+
+/// A sink other than a file cannot be read back: recover says so and names `--start-at`, and
+/// with it the daemon goes on.
+#[test]
+fn recover_of_another_sink_needs_a_start_time() {
+    let scratch = Scratch::new();
+    let config = scratch.path("tapfwd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\n[sinks.siem]\ntype = \"http\"\nurl = \"http://127.0.0.1:9/ingest\"\n\
+             [tenants.acme]\nprincipal = \"p\"\nsecret = \"s\"\nsinks = [\"siem\"]\n",
+            scratch.path("state").display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = tapfwd()
+        .args(["recover", "--sink", "siem", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--start-at"), "{err}");
+    let out = tapfwd()
+        .args(["recover", "--sink", "siem", "--start-at", "3h", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("acme -> siem: goes on from"), "{text}");
+}
