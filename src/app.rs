@@ -207,6 +207,7 @@ impl App {
     /// is ready, alive (watchdog) and stopping.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let inner = self.ctx.shutdown.clone();
+        let stop = shutdown.clone();
         let relay = tokio::spawn({
             let inner = inner.clone();
             async move {
@@ -261,6 +262,15 @@ impl App {
                 }
             })
         });
+        // The store's health: metrics, retries, and an exit when it stays broken.
+        let store_failed = Arc::new(std::sync::Mutex::new(None::<String>));
+        let store_watch = tokio::spawn(watch_store(
+            self.ctx.store.clone(),
+            self.ctx.metrics.clone(),
+            self.ctx.poll.store_failure_exit,
+            stop,
+            store_failed.clone(),
+        ));
         // The store is open and every tenant is on the scheduler's heap: ready.
         let tenants = self.scheduler.len();
         self.ready.store(true, Ordering::Release);
@@ -276,8 +286,95 @@ impl App {
         if let Some(a) = admin {
             a.abort();
         }
+        store_watch.abort();
+        let failed = store_failed.lock().ok().and_then(|f| f.clone());
+        if let Some(why) = failed {
+            tracing::error!("tapfwd stopped: the state store failed");
+            anyhow::bail!("{why}");
+        }
+        let store = self.ctx.store.health();
+        if !store.healthy {
+            // Stopped with writes or the final flush failing or stuck: not a clean stop. What was
+            // not committed is fetched again at the next start and recognised by its keys.
+            tracing::error!("tapfwd stopped with the state store failing");
+            anyhow::bail!(
+                "stopped with the state store in {} failing: {}",
+                self.ctx.store.dir().display(),
+                store.last_error.unwrap_or_default()
+            );
+        }
         tracing::info!("tapfwd stopped");
         Ok(())
+    }
+}
+
+/// How often [`watch_store`] looks at the store's health, and retries it while it fails.
+const STORE_WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Publishes the store's health (`tapfwd_store_healthy`, `tapfwd_store_errors_total`; `/readyz`
+/// and `/status` read it directly), retries a failing store with a small write and a flush, and
+/// when it has failed for `limit`, says why in `failed` and cancels `shutdown` (the daemon's own
+/// stop signal, so that the binary's bound on stopping applies), after which `run` fails and the
+/// process exits
+/// non-zero so that the service manager restarts it: sled does not recover from an I/O error
+/// inside a running process, and a restart resumes from the last committed positions with the
+/// dedupe keys (invariants 1 and 2).
+async fn watch_store(
+    store: Store,
+    metrics: Arc<Metrics>,
+    limit: std::time::Duration,
+    shutdown: CancellationToken,
+    failed: Arc<std::sync::Mutex<Option<String>>>,
+) {
+    let mut tick = tokio::time::interval(STORE_WATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_failing = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let mut health = store.health();
+        if !health.healthy {
+            // Retry: a write and a flush that work end the failure.
+            let probe = tokio::time::timeout(STORE_WATCH_EVERY * 5, store.probe()).await;
+            if matches!(probe, Ok(Ok(()))) {
+                health = store.health();
+            }
+        }
+        metrics.set_global(
+            "tapfwd_store_healthy",
+            if health.healthy { 1.0 } else { 0.0 },
+        );
+        metrics.set_global("tapfwd_store_errors_total", health.errors_total as f64);
+        let error = health.last_error.clone().unwrap_or_default();
+        match (health.healthy, was_failing) {
+            (false, false) => {
+                tracing::error!(store = %store.dir().display(), %error, exit_after = %humantime::format_duration(limit),
+                    "state store failing; not ready, retrying it, and exiting for a restart if it does not recover");
+            }
+            (true, true) => {
+                tracing::warn!(store = %store.dir().display(), "state store works again")
+            }
+            _ => {}
+        }
+        was_failing = !health.healthy;
+        let failing_for = health.failing_for_seconds.unwrap_or(0);
+        if !health.healthy && failing_for as u64 >= limit.as_secs() {
+            let why = format!(
+                "the state store in {} has failed for {failing_for} s (poll.store_failure_exit = {}): {error}; \
+                 exiting so that the service manager restarts the daemon, which reopens the store and goes on from its \
+                 last committed positions (free space on that disk if it is full)",
+                store.dir().display(),
+                humantime::format_duration(limit),
+            );
+            tracing::error!(store = %store.dir().display(), %error, failing_for, "state store still failing; stopping the daemon");
+            if let Ok(mut f) = failed.lock() {
+                *f = Some(why);
+            }
+            shutdown.cancel();
+            return;
+        }
     }
 }
 

@@ -17,6 +17,9 @@ use tokio_util::task::TaskTracker;
 use crate::clock;
 use crate::sources::{Context, Next, Source};
 
+/// Longest wait for the store's final flush at shutdown.
+const FINAL_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A source as the scheduler holds it.
 pub type Poller = Box<dyn Source>;
 
@@ -247,8 +250,15 @@ impl Scheduler {
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!(grace = ?grace, "windows still in flight at the end of the grace period were abandoned; they will be fetched again");
         }
-        if let Err(e) = self.ctx.store.flush().await {
-            tracing::error!(error = %e, "final store flush failed");
+        // Bounded: after a disk error sled's flush can wait forever, and the daemon must still
+        // stop. What it did not flush is fetched again (invariant 1), and recognised by its keys.
+        match tokio::time::timeout(FINAL_FLUSH, self.ctx.store.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "final store flush failed"),
+            Err(_) => tracing::error!(
+                wait = ?FINAL_FLUSH,
+                "final store flush did not return; stopping without it"
+            ),
         }
     }
 

@@ -12,6 +12,7 @@
 //! | `t/TENANT` | the tenant's last error, for `tapfwd status` |
 //! | `i/TENANT/KIND/ID` | threat enrichment's cache: 8-byte fetch time (unix s, BE) + the API's JSON |
 //! | `m/id` | the store's identity: 32 hex digits, made when the store is first used |
+//! | `m/probe` | the last health probe's time (written only while the store is failing) |
 //!
 //! The identity is also written to `STATE_DIR/store.id` beside the store ([`ID_FILE`]). A store
 //! that opens without an identity while that file names one is not the store the sinks were fed
@@ -28,6 +29,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +82,85 @@ pub struct Store {
     path: PathBuf,
     /// Lets one [`Store::flush`] run at a time; see there.
     flushing: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Whether writes and flushes succeed; see [`Store::health`].
+    health: std::sync::Arc<Health>,
+    /// The test seam [`STALL_ENV`]: while this file exists, batches and flushes hang.
+    stall: Option<std::sync::Arc<PathBuf>>,
+}
+
+/// A fault-injection seam for the black-box tests (`tests/store.rs`), read once when the store
+/// opens and never set in production: when this environment variable names a file, every
+/// `apply_batch` blocks its thread, and every flush waits, for as long as that file exists, as
+/// sled's did after a disk error. It lets a test check that such a store shows as failing and
+/// that SIGTERM still ends the process in time.
+pub const STALL_ENV: &str = "TAPFWD_TEST_STORE_STALL_FILE";
+
+/// A write or flush that has not returned after this long counts as a store failure.
+const STUCK_SECS: i64 = 10;
+
+/// What the store's writes and flushes have shown (times are unix seconds, 0 for none).
+#[derive(Default)]
+struct Health {
+    errors_total: AtomicU64,
+    /// When the current run of failures began: set by a failed write or flush, cleared only by a
+    /// flush that works (a write that works may only have reached memory).
+    failing_since: AtomicI64,
+    /// Writes and flushes in progress: an id and when each began.
+    in_progress: std::sync::Mutex<Vec<(u64, i64)>>,
+    next_id: AtomicU64,
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+/// A write or flush in progress, for [`Store::health`]; ends when dropped.
+struct Busy<'a>(&'a Health, u64);
+
+impl Busy<'_> {
+    fn start(health: &Health) -> Busy<'_> {
+        let id = health.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut v) = health.in_progress.lock() {
+            v.push((id, unix_now()));
+        }
+        Busy(health, id)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut v) = self.0.in_progress.lock() {
+            v.retain(|(id, _)| *id != self.1);
+        }
+    }
+}
+
+/// The store's health as the admin endpoint, `tapfwd status` and the metrics show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreHealth {
+    /// False while writes or flushes fail, or one has not returned for 10 s.
+    pub healthy: bool,
+    /// Failed writes and flushes since start.
+    pub errors_total: u64,
+    /// Seconds since the current failure began.
+    pub failing_for_seconds: Option<i64>,
+    /// The last failure (an I/O error; the store never holds a secret).
+    pub last_error: Option<String>,
+}
+
+/// Runs a sled call that may block its thread for a long time (after a disk error sled's could
+/// block forever) without taking a worker of a multi-threaded runtime away from the other tasks:
+/// the admin endpoint, the store's watch and the other tenants keep running.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn stream_key(tenant: &str, sink: &str) -> Vec<u8> {
@@ -204,6 +285,8 @@ impl Store {
             tree,
             path,
             flushing: Default::default(),
+            health: Default::default(),
+            stall: std::env::var_os(STALL_ENV).map(|p| std::sync::Arc::new(PathBuf::from(p))),
         })
     }
 
@@ -269,7 +352,7 @@ impl Store {
                 );
                 bytes.copy_from_slice(&blake3::hash(seed.as_bytes()).as_bytes()[..16]);
                 let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-                self.tree.insert(ID_KEY, id.as_bytes())?;
+                self.wrote(self.tree.insert(ID_KEY, id.as_bytes()))?;
                 self.flush().await?;
                 id
             }
@@ -333,7 +416,7 @@ impl Store {
 
     /// Sets a stream's progress outright (first start, horizon clamp, rewind).
     pub fn put_stream(&self, tenant: &str, sink: &str, s: &StreamState) -> Result<(), StoreError> {
-        self.tree.insert(stream_key(tenant, sink), Self::json(s))?;
+        self.wrote(self.tree.insert(stream_key(tenant, sink), Self::json(s)))?;
         Ok(())
     }
 
@@ -360,7 +443,7 @@ impl Store {
         if let Some(pos) = position {
             batch.insert(position_key(sink), &pos.to_be_bytes());
         }
-        self.tree.apply_batch(batch)?;
+        self.apply(batch)?;
         Ok(())
     }
 
@@ -381,7 +464,7 @@ impl Store {
             let (k, _) = item?;
             batch.remove(k);
         }
-        self.tree.apply_batch(batch)?;
+        self.apply(batch)?;
         Ok(())
     }
 
@@ -419,7 +502,7 @@ impl Store {
             let (k, _) = item?;
             batch.remove(k);
         }
-        self.tree.apply_batch(batch)?;
+        self.apply(batch)?;
         Ok(())
     }
 
@@ -429,7 +512,7 @@ impl Store {
     }
 
     pub fn put_budget(&self, tenant: &str, budget: &Budget) -> Result<(), StoreError> {
-        self.tree.insert(budget_key(tenant), Self::json(budget))?;
+        self.wrote(self.tree.insert(budget_key(tenant), Self::json(budget)))?;
         Ok(())
     }
 
@@ -442,7 +525,7 @@ impl Store {
     }
 
     pub fn set_position(&self, sink: &str, pos: u64) -> Result<(), StoreError> {
-        self.tree.insert(position_key(sink), &pos.to_be_bytes())?;
+        self.wrote(self.tree.insert(position_key(sink), &pos.to_be_bytes()))?;
         Ok(())
     }
 
@@ -451,7 +534,7 @@ impl Store {
     }
 
     pub fn put_tenant_record(&self, tenant: &str, r: &TenantRecord) -> Result<(), StoreError> {
-        self.tree.insert(tenant_key(tenant), Self::json(r))?;
+        self.wrote(self.tree.insert(tenant_key(tenant), Self::json(r)))?;
         Ok(())
     }
 
@@ -490,13 +573,13 @@ impl Store {
         let mut value = Vec::with_capacity(8 + body.len());
         value.extend_from_slice(&at.to_be_bytes());
         value.extend_from_slice(body);
-        self.tree.insert(intel_key(tenant, kind, id), value)?;
+        self.wrote(self.tree.insert(intel_key(tenant, kind, id), value))?;
         Ok(())
     }
 
     /// Forgets one cached enrichment lookup (evicted by the cache's size bound).
     pub fn remove_intel(&self, tenant: &str, kind: &str, id: &str) -> Result<(), StoreError> {
-        self.tree.remove(intel_key(tenant, kind, id))?;
+        self.wrote(self.tree.remove(intel_key(tenant, kind, id)))?;
         Ok(())
     }
 
@@ -528,8 +611,92 @@ impl Store {
     /// A flush that waited here still flushes: it covers the writes made while it waited.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let _one = self.flushing.lock().await;
-        self.db.flush_async().await?;
-        Ok(())
+        let _busy = Busy::start(&self.health);
+        if let Some(file) = &self.stall {
+            while file.exists() {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+        match self.db.flush_async().await {
+            Ok(_) => {
+                self.health.failing_since.store(0, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// Applies one atomic batch (see [`blocking`]), noting a failure.
+    fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
+        let _busy = Busy::start(&self.health);
+        blocking(|| {
+            if let Some(file) = &self.stall {
+                while file.exists() {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+            self.tree.apply_batch(batch)
+        })
+        .map_err(|e| self.failed(e))
+    }
+
+    /// Notes a failed write (see [`Store::health`]).
+    fn wrote<T>(&self, result: sled::Result<T>) -> Result<T, StoreError> {
+        result.map_err(|e| self.failed(e))
+    }
+
+    /// Starts (or continues) a run of failures; only a flush that works ends it.
+    fn failed(&self, e: sled::Error) -> StoreError {
+        self.health.errors_total.fetch_add(1, Ordering::AcqRel);
+        let _ = self.health.failing_since.compare_exchange(
+            0,
+            unix_now(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if let Ok(mut last) = self.health.last_error.lock() {
+            *last = Some(e.to_string());
+        }
+        e.into()
+    }
+
+    /// Whether writes and flushes work. One that has not returned for 10 s counts as a failure
+    /// from then on (sled's could block forever after a disk error).
+    pub fn health(&self) -> StoreHealth {
+        let now = unix_now();
+        let oldest = self
+            .health
+            .in_progress
+            .lock()
+            .ok()
+            .and_then(|v| v.iter().map(|(_, at)| *at).min());
+        let stuck = oldest
+            .filter(|at| now - at > STUCK_SECS)
+            .map(|at| at + STUCK_SECS);
+        let since = Some(self.health.failing_since.load(Ordering::Acquire)).filter(|s| *s != 0);
+        let failing = match (since, stuck) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut last_error = self.health.last_error.lock().ok().and_then(|l| l.clone());
+        if let (Some(at), None) = (stuck, since) {
+            last_error = Some(format!(
+                "a store write or flush has not returned for {} s",
+                now - at + STUCK_SECS
+            ));
+        }
+        StoreHealth {
+            healthy: failing.is_none(),
+            errors_total: self.health.errors_total.load(Ordering::Acquire),
+            failing_for_seconds: failing.map(|f| (now - f).max(0)),
+            last_error,
+        }
+    }
+
+    /// Tries a small write and a flush, to see whether a failing store works again.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.wrote(self.tree.insert(b"m/probe", &unix_now().to_be_bytes()))?;
+        self.flush().await
     }
 
     /// Bytes the store occupies on disk.

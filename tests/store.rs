@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::daemon::tapfwd;
+use support::daemon::{free_port, http_get, metric, tapfwd};
 use support::*;
 use tapfwd::clock::Clock;
 
@@ -359,4 +359,322 @@ fn recover_of_another_sink_needs_a_start_time() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("acme -> siem: goes on from"), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A full disk under the state directory (issue 14, item 3), on a small tmpfs mounted for the
+// test: CI runs as root on this kind of machine, and a test that cannot mount fails, saying so.
+
+/// A tmpfs of `size` mounted at `dir`, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .expect("mount(8) runs");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs for the state directory and needs root for it (CI runs as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir.to_path_buf())
+    }
+
+    /// Writes a file of zeros until the filesystem is full; returns its path.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write as _;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        loop {
+            match f.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break,
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// `(readyz status, readyz body, /metrics text, /status JSON)` of the daemon at `admin`.
+async fn admin_view(admin: &str) -> (u16, String, String, serde_json::Value) {
+    let (ready, ready_body) = http_get(&format!("http://{admin}/readyz")).await;
+    let (_, metrics) = http_get(&format!("http://{admin}/metrics")).await;
+    let (_, status) = http_get(&format!("http://{admin}/status")).await;
+    (
+        ready,
+        ready_body,
+        metrics,
+        serde_json::from_str(&status).unwrap(),
+    )
+}
+
+/// Waits until the admin endpoint shows the store failing on every surface.
+async fn wait_store_failing(admin: &str) -> (String, String) {
+    let start = Instant::now();
+    loop {
+        if let Ok(Ok((code, body, metrics, status))) =
+            tokio::time::timeout(Duration::from_secs(5), admin_view(admin))
+                .await
+                .map(Ok::<_, ()>)
+        {
+            let unhealthy = metric(&metrics, "tapfwd_store_healthy") == Some(0.0);
+            let errors = metric(&metrics, "tapfwd_store_errors_total").unwrap_or(0.0);
+            if code == 503 && unhealthy && errors >= 1.0 && status["store"]["healthy"] == false {
+                assert!(body.contains("state store failing"), "{body}");
+                let last = status["store"]["last_error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                return (body, last);
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the store never showed as failing on /readyz, /metrics and /status"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn disk_config(
+    state: &Path,
+    events: &Path,
+    base_url: &str,
+    admin: u16,
+    exit_after: &str,
+) -> String {
+    let mut text = config_text(
+        state,
+        events,
+        base_url,
+        &TENANTS,
+        &format!(
+            "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"6h\"\nbatch_events = 97\nconcurrency = 2\n\
+             shutdown_grace = \"2s\"\nstore_failure_exit = \"{exit_after}\""
+        ),
+    );
+    text.insert_str(0, &format!("admin_listen = \"127.0.0.1:{admin}\"\n"));
+    text
+}
+
+/// Runs the daemon at `config` until every event of both tenants up to a little before now − lag
+/// is in `events`, stops it, and checks every event is there exactly once.
+async fn run_to_the_end_exactly_once(sim: &Sim, config: &Path, events: &Path, log: &Path) {
+    let mut child = spawn_run(config, log);
+    let target = (chrono::Utc::now().timestamp() - 1800).div_euclid(60) * 60 - 300;
+    let want: HashMap<String, usize> = TENANTS
+        .iter()
+        .map(|(id, p, _)| {
+            let start = first_start(sim, p);
+            (id.to_string(), expected(&sim.sim, p, start, target).len())
+        })
+        .collect();
+    let events2 = events.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        wait_until(
+            "every event up to the target",
+            Duration::from_secs(300),
+            || {
+                let data = std::fs::read(&events2).unwrap_or_default();
+                let mut n: HashMap<String, usize> = HashMap::new();
+                for line in data.split(|b| *b == b'\n') {
+                    for (id, _, _) in TENANTS {
+                        if line.starts_with(format!("{{\"tenant\":\"{id}\"").as_bytes()) {
+                            *n.entry(id.to_string()).or_default() += 1;
+                        }
+                    }
+                }
+                want.iter()
+                    .all(|(id, w)| n.get(id).copied().unwrap_or(0) >= *w)
+            },
+        )
+    })
+    .await
+    .unwrap();
+    sigterm(&mut child);
+    let cps = checkpoints(config);
+    let lines = read_lines(events);
+    for (id, p, _) in TENANTS {
+        assert_exactly_once(
+            &lines,
+            id,
+            &expected(&sim.sim, p, first_start(sim, p), cps[id]),
+        );
+    }
+}
+
+/// The disk under the state directory fills in the middle of a backlog: `/readyz` says 503, the
+/// metrics and `/status` show the store failing; space comes back, but sled does not recover in
+/// the process, so after `store_failure_exit` the daemon exits non-zero; started again it goes on
+/// and every event is in the file exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_state_disk_is_reported_then_exit_and_restart_resume_exactly_once() {
+    let sim = Sim::start(
+        vec![tenant("p-d1", "s-d1", 1200), tenant("p-d2", "s-d2", 1200)],
+        35,
+        Clock::System,
+    )
+    .await;
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let disk = Tmpfs::mount(&state, "16m");
+    let events = scratch.path("events.ndjson");
+    let config = scratch.path("tapfwd.toml");
+    let admin = free_port();
+    std::fs::write(
+        &config,
+        disk_config(&state, &events, &sim.base_url(), admin, "6s"),
+    )
+    .unwrap();
+    let admin = format!("127.0.0.1:{admin}");
+
+    let mut child = spawn_run(&config, &scratch.path("run1.log"));
+    let events2 = events.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until("the file to grow", Duration::from_secs(120), || {
+            file_len(&events2) >= 300_000
+        })
+    })
+    .await
+    .unwrap();
+    let filler = disk.fill();
+    let (_, last_error) = wait_store_failing(&admin).await;
+    assert!(!last_error.is_empty());
+    let failed_at = Instant::now();
+    std::fs::remove_file(&filler).unwrap();
+
+    // sled keeps its I/O error: the daemon exits non-zero after store_failure_exit (6 s), within
+    // shutdown_grace and the margin after that.
+    let exit = tokio::task::spawn_blocking(move || {
+        let exit = exit_within(&mut child, Duration::from_secs(60), "with a failed store");
+        (exit, failed_at.elapsed())
+    })
+    .await
+    .unwrap();
+    let log = std::fs::read_to_string(scratch.path("run1.log")).unwrap();
+    assert!(!exit.0.success(), "exited {:?}:\n{log}", exit.0);
+    assert!(
+        exit.1 < Duration::from_secs(6 + 2 + 5 + 3),
+        "took {:?}",
+        exit.1
+    );
+    assert!(log.contains("store_failure_exit"), "{log}");
+
+    run_to_the_end_exactly_once(&sim, &config, &events, &scratch.path("run2.log")).await;
+    drop(disk);
+}
+
+/// SIGTERM while store writes and flushes hang, blocking the threads that called them (as
+/// sled's did after a disk error; here through the store's test seam, `TAPFWD_TEST_STORE_STALL_FILE`):
+/// `/readyz` says the store is failing once a write has not returned for 10 s, and the process
+/// ends within shutdown_grace (2 s) and the 5 s margin, with a non-zero exit. A restart goes on
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_stuck_store_ends_within_the_grace() {
+    let sim = Sim::start(
+        vec![tenant("p-d1", "s-d1", 1200), tenant("p-d2", "s-d2", 1200)],
+        36,
+        Clock::System,
+    )
+    .await;
+    let scratch = Scratch::new();
+    let state = scratch.path("state");
+    let events = scratch.path("events.ndjson");
+    let config = scratch.path("tapfwd.toml");
+    let stall = scratch.path("stall");
+    let admin = free_port();
+    std::fs::write(
+        &config,
+        disk_config(&state, &events, &sim.base_url(), admin, "10m"),
+    )
+    .unwrap();
+    let admin = format!("127.0.0.1:{admin}");
+    let log = std::fs::File::create(scratch.path("run1.log")).unwrap();
+    let mut child = tapfwd()
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .env(tapfwd::store::STALL_ENV, &stall)
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let events2 = events.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until("the file to grow", Duration::from_secs(120), || {
+            file_len(&events2) >= 300_000
+        })
+    })
+    .await
+    .unwrap();
+    std::fs::write(&stall, b"").unwrap();
+    let (body, _) = wait_store_failing_without_errors(&admin).await;
+    assert!(body.contains("has not returned"), "{body}");
+    let sent = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (exit, took) = tokio::task::spawn_blocking(move || {
+        let exit = exit_within(&mut child, Duration::from_secs(60), "after SIGTERM");
+        (exit, sent.elapsed())
+    })
+    .await
+    .unwrap();
+    let log = std::fs::read_to_string(scratch.path("run1.log")).unwrap();
+    assert!(
+        took < Duration::from_secs(2 + 5 + 3),
+        "SIGTERM took {took:?} with a stuck store:\n{log}"
+    );
+    assert!(
+        !exit.success(),
+        "a stop with a stuck store is not a clean one: {exit:?}\n{log}"
+    );
+    std::fs::remove_file(&stall).unwrap();
+    run_to_the_end_exactly_once(&sim, &config, &events, &scratch.path("run2.log")).await;
+}
+
+/// Waits until `/readyz` and `/status` show the store failing (a stuck flush counts no error).
+async fn wait_store_failing_without_errors(admin: &str) -> (String, String) {
+    let start = Instant::now();
+    loop {
+        let (code, body, metrics, status) = admin_view(admin).await;
+        if code == 503
+            && metric(&metrics, "tapfwd_store_healthy") == Some(0.0)
+            && status["store"]["healthy"] == false
+        {
+            let last = status["store"]["last_error"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            return (body, last);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the stuck store never showed as failing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

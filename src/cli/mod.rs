@@ -247,6 +247,64 @@ pub fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
+/// What the daemon may take past `poll.shutdown_grace` to stop (the final flush, closing sinks)
+/// before it is ended anyway.
+pub const FORCED_EXIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The daemon's stop signal: cancelled on SIGTERM or SIGINT, as noticed by a thread of its own
+/// rather than by the async runtime, whose workers a stuck library call may hold (sled's flush
+/// after a disk error). Once the token is cancelled, for any reason, the process ends within
+/// `grace` plus [`FORCED_EXIT_MARGIN`] whatever a thread is doing: exit code 1 if it had to be
+/// forced. That is safe because every position moves in a store transaction after its sink has
+/// the events (invariant 1), and what is cut short is fetched again and recognised (invariant 2).
+fn bounded_shutdown(grace: std::time::Duration) -> anyhow::Result<CancellationToken> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let token = CancellationToken::new();
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("listening for SIGTERM and SIGINT")?;
+    let t = token.clone();
+    std::thread::Builder::new()
+        .name("tapfwd-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let name = if signal == SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "SIGINT"
+                };
+                if t.is_cancelled() {
+                    tracing::info!(signal = name, "already stopping");
+                } else {
+                    tracing::info!(signal = name, "stopping");
+                    t.cancel();
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    let t = token.clone();
+    std::thread::Builder::new()
+        .name("tapfwd-exit-guard".into())
+        .spawn(move || {
+            // A runtime of its own, so that waiting for the token needs no worker of the main one.
+            match tokio::runtime::Builder::new_current_thread().build() {
+                Ok(rt) => rt.block_on(t.cancelled()),
+                Err(_) => {
+                    while !t.is_cancelled() {
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                }
+            }
+            let bound = grace + FORCED_EXIT_MARGIN;
+            std::thread::sleep(bound);
+            tracing::error!(bound = %humantime::format_duration(bound),
+                "still not stopped after poll.shutdown_grace and the margin; exiting now (what was in flight is fetched again)");
+            eprintln!("tapfwd: forced exit {} after the stop signal", humantime::format_duration(bound));
+            std::process::exit(1);
+        })
+        .context("starting the exit guard thread")?;
+    Ok(token)
+}
+
 async fn run(path: &Path, shard: Option<Shard>) -> anyhow::Result<()> {
     let mut config = load(path)?;
     crate::logging::init(config.log.format);
@@ -261,6 +319,7 @@ async fn run(path: &Path, shard: Option<Shard>) -> anyhow::Result<()> {
         let mine = config.tenants.keys().filter(|id| s.owns(id)).count();
         tracing::info!(shard = %s, tenants = mine, of = all, "polling one shard of the tenants");
     }
+    let grace = config.poll.shutdown_grace;
     let app = App::build(config, Clock::System).await?;
     let reloader = app.reloader();
     let path = path.to_owned();
@@ -271,7 +330,7 @@ async fn run(path: &Path, shard: Option<Shard>) -> anyhow::Result<()> {
             let _ = reloader.reload_file(&path, shard).await;
         }
     });
-    let result = app.run(shutdown_on_signals()).await;
+    let result = app.run(bounded_shutdown(grace)?).await;
     reloads.abort();
     result
 }
