@@ -722,6 +722,26 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// A failure shows until a flush works (a write that works proves nothing: it may only have
+    /// reached memory); errors are counted; the probe is what ends it.
+    #[tokio::test]
+    async fn a_failure_lasts_until_a_flush_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.health().healthy);
+        let _ = store.failed(sled::Error::Io(std::io::Error::from_raw_os_error(28)));
+        store.put_budget("acme", &Budget::default()).unwrap();
+        let h = store.health();
+        assert!(!h.healthy, "{h:?}");
+        assert_eq!(h.errors_total, 1);
+        assert_eq!(h.failing_for_seconds, Some(0));
+        assert!(h.last_error.unwrap().contains("No space left"));
+        store.probe().await.unwrap();
+        let h = store.health();
+        assert!(h.healthy, "{h:?}");
+        assert_eq!(h.errors_total, 1);
+    }
+
     #[test]
     fn chunk_keys_load_by_window_and_prune_with_checkpoint() {
         let dir = tempfile::tempdir().unwrap();

@@ -514,12 +514,14 @@ async fn run_to_the_end_exactly_once(sim: &Sim, config: &Path, events: &Path, lo
     let cps = checkpoints(config);
     let lines = read_lines(events);
     for (id, p, _) in TENANTS {
-        assert_exactly_once(
-            &lines,
-            id,
-            &expected(&sim.sim, p, first_start(sim, p), cps[id]),
+        let want = expected(&sim.sim, p, first_start(sim, p), cps[id]);
+        assert_exactly_once(&lines, id, &want);
+        eprintln!(
+            "{id}: {} events expected up to the checkpoint, each in the file exactly once",
+            want.len()
         );
     }
+    eprintln!("{} lines in the file in all", lines.len());
 }
 
 /// The disk under the state directory fills in the middle of a backlog: `/readyz` says 503, the
@@ -557,9 +559,14 @@ async fn full_state_disk_is_reported_then_exit_and_restart_resume_exactly_once()
     .await
     .unwrap();
     let filler = disk.fill();
+    let filled_at = Instant::now();
     let (_, last_error) = wait_store_failing(&admin).await;
     assert!(!last_error.is_empty());
     let failed_at = Instant::now();
+    eprintln!(
+        "tmpfs full: /readyz 503, tapfwd_store_healthy 0 and /status store.healthy false after {:?}; last_error: {last_error}",
+        failed_at - filled_at
+    );
     std::fs::remove_file(&filler).unwrap();
 
     // sled keeps its I/O error: the daemon exits non-zero after store_failure_exit (6 s), within
@@ -578,6 +585,10 @@ async fn full_state_disk_is_reported_then_exit_and_restart_resume_exactly_once()
         exit.1
     );
     assert!(log.contains("store_failure_exit"), "{log}");
+    eprintln!(
+        "space freed; exited {:?} {:?} after the failure showed (store_failure_exit 6s, grace 2s)",
+        exit.0, exit.1
+    );
 
     run_to_the_end_exactly_once(&sim, &config, &events, &scratch.path("run2.log")).await;
     drop(disk);
@@ -631,6 +642,7 @@ async fn sigterm_with_a_stuck_store_ends_within_the_grace() {
     std::fs::write(&stall, b"").unwrap();
     let (body, _) = wait_store_failing_without_errors(&admin).await;
     assert!(body.contains("has not returned"), "{body}");
+    eprintln!("stuck store: /readyz 503: {}", body.trim());
     let sent = Instant::now();
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -644,6 +656,7 @@ async fn sigterm_with_a_stuck_store_ends_within_the_grace() {
     .await
     .unwrap();
     let log = std::fs::read_to_string(scratch.path("run1.log")).unwrap();
+    eprintln!("SIGTERM with stuck store writes: exited {exit:?} after {took:?} (grace 2s + margin 5s)");
     assert!(
         took < Duration::from_secs(2 + 5 + 3),
         "SIGTERM took {took:?} with a stuck store:\n{log}"
