@@ -315,10 +315,9 @@ const STORE_WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1)
 /// and `/status` read it directly), retries a failing store with a small write and a flush, and
 /// when it has failed for `limit`, says why in `failed` and cancels `shutdown` (the daemon's own
 /// stop signal, so that the binary's bound on stopping applies), after which `run` fails and the
-/// process exits
-/// non-zero so that the service manager restarts it: sled does not recover from an I/O error
-/// inside a running process, and a restart resumes from the last committed positions with the
-/// dedupe keys (invariants 1 and 2).
+/// process exits non-zero so that the service manager restarts it: sled does not recover from an
+/// I/O error inside a running process, and a restart resumes from the last committed positions
+/// with the dedupe keys (invariants 1 and 2).
 async fn watch_store(
     store: Store,
     metrics: Arc<Metrics>,
@@ -334,14 +333,7 @@ async fn watch_store(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let mut health = store.health();
-        if !health.healthy {
-            // Retry: a write and a flush that work end the failure.
-            let probe = tokio::time::timeout(STORE_WATCH_EVERY * 5, store.probe()).await;
-            if matches!(probe, Ok(Ok(()))) {
-                health = store.health();
-            }
-        }
+        let health = store.health();
         metrics.set_global(
             "tapfwd_store_healthy",
             if health.healthy { 1.0 } else { 0.0 },
@@ -359,8 +351,11 @@ async fn watch_store(
             _ => {}
         }
         was_failing = !health.healthy;
+        if health.healthy {
+            continue;
+        }
         let failing_for = health.failing_for_seconds.unwrap_or(0);
-        if !health.healthy && failing_for as u64 >= limit.as_secs() {
+        if failing_for as u64 >= limit.as_secs() {
             let why = format!(
                 "the state store in {} has failed for {failing_for} s (poll.store_failure_exit = {}): {error}; \
                  exiting so that the service manager restarts the daemon, which reopens the store and goes on from its \
@@ -375,6 +370,9 @@ async fn watch_store(
             shutdown.cancel();
             return;
         }
+        // Retry: a write and a flush that work end the failure (seen at the next tick). Bounded,
+        // since a stuck store's flush may not return.
+        let _ = tokio::time::timeout(STORE_WATCH_EVERY * 5, store.probe()).await;
     }
 }
 

@@ -656,7 +656,9 @@ async fn sigterm_with_a_stuck_store_ends_within_the_grace() {
     .await
     .unwrap();
     let log = std::fs::read_to_string(scratch.path("run1.log")).unwrap();
-    eprintln!("SIGTERM with stuck store writes: exited {exit:?} after {took:?} (grace 2s + margin 5s)");
+    eprintln!(
+        "SIGTERM with stuck store writes: exited {exit:?} after {took:?} (grace 2s + margin 5s)"
+    );
     assert!(
         took < Duration::from_secs(2 + 5 + 3),
         "SIGTERM took {took:?} with a stuck store:\n{log}"
