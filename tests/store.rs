@@ -525,7 +525,7 @@ async fn run_to_the_end_exactly_once(sim: &Sim, config: &Path, events: &Path, lo
 }
 
 /// The disk under the state directory fills in the middle of a backlog: `/readyz` says 503, the
-/// metrics and `/status` show the store failing; space comes back, but sled does not recover in
+/// metrics, `/status` and `tapfwd status` show the store failing; space comes back, but sled does not recover in
 /// the process, so after `store_failure_exit` the daemon exits non-zero; started again it goes on
 /// and every event is in the file exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -563,6 +563,19 @@ async fn full_state_disk_is_reported_then_exit_and_restart_resume_exactly_once()
     let (_, last_error) = wait_store_failing(&admin).await;
     assert!(!last_error.is_empty());
     let failed_at = Instant::now();
+    let out = tapfwd()
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("STATE STORE FAILING for "), "{text}");
+    eprintln!("{}", text.lines().next().unwrap_or(""));
     eprintln!(
         "tmpfs full: /readyz 503, tapfwd_store_healthy 0 and /status store.healthy false after {:?}; last_error: {last_error}",
         failed_at - filled_at
