@@ -286,7 +286,10 @@ impl App {
         if let Some(a) = admin {
             a.abort();
         }
+        // Awaited, so that its handle on the store is gone when `run` returns (a test may open
+        // the store again at once).
         store_watch.abort();
+        let _ = store_watch.await;
         let failed = store_failed.lock().ok().and_then(|f| f.clone());
         if let Some(why) = failed {
             tracing::error!("tapfwd stopped: the state store failed");
