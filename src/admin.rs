@@ -4,8 +4,8 @@
 //! |---|---|
 //! | `/metrics` | Prometheus text ([`Metrics::render`]); the store size is measured on each scrape |
 //! | `/healthz` | 200 while the process serves requests (liveness) |
-//! | `/readyz` | 200 once the state store is open and every tenant is scheduled, 503 before |
-//! | `/status` | `{"tenants":[TenantStatus...]}`, the shape `tapfwd status` reads when the store is locked |
+//! | `/readyz` | 200 once the state store is open and every tenant is scheduled, 503 before and while the store fails |
+//! | `/status` | `{"tenants":[TenantStatus...],"store":StoreHealth}`, the shape `tapfwd status` reads when the store is locked |
 //!
 //! Without `admin_token_env` it has no authentication: bind it to loopback (the examples do; the
 //! daemon warns otherwise) or to a pod network that only the scraper reaches. With it, `/status`
@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::status::{StatusBoard, TenantStatus};
-use crate::store::Store;
+use crate::store::{Store, StoreHealth};
 
 /// What the endpoint reads.
 #[derive(Clone)]
@@ -70,6 +70,9 @@ fn unauthorized() -> Response {
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub struct StatusBody {
     pub tenants: Vec<TenantStatus>,
+    /// Whether the state store's writes and flushes work.
+    #[serde(default)]
+    pub store: StoreHealth,
 }
 
 /// The endpoint's routes.
@@ -99,11 +102,19 @@ async fn metrics(State(s): State<AdminState>, headers: axum::http::HeaderMap) ->
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
-    if s.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    if !s.ready.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response();
     }
+    let store = s.store.health();
+    if !store.healthy {
+        let error = store.last_error.unwrap_or_default();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("state store failing: {error}\n"),
+        )
+            .into_response();
+    }
+    (StatusCode::OK, "ready\n").into_response()
 }
 
 async fn status(State(s): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
@@ -112,6 +123,7 @@ async fn status(State(s): State<AdminState>, headers: axum::http::HeaderMap) -> 
     }
     Json(StatusBody {
         tenants: s.status.snapshot(),
+        store: s.store.health(),
     })
     .into_response()
 }

@@ -25,7 +25,7 @@ use crate::shard::Shard;
 use crate::sinks::{self, Sink};
 use crate::sources::{self, tap_siem, Context};
 use crate::status::StatusBoard;
-use crate::store::Store;
+use crate::store::{Lineage, Store};
 use crate::tap::client::TapClient;
 
 /// A built daemon, ready to run.
@@ -73,6 +73,7 @@ impl App {
         clock: Clock,
     ) -> anyhow::Result<App> {
         let store = Store::open(&config.state_dir)?;
+        refuse_lost_store(&config, &store)?;
         let client = TapClient::new(config.poll.read_timeout)?;
         let metrics = Arc::new(Metrics::default());
         let enricher = crate::enrich::Enricher::new(
@@ -101,6 +102,8 @@ impl App {
                 .with_context(|| format!("starting sink `{name}`"))?;
             sinks.insert(name.clone(), sink);
         }
+        // Every sink accepted this store: from now on it is the one they are fed from.
+        store.stamp().await?;
         let mut pollers = Vec::with_capacity(config.tenants.len());
         for (id, tenant) in &config.tenants {
             if tenant.cleartext_http() {
@@ -205,6 +208,7 @@ impl App {
     /// is ready, alive (watchdog) and stopping.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let inner = self.ctx.shutdown.clone();
+        let stop = shutdown.clone();
         let relay = tokio::spawn({
             let inner = inner.clone();
             async move {
@@ -259,6 +263,15 @@ impl App {
                 }
             })
         });
+        // The store's health: metrics, retries, and an exit when it stays broken.
+        let store_failed = Arc::new(std::sync::Mutex::new(None::<String>));
+        let store_watch = tokio::spawn(watch_store(
+            self.ctx.store.clone(),
+            self.ctx.metrics.clone(),
+            self.ctx.poll.store_failure_exit,
+            stop,
+            store_failed.clone(),
+        ));
         // The store is open and every tenant is on the scheduler's heap: ready.
         let tenants = self.scheduler.len();
         self.ready.store(true, Ordering::Release);
@@ -274,9 +287,131 @@ impl App {
         if let Some(a) = admin {
             a.abort();
         }
+        // Awaited, so that its handle on the store is gone when `run` returns (a test may open
+        // the store again at once).
+        store_watch.abort();
+        let _ = store_watch.await;
+        let failed = store_failed.lock().ok().and_then(|f| f.clone());
+        if let Some(why) = failed {
+            tracing::error!("tapfwd stopped: the state store failed");
+            anyhow::bail!("{why}");
+        }
+        let store = self.ctx.store.health();
+        if !store.healthy {
+            // Stopped with writes or the final flush failing or stuck: not a clean stop. What was
+            // not committed is fetched again at the next start and recognised by its keys.
+            tracing::error!("tapfwd stopped with the state store failing");
+            anyhow::bail!(
+                "stopped with the state store in {} failing: {}",
+                self.ctx.store.dir().display(),
+                store.last_error.unwrap_or_default()
+            );
+        }
         tracing::info!("tapfwd stopped");
         Ok(())
     }
+}
+
+/// How often [`watch_store`] looks at the store's health, and retries it while it fails.
+const STORE_WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Publishes the store's health (`tapfwd_store_healthy`, `tapfwd_store_errors_total`; `/readyz`
+/// and `/status` read it directly), retries a failing store with a small write and a flush, and
+/// when it has failed for `limit`, says why in `failed` and cancels `shutdown` (the daemon's own
+/// stop signal, so that the binary's bound on stopping applies), after which `run` fails and the
+/// process exits non-zero so that the service manager restarts it: sled does not recover from an
+/// I/O error inside a running process, and a restart resumes from the last committed positions
+/// with the dedupe keys (invariants 1 and 2).
+async fn watch_store(
+    store: Store,
+    metrics: Arc<Metrics>,
+    limit: std::time::Duration,
+    shutdown: CancellationToken,
+    failed: Arc<std::sync::Mutex<Option<String>>>,
+) {
+    let mut tick = tokio::time::interval(STORE_WATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_failing = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let health = store.health();
+        metrics.set_global(
+            "tapfwd_store_healthy",
+            if health.healthy { 1.0 } else { 0.0 },
+        );
+        metrics.set_global("tapfwd_store_errors_total", health.errors_total as f64);
+        let error = health.last_error.clone().unwrap_or_default();
+        match (health.healthy, was_failing) {
+            (false, false) => {
+                tracing::error!(store = %store.dir().display(), %error, exit_after = %humantime::format_duration(limit),
+                    "state store failing; not ready, retrying it, and exiting for a restart if it does not recover");
+            }
+            (true, true) => {
+                tracing::warn!(store = %store.dir().display(), "state store works again")
+            }
+            _ => {}
+        }
+        was_failing = !health.healthy;
+        if health.healthy {
+            continue;
+        }
+        let failing_for = health.failing_for_seconds.unwrap_or(0);
+        if failing_for as u64 >= limit.as_secs() {
+            let why = format!(
+                "the state store in {} has failed for {failing_for} s (poll.store_failure_exit = {}): {error}; \
+                 exiting so that the service manager restarts the daemon, which reopens the store and goes on from its \
+                 last committed positions (free space on that disk if it is full)",
+                store.dir().display(),
+                humantime::format_duration(limit),
+            );
+            tracing::error!(store = %store.dir().display(), %error, failing_for, "state store still failing; stopping the daemon");
+            if let Ok(mut f) = failed.lock() {
+                *f = Some(why);
+            }
+            shutdown.cancel();
+            return;
+        }
+        // Retry: a write and a flush that work end the failure (seen at the next tick). Bounded,
+        // since a stuck store's flush may not return.
+        let _ = tokio::time::timeout(STORE_WATCH_EVERY * 5, store.probe()).await;
+    }
+}
+
+/// Refuses a store that is not the one the sinks were fed from ([`Lineage::Lost`]) while some
+/// sink in use has no stream in it (`tapfwd recover` gives each one).
+fn refuse_lost_store(config: &Config, store: &Store) -> anyhow::Result<()> {
+    let Lineage::Lost { expected } = store.lineage()? else {
+        return Ok(());
+    };
+    let fed = store.stream_sinks()?;
+    let in_use: std::collections::BTreeSet<String> = config
+        .tenants
+        .values()
+        .flat_map(|t| t.all_sinks())
+        .collect();
+    let missing: Vec<String> = in_use.into_iter().filter(|s| !fed.contains(s)).collect();
+    if missing.is_empty() {
+        tracing::warn!(store = %store.dir().display(), "the state store was rebuilt by `tapfwd recover`; going on from the recovered positions");
+        return Ok(());
+    }
+    let dir = store.dir().display();
+    let example = |s: &String| match config.sinks.get(s) {
+        Some(sinks::SinkConfig::File(_)) => format!("`tapfwd recover --config FILE --sink {s}`"),
+        _ => format!("`tapfwd recover --config FILE --sink {s} --start-at TIME`"),
+    };
+    anyhow::bail!(
+        "the state store in {dir} is not the one the sinks were fed from: {dir}/{file} names store {expected}, \
+         but the store there is new (it was deleted, cut short or damaged). Starting would fetch every tenant's last hours \
+         again and deliver them twice, so the daemon refuses. Rebuild the state of each sink not yet recovered ({list}): {how}. \
+         A file sink is rebuilt from its own file and goes on exactly once; for another sink, --start-at picks the time to \
+         go on from, and events between then and the lost position are delivered again",
+        file = crate::store::ID_FILE,
+        list = missing.join(", "),
+        how = missing.iter().map(example).collect::<Vec<_>>().join(", "),
+    )
 }
 
 /// What a running app was built from, kept so that a reload can tell what changed.

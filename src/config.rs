@@ -166,6 +166,13 @@ pub struct PollConfig {
     /// How long a stopping daemon waits for in-flight windows. Default `20s`; at least `1s`.
     #[serde(with = "humantime_serde", default = "default_shutdown_grace")]
     pub shutdown_grace: Duration,
+    /// How long the state store may keep failing (writes or flushes erroring, a disk full, a
+    /// flush that does not return) before the daemon exits non-zero, so that the service manager
+    /// restarts it and the store is opened afresh (sled does not recover from an I/O error in a
+    /// running process). Meanwhile `/readyz` answers 503 and the store is retried. Default `2m`;
+    /// at least `5s`.
+    #[serde(with = "humantime_serde", default = "default_store_failure_exit")]
+    pub store_failure_exit: Duration,
 }
 
 fn default_interval() -> Duration {
@@ -210,6 +217,9 @@ fn default_max_backoff() -> Duration {
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(20)
 }
+fn default_store_failure_exit() -> Duration {
+    Duration::from_secs(120)
+}
 
 impl Default for PollConfig {
     fn default() -> Self {
@@ -228,6 +238,7 @@ impl Default for PollConfig {
             max_window_bytes: default_max_window_bytes(),
             max_backoff: default_max_backoff(),
             shutdown_grace: default_shutdown_grace(),
+            store_failure_exit: default_store_failure_exit(),
         }
     }
 }
@@ -800,6 +811,11 @@ impl Config {
                 "poll.shutdown_grace",
                 p.shutdown_grace,
                 Duration::from_secs(1),
+            ),
+            (
+                "poll.store_failure_exit",
+                p.store_failure_exit,
+                Duration::from_secs(5),
             ),
         ] {
             if value < min {

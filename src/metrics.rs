@@ -92,6 +92,16 @@ const HELP: &[(&str, Kind, &str)] = &[
         Kind::Gauge,
         "Size of the state store on disk.",
     ),
+    (
+        "tapfwd_store_healthy",
+        Kind::Gauge,
+        "1 while the state store's writes and flushes work, 0 while they fail.",
+    ),
+    (
+        "tapfwd_store_errors_total",
+        Kind::Counter,
+        "Failed state store writes and flushes.",
+    ),
     ("tapfwd_tenants", Kind::Gauge, "Tenants this daemon polls."),
     (
         "tapfwd_unknown_array_elements_total",

@@ -17,6 +17,9 @@ use tokio_util::task::TaskTracker;
 use crate::clock;
 use crate::sources::{Context, Next, Source};
 
+/// Longest wait for the store's final flush at shutdown.
+const FINAL_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A source as the scheduler holds it.
 pub type Poller = Box<dyn Source>;
 
@@ -242,22 +245,24 @@ impl Scheduler {
                 _ = sleep => {}
             }
         }
+        // Streaming sources (PoD) stop on the same shutdown token: they close their connections
+        // and commit their last chunk. One grace period for both.
         tracker.close();
-        let grace = self.ctx.poll.shutdown_grace;
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            tracing::warn!(grace = ?grace, "windows still in flight at the end of the grace period were abandoned; they will be fetched again");
-        }
-        // Streaming sources close their connections and commit their last chunk on the same
-        // shutdown token.
         self.ctx.streams.close();
-        if tokio::time::timeout(grace, self.ctx.streams.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(grace = ?grace, "streams still delivering at the end of the grace period were abandoned; their span will be fetched from the archive");
+        let grace = self.ctx.poll.shutdown_grace;
+        let both = futures_util::future::join(tracker.wait(), self.ctx.streams.wait());
+        if tokio::time::timeout(grace, both).await.is_err() {
+            tracing::warn!(grace = ?grace, "windows or streams still in flight at the end of the grace period were abandoned; they will be fetched again");
         }
-        if let Err(e) = self.ctx.store.flush().await {
-            tracing::error!(error = %e, "final store flush failed");
+        // Bounded: after a disk error sled's flush can wait forever, and the daemon must still
+        // stop. What it did not flush is fetched again (invariant 1), and recognised by its keys.
+        match tokio::time::timeout(FINAL_FLUSH, self.ctx.store.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "final store flush failed"),
+            Err(_) => tracing::error!(
+                wait = ?FINAL_FLUSH,
+                "final store flush did not return; stopping without it"
+            ),
         }
     }
 

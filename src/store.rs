@@ -11,6 +11,14 @@
 //! | `p/SINK` | a sink's committed position (the file sink's length) |
 //! | `t/TENANT` | the tenant's last error, for `tapfwd status` |
 //! | `i/TENANT/KIND/ID` | threat enrichment's cache: 8-byte fetch time (unix s, BE) + the API's JSON |
+//! | `m/id` | the store's identity: 32 hex digits, made when the store is first used |
+//! | `m/probe` | the last health probe's time (written only while the store is failing) |
+//!
+//! The identity is also written to `STATE_DIR/store.id` beside the store ([`ID_FILE`]). A store
+//! that opens without an identity while that file names one is not the store the sinks were fed
+//! from (it was deleted, cut short or damaged and sled started an empty one): [`Store::lineage`]
+//! says so, and the daemon refuses to start rather than fetch every tenant's last hours again and
+//! deliver them twice (invariant 2). `tapfwd recover` rebuilds the sinks' state.
 //!
 //! Dedupe keys are stored as one blob per delivered chunk rather than one sled entry per event:
 //! a 200,000-event window costs a handful of inserts, and pruning is a range delete. A chunk's
@@ -21,6 +29,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +82,85 @@ pub struct Store {
     path: PathBuf,
     /// Lets one [`Store::flush`] run at a time; see there.
     flushing: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Whether writes and flushes succeed; see [`Store::health`].
+    health: std::sync::Arc<Health>,
+    /// The test seam [`STALL_ENV`]: while this file exists, batches and flushes hang.
+    stall: Option<std::sync::Arc<PathBuf>>,
+}
+
+/// A fault-injection seam for the black-box tests (`tests/store.rs`), read once when the store
+/// opens and never set in production: when this environment variable names a file, every
+/// `apply_batch` blocks its thread, and every flush waits, for as long as that file exists, as
+/// sled's did after a disk error. It lets a test check that such a store shows as failing and
+/// that SIGTERM still ends the process in time.
+pub const STALL_ENV: &str = "TAPFWD_TEST_STORE_STALL_FILE";
+
+/// A write or flush that has not returned after this long counts as a store failure.
+const STUCK_SECS: i64 = 10;
+
+/// What the store's writes and flushes have shown (times are unix seconds, 0 for none).
+#[derive(Default)]
+struct Health {
+    errors_total: AtomicU64,
+    /// When the current run of failures began: set by a failed write or flush, cleared only by a
+    /// flush that works (a write that works may only have reached memory).
+    failing_since: AtomicI64,
+    /// Writes and flushes in progress: an id and when each began.
+    in_progress: std::sync::Mutex<Vec<(u64, i64)>>,
+    next_id: AtomicU64,
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+/// A write or flush in progress, for [`Store::health`]; ends when dropped.
+struct Busy<'a>(&'a Health, u64);
+
+impl Busy<'_> {
+    fn start(health: &Health) -> Busy<'_> {
+        let id = health.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut v) = health.in_progress.lock() {
+            v.push((id, unix_now()));
+        }
+        Busy(health, id)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut v) = self.0.in_progress.lock() {
+            v.retain(|(id, _)| *id != self.1);
+        }
+    }
+}
+
+/// The store's health as the admin endpoint, `tapfwd status` and the metrics show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreHealth {
+    /// False while writes or flushes fail, or one has not returned for 10 s.
+    pub healthy: bool,
+    /// Failed writes and flushes since start.
+    pub errors_total: u64,
+    /// Seconds since the current failure began.
+    pub failing_for_seconds: Option<i64>,
+    /// The last failure (an I/O error; the store never holds a secret).
+    pub last_error: Option<String>,
+}
+
+/// Runs a sled call that may block its thread for a long time (after a disk error sled's could
+/// block forever) without taking a worker of a multi-threaded runtime away from the other tasks:
+/// the admin endpoint, the store's watch and the other tenants keep running.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn stream_key(tenant: &str, sink: &str) -> Vec<u8> {
@@ -95,6 +183,27 @@ fn budget_key(tenant: &str) -> Vec<u8> {
 
 fn position_key(sink: &str) -> Vec<u8> {
     format!("p/{sink}").into_bytes()
+}
+
+/// The store's identity record.
+const ID_KEY: &[u8] = b"m/id";
+
+/// The copy of the store's identity kept beside it, in the state directory.
+pub const ID_FILE: &str = "store.id";
+
+/// Whether the open store is the one the daemon's sinks were fed from ([`Store::lineage`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lineage {
+    /// The store carries its identity.
+    Known,
+    /// Empty, without identity, and no identity file beside it: a new install. (A state directory
+    /// deleted whole looks the same from here; the file sink tells by its file.)
+    New,
+    /// Streams but no identity: written before identities existed; it is adopted.
+    Unmarked,
+    /// No identity, yet `store.id` beside it names the store `expected`: that store is gone and
+    /// this one was created anew.
+    Lost { expected: String },
 }
 
 fn tenant_key(tenant: &str) -> Vec<u8> {
@@ -176,12 +285,111 @@ impl Store {
             tree,
             path,
             flushing: Default::default(),
+            health: Default::default(),
+            stall: std::env::var_os(STALL_ENV).map(|p| std::sync::Arc::new(PathBuf::from(p))),
         })
     }
 
     /// Where the store lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The state directory that holds the store.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(&self.path)
+    }
+
+    /// Whether this store is the one the sinks were fed from; see [`Lineage`].
+    pub fn lineage(&self) -> Result<Lineage, StoreError> {
+        if self.tree.get(ID_KEY)?.is_some() {
+            return Ok(Lineage::Known);
+        }
+        let file = self.dir().join(ID_FILE);
+        match std::fs::read_to_string(&file) {
+            Ok(text) if !text.trim().is_empty() => {
+                return Ok(Lineage::Lost {
+                    expected: text.trim().to_string(),
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StoreError::Open {
+                    path: file,
+                    message: e.to_string(),
+                })
+            }
+        }
+        if self.tree.scan_prefix(b"s/").next().is_some() {
+            Ok(Lineage::Unmarked)
+        } else {
+            Ok(Lineage::New)
+        }
+    }
+
+    /// The store's identity, if it has one.
+    pub fn identity(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tree
+            .get(ID_KEY)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Gives the store an identity if it has none (durably), then writes it to `store.id` beside
+    /// the store (mode 0600). In that order, so that a crash between the two never leaves a file
+    /// naming an identity the store does not hold.
+    pub async fn stamp(&self) -> Result<String, StoreError> {
+        let id = match self.identity()? {
+            Some(id) => id,
+            None => {
+                let mut bytes = [0u8; 16];
+                let seed = format!(
+                    "{:?}{}{}",
+                    std::time::SystemTime::now(),
+                    std::process::id(),
+                    self.db.generate_id()?
+                );
+                bytes.copy_from_slice(&blake3::hash(seed.as_bytes()).as_bytes()[..16]);
+                let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                self.wrote(self.tree.insert(ID_KEY, id.as_bytes()))?;
+                self.flush().await?;
+                id
+            }
+        };
+        let file = self.dir().join(ID_FILE);
+        let current = std::fs::read_to_string(&file).unwrap_or_default();
+        if current.trim() != id {
+            let tmp = self.dir().join(format!("{ID_FILE}.tmp"));
+            let write = || -> std::io::Result<()> {
+                use std::io::Write as _;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)?;
+                f.write_all(format!("{id}\n").as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &file)?;
+                std::fs::File::open(self.dir())?.sync_all()
+            };
+            write().map_err(|e| StoreError::Open {
+                path: file.clone(),
+                message: format!("cannot write the store's identity: {e}"),
+            })?;
+        }
+        Ok(id)
+    }
+
+    /// The sinks that have at least one stream in the store.
+    pub fn stream_sinks(&self) -> Result<HashSet<String>, StoreError> {
+        Ok(self
+            .streams()?
+            .into_iter()
+            .map(|(_, sink, _)| sink)
+            .collect())
     }
 
     fn get_json<T: for<'de> Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -208,7 +416,7 @@ impl Store {
 
     /// Sets a stream's progress outright (first start, horizon clamp, rewind).
     pub fn put_stream(&self, tenant: &str, sink: &str, s: &StreamState) -> Result<(), StoreError> {
-        self.tree.insert(stream_key(tenant, sink), Self::json(s))?;
+        self.wrote(self.tree.insert(stream_key(tenant, sink), Self::json(s)))?;
         Ok(())
     }
 
@@ -235,7 +443,7 @@ impl Store {
         if let Some(pos) = position {
             batch.insert(position_key(sink), &pos.to_be_bytes());
         }
-        self.tree.apply_batch(batch)?;
+        self.apply(batch)?;
         Ok(())
     }
 
@@ -256,7 +464,7 @@ impl Store {
             let (k, _) = item?;
             batch.remove(k);
         }
-        self.tree.apply_batch(batch)?;
+        self.apply(batch)?;
         Ok(())
     }
 
@@ -294,7 +502,7 @@ impl Store {
             let (k, _) = item?;
             batch.remove(k);
         }
-        self.tree.apply_batch(batch)?;
+        self.apply(batch)?;
         Ok(())
     }
 
@@ -304,7 +512,7 @@ impl Store {
     }
 
     pub fn put_budget(&self, tenant: &str, budget: &Budget) -> Result<(), StoreError> {
-        self.tree.insert(budget_key(tenant), Self::json(budget))?;
+        self.wrote(self.tree.insert(budget_key(tenant), Self::json(budget)))?;
         Ok(())
     }
 
@@ -317,7 +525,7 @@ impl Store {
     }
 
     pub fn set_position(&self, sink: &str, pos: u64) -> Result<(), StoreError> {
-        self.tree.insert(position_key(sink), &pos.to_be_bytes())?;
+        self.wrote(self.tree.insert(position_key(sink), &pos.to_be_bytes()))?;
         Ok(())
     }
 
@@ -326,7 +534,7 @@ impl Store {
     }
 
     pub fn put_tenant_record(&self, tenant: &str, r: &TenantRecord) -> Result<(), StoreError> {
-        self.tree.insert(tenant_key(tenant), Self::json(r))?;
+        self.wrote(self.tree.insert(tenant_key(tenant), Self::json(r)))?;
         Ok(())
     }
 
@@ -365,13 +573,13 @@ impl Store {
         let mut value = Vec::with_capacity(8 + body.len());
         value.extend_from_slice(&at.to_be_bytes());
         value.extend_from_slice(body);
-        self.tree.insert(intel_key(tenant, kind, id), value)?;
+        self.wrote(self.tree.insert(intel_key(tenant, kind, id), value))?;
         Ok(())
     }
 
     /// Forgets one cached enrichment lookup (evicted by the cache's size bound).
     pub fn remove_intel(&self, tenant: &str, kind: &str, id: &str) -> Result<(), StoreError> {
-        self.tree.remove(intel_key(tenant, kind, id))?;
+        self.wrote(self.tree.remove(intel_key(tenant, kind, id)))?;
         Ok(())
     }
 
@@ -403,8 +611,92 @@ impl Store {
     /// A flush that waited here still flushes: it covers the writes made while it waited.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let _one = self.flushing.lock().await;
-        self.db.flush_async().await?;
-        Ok(())
+        let _busy = Busy::start(&self.health);
+        if let Some(file) = &self.stall {
+            while file.exists() {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+        match self.db.flush_async().await {
+            Ok(_) => {
+                self.health.failing_since.store(0, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// Applies one atomic batch (see [`blocking`]), noting a failure.
+    fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
+        let _busy = Busy::start(&self.health);
+        blocking(|| {
+            if let Some(file) = &self.stall {
+                while file.exists() {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+            self.tree.apply_batch(batch)
+        })
+        .map_err(|e| self.failed(e))
+    }
+
+    /// Notes a failed write (see [`Store::health`]).
+    fn wrote<T>(&self, result: sled::Result<T>) -> Result<T, StoreError> {
+        result.map_err(|e| self.failed(e))
+    }
+
+    /// Starts (or continues) a run of failures; only a flush that works ends it.
+    fn failed(&self, e: sled::Error) -> StoreError {
+        self.health.errors_total.fetch_add(1, Ordering::AcqRel);
+        let _ = self.health.failing_since.compare_exchange(
+            0,
+            unix_now(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if let Ok(mut last) = self.health.last_error.lock() {
+            *last = Some(e.to_string());
+        }
+        e.into()
+    }
+
+    /// Whether writes and flushes work. One that has not returned for 10 s counts as a failure
+    /// from then on (sled's could block forever after a disk error).
+    pub fn health(&self) -> StoreHealth {
+        let now = unix_now();
+        let oldest = self
+            .health
+            .in_progress
+            .lock()
+            .ok()
+            .and_then(|v| v.iter().map(|(_, at)| *at).min());
+        let stuck = oldest
+            .filter(|at| now - at > STUCK_SECS)
+            .map(|at| at + STUCK_SECS);
+        let since = Some(self.health.failing_since.load(Ordering::Acquire)).filter(|s| *s != 0);
+        let failing = match (since, stuck) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut last_error = self.health.last_error.lock().ok().and_then(|l| l.clone());
+        if let (Some(at), None) = (stuck, since) {
+            last_error = Some(format!(
+                "a store write or flush has not returned for {} s",
+                now - at + STUCK_SECS
+            ));
+        }
+        StoreHealth {
+            healthy: failing.is_none(),
+            errors_total: self.health.errors_total.load(Ordering::Acquire),
+            failing_for_seconds: failing.map(|f| (now - f).max(0)),
+            last_error,
+        }
+    }
+
+    /// Tries a small write and a flush, to see whether a failing store works again.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.wrote(self.tree.insert(b"m/probe", &unix_now().to_be_bytes()))?;
+        self.flush().await
     }
 
     /// Bytes the store occupies on disk.
@@ -429,6 +721,26 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A failure shows until a flush works (a write that works proves nothing: it may only have
+    /// reached memory); errors are counted; the probe is what ends it.
+    #[tokio::test]
+    async fn a_failure_lasts_until_a_flush_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.health().healthy);
+        let _ = store.failed(sled::Error::Io(std::io::Error::from_raw_os_error(28)));
+        store.put_budget("acme", &Budget::default()).unwrap();
+        let h = store.health();
+        assert!(!h.healthy, "{h:?}");
+        assert_eq!(h.errors_total, 1);
+        assert_eq!(h.failing_for_seconds, Some(0));
+        assert!(h.last_error.unwrap().contains("No space left"));
+        store.probe().await.unwrap();
+        let h = store.health();
+        assert!(h.healthy, "{h:?}");
+        assert_eq!(h.errors_total, 1);
+    }
 
     #[test]
     fn chunk_keys_load_by_window_and_prune_with_checkpoint() {
@@ -465,6 +777,43 @@ mod tests {
         set.clear();
         store.load_keys("other", "file", 0, &mut set).unwrap();
         assert_eq!(set, HashSet::from([k(9)]));
+    }
+
+    #[tokio::test]
+    async fn lineage_tells_a_new_store_from_a_lost_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        {
+            let store = Store::open(&state).unwrap();
+            assert_eq!(store.lineage().unwrap(), Lineage::New);
+            let id = store.stamp().await.unwrap();
+            assert_eq!(store.lineage().unwrap(), Lineage::Known);
+            assert_eq!(
+                store.stamp().await.unwrap(),
+                id,
+                "stamping again keeps the identity"
+            );
+            assert_eq!(
+                std::fs::read_to_string(state.join(ID_FILE)).unwrap().trim(),
+                id
+            );
+        }
+        // The store goes, its identity file stays: the new store is not the one the sinks know.
+        let id = std::fs::read_to_string(state.join(ID_FILE)).unwrap();
+        std::fs::remove_dir_all(state.join("tapfwd.sled")).unwrap();
+        let store = Store::open(&state).unwrap();
+        assert_eq!(
+            store.lineage().unwrap(),
+            Lineage::Lost {
+                expected: id.trim().to_string()
+            }
+        );
+        // A store written before identities (streams, no identity, no file) is adopted.
+        std::fs::remove_file(state.join(ID_FILE)).unwrap();
+        store
+            .put_stream("acme", "file", &StreamState::default())
+            .unwrap();
+        assert_eq!(store.lineage().unwrap(), Lineage::Unmarked);
     }
 
     #[test]

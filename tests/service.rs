@@ -515,7 +515,13 @@ async fn readyz_answers_503_until_ready() {
     assert_eq!(http_get(&format!("http://{addr}/readyz")).await.0, 503);
     assert_eq!(http_get(&format!("http://{addr}/healthz")).await.0, 200);
     let (code, body) = http_get(&format!("http://{addr}/status")).await;
-    assert_eq!((code, body.as_str()), (200, "{\"tenants\":[]}"));
+    assert_eq!(
+        (code, body.as_str()),
+        (
+            200,
+            "{\"tenants\":[],\"store\":{\"healthy\":true,\"errors_total\":0,\"failing_for_seconds\":null,\"last_error\":null}}"
+        )
+    );
     ready.store(true, std::sync::atomic::Ordering::Release);
     assert_eq!(http_get(&format!("http://{addr}/readyz")).await.0, 200);
     assert_eq!(http_get(&format!("http://{addr}/nope")).await.0, 404);

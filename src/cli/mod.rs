@@ -1,11 +1,12 @@
-//! The command line: `run`, `check`, `status`, `rewind`, `simulate`, `demo`, `bench`,
+//! The command line: `run`, `check`, `status`, `rewind`, `recover`, `simulate`, `demo`, `bench`,
 //! `decode-url`, `lookup`.
 //!
 //! This module holds the clap types (every flag, its default and its help text), the dispatch
 //! from a parsed [`Cli`] to the command, the exit code (0, or 1 with `tapfwd: ERROR` on stderr)
 //! and what every command shares: logging, config loading and the shutdown signals. `run` lives
 //! here too, as it is the daemon itself ([`App`]) with SIGHUP reloads; the offline operations on
-//! the store and config are in `ops`, the simulator and the demo in `demo`, the benchmark in
+//! the store and config are in `ops` (and `recover`, which rebuilds a sink's state after the store
+//! was lost), the simulator and the demo in `demo`, the benchmark in
 //! `bench`, the analyst commands in `analyst`. Nothing else in the crate depends on this module:
 //! it is the top of the layers.
 
@@ -13,6 +14,7 @@ mod analyst;
 mod bench;
 mod demo;
 mod ops;
+mod recover;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -81,6 +83,22 @@ pub enum Command {
         /// checkpoint) are not sent twice.
         #[arg(long)]
         no_dedupe: bool,
+    },
+    /// Rebuild one sink's state after the state store was lost or damaged (the daemon refuses to
+    /// start until each sink is recovered). A file sink is rebuilt from its own file: its position
+    /// and the dedupe keys of its last hours, so that the daemon goes on exactly once. Any other
+    /// sink needs `--start-at`. The daemon must be stopped.
+    Recover {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The sink (`[sinks.NAME]`).
+        #[arg(long)]
+        sink: String,
+        /// Go on from this instant instead (an RFC 3339 instant or a duration ago such as `6h`),
+        /// for every tenant writing to the sink, accepting that events between then and the lost
+        /// position are delivered to it again. Required for sinks other than `file`.
+        #[arg(long)]
+        start_at: Option<String>,
     },
     /// Show each tenant's checkpoints, lag, last error and requests used in the last 24 h.
     Status {
@@ -164,6 +182,11 @@ pub async fn main(cli: Cli) -> i32 {
             sink,
             no_dedupe,
         } => ops::rewind(&config, &tenant, &to, sink.as_deref(), no_dedupe).await,
+        Command::Recover {
+            config,
+            sink,
+            start_at,
+        } => recover::recover(&config, &sink, start_at.as_deref()).await,
         Command::Status { config, json } => ops::status(&config, json).await,
         Command::Simulate {
             listen,
@@ -224,6 +247,64 @@ pub fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
+/// What the daemon may take past `poll.shutdown_grace` to stop (the final flush, closing sinks)
+/// before it is ended anyway.
+pub const FORCED_EXIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The daemon's stop signal: cancelled on SIGTERM or SIGINT, as noticed by a thread of its own
+/// rather than by the async runtime, whose workers a stuck library call may hold (sled's flush
+/// after a disk error). Once the token is cancelled, for any reason, the process ends within
+/// `grace` plus [`FORCED_EXIT_MARGIN`] whatever a thread is doing: exit code 1 if it had to be
+/// forced. That is safe because every position moves in a store transaction after its sink has
+/// the events (invariant 1), and what is cut short is fetched again and recognised (invariant 2).
+fn bounded_shutdown(grace: std::time::Duration) -> anyhow::Result<CancellationToken> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let token = CancellationToken::new();
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("listening for SIGTERM and SIGINT")?;
+    let t = token.clone();
+    std::thread::Builder::new()
+        .name("tapfwd-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let name = if signal == SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "SIGINT"
+                };
+                if t.is_cancelled() {
+                    tracing::info!(signal = name, "already stopping");
+                } else {
+                    tracing::info!(signal = name, "stopping");
+                    t.cancel();
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    let t = token.clone();
+    std::thread::Builder::new()
+        .name("tapfwd-exit-guard".into())
+        .spawn(move || {
+            // A runtime of its own, so that waiting for the token needs no worker of the main one.
+            match tokio::runtime::Builder::new_current_thread().build() {
+                Ok(rt) => rt.block_on(t.cancelled()),
+                Err(_) => {
+                    while !t.is_cancelled() {
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                }
+            }
+            let bound = grace + FORCED_EXIT_MARGIN;
+            std::thread::sleep(bound);
+            tracing::error!(bound = %humantime::format_duration(bound),
+                "still not stopped after poll.shutdown_grace and the margin; exiting now (what was in flight is fetched again)");
+            eprintln!("tapfwd: forced exit {} after the stop signal", humantime::format_duration(bound));
+            std::process::exit(1);
+        })
+        .context("starting the exit guard thread")?;
+    Ok(token)
+}
+
 async fn run(path: &Path, shard: Option<Shard>) -> anyhow::Result<()> {
     let mut config = load(path)?;
     crate::logging::init(config.log.format);
@@ -238,6 +319,7 @@ async fn run(path: &Path, shard: Option<Shard>) -> anyhow::Result<()> {
         let mine = config.tenants.keys().filter(|id| s.owns(id)).count();
         tracing::info!(shard = %s, tenants = mine, of = all, "polling one shard of the tenants");
     }
+    let grace = config.poll.shutdown_grace;
     let app = App::build(config, Clock::System).await?;
     let reloader = app.reloader();
     let path = path.to_owned();
@@ -248,7 +330,7 @@ async fn run(path: &Path, shard: Option<Shard>) -> anyhow::Result<()> {
             let _ = reloader.reload_file(&path, shard).await;
         }
     });
-    let result = app.run(shutdown_on_signals()).await;
+    let result = app.run(bounded_shutdown(grace)?).await;
     reloads.abort();
     result
 }

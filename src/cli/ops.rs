@@ -164,16 +164,33 @@ fn status_from_store(config: &Config, store: &Store) -> anyhow::Result<Vec<Tenan
 
 pub(super) async fn status(path: &Path, json: bool) -> anyhow::Result<()> {
     let config = load(path)?;
-    let tenants = match Store::open(&config.state_dir) {
-        Ok(store) => status_from_store(&config, &store)?,
+    let (tenants, store) = match Store::open(&config.state_dir) {
+        Ok(store) => (status_from_store(&config, &store)?, None),
         Err(crate::store::StoreError::Locked { .. }) => {
             let Some(addr) = config.admin_listen else {
                 bail!("the state store is locked by the running daemon and admin_listen is not configured, so its status cannot be read");
             };
-            fetch_live_status(addr, config.admin_token(&crate::secret::process_env)?).await?
+            let body =
+                fetch_live_status(addr, config.admin_token(&crate::secret::process_env)?).await?;
+            (body.tenants, Some(body.store))
         }
         Err(e) => return Err(e.into()),
     };
+    // The running daemon's store failing: said first (on stderr with --json, whose shape stays
+    // the list of tenants).
+    if let Some(h) = store.filter(|h| !h.healthy) {
+        let line = format!(
+            "STATE STORE FAILING for {} s ({} errors): {}",
+            h.failing_for_seconds.unwrap_or(0),
+            h.errors_total,
+            h.last_error.unwrap_or_default()
+        );
+        if json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&tenants)?);
         return Ok(());
@@ -185,7 +202,7 @@ pub(super) async fn status(path: &Path, json: bool) -> anyhow::Result<()> {
 async fn fetch_live_status(
     addr: SocketAddr,
     token: Option<secrecy::SecretString>,
-) -> anyhow::Result<Vec<TenantStatus>> {
+) -> anyhow::Result<crate::admin::StatusBody> {
     use secrecy::ExposeSecret;
     let url = format!("http://{addr}/status");
     let mut request = reqwest::Client::new().get(&url);
@@ -201,7 +218,7 @@ async fn fetch_live_status(
     }
     let body: crate::admin::StatusBody = serde_json::from_slice(&response.bytes().await?)
         .with_context(|| format!("reading the answer of {url}"))?;
-    Ok(body.tenants)
+    Ok(body)
 }
 
 /// A human-readable table of tenants and their sinks.
@@ -309,7 +326,7 @@ pub fn rewind_target(target: i64, now: i64, horizon: i64) -> Result<(i64, bool),
 }
 
 /// An RFC 3339 instant, or a duration before `now` (`90m`, `6h`, `2d`).
-fn parse_instant(text: &str, now: i64) -> anyhow::Result<i64> {
+pub(super) fn parse_instant(text: &str, now: i64) -> anyhow::Result<i64> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t.timestamp());
     }

@@ -14,6 +14,10 @@
 //! that the path still names the file it wrote (same device and inode): if the file or its
 //! directory was deleted or replaced, the commit fails, the next delivery reopens the path, and
 //! the window is fetched again, so no checkpoint passes events that are not on disk.
+//!
+//! A non-empty file that the store holds no position for is refused at start ([`lost_store_message`]):
+//! the store that recorded it is gone, and appending would repeat the file's last hours.
+//! `tapfwd recover` rebuilds the position and the dedupe keys from the file itself.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -123,6 +127,19 @@ impl FileSink {
     }
 }
 
+/// Why a file sink refuses to start on a non-empty file that the store has no position for, and
+/// the way out.
+pub fn lost_store_message(name: &str, path: &Path, len: u64, state_dir: &Path) -> String {
+    format!(
+        "events file {path} holds {len} bytes but the state store in {dir} has no record of sink `{name}` writing it: \
+         the store was lost, damaged or replaced (or something else wrote the file), and starting would deliver those events again. \
+         Rebuild the sink's state from the file, so that the daemon goes on exactly once: \
+         `tapfwd recover --config FILE --sink {name}` (or `--start-at TIME` to start from TIME instead, accepting duplicates)",
+        path = path.display(),
+        dir = state_dir.display(),
+    )
+}
+
 /// Opens `path` for appending, creating it (and its directory) if absent; a file it creates gets
 /// exactly `mode`, whatever the umask.
 fn open_file(path: &Path, mode: u32) -> std::io::Result<File> {
@@ -158,10 +175,20 @@ impl Sink for FileSink {
             .len();
         let committed = match store.position(&self.name)? {
             Some(len) => len,
+            None if actual > 0 => {
+                // Events in the file, none recorded in the store: the store that recorded them
+                // was lost or damaged (or the file was written by something else). Starting
+                // would fetch their windows again and append them a second time.
+                return Err(SinkError::Rejected(lost_store_message(
+                    &self.name,
+                    &self.path,
+                    actual,
+                    store.dir(),
+                )));
+            }
             None => {
-                // A file that predates this sink's state: keep what is there, append after it.
-                store.set_position(&self.name, actual)?;
-                actual
+                store.set_position(&self.name, 0)?;
+                0
             }
         };
         let len = if actual > committed {

@@ -1,0 +1,377 @@
+//! `tapfwd recover`: rebuilds one sink's state after the state store was lost or damaged, so that
+//! the daemon, which refuses to start on such a store, can go on.
+//!
+//! For a file sink (invariant 2, exactly once): the file itself is the record of what was
+//! delivered. Its complete lines are read back; the sink's position becomes the end of the last
+//! complete line (a torn tail is cut when the daemon starts); for each tenant writing to the sink,
+//! the dedupe keys (`EventKey::of` the raw event bytes, as the daemon computes them) of the events
+//! filed in its last `max_window + dedupe_horizon` (by the later of the event's own time and its
+//! `threatTime`, the time the API files it under) are written through [`Store::commit_chunk`], and its
+//! position goes back to `max_window` before its latest event, so that the window that was being
+//! written when the store was lost is fetched again and its events already in the file are
+//! recognised. The window is floored to the minute, and the daemon clamps it into the API's
+//! horizon if the file is older than that.
+//!
+//! For any sink, `--start-at TIME` is the explicit other choice: every tenant's position into the
+//! sink is set to TIME (an RFC 3339 instant or a duration ago), accepting that events between TIME
+//! and the lost position are delivered again into that sink (invariant 1 still holds: nothing
+//! after TIME is skipped). People snapshot positions are not rebuilt: a list's next snapshot is
+//! taken as after a first start.
+
+use std::collections::BTreeMap;
+use std::io::BufRead as _;
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+use serde::Deserialize;
+
+use super::load;
+use super::ops::{parse_instant, rewind_target};
+use crate::clock;
+use crate::event::{EventKey, EventKind, Family};
+use crate::sinks::SinkConfig;
+use crate::store::{Store, StoreError, StreamState};
+
+/// One line of the file sink, as far as recovery reads it.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    tenant: std::borrow::Cow<'a, str>,
+    #[serde(rename = "eventType", borrow)]
+    event_type: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    event: &'a serde_json::value::RawValue,
+}
+
+/// The times an event may carry (those the daemon reads, `crate::tap::split`).
+#[derive(Deserialize)]
+struct Times<'a> {
+    #[serde(rename = "messageTime", borrow, default)]
+    message_time: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "clickTime", borrow, default)]
+    click_time: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "threatTime", borrow, default)]
+    threat_time: Option<std::borrow::Cow<'a, str>>,
+    /// A message's threats, each with its own `threatTime`.
+    #[serde(rename = "threatsInfoMap", borrow, default)]
+    threats: Vec<ThreatTime<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ThreatTime<'a> {
+    #[serde(rename = "threatTime", borrow, default)]
+    threat_time: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The time the API files an event under, in unix seconds: the latest of its own time
+/// (`clickTime` for clicks, `messageTime` for messages) and its `threatTime`s (a click's own, a
+/// message's in `threatsInfoMap`): a message whose threat was reclassified comes again, with its
+/// old `messageTime`, in the window of its new `threatTime`.
+fn event_time(kind: EventKind, raw: &str) -> Option<i64> {
+    let t: Times<'_> = serde_json::from_str(raw).ok()?;
+    let own = if kind.is_click() {
+        t.click_time
+    } else {
+        t.message_time
+    };
+    let own = own.as_deref().and_then(clock::parse_rfc3339_ms);
+    let threat = t
+        .threats
+        .iter()
+        .filter_map(|m| m.threat_time.as_deref())
+        .chain(t.threat_time.as_deref())
+        .filter_map(clock::parse_rfc3339_ms)
+        .max();
+    own.max(threat).map(|ms| ms.div_euclid(1000))
+}
+
+/// What a file sink's file says about one tenant.
+#[derive(Default)]
+pub struct TenantEvidence {
+    /// `(unix seconds, key)` of each SIEM event with a time; keys without one are kept always.
+    timed: Vec<(i64, EventKey)>,
+    untimed: Vec<EventKey>,
+    latest: Option<i64>,
+}
+
+/// What a file sink's file holds.
+#[derive(Default)]
+pub struct FileEvidence {
+    /// Bytes up to the end of the last complete line.
+    pub complete_len: u64,
+    /// Bytes after it (a torn last line).
+    pub torn_bytes: u64,
+    pub lines: u64,
+    /// Lines of People lists and of tenants not writing to this sink, skipped.
+    pub skipped: u64,
+    pub tenants: BTreeMap<String, TenantEvidence>,
+}
+
+/// Reads the file sink's `path`, keeping the evidence of the tenants in `tenants`.
+pub fn read_file(path: &Path, tenants: &[String]) -> anyhow::Result<FileEvidence> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the events file {}", path.display()))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut out = FileEvidence::default();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        if line.last() != Some(&b'\n') {
+            // A torn last line: written by a run that never committed it.
+            out.torn_bytes = n as u64;
+            break;
+        }
+        out.lines += 1;
+        let text = std::str::from_utf8(&line[..n - 1]).map_err(|_| {
+            anyhow::anyhow!(
+                "{} line {}: not UTF-8; this is not a tapfwd file sink's file (use --start-at TIME instead)",
+                path.display(),
+                out.lines
+            )
+        })?;
+        let env: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
+            anyhow::anyhow!(
+                "{} line {}: not a tapfwd event line ({e}); the file is damaged or was not written by tapfwd (use --start-at TIME instead)",
+                path.display(),
+                out.lines
+            )
+        })?;
+        out.complete_len += n as u64;
+        let Some(kind) = EventKind::from_name(&env.event_type) else {
+            bail!(
+                "{} line {}: unknown eventType `{}`",
+                path.display(),
+                out.lines,
+                env.event_type
+            );
+        };
+        if kind.family() != Family::Siem || !tenants.iter().any(|t| *t == env.tenant) {
+            out.skipped += 1;
+            continue;
+        }
+        let raw = env.event.get();
+        let key = EventKey::of(raw.as_bytes());
+        let evidence = out.tenants.entry(env.tenant.into_owned()).or_default();
+        match event_time(kind, raw) {
+            Some(t) => {
+                evidence.timed.push((t, key));
+                evidence.latest = Some(evidence.latest.map_or(t, |l| l.max(t)));
+            }
+            None => evidence.untimed.push(key),
+        }
+    }
+    Ok(out)
+}
+
+/// Keys handed to the store in one [`Store::commit_chunk`].
+const CHUNK_KEYS: usize = 50_000;
+
+pub(super) async fn recover(path: &Path, sink: &str, start_at: Option<&str>) -> anyhow::Result<()> {
+    let mut config = load(path)?;
+    config.retain_shard(config.shard);
+    let Some(sink_config) = config.sinks.get(sink) else {
+        bail!(
+            "sink `{sink}` is not configured in {} (its sinks: {})",
+            path.display(),
+            config.sinks.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    };
+    let tenants: Vec<String> = config
+        .tenants
+        .iter()
+        .filter(|(_, t)| t.all_sinks().iter().any(|s| s == sink))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let store = match Store::open(&config.state_dir) {
+        Ok(store) => store,
+        Err(StoreError::Locked { path }) => bail!(
+            "the daemon is running (it holds the state store {}): stop it first, recover, then start it again",
+            path.display()
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let now = chrono::Utc::now().timestamp();
+    let lag = config.poll.lag.as_secs() as i64;
+    if let Some(at) = start_at {
+        let asked = parse_instant(at, now).context("--start-at")?;
+        for id in &tenants {
+            let horizon = config.tenants[id].product.horizon_secs();
+            let (checkpoint, _) = rewind_target(asked, now, horizon)
+                .map_err(|e| anyhow::anyhow!("--start-at: {e}"))?;
+            let mut state = store.stream(id, sink)?.unwrap_or_default();
+            state.checkpoint = checkpoint;
+            store.put_stream(id, sink, &state)?;
+            println!(
+                "{id} -> {sink}: goes on from {}; events since then already in `{sink}` are delivered again",
+                clock::rfc3339(checkpoint)
+            );
+        }
+        if let SinkConfig::File(f) = sink_config {
+            let evidence =
+                read_file(&f.path, &[]).or_else(|e| match std::fs::metadata(&f.path) {
+                    Err(m) if m.kind() == std::io::ErrorKind::NotFound => {
+                        Ok(FileEvidence::default())
+                    }
+                    _ => Err(e),
+                })?;
+            store.set_position(sink, evidence.complete_len)?;
+            println!(
+                "{sink}: appends after byte {} of {}",
+                evidence.complete_len,
+                f.path.display()
+            );
+        }
+        store.flush().await?;
+        return Ok(());
+    }
+    let SinkConfig::File(file) = sink_config else {
+        bail!(
+            "sink `{sink}` is a {} sink: tapfwd cannot read back what it holds. Choose where it goes on from with \
+             `--start-at TIME` (an RFC 3339 instant or a duration ago such as 6h); events between TIME and the lost \
+             position are delivered to it again",
+            sink_config.kind()
+        );
+    };
+    if let Some(pos) = store.position(sink)? {
+        bail!(
+            "the state store in {} already records sink `{sink}` (at byte {pos} of {}): there is nothing to recover. \
+             To fetch events again, use `tapfwd rewind`",
+            store.dir().display(),
+            file.path.display()
+        );
+    }
+    let evidence = match std::fs::metadata(&file.path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileEvidence::default(),
+        _ => read_file(&file.path, &tenants)?,
+    };
+    let max_window = config.poll.max_window.as_secs() as i64;
+    let dedupe = config.poll.dedupe_horizon.as_secs() as i64;
+    // Where a tenant with no events in the file goes on from: the others' earliest position, or
+    // a first start's when the file has none at all.
+    let first_start =
+        clock::floor_minute(now - lag - config.poll.initial_lookback.as_secs() as i64);
+    let fallback = evidence
+        .tenants
+        .values()
+        .filter_map(|e| e.latest)
+        .map(|l| clock::floor_minute(l) - max_window)
+        .min()
+        .unwrap_or(first_start);
+    for id in &tenants {
+        let (checkpoint, keys, latest) = match evidence.tenants.get(id) {
+            Some(e) if e.latest.is_some() => {
+                let latest = e.latest.unwrap_or_default();
+                let checkpoint = clock::floor_minute(latest) - max_window;
+                let keys: Vec<EventKey> = e
+                    .timed
+                    .iter()
+                    .filter(|(t, _)| *t >= checkpoint - dedupe)
+                    .map(|(_, k)| *k)
+                    .chain(e.untimed.iter().copied())
+                    .collect();
+                (checkpoint, keys, Some(latest))
+            }
+            Some(e) => (fallback, e.untimed.clone(), None),
+            None => (fallback, Vec::new(), None),
+        };
+        // The keys count as delivered by a window ending at the tenant's latest event (rounded
+        // up to the minute): they are loaded for every window up to a dedupe horizon after it.
+        let window_end = latest.map_or(checkpoint, |l| clock::floor_minute(l + 59));
+        for chunk in keys.chunks(CHUNK_KEYS) {
+            store.commit_chunk(id, sink, window_end, chunk, None)?;
+        }
+        let state = StreamState {
+            checkpoint,
+            ..Default::default()
+        };
+        store.put_stream(id, sink, &state)?;
+        println!(
+            "{id} -> {sink}: {} event(s) in the file, latest {}; goes on from {} with {} dedupe key(s)",
+            evidence.tenants.get(id).map_or(0, |e| e.timed.len() + e.untimed.len()),
+            latest.map_or("-".to_string(), clock::rfc3339),
+            clock::rfc3339(checkpoint),
+            keys.len()
+        );
+    }
+    store.set_position(sink, evidence.complete_len)?;
+    store.flush().await?;
+    println!(
+        "{sink}: {} complete line(s), {} byte(s), in {}{}{}",
+        evidence.lines,
+        evidence.complete_len,
+        file.path.display(),
+        if evidence.torn_bytes > 0 {
+            format!(
+                "; a torn last line of {} byte(s) is cut when the daemon starts",
+                evidence.torn_bytes
+            )
+        } else {
+            String::new()
+        },
+        if evidence.skipped > 0 {
+            format!(
+                "; {} line(s) of People lists or of tenants not configured for this sink were left as they are",
+                evidence.skipped
+            )
+        } else {
+            String::new()
+        }
+    );
+    println!("recovered: start the daemon again");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_keys_and_times_and_stops_at_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        let raw1 = r#"{"GUID":"a","messageTime":"2026-11-19T10:00:30.000Z","threatsInfoMap":[{"threatTime":"2026-11-20T10:00:30.000Z"},{"threatTime":"2026-11-19T10:00:00Z"}]}"#;
+        let raw2 =
+            r#"{"id":"c","clickTime":"2026-11-19T00:00:00Z","threatTime":"2026-11-20T11:00:00Z"}"#;
+        let text = format!(
+            "{{\"tenant\":\"acme\",\"eventType\":\"messagesDelivered\",\"customer\":\"9\",\"event\":{raw1}}}\n\
+             {{\"tenant\":\"acme\",\"eventType\":\"clicksPermitted\",\"event\":{raw2},\"threats\":{{}}}}\n\
+             {{\"tenant\":\"gone\",\"eventType\":\"clicksPermitted\",\"event\":{raw2}}}\n\
+             {{\"tenant\":\"acme\",\"eventTy"
+        );
+        std::fs::write(&path, &text).unwrap();
+        let e = read_file(&path, &["acme".to_string()]).unwrap();
+        assert_eq!(e.lines, 3);
+        assert_eq!(e.skipped, 1);
+        assert_eq!(e.torn_bytes, "{\"tenant\":\"acme\",\"eventTy".len() as u64);
+        assert_eq!(e.complete_len, text.len() as u64 - e.torn_bytes);
+        let acme = &e.tenants["acme"];
+        let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp();
+        assert_eq!(
+            acme.timed,
+            vec![
+                (t("2026-11-20T10:00:30Z"), EventKey::of(raw1.as_bytes())),
+                (t("2026-11-20T11:00:00Z"), EventKey::of(raw2.as_bytes())),
+            ]
+        );
+        assert_eq!(acme.latest, Some(t("2026-11-20T11:00:00Z")));
+    }
+
+    #[test]
+    fn a_line_that_is_not_an_event_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.ndjson");
+        std::fs::write(
+            &path,
+            "{\"tenant\":\"a\",\"eventType\":\"messagesDelivered\",\"event\":{}}\nhello\n",
+        )
+        .unwrap();
+        let e = read_file(&path, &[]).err().unwrap().to_string();
+        assert!(e.contains("line 2") && e.contains("--start-at"), "{e}");
+    }
+}
