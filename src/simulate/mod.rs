@@ -115,6 +115,10 @@ pub struct SimTenant {
     /// Users in the tenant's top clickers list. Default 450 (three pages of 200).
     #[serde(default = "default_top_clickers")]
     pub top_clickers: u64,
+    /// Answer `Accept-Encoding: gzip` with a gzip body, as the real API does. `false` always
+    /// answers uncompressed (the benchmark's uncompressed throughput run). Default true.
+    #[serde(default = "default_gzip")]
+    pub gzip: bool,
 }
 
 fn default_vap_users() -> u64 {
@@ -154,6 +158,10 @@ fn default_licensed() -> bool {
     true
 }
 
+fn default_gzip() -> bool {
+    true
+}
+
 impl SimTenant {
     /// A licensed tenant with the default limits and delay.
     pub fn new(principal: &str, secret: &str, events_per_hour: u32) -> Self {
@@ -168,6 +176,7 @@ impl SimTenant {
             essentials: None,
             vap_users: default_vap_users(),
             top_clickers: default_top_clickers(),
+            gzip: true,
         }
     }
 
