@@ -83,6 +83,12 @@ pub struct BenchArgs {
     /// answers gzip; `--case all` runs the throughput case both ways).
     #[arg(long)]
     pub no_gzip: bool,
+    /// Throughput and large: `poll.batch_bytes` of the daemon (default: the daemon's default).
+    #[arg(long)]
+    pub batch_bytes: Option<usize>,
+    /// Throughput and large: `poll.buffer_bytes` of the daemon (default: the daemon's default).
+    #[arg(long)]
+    pub buffer_bytes: Option<usize>,
     /// Throughput: skip the raw-transfer reference run.
     #[arg(long)]
     pub no_reference: bool,
@@ -150,6 +156,8 @@ impl BenchArgs {
         opt("large-events", self.large_events.map(|v| v.to_string()));
         opt("state-tenants", self.state_tenants.map(|v| v.to_string()));
         opt("state-days", self.state_days.map(|v| v.to_string()));
+        opt("batch-bytes", self.batch_bytes.map(|v| v.to_string()));
+        opt("buffer-bytes", self.buffer_bytes.map(|v| v.to_string()));
         if self.no_reference {
             a.push("--no-reference".into());
         }
@@ -418,7 +426,8 @@ async fn throughput(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     flush_stdout();
     let sim = SimProcess::start(&work, &sim_toml_with(n, per_hour, gzip)).await?;
     let events_path = work.join("events.ndjson");
-    let poll = format!("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"{hours}h\"\n");
+    let mut poll = format!("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"{hours}h\"\n");
+    poll.push_str(&poll_overrides(args));
     let config = parse_config(&daemon_toml(
         &work.join("state"),
         &events_path,
@@ -504,6 +513,18 @@ async fn throughput(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     drop(sim);
     std::fs::remove_file(&events_path).ok();
     Ok(())
+}
+
+/// `poll` lines for the `--batch-bytes` and `--buffer-bytes` options.
+fn poll_overrides(args: &BenchArgs) -> String {
+    let mut s = String::new();
+    if let Some(b) = args.batch_bytes {
+        s.push_str(&format!("batch_bytes = {b}\n"));
+    }
+    if let Some(b) = args.buffer_bytes {
+        s.push_str(&format!("buffer_bytes = {b}\n"));
+    }
+    s
 }
 
 /// What the raw-transfer reference did and cost.
@@ -1093,13 +1114,14 @@ async fn large(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     flush_stdout();
     let sim = SimProcess::start(&work, &sim_toml(1, events)).await?;
     let events_path = work.join("events.ndjson");
-    let poll = "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"\n";
+    let mut poll = "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"\n".to_string();
+    poll.push_str(&poll_overrides(args));
     let config = parse_config(&daemon_toml(
         &work.join("state"),
         &events_path,
         &sim.base_url,
         1,
-        poll,
+        &poll,
     ))?;
     let app = App::build(config, Clock::System).await?;
     let board = app.status();

@@ -10,11 +10,13 @@
 //! headers, the head of a malformed body) goes through [`crate::secret::scrub`] for the secret,
 //! `principal:secret` and their Base64 forms before it leaves this module (invariant 7).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::split::{BatchBuilder, SplitError, SplitLimits, SplitSummary, Splitter};
 use super::window::Window;
@@ -201,6 +203,9 @@ pub struct BatchLimits {
 pub struct TapClient {
     http: reqwest::Client,
     read_timeout: Duration,
+    /// The shared budget of batch bytes between readers and sinks (`poll.buffer_bytes`), in
+    /// KiB, and its size; `None` (unbounded) until [`TapClient::with_buffer_budget`].
+    budget: Option<(Arc<Semaphore>, u32)>,
 }
 
 impl TapClient {
@@ -216,7 +221,23 @@ impl TapClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| TapError::Transport(e.to_string()))?;
-        Ok(TapClient { http, read_timeout })
+        Ok(TapClient {
+            http,
+            read_timeout,
+            budget: None,
+        })
+    }
+
+    /// Bounds the bytes that batches of every window fetched through this client (and its
+    /// clones) hold at once, from the moment a reader hands a batch on until every sink is done
+    /// with it: `poll.buffer_bytes`. A reader whose batch does not fit waits for delivered
+    /// batches to be freed. Each batch takes at most the whole budget, so none waits forever.
+    pub fn with_buffer_budget(mut self, bytes: usize) -> TapClient {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        self.budget = Some((Arc::new(Semaphore::new(kib as usize)), kib));
+        self
     }
 
     fn url(base_url: &str) -> String {
@@ -242,8 +263,9 @@ impl TapClient {
         // of memory (filling, sending, queued, delivering) whatever its size.
         let (tx, rx) = mpsc::channel(1);
         let read_timeout = self.read_timeout;
+        let budget = self.budget.clone();
         tokio::spawn(async move {
-            let result = read_body(response, limits, read_timeout, &tx).await;
+            let result = read_body(response, limits, read_timeout, budget, &tx).await;
             if let Err(e) = result {
                 let _ = tx.send(Err(e.scrubbed(&secrets))).await;
             }
@@ -338,10 +360,58 @@ impl TapClient {
     }
 }
 
+/// Room beyond `batch_bytes` in a batch's buffer for the chunk that fills it and the event in
+/// progress; a chunk that does not fit starts the next batch instead.
+const BATCH_SLACK: usize = 256 * 1024;
+
+/// The buffer a response starts in: a 5-minute poll's window of a few events fits.
+const FIRST_BUFFER: usize = 64 * 1024;
+
+/// A batch's buffer together with its share of the buffer budget, which returns to the budget
+/// when the last copy of the buffer (the sinks hold clones while delivering) is dropped.
+struct Budgeted {
+    buf: Bytes,
+    _share: OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Budgeted {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// Hands `batch` on once the budget has room for it (at once when there is no budget); `None`
+/// when the poller gave up on the window meanwhile.
+async fn send_batch(
+    batch: Batch,
+    budget: &Option<(Arc<Semaphore>, u32)>,
+    tx: &mpsc::Sender<Result<WindowItem, TapError>>,
+) -> Option<()> {
+    let batch = match budget {
+        None => batch,
+        Some((sem, total)) => {
+            let kib = u32::try_from(batch.buf.len().div_ceil(1024))
+                .unwrap_or(u32::MAX)
+                .clamp(1, *total);
+            let share = tokio::select! {
+                share = sem.clone().acquire_many_owned(kib) => share.ok()?,
+                _ = tx.closed() => return None,
+            };
+            let buf = Bytes::from_owner(Budgeted {
+                buf: batch.buf.clone(),
+                _share: share,
+            });
+            Batch { buf, ..batch }
+        }
+    };
+    tx.send(Ok(WindowItem::Batch(batch))).await.ok()
+}
+
 async fn read_body(
     response: reqwest::Response,
     limits: BatchLimits,
     read_timeout: Duration,
+    budget: Option<(Arc<Semaphore>, u32)>,
     tx: &mpsc::Sender<Result<WindowItem, TapError>>,
 ) -> Result<(), TapError> {
     if response.status().as_u16() == 204 {
@@ -350,6 +420,13 @@ async fn read_body(
     }
     let mut splitter = Splitter::new(SplitLimits::default());
     let mut builder = BatchBuilder::new();
+    // Batch buffers never grow by doubling (a copy at every step, and a buffer up to twice the
+    // batch that the allocator then keeps): a response starts in a small buffer, which most
+    // windows never fill; when a chunk would not fit, the events so far are handed on as a
+    // batch and the rest goes into a buffer of one batch's final size (`limits.bytes`, plus
+    // room for the chunk that fills it and the event in progress).
+    let batch_capacity = limits.bytes.saturating_add(BATCH_SLACK);
+    builder.reserve(FIRST_BUFFER.min(batch_capacity));
     let mut body = response.bytes_stream();
     loop {
         // A poller that gave up (its window deadline, shutdown) drops the receiver: stop reading
@@ -360,24 +437,27 @@ async fn read_body(
         };
         let Some(chunk) = chunk else { break };
         let chunk = chunk.map_err(|e| transport_failure(e, read_timeout))?;
+        if builder.buffered() + chunk.len() > builder.capacity() {
+            if !builder.is_empty() {
+                let batch = builder.take();
+                if send_batch(batch, &budget, tx).await.is_none() {
+                    return Ok(());
+                }
+            }
+            builder.reserve(batch_capacity.max(chunk.len()));
+        }
         splitter.feed(&chunk, &mut builder)?;
         let full = builder.len() >= limits.events || builder.raw_bytes() >= limits.bytes;
-        if full
-            && tx
-                .send(Ok(WindowItem::Batch(builder.take())))
-                .await
-                .is_err()
-        {
-            return Ok(()); // the poller gave up on this window
+        if full {
+            let batch = builder.take();
+            builder.reserve(batch_capacity);
+            if send_batch(batch, &budget, tx).await.is_none() {
+                return Ok(()); // the poller gave up on this window
+            }
         }
     }
     let summary = splitter.finish()?;
-    if !builder.is_empty()
-        && tx
-            .send(Ok(WindowItem::Batch(builder.take())))
-            .await
-            .is_err()
-    {
+    if !builder.is_empty() && send_batch(builder.take(), &budget, tx).await.is_none() {
         return Ok(());
     }
     let _ = tx.send(Ok(WindowItem::Done(summary))).await;
@@ -468,5 +548,97 @@ mod tests {
         for (error, expected) in cases {
             assert_eq!(error.disposition(), expected, "{error}");
         }
+    }
+
+    /// Every event of `window`, in order, fetched through `client`; `hold` keeps each batch
+    /// until the reader stops handing on more (it waits for the budget), then frees them all,
+    /// checking on every batch that those held fit the budget (`budget_kib`).
+    async fn fetch_all(
+        client: &TapClient,
+        base_url: &str,
+        window: Window,
+        budget_kib: Option<usize>,
+    ) -> (Vec<Vec<u8>>, usize) {
+        let secret = SecretString::from("s-budget".to_string());
+        let creds = Credentials {
+            principal: "p-budget",
+            secret: &secret,
+            params: Vec::new(),
+        };
+        let limits = BatchLimits {
+            events: 10_000,
+            bytes: 32 * 1024,
+        };
+        let mut rx = client
+            .fetch_window(base_url, &creds, window, limits)
+            .await
+            .unwrap();
+        let (mut events, mut held, mut stalls) = (Vec::new(), Vec::<Batch>::new(), 0);
+        loop {
+            let item = match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+                // The reader handed nothing on for a while: it waits for room (or is slow);
+                // free what is held either way.
+                Err(_) => {
+                    if !held.is_empty() {
+                        stalls += 1;
+                        held.clear();
+                    }
+                    continue;
+                }
+                Ok(item) => item.expect("the reader stopped early").unwrap(),
+            };
+            match item {
+                WindowItem::Batch(b) => {
+                    events.extend(b.events.iter().map(|e| b.raw(e).to_vec()));
+                    if let Some(kib) = budget_kib {
+                        held.push(b);
+                        let held_kib: usize = held.iter().map(|b| b.buf.len().div_ceil(1024)).sum();
+                        assert!(
+                            held_kib <= kib,
+                            "{held_kib} KiB of batches held, budget {kib} KiB"
+                        );
+                    }
+                }
+                WindowItem::Done(_) => break,
+            }
+        }
+        (events, stalls)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_buffer_budget_bounds_the_batches_held_and_the_window_arrives_whole() {
+        use crate::clock::Clock;
+        use crate::simulate::{SimConfig, SimTenant, Simulator};
+        let now = chrono::Utc::now();
+        let (clock, _manual) = Clock::manual(now);
+        let sim = Simulator::new(
+            SimConfig {
+                seed: 5,
+                tenants: vec![SimTenant::new("p-budget", "s-budget", 3000)],
+            },
+            clock,
+        );
+        let server = sim.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let base_url = format!("http://{}", server.addr);
+        let end = (now.timestamp() - 7200).div_euclid(60) * 60;
+        let window = Window {
+            start: end - 3600,
+            end,
+        };
+        let unbounded = TapClient::new(Duration::from_secs(30)).unwrap();
+        let (want, _) = fetch_all(&unbounded, &base_url, window, None).await;
+        let bytes: usize = want.iter().map(Vec::len).sum();
+        let budget = 256 * 1024;
+        assert!(
+            bytes > 8 * budget,
+            "the window ({bytes} bytes) should be many budgets long"
+        );
+        let bounded = TapClient::new(Duration::from_secs(30))
+            .unwrap()
+            .with_buffer_budget(budget);
+        let (got, stalls) = fetch_all(&bounded, &base_url, window, Some(budget / 1024)).await;
+        assert!(stalls > 0, "the reader never waited for the budget");
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "the bounded read gave other events");
     }
 }
