@@ -35,6 +35,24 @@ const TAP_BASE_URL: UrlRules<'static> = UrlRules {
     complete: false,
 };
 
+/// The API paths a pasted `base_url` may end with, longest first; each names the base before it.
+const API_PATHS: [&str; 3] = ["/v2/siem/all", "/v2/siem", "/v2"];
+
+/// Why a tenant's `base_url` (read through [`TenantConfig::base_url`]) still carries an API path,
+/// a query or a fragment, which the client's own path would be appended to.
+fn base_url_path_problem(pasted: &str, base: &str) -> Option<String> {
+    let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let at = base[after_scheme..].find(['/', '?', '#'])? + after_scheme;
+    let path = &base[at..];
+    if path.contains(['?', '#']) || path.contains("/v2/") || path.ends_with("/v2") {
+        return Some(format!(
+            "`{pasted}` has the path `{path}`; give the API's base URL (`{}`): tapfwd adds each request's path",
+            &base[..at]
+        ));
+    }
+    None
+}
+
 /// The whole configuration file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -359,10 +377,22 @@ impl Product {
 impl TenantConfig {
     /// The API's base URL: `base_url`, else the TAP default (Essentials has none; `check`
     /// refuses an Essentials tenant without it).
+    ///
+    /// A URL pasted with the API's path (`…/v2/siem/all`, `…/v2/siem`, `…/v2`, a trailing slash)
+    /// names the same base, and is read as that base; `check` refuses any other `/v2/` path.
     pub fn base_url(&self) -> &str {
-        self.base_url_setting
+        let url = self
+            .base_url_setting
             .as_deref()
-            .unwrap_or("https://tap-api-v2.proofpoint.com")
+            .unwrap_or("https://tap-api-v2.proofpoint.com");
+        let mut base = url.trim_end_matches('/');
+        for suffix in API_PATHS {
+            if let Some(b) = base.strip_suffix(suffix) {
+                base = b;
+                break;
+            }
+        }
+        base
     }
 
     /// What a SIEM request for this tenant sends: the principal, `secret`, and the parameters
@@ -804,6 +834,12 @@ impl Config {
                 );
             } else if let Some(problem) = net::url_problem(t.base_url(), TAP_BASE_URL) {
                 err(key("base_url"), problem);
+            } else if let Some(problem) = t
+                .base_url_setting
+                .as_deref()
+                .and_then(|pasted| base_url_path_problem(pasted, t.base_url()))
+            {
+                err(key("base_url"), problem);
             } else if t.cleartext_http() && !t.allow_http {
                 err(
                     key("base_url"),
@@ -1117,6 +1153,45 @@ sinks = ["archive"]
         let e = load(&text, &[]).unwrap_err();
         assert!(e.contains("tenants.acme.base_url"), "{e}");
         assert!(!e.contains("pw@"), "{e}");
+    }
+
+    #[test]
+    fn a_base_url_pasted_with_the_api_path_names_the_same_base() {
+        let with = |url: &str| {
+            GOOD.replace(
+                "principal = \"p-acme\"",
+                &format!("principal = \"p-acme\"\nbase_url = \"{url}\""),
+            )
+        };
+        for url in [
+            "https://tap-api-v2.proofpoint.com",
+            "https://tap-api-v2.proofpoint.com/",
+            "https://tap-api-v2.proofpoint.com/v2",
+            "https://tap-api-v2.proofpoint.com/v2/siem/",
+            "https://tap-api-v2.proofpoint.com/v2/siem/all",
+        ] {
+            let c = load(&with(url), &[]).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(
+                c.tenants["acme"].base_url(),
+                "https://tap-api-v2.proofpoint.com",
+                "{url}"
+            );
+        }
+        // A proxy's prefix is kept; another API path, a query or a fragment is refused.
+        let c = load(&with("https://egress.example/tap/v2/siem/all"), &[]).unwrap();
+        assert_eq!(c.tenants["acme"].base_url(), "https://egress.example/tap");
+        for url in [
+            "https://tap-api-v2.proofpoint.com/v2/siem/messages/blocked",
+            "https://tap-api-v2.proofpoint.com/v2/people/vap",
+            "https://tap-api-v2.proofpoint.com/?format=json",
+        ] {
+            let e = load(&with(url), &[]).unwrap_err();
+            assert!(
+                e.contains("tenants.acme.base_url")
+                    && e.contains("(`https://tap-api-v2.proofpoint.com`)"),
+                "{url}: {e}"
+            );
+        }
     }
 
     fn write_main_with_dir(extra_tenant: bool) -> tempfile::TempDir {

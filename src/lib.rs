@@ -1,10 +1,13 @@
-//! tapfwd collects Proofpoint TAP SIEM events for many client organisations (tenants) at once and
-//! ships them, complete and without duplicates, to files, syslog, Kafka and HTTP SIEMs.
+//! tapfwd collects Proofpoint TAP SIEM and Essentials events and People snapshots for many client
+//! organisations (tenants) at once and ships them, complete and without duplicates, to files,
+//! syslog, Kafka and HTTP SIEMs.
 //!
 //! A [`scheduler`] steps each tenant's [`sources`]. A source reads one Proofpoint API and produces
 //! raw events ([`event`]) with the position they take each sink to: the TAP SIEM source
 //! ([`sources::tap_siem`]) asks the API ([`tap::client`]) for the next window after the tenant's
-//! checkpoints and splits the response into raw events as it streams in ([`tap::split`]). The
+//! checkpoints and splits the response into raw events as it streams in ([`tap::split`]);
+//! Essentials tenants use the same source with their own rules, and People snapshots
+//! ([`sources::people`]) are taken whole on a schedule. The
 //! delivery [`engine`], shared by every source, drops the events each sink already has, hands the
 //! rest to that sink ([`sinks`]), and moves the sink's position only when the sink has them. The
 //! [`store`] (sled) keeps positions, dedupe keys and request budgets.

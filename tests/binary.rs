@@ -303,6 +303,19 @@ async fn kill_9_mid_essentials_backlog_and_mid_people_snapshot_then_exactly_once
     }
     assert_eq!(users.len(), 450);
     assert!(users.values().all(|n| *n == 1), "no top clicker twice");
+
+    // The offline status lists the People source with its own budget and snapshot checkpoint.
+    let people = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "acme:people.top_clickers")
+        .expect("the People source in tapfwd status");
+    assert_eq!(people["requests_limit"], 50);
+    let used = people["requests_24h"].as_u64().unwrap();
+    // Three pages, page 2 asked at least twice (the kill cut it), never more than the quota.
+    assert!((4..=50).contains(&used), "people requests counted: {used}");
+    assert_eq!(people["sinks"][0]["sink"], "archive");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,6 +501,32 @@ fn check_names_the_bad_key() {
             "sinks.archive",
         ),
         ("state_dir = \"s\"\n[tenants.acme\n", "TOML"),
+        // What users paste: a home-relative path, a TAP endpoint for a base URL, a syslog URL.
+        (
+            &good.replace("path = \"e.ndjson\"", "path = \"~/tap/e.ndjson\""),
+            "sinks.archive",
+        ),
+        (
+            &good.replace(
+                "principal = \"p\"",
+                "principal = \"p\"\nbase_url = \"https://tap-api-v2.proofpoint.com/v2/siem/clicks/permitted\"",
+            ),
+            "tenants.acme.base_url",
+        ),
+        (
+            &good.replace(
+                "principal = \"p\"",
+                "principal = \"p\"\nbase_url = \"https://tap-api-v2.proofpoint.com/v2/siem/all\"",
+            ),
+            "",
+        ),
+        (
+            &good.replace(
+                "type = \"file\"\npath = \"e.ndjson\"",
+                "type = \"syslog\"\naddress = \"udp://siem.example:514\"",
+            ),
+            "sinks.archive",
+        ),
     ];
     for (i, (text, key)) in cases.iter().enumerate() {
         let path = scratch.path(&format!("c{i}.toml"));

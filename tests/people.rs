@@ -1,7 +1,8 @@
 //! People snapshots against the simulator's People endpoints: every user once per snapshot
 //! across pages, no second snapshot after a restart inside the period, a snapshot cut by a
-//! failing page completed without repeating users, and the 50-a-day budget waited for without
-//! a 429 while the tenant's SIEM polling goes on.
+//! failing page completed without repeating users, the 50-a-day budget waited for without
+//! a 429 while the tenant's SIEM polling goes on, and a 429 (the quota spent by another tool on
+//! the same credential) waited out without hammering.
 
 mod support;
 
@@ -325,4 +326,51 @@ fn people_config_errors_name_the_key() {
             .to_string();
         assert!(e.contains(key), "{key}: {e}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_from_a_quota_spent_elsewhere_waits_without_hammering_and_siem_goes_on() {
+    let (clock, manual) = Clock::manual(t0());
+    let sim = Sim::start(vec![tenant(P, "s-acme", 60)], 36, clock.clone()).await;
+    // Another tool on the same credential spent the quota: page 1 answers 429.
+    sim.sim.inject_people(P, [(1, Fault::Status(429))]);
+    let scratch = Scratch::new();
+    let running = Running::start(
+        config(&sim, &scratch, "feeds = [\"top_clickers\"]"),
+        clock.clone(),
+    )
+    .await;
+    running.wait_idle(2, manual.now()).await;
+    // Six hours of 5-minute polls: the SIEM source polls on, the People source asks nothing more.
+    step_clock(&running, &manual, 2, Duration::from_secs(300), 72).await;
+    let st = running.board.get("acme:people.top_clickers").unwrap();
+    let siem = running.board.get("acme").unwrap();
+    assert_eq!(
+        people_requests(&sim, "/v2/people/top-clickers")
+            .iter()
+            .map(|(s, _)| *s)
+            .collect::<Vec<_>>(),
+        [429],
+        "one refused request, then a wait"
+    );
+    assert_eq!(st.state, "throttled", "{st:?}");
+    assert!(
+        st.last_error.as_deref().unwrap_or("").contains("429"),
+        "{st:?}"
+    );
+    assert_eq!(siem.state, "ok", "{siem:?}");
+    assert!(siem.sinks[0].backlog_seconds < 600, "{siem:?}");
+    assert!(people_lines(&scratch.path("events.ndjson")).is_empty());
+
+    // Once the refused request has aged out, a snapshot is taken whole, each user once.
+    step_clock(&running, &manual, 2, Duration::from_secs(3600), 19).await;
+    running.stop().await;
+    let c = counts(&people_lines(&scratch.path("events.ndjson")));
+    assert_eq!(c.len(), 450);
+    assert!(c.values().all(|n| *n == 1), "each user once");
+    let statuses: Vec<u16> = people_requests(&sim, "/v2/people/top-clickers")
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(statuses, [429, 200, 200, 200], "{statuses:?}");
 }

@@ -106,6 +106,32 @@ fn status_from_store(config: &Config, store: &Store) -> anyhow::Result<Vec<Tenan
             sinks,
             ..Default::default()
         });
+        // Each People list is a source of its own, with its streams and budget under
+        // `tenant:people.FEED` (what the running daemon shows too).
+        for feed in tenant.people.iter().flat_map(|p| p.feeds.iter()) {
+            let source = format!("{id}:people.{}", feed.as_str());
+            let used = store
+                .budget(&source)?
+                .map(|mut b| b.used(now))
+                .unwrap_or_default();
+            let sinks: Vec<SinkStatus> = streams
+                .iter()
+                .filter(|(t, _, _)| *t == source)
+                .map(|(_, s, st)| SinkStatus::from_stream(s, st, now, 0))
+                .collect();
+            out.push(TenantStatus {
+                tenant: source,
+                state: if sinks.is_empty() {
+                    TenantState::NotStarted
+                } else {
+                    TenantState::Stopped
+                },
+                requests_24h: used,
+                requests_limit: crate::tap::people::REQUESTS_PER_DAY,
+                sinks,
+                ..Default::default()
+            });
+        }
     }
     Ok(out)
 }
@@ -156,9 +182,22 @@ async fn fetch_live_status(
 pub fn render_status_table(tenants: &[TenantStatus]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
+    // Wide enough for the longest name (People sources are `tenant:people.top_clickers`).
+    let w = tenants
+        .iter()
+        .map(|t| t.tenant.len())
+        .max()
+        .unwrap_or(0)
+        .max(20);
+    let sw = tenants
+        .iter()
+        .flat_map(|t| t.sinks.iter().map(|s| s.sink.len()))
+        .max()
+        .unwrap_or(0)
+        .max(16);
     let _ = writeln!(
         out,
-        "{:<20} {:<12} {:<16} {:<21} {:>10} {:>9}  LAST ERROR",
+        "{:<w$} {:<12} {:<sw$} {:<21} {:>10} {:>9}  LAST ERROR",
         "TENANT", "STATE", "SINK", "CHECKPOINT", "BEHIND", "REQ/24H"
     );
     for t in tenants {
@@ -166,7 +205,7 @@ pub fn render_status_table(tenants: &[TenantStatus]) -> String {
         if t.sinks.is_empty() {
             let _ = writeln!(
                 out,
-                "{:<20} {:<12} {:<16} {:<21} {:>10} {:>4}/{:<4}  {}",
+                "{:<w$} {:<12} {:<sw$} {:<21} {:>10} {:>4}/{:<4}  {}",
                 t.tenant, t.state, "-", "-", "-", t.requests_24h, t.requests_limit, err
             );
         }
@@ -178,7 +217,7 @@ pub fn render_status_table(tenants: &[TenantStatus]) -> String {
             let sink_err = s.last_error.clone().unwrap_or_else(|| err.clone());
             let _ = writeln!(
                 out,
-                "{:<20} {:<12} {:<16} {:<21} {:>10} {:>4}/{:<4}  {}",
+                "{:<w$} {:<12} {:<sw$} {:<21} {:>10} {:>4}/{:<4}  {}",
                 t.tenant,
                 t.state,
                 s.sink,
@@ -198,7 +237,7 @@ pub fn render_status_table(tenants: &[TenantStatus]) -> String {
                 .collect();
             let _ = writeln!(
                 out,
-                "{:<20} customers seen since start (events): {}",
+                "{:<w$} customers seen since start (events): {}",
                 "",
                 list.join(", ")
             );

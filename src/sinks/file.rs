@@ -50,6 +50,14 @@ impl FileConfig {
         if self.path.as_os_str().is_empty() {
             return Err("path is empty".into());
         }
+        if self.path.starts_with("~") {
+            // No shell expands it: the events would go to a directory named `~` under the
+            // working directory (`/` under systemd).
+            return Err(format!(
+                "path `{}`: `~` is not expanded here; give the full path",
+                self.path.display()
+            ));
+        }
         parse_mode(&self.mode)?;
         Ok(())
     }

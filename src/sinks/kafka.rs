@@ -41,11 +41,30 @@ use super::{Commit, Sink, SinkError};
 use crate::event::{Batch, EventKey, EventKind};
 use crate::secret::{Env, SecretSource};
 
+/// `brokers` as one comma-separated string or a list of `host:port`, kept as the string.
+fn brokers_text_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Brokers {
+        Text(String),
+        List(Vec<String>),
+    }
+    match Brokers::deserialize(d) {
+        Ok(Brokers::Text(t)) => Ok(t),
+        Ok(Brokers::List(l)) => Ok(l.join(",")),
+        Err(_) => Err(serde::de::Error::custom(
+            "expected \"host:port,host:port\" or a list of \"host:port\"",
+        )),
+    }
+}
+
 /// `type = "kafka"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
-    /// Bootstrap brokers, `host:port,host:port`. Required.
+    /// Bootstrap brokers, `"host:port,host:port"` as librdkafka's `bootstrap.servers` takes them, or
+    /// a list `["host:port", "host:port"]` (the form other shippers' configs use). Required.
+    #[serde(deserialize_with = "brokers_text_or_list")]
     pub brokers: String,
     /// Topic name template; `{tenant}` and `{event_type}` are replaced (`tap.{tenant}`).
     /// Required. The result must be a valid topic name (`[A-Za-z0-9._-]`, at most 249 bytes).
@@ -575,6 +594,28 @@ mod tests {
             .map_err(|e| e.to_string())?;
         c.validate()?;
         Ok(c)
+    }
+
+    #[test]
+    fn brokers_may_be_one_string_or_a_list() {
+        let load = |brokers: &str| {
+            let text = format!(
+                "state_dir = \"s\"\n[sinks.k]\ntype = \"kafka\"\ntopic = \"tap\"\nbrokers = {brokers}\n[tenants.a]\nprincipal = \"p\"\nsecret = \"x\"\nsinks = [\"k\"]\n"
+            );
+            crate::Config::from_toml_with_env(&text, std::iter::empty()).map(|c| {
+                match &c.sinks["k"] {
+                    crate::sinks::SinkConfig::Kafka(k) => k.brokers.clone(),
+                    _ => unreachable!(),
+                }
+            })
+        };
+        assert_eq!(load("\"b1:9092,b2:9092\"").unwrap(), "b1:9092,b2:9092");
+        assert_eq!(
+            load("[\"b1:9092\", \"b2:9092\"]").unwrap(),
+            "b1:9092,b2:9092"
+        );
+        let e = load("9092").unwrap_err().to_string();
+        assert!(e.contains("sinks.k") && e.contains("host:port"), "{e}");
     }
 
     #[test]

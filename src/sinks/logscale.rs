@@ -39,12 +39,15 @@ use crate::secret::{Env, SecretSource};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogScaleConfig {
-    /// The cluster's base URL, e.g. `https://cloud.us.humio.com`; the sink appends the API path.
-    /// Required.
+    /// The cluster's base URL, e.g. `https://cloud.us.humio.com` (the sink appends the API path),
+    /// or an ingest endpoint as LogScale's docs give it: `…/api/v1/ingest/humio-structured` or
+    /// `…/api/v1/ingest/hec` (a trailing slash is fine), which then also chooses `api`. Any
+    /// other `/api/` path (raw, elastic-bulk, …) is refused. Required.
     pub url: String,
-    /// `structured` (default; `/api/v1/ingest/humio-structured`) or `hec` (`/api/v1/ingest/hec`).
+    /// `structured` (`/api/v1/ingest/humio-structured`) or `hec` (`/api/v1/ingest/hec`). Default:
+    /// the endpoint `url` names, else `structured`.
     #[serde(default)]
-    pub api: LogScaleApi,
+    pub api: Option<LogScaleApi>,
     /// The ingest token, inline. Prefer `token_env` or `token_file`. Exactly one of the three.
     #[serde(default)]
     pub token: Option<SecretString>,
@@ -83,6 +86,61 @@ pub enum LogScaleApi {
     Hec,
 }
 
+impl LogScaleApi {
+    /// The ingest endpoint's path under the cluster's base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            LogScaleApi::Structured => "/api/v1/ingest/humio-structured",
+            LogScaleApi::Hec => "/api/v1/ingest/hec",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            LogScaleApi::Structured => "structured",
+            LogScaleApi::Hec => "hec",
+        }
+    }
+}
+
+/// Where a pasted `url` and `api` say to post: the cluster's base URL (kept with any path prefix
+/// a reverse proxy adds) and the API. `url` may be the base or one of the ingest endpoints; an
+/// endpoint chooses the API unless `api` says otherwise, which is an error naming both keys. Any
+/// other `/api/` path is an error naming `url`: posting under it could never be answered.
+pub fn endpoint(url: &str, api: Option<LogScaleApi>) -> Result<(&str, LogScaleApi), String> {
+    let trimmed = url.trim_end_matches('/');
+    let after_scheme = trimmed.find("://").map(|i| i + 3).unwrap_or(0);
+    let path = trimmed[after_scheme..]
+        .find(['/', '?', '#'])
+        .map(|i| &trimmed[after_scheme + i..])
+        .unwrap_or("");
+    if path.contains(['?', '#']) {
+        return Err(format!(
+            "url: `{url}` has a query or fragment; give the cluster's base URL (e.g. `https://cloud.us.humio.com`)"
+        ));
+    }
+    for named in [LogScaleApi::Structured, LogScaleApi::Hec] {
+        if let Some(base) = trimmed.strip_suffix(named.path()) {
+            return match api {
+                Some(a) if a != named => Err(format!(
+                    "url: `{url}` is the `{}` ingest endpoint but api = \"{}\"; give the cluster's base URL (`{base}`) or set api = \"{}\"",
+                    named.name(),
+                    a.name(),
+                    named.name()
+                )),
+                _ => Ok((base, named)),
+            };
+        }
+    }
+    if let Some(at) = path.find("/api/") {
+        let base = &trimmed[..trimmed.len() - path.len() + at];
+        return Err(format!(
+            "url: `{url}` has the path `{path}`, which is not an ingest API this sink speaks; give the cluster's base URL (`{base}`) or `{base}/api/v1/ingest/humio-structured` or `{base}/api/v1/ingest/hec`"
+        ));
+    }
+    Ok((trimmed, api.unwrap_or_default()))
+}
+
 common::plain_http_options!(LogScaleConfig);
 
 impl LogScaleConfig {
@@ -97,6 +155,7 @@ impl LogScaleConfig {
 
     pub fn validate(&self) -> Result<(), String> {
         common::check_url("url", &self.url)?;
+        endpoint(&self.url, self.api)?;
         self.secret().validate()?;
         self.http_options().validate()
     }
@@ -109,6 +168,8 @@ pub struct LogScaleSink {
     client: reqwest::Client,
     token: SecretString,
     hec: HecFields,
+    /// The API `url` and `api` chose.
+    api: LogScaleApi,
     config: LogScaleConfig,
 }
 
@@ -134,13 +195,9 @@ impl LogScaleSink {
             &key,
             token.expose_secret(),
         )?;
-        let url = common::join(
-            &config.url,
-            match config.api {
-                LogScaleApi::Structured => "/api/v1/ingest/humio-structured",
-                LogScaleApi::Hec => "/api/v1/ingest/hec",
-            },
-        );
+        let (base, api) = endpoint(&config.url, config.api)
+            .map_err(|e| SinkError::Rejected(format!("logscale sink `{name}`: {e}")))?;
+        let url = format!("{base}{}", api.path());
         Ok(LogScaleSink {
             name: name.to_string(),
             what: format!("logscale sink `{name}`: POST {url}"),
@@ -150,6 +207,7 @@ impl LogScaleSink {
                 .client(&format!("logscale sink `{name}`"))?,
             token,
             hec: HecFields::new(None, None, None, |_| None),
+            api,
             config: config.clone(),
         })
     }
@@ -174,7 +232,7 @@ impl LogScaleSink {
     fn bodies(&self, tenant: &str, batch: &Batch) -> Vec<Vec<u8>> {
         let options = self.config.http_options();
         let events: Vec<_> = batch.iter().collect();
-        let split = match self.config.api {
+        let split = match self.api {
             LogScaleApi::Hec => options
                 .lines()
                 .pack(events.len(), |i, out| {
@@ -241,5 +299,69 @@ impl Sink for LogScaleSink {
         .await?;
         commit(None)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pasted_url_names_the_cluster_by_base_or_ingest_endpoint() {
+        use LogScaleApi::{Hec, Structured};
+        let base = "https://cloud.us.humio.com";
+        for (url, api, want) in [
+            ("https://cloud.us.humio.com", None, (base, Structured)),
+            ("https://cloud.us.humio.com/", Some(Hec), (base, Hec)),
+            (
+                "https://cloud.us.humio.com/api/v1/ingest/hec",
+                None,
+                (base, Hec),
+            ),
+            (
+                "https://cloud.us.humio.com/api/v1/ingest/hec/",
+                Some(Hec),
+                (base, Hec),
+            ),
+            (
+                "https://cloud.us.humio.com/api/v1/ingest/humio-structured",
+                None,
+                (base, Structured),
+            ),
+            // A reverse proxy's prefix is kept.
+            (
+                "https://logs.example/logscale/api/v1/ingest/hec",
+                None,
+                ("https://logs.example/logscale", Hec),
+            ),
+            (
+                "https://logs.example/logscale",
+                None,
+                ("https://logs.example/logscale", Structured),
+            ),
+        ] {
+            assert_eq!(endpoint(url, api).unwrap(), want, "{url}");
+        }
+        for (url, api, says) in [
+            (
+                "https://cloud.us.humio.com/api/v1/ingest/hec",
+                Some(Structured),
+                "api = \"structured\"",
+            ),
+            (
+                "https://cloud.us.humio.com/api/v1/ingest/hec/raw",
+                None,
+                "`/api/v1/ingest/hec/raw`",
+            ),
+            (
+                "https://cloud.us.humio.com/api/v1/ingest/elastic-bulk",
+                None,
+                "not an ingest API",
+            ),
+            ("https://cloud.us.humio.com/?x=1", None, "query"),
+        ] {
+            let e = endpoint(url, api).unwrap_err();
+            assert!(e.starts_with("url: ") && e.contains(says), "{url}: {e}");
+        }
     }
 }

@@ -189,6 +189,7 @@ impl SentinelConfig {
         for (key, url) in [("dce", &self.dce), ("authority", &self.authority)] {
             common::check_url(key, url)?;
         }
+        check_dce(&self.dce)?;
         match self.layout {
             SentinelLayout::Envelope if self.stream_name.is_empty() => {
                 return Err(
@@ -219,15 +220,60 @@ impl SentinelConfig {
                 ));
             }
         }
+        if !self.dcr_immutable_id.starts_with("dcr-") {
+            return Err(format!(
+                "dcr_immutable_id: `{}` is not a DCR immutable id; they read `dcr-` and 32 hex digits (the DCR's JSON view in the portal shows it as immutableId; its name or resource id will not do)",
+                self.dcr_immutable_id
+            ));
+        }
         check_kind_map("streams", &self.streams)?;
         if let Some((k, _)) = self.streams.iter().find(|(_, v)| !path_segment_ok(v)) {
             return Err(format!(
                 "streams.{k} must hold only letters, digits, `-`, `_` and `.`"
             ));
         }
+        let named = stream_name
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .chain(
+                self.streams
+                    .iter()
+                    .map(|(k, v)| (format!("streams.{k}"), v)),
+            );
+        for (key, v) in named {
+            if !(v.starts_with("Custom-") || v.starts_with("Microsoft-")) {
+                return Err(format!(
+                    "{key}: `{v}` is not a DCR stream name; a stream declared in the DCR reads `Custom-…` (for the table `{}`, usually `Custom-{}`)",
+                    v,
+                    v
+                ));
+            }
+        }
         self.secret().validate()?;
         self.http_options().validate()
     }
+}
+
+/// A data collection endpoint is a scheme and host: the sink adds the DCR and stream path. The
+/// whole Logs Ingestion URL pasted from a REST example (`…/dataCollectionRules/…/streams/…`) or any
+/// other path could never be posted to, and is refused naming `dce` with the value to give.
+fn check_dce(dce: &str) -> Result<(), String> {
+    let after_scheme = dce.find("://").map(|i| i + 3).unwrap_or(0);
+    let Some(at) = dce[after_scheme..].find(['/', '?', '#']) else {
+        return Ok(());
+    };
+    let (base, path) = dce.split_at(after_scheme + at);
+    if path == "/" {
+        return Ok(());
+    }
+    let what = if path.starts_with("/dataCollectionRules/") {
+        "is the whole Logs Ingestion URL"
+    } else {
+        "has a path"
+    };
+    Err(format!(
+        "dce: `{dce}` {what}; give the endpoint alone (`{base}`): the DCR and stream go in dcr_immutable_id and stream_name"
+    ))
 }
 
 struct Token {

@@ -33,6 +33,8 @@ pub struct Recorded {
 pub struct Fault {
     pub status: u16,
     pub retry_after: Option<String>,
+    /// A `Location` header (for a 3xx).
+    pub location: Option<String>,
     pub body: String,
 }
 
@@ -41,12 +43,20 @@ impl Fault {
         Fault {
             status,
             retry_after: None,
+            location: None,
             body: body.into(),
         }
     }
     pub fn retry_after(mut self, v: &str) -> Fault {
         self.retry_after = Some(v.into());
         self
+    }
+    /// A redirect: `status` (3xx) pointing at `location`.
+    pub fn redirect(status: u16, location: &str) -> Fault {
+        Fault {
+            location: Some(location.into()),
+            ..Fault::new(status, "")
+        }
     }
 }
 
@@ -141,6 +151,9 @@ fn fault_reply(f: Fault) -> Response {
     let mut r = (StatusCode::from_u16(f.status).unwrap(), f.body).into_response();
     if let Some(ra) = f.retry_after {
         r.headers_mut().insert("retry-after", ra.parse().unwrap());
+    }
+    if let Some(l) = f.location {
+        r.headers_mut().insert("location", l.parse().unwrap());
     }
     r
 }

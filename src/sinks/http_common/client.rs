@@ -1,8 +1,9 @@
 //! The client of one HTTP sink and the parts of its requests: rustls with the public roots plus an
 //! optional CA file, the endpoint's URL, and secrets checked to fit in a header.
 //!
-//! Certificate and host name verification are always on; nothing here can turn them off. A URL
-//! shown in a message is cut before its query, and a secret that cannot travel in a header fails
+//! Certificate and host name verification are always on; nothing here can turn them off, and no
+//! redirect is followed (a destination that answers 3xx is misaddressed: see [`super::reply`]).
+//! A URL shown in a message is cut before its query, and a secret that cannot travel in a header fails
 //! when the sink is built, not on every request (invariant 7: neither is ever echoed).
 
 use std::path::Path;
@@ -44,6 +45,9 @@ pub fn client(
         .use_rustls_tls()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
+        // No redirect is followed: a 3xx is a configuration error naming its `Location`
+        // (`reply::rejected`), never a silent delivery somewhere else.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("tapfwd/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = ca_file {
         let pem = std::fs::read(path).map_err(|e| {

@@ -2,7 +2,10 @@
 //! applies the Vector rule (2xx delivered; 408, 429 and 5xx except 501 retried; anything else
 //! permanent), [`retry_after`] reads how long the destination asks to wait, and [`error_text`]
 //! picks the readable part of each destination's error body. A 404 is worded as what it is, a
-//! wrong address in the sink's configuration, not a refusal of the events.
+//! wrong address in the sink's configuration, not a refusal of the events; so is a 3xx, which the
+//! client never follows (a silent redirect would deliver the events, and the credentials' effect,
+//! somewhere no one configured): its error names the `Location`, cut before its query and
+//! scrubbed, and the batch is not committed.
 //!
 //! Invariant 7: every error text built here goes through [`scrub`] with the sink's secrets, so a
 //! destination that echoes a token back cannot leak it into a log line, and a transport failure
@@ -23,6 +26,8 @@ use crate::sinks::SinkError;
 pub struct Reply {
     pub status: StatusCode,
     pub retry_after: Option<Duration>,
+    /// The `Location` header, as text (at most 300 characters), when there is one.
+    pub location: Option<String>,
     pub body: Bytes,
 }
 
@@ -35,6 +40,12 @@ pub async fn send(request: reqwest::RequestBuilder) -> Result<Reply, String> {
         .map_err(|e| net::transport_error(e, ErrorUrl::Drop))?;
     let status = response.status();
     let retry_after = retry_after(response.headers());
+    let location = response.headers().get(reqwest::header::LOCATION).map(|v| {
+        String::from_utf8_lossy(v.as_bytes())
+            .chars()
+            .take(300)
+            .collect()
+    });
     let body = response
         .bytes()
         .await
@@ -42,6 +53,7 @@ pub async fn send(request: reqwest::RequestBuilder) -> Result<Reply, String> {
     Ok(Reply {
         status,
         retry_after,
+        location,
         body,
     })
 }
@@ -168,9 +180,20 @@ pub fn judge(what: &str, reply: Reply, secrets: &[&str]) -> Step<Reply> {
 }
 
 /// The loud, permanent error for `reply`. A 404 says plainly that the address is wrong: the
-/// destination has no such endpoint, so it is the sink's configuration that must change.
+/// destination has no such endpoint, so it is the sink's configuration that must change. A 3xx
+/// says so too, naming where the destination points (`Location` without its query, which may
+/// carry a key; then scrubbed, in case it echoes a token).
 pub fn rejected(what: &str, reply: &Reply, secrets: &[&str]) -> SinkError {
-    let text = if reply.status == StatusCode::NOT_FOUND {
+    let text = if reply.status.is_redirection() {
+        let location = match reply.location.as_deref() {
+            Some(l) => format!("`{}`", super::display_url(l)),
+            None => "nowhere (no Location header)".to_string(),
+        };
+        format!(
+            "{what}: HTTP {status}: the destination redirects to {location}; HTTP sinks follow no redirect, so nothing was delivered: a configuration error (set the sink's URL to the address the destination expects, or fix the proxy in between)",
+            status = reply.status,
+        )
+    } else if reply.status == StatusCode::NOT_FOUND {
         format!(
             "{what}: HTTP 404 Not Found: the URL's path is wrong for this sink, a configuration error ({})",
             error_text(&reply.body)
@@ -285,6 +308,7 @@ mod tests {
         let reply = Reply {
             status: StatusCode::NOT_FOUND,
             retry_after: None,
+            location: None,
             body: Bytes::from_static(
                 br#"{"text":"The requested URL was not found on this server.","code":404}"#,
             ),
@@ -295,6 +319,34 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "http sink `x`: POST https://h/p: HTTP 404 Not Found: the URL's path is wrong for this sink, a configuration error (The requested URL was not found on this server. (code 404))"
+        );
+    }
+
+    #[test]
+    fn a_redirect_names_its_location_without_query_or_secret() {
+        let reply = |status: u16, location: Option<&str>| Reply {
+            status: StatusCode::from_u16(status).unwrap(),
+            retry_after: None,
+            location: location.map(str::to_string),
+            body: Bytes::new(),
+        };
+        let r = reply(308, Some("https://new.example/in/tok-5ecr3t?sig=abc"));
+        let Step::Fail(e) = judge("http sink `x`: POST https://h/p", r, &["tok-5ecr3t"]) else {
+            panic!("a 3xx is permanent");
+        };
+        assert!(matches!(e, SinkError::Rejected(_)));
+        assert_eq!(
+            e.to_string(),
+            "http sink `x`: POST https://h/p: HTTP 308 Permanent Redirect: the destination redirects to `https://new.example/in/[redacted]`; HTTP sinks follow no redirect, so nothing was delivered: a configuration error (set the sink's URL to the address the destination expects, or fix the proxy in between)"
+        );
+        let Step::Fail(e) = judge("w", reply(302, None), &[]) else {
+            panic!("a 3xx is permanent");
+        };
+        assert!(
+            e.to_string().starts_with(
+                "w: HTTP 302 Found: the destination redirects to nowhere (no Location header);"
+            ),
+            "{e}"
         );
     }
 

@@ -156,6 +156,11 @@ impl SyslogConfig {
         match (self.transport, &self.address) {
             (Transport::Unix, _) => {}
             (_, None) => return Err("address (host:port) is required".into()),
+            (_, Some(a)) if a.contains("://") => {
+                return Err(format!(
+                    "address `{a}` has a scheme; give host:port and choose the protocol with transport = \"udp\", \"tcp\" or \"tls\""
+                ));
+            }
             (_, Some(a)) => {
                 let ok = a
                     .rsplit_once(':')
@@ -245,6 +250,7 @@ pub(super) mod tests {
         let bad = |t: &str| toml_like(t).validate().unwrap_err();
         assert!(bad("transport = \"tcp\"").contains("address"));
         assert!(bad("address = \"nohost\"").contains("host:port"));
+        assert!(bad("address = \"udp://siem.example:514\"").contains("has a scheme"));
         assert!(
             bad("transport = \"udp\"\naddress = \"h:1\"\nframing = \"newline\"")
                 .contains("framing")

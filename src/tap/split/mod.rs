@@ -29,6 +29,8 @@
 //! event's time fields while serde_json validates it; `error` says what can go wrong.
 
 mod error;
+#[cfg(test)]
+mod oracle;
 mod scan;
 mod times;
 
@@ -188,7 +190,11 @@ enum State {
     /// After a value: `,` or the close of the enclosing container.
     CommaOrClose,
     /// Inside a string that is not part of an event.
-    Str { escape: Escape, role: StrRole },
+    Str {
+        escape: Escape,
+        role: StrRole,
+        utf8: Utf8,
+    },
     /// Inside a number that is not part of an event.
     Number(Num),
     /// Inside `true`, `false` or `null`; `pos` bytes of `lit` matched.
@@ -208,6 +214,49 @@ enum Escape {
     Backslash,
     /// Inside `\u`, this many hex digits still to come.
     Hex(u8),
+}
+
+/// Where a string outside events is in a UTF-8 sequence: how many continuation bytes are still
+/// due, and the range the next one must fall in (RFC 3629's table, so no overlong form, no
+/// surrogate, nothing above U+10FFFF). Events are checked as UTF-8 whole when they complete;
+/// this checks the rest of the body, whose only non-ASCII bytes can be in strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Utf8 {
+    due: u8,
+    lo: u8,
+    hi: u8,
+}
+
+impl Utf8 {
+    /// Between characters.
+    const START: Utf8 = Utf8 {
+        due: 0,
+        lo: 0x80,
+        hi: 0xbf,
+    };
+
+    /// The state after `b`, or `None` when `b` cannot come next in UTF-8 text.
+    fn next(self, b: u8) -> Option<Utf8> {
+        let seq = |due, lo, hi| Some(Utf8 { due, lo, hi });
+        if self.due > 0 {
+            return if (self.lo..=self.hi).contains(&b) {
+                seq(self.due - 1, 0x80, 0xbf)
+            } else {
+                None
+            };
+        }
+        match b {
+            0x00..=0x7f => Some(Utf8::START),
+            0xc2..=0xdf => seq(1, 0x80, 0xbf),
+            0xe0 => seq(2, 0xa0, 0xbf),
+            0xe1..=0xec | 0xee..=0xef => seq(2, 0x80, 0xbf),
+            0xed => seq(2, 0x80, 0x9f),
+            0xf0 => seq(3, 0x90, 0xbf),
+            0xf1..=0xf3 => seq(3, 0x80, 0xbf),
+            0xf4 => seq(3, 0x80, 0x8f),
+            _ => None,
+        }
+    }
 }
 
 /// What a string outside events is for.
@@ -457,6 +506,7 @@ impl Splitter {
                     self.state = State::Str {
                         escape: Escape::None,
                         role,
+                        utf8: Utf8::START,
                     };
                 }
                 b'}' if self.state == State::KeyOrClose => self.close(b, at)?,
@@ -483,7 +533,7 @@ impl Splitter {
                 b'}' | b']' => self.close(b, at)?,
                 _ => return Err(unexpected(b, "',' or a closing bracket", at)),
             },
-            State::Str { escape, role } => self.string_byte(b, escape, role, at)?,
+            State::Str { escape, role, utf8 } => self.string_byte(b, escape, role, utf8, at)?,
             State::Number(num) => match num.next(b) {
                 Some(next) => self.state = State::Number(next),
                 None if num.is_complete() => {
@@ -550,6 +600,7 @@ impl Splitter {
                     self.state = State::Str {
                         escape: Escape::None,
                         role: StrRole::QueryEndTime,
+                        utf8: Utf8::START,
                     };
                     return Ok(true);
                 }
@@ -576,6 +627,7 @@ impl Splitter {
                 self.state = State::Str {
                     escape: Escape::None,
                     role: StrRole::Value,
+                    utf8: Utf8::START,
                 }
             }
             b'-' => self.state = State::Number(Num::Minus),
@@ -645,6 +697,7 @@ impl Splitter {
         b: u8,
         escape: Escape,
         role: StrRole,
+        mut utf8: Utf8,
         at: u64,
     ) -> Result<(), SplitError> {
         match role {
@@ -655,6 +708,13 @@ impl Splitter {
             _ => {}
         }
         let escape = match escape {
+            // Inside a multi-byte character, or starting one: only UTF-8 may follow.
+            Escape::None if utf8.due > 0 || b >= 0x80 => {
+                utf8 = utf8
+                    .next(b)
+                    .ok_or_else(|| unexpected(b, "UTF-8 text in a string", at))?;
+                Escape::None
+            }
             Escape::None => match b {
                 b'"' => {
                     self.end_string(role);
@@ -680,7 +740,7 @@ impl Splitter {
                 }
             }
         };
-        self.state = State::Str { escape, role };
+        self.state = State::Str { escape, role, utf8 };
         Ok(())
     }
 

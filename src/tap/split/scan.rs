@@ -8,12 +8,14 @@
 //! and reading its time), hashes its final bytes into its key and records it. It keeps invariant
 //! 5: the bytes are the API's own, except that an element spanning several lines outside its
 //! strings has that insignificant whitespace removed ([`compact`]), string contents untouched.
+//! Such an element is validated as sent before it is compacted: removing whitespace from invalid
+//! JSON can make it valid (`[1\n2]` becomes `[12]`), and that would forward a value never sent.
 
 use bytes::BytesMut;
 
 use super::times::EventTimes;
 use super::{BatchBuilder, SplitError, Splitter, State};
-use crate::event::{EventKey, EventMeta};
+use crate::event::{EventKey, EventKind, EventMeta};
 
 /// The scan of the event element in progress.
 #[derive(Clone, Copy, Debug, Default)]
@@ -120,21 +122,13 @@ impl Splitter {
         }
         let start = out.complete;
         if self.scan.multiline {
+            // Validated as sent before compacting: removing whitespace would join the tokens of
+            // an invalid event into a valid one (`- 1` into `-1`, `[1\n2]` into `[12]`).
+            read_event(&out.buf[start..], kind, index)?;
             compact(&mut out.buf, start);
         }
         let raw = &out.buf[start..];
-        let text = std::str::from_utf8(raw).map_err(|e| SplitError::EventNotUtf8 {
-            kind,
-            index,
-            offset: e.valid_up_to(),
-        })?;
-        // Checked as UTF-8 as a whole above, so serde_json need not check each string again.
-        let times: EventTimes<'_> =
-            serde_json::from_str(text).map_err(|detail| SplitError::EventInvalid {
-                kind,
-                index,
-                detail,
-            })?;
+        let times = read_event(raw, kind, index)?;
         let time_ms = times.time_ms(kind);
         let key = EventKey::of(raw);
         let len = raw.len();
@@ -160,6 +154,22 @@ impl Splitter {
         self.events += 1;
         Ok(())
     }
+}
+
+/// Checks the event `raw` as UTF-8 and has serde_json read it (validating it whole) for its
+/// times.
+fn read_event(raw: &[u8], kind: EventKind, index: u64) -> Result<EventTimes<'_>, SplitError> {
+    let text = std::str::from_utf8(raw).map_err(|e| SplitError::EventNotUtf8 {
+        kind,
+        index,
+        offset: e.valid_up_to(),
+    })?;
+    // Checked as UTF-8 as a whole above, so serde_json need not check each string again.
+    EventTimes::read(text).map_err(|detail| SplitError::EventInvalid {
+        kind,
+        index,
+        detail,
+    })
 }
 
 /// The first `"` or `\\` in `s`.

@@ -1,6 +1,7 @@
 //! The splitter's tests: realistic and adversarial bodies, every chunking, and randomized bodies
 //! split whole and in random pieces, which must all give the same events or the same error.
 
+use super::oracle;
 use super::*;
 use crate::event::EventKey;
 
@@ -499,6 +500,128 @@ fn events_that_are_not_utf8_are_rejected() {
     );
 }
 
+/// Found by the differential property test: the rest of the body was not checked as UTF-8, so
+/// a key, `queryEndTime` or a skipped string with bytes that are not UTF-8 (not JSON text, which
+/// serde_json refuses) passed. Now they fail, at their offset, under any chunking; and valid
+/// multi-byte characters cut between chunks still pass.
+#[test]
+fn bytes_outside_events_that_are_not_utf8_are_rejected() {
+    for (bad, offset) in [
+        (&b"{\"\xffmessagesBlocked\":null}"[..], 2),
+        (&b"{\"queryEndTime\":\"2026\xc3\"}"[..], 22),
+        (&b"{\"other\":[\"\xed\xa0\x80\"]}"[..], 12),
+        (&b"{\"other\":{\"k\xe2\x82\":1}}"[..], 14),
+        (&b"{\"other\":\"\xf4\x90\x80\x80\"}"[..], 11),
+        (&b"{\"other\":\"\xc0\xaf\"}"[..], 10),
+    ] {
+        let whole = split_err(bad);
+        assert!(
+            whole.contains("expected UTF-8 text in a string")
+                && whole.contains(&format!("at byte {offset}:")),
+            "{whole}: {}",
+            bad.escape_ascii()
+        );
+        let bytewise: Vec<usize> = (1..bad.len()).collect();
+        assert_eq!(split_at(bad, &bytewise).unwrap_err(), whole);
+    }
+    let good = r#"{"k€":"é😀日","queryEndTime":"2026-11-23T10:00:00Z\u00e9€"}"#.as_bytes();
+    let whole = split(good).unwrap();
+    assert_eq!(
+        whole.1.query_end_time.as_deref(),
+        Some("2026-11-23T10:00:00Zé€")
+    );
+    for cut in 0..=good.len() {
+        assert_eq!(split_at(good, &[cut]).unwrap(), whole, "cut at {cut}");
+    }
+}
+
+/// Found by the differential property test: an event with a key, or a time field, that is valid
+/// JSON syntax but not readable as text or as a number (a lone surrogate escape, a number beyond
+/// f64) was refused as invalid, so its window failed on every retry and the tenant never moved.
+/// Such an event is forwarded raw like any other; the unreadable field is simply no time.
+#[test]
+fn events_with_unreadable_keys_or_time_values_are_forwarded_raw() {
+    let body = concat!(
+        r#"{"messagesBlocked":[{"\ud800":1,"messageTime":"2026-11-23T09:10:00Z"},"#,
+        r#"{"messageTime":"\udead","threatTime":"2026-11-23T09:11:00Z"},"#,
+        r#"{"messageTime":1e400,"customerEid":-1e999},"#,
+        r#"{"messageTime":{"\udc00":["\ud83d"]},"x":"\ud83d\u0041"}]}"#
+    );
+    let (seen, _) = split(body.as_bytes()).unwrap();
+    let raw: Vec<&str> = seen
+        .iter()
+        .map(|s| std::str::from_utf8(&s.1).unwrap())
+        .collect();
+    let expected: Vec<&str> = serde_json::from_str::<
+        std::collections::BTreeMap<String, Vec<&serde_json::value::RawValue>>,
+    >(body)
+    .unwrap()["messagesBlocked"]
+        .iter()
+        .map(|r| r.get())
+        .collect();
+    assert_eq!(raw, expected);
+    let times: Vec<Option<i64>> = seen.iter().map(|s| s.3).collect();
+    let at = |t: &str| crate::clock::parse_rfc3339_ms(t);
+    assert_eq!(
+        times,
+        vec![
+            at("2026-11-23T09:10:00Z"),
+            at("2026-11-23T09:11:00Z"),
+            None,
+            None
+        ]
+    );
+}
+
+/// Found by the fuzz target (`fuzz/`, artifact `"messageed":\r\r\r-\r123…`): a multi-line event
+/// was compacted before it was validated, and removing whitespace joined the tokens of invalid
+/// JSON into valid JSON: `- 1` became `-1`, `[1\n2]` became `[12]`, a different value than was
+/// sent. Multi-line events are now validated as sent; valid ones still compact as before.
+#[test]
+fn multi_line_events_are_validated_before_whitespace_is_removed() {
+    for event in [
+        "{\"messageed\":\r\r\r-\r123333333333333333}",
+        "{\"a\":[1\n2]}",
+        "{\"a\":tr\nue}",
+        "{\"a\":1.\n5}",
+        "{\"a\":1e\n5}",
+        "{\"a\":n\nu\nl\nl}",
+    ] {
+        let body = format!("{{\"messagesBlocked\":[{event}]}}");
+        let e = split_err(body.as_bytes());
+        assert!(
+            e.starts_with("event 0 of messagesBlocked is not valid JSON"),
+            "{event:?}: {e}"
+        );
+        assert!(
+            oracle::tap_response(body.as_bytes()).is_err(),
+            "serde_json refuses {event:?} too"
+        );
+        let bytewise: Vec<usize> = (1..body.len()).collect();
+        assert_eq!(split_at(body.as_bytes(), &bytewise).unwrap_err(), e);
+    }
+    let (seen, _) =
+        split(b"{\"messagesBlocked\":[{\"a\" :\n [ -1 ,\r\n 2 ], \"b\":\"x \\n y\"\n}]}").unwrap();
+    assert_eq!(raws(&seen), vec![&b"{\"a\":[-1,2],\"b\":\"x \\n y\"}"[..]]);
+}
+
+/// Keys and time fields are read leniently (above) but still as JSON: a raw control character
+/// in either is invalid and fails the event.
+#[test]
+fn raw_control_characters_in_event_keys_and_times_are_still_invalid() {
+    for body in [
+        &b"{\"clicksBlocked\":[{\"click\x00Time\":1}]}"[..],
+        &b"{\"clicksBlocked\":[{\"clickTime\":\"2026\x01\"}]}"[..],
+        &b"{\"clicksBlocked\":[{\"a\nb\":1,\n\"c\":2}]}"[..],
+    ] {
+        let e = split_err(body);
+        assert!(
+            e.starts_with("event 0 of clicksBlocked is not valid JSON: control character"),
+            "{e}"
+        );
+    }
+}
+
 /// A tiny deterministic PRNG (xorshift64*), so the randomized tests need no dependency.
 struct Rng(u64);
 
@@ -761,4 +884,380 @@ fn unknown_top_level_arrays_are_named_and_counted() {
             ("empty".to_string(), 0),
         ]
     );
+}
+
+/// The differential property test: random TAP SIEM bodies (random events of the four arrays,
+/// strings with escapes, lone surrogates and non-ASCII text, nested values, numbers of every
+/// shape, escaped spellings of the keys, duplicate arrays, unknown keys and arrays, whitespace of
+/// every kind) fed at random cut points must give exactly the events serde_json finds in the same
+/// bytes ([`super::oracle`]); the same bodies damaged at random must fail wherever serde_json
+/// fails, under any cutting, and never panic. proptest shrinks a failure to a small body and
+/// prints it.
+mod differential {
+    use proptest::prelude::*;
+    use proptest::sample::{select, Index};
+
+    use super::super::oracle;
+    use super::*;
+
+    /// A JSON value, strings already escaped (without their quotes).
+    #[derive(Clone, Debug)]
+    enum J {
+        Null,
+        Bool(bool),
+        Num(String),
+        Str(String),
+        Arr(Vec<J>),
+        Obj(Vec<(String, J)>),
+    }
+
+    /// One member of the response object.
+    #[derive(Clone, Debug)]
+    enum Entry {
+        /// An event array (its key perhaps spelt with an escape), or `null`.
+        Events {
+            key: String,
+            events: Option<Vec<J>>,
+        },
+        QueryEndTime(String),
+        Other {
+            key: String,
+            value: J,
+        },
+    }
+
+    /// Bits of string content, as they appear between the quotes.
+    const PIECES: &[&str] = &[
+        "\\\"",
+        "\\\\",
+        "\\/",
+        "\\b",
+        "\\f",
+        "\\n",
+        "\\r",
+        "\\t",
+        "\\u0000",
+        "\\u00e9",
+        "\\u005c",
+        "\\u0022",
+        "\\ud83d\\ude00",
+        "\\ud800",
+        "\\uDFFF",
+        "\\ud83dx",
+        "é",
+        "😀",
+        "日",
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        " ",
+        "\u{7f}",
+        "\u{2028}",
+    ];
+
+    const NUMBERS: &[&str] = &[
+        "0",
+        "-0",
+        "1",
+        "-1",
+        "12.5",
+        "3e7",
+        "-0.25E-3",
+        "1E+2",
+        "1e400",
+        "-1e400",
+        "0.000001",
+        "123456789012345678901234567890",
+        "9007199254740993",
+    ];
+
+    const TIMES: &[&str] = &[
+        "2026-11-23T09:10:00Z",
+        "2026-11-23T09:10:00.123Z",
+        "2026-11-23T10:10:00+01:00",
+        "not a time",
+        "",
+        "\\ud800",
+    ];
+
+    /// Whitespace between tokens; `\n` makes an event multi-line (compacted).
+    const SPACES: &[&str] = &["", "", " ", "\t", "\n", "\r\n  ", "   "];
+
+    fn escape_char(c: char) -> String {
+        match c {
+            '"' => "\\\"".into(),
+            '\\' => "\\\\".into(),
+            c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32),
+            c => c.to_string(),
+        }
+    }
+
+    fn string() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            3 => any::<char>().prop_map(escape_char),
+            2 => select(PIECES).prop_map(str::to_string),
+            2 => "[a-zA-Z0-9 ]{1,6}",
+        ];
+        prop::collection::vec(piece, 0..8).prop_map(|v| v.concat())
+    }
+
+    fn number() -> impl Strategy<Value = String> {
+        prop_oneof![
+            select(NUMBERS).prop_map(str::to_string),
+            any::<i64>().prop_map(|n| n.to_string()),
+            "-?(0|[1-9][0-9]{0,5})(\\.[0-9]{1,4})?([eE][+-]?[0-9]{1,3})?",
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = J> {
+        let leaf = prop_oneof![
+            Just(J::Null),
+            any::<bool>().prop_map(J::Bool),
+            number().prop_map(J::Num),
+            string().prop_map(J::Str),
+        ];
+        leaf.prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(J::Arr),
+                prop::collection::vec((string(), inner), 0..5).prop_map(J::Obj),
+            ]
+        })
+    }
+
+    fn event() -> impl Strategy<Value = J> {
+        let key = prop_oneof![
+            2 => select(&[
+                "messageTime", "clickTime", "threatTime", "customerEid", "GUID", "id",
+                "message\\u0054ime", "\\ud800",
+            ][..])
+            .prop_map(str::to_string),
+            1 => string(),
+        ];
+        let field_value = prop_oneof![
+            2 => value(),
+            1 => select(TIMES).prop_map(|t| J::Str(t.to_string())),
+        ];
+        prop::collection::vec((key, field_value), 0..6).prop_map(J::Obj)
+    }
+
+    /// A known array's name, with one character perhaps spelt as `\uXXXX`.
+    fn array_key() -> impl Strategy<Value = String> {
+        (select(&oracle::ARRAYS[..]), any::<Option<Index>>()).prop_map(|(name, escape)| {
+            let Some(at) = escape else {
+                return name.to_string();
+            };
+            let at = at.index(name.len());
+            name.char_indices()
+                .map(|(i, c)| {
+                    if i == at {
+                        format!("\\u{:04X}", c as u32)
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect()
+        })
+    }
+
+    fn entry() -> impl Strategy<Value = Entry> {
+        let other_key = prop_oneof![
+            select(
+                &[
+                    "other",
+                    "MessagesDelivered",
+                    "messagesQuarantined",
+                    "queryEndTime"
+                ][..]
+            )
+            .prop_map(str::to_string),
+            string(),
+        ];
+        prop_oneof![
+            4 => (array_key(), prop::option::weighted(0.85, prop::collection::vec(event(), 0..5)))
+                .prop_map(|(key, events)| Entry::Events { key, events }),
+            1 => select(TIMES).prop_map(|t| Entry::QueryEndTime(t.to_string())),
+            2 => (other_key, value()).prop_map(|(key, value)| Entry::Other { key, value }),
+        ]
+    }
+
+    /// A response body: its entries, written with whitespace drawn in turn from `spaces`.
+    fn body() -> impl Strategy<Value = String> {
+        (
+            prop::collection::vec(entry(), 0..6),
+            prop::collection::vec(select(SPACES), 1..24),
+        )
+            .prop_map(|(entries, spaces)| {
+                let mut w = Writer {
+                    out: String::new(),
+                    spaces,
+                    next: 0,
+                };
+                w.tok("{");
+                for (i, e) in entries.iter().enumerate() {
+                    if i > 0 {
+                        w.tok(",");
+                    }
+                    match e {
+                        Entry::Events { key, events } => {
+                            w.str(key);
+                            w.tok(":");
+                            match events {
+                                None => w.tok("null"),
+                                Some(events) => w.array(events),
+                            }
+                        }
+                        Entry::QueryEndTime(t) => {
+                            w.str("queryEndTime");
+                            w.tok(":");
+                            w.str(t);
+                        }
+                        Entry::Other { key, value } => {
+                            w.str(key);
+                            w.tok(":");
+                            w.value(value);
+                        }
+                    }
+                }
+                w.tok("}");
+                w.space();
+                w.out
+            })
+    }
+
+    struct Writer {
+        out: String,
+        spaces: Vec<&'static str>,
+        next: usize,
+    }
+
+    impl Writer {
+        fn space(&mut self) {
+            self.out
+                .push_str(self.spaces[self.next % self.spaces.len()]);
+            self.next += 1;
+        }
+        fn tok(&mut self, t: &str) {
+            self.space();
+            self.out.push_str(t);
+        }
+        fn str(&mut self, s: &str) {
+            self.tok(&format!("\"{s}\""));
+        }
+        fn array(&mut self, items: &[J]) {
+            self.tok("[");
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    self.tok(",");
+                }
+                self.value(v);
+            }
+            self.tok("]");
+        }
+        fn value(&mut self, v: &J) {
+            match v {
+                J::Null => self.tok("null"),
+                J::Bool(b) => self.tok(if *b { "true" } else { "false" }),
+                J::Num(n) => self.tok(n),
+                J::Str(s) => self.str(s),
+                J::Arr(items) => self.array(items),
+                J::Obj(members) => {
+                    self.tok("{");
+                    for (i, (k, v)) in members.iter().enumerate() {
+                        if i > 0 {
+                            self.tok(",");
+                        }
+                        self.str(k);
+                        self.tok(":");
+                        self.value(v);
+                    }
+                    self.tok("}");
+                }
+            }
+        }
+    }
+
+    fn cut_points(body: &[u8], at: &[Index]) -> Vec<usize> {
+        let mut cuts: Vec<usize> = at.iter().map(|i| i.index(body.len() + 1)).collect();
+        cuts.sort_unstable();
+        cuts
+    }
+
+    fn events(seen: &[Seen]) -> Vec<(&'static str, String)> {
+        seen.iter()
+            .map(|s| (s.0.as_str(), String::from_utf8(s.1.clone()).unwrap()))
+            .collect()
+    }
+
+    /// A byte that damages JSON in an interesting way (or any byte).
+    fn damage() -> impl Strategy<Value = u8> {
+        prop_oneof![
+            select(&b"{}[],:\"\\ \n0-eEnu\xff\xc3\xe2\x80\xed\xf4\x00"[..]),
+            any::<u8>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_bodies_at_random_cuts_give_exactly_serde_jsons_events(
+            body in body(),
+            at in prop::collection::vec(any::<Index>(), 0..16),
+        ) {
+            let bytes = body.as_bytes();
+            let expected = oracle::tap_response(bytes)
+                .map_err(|e| TestCaseError::fail(format!("the generator wrote invalid JSON ({e})")))?;
+            prop_assert!(oracle::nesting(bytes) <= SplitLimits::default().max_depth);
+            let cuts = cut_points(bytes, &at);
+            let (cut, _) = split_at(bytes, &cuts).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(events(&cut), expected.clone(), "cut at {:?}", cuts);
+            let (whole, _) = split(bytes).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(events(&whole), expected);
+        }
+
+        #[test]
+        fn damaged_bodies_fail_where_serde_json_fails_and_never_panic(
+            body in body(),
+            edits in prop::collection::vec((any::<Index>(), 0..4u8, damage()), 1..4),
+            at in prop::collection::vec(any::<Index>(), 0..16),
+        ) {
+            let mut bytes = body.into_bytes();
+            for (i, op, b) in edits {
+                if bytes.is_empty() {
+                    break;
+                }
+                let i = i.index(bytes.len());
+                match op {
+                    0 => bytes[i] = b,
+                    1 => {
+                        bytes.remove(i);
+                    }
+                    2 => bytes.insert(i, b),
+                    _ => bytes.truncate(i),
+                }
+            }
+            let cuts = cut_points(&bytes, &at);
+            let cut = split_at(&bytes, &cuts);
+            let whole = split(&bytes);
+            match oracle::tap_response(&bytes) {
+                Ok(expected) => {
+                    let (cut, _) = cut.map_err(TestCaseError::fail)?;
+                    prop_assert_eq!(events(&cut), expected.clone(), "cut at {:?}", cuts);
+                    let (whole, _) = whole.map_err(TestCaseError::fail)?;
+                    prop_assert_eq!(events(&whole), expected);
+                }
+                Err(why) => {
+                    prop_assert!(
+                        cut.is_err() && whole.is_err(),
+                        "serde_json refuses ({}), the splitter accepts: {}",
+                        why,
+                        String::from_utf8_lossy(&bytes)
+                    );
+                }
+            }
+        }
+    }
 }
