@@ -137,15 +137,16 @@ pub struct PollConfig {
     /// Largest number of events handed to a sink at once. Default `10000`.
     #[serde(default = "default_batch_events")]
     pub batch_events: usize,
-    /// Largest number of raw event bytes handed to a sink at once. Default `2097152` (2 MiB;
-    /// 8 MiB before issue 13: larger batches saved little CPU and cost memory per window).
+    /// Largest number of raw event bytes handed to a sink at once. Default `1048576` (1 MiB;
+    /// 8 MiB before issue 13: larger batches saved no measurable CPU and cost memory per window
+    /// in flight).
     #[serde(default = "default_batch_bytes")]
     pub batch_bytes: usize,
     /// Most raw event bytes that the batches of all windows together may hold between the
     /// response readers and the sinks (waiting to be delivered or being delivered), in bytes. A
     /// reader whose next batch does not fit waits, its response unread (the server waits too),
     /// so peak memory is about `buffer_bytes + concurrency × batch_bytes` above idle whatever
-    /// the size of the responses. Default `16777216` (16 MiB); at least `batch_bytes`.
+    /// the size of the responses. Default `8388608` (8 MiB); at least `batch_bytes`.
     #[serde(default = "default_buffer_bytes")]
     pub buffer_bytes: usize,
     /// Longest wait for the next bytes of a response (not for the whole response, which may be
@@ -198,10 +199,10 @@ fn default_batch_events() -> usize {
     10_000
 }
 fn default_batch_bytes() -> usize {
-    2 << 20
+    1 << 20
 }
 fn default_buffer_bytes() -> usize {
-    16 << 20
+    8 << 20
 }
 fn default_read_timeout() -> Duration {
     Duration::from_secs(60)
@@ -1102,7 +1103,7 @@ sinks = ["archive"]
             "interval = \"5m\"\nbatch_bytes = 65536\nbuffer_bytes = 65536",
         );
         assert_eq!(load(&text, &[]).unwrap().poll.buffer_bytes, 65536);
-        assert_eq!(load(GOOD, &[]).unwrap().poll.buffer_bytes, 16 << 20);
+        assert_eq!(load(GOOD, &[]).unwrap().poll.buffer_bytes, 8 << 20);
     }
 
     #[test]

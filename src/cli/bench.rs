@@ -659,6 +659,8 @@ impl SimThread {
                 };
                 rt.block_on(async move {
                     let sim = Simulator::new(cfg, clock);
+                    // Its request log would grow with every poll and count as the daemon's.
+                    sim.keep_request_log(false);
                     let server =
                         match sim
                             .bind("127.0.0.1:0".parse().unwrap_or_else(|_| {

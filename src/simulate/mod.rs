@@ -287,6 +287,8 @@ struct TenantState {
     gen: events::TenantGen,
     /// Mutable per-tenant state: faults, quota logs, request log.
     live: Mutex<Live>,
+    /// Whether requests go into the request log (see [`Simulator::keep_request_log`]).
+    log_requests: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -326,12 +328,24 @@ impl Simulator {
                         cfg: t,
                         gen,
                         live: Mutex::new(Live::default()),
+                        log_requests: std::sync::atomic::AtomicBool::new(true),
                     },
                 )
             })
             .collect();
         Simulator {
             inner: Arc::new(Inner { clock, tenants }),
+        }
+    }
+
+    /// Whether answered requests are kept for [`Simulator::request_log`] (they are by default).
+    /// The log grows by about 200 bytes per request for as long as the simulator runs, so a
+    /// long-running `tapfwd simulate`, the demo and the benchmark turn it off: nobody reads it
+    /// there, and in the benchmark it would be counted as the daemon's memory.
+    pub fn keep_request_log(&self, keep: bool) {
+        for t in self.inner.tenants.values() {
+            t.log_requests
+                .store(keep, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -446,7 +460,8 @@ impl Simulator {
     }
 
     /// Every request made with `principal` as the Basic-auth user (including rejected ones), oldest
-    /// first. Requests naming no configured principal are not logged.
+    /// first. Requests naming no configured principal are not logged, nor any while
+    /// [`Simulator::keep_request_log`] is off.
     pub fn request_log(&self, principal: &str) -> Vec<LoggedRequest> {
         match self.inner.tenants.get(principal) {
             Some(t) => t.live.lock().unwrap_or_else(|e| e.into_inner()).log.clone(),

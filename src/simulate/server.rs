@@ -176,6 +176,9 @@ pub(super) fn record(
     at: DateTime<Utc>,
     fault: Option<Fault>,
 ) {
+    if !t.log_requests.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     t.live
         .lock()
         .unwrap_or_else(|e| e.into_inner())
