@@ -380,31 +380,63 @@ impl AsRef<[u8]> for Budgeted {
     }
 }
 
-/// Hands `batch` on once the budget has room for it (at once when there is no budget); `None`
-/// when the poller gave up on the window meanwhile.
-async fn send_batch(
-    batch: Batch,
-    budget: &Option<(Arc<Semaphore>, u32)>,
-    tx: &mpsc::Sender<Result<WindowItem, TapError>>,
-) -> Option<()> {
-    let batch = match budget {
-        None => batch,
-        Some((sem, total)) => {
-            let kib = u32::try_from(batch.buf.len().div_ceil(1024))
-                .unwrap_or(u32::MAX)
-                .clamp(1, *total);
-            let share = tokio::select! {
-                share = sem.clone().acquire_many_owned(kib) => share.ok()?,
-                _ = tx.closed() => return None,
-            };
-            let buf = Bytes::from_owner(Budgeted {
-                buf: batch.buf.clone(),
-                _share: share,
-            });
-            Batch { buf, ..batch }
+/// A response reader's side of the buffer budget: the share it holds for the buffer it is
+/// filling, which travels with that buffer's batch when it is handed on.
+struct Room {
+    budget: Option<(Arc<Semaphore>, u32)>,
+    filling: Option<OwnedSemaphorePermit>,
+}
+
+impl Room {
+    /// Waits until the budget has `bytes` for a new buffer (at once when there is no budget);
+    /// `None` when the poller gave up on the window meanwhile. A share is at most the whole
+    /// budget, so none waits forever. A reader that already holds a share (its buffer grows
+    /// for one event larger than a batch) never waits: it takes what is free and goes on, since
+    /// two readers each holding part of the budget and waiting for more would wait for ever.
+    async fn take(
+        &mut self,
+        bytes: usize,
+        tx: &mpsc::Sender<Result<WindowItem, TapError>>,
+    ) -> Option<()> {
+        let Some((sem, total)) = &self.budget else {
+            return Some(());
+        };
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, *total);
+        if let Some(held) = &mut self.filling {
+            if let Ok(more) = sem.clone().try_acquire_many_owned(kib) {
+                held.merge(more);
+            }
+            return Some(());
         }
-    };
-    tx.send(Ok(WindowItem::Batch(batch))).await.ok()
+        let share = tokio::select! {
+            share = sem.clone().acquire_many_owned(kib) => share.ok()?,
+            _ = tx.closed() => return None,
+        };
+        self.filling = Some(share);
+        Some(())
+    }
+
+    /// Hands `batch` on with the share of the buffer it was cut from; `None` when the poller
+    /// gave up on the window.
+    async fn send(
+        &mut self,
+        batch: Batch,
+        tx: &mpsc::Sender<Result<WindowItem, TapError>>,
+    ) -> Option<()> {
+        let batch = match self.filling.take() {
+            None => batch,
+            Some(share) => {
+                let buf = Bytes::from_owner(Budgeted {
+                    buf: batch.buf.clone(),
+                    _share: share,
+                });
+                Batch { buf, ..batch }
+            }
+        };
+        tx.send(Ok(WindowItem::Batch(batch))).await.ok()
+    }
 }
 
 async fn read_body(
@@ -420,13 +452,24 @@ async fn read_body(
     }
     let mut splitter = Splitter::new(SplitLimits::default());
     let mut builder = BatchBuilder::new();
+    // Every batch buffer is paid for from the budget before it is allocated, and the share
+    // travels with the batch cut from it until the sinks are done with it: the buffers being
+    // filled count, not only those handed on, so the budget bounds them all.
+    let mut room = Room {
+        budget,
+        filling: None,
+    };
     // Batch buffers never grow by doubling (a copy at every step, and a buffer up to twice the
     // batch that the allocator then keeps): a response starts in a small buffer, which most
     // windows never fill; when a chunk would not fit, the events so far are handed on as a
     // batch and the rest goes into a buffer of one batch's final size (`limits.bytes`, plus
     // room for the chunk that fills it and the event in progress).
     let batch_capacity = limits.bytes.saturating_add(BATCH_SLACK);
-    builder.reserve(FIRST_BUFFER.min(batch_capacity));
+    let first = FIRST_BUFFER.min(batch_capacity);
+    if room.take(first, tx).await.is_none() {
+        return Ok(());
+    }
+    builder.reserve(first);
     let mut body = response.bytes_stream();
     loop {
         // A poller that gave up (its window deadline, shutdown) drops the receiver: stop reading
@@ -438,26 +481,29 @@ async fn read_body(
         let Some(chunk) = chunk else { break };
         let chunk = chunk.map_err(|e| transport_failure(e, read_timeout))?;
         if builder.buffered() + chunk.len() > builder.capacity() {
-            if !builder.is_empty() {
-                let batch = builder.take();
-                if send_batch(batch, &budget, tx).await.is_none() {
-                    return Ok(());
-                }
+            if !builder.is_empty() && room.send(builder.take(), tx).await.is_none() {
+                return Ok(());
             }
-            builder.reserve(batch_capacity.max(chunk.len()));
+            let want = batch_capacity.max(chunk.len());
+            if room.take(want, tx).await.is_none() {
+                return Ok(());
+            }
+            builder.reserve(want);
         }
         splitter.feed(&chunk, &mut builder)?;
         let full = builder.len() >= limits.events || builder.raw_bytes() >= limits.bytes;
         if full {
-            let batch = builder.take();
-            builder.reserve(batch_capacity);
-            if send_batch(batch, &budget, tx).await.is_none() {
+            if room.send(builder.take(), tx).await.is_none() {
                 return Ok(()); // the poller gave up on this window
             }
+            if room.take(batch_capacity, tx).await.is_none() {
+                return Ok(());
+            }
+            builder.reserve(batch_capacity);
         }
     }
     let summary = splitter.finish()?;
-    if !builder.is_empty() && send_batch(builder.take(), &budget, tx).await.is_none() {
+    if !builder.is_empty() && room.send(builder.take(), tx).await.is_none() {
         return Ok(());
     }
     let _ = tx.send(Ok(WindowItem::Done(summary))).await;
