@@ -651,6 +651,96 @@ mod tests {
         (events, stalls)
     }
 
+    /// Answers every request with `body` as JSON, then closes the connection.
+    async fn serve_body(body: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let body = Arc::new(body);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let header = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(header.as_bytes()).await;
+                    let _ = conn.write_all(&body).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    /// Events larger than the whole budget, in two windows read at once: a reader whose buffer
+    /// must grow for one event takes what is free instead of waiting, so neither waits on the
+    /// other and both windows arrive whole.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_larger_than_the_budget_in_concurrent_windows_do_not_wait_on_each_other() {
+        let big = format!(
+            r#"{{"GUID":"g-big","messageTime":"2026-01-01T00:00:00.000Z","subject":"{}"}}"#,
+            "x".repeat(3 << 19)
+        );
+        let small = r#"{"GUID":"g-small","messageTime":"2026-01-01T00:00:01.000Z"}"#;
+        let body = format!(
+            r#"{{"queryEndTime":"2026-01-01T01:00:00Z","messagesDelivered":[{big},{small},{big}],"clicksPermitted":[]}}"#
+        );
+        let base_url = serve_body(body.into_bytes()).await;
+        let client = TapClient::new(Duration::from_secs(30))
+            .unwrap()
+            .with_buffer_budget(1 << 20);
+        let secret = SecretString::from("s".to_string());
+        let window = Window {
+            start: 1_767_225_600,
+            end: 1_767_229_200,
+        };
+        let limits = BatchLimits {
+            events: 10_000,
+            bytes: 64 * 1024,
+        };
+        let read = |client: TapClient| {
+            let (base_url, secret) = (base_url.clone(), secret.clone());
+            async move {
+                let creds = Credentials {
+                    principal: "p",
+                    secret: &secret,
+                    params: Vec::new(),
+                };
+                let mut rx = client
+                    .fetch_window(&base_url, &creds, window, limits)
+                    .await
+                    .unwrap();
+                // Each batch is delivered (dropped) before the next is taken, as the poller does.
+                let mut delivered = 0;
+                loop {
+                    match rx.recv().await.expect("the reader stopped early").unwrap() {
+                        WindowItem::Batch(b) => delivered += b.len(),
+                        WindowItem::Done(summary) => return (summary.events, delivered),
+                    }
+                }
+            }
+        };
+        let both = futures_util::future::join(read(client.clone()), read(client));
+        let ((a, delivered_a), (b, delivered_b)) =
+            tokio::time::timeout(Duration::from_secs(60), both)
+                .await
+                .expect("the readers waited on each other");
+        assert_eq!((a, b), (3, 3));
+        assert_eq!((delivered_a, delivered_b), (3, 3));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_buffer_budget_bounds_the_batches_held_and_the_window_arrives_whole() {
         use crate::clock::Clock;
