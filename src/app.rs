@@ -74,7 +74,8 @@ impl App {
     ) -> anyhow::Result<App> {
         let store = Store::open(&config.state_dir)?;
         refuse_lost_store(&config, &store)?;
-        let client = TapClient::new(config.poll.read_timeout)?;
+        let client =
+            TapClient::new(config.poll.read_timeout)?.with_buffer_budget(config.poll.buffer_bytes);
         let metrics = Arc::new(Metrics::default());
         let enricher = crate::enrich::Enricher::new(
             config.enrichment.clone(),

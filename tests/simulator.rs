@@ -117,6 +117,24 @@ async fn same_seed_gives_same_events_and_other_seed_differs() {
 }
 
 #[tokio::test]
+async fn the_request_log_can_be_turned_off_and_on() {
+    let h = Harness::default(t0()).await;
+    let (a, b) = (t0() - mins(120), t0() - mins(119));
+    h.window(a, b, "").await;
+    assert_eq!(h.sim.request_log(P).len(), 1);
+    h.sim.keep_request_log(false);
+    h.window(a, b, "").await;
+    let (status, _, _) = h.get_as(P, "wrong", "/v2/siem/all", "format=json").await;
+    assert_eq!(status, 401);
+    assert_eq!(h.sim.request_log(P).len(), 1, "logged while turned off");
+    h.sim.keep_request_log(true);
+    h.window(a, b, "").await;
+    let log = h.sim.request_log(P);
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[1].status, 200);
+}
+
+#[tokio::test]
 async fn bad_credentials_get_401_unlicensed_403_unknown_path_404() {
     let mut cfg = SimConfig::generated(1, 600, 1);
     let mut unlicensed = SimTenant::new("nolicense", "pw", 600);

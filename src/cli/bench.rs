@@ -45,6 +45,11 @@ pub enum Case {
     Scale,
     Large,
     Pod,
+    /// Growth curves: scale at 100 / 1,000 / 10,000 tenants and throughput at 10 k / 100 k /
+    /// 1 M events, each point in its own process.
+    Curves,
+    /// State that stays small: the store's size on disk through simulated days of polling.
+    State,
 }
 
 /// `tapfwd bench` options. `--quick` shrinks every case for a CI smoke run (under a minute).
@@ -89,6 +94,26 @@ pub struct BenchArgs {
     /// run: memory must stay as flat as without it (nothing is queued for a failing sink).
     #[arg(long)]
     pub pod_sink_down: bool,
+    /// Throughput: the simulator answers uncompressed even when asked for gzip (the real API
+    /// answers gzip; `--case all` runs the throughput case both ways).
+    #[arg(long)]
+    pub no_gzip: bool,
+    /// Throughput and large: `poll.batch_bytes` of the daemon (default: the daemon's default).
+    #[arg(long)]
+    pub batch_bytes: Option<usize>,
+    /// Throughput and large: `poll.buffer_bytes` of the daemon (default: the daemon's default).
+    #[arg(long)]
+    pub buffer_bytes: Option<usize>,
+    /// Throughput: skip the raw-transfer reference run.
+    #[arg(long)]
+    pub no_reference: bool,
+    /// State: tenants (default 1000; quick 5). Each polls every 5 minutes at 500 events/h.
+    #[arg(long)]
+    pub state_tenants: Option<usize>,
+    /// State: simulated days (default 30; quick 2). The store's size is printed after day 1,
+    /// 7 and the last.
+    #[arg(long)]
+    pub state_days: Option<u64>,
 }
 
 impl BenchArgs {
@@ -108,6 +133,13 @@ impl BenchArgs {
     fn scale_minutes(&self) -> u64 {
         self.scale_minutes
             .unwrap_or(if self.quick { 10 } else { 20 })
+    }
+    fn state_tenants(&self) -> usize {
+        self.state_tenants
+            .unwrap_or(if self.quick { 5 } else { 1000 })
+    }
+    fn state_days(&self) -> u64 {
+        self.state_days.unwrap_or(if self.quick { 2 } else { 30 })
     }
     fn large_events(&self) -> u32 {
         self.large_events
@@ -145,8 +177,15 @@ impl BenchArgs {
         opt("large-events", self.large_events.map(|v| v.to_string()));
         opt("pod-per-minute", self.pod_per_minute.map(|v| v.to_string()));
         opt("pod-seconds", self.pod_seconds.map(|v| v.to_string()));
+        opt("state-tenants", self.state_tenants.map(|v| v.to_string()));
+        opt("state-days", self.state_days.map(|v| v.to_string()));
+        opt("batch-bytes", self.batch_bytes.map(|v| v.to_string()));
+        opt("buffer-bytes", self.buffer_bytes.map(|v| v.to_string()));
         if self.pod_sink_down {
             a.push("--pod-sink-down".into());
+        }
+        if self.no_reference {
+            a.push("--no-reference".into());
         }
         a
     }
@@ -161,17 +200,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Case::All => {
             print_machine(&dir);
             let exe = std::env::current_exe()?;
-            for case in ["throughput", "scale", "large", "pod"] {
+            let runs: [(&str, &[&str]); 6] = [
+                ("throughput", &["--no-gzip"]),
+                ("throughput", &[]),
+                ("scale", &[]),
+                ("large", &[]),
+                ("state", &[]),
+                ("pod", &[]),
+            ];
+            for (case, extra) in runs {
                 let status = std::process::Command::new(&exe)
                     .args(args.child_args(case))
+                    .args(extra)
                     .status()
                     .with_context(|| format!("running the {case} case"))?;
                 if !status.success() {
                     bail!("the {case} case failed ({status})");
                 }
             }
-            Ok(())
+            curves(&args).await
         }
+        Case::Curves => {
+            print_machine(&dir);
+            curves(&args).await
+        }
+        Case::State => state(&args, &dir).await,
         Case::Throughput => throughput(&args, &dir).await,
         Case::Scale => scale(&args, &dir).await,
         Case::Large => large(&args, &dir).await,
@@ -294,10 +347,15 @@ fn secret(i: usize) -> String {
 
 /// The simulator's TOML config: `n` tenants at `per_hour`.
 fn sim_toml(n: usize, per_hour: u32) -> String {
+    sim_toml_with(n, per_hour, true)
+}
+
+/// The same, answering gzip when asked (`gzip`) or always uncompressed.
+fn sim_toml_with(n: usize, per_hour: u32, gzip: bool) -> String {
     let mut s = String::from("seed = 6\n");
     for i in 1..=n {
         s.push_str(&format!(
-            "\n[[tenants]]\nprincipal = \"{}\"\nsecret = \"{}\"\nevents_per_hour = {per_hour}\n",
+            "\n[[tenants]]\nprincipal = \"{}\"\nsecret = \"{}\"\nevents_per_hour = {per_hour}\ngzip = {gzip}\n",
             principal(i),
             secret(i)
         ));
@@ -386,15 +444,18 @@ fn flush_stdout() {
 
 async fn throughput(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     let (n, hours, per_hour) = (args.tenants(), args.hours(), args.events_per_hour());
+    let gzip = !args.no_gzip;
     let work = fresh_dir(dir, "throughput")?;
     println!(
-        "\n== throughput: {n} tenants x {hours} h backlog x {per_hour} events/h into the file sink (load {})",
+        "\n== throughput: {n} tenants x {hours} h backlog x {per_hour} events/h into the file sink, {} responses (load {})",
+        if gzip { "gzip" } else { "uncompressed" },
         loadavg()
     );
     flush_stdout();
-    let sim = SimProcess::start(&work, &sim_toml(n, per_hour)).await?;
+    let sim = SimProcess::start(&work, &sim_toml_with(n, per_hour, gzip)).await?;
     let events_path = work.join("events.ndjson");
-    let poll = format!("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"{hours}h\"\n");
+    let mut poll = format!("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"{hours}h\"\n");
+    poll.push_str(&poll_overrides(args));
     let config = parse_config(&daemon_toml(
         &work.join("state"),
         &events_path,
@@ -402,6 +463,23 @@ async fn throughput(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         n,
         &poll,
     ))?;
+    // The raw-transfer reference first, in this process, against the same simulator: the
+    // windows the daemon will ask for, their bodies written raw.
+    let reference = if args.no_reference {
+        None
+    } else {
+        let r = raw_reference(&config, &sim, hours, &work.join("raw.bin")).await?;
+        println!(
+            "raw reference:           {:.1} CPU-s for {} windows, {:.0} MB of bodies, {:.1} s wall (simulator {:.1} CPU-s)",
+            r.cpu,
+            r.windows,
+            r.bytes as f64 / 1e6,
+            r.wall,
+            r.sim_cpu
+        );
+        flush_stdout();
+        Some(r)
+    };
     let app = App::build(config, Clock::System).await?;
     let board = app.status();
     let baseline = rss_kib();
@@ -434,9 +512,16 @@ async fn throughput(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         bytes as f64 / 1e6 / wall
     );
     println!(
-        "daemon CPU:              {cpu:.1} s = {:.1} CPU-s per million events",
-        cpu / events.max(1) as f64 * 1e6
+        "daemon CPU:              {cpu:.1} s = {:.1} CPU-s per million events = {:.0} events per CPU-second",
+        cpu / events.max(1) as f64 * 1e6,
+        events as f64 / cpu.max(0.01)
     );
+    if let Some(r) = &reference {
+        println!(
+            "daemon / raw reference:  {:.2}x the reference's CPU (same windows, same client, same simulator, this run)",
+            cpu / r.cpu.max(0.01)
+        );
+    }
     println!(
         "simulator CPU (child):   {sim_cpu:.1} s = {:.1} CPU-s per million events",
         sim_cpu / events.max(1) as f64 * 1e6
@@ -448,10 +533,126 @@ async fn throughput(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         mib(baseline)
     );
     println!("load average at end:     {}", loadavg());
+    println!(
+        "RESULT case=throughput gzip={gzip} events={events} cpu={cpu:.3} ref_cpu={:.3} hwm_kib={hwm}",
+        reference.as_ref().map_or(0.0, |r| r.cpu)
+    );
     flush_stdout();
     drop(sim);
     std::fs::remove_file(&events_path).ok();
     Ok(())
+}
+
+/// `poll` lines for the `--batch-bytes` and `--buffer-bytes` options.
+fn poll_overrides(args: &BenchArgs) -> String {
+    let mut s = String::new();
+    if let Some(b) = args.batch_bytes {
+        s.push_str(&format!("batch_bytes = {b}\n"));
+    }
+    if let Some(b) = args.buffer_bytes {
+        s.push_str(&format!("buffer_bytes = {b}\n"));
+    }
+    s
+}
+
+/// What the raw-transfer reference did and cost.
+struct RawRun {
+    windows: u64,
+    bytes: u64,
+    cpu: f64,
+    sim_cpu: f64,
+    wall: f64,
+}
+
+/// The raw-transfer reference: the windows the daemon asks for in the throughput case (each
+/// tenant's backlog in 1-hour windows from `now − lag − hours`), fetched over the same client
+/// stack (reqwest with the TAP client's settings, gzip on, the same simulator), `poll.concurrency`
+/// tenants at a time, each body streamed into one file as it arrives and `fdatasync`ed per
+/// window. No splitting, validation, hashing, dedupe or store: the cost of moving the bytes.
+async fn raw_reference(
+    config: &Config,
+    sim: &SimProcess,
+    hours: u64,
+    out: &Path,
+) -> anyhow::Result<RawRun> {
+    use crate::tap::window::Window;
+    use secrecy::ExposeSecret as _;
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("tapfwd/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(15))
+        .read_timeout(config.poll.read_timeout)
+        .gzip(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()?;
+    let file = Arc::new(std::sync::Mutex::new(std::fs::File::create(out)?));
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.poll.concurrency.max(1)));
+    let end = chrono::Utc::now().timestamp() - config.poll.lag.as_secs() as i64;
+    let first = end - hours as i64 * 3600;
+    let (cpu0, sim0, t0) = (cpu_secs(), sim.cpu_secs(), Instant::now());
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in config.tenants.values() {
+        // The bench's tenants are `tenant-N` with secret `secret-N`.
+        let secret = secrecy::SecretString::from(t.principal.replace("tenant-", "secret-"));
+        let creds = t.credentials(&secret);
+        let mut query: Vec<(String, String)> = vec![("format".into(), "json".into())];
+        query.extend(
+            creds
+                .params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let principal = t.principal.clone();
+        let secret = secret.expose_secret().to_string();
+        let url = format!("{}/v2/siem/all", t.base_url().trim_end_matches('/'));
+        let (http, file, permits) = (http.clone(), file.clone(), permits.clone());
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await?;
+            let (mut windows, mut bytes) = (0u64, 0u64);
+            let mut start = first;
+            while start < end {
+                let w = Window {
+                    start,
+                    end: (start + 3600).min(end),
+                };
+                let mut q = query.clone();
+                q.push(("interval".into(), w.interval_param()));
+                let mut resp = http
+                    .get(&url)
+                    .query(&q)
+                    .basic_auth(&principal, Some(&secret))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                while let Some(chunk) = resp.chunk().await? {
+                    bytes += chunk.len() as u64;
+                    let mut f = file.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                    f.write_all(&chunk)?;
+                }
+                file.lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .sync_data()?;
+                windows += 1;
+                start = w.end;
+            }
+            anyhow::Ok((windows, bytes))
+        });
+    }
+    let (mut windows, mut bytes) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        let (w, b) = r??;
+        windows += w;
+        bytes += b;
+    }
+    let run = RawRun {
+        windows,
+        bytes,
+        cpu: cpu_secs() - cpu0,
+        sim_cpu: sim.cpu_secs() - sim0,
+        wall: t0.elapsed().as_secs_f64(),
+    };
+    std::fs::remove_file(out).ok();
+    Ok(run)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -486,6 +687,8 @@ impl SimThread {
                 };
                 rt.block_on(async move {
                     let sim = Simulator::new(cfg, clock);
+                    // Its request log would grow with every poll and count as the daemon's.
+                    sim.keep_request_log(false);
                     let server =
                         match sim
                             .bind("127.0.0.1:0".parse().unwrap_or_else(|_| {
@@ -541,6 +744,9 @@ fn wait_idle(board: &crate::status::StatusBoard, n: usize, now: i64) -> anyhow::
     // `next_poll_at` is RFC 3339 in one fixed format (`clock::rfc3339`), so comparing the
     // strings compares the instants: no parsing of 10,000 timestamps per check.
     let now_text = clock::rfc3339(now);
+    // Short naps first (a 5-minute poll of a few events takes about a millisecond), longer
+    // ones while a big window is being delivered.
+    let mut nap = Duration::from_micros(200);
     loop {
         let mut idle = true;
         let mut next: Option<String> = None;
@@ -560,7 +766,8 @@ fn wait_idle(board: &crate::status::StatusBoard, n: usize, now: i64) -> anyhow::
         if Instant::now() > deadline {
             bail!("tenants did not become idle within 10 minutes");
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(10));
     }
 }
 
@@ -655,12 +862,18 @@ async fn scale(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     println!("polls:                   {polls} in {minutes} simulated min ({:.0} per hour), {wall:.1} s wall", polls as f64 / h);
     println!("daemon CPU per sim. hour: {:.2} CPU-s ({:.2} ms per poll; process {:.2}, simulator thread {:.2}, bench checks {:.2} CPU-s per hour)",
         daemon / h, daemon / polls.max(1) as f64 * 1e3, cpu / h, sim_cpu / h, checks / h);
+    let after = rss_kib();
     println!(
         "RSS after steady state:  {:.1} MiB ({:.2} KiB per tenant)",
-        mib(rss_kib()),
-        (rss_kib().saturating_sub(baseline)) as f64 / n as f64
+        mib(after),
+        (after.saturating_sub(baseline)) as f64 / n as f64
     );
     println!("load average at end:     {}", loadavg());
+    println!(
+        "RESULT case=scale tenants={n} idle_kib={idle} baseline_kib={baseline} after_kib={after} cpu_per_hour={:.3} ms_per_poll={:.4}",
+        daemon / h,
+        daemon / polls.max(1) as f64 * 1e3
+    );
     flush_stdout();
     shutdown.cancel();
     task.await??;
@@ -678,6 +891,249 @@ fn requests(board: &crate::status::StatusBoard) -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Growth curves
+
+/// The `key=value` fields of a child's `RESULT case=…` line.
+fn parse_result(
+    stdout: &str,
+    case: &str,
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("RESULT case={case} ")))
+        .with_context(|| format!("the {case} run printed no RESULT line"))?;
+    Ok(line
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+/// Runs this binary for one point of a curve; echoes its output and returns its RESULT fields.
+fn run_point(
+    args: &BenchArgs,
+    case: &str,
+    extra: &[String],
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    let mut a = vec!["bench".to_string(), "--case".into(), case.into()];
+    a.push("--dir".into());
+    a.push(args.dir.display().to_string());
+    a.extend(extra.iter().cloned());
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(&a)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", a.join(" ")))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    print!("{text}");
+    flush_stdout();
+    if !out.status.success() {
+        bail!("`tapfwd {}` failed ({})", a.join(" "), out.status);
+    }
+    parse_result(&text, case)
+}
+
+fn field(r: &std::collections::HashMap<String, String>, k: &str) -> f64 {
+    r.get(k).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+}
+
+/// How cost grows with work: the scale case at three tenant counts and the throughput case at
+/// three event counts, each point in its own process (so RSS is the point's own).
+async fn curves(args: &BenchArgs) -> anyhow::Result<()> {
+    let minutes = args.scale_minutes();
+    let tenants: [usize; 3] = if args.quick {
+        [50, 100, 200]
+    } else {
+        [100, 1_000, 10_000]
+    };
+    let mut rows = Vec::new();
+    for n in tenants {
+        let load = loadavg();
+        let r = run_point(
+            args,
+            "scale",
+            &[
+                "--scale-tenants".into(),
+                n.to_string(),
+                "--scale-minutes".into(),
+                minutes.to_string(),
+            ],
+        )?;
+        rows.push((n, load, r));
+    }
+    // (tenants, hours, events/h): 10 k, 100 k and 1 M events at 2,000 events/h.
+    let sizes: [(usize, u64, u32); 3] = if args.quick {
+        [(1, 1, 2000), (2, 1, 2000), (4, 1, 2000)]
+    } else {
+        [(5, 1, 2000), (10, 5, 2000), (20, 25, 2000)]
+    };
+    let mut trows = Vec::new();
+    for (n, hours, per_hour) in sizes {
+        let load = loadavg();
+        let r = run_point(
+            args,
+            "throughput",
+            &[
+                "--tenants".into(),
+                n.to_string(),
+                "--hours".into(),
+                hours.to_string(),
+                "--events-per-hour".into(),
+                per_hour.to_string(),
+            ],
+        )?;
+        trows.push(((n, hours, per_hour), load, r));
+    }
+    println!("\n== growth curves ({minutes} simulated minutes of 5-minute polls per scale point; gzip responses)");
+    println!("| tenants | RSS above baseline, idle | per tenant | after {minutes} min | daemon CPU-s per simulated hour | ms per poll | load at start |");
+    println!("|---|---|---|---|---|---|---|");
+    for (n, load, r) in &rows {
+        let base = field(r, "baseline_kib");
+        let idle = field(r, "idle_kib") - base;
+        let after = field(r, "after_kib") - base;
+        println!(
+            "| {n} | {:.1} MiB | {:.2} KiB | {:.2} KiB | {:.2} | {:.3} | {load} |",
+            idle / 1024.0,
+            idle / *n as f64,
+            after / *n as f64,
+            field(r, "cpu_per_hour"),
+            field(r, "ms_per_poll")
+        );
+    }
+    println!("\n| events | tenants x hours x events/h | daemon CPU-s | events per CPU-s | raw reference CPU-s | ratio | peak RSS | load at start |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for ((n, hours, per_hour), load, r) in &trows {
+        let (cpu, rcpu, ev) = (field(r, "cpu"), field(r, "ref_cpu"), field(r, "events"));
+        println!(
+            "| {ev:.0} | {n} x {hours} x {per_hour} | {cpu:.2} | {:.0} | {rcpu:.2} | {:.2}x | {:.1} MiB | {load} |",
+            ev / cpu.max(0.01),
+            cpu / rcpu.max(0.01),
+            field(r, "hwm_kib") / 1024.0
+        );
+    }
+    flush_stdout();
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// State that stays small
+
+/// Bytes of the files under `dir`: (sum of lengths, sum of allocated blocks).
+fn dir_size(dir: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut total = (0, 0);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return total;
+    };
+    for e in entries.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        if m.is_dir() {
+            let (l, b) = dir_size(&e.path());
+            total = (total.0 + l, total.1 + b);
+        } else {
+            total = (total.0 + m.len(), total.1 + m.blocks() * 512);
+        }
+    }
+    total
+}
+
+/// N tenants at 500 events/h through D simulated days of 5-minute polls on the manual clock,
+/// the store's size on disk printed after day 1, 7 and D. The clock moves in 5-minute steps
+/// (every tenant polls once per step). The output file is emptied every simulated day (the
+/// file sink writes at its committed offset, so it becomes sparse): only the store is measured.
+async fn state(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
+    let (n, days) = (args.state_tenants(), args.state_days());
+    let per_hour = 500;
+    let work = fresh_dir(dir, "state")?;
+    println!(
+        "\n== state: {n} tenants x {per_hour} events/h, {days} simulated days of 5-minute polls (load {})",
+        loadavg()
+    );
+    flush_stdout();
+    let start = chrono::Utc::now();
+    let (clock, manual) = Clock::manual(start);
+    let mut cfg = SimConfig {
+        seed: 6,
+        tenants: Vec::with_capacity(n),
+        pod: Vec::new(),
+    };
+    for i in 1..=n {
+        cfg.tenants.push(crate::simulate::SimTenant::new(
+            &principal(i),
+            &secret(i),
+            per_hour,
+        ));
+    }
+    let sim = SimThread::start(cfg, clock.clone())?;
+    let events_path = work.join("events.ndjson");
+    let state_dir = work.join("state");
+    let poll = "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"5m\"\nconcurrency = 16\n";
+    let config = parse_config(&daemon_toml(
+        &state_dir,
+        &events_path,
+        &sim.base_url,
+        n,
+        poll,
+    ))?;
+    let app = App::build(config, clock.clone()).await?;
+    let board = app.status();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(app.run(shutdown.clone()));
+    let (cpu0, t0) = (cpu_secs(), Instant::now());
+    let mut day1: Option<u64> = None;
+    let mut worst = 0.0f64;
+    println!("| day | events delivered | store, file lengths | store, allocated | x day 1 | RSS | CPU-s so far | wall s | load |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for day in 1..=days {
+        let (b, m, ev) = (board.clone(), manual.clone(), events_path.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            for _ in 0..288 {
+                let now = m.now().timestamp() + 300;
+                m.set(clock::to_datetime(now));
+                wait_idle(&b, n, now)?;
+            }
+            // Keep the disk free: the file sink writes at its committed offset, so the file
+            // turns sparse and only the store is measured.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&ev)?
+                .set_len(0)?;
+            Ok(())
+        })
+        .await??;
+        let (len, alloc) = dir_size(&state_dir);
+        let base = *day1.get_or_insert(len);
+        let x = len as f64 / base.max(1) as f64;
+        if day > 1 {
+            worst = worst.max(x);
+        }
+        if day == 1 || day == 7 || day == days || day % 5 == 0 {
+            println!(
+                "| {day} | {} | {:.1} MB | {:.1} MB | {x:.2} | {:.1} MiB | {:.1} | {:.0} | {} |",
+                delivered(&board),
+                len as f64 / 1e6,
+                alloc as f64 / 1e6,
+                mib(rss_kib()),
+                cpu_secs() - cpu0,
+                t0.elapsed().as_secs_f64(),
+                loadavg()
+            );
+            flush_stdout();
+        }
+    }
+    println!(
+        "largest size after day 1: {worst:.2}x the day-1 size (bound: 2x) — {}",
+        if worst <= 2.0 { "kept" } else { "NOT kept" }
+    );
+    println!("RESULT case=state tenants={n} days={days} worst={worst:.3}");
+    flush_stdout();
+    shutdown.cancel();
+    task.await??;
+    drop(sim);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Case 3: large window
 
 async fn large(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
@@ -690,13 +1146,14 @@ async fn large(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     flush_stdout();
     let sim = SimProcess::start(&work, &sim_toml(1, events)).await?;
     let events_path = work.join("events.ndjson");
-    let poll = "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"\n";
+    let mut poll = "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"\n".to_string();
+    poll.push_str(&poll_overrides(args));
     let config = parse_config(&daemon_toml(
         &work.join("state"),
         &events_path,
         &sim.base_url,
         1,
-        poll,
+        &poll,
     ))?;
     let app = App::build(config, Clock::System).await?;
     let board = app.status();

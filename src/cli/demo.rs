@@ -35,6 +35,9 @@ pub(super) async fn simulate(
     };
     let n = cfg.tenants.len();
     let sim = Simulator::new(cfg, Clock::System);
+    // Nobody reads the request log here, and it would grow with every request for as long as
+    // the simulator serves.
+    sim.keep_request_log(false);
     let server = sim
         .bind(listen)
         .await
@@ -71,6 +74,7 @@ pub(super) async fn demo(
             .essentials("1000", &["4711", "4712", "4713"]),
     );
     let sim = Simulator::new(sim_config.clone(), Clock::System);
+    sim.keep_request_log(false);
     let server = sim.bind("127.0.0.1:0".parse()?).await?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let events = dir.join("events.ndjson");

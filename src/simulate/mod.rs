@@ -123,6 +123,10 @@ pub struct SimTenant {
     /// Users in the tenant's top clickers list. Default 450 (three pages of 200).
     #[serde(default = "default_top_clickers")]
     pub top_clickers: u64,
+    /// Answer `Accept-Encoding: gzip` with a gzip body, as the real API does. `false` always
+    /// answers uncompressed (the benchmark's uncompressed throughput run). Default true.
+    #[serde(default = "default_gzip")]
+    pub gzip: bool,
 }
 
 fn default_vap_users() -> u64 {
@@ -162,6 +166,10 @@ fn default_licensed() -> bool {
     true
 }
 
+fn default_gzip() -> bool {
+    true
+}
+
 impl SimTenant {
     /// A licensed tenant with the default limits and delay.
     pub fn new(principal: &str, secret: &str, events_per_hour: u32) -> Self {
@@ -176,6 +184,7 @@ impl SimTenant {
             essentials: None,
             vap_users: default_vap_users(),
             top_clickers: default_top_clickers(),
+            gzip: true,
         }
     }
 
@@ -289,6 +298,8 @@ struct TenantState {
     gen: events::TenantGen,
     /// Mutable per-tenant state: faults, quota logs, request log.
     live: Mutex<Live>,
+    /// Whether requests go into the request log (see [`Simulator::keep_request_log`]).
+    log_requests: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -328,6 +339,7 @@ impl Simulator {
                         cfg: t,
                         gen,
                         live: Mutex::new(Live::default()),
+                        log_requests: std::sync::atomic::AtomicBool::new(true),
                     },
                 )
             })
@@ -343,6 +355,17 @@ impl Simulator {
                 tenants,
                 pod,
             }),
+        }
+    }
+
+    /// Whether answered requests are kept for [`Simulator::request_log`] (they are by default).
+    /// The log grows by about 200 bytes per request for as long as the simulator runs, so a
+    /// long-running `tapfwd simulate`, the demo and the benchmark turn it off: nobody reads it
+    /// there, and in the benchmark it would be counted as the daemon's memory.
+    pub fn keep_request_log(&self, keep: bool) {
+        for t in self.inner.tenants.values() {
+            t.log_requests
+                .store(keep, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -457,7 +480,8 @@ impl Simulator {
     }
 
     /// Every request made with `principal` as the Basic-auth user (including rejected ones), oldest
-    /// first. Requests naming no configured principal are not logged.
+    /// first. Requests naming no configured principal are not logged, nor any while
+    /// [`Simulator::keep_request_log`] is off.
     pub fn request_log(&self, principal: &str) -> Vec<LoggedRequest> {
         match self.inner.tenants.get(principal) {
             Some(t) => t.live.lock().unwrap_or_else(|e| e.into_inner()).log.clone(),

@@ -186,6 +186,9 @@ pub(super) fn record(
     at: DateTime<Utc>,
     fault: Option<Fault>,
 ) {
+    if !t.log_requests.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     t.live
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -259,12 +262,13 @@ async fn handle(sim: &Simulator, parts: &Parts, kill: Option<Arc<Notify>>) -> Re
 
     let query = parts.uri.query().unwrap_or("");
     let params = parse_params(query, now, ep.kinds, t.gen.is_essentials());
-    let gzip = parts
-        .headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let gzip = t.cfg.gzip
+        && parts
+            .headers
+            .get_all(header::ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
 
     if let Some(fault) = fault {
         return fault_response(t, parts, now, fault, params.ok(), kill).await;

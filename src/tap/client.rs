@@ -10,11 +10,13 @@
 //! headers, the head of a malformed body) goes through [`crate::secret::scrub`] for the secret,
 //! `principal:secret` and their Base64 forms before it leaves this module (invariant 7).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::split::{BatchBuilder, SplitError, SplitLimits, SplitSummary, Splitter};
 use super::window::Window;
@@ -201,6 +203,9 @@ pub struct BatchLimits {
 pub struct TapClient {
     http: reqwest::Client,
     read_timeout: Duration,
+    /// The shared budget of batch bytes between readers and sinks (`poll.buffer_bytes`), in
+    /// KiB, and its size; `None` (unbounded) until [`TapClient::with_buffer_budget`].
+    budget: Option<(Arc<Semaphore>, u32)>,
 }
 
 impl TapClient {
@@ -216,7 +221,23 @@ impl TapClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| TapError::Transport(e.to_string()))?;
-        Ok(TapClient { http, read_timeout })
+        Ok(TapClient {
+            http,
+            read_timeout,
+            budget: None,
+        })
+    }
+
+    /// Bounds the bytes that batches of every window fetched through this client (and its
+    /// clones) hold at once, from the moment a reader hands a batch on until every sink is done
+    /// with it: `poll.buffer_bytes`. A reader whose batch does not fit waits for delivered
+    /// batches to be freed. Each batch takes at most the whole budget, so none waits forever.
+    pub fn with_buffer_budget(mut self, bytes: usize) -> TapClient {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        self.budget = Some((Arc::new(Semaphore::new(kib as usize)), kib));
+        self
     }
 
     fn url(base_url: &str) -> String {
@@ -242,8 +263,9 @@ impl TapClient {
         // of memory (filling, sending, queued, delivering) whatever its size.
         let (tx, rx) = mpsc::channel(1);
         let read_timeout = self.read_timeout;
+        let budget = self.budget.clone();
         tokio::spawn(async move {
-            let result = read_body(response, limits, read_timeout, &tx).await;
+            let result = read_body(response, limits, read_timeout, budget, &tx).await;
             if let Err(e) = result {
                 let _ = tx.send(Err(e.scrubbed(&secrets))).await;
             }
@@ -338,10 +360,90 @@ impl TapClient {
     }
 }
 
+/// Room beyond `batch_bytes` in a batch's buffer for the chunk that fills it and the event in
+/// progress; a chunk that does not fit starts the next batch instead.
+const BATCH_SLACK: usize = 256 * 1024;
+
+/// The buffer a response starts in: a 5-minute poll's window of a few events fits.
+const FIRST_BUFFER: usize = 64 * 1024;
+
+/// A batch's buffer together with its share of the buffer budget, which returns to the budget
+/// when the last copy of the buffer (the sinks hold clones while delivering) is dropped.
+struct Budgeted {
+    buf: Bytes,
+    _share: OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Budgeted {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// A response reader's side of the buffer budget: the share it holds for the buffer it is
+/// filling, which travels with that buffer's batch when it is handed on.
+struct Room {
+    budget: Option<(Arc<Semaphore>, u32)>,
+    filling: Option<OwnedSemaphorePermit>,
+}
+
+impl Room {
+    /// Waits until the budget has `bytes` for a new buffer (at once when there is no budget);
+    /// `None` when the poller gave up on the window meanwhile. A share is at most the whole
+    /// budget, so none waits forever. A reader that already holds a share (its buffer grows
+    /// for one event larger than a batch) never waits: it takes what is free and goes on, since
+    /// two readers each holding part of the budget and waiting for more would wait for ever.
+    async fn take(
+        &mut self,
+        bytes: usize,
+        tx: &mpsc::Sender<Result<WindowItem, TapError>>,
+    ) -> Option<()> {
+        let Some((sem, total)) = &self.budget else {
+            return Some(());
+        };
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, *total);
+        if let Some(held) = &mut self.filling {
+            if let Ok(more) = sem.clone().try_acquire_many_owned(kib) {
+                held.merge(more);
+            }
+            return Some(());
+        }
+        let share = tokio::select! {
+            share = sem.clone().acquire_many_owned(kib) => share.ok()?,
+            _ = tx.closed() => return None,
+        };
+        self.filling = Some(share);
+        Some(())
+    }
+
+    /// Hands `batch` on with the share of the buffer it was cut from; `None` when the poller
+    /// gave up on the window.
+    async fn send(
+        &mut self,
+        batch: Batch,
+        tx: &mpsc::Sender<Result<WindowItem, TapError>>,
+    ) -> Option<()> {
+        let batch = match self.filling.take() {
+            None => batch,
+            Some(share) => {
+                let buf = Bytes::from_owner(Budgeted {
+                    buf: batch.buf.clone(),
+                    _share: share,
+                });
+                Batch { buf, ..batch }
+            }
+        };
+        tx.send(Ok(WindowItem::Batch(batch))).await.ok()
+    }
+}
+
 async fn read_body(
     response: reqwest::Response,
     limits: BatchLimits,
     read_timeout: Duration,
+    budget: Option<(Arc<Semaphore>, u32)>,
     tx: &mpsc::Sender<Result<WindowItem, TapError>>,
 ) -> Result<(), TapError> {
     if response.status().as_u16() == 204 {
@@ -350,6 +452,24 @@ async fn read_body(
     }
     let mut splitter = Splitter::new(SplitLimits::default());
     let mut builder = BatchBuilder::new();
+    // Every batch buffer is paid for from the budget before it is allocated, and the share
+    // travels with the batch cut from it until the sinks are done with it: the buffers being
+    // filled count, not only those handed on, so the budget bounds them all.
+    let mut room = Room {
+        budget,
+        filling: None,
+    };
+    // Batch buffers never grow by doubling (a copy at every step, and a buffer up to twice the
+    // batch that the allocator then keeps): a response starts in a small buffer, which most
+    // windows never fill; when a chunk would not fit, the events so far are handed on as a
+    // batch and the rest goes into a buffer of one batch's final size (`limits.bytes`, plus
+    // room for the chunk that fills it and the event in progress).
+    let batch_capacity = limits.bytes.saturating_add(BATCH_SLACK);
+    let first = FIRST_BUFFER.min(batch_capacity);
+    if room.take(first, tx).await.is_none() {
+        return Ok(());
+    }
+    builder.reserve(first);
     let mut body = response.bytes_stream();
     loop {
         // A poller that gave up (its window deadline, shutdown) drops the receiver: stop reading
@@ -360,24 +480,30 @@ async fn read_body(
         };
         let Some(chunk) = chunk else { break };
         let chunk = chunk.map_err(|e| transport_failure(e, read_timeout))?;
+        if builder.buffered() + chunk.len() > builder.capacity() {
+            if !builder.is_empty() && room.send(builder.take(), tx).await.is_none() {
+                return Ok(());
+            }
+            let want = batch_capacity.max(chunk.len());
+            if room.take(want, tx).await.is_none() {
+                return Ok(());
+            }
+            builder.reserve(want);
+        }
         splitter.feed(&chunk, &mut builder)?;
         let full = builder.len() >= limits.events || builder.raw_bytes() >= limits.bytes;
-        if full
-            && tx
-                .send(Ok(WindowItem::Batch(builder.take())))
-                .await
-                .is_err()
-        {
-            return Ok(()); // the poller gave up on this window
+        if full {
+            if room.send(builder.take(), tx).await.is_none() {
+                return Ok(()); // the poller gave up on this window
+            }
+            if room.take(batch_capacity, tx).await.is_none() {
+                return Ok(());
+            }
+            builder.reserve(batch_capacity);
         }
     }
     let summary = splitter.finish()?;
-    if !builder.is_empty()
-        && tx
-            .send(Ok(WindowItem::Batch(builder.take())))
-            .await
-            .is_err()
-    {
+    if !builder.is_empty() && room.send(builder.take(), tx).await.is_none() {
         return Ok(());
     }
     let _ = tx.send(Ok(WindowItem::Done(summary))).await;
@@ -468,5 +594,189 @@ mod tests {
         for (error, expected) in cases {
             assert_eq!(error.disposition(), expected, "{error}");
         }
+    }
+
+    /// Every event of `window`, in order, fetched through `client`; `hold` keeps each batch
+    /// until the reader stops handing on more (it waits for the budget), then frees them all,
+    /// checking on every batch that those held fit the budget (`budget_kib`).
+    async fn fetch_all(
+        client: &TapClient,
+        base_url: &str,
+        window: Window,
+        budget_kib: Option<usize>,
+    ) -> (Vec<Vec<u8>>, usize) {
+        let secret = SecretString::from("s-budget".to_string());
+        let creds = Credentials {
+            principal: "p-budget",
+            secret: &secret,
+            params: Vec::new(),
+        };
+        let limits = BatchLimits {
+            events: 10_000,
+            bytes: 32 * 1024,
+        };
+        let mut rx = client
+            .fetch_window(base_url, &creds, window, limits)
+            .await
+            .unwrap();
+        let (mut events, mut held, mut stalls) = (Vec::new(), Vec::<Batch>::new(), 0);
+        loop {
+            let item = match tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+                // The reader handed nothing on for a while: it waits for room (or is slow);
+                // free what is held either way.
+                Err(_) => {
+                    if !held.is_empty() {
+                        stalls += 1;
+                        held.clear();
+                    }
+                    continue;
+                }
+                Ok(item) => item.expect("the reader stopped early").unwrap(),
+            };
+            match item {
+                WindowItem::Batch(b) => {
+                    events.extend(b.events.iter().map(|e| b.raw(e).to_vec()));
+                    if let Some(kib) = budget_kib {
+                        held.push(b);
+                        let held_kib: usize = held.iter().map(|b| b.buf.len().div_ceil(1024)).sum();
+                        assert!(
+                            held_kib <= kib,
+                            "{held_kib} KiB of batches held, budget {kib} KiB"
+                        );
+                    }
+                }
+                WindowItem::Done(_) => break,
+            }
+        }
+        (events, stalls)
+    }
+
+    /// Answers every request with `body` as JSON, then closes the connection.
+    async fn serve_body(body: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let body = Arc::new(body);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let header = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(header.as_bytes()).await;
+                    let _ = conn.write_all(&body).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    /// Events larger than the whole budget, in two windows read at once: a reader whose buffer
+    /// must grow for one event takes what is free instead of waiting, so neither waits on the
+    /// other and both windows arrive whole.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_larger_than_the_budget_in_concurrent_windows_do_not_wait_on_each_other() {
+        let big = format!(
+            r#"{{"GUID":"g-big","messageTime":"2026-01-01T00:00:00.000Z","subject":"{}"}}"#,
+            "x".repeat(3 << 19)
+        );
+        let small = r#"{"GUID":"g-small","messageTime":"2026-01-01T00:00:01.000Z"}"#;
+        let body = format!(
+            r#"{{"queryEndTime":"2026-01-01T01:00:00Z","messagesDelivered":[{big},{small},{big}],"clicksPermitted":[]}}"#
+        );
+        let base_url = serve_body(body.into_bytes()).await;
+        let client = TapClient::new(Duration::from_secs(30))
+            .unwrap()
+            .with_buffer_budget(1 << 20);
+        let secret = SecretString::from("s".to_string());
+        let window = Window {
+            start: 1_767_225_600,
+            end: 1_767_229_200,
+        };
+        let limits = BatchLimits {
+            events: 10_000,
+            bytes: 64 * 1024,
+        };
+        let read = |client: TapClient| {
+            let (base_url, secret) = (base_url.clone(), secret.clone());
+            async move {
+                let creds = Credentials {
+                    principal: "p",
+                    secret: &secret,
+                    params: Vec::new(),
+                };
+                let mut rx = client
+                    .fetch_window(&base_url, &creds, window, limits)
+                    .await
+                    .unwrap();
+                // Each batch is delivered (dropped) before the next is taken, as the poller does.
+                let mut delivered = 0;
+                loop {
+                    match rx.recv().await.expect("the reader stopped early").unwrap() {
+                        WindowItem::Batch(b) => delivered += b.len(),
+                        WindowItem::Done(summary) => return (summary.events, delivered),
+                    }
+                }
+            }
+        };
+        let both = futures_util::future::join(read(client.clone()), read(client));
+        let ((a, delivered_a), (b, delivered_b)) =
+            tokio::time::timeout(Duration::from_secs(60), both)
+                .await
+                .expect("the readers waited on each other");
+        assert_eq!((a, b), (3, 3));
+        assert_eq!((delivered_a, delivered_b), (3, 3));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_buffer_budget_bounds_the_batches_held_and_the_window_arrives_whole() {
+        use crate::clock::Clock;
+        use crate::simulate::{SimConfig, SimTenant, Simulator};
+        let now = chrono::Utc::now();
+        let (clock, _manual) = Clock::manual(now);
+        let sim = Simulator::new(
+            SimConfig {
+                seed: 5,
+                tenants: vec![SimTenant::new("p-budget", "s-budget", 6000)],
+                pod: Vec::new(),
+            },
+            clock,
+        );
+        let server = sim.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let base_url = format!("http://{}", server.addr);
+        let end = (now.timestamp() - 7200).div_euclid(60) * 60;
+        let window = Window {
+            start: end - 3600,
+            end,
+        };
+        let unbounded = TapClient::new(Duration::from_secs(30)).unwrap();
+        let (want, _) = fetch_all(&unbounded, &base_url, window, None).await;
+        let bytes: usize = want.iter().map(Vec::len).sum();
+        // Room for a few batch buffers (32 KiB batches in buffers of 288 KiB).
+        let budget = 1 << 20;
+        assert!(
+            bytes > 4 * budget,
+            "the window ({bytes} bytes) should be many budgets long"
+        );
+        let bounded = TapClient::new(Duration::from_secs(30))
+            .unwrap()
+            .with_buffer_budget(budget);
+        let (got, stalls) = fetch_all(&bounded, &base_url, window, Some(budget / 1024)).await;
+        assert!(stalls > 0, "the reader never waited for the budget");
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "the bounded read gave other events");
     }
 }

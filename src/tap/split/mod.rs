@@ -123,6 +123,16 @@ impl BatchBuilder {
         self.complete
     }
 
+    /// Bytes held, the event in progress included.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Bytes the current buffer holds without growing.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Hands over the complete events without copying them; the bytes of an event still in
     /// progress stay here for the next feed.
     pub fn take(&mut self) -> Batch {
@@ -134,6 +144,12 @@ impl BatchBuilder {
             enrichment: None,
             snapshot: None,
         }
+    }
+
+    /// Makes room for `bytes` more at once (see the response reader in `tap::client`, which
+    /// sizes every batch buffer once instead of letting it double its way up).
+    pub fn reserve(&mut self, bytes: usize) {
+        self.buf.reserve(bytes);
     }
 
     /// Forgets the bytes of an unfinished event.
