@@ -1,5 +1,5 @@
-//! tapfwd collects Proofpoint TAP SIEM and Essentials events and People snapshots for many client
-//! organisations (tenants) at once and ships them, complete and without duplicates, to files,
+//! tapfwd collects Proofpoint TAP SIEM and Essentials events, People snapshots and the PoD log
+//! stream for many client organisations (tenants) at once and ships them, complete and without duplicates, to files,
 //! syslog, Kafka and HTTP SIEMs.
 //!
 //! A [`scheduler`] steps each tenant's [`sources`]. A source reads one Proofpoint API and produces
