@@ -218,6 +218,7 @@ impl Streams {
             seen,
             alive,
             end,
+            probe_failing: false,
         })
     }
 
@@ -276,9 +277,19 @@ pub struct Delivery<'a> {
     /// Per target: false once its sink failed in this delivery.
     alive: Vec<bool>,
     end: i64,
+    /// Sinks already failing get one attempt per send ([`Delivery::probe_failing_sinks`]).
+    probe_failing: bool,
 }
 
 impl Delivery<'_> {
+    /// From now on, a target whose sink has failed before (and not delivered since) gets one
+    /// attempt per [`Delivery::send`] instead of its sink's retries: for a live stream, where
+    /// every sink waits for the slowest before the next chunk, a sink that is down would
+    /// otherwise hold the others for its `retry.max_time` at each of its retries.
+    pub fn probe_failing_sinks(&mut self) {
+        self.probe_failing = true;
+    }
+
     /// Whether some target still takes events.
     pub fn any_alive(&self) -> bool {
         self.alive.iter().any(|a| *a)
@@ -311,6 +322,7 @@ impl Delivery<'_> {
                 }
             };
             let sink = self.streams.streams[i].sink.clone();
+            let probe = self.probe_failing && self.streams.streams[i].attempts > 0;
             let store = deps.store.clone();
             work.push(async move {
                 if fresh.is_empty() {
@@ -318,13 +330,16 @@ impl Delivery<'_> {
                 }
                 let keys: Vec<EventKey> = fresh.events.iter().map(|e| e.key).collect();
                 let sink_name = sink.name().to_string();
-                let result = sink
-                    .deliver(
-                        tenant,
-                        &fresh,
-                        Box::new(move |pos| store.commit_chunk(scope, &sink_name, end, &keys, pos)),
-                    )
-                    .await;
+                let delivery = sink.deliver(
+                    tenant,
+                    &fresh,
+                    Box::new(move |pos| store.commit_chunk(scope, &sink_name, end, &keys, pos)),
+                );
+                let result = if probe {
+                    crate::sinks::single_attempt(delivery).await
+                } else {
+                    delivery.await
+                };
                 (slot, dups, fresh.len() as u64, result)
             });
         }
@@ -453,6 +468,8 @@ mod tests {
         name: &'static str,
         down: std::sync::atomic::AtomicBool,
         got: Mutex<Vec<Vec<u8>>>,
+        /// Per call of `deliver`: whether it ran as a single attempt.
+        single: Mutex<Vec<bool>>,
     }
 
     impl Memory {
@@ -461,6 +478,7 @@ mod tests {
                 name,
                 down: Default::default(),
                 got: Mutex::default(),
+                single: Mutex::default(),
             })
         }
         fn set_down(&self, down: bool) {
@@ -482,6 +500,10 @@ mod tests {
             batch: &Batch,
             commit: Commit<'_>,
         ) -> Result<(), SinkError> {
+            self.single
+                .lock()
+                .unwrap()
+                .push(crate::sinks::is_single_attempt());
             if self.down.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(SinkError::Unavailable("down".into()));
             }
@@ -570,5 +592,57 @@ mod tests {
         );
         assert_eq!((streams.position(0), streams.position(1)), (200, 200));
         assert!(!streams.any_failing());
+    }
+
+    #[tokio::test]
+    async fn a_probing_delivery_gives_a_sink_that_already_failed_one_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let metrics = Metrics::default();
+        let (clock, _manual) = Clock::manual(chrono::Utc::now());
+        let deps = Deps {
+            store: &store,
+            metrics: &metrics,
+            clock: &clock,
+            max_backoff: Duration::from_secs(60),
+        };
+        let (up, down) = (Memory::new("up"), Memory::new("down"));
+        let sinks: Vec<Arc<dyn Sink>> = vec![up.clone(), down.clone()];
+        let mut streams = Streams::open("acme", sinks, 100, &store).unwrap();
+        down.set_down(true);
+
+        // First failure: the sink has not failed before, so it gets its own retries.
+        let mut d = streams.begin(vec![0, 1], 200, 0, &store).unwrap();
+        d.probe_failing_sinks();
+        d.send(&batch(&[r#"{"a":1}"#]), deps).await.unwrap();
+        assert_eq!(d.alive_streams(), vec![0]);
+        drop(d);
+        // The next try of the failing sink, in a probing delivery: one attempt; the sink that
+        // is up is untouched by it.
+        let mut d = streams.begin(vec![0, 1], 200, 0, &store).unwrap();
+        d.probe_failing_sinks();
+        d.send(&batch(&[r#"{"a":2}"#]), deps).await.unwrap();
+        drop(d);
+        // Not probing: the failing sink gets its retries again.
+        let mut d = streams.begin(vec![0, 1], 200, 0, &store).unwrap();
+        d.send(&batch(&[r#"{"a":3}"#]), deps).await.unwrap();
+        drop(d);
+        assert_eq!(*down.single.lock().unwrap(), vec![false, true, false]);
+        assert_eq!(*up.single.lock().unwrap(), vec![false, false, false]);
+        assert_eq!(up.got().len(), 3);
+
+        // Back up: the probe delivers, and once its position moves it is no longer probed.
+        down.set_down(false);
+        let mut d = streams.begin(vec![0, 1], 200, 0, &store).unwrap();
+        d.probe_failing_sinks();
+        d.send(&batch(&[r#"{"a":4}"#]), deps).await.unwrap();
+        d.advance(|_| Some(150), 0, deps).await.unwrap();
+        d.send(&batch(&[r#"{"a":5}"#]), deps).await.unwrap();
+        assert_eq!(d.alive_streams(), vec![0, 1]);
+        assert_eq!(
+            *down.single.lock().unwrap(),
+            vec![false, true, false, true, false]
+        );
+        assert_eq!(down.got().len(), 2);
     }
 }

@@ -28,6 +28,24 @@ pub mod sentinel;
 pub mod splunk_hec;
 pub mod syslog;
 
+tokio::task_local! {
+    /// Set while a delivery probes a sink that is already failing (see [`single_attempt`]).
+    static SINGLE_ATTEMPT: ();
+}
+
+/// Runs `delivery` as one attempt: a sink that retries within a delivery (the HTTP sinks'
+/// `retry.max_time`) gives up after its first failed try. For a sink already known to be failing,
+/// whose caller spaces the tries with its own backoff: the retries would only hold the batch, and
+/// every other sink that waits for it, for `retry.max_time` at each try.
+pub async fn single_attempt<F: std::future::Future>(delivery: F) -> F::Output {
+    SINGLE_ATTEMPT.scope((), delivery).await
+}
+
+/// Whether the running delivery is a [`single_attempt`].
+pub fn is_single_attempt() -> bool {
+    SINGLE_ATTEMPT.try_with(|_| ()).is_ok()
+}
+
 /// Records a delivered batch; `Some(position)` for sinks that have one.
 pub type Commit<'a> = Box<dyn FnOnce(Option<u64>) -> Result<(), StoreError> + Send + 'a>;
 

@@ -850,7 +850,11 @@ fn begin<'a>(
         .max(now - KEEP_KEYS);
     let keys_since = floor_hour(oldest.min(now - 2 * 3600)) - 120;
     // The finish of a live delivery never moves a position: `advance` does, chunk by chunk.
-    streams.begin(targets, i64::MIN, keys_since, &ctx.store)
+    let mut delivery = streams.begin(targets, i64::MIN, keys_since, &ctx.store)?;
+    // Every sink waits for the slowest before the next chunk: a sink that is down gets one try
+    // per rejoin, not its retries, so the others keep up with the stream meanwhile.
+    delivery.probe_failing_sinks();
+    Ok(delivery)
 }
 
 /// Delivers the pending chunk and moves the positions of the sinks in sync to its latest `ts`.

@@ -88,7 +88,7 @@ impl<T> Step<T> {
 
 /// Runs `attempt` until it is done or fails, retrying with [`backoff::delay`] (and no sooner than
 /// a `Retry-After`) for at most `retry.max_time`; then [`SinkError::Unavailable`] with the last
-/// reason.
+/// reason. Inside [`crate::sinks::single_attempt`], the first retryable failure ends it.
 pub async fn with_retries<T, F, Fut>(
     sink: &str,
     retry: &RetryConfig,
@@ -109,6 +109,11 @@ where
         let wait = backoff::delay(n, retry.initial_backoff, retry.max_backoff)
             .max(after.unwrap_or_default());
         n += 1;
+        if crate::sinks::is_single_attempt() {
+            return Err(SinkError::Unavailable(format!(
+                "{reason} (one attempt, the sink was already failing; will retry later)"
+            )));
+        }
         if started.elapsed() + wait > retry.max_time {
             return Err(SinkError::Unavailable(format!(
                 "{reason} (gave up after {n} attempt{} in {}; will retry later)",
@@ -120,5 +125,66 @@ where
         }
         tracing::warn!(sink = %sink, attempt = n, wait_ms = wait.as_millis() as u64, error = %reason, "retrying");
         tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn config() -> RetryConfig {
+        RetryConfig {
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
+            max_time: Duration::from_secs(30),
+        }
+    }
+
+    async fn count_attempts(retry: &RetryConfig, fail_first: u32) -> (Result<u32, SinkError>, u32) {
+        let tries = AtomicU32::new(0);
+        let result = with_retries("s", retry, || {
+            let n = tries.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                if n <= fail_first {
+                    Step::Retry {
+                        reason: format!("503 on try {n}"),
+                        after: None,
+                    }
+                } else {
+                    Step::Done(n)
+                }
+            }
+        })
+        .await;
+        (result, tries.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn retries_until_done_within_max_time() {
+        let (result, tries) = count_attempts(&config(), 3).await;
+        assert_eq!(result.unwrap(), 4);
+        assert_eq!(tries, 4);
+    }
+
+    #[tokio::test]
+    async fn a_single_attempt_gives_up_after_its_first_failure() {
+        let retry = config();
+        let (result, tries) = crate::sinks::single_attempt(count_attempts(&retry, 3)).await;
+        assert_eq!(tries, 1);
+        let err = result.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("503 on try 1"), "{err}");
+        assert!(err.to_string().contains("one attempt"), "{err}");
+        // Outside the scope the same delivery retries again.
+        assert!(!crate::sinks::is_single_attempt());
+        let (result, tries) = count_attempts(&retry, 3).await;
+        assert_eq!((result.unwrap(), tries), (4, 4));
+    }
+
+    #[tokio::test]
+    async fn a_single_attempt_that_succeeds_is_done() {
+        let (result, tries) = crate::sinks::single_attempt(count_attempts(&config(), 0)).await;
+        assert_eq!((result.unwrap(), tries), (1, 1));
     }
 }
