@@ -29,6 +29,9 @@
 //!
 //! **Back-pressure**: nothing is buffered for a failing sink; it holds its position and catches
 //! up from the archive when it accepts again, so memory stays bounded however long it is down.
+//! Every sink takes a chunk before the next goes, so after its first failure a sink is tried
+//! with a single attempt (the engine's `probe_failing_sinks`) each time its backoff allows: a
+//! down HTTP sink does not hold the others for its `retry.max_time` at every try.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
