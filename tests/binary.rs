@@ -5,10 +5,10 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
+use std::time::Duration;
 
-use support::daemon::tapfwd;
+use support::daemon::{file_len, sigterm, tapfwd, wait_for_tenant_lines, wait_until};
 use support::*;
 use tapfwd::clock::Clock;
 
@@ -22,29 +22,6 @@ fn spawn_run(config: &Path, log: &Path) -> Child {
         .stderr(log)
         .spawn()
         .expect("tapfwd runs")
-}
-
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-/// Waits (checking every 20 ms, up to `limit`) until `done` holds.
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn sigterm(child: &mut Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "tapfwd exited with {exit:?} after SIGTERM");
 }
 
 fn status_json(config: &Path) -> serde_json::Value {
@@ -128,32 +105,14 @@ async fn kill_9_mid_backlog_leaves_every_event_exactly_once() {
     let principals = ["p-k1", "p-k2", "p-k3"];
     let starts = first_starts(&sim, &principals);
     let target = (chrono::Utc::now().timestamp() - 1800).div_euclid(60) * 60 - 300;
-    let want: HashMap<&str, usize> = principals
+    let want: HashMap<String, usize> = [("k1", "p-k1"), ("k2", "p-k2"), ("k3", "p-k3")]
         .iter()
-        .map(|p| (*p, expected(&sim.sim, p, starts[*p], target).len()))
+        .map(|(t, p)| {
+            let n = expected(&sim.sim, p, starts[*p], target).len();
+            (t.to_string(), n)
+        })
         .collect();
-    let events2 = events.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_until(
-            "every event up to the target",
-            Duration::from_secs(300),
-            || {
-                let data = std::fs::read(&events2).unwrap_or_default();
-                let mut n: HashMap<&str, usize> = HashMap::new();
-                for line in data.split(|b| *b == b'\n') {
-                    for (t, p) in [("k1", "p-k1"), ("k2", "p-k2"), ("k3", "p-k3")] {
-                        if line.starts_with(format!("{{\"tenant\":\"{t}\"").as_bytes()) {
-                            *n.entry(p).or_default() += 1;
-                        }
-                    }
-                }
-                want.iter()
-                    .all(|(p, w)| n.get(p).copied().unwrap_or(0) >= *w)
-            },
-        )
-    })
-    .await
-    .unwrap();
+    wait_for_tenant_lines(&events, want).await;
     sigterm(&mut child);
 
     let status = status_json(&config);

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::daemon::{free_port, http_get, metric, tapfwd};
+use support::daemon::{
+    exit_within, file_len, free_port, http_get, metric, sigterm, tapfwd, wait_for_tenant_lines,
+    wait_until,
+};
 use support::*;
 use tapfwd::clock::Clock;
 
@@ -27,45 +30,6 @@ fn spawn_run(config: &Path, log: &Path) -> Child {
         .stderr(log)
         .spawn()
         .expect("tapfwd runs")
-}
-
-fn file_len(path: &Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-/// Waits (checking every 20 ms, up to `limit`) until `done` holds.
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Waits for `child` to exit on its own within `limit`; kills it and fails the test otherwise.
-fn exit_within(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: tapfwd was still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn sigterm(child: &mut Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = exit_within(child, Duration::from_secs(60), "after SIGTERM");
-    assert!(exit.success(), "tapfwd exited with {exit:?} after SIGTERM");
 }
 
 fn checkpoints(config: &Path) -> HashMap<String, i64> {
@@ -281,28 +245,7 @@ async fn lost_store_is_refused_then_recovered_exactly_once(how: Damage, seed: u6
             )
         })
         .collect();
-    let events2 = events.clone();
-    tokio::task::spawn_blocking(move || {
-        wait_until(
-            "every event up to the target",
-            Duration::from_secs(300),
-            || {
-                let data = std::fs::read(&events2).unwrap_or_default();
-                let mut n: HashMap<String, usize> = HashMap::new();
-                for line in data.split(|b| *b == b'\n') {
-                    for (id, _, _) in TENANTS {
-                        if line.starts_with(format!("{{\"tenant\":\"{id}\"").as_bytes()) {
-                            *n.entry(id.to_string()).or_default() += 1;
-                        }
-                    }
-                }
-                want.iter()
-                    .all(|(id, w)| n.get(id).copied().unwrap_or(0) >= *w)
-            },
-        )
-    })
-    .await
-    .unwrap();
+    wait_for_tenant_lines(&events, want).await;
     sigterm(&mut child);
 
     // Ground truth from the earliest window any run asked for (the recovered position may lie
@@ -534,28 +477,7 @@ async fn run_to_the_end_exactly_once(sim: &Sim, config: &Path, events: &Path, lo
             (id.to_string(), expected(&sim.sim, p, start, target).len())
         })
         .collect();
-    let events2 = events.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        wait_until(
-            "every event up to the target",
-            Duration::from_secs(300),
-            || {
-                let data = std::fs::read(&events2).unwrap_or_default();
-                let mut n: HashMap<String, usize> = HashMap::new();
-                for line in data.split(|b| *b == b'\n') {
-                    for (id, _, _) in TENANTS {
-                        if line.starts_with(format!("{{\"tenant\":\"{id}\"").as_bytes()) {
-                            *n.entry(id.to_string()).or_default() += 1;
-                        }
-                    }
-                }
-                want.iter()
-                    .all(|(id, w)| n.get(id).copied().unwrap_or(0) >= *w)
-            },
-        )
-    })
-    .await
-    .unwrap();
+    wait_for_tenant_lines(events, want).await;
     sigterm(&mut child);
     let cps = checkpoints(config);
     let lines = read_lines(events);

@@ -208,3 +208,78 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
+
+// ---------------------------------------------------------------------------------------------
+// `tapfwd run` as a plain child process (for kill -9 and restarts), and its events file.
+
+/// The length of `path`, 0 while it does not exist.
+pub fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Polls `done` every 20 ms until it holds; fails the test after `limit`.
+pub fn wait_until(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits for `child` to exit on its own within `limit`; kills it and fails the test otherwise.
+pub fn exit_within(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: tapfwd was still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Stops `child` with SIGTERM and checks that it exits cleanly within a minute.
+pub fn sigterm(child: &mut std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = exit_within(child, std::time::Duration::from_secs(60), "after SIGTERM");
+    assert!(exit.success(), "tapfwd exited with {exit:?} after SIGTERM");
+}
+
+/// Waits (up to 5 minutes, off the runtime's threads) until the file sink's `events` holds at
+/// least `want[tenant]` lines of each tenant.
+pub async fn wait_for_tenant_lines(events: &Path, want: std::collections::HashMap<String, usize>) {
+    let events = events.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        wait_until(
+            "every event up to the target",
+            std::time::Duration::from_secs(300),
+            || {
+                let data = std::fs::read(&events).unwrap_or_default();
+                let mut n: std::collections::HashMap<&str, usize> = Default::default();
+                for line in data.split(|b| *b == b'\n') {
+                    for id in want.keys() {
+                        if line.starts_with(format!("{{\"tenant\":\"{id}\"").as_bytes()) {
+                            *n.entry(id).or_default() += 1;
+                        }
+                    }
+                }
+                want.iter()
+                    .all(|(id, w)| n.get(id.as_str()).copied().unwrap_or(0) >= *w)
+            },
+        )
+    })
+    .await
+    .unwrap();
+}
