@@ -538,26 +538,49 @@ mod tests {
         }
     }
 
+    /// What a delivery needs around it: a store in a scratch directory, metrics, a clock.
+    struct World {
+        _dir: tempfile::TempDir,
+        store: Store,
+        metrics: Metrics,
+        clock: Clock,
+    }
+
+    impl World {
+        fn new() -> World {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            let (clock, _manual) = Clock::manual(chrono::Utc::now());
+            World {
+                _dir: dir,
+                store,
+                metrics: Metrics::default(),
+                clock,
+            }
+        }
+
+        fn deps(&self) -> Deps<'_> {
+            Deps {
+                store: &self.store,
+                metrics: &self.metrics,
+                clock: &self.clock,
+                max_backoff: Duration::from_secs(60),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn each_stream_gets_every_event_once_and_moves_only_when_its_sink_has_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let metrics = Metrics::default();
-        let (clock, _manual) = Clock::manual(chrono::Utc::now());
-        let deps = Deps {
-            store: &store,
-            metrics: &metrics,
-            clock: &clock,
-            max_backoff: Duration::from_secs(60),
-        };
+        let world = World::new();
+        let (store, deps) = (&world.store, world.deps());
         let (up, flaky) = (Memory::new("up"), Memory::new("flaky"));
         let sinks: Vec<Arc<dyn Sink>> = vec![up.clone(), flaky.clone()];
-        let mut streams = Streams::open("acme", sinks.clone(), 100, &store).unwrap();
+        let mut streams = Streams::open("acme", sinks.clone(), 100, store).unwrap();
         assert_eq!((streams.position(0), streams.position(1)), (100, 100));
 
         // The flaky sink is down for the first delivery: only `up` moves.
         flaky.set_down(true);
-        let mut d = streams.begin(vec![0, 1], 200, 0, &store).unwrap();
+        let mut d = streams.begin(vec![0, 1], 200, 0, store).unwrap();
         d.send(&batch(&[r#"{"a":1}"#, r#"{"a":2}"#]), deps)
             .await
             .unwrap();
@@ -573,9 +596,9 @@ mod tests {
         // A restart: the store remembers positions and keys. The same events again (an overlap)
         // reach only the sink that lacks them.
         flaky.set_down(false);
-        let mut streams = Streams::open("acme", sinks, 100, &store).unwrap();
+        let mut streams = Streams::open("acme", sinks, 100, store).unwrap();
         assert_eq!((streams.position(0), streams.position(1)), (200, 100));
-        let mut d = streams.begin(vec![0, 1], 200, 0, &store).unwrap();
+        let mut d = streams.begin(vec![0, 1], 200, 0, store).unwrap();
         d.send(&batch(&[r#"{"a":1}"#, r#"{"a":2}"#, r#"{"a":3}"#]), deps)
             .await
             .unwrap();
@@ -596,35 +619,27 @@ mod tests {
 
     #[tokio::test]
     async fn a_probing_delivery_gives_a_sink_that_already_failed_one_attempt() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let metrics = Metrics::default();
-        let (clock, _manual) = Clock::manual(chrono::Utc::now());
-        let deps = Deps {
-            store: &store,
-            metrics: &metrics,
-            clock: &clock,
-            max_backoff: Duration::from_secs(60),
-        };
+        let world = World::new();
+        let (store, deps) = (&world.store, world.deps());
         let (up, down) = (Memory::new("up"), Memory::new("down"));
         let sinks: Vec<Arc<dyn Sink>> = vec![up.clone(), down.clone()];
-        let mut streams = Streams::open("acme", sinks, 100, &store).unwrap();
+        let mut streams = Streams::open("acme", sinks, 100, store).unwrap();
         down.set_down(true);
 
         // First failure: the sink has not failed before, so it gets its own retries.
-        let mut d = streams.begin(vec![0, 1], 200, 0, &store).unwrap();
+        let mut d = streams.begin(vec![0, 1], 200, 0, store).unwrap();
         d.probe_failing_sinks();
         d.send(&batch(&[r#"{"a":1}"#]), deps).await.unwrap();
         assert_eq!(d.alive_streams(), vec![0]);
         drop(d);
         // The next try of the failing sink, in a probing delivery: one attempt; the sink that
         // is up is untouched by it.
-        let mut d = streams.begin(vec![0, 1], 200, 0, &store).unwrap();
+        let mut d = streams.begin(vec![0, 1], 200, 0, store).unwrap();
         d.probe_failing_sinks();
         d.send(&batch(&[r#"{"a":2}"#]), deps).await.unwrap();
         drop(d);
         // Not probing: the failing sink gets its retries again.
-        let mut d = streams.begin(vec![0, 1], 200, 0, &store).unwrap();
+        let mut d = streams.begin(vec![0, 1], 200, 0, store).unwrap();
         d.send(&batch(&[r#"{"a":3}"#]), deps).await.unwrap();
         drop(d);
         assert_eq!(*down.single.lock().unwrap(), vec![false, true, false]);
@@ -633,7 +648,7 @@ mod tests {
 
         // Back up: the probe delivers, and once its position moves it is no longer probed.
         down.set_down(false);
-        let mut d = streams.begin(vec![0, 1], 200, 0, &store).unwrap();
+        let mut d = streams.begin(vec![0, 1], 200, 0, store).unwrap();
         d.probe_failing_sinks();
         d.send(&batch(&[r#"{"a":4}"#]), deps).await.unwrap();
         d.advance(|_| Some(150), 0, deps).await.unwrap();
