@@ -23,7 +23,7 @@ use crate::scheduler::{Command, Scheduler};
 use crate::secret;
 use crate::shard::Shard;
 use crate::sinks::{self, Sink};
-use crate::sources::{self, tap_siem, Context};
+use crate::sources::{self, Context};
 use crate::status::StatusBoard;
 use crate::store::{Lineage, Store};
 use crate::tap::client::TapClient;
@@ -427,7 +427,7 @@ struct Running {
 /// Applies a new config to a running [`App`]: tenants and sinks that were added, removed or
 /// changed take effect; the others keep polling undisturbed (their pollers are not touched).
 ///
-/// A tenant whose settings changed ([`tap_siem::same_setup`]) is drained (its current window ends)
+/// A tenant whose settings changed ([`crate::config::TenantConfig::fingerprint`], or its secret) is drained (its current window ends)
 /// and started again from its checkpoints. A sink whose settings changed is rebuilt once every
 /// tenant writing to it has been drained, so two instances never write to one destination; its
 /// tenants are then started again on the new instance. A config that does not load, validate,
@@ -598,12 +598,13 @@ impl Reloader {
             match old.tenants.get(id) {
                 None => summary.tenants_added.push(id.clone()),
                 Some(before) => {
-                    let same = match running.secrets.get(id) {
-                        Some(old_secret) => {
-                            tap_siem::same_setup(before, old_secret, tenant, &secrets[id])
-                        }
-                        None => false,
-                    };
+                    // Any change to the tenant's settings (any product, any key, its People
+                    // table) or to its secret's value restarts its sources.
+                    let same = before.fingerprint() == tenant.fingerprint()
+                        && running
+                            .secrets
+                            .get(id)
+                            .is_some_and(|old| old.expose_secret() == secrets[id].expose_secret());
                     if !same {
                         summary.tenants_changed.push(id.clone());
                     } else if before

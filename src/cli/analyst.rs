@@ -98,7 +98,7 @@ pub(super) async fn lookup(
     };
     let client = IntelClient::new(config.poll.read_timeout)?;
     let body = client
-        .get(t.base_url(), &t.principal, &secrets[tenant], query)
+        .get(t.base_url(), t.principal(), &secrets[tenant], query)
         .await
         .with_context(|| format!("tenant {tenant}: {} {id}", query.what()))?;
     let mut out = std::io::stdout().lock();

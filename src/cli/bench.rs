@@ -593,7 +593,7 @@ async fn raw_reference(
     let mut tasks = tokio::task::JoinSet::new();
     for t in config.tenants.values() {
         // The bench's tenants are `tenant-N` with secret `secret-N`.
-        let secret = secrecy::SecretString::from(t.principal.replace("tenant-", "secret-"));
+        let secret = secrecy::SecretString::from(t.principal().replace("tenant-", "secret-"));
         let creds = t.credentials(&secret);
         let mut query: Vec<(String, String)> = vec![("format".into(), "json".into())];
         query.extend(
@@ -602,7 +602,7 @@ async fn raw_reference(
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string())),
         );
-        let principal = t.principal.clone();
+        let principal = t.principal().to_string();
         let secret = secret.expose_secret().to_string();
         let url = format!("{}/v2/siem/all", t.base_url().trim_end_matches('/'));
         let (http, file, permits) = (http.clone(), file.clone(), permits.clone());

@@ -17,6 +17,7 @@ use super::load;
 use crate::clock;
 use crate::config::Config;
 use crate::shard::Shard;
+use crate::sources::SourceKind;
 use crate::status::{SinkStatus, TenantState, TenantStatus};
 use crate::store::Store;
 use crate::tap::client::TapClient;
@@ -81,82 +82,73 @@ fn status_from_store(config: &Config, store: &Store) -> anyhow::Result<Vec<Tenan
     let mut out = Vec::new();
     for (id, tenant) in &config.tenants {
         let record = store.tenant_record(id)?.unwrap_or_default();
-        // Each PoD log type is a source of its own, with its streams under `tenant:pod.TYPE`
-        // (what the running daemon shows too); positions are frame times, no lag applies.
-        if tenant.product == crate::config::Product::Pod {
-            for kind in &tenant.types {
-                let source = format!("{id}:pod.{}", kind.as_str());
-                let sinks: Vec<SinkStatus> = streams
+        // One row per source of the tenant's plan, under the id the running daemon shows.
+        for source in crate::sources::plan(id, tenant) {
+            let key = source.to_string();
+            let stream_sinks = |lag: i64| -> Vec<SinkStatus> {
+                streams
                     .iter()
-                    .filter(|(t, _, _)| *t == source)
-                    .map(|(_, s, st)| SinkStatus::from_stream(s, st, now, 0))
-                    .collect();
-                out.push(TenantStatus {
-                    tenant: source,
-                    state: if record.failed {
-                        TenantState::Failed
-                    } else if sinks.is_empty() {
-                        TenantState::NotStarted
-                    } else {
-                        TenantState::Stopped
-                    },
-                    last_error: record.last_error.clone(),
-                    sinks,
-                    ..Default::default()
-                });
-            }
-            continue;
-        }
-        let used = store
-            .budget(id)?
-            .map(|mut b| b.used(now))
-            .unwrap_or_default();
-        let sinks: Vec<SinkStatus> = streams
-            .iter()
-            .filter(|(t, s, _)| t == id && tenant.all_sinks().contains(s))
-            .map(|(_, s, st)| SinkStatus::from_stream(s, st, now, lag))
-            .collect();
-        out.push(TenantStatus {
-            tenant: id.clone(),
-            state: if record.failed {
-                TenantState::Failed
-            } else if sinks.is_empty() {
-                TenantState::NotStarted
-            } else {
-                TenantState::Stopped
-            },
-            last_error: record.last_error.clone(),
-            last_error_at: record.last_error_at.map(clock::rfc3339),
-            requests_24h: used,
-            requests_limit: tenant.requests_per_day,
-            sinks,
-            ..Default::default()
-        });
-        // Each People list is a source of its own, with its streams and budget under
-        // `tenant:people.FEED` (what the running daemon shows too).
-        for feed in tenant.people.iter().flat_map(|p| p.feeds.iter()) {
-            let source = format!("{id}:people.{}", feed.as_str());
-            let used = store
-                .budget(&source)?
-                .map(|mut b| b.used(now))
-                .unwrap_or_default();
-            let sinks: Vec<SinkStatus> = streams
-                .iter()
-                .filter(|(t, _, _)| *t == source)
-                .map(|(_, s, st)| SinkStatus::from_stream(s, st, now, 0))
-                .collect();
-            out.push(TenantStatus {
-                tenant: source,
-                state: if sinks.is_empty() {
+                    .filter(|(t, _, _)| *t == key)
+                    .map(|(_, s, st)| SinkStatus::from_stream(s, st, now, lag))
+                    .collect()
+            };
+            let state = |failed: bool, sinks: &[SinkStatus]| {
+                if failed {
+                    TenantState::Failed
+                } else if sinks.is_empty() {
                     TenantState::NotStarted
                 } else {
                     TenantState::Stopped
-                },
-                requests_24h: used,
-                requests_limit: crate::tap::people::REQUESTS_PER_DAY,
-                sinks,
-                ..Default::default()
-            });
+                }
+            };
+            let used = |budget: &str| -> anyhow::Result<u32> {
+                Ok(store
+                    .budget(budget)?
+                    .map(|mut b| b.used(now))
+                    .unwrap_or_default())
+            };
+            let row = match source.kind {
+                SourceKind::Siem => {
+                    // Only the sinks the tenant still sends to: a removed sink's stream stays
+                    // in the store.
+                    let all = tenant.all_sinks();
+                    let sinks: Vec<SinkStatus> = stream_sinks(lag)
+                        .into_iter()
+                        .filter(|s| all.contains(&s.sink))
+                        .collect();
+                    TenantStatus {
+                        state: state(record.failed, &sinks),
+                        last_error: record.last_error.clone(),
+                        last_error_at: record.last_error_at.map(clock::rfc3339),
+                        requests_24h: used(id)?,
+                        requests_limit: tenant.requests_per_day().unwrap_or_default(),
+                        sinks,
+                        ..Default::default()
+                    }
+                }
+                // People lists have budgets of their own; positions are snapshot periods.
+                SourceKind::People(_) => {
+                    let sinks = stream_sinks(0);
+                    TenantStatus {
+                        state: state(false, &sinks),
+                        requests_24h: used(&key)?,
+                        requests_limit: crate::tap::people::REQUESTS_PER_DAY,
+                        sinks,
+                        ..Default::default()
+                    }
+                }
+                // PoD positions are frame times: no lag applies.
+                SourceKind::Pod(_) => {
+                    let sinks = stream_sinks(0);
+                    TenantStatus {
+                        state: state(record.failed, &sinks),
+                        last_error: record.last_error.clone(),
+                        sinks,
+                        ..Default::default()
+                    }
+                }
+            };
+            out.push(TenantStatus { tenant: key, ..row });
         }
     }
     Ok(out)
@@ -360,13 +352,13 @@ pub(super) async fn rewind(
     };
     let now = chrono::Utc::now().timestamp();
     let asked = parse_instant(to, now)?;
-    let (checkpoint, clamped) = rewind_target(asked, now, t.product.horizon_secs())
+    let (checkpoint, clamped) = rewind_target(asked, now, t.product().horizon_secs())
         .map_err(|e| anyhow::anyhow!("--to: {e}"))?;
     if clamped {
         println!(
             "{} is past the API's {}-hour horizon; rewinding to {} instead",
             clock::rfc3339(asked),
-            t.product.horizon_secs() / 3600,
+            t.product().horizon_secs() / 3600,
             clock::rfc3339(checkpoint)
         );
     }

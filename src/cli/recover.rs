@@ -201,7 +201,7 @@ pub(super) async fn recover(path: &Path, sink: &str, start_at: Option<&str>) -> 
     if let Some(at) = start_at {
         let asked = parse_instant(at, now).context("--start-at")?;
         for id in &tenants {
-            let horizon = config.tenants[id].product.horizon_secs();
+            let horizon = config.tenants[id].product().horizon_secs();
             let (checkpoint, _) = rewind_target(asked, now, horizon)
                 .map_err(|e| anyhow::anyhow!("--start-at: {e}"))?;
             let mut state = store.stream(id, sink)?.unwrap_or_default();

@@ -8,8 +8,8 @@
 //! accepts), 4 (within budget) and 6 (a source's failures end in its own backoff); the engine
 //! keeps 1 and 2.
 //!
-//! Adding a source: its own module here, its config keys, one arm in [`for_tenant`], docs and
-//! tests. Its events use
+//! Adding a source: its own module here, its config in `config/`, its kinds in [`plan`] and one
+//! arm in [`for_tenant`], docs and tests. Its events use
 //! [`crate::event::EventKind`]s of their own, which sinks map through their per-kind tables.
 
 use std::sync::Arc;
@@ -31,8 +31,11 @@ use crate::tap::client::TapClient;
 use crate::tap::intel::IntelClient;
 
 pub mod people;
+pub mod plan;
 pub mod pod;
 pub mod tap_siem;
+
+pub use plan::{plan, Planned, SourceId, SourceKind};
 
 /// What every source shares.
 #[derive(Clone)]
@@ -86,7 +89,8 @@ pub trait Source: Send {
     async fn step(&mut self, ctx: &Context) -> Next;
 }
 
-/// The sources of one tenant, loaded from the store and ready to be scheduled.
+/// The sources of one tenant, as its [`plan`] says, loaded from the store and ready to be
+/// scheduled.
 pub fn for_tenant(
     id: &str,
     config: Arc<TenantConfig>,
@@ -94,55 +98,54 @@ pub fn for_tenant(
     sinks: Vec<Arc<dyn Sink>>,
     ctx: &Context,
 ) -> Result<Vec<Box<dyn Source>>, StoreError> {
-    let mut out: Vec<Box<dyn Source>> = Vec::new();
-    if config.product == crate::config::Product::Pod {
-        // One streaming source per log type, each with its own streams and connection.
-        for kind in config.types.clone() {
-            out.push(Box::new(pod::PodSource::new(
-                id,
-                kind,
-                config.clone(),
-                secret.clone(),
-                sinks.clone(),
-                ctx,
-            )?));
-        }
-        return Ok(out);
-    }
-    if let Some(people) = &config.people {
-        let names = people.sinks.as_ref().unwrap_or(&config.sinks);
-        let people_sinks: Vec<Arc<dyn Sink>> = sinks
+    // Each source takes the sinks its events can go to (a People-only sink is not a SIEM one).
+    let only = |names: &[String]| -> Vec<Arc<dyn Sink>> {
+        sinks
             .iter()
             .filter(|s| names.iter().any(|n| n == s.name()))
             .cloned()
-            .collect();
-        for feed in &people.feeds {
-            out.push(Box::new(people::PeopleSource::new(
-                id,
-                *feed,
-                config.clone(),
-                people.clone(),
-                secret.clone(),
-                people_sinks.clone(),
-                ctx,
-            )?));
-        }
-    }
-    // The SIEM source takes the sinks its events can go to (a People-only sink is not one).
-    let siem_names = {
-        let mut names = config.sinks.clone();
-        for routed in config.customer_sinks.values() {
-            names.extend(routed.iter().cloned());
-        }
-        names
+            .collect()
     };
-    let siem_sinks = sinks
-        .into_iter()
-        .filter(|s| siem_names.iter().any(|n| n == s.name()))
-        .collect();
-    out.insert(
-        0,
-        Box::new(tap_siem::Poller::new(id, config, secret, siem_sinks, ctx)?),
-    );
+    let mut out: Vec<Box<dyn Source>> = Vec::new();
+    for source in plan::planned(&config) {
+        out.push(match source {
+            Planned::Siem => {
+                let mut names = config.sinks().to_vec();
+                names.extend(
+                    config
+                        .customer_sinks()
+                        .into_iter()
+                        .flat_map(|c| c.values().flatten().cloned()),
+                );
+                Box::new(tap_siem::Poller::new(
+                    id,
+                    config.clone(),
+                    secret.clone(),
+                    only(&names),
+                    ctx,
+                )?)
+            }
+            Planned::People(feed, people) => {
+                let names = people.sinks.as_deref().unwrap_or(config.sinks());
+                Box::new(people::PeopleSource::new(
+                    id,
+                    feed,
+                    config.clone(),
+                    people.clone(),
+                    secret.clone(),
+                    only(names),
+                    ctx,
+                )?)
+            }
+            Planned::Pod(kind, pod) => Box::new(pod::PodSource::new(
+                id,
+                kind,
+                Arc::new(pod.clone()),
+                secret.clone(),
+                sinks.clone(),
+                ctx,
+            )?),
+        });
+    }
     Ok(out)
 }

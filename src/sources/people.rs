@@ -29,6 +29,7 @@ use bytes::BytesMut;
 use secrecy::SecretString;
 use tracing::Instrument;
 
+use super::plan::{SourceId, SourceKind};
 use super::{Context, Next, Source};
 use crate::backoff;
 use crate::budget::Budget;
@@ -91,7 +92,7 @@ impl PeopleSource {
         sinks: Vec<Arc<dyn Sink>>,
         ctx: &Context,
     ) -> Result<PeopleSource, crate::store::StoreError> {
-        let id: Arc<str> = Arc::from(format!("{tenant}:people.{}", feed.as_str()));
+        let id: Arc<str> = Arc::from(SourceId::new(tenant, SourceKind::People(feed)).to_string());
         let every = people.every.as_secs() as i64;
         let now = ctx.clock.now().timestamp();
         // A new stream stands at the previous period: the current period's snapshot is due.
@@ -208,7 +209,7 @@ impl PeopleSource {
                 .ok_or_else(|| Stop::Unreadable("base_url is not a URL".into()))?;
             let body = match self
                 .client
-                .get_url(url, &self.config.principal, &self.secret)
+                .get_url(url, &self.config.principal(), &self.secret)
                 .await
             {
                 Ok(b) => {

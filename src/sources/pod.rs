@@ -50,10 +50,11 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::plan::{SourceId, SourceKind};
 use super::{Context, Next, Source};
 use crate::backoff;
 use crate::clock;
-use crate::config::{PodType, TenantConfig};
+use crate::config::{PodTenant, PodType};
 use crate::engine::{Delivery, Streams};
 use crate::event::{Batch, EventKey, EventMeta};
 use crate::sinks::Sink;
@@ -104,12 +105,12 @@ impl PodSource {
     pub fn new(
         tenant: &str,
         kind: PodType,
-        config: Arc<TenantConfig>,
+        config: Arc<PodTenant>,
         token: SecretString,
         sinks: Vec<Arc<dyn Sink>>,
         ctx: &Context,
     ) -> Result<PodSource, StoreError> {
-        let id: Arc<str> = Arc::from(format!("{tenant}:pod.{}", kind.as_str()));
+        let id: Arc<str> = Arc::from(SourceId::new(tenant, SourceKind::Pod(kind)).to_string());
         // A new stream starts at 0: "nothing wanted before the first frame" (see `deliver`).
         let streams = Streams::open_scoped(tenant, &id, sinks, 0, &ctx.store)?;
         let lanes = vec![Lane::default(); streams.len()];
@@ -272,7 +273,7 @@ struct PodStream {
     base: String,
     cid: String,
     token: SecretString,
-    config: Arc<TenantConfig>,
+    config: Arc<PodTenant>,
     streams: Streams,
     lanes: Vec<Lane>,
     lock: Arc<tokio::sync::Mutex<()>>,

@@ -54,28 +54,6 @@ enum WindowError {
     Shutdown,
 }
 
-/// Whether two settings of a tenant poll the same way (a reload keeps the running poller when they
-/// do). Compares everything a poller uses: where, who, how often, and into which sinks.
-pub fn same_setup(
-    a: &TenantConfig,
-    a_secret: &SecretString,
-    b: &TenantConfig,
-    b_secret: &SecretString,
-) -> bool {
-    use secrecy::ExposeSecret;
-    a.base_url() == b.base_url()
-        && a.product == b.product
-        && a.own_data == b.own_data
-        && a.customer_data == b.customer_data
-        && a.customer_sinks == b.customer_sinks
-        && a.principal == b.principal
-        && a.requests_per_day == b.requests_per_day
-        && a.sinks == b.sinks
-        && a.threat_status == b.threat_status
-        && a.enrich == b.enrich
-        && a_secret.expose_secret() == b_secret.expose_secret()
-}
-
 /// One tenant's poller.
 pub struct Poller {
     id: Arc<str>,
@@ -147,20 +125,20 @@ impl Poller {
         let initial = clock::floor_minute(
             now - ctx.poll.lag.as_secs() as i64 - ctx.poll.initial_lookback.as_secs() as i64,
         );
-        let enricher = if config.enrich.is_empty() {
+        let enricher = if config.enrich().is_empty() {
             None
         } else {
             Some(ctx.enricher.for_tenant(
                 id,
                 config.base_url(),
-                &config.principal,
+                config.principal(),
                 secret.clone(),
-                &config.enrich,
+                config.enrich(),
                 &ctx.store,
             )?)
         };
         let mut streams = Streams::open(id, sinks, initial, &ctx.store)?;
-        if !config.customer_sinks.is_empty() {
+        if config.customer_sinks().is_some_and(|c| !c.is_empty()) {
             // An Essentials partner: each child organisation's events go to its own sinks.
             streams.route(|sink| {
                 let (config, sink) = (config.clone(), sink.to_string());
@@ -282,10 +260,12 @@ impl Poller {
             Plan::Fetch { window, demand } => (window, demand),
         };
         let steady_per_day = (86_400 / cadence.interval.max(60)) as u32;
-        if !self
-            .budget
-            .allows(now, demand, self.config.requests_per_day, steady_per_day)
-        {
+        if !self.budget.allows(
+            now,
+            demand,
+            self.config.requests_per_day().unwrap_or_default(),
+            steady_per_day,
+        ) {
             self.state = TenantState::WaitingForBudget;
             let at = self
                 .budget
@@ -350,13 +330,13 @@ impl Poller {
 
     fn clamp_to_horizon(&mut self, ctx: &Context, now: i64) -> Result<(), StoreError> {
         let margin = self.horizon_margin;
-        let horizon = self.config.product.horizon_secs();
+        let horizon = self.config.product().horizon_secs();
         let gaps = self.streams.clamp(ctx.engine(), |checkpoint| {
             window::clamp_to_horizon(checkpoint, now, horizon, margin)
         })?;
         for (sink, from, to) in gaps {
             tracing::warn!(sink = %sink, from = %clock::rfc3339(from), to = %clock::rfc3339(to),
-                horizon_hours = horizon / 3600, product = self.config.product.as_str(),
+                horizon_hours = horizon / 3600, product = self.config.product().as_str(),
                 "checkpoint fell past the API's horizon; events in this span can no longer be fetched and are skipped");
         }
         Ok(())
@@ -520,7 +500,7 @@ impl Poller {
         }
         ctx.metrics.set_budget(
             &self.id,
-            i64::from(self.config.requests_per_day) - i64::from(used),
+            i64::from(self.config.requests_per_day().unwrap_or_default()) - i64::from(used),
             self.record.failed,
         );
         ctx.status.put(TenantStatus {
@@ -529,7 +509,7 @@ impl Poller {
             last_error: self.record.last_error.clone(),
             last_error_at: self.record.last_error_at.map(clock::rfc3339),
             requests_24h: used,
-            requests_limit: self.config.requests_per_day,
+            requests_limit: self.config.requests_per_day().unwrap_or_default(),
             next_poll_at: next_at.map(clock::rfc3339),
             events_fetched: self.events_fetched,
             windows_fetched: self.windows_fetched,

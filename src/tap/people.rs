@@ -1,13 +1,11 @@
-//! The TAP People API (proofpoint-feeds.md): Very Attacked People and top clickers, and a
-//! tenant's `[tenants.NAME.people]` settings for snapshotting them.
+//! The TAP People API (proofpoint-feeds.md): Very Attacked People and top clickers. A tenant's
+//! `[tenants.NAME.people]` settings are in [`crate::config::people`].
 //!
 //! `GET /v2/people/vap?window=14|30|90&size=&page=` and `/v2/people/top-clickers?…` answer one
 //! page of `users[]` with the totals and the `interval` the list covers. Each endpoint allows 50
 //! requests per rolling 24 hours per credential, paging included, from a pool of its own (not the
 //! SIEM one). What is read here is parsed without being re-encoded: each user object is kept as
 //! the bytes the API sent (invariant 5).
-
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -80,64 +78,6 @@ impl Feed {
     }
 }
 
-/// `[tenants.NAME.people]`: snapshots of the People lists into the SIEM, one per feed per
-/// period.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PeopleConfig {
-    /// The lists to snapshot. Default both: `["vap", "top_clickers"]`.
-    #[serde(default = "default_feeds")]
-    pub feeds: Vec<Feed>,
-    /// The period each list covers, in days: 14, 30 or 90. Default 30.
-    #[serde(default = "default_window_days")]
-    pub window_days: u32,
-    /// One snapshot of each list per this period (aligned to the epoch: `24h` is one per UTC
-    /// day). At least `1h`. Default `24h`.
-    #[serde(default = "default_every", with = "humantime_serde")]
-    pub every: Duration,
-    /// The sinks the snapshots go to. Default: the tenant's `sinks`.
-    #[serde(default)]
-    pub sinks: Option<Vec<String>>,
-}
-
-fn default_feeds() -> Vec<Feed> {
-    Feed::ALL.to_vec()
-}
-fn default_window_days() -> u32 {
-    30
-}
-fn default_every() -> Duration {
-    Duration::from_secs(86_400)
-}
-
-impl PeopleConfig {
-    /// Checks the values; `Err` names the key (under `people.`) and the problem.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.feeds.is_empty() {
-            return Err(("feeds", "lists no feeds (vap, top_clickers)".into()));
-        }
-        if ![14, 30, 90].contains(&self.window_days) {
-            return Err((
-                "window_days",
-                format!(
-                    "{} is not one the API serves (14, 30 or 90)",
-                    self.window_days
-                ),
-            ));
-        }
-        if self.every < Duration::from_secs(3600) {
-            return Err((
-                "every",
-                "must be at least 1h: each endpoint allows 50 requests a day".into(),
-            ));
-        }
-        if self.sinks.as_ref().is_some_and(Vec::is_empty) {
-            return Err(("sinks", "lists no sinks".into()));
-        }
-        Ok(())
-    }
-}
-
 /// One page of a People answer: the users as sent, and what says how many there are.
 #[derive(Debug, Deserialize)]
 pub struct Page<'a> {
@@ -178,9 +118,5 @@ mod tests {
         .unwrap();
         assert_eq!(page.users[0].get(), r#"{"identity":{"emails":["a@x"]}}"#);
         assert_eq!(page.total(), Some(2));
-        let mut c: PeopleConfig = serde_json::from_str("{}").unwrap();
-        assert_eq!(c.validate(), Ok(()));
-        c.window_days = 7;
-        assert_eq!(c.validate().unwrap_err().0, "window_days");
     }
 }

@@ -1,0 +1,557 @@
+//! `[tenants.ID]`: one client organisation's account with one Proofpoint product, and where its
+//! events go.
+//!
+//! The tenant config is a `product`-tagged enum of per-product structs, as the sink config is a
+//! `type`-tagged one: each product's keys, defaults and validation live in its own file
+//! ([`super::tap`], [`super::essentials`], [`super::pod`]). A table is read in two steps so that
+//! every error still names its full key path (`tenants.acme.ping_interval`): the `product` key
+//! picks the struct (absent: `tap`), then that struct is deserialised with
+//! `serde_path_to_error`. A key that belongs to another product is not an "unknown field" but a
+//! message that says which product it belongs to, reported with the other validation errors.
+//!
+//! A tenant's [`TenantConfig::fingerprint`] covers every key it has, so a reload restarts a
+//! tenant whenever anything about it changed (its People table, its PoD types, its secret's
+//! source), and no hand-kept list of fields can fall behind.
+//!
+//! Adding a product: its file beside this one, one arm in [`TenantConfig`] and in
+//! [`TenantConfig::products`]' table; the accessors below then say what it lacks.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use secrecy::SecretString;
+use serde::de::{self, Deserialize, Visitor};
+
+use super::essentials::EssentialsTenant;
+use super::pod::PodTenant;
+use super::tap::{SiemAccount, TapTenant};
+use super::{ConfigError, PollConfig};
+use crate::secret::{self, Env, SecretSource};
+use crate::sinks::SinkConfig;
+use crate::tap::client::Credentials;
+
+/// The Proofpoint product a tenant's credentials are for (`product = "…"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Product {
+    /// The TAP SIEM API.
+    #[default]
+    Tap,
+    /// The Proofpoint Essentials Threat API.
+    Essentials,
+    /// The Proofpoint on Demand (PoD) log stream (WebSocket).
+    Pod,
+}
+
+impl Product {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Product::Tap => "tap",
+            Product::Essentials => "essentials",
+            Product::Pod => "pod",
+        }
+    }
+
+    /// How far into the past the product's API serves, in seconds: TAP 7 days, Essentials
+    /// 3 days (PoD's archive horizon is a tenant key; this is the rewind bound).
+    pub fn horizon_secs(self) -> i64 {
+        use crate::tap::window;
+        match self {
+            Product::Tap => window::HORIZON_SECS,
+            Product::Essentials | Product::Pod => window::ESSENTIALS_HORIZON_SECS,
+        }
+    }
+
+    /// The name users read in messages (`TAP`, `Essentials`, `PoD`).
+    fn display(self) -> &'static str {
+        match self {
+            Product::Tap => "TAP",
+            Product::Essentials => "Essentials",
+            Product::Pod => "PoD",
+        }
+    }
+}
+
+/// One client organisation: its product's settings.
+#[derive(Debug, Clone)]
+pub enum TenantConfig {
+    Tap(TapTenant),
+    Essentials(EssentialsTenant),
+    Pod(PodTenant),
+}
+
+/// What a product's `validate` sees besides its own keys.
+pub struct TenantCheck<'a> {
+    /// The full key path of one of the tenant's keys (`tenants.acme.sinks`, with the file it came
+    /// from when it came from `tenants_dir`).
+    pub key: &'a dyn Fn(&str) -> String,
+    /// The sinks defined, for `sinks` lists.
+    pub sinks: &'a BTreeMap<String, SinkConfig>,
+    pub poll: &'a PollConfig,
+}
+
+impl TenantCheck<'_> {
+    /// Reports each name in `names` that is not a defined sink, under `key`.
+    pub fn sinks_defined(&self, key: &str, names: &[String], err: &mut dyn FnMut(String, String)) {
+        for s in names {
+            if !self.sinks.contains_key(s) {
+                err((self.key)(key), format!("refers to undefined sink `{s}`"));
+            }
+        }
+    }
+}
+
+/// Where a tenant's one secret is configured: exactly one of `NAME`, `NAME_env`, `NAME_file`,
+/// `NAME_credential` (`secret` for the SIEM APIs, `token` for PoD).
+pub struct SecretKeys<'a> {
+    pub name: &'static str,
+    pub inline: Option<&'a SecretString>,
+    pub env: Option<&'a str>,
+    pub file: Option<&'a Path>,
+    pub credential: Option<&'a str>,
+}
+
+impl SecretKeys<'_> {
+    /// Reports unless exactly one of the four keys is set.
+    pub fn validate(&self, check: &TenantCheck<'_>, err: &mut dyn FnMut(String, String)) {
+        let set = [
+            self.inline.is_some(),
+            self.env.is_some(),
+            self.file.is_some(),
+            self.credential.is_some(),
+        ]
+        .iter()
+        .filter(|s| **s)
+        .count();
+        if set != 1 {
+            let n = self.name;
+            err(
+                (check.key)(n),
+                format!("exactly one of {n}, {n}_env, {n}_file, {n}_credential must be set, found {set}"),
+            );
+        }
+    }
+
+    /// Reads the secret of tenant `id`; errors name the key, never the value.
+    pub fn resolve(&self, id: &str, env: Env<'_>) -> Result<SecretString, ConfigError> {
+        if let Some(name) = self.credential {
+            return Ok(secret::read_credential(
+                format!("tenants.{id}.{}_credential", self.name),
+                name,
+                env,
+            )?);
+        }
+        Ok(SecretSource {
+            key: &format!("tenants.{id}.{}", self.name),
+            inline: self.inline,
+            env: self.env,
+            file: self.file,
+        }
+        .resolve(env)?)
+    }
+}
+
+/// A tenant table as read: the product, and any keys of other products it holds (each with the
+/// message that says whose it is), which [`super::Config::validate`] reports with the rest.
+pub struct ParsedTenant {
+    pub config: TenantConfig,
+    pub foreign_keys: Vec<(String, String)>,
+}
+
+impl TenantConfig {
+    /// Every product with the keys its struct takes, for telling a misplaced key from an
+    /// unknown one.
+    fn products() -> [(Product, Vec<&'static str>); 3] {
+        let account = fields_of::<SiemAccount>();
+        let with_account = |own: &[&'static str]| [account, own].concat();
+        [
+            (Product::Tap, with_account(fields_of::<TapTenant>())),
+            (
+                Product::Essentials,
+                with_account(fields_of::<EssentialsTenant>()),
+            ),
+            (Product::Pod, fields_of::<PodTenant>().to_vec()),
+        ]
+    }
+
+    /// Reads one `[tenants.ID]` table (`value`, with any environment overrides applied). `Err`
+    /// is `(key under the tenant, message)`.
+    pub fn from_value(value: config::Value) -> Result<ParsedTenant, (String, String)> {
+        let mut table = value
+            .into_table()
+            .map_err(|e| (String::new(), e.to_string()))?;
+        let product = match table.remove("product") {
+            None => Product::Tap,
+            Some(v) => {
+                Product::deserialize(v).map_err(|e| ("product".to_string(), e.to_string()))?
+            }
+        };
+        let products = Self::products();
+        let own = products
+            .iter()
+            .find(|(p, _)| *p == product)
+            .map_or(&[][..], |(_, keys)| keys.as_slice());
+        let mut foreign_keys = Vec::new();
+        let mut keys: Vec<String> = table.keys().cloned().collect();
+        keys.sort();
+        for key in keys {
+            if own.contains(&key.as_str()) {
+                continue;
+            }
+            let owners: Vec<Product> = products
+                .iter()
+                .filter(|(_, k)| k.contains(&key.as_str()))
+                .map(|(p, _)| *p)
+                .collect();
+            if owners.is_empty() {
+                // Unknown to every product: serde names it with the keys this one takes.
+                continue;
+            }
+            table.remove(&key);
+            let message = misplaced_key_message(product, &key, &owners);
+            foreign_keys.push((key, message));
+        }
+        // The TAP SIEM account keys (TAP and Essentials) are read apart, then set in the
+        // product's struct: serde's `flatten` would lose `deny_unknown_fields` and the key paths.
+        let account = |table: &mut config::Map<String, config::Value>| {
+            let keys = fields_of::<SiemAccount>();
+            let part: config::Map<String, config::Value> = keys
+                .iter()
+                .filter_map(|k| table.remove(*k).map(|v| (k.to_string(), v)))
+                .collect();
+            read::<SiemAccount>(part)
+        };
+        let config = match product {
+            Product::Tap => {
+                let account = account(&mut table)?;
+                TenantConfig::Tap(TapTenant {
+                    account,
+                    ..read(table)?
+                })
+            }
+            Product::Essentials => {
+                let account = account(&mut table)?;
+                TenantConfig::Essentials(EssentialsTenant {
+                    account,
+                    ..read(table)?
+                })
+            }
+            Product::Pod => TenantConfig::Pod(read(table)?),
+        };
+        Ok(ParsedTenant {
+            config,
+            foreign_keys,
+        })
+    }
+
+    pub fn product(&self) -> Product {
+        match self {
+            TenantConfig::Tap(_) => Product::Tap,
+            TenantConfig::Essentials(_) => Product::Essentials,
+            TenantConfig::Pod(_) => Product::Pod,
+        }
+    }
+
+    /// Checks the product's keys; `check` knows the sinks and `poll`.
+    pub fn validate(&self, check: &TenantCheck<'_>, err: &mut dyn FnMut(String, String)) {
+        if self.sinks().is_empty() {
+            err((check.key)("sinks"), "lists no sinks".into());
+        }
+        check.sinks_defined("sinks", self.sinks(), err);
+        self.secret_keys().validate(check, err);
+        match self {
+            TenantConfig::Tap(t) => t.validate(check, err),
+            TenantConfig::Essentials(t) => t.validate(check, err),
+            TenantConfig::Pod(t) => t.validate(check, err),
+        }
+    }
+
+    /// A hash of every setting of the tenant (secrets' sources included; their values are
+    /// compared apart by the reload). Two configs of a tenant with one fingerprint run the same
+    /// sources the same way. Never shown.
+    pub fn fingerprint(&self) -> String {
+        blake3::hash(format!("{self:?}").as_bytes())
+            .to_hex()
+            .to_string()
+    }
+
+    /// Where the tenant's secret is configured.
+    pub fn secret_keys(&self) -> SecretKeys<'_> {
+        match self {
+            TenantConfig::Tap(t) => t.account.secret_keys(),
+            TenantConfig::Essentials(t) => t.account.secret_keys(),
+            TenantConfig::Pod(t) => t.secret_keys(),
+        }
+    }
+
+    /// Names of the sinks this tenant's events go to.
+    pub fn sinks(&self) -> &[String] {
+        match self {
+            TenantConfig::Tap(t) => &t.account.sinks,
+            TenantConfig::Essentials(t) => &t.account.sinks,
+            TenantConfig::Pod(t) => &t.sinks,
+        }
+    }
+
+    /// The `sinks` list, for tests and tools that rewrite a config.
+    pub fn sinks_mut(&mut self) -> &mut Vec<String> {
+        match self {
+            TenantConfig::Tap(t) => &mut t.account.sinks,
+            TenantConfig::Essentials(t) => &mut t.account.sinks,
+            TenantConfig::Pod(t) => &mut t.sinks,
+        }
+    }
+
+    /// All the sinks this tenant's events can go to: `sinks`, then those only routed customers'
+    /// events (Essentials) or People snapshots (TAP) go to, each once.
+    pub fn all_sinks(&self) -> Vec<String> {
+        let mut out = self.sinks().to_vec();
+        let extra: Vec<&Vec<String>> = match self {
+            TenantConfig::Tap(t) => t.people.iter().filter_map(|p| p.sinks.as_ref()).collect(),
+            TenantConfig::Essentials(t) => t.customer_sinks.values().collect(),
+            TenantConfig::Pod(_) => Vec::new(),
+        };
+        for sinks in extra {
+            for s in sinks {
+                if !out.contains(s) {
+                    out.push(s.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether sink `sink` takes the events of `customer` (an Essentials `customerEid`; `None`
+    /// for events without one): a routed customer's events go to its `customer_sinks`, every
+    /// other event to `sinks`.
+    pub fn routes(&self, sink: &str, customer: Option<&str>) -> bool {
+        let routed = match self {
+            TenantConfig::Essentials(t) => customer.and_then(|c| t.customer_sinks.get(c)),
+            _ => None,
+        };
+        match routed {
+            Some(routed) => routed.iter().any(|s| s == sink),
+            None => self.sinks().iter().any(|s| s == sink),
+        }
+    }
+
+    /// The API's base URL, with any pasted API path taken off (see each product's `base_url`).
+    pub fn base_url(&self) -> &str {
+        match self {
+            TenantConfig::Tap(t) => t.account.base_url(super::tap::TAP_DEFAULT_URL),
+            TenantConfig::Essentials(t) => t.account.base_url(""),
+            TenantConfig::Pod(t) => t.base_url(),
+        }
+    }
+
+    /// What a SIEM request for this tenant sends: the principal, `secret`, and the parameters
+    /// its product takes (TAP: `threatStatus`; Essentials: `ownData`, `customerData`). PoD has
+    /// no SIEM requests: no principal, no parameters.
+    pub fn credentials<'a>(&'a self, secret: &'a SecretString) -> Credentials<'a> {
+        let flag = |b: bool| if b { "true" } else { "false" };
+        let (principal, params) = match self {
+            TenantConfig::Tap(t) => (
+                t.account.principal.as_str(),
+                t.threat_status
+                    .iter()
+                    .map(|s| ("threatStatus", s.as_str()))
+                    .collect(),
+            ),
+            TenantConfig::Essentials(t) => (
+                t.account.principal.as_str(),
+                vec![
+                    ("ownData", flag(t.own_data)),
+                    ("customerData", flag(t.customer_data)),
+                ],
+            ),
+            TenantConfig::Pod(_) => ("", Vec::new()),
+        };
+        Credentials {
+            principal,
+            secret,
+            params,
+        }
+    }
+
+    /// The SIEM API's service principal (TAP and Essentials); PoD has none.
+    pub fn principal(&self) -> &str {
+        match self {
+            TenantConfig::Tap(t) => &t.account.principal,
+            TenantConfig::Essentials(t) => &t.account.principal,
+            TenantConfig::Pod(_) => "",
+        }
+    }
+
+    /// The SIEM request quota (rolling 24 hours) of a TAP or Essentials tenant; PoD has none.
+    pub fn requests_per_day(&self) -> Option<u32> {
+        match self {
+            TenantConfig::Tap(t) => Some(t.account.requests_per_day),
+            TenantConfig::Essentials(t) => Some(t.account.requests_per_day),
+            TenantConfig::Pod(_) => None,
+        }
+    }
+
+    /// Threat enrichment beside the tenant's events (none for PoD).
+    pub fn enrich(&self) -> &[crate::enrich::EnrichKind] {
+        match self {
+            TenantConfig::Tap(t) => &t.account.enrich,
+            TenantConfig::Essentials(t) => &t.account.enrich,
+            TenantConfig::Pod(_) => &[],
+        }
+    }
+
+    /// Essentials' per-customer routing (none for the other products).
+    pub fn customer_sinks(&self) -> Option<&BTreeMap<String, Vec<String>>> {
+        match self {
+            TenantConfig::Essentials(t) => Some(&t.customer_sinks),
+            _ => None,
+        }
+    }
+
+    /// Whether `base_url` is `http://` (or `ws://`) to a host that is not loopback: the
+    /// credentials would cross a network in cleartext.
+    pub fn cleartext_http(&self) -> bool {
+        cleartext_url(self.base_url())
+    }
+
+    /// `allow_http`: the tenant accepts a cleartext `base_url` on a host that is not loopback.
+    pub fn allow_http(&self) -> bool {
+        match self {
+            TenantConfig::Tap(t) => t.account.allow_http,
+            TenantConfig::Essentials(t) => t.account.allow_http,
+            TenantConfig::Pod(t) => t.allow_http,
+        }
+    }
+}
+
+/// Whether `url` is `http://` or `ws://` to a host that is not loopback.
+pub fn cleartext_url(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    if url.scheme() != "http" && url.scheme() != "ws" {
+        return false;
+    }
+    let Some(host) = url.host_str() else {
+        return true;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return false;
+    }
+    host.parse::<std::net::IpAddr>()
+        .map_or(true, |ip| !ip.is_loopback())
+}
+
+/// Deserialises `table` into `T`; `Err` names the key path under the tenant.
+fn read<T: de::DeserializeOwned>(
+    table: config::Map<String, config::Value>,
+) -> Result<T, (String, String)> {
+    let value = config::Value::new(None, config::ValueKind::Table(table));
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| (e.path().to_string(), e.into_inner().to_string()))
+}
+
+/// What is said of key `key`, set on a `product` tenant though only `owners` take it.
+fn misplaced_key_message(product: Product, key: &str, owners: &[Product]) -> String {
+    if product == Product::Pod {
+        return "is not a PoD setting (a pod tenant has cluster_id and a token)".into();
+    }
+    match (key, owners) {
+        ("people", _) => "the People API is TAP's; this tenant is not product = \"tap\"".into(),
+        ("customer_sinks", _) => {
+            "routes Essentials child organisations; this tenant is not product = \"essentials\""
+                .into()
+        }
+        (_, [owner]) => format!(
+            "is {} {} setting; this tenant is not product = \"{}\"",
+            if owner.display().starts_with(['E']) {
+                "an"
+            } else {
+                "a"
+            },
+            owner.display(),
+            owner.as_str()
+        ),
+        (_, owners) => format!(
+            "is not a {} setting (it is one of {})",
+            product.display(),
+            owners
+                .iter()
+                .map(|p| p.display())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The keys struct `T` takes (as serde names them), read from its derived `Deserialize`.
+fn fields_of<T: de::DeserializeOwned>() -> &'static [&'static str] {
+    let mut probe = FieldProbe(None);
+    let _ = T::deserialize(&mut probe);
+    probe.0.unwrap_or(&[])
+}
+
+/// A deserializer that records the field list a derived struct asks for, and nothing else.
+struct FieldProbe(Option<&'static [&'static str]>);
+
+#[derive(Debug)]
+struct ProbeDone;
+
+impl std::fmt::Display for ProbeDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("field probe")
+    }
+}
+impl std::error::Error for ProbeDone {}
+impl de::Error for ProbeDone {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        ProbeDone
+    }
+}
+
+impl<'de> de::Deserializer<'de> for &mut FieldProbe {
+    type Error = ProbeDone;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, ProbeDone> {
+        Err(ProbeDone)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, ProbeDone> {
+        self.0 = Some(fields);
+        Err(ProbeDone)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_product_takes_its_own_keys_and_names_the_owner_of_another() {
+        let [(_, tap), (_, essentials), (_, pod)] = TenantConfig::products();
+        assert!(tap.contains(&"principal") && essentials.contains(&"secret_env"));
+        assert!(tap.contains(&"people") && tap.contains(&"threat_status"));
+        assert!(essentials.contains(&"customer_sinks") && !essentials.contains(&"people"));
+        assert!(pod.contains(&"cluster_id") && !pod.contains(&"principal"));
+        assert_eq!(
+            misplaced_key_message(Product::Tap, "cluster_id", &[Product::Pod]),
+            "is a PoD setting; this tenant is not product = \"pod\""
+        );
+        assert_eq!(
+            misplaced_key_message(Product::Tap, "customer_data", &[Product::Essentials]),
+            "is an Essentials setting; this tenant is not product = \"essentials\""
+        );
+    }
+}
