@@ -15,6 +15,10 @@
 //!   started again from its beginning, and what was already delivered is recognised by its keys.
 //! - [`Delivery::finish`] moves each surviving stream to the position the source reached, and
 //!   forgets keys older than the dedupe horizon, in one transaction per stream (invariant 1).
+//! - The dedupe horizon is the engine's, not the sources': a source opens its streams with a
+//!   [`KeyHorizon`] (how far before a delivery's start its events may already have been
+//!   delivered, and how long keys are kept past a position) and delivers [`Span`]s; which keys a
+//!   delivery loads and which a commit forgets follow from those two alone (invariant 2).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -62,6 +66,43 @@ pub struct Stream {
     deduplicated: u64,
 }
 
+/// How long a source's dedupe keys matter, in the units of its positions (seconds).
+///
+/// Keys are filed under the position the delivery that brought them reached. A delivery of the
+/// span `[start, end]` loads the keys filed from `start - reach` on: an event it brings can have
+/// been delivered before only by a delivery that reached past that. A stream moved to a position
+/// `p` forgets the keys filed before `p - keep`. `reach ≤ keep`, so nothing a later delivery
+/// could load has been forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHorizon {
+    pub reach: i64,
+    pub keep: i64,
+}
+
+impl KeyHorizon {
+    /// Overlapping windows (TAP, Essentials): keys are loaded and kept for `horizon`
+    /// (`poll.dedupe_horizon`), longer than any overlap the daemon produces.
+    pub fn windows(horizon: Duration) -> KeyHorizon {
+        let secs = horizon.as_secs() as i64;
+        KeyHorizon {
+            reach: secs,
+            keep: secs,
+        }
+    }
+
+    /// Snapshots (People): a delivery only ever repeats its own period, whose keys are the only
+    /// ones that matter.
+    pub const SNAPSHOTS: KeyHorizon = KeyHorizon { reach: 0, keep: 0 };
+}
+
+/// The positions a delivery covers: it brings events from `start` on and takes its targets to
+/// `end` (`i64::MIN` for a delivery that does not end, a live stream whose chunks each set it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: i64,
+    pub end: i64,
+}
+
 /// A tenant's streams, one per sink it names.
 pub struct Streams {
     tenant: Arc<str>,
@@ -69,6 +110,8 @@ pub struct Streams {
     /// for its other sources (`acme:people.vap`), so each source has its own positions and keys.
     scope: Arc<str>,
     streams: Vec<Stream>,
+    /// Which keys a delivery loads and a commit forgets.
+    horizon: KeyHorizon,
 }
 
 impl Streams {
@@ -78,9 +121,10 @@ impl Streams {
         tenant: &str,
         sinks: Vec<Arc<dyn Sink>>,
         initial: i64,
+        horizon: KeyHorizon,
         store: &Store,
     ) -> Result<Streams, StoreError> {
-        Streams::open_scoped(tenant, tenant, sinks, initial, store)
+        Streams::open_scoped(tenant, tenant, sinks, initial, horizon, store)
     }
 
     /// [`Streams::open`] for a source of `tenant` whose positions are kept under `scope`.
@@ -89,6 +133,7 @@ impl Streams {
         scope: &str,
         sinks: Vec<Arc<dyn Sink>>,
         initial: i64,
+        horizon: KeyHorizon,
         store: &Store,
     ) -> Result<Streams, StoreError> {
         let mut streams = Vec::with_capacity(sinks.len());
@@ -119,6 +164,7 @@ impl Streams {
             tenant: Arc::from(tenant),
             scope: Arc::from(scope),
             streams,
+            horizon,
         })
     }
 
@@ -191,15 +237,15 @@ impl Streams {
         Ok(gaps)
     }
 
-    /// Starts delivering events that take the streams `targets` to `end`. Loads the dedupe keys
-    /// each target remembers from `keys_since` on.
+    /// Starts delivering events of `span` to the streams `targets`. Loads the dedupe keys each
+    /// target remembers that a delivery of `span` could repeat ([`KeyHorizon`]).
     pub fn begin(
         &mut self,
         targets: Vec<usize>,
-        end: i64,
-        keys_since: i64,
+        span: Span,
         store: &Store,
     ) -> Result<Delivery<'_>, StoreError> {
+        let keys_since = span.start.saturating_sub(self.horizon.reach);
         let mut seen = Vec::with_capacity(targets.len());
         for &i in &targets {
             let mut set = HashSet::new();
@@ -217,21 +263,16 @@ impl Streams {
             targets,
             seen,
             alive,
-            end,
+            end: span.end,
             probe_failing: false,
         })
     }
 
-    /// Moves stream `i` forward to `position` (never back) and forgets its dedupe keys of
-    /// deliveries that ended before `forget_before`, in one transaction. A streaming source uses
-    /// it when a stream's gap is closed (the archive reached what the live stream delivered).
-    pub fn advance(
-        &mut self,
-        i: usize,
-        position: i64,
-        forget_before: i64,
-        deps: Deps<'_>,
-    ) -> Result<(), StoreError> {
+    /// Moves stream `i` forward to `position` (never back) and forgets its dedupe keys that
+    /// fell out of the [`KeyHorizon`] there, in one transaction. A streaming source uses it when
+    /// a stream's gap is closed (the archive reached what the live stream delivered).
+    pub fn advance(&mut self, i: usize, position: i64, deps: Deps<'_>) -> Result<(), StoreError> {
+        let forget_before = position.saturating_sub(self.horizon.keep);
         let stream = &mut self.streams[i];
         if position <= stream.state.checkpoint {
             return Ok(());
@@ -385,18 +426,17 @@ impl Delivery<'_> {
     }
 
     /// Moves each live target `i` for which `to(i)` names a position ahead of its own there,
-    /// without ending the delivery; forgets its keys of deliveries that ended before
-    /// `forget_before`. A streaming source commits the position each chunk reached this way.
+    /// without ending the delivery (see [`Streams::advance`]). A streaming source commits the
+    /// position each chunk reached this way.
     pub async fn advance(
         &mut self,
         to: impl Fn(usize) -> Option<i64>,
-        forget_before: i64,
         deps: Deps<'_>,
     ) -> Result<(), StoreError> {
         let alive = self.alive_streams();
         for i in alive {
             if let Some(position) = to(i) {
-                self.streams.advance(i, position, forget_before, deps)?;
+                self.streams.advance(i, position, deps)?;
                 let stream = &mut self.streams.streams[i];
                 stream.attempts = 0;
                 stream.last_error = None;
@@ -405,10 +445,11 @@ impl Delivery<'_> {
         deps.store.flush().await
     }
 
-    /// Moves every target that took the whole delivery to its end, forgetting dedupe keys of
-    /// deliveries that ended before `forget_before`; returns how many targets that was.
-    pub async fn finish(self, forget_before: i64, deps: Deps<'_>) -> Result<usize, StoreError> {
+    /// Moves every target that took the whole delivery to its end, forgetting the dedupe keys
+    /// that fell out of the [`KeyHorizon`] there; returns how many targets that was.
+    pub async fn finish(self, deps: Deps<'_>) -> Result<usize, StoreError> {
         let scope: &str = &self.streams.scope;
+        let forget_before = self.end.saturating_sub(self.streams.horizon.keep);
         for (slot, &i) in self.targets.iter().enumerate() {
             if !self.alive[slot] {
                 continue;
@@ -538,6 +579,16 @@ mod tests {
         }
     }
 
+    /// A horizon that loads and keeps every key of these tests' deliveries of [`SPAN`].
+    const WIDE: KeyHorizon = KeyHorizon {
+        reach: 200,
+        keep: 200,
+    };
+    const SPAN: Span = Span {
+        start: 100,
+        end: 200,
+    };
+
     /// What a delivery needs around it: a store in a scratch directory, metrics, a clock.
     struct World {
         _dir: tempfile::TempDir,
@@ -575,12 +626,12 @@ mod tests {
         let (store, deps) = (&world.store, world.deps());
         let (up, flaky) = (Memory::new("up"), Memory::new("flaky"));
         let sinks: Vec<Arc<dyn Sink>> = vec![up.clone(), flaky.clone()];
-        let mut streams = Streams::open("acme", sinks.clone(), 100, store).unwrap();
+        let mut streams = Streams::open("acme", sinks.clone(), 100, WIDE, store).unwrap();
         assert_eq!((streams.position(0), streams.position(1)), (100, 100));
 
         // The flaky sink is down for the first delivery: only `up` moves.
         flaky.set_down(true);
-        let mut d = streams.begin(vec![0, 1], 200, 0, store).unwrap();
+        let mut d = streams.begin(vec![0, 1], SPAN, store).unwrap();
         d.send(&batch(&[r#"{"a":1}"#, r#"{"a":2}"#]), deps)
             .await
             .unwrap();
@@ -588,7 +639,7 @@ mod tests {
         d.send(&batch(&[r#"{"a":2}"#, r#"{"a":3}"#]), deps)
             .await
             .unwrap();
-        assert_eq!(d.finish(0, deps).await.unwrap(), 1);
+        assert_eq!(d.finish(deps).await.unwrap(), 1);
         assert_eq!((streams.position(0), streams.position(1)), (200, 100));
         assert!(streams.any_failing());
         assert_eq!(up.got().len(), 3, "a repeat within one delivery is dropped");
@@ -596,13 +647,13 @@ mod tests {
         // A restart: the store remembers positions and keys. The same events again (an overlap)
         // reach only the sink that lacks them.
         flaky.set_down(false);
-        let mut streams = Streams::open("acme", sinks, 100, store).unwrap();
+        let mut streams = Streams::open("acme", sinks, 100, WIDE, store).unwrap();
         assert_eq!((streams.position(0), streams.position(1)), (200, 100));
-        let mut d = streams.begin(vec![0, 1], 200, 0, store).unwrap();
+        let mut d = streams.begin(vec![0, 1], SPAN, store).unwrap();
         d.send(&batch(&[r#"{"a":1}"#, r#"{"a":2}"#, r#"{"a":3}"#]), deps)
             .await
             .unwrap();
-        assert_eq!(d.finish(0, deps).await.unwrap(), 2);
+        assert_eq!(d.finish(deps).await.unwrap(), 2);
         assert_eq!(
             up.got().len(),
             3,
@@ -623,23 +674,23 @@ mod tests {
         let (store, deps) = (&world.store, world.deps());
         let (up, down) = (Memory::new("up"), Memory::new("down"));
         let sinks: Vec<Arc<dyn Sink>> = vec![up.clone(), down.clone()];
-        let mut streams = Streams::open("acme", sinks, 100, store).unwrap();
+        let mut streams = Streams::open("acme", sinks, 100, WIDE, store).unwrap();
         down.set_down(true);
 
         // First failure: the sink has not failed before, so it gets its own retries.
-        let mut d = streams.begin(vec![0, 1], 200, 0, store).unwrap();
+        let mut d = streams.begin(vec![0, 1], SPAN, store).unwrap();
         d.probe_failing_sinks();
         d.send(&batch(&[r#"{"a":1}"#]), deps).await.unwrap();
         assert_eq!(d.alive_streams(), vec![0]);
         drop(d);
         // The next try of the failing sink, in a probing delivery: one attempt; the sink that
         // is up is untouched by it.
-        let mut d = streams.begin(vec![0, 1], 200, 0, store).unwrap();
+        let mut d = streams.begin(vec![0, 1], SPAN, store).unwrap();
         d.probe_failing_sinks();
         d.send(&batch(&[r#"{"a":2}"#]), deps).await.unwrap();
         drop(d);
         // Not probing: the failing sink gets its retries again.
-        let mut d = streams.begin(vec![0, 1], 200, 0, store).unwrap();
+        let mut d = streams.begin(vec![0, 1], SPAN, store).unwrap();
         d.send(&batch(&[r#"{"a":3}"#]), deps).await.unwrap();
         drop(d);
         assert_eq!(*down.single.lock().unwrap(), vec![false, true, false]);
@@ -648,10 +699,10 @@ mod tests {
 
         // Back up: the probe delivers, and once its position moves it is no longer probed.
         down.set_down(false);
-        let mut d = streams.begin(vec![0, 1], 200, 0, store).unwrap();
+        let mut d = streams.begin(vec![0, 1], SPAN, store).unwrap();
         d.probe_failing_sinks();
         d.send(&batch(&[r#"{"a":4}"#]), deps).await.unwrap();
-        d.advance(|_| Some(150), 0, deps).await.unwrap();
+        d.advance(|_| Some(150), deps).await.unwrap();
         d.send(&batch(&[r#"{"a":5}"#]), deps).await.unwrap();
         assert_eq!(d.alive_streams(), vec![0, 1]);
         assert_eq!(
@@ -659,5 +710,38 @@ mod tests {
             vec![false, true, false, true, false]
         );
         assert_eq!(down.got().len(), 2);
+    }
+
+    /// Delivers the one event `{"a":1}` over `[start, end]` to stream 0.
+    async fn deliver(streams: &mut Streams, deps: Deps<'_>, start: i64, end: i64) {
+        let mut d = streams
+            .begin(vec![0], Span { start, end }, deps.store)
+            .unwrap();
+        d.send(&batch(&[r#"{"a":1}"#]), deps).await.unwrap();
+        d.finish(deps).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_key_horizon_decides_which_keys_a_delivery_sees_and_a_commit_forgets() {
+        let world = World::new();
+        let (store, deps) = (&world.store, world.deps());
+        let sink = Memory::new("s");
+        let sinks: Vec<Arc<dyn Sink>> = vec![sink.clone()];
+        let horizon = KeyHorizon {
+            reach: 50,
+            keep: 100,
+        };
+        let mut streams = Streams::open("acme", sinks, 100, horizon, store).unwrap();
+        // Filed under 200. A delivery from 240 loads keys from 190 on: a repeat.
+        deliver(&mut streams, deps, 100, 200).await;
+        deliver(&mut streams, deps, 240, 300).await;
+        assert_eq!(sink.got().len(), 1, "within reach: recognised");
+        // A delivery from 260 loads keys from 210 on: the key filed under 200 is out of reach.
+        deliver(&mut streams, deps, 260, 300).await;
+        assert_eq!(sink.got().len(), 2, "out of reach: delivered again");
+        // The commit at 300 filed the key under 300 too; moving to 401 forgets keys before 301.
+        streams.advance(0, 401, deps).unwrap();
+        deliver(&mut streams, deps, 300, 450).await;
+        assert_eq!(sink.got().len(), 3, "forgotten past keep: delivered again");
     }
 }

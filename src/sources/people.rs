@@ -35,7 +35,7 @@ use crate::backoff;
 use crate::budget::Budget;
 use crate::clock;
 use crate::config::{PeopleConfig, TenantConfig};
-use crate::engine::Streams;
+use crate::engine::{KeyHorizon, Span, Streams};
 use crate::event::{Batch, EventKey, EventMeta};
 use crate::sinks::Sink;
 use crate::status::{TenantState, TenantStatus};
@@ -97,7 +97,14 @@ impl PeopleSource {
         let now = ctx.clock.now().timestamp();
         // A new stream stands at the previous period: the current period's snapshot is due.
         let initial = period_of(now, every) - every;
-        let streams = Streams::open_scoped(tenant, &id, sinks, initial, &ctx.store)?;
+        let streams = Streams::open_scoped(
+            tenant,
+            &id,
+            sinks,
+            initial,
+            KeyHorizon::SNAPSHOTS,
+            &ctx.store,
+        )?;
         let budget = ctx.store.budget(&id)?.unwrap_or_default();
         let client = ctx.intel.clone();
         let source = PeopleSource {
@@ -190,7 +197,14 @@ impl PeopleSource {
     ) -> Result<u32, Stop> {
         let mut delivery = self
             .streams
-            .begin(targets, period, period, &ctx.store)
+            .begin(
+                targets,
+                Span {
+                    start: period,
+                    end: period,
+                },
+                &ctx.store,
+            )
             .map_err(Stop::Store)?;
         let size = self.feed.page_size() as usize;
         let mut page = 1;
@@ -239,10 +253,7 @@ impl PeopleSource {
             }
             page += 1;
         }
-        delivery
-            .finish(period, ctx.engine())
-            .await
-            .map_err(Stop::Store)?;
+        delivery.finish(ctx.engine()).await.map_err(Stop::Store)?;
         Ok(page)
     }
 

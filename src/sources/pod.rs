@@ -55,7 +55,7 @@ use super::{Context, Next, Source};
 use crate::backoff;
 use crate::clock;
 use crate::config::{PodTenant, PodType};
-use crate::engine::{Delivery, Streams};
+use crate::engine::{Delivery, KeyHorizon, Span, Streams};
 use crate::event::{Batch, EventKey, EventMeta};
 use crate::sinks::Sink;
 use crate::status::{StreamStatus, TenantState, TenantStatus};
@@ -73,9 +73,13 @@ const CHECK_EVERY: i64 = 5;
 /// A live delivery is started afresh this often (seconds), which bounds the dedupe keys it holds
 /// in memory to about the replay hour.
 const REBEGIN_EVERY: i64 = 600;
-/// Dedupe keys are kept this long behind a sink's position (seconds): longer than an archive
-/// window (an hour) plus the live replay (an hour).
-const KEEP_KEYS: i64 = 3 * 3600;
+/// Dedupe keys are kept 3 hours behind a sink's position: longer than an archive window (an
+/// hour) plus the live replay (an hour). A delivery loads them from 2 minutes before the (whole
+/// hour of the) span it covers.
+const KEYS: KeyHorizon = KeyHorizon {
+    reach: 120,
+    keep: 3 * 3600,
+};
 /// How long connecting, and a clean close, may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -112,7 +116,7 @@ impl PodSource {
     ) -> Result<PodSource, StoreError> {
         let id: Arc<str> = Arc::from(SourceId::new(tenant, SourceKind::Pod(kind)).to_string());
         // A new stream starts at 0: "nothing wanted before the first frame" (see `deliver`).
-        let streams = Streams::open_scoped(tenant, &id, sinks, 0, &ctx.store)?;
+        let streams = Streams::open_scoped(tenant, &id, sinks, 0, KEYS, &ctx.store)?;
         let lanes = vec![Lane::default(); streams.len()];
         let base = config.base_url().trim_end_matches('/').to_string();
         let cid = config.cluster_id.clone().unwrap_or_default();
@@ -536,7 +540,7 @@ impl PodStream {
                         lane.synced = true;
                         lane.live_from = None;
                         let to = lane.live_latest.unwrap_or(h2).max(h2);
-                        self.streams.advance(i, to, to - KEEP_KEYS, ctx.engine())?;
+                        self.streams.advance(i, to, ctx.engine())?;
                     }
                 }
                 self.publish(ctx);
@@ -565,9 +569,14 @@ impl PodStream {
         let mut ws = connect(&url, &self.token)
             .await
             .map_err(CatchUpError::Connect)?;
-        let mut delivery = self
-            .streams
-            .begin(targets, to, floor_hour(since) - 120, &ctx.store)?;
+        let mut delivery = self.streams.begin(
+            targets,
+            Span {
+                start: floor_hour(since),
+                end: to,
+            },
+            &ctx.store,
+        )?;
         let mut pending = Pending::default();
         let kind = self.kind;
         loop {
@@ -614,7 +623,7 @@ impl PodStream {
             delivery.send(&batch, ctx.engine()).await?;
         }
         let alive = delivery.alive_streams();
-        delivery.finish(to - KEEP_KEYS, ctx.engine()).await?;
+        delivery.finish(ctx.engine()).await?;
         Ok(alive)
     }
 
@@ -851,10 +860,13 @@ fn begin<'a>(
         .filter(|&p| p != 0)
         .min()
         .unwrap_or(now)
-        .max(now - KEEP_KEYS);
-    let keys_since = floor_hour(oldest.min(now - 2 * 3600)) - 120;
+        .max(now - KEYS.keep);
     // The finish of a live delivery never moves a position: `advance` does, chunk by chunk.
-    let mut delivery = streams.begin(targets, i64::MIN, keys_since, &ctx.store)?;
+    let span = Span {
+        start: floor_hour(oldest.min(now - 2 * 3600)),
+        end: i64::MIN,
+    };
+    let mut delivery = streams.begin(targets, span, &ctx.store)?;
     // Every sink waits for the slowest before the next chunk: a sink that is down gets one try
     // per rejoin, not its retries, so the others keep up with the stream meanwhile.
     delivery.probe_failing_sinks();
@@ -886,11 +898,7 @@ async fn deliver(
         .collect();
     if !fresh.is_empty() {
         delivery
-            .advance(
-                |i| fresh.contains(&i).then_some(min - 1),
-                i64::MIN,
-                ctx.engine(),
-            )
+            .advance(|i| fresh.contains(&i).then_some(min - 1), ctx.engine())
             .await?;
         for &i in &fresh {
             lanes[i] = Lane {
@@ -924,7 +932,6 @@ async fn deliver(
     delivery
         .advance(
             |i| Some(if lanes[i].synced { max } else { i64::MIN }),
-            max - KEEP_KEYS,
             ctx.engine(),
         )
         .await

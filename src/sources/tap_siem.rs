@@ -31,7 +31,7 @@ use crate::backoff;
 use crate::budget::{Budget, Demand};
 use crate::clock;
 use crate::config::TenantConfig;
-use crate::engine::Streams;
+use crate::engine::{KeyHorizon, Span, Streams};
 use crate::enrich::TenantEnricher;
 use crate::sinks::Sink;
 use crate::status::{TenantState, TenantStatus, WindowProgress};
@@ -137,7 +137,8 @@ impl Poller {
                 &ctx.store,
             )?)
         };
-        let mut streams = Streams::open(id, sinks, initial, &ctx.store)?;
+        let horizon = KeyHorizon::windows(ctx.poll.dedupe_horizon);
+        let mut streams = Streams::open(id, sinks, initial, horizon, &ctx.store)?;
         if config.customer_sinks().is_some_and(|c| !c.is_empty()) {
             // An Essentials partner: each child organisation's events go to its own sinks.
             streams.route(|sink| {
@@ -433,7 +434,6 @@ impl Poller {
         )
         .await
         .map_err(|_| TapError::Deadline(budget))??;
-        let horizon = ctx.poll.dedupe_horizon.as_secs() as i64;
         let started = std::time::Instant::now();
         let mut published: Option<std::time::Instant> = None;
         self.progress = Some(WindowProgress {
@@ -441,9 +441,11 @@ impl Poller {
             end: clock::rfc3339(window.end),
             ..Default::default()
         });
-        let mut delivery =
-            self.streams
-                .begin(targets, window.end, window.start - horizon, &ctx.store)?;
+        let span = Span {
+            start: window.start,
+            end: window.end,
+        };
+        let mut delivery = self.streams.begin(targets, span, &ctx.store)?;
         loop {
             let item = match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Err(_) => return Err(TapError::Deadline(budget).into()),
@@ -484,7 +486,7 @@ impl Poller {
                 return Ok(0);
             }
         }
-        Ok(delivery.finish(window.end - horizon, ctx.engine()).await?)
+        Ok(delivery.finish(ctx.engine()).await?)
     }
 
     /// Puts this tenant's state on the status board and its gauges into the metrics.
