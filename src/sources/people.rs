@@ -223,7 +223,7 @@ impl PeopleSource {
                 .ok_or_else(|| Stop::Unreadable("base_url is not a URL".into()))?;
             let body = match self
                 .client
-                .get_url(url, &self.config.principal(), &self.secret)
+                .get_url(url, self.config.principal(), &self.secret)
                 .await
             {
                 Ok(b) => {
