@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::daemon::{delivered, tap_config, Running, Scratch};
 use super::measure::{cpu_secs, file_len, hwm_kib, loadavg, mib, reset_hwm, rss_kib};
 use super::sim::{sim_toml, SimProcess};
-use super::{flush_stdout, BenchArgs};
+use super::{flush_stdout, print_load_at_end, BenchArgs};
 use crate::clock::Clock;
 use crate::App;
 
@@ -48,7 +48,7 @@ pub(super) async fn large(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         mib(hwm),
         mib(hwm.saturating_sub(baseline))
     );
-    println!("load average at end:     {}", loadavg());
+    print_load_at_end();
     flush_stdout();
     drop(sim);
     std::fs::remove_file(&scratch.events).ok();

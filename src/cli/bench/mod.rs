@@ -49,7 +49,7 @@ mod sim;
 mod state;
 mod throughput;
 
-use measure::{filesystem_of, loadavg, proc_field};
+use measure::{filesystem_of, loadavg, mib, proc_field};
 
 /// Which case to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -299,6 +299,31 @@ fn parse_result(stdout: &str, case: &str) -> anyhow::Result<HashMap<String, Stri
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect())
+}
+
+/// The simulator child's CPU beside the daemon's: `sim_cpu` seconds while `events` were
+/// delivered.
+fn print_sim_cpu(sim_cpu: f64, events: u64) {
+    println!(
+        "simulator CPU (child):   {sim_cpu:.1} s = {:.1} CPU-s per million events",
+        measure::per_million(sim_cpu, events)
+    );
+}
+
+/// The peak RSS `hwm` (KiB) above the `which` ("idle", "connected") `baseline` (KiB).
+fn print_peak_rss(hwm: u64, baseline: u64, which: &str) {
+    println!(
+        "peak RSS:                {:.1} MiB ({:.1} MiB above the {:.1} MiB {which} baseline)",
+        mib(hwm),
+        mib(hwm.saturating_sub(baseline)),
+        mib(baseline)
+    );
+}
+
+/// The load average once a case has measured: the last figure line of the throughput, scale,
+/// large and pod cases.
+fn print_load_at_end() {
+    println!("load average at end:     {}", loadavg());
 }
 
 /// Figures reach the terminal (or the parent's pipe) as each is printed.

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 use super::daemon::{delivered, parse_config, Running, Scratch};
-use super::measure::{cpu_secs, file_len, hwm_kib, loadavg, mib, per_million, reset_hwm, rss_kib};
+use super::measure::{cpu_secs, file_len, hwm_kib, loadavg, per_million, reset_hwm, rss_kib};
 use super::sim::SimProcess;
-use super::{flush_stdout, BenchArgs};
+use super::{flush_stdout, print_load_at_end, print_peak_rss, print_sim_cpu, BenchArgs};
 use crate::clock::Clock;
 use crate::status::{StatusBoard, TenantStatus};
 use crate::App;
@@ -118,17 +118,9 @@ pub(super) async fn pod(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         per_million(cpu, events),
         cpu / wall * 100.0
     );
-    println!(
-        "simulator CPU (child):   {sim_cpu:.1} s = {:.1} CPU-s per million events",
-        per_million(sim_cpu, events)
-    );
-    println!(
-        "peak RSS:                {:.1} MiB ({:.1} MiB above the {:.1} MiB connected baseline)",
-        mib(hwm),
-        mib(hwm.saturating_sub(baseline)),
-        mib(baseline)
-    );
-    println!("load average at end:     {}", loadavg());
+    print_sim_cpu(sim_cpu, events);
+    print_peak_rss(hwm, baseline, "connected");
+    print_load_at_end();
     flush_stdout();
     drop(sim);
     std::fs::remove_file(&scratch.events).ok();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::daemon::{run_until, tap_config, Running, Scratch, MANUAL_CLOCK_POLL};
 use super::measure::{cpu_secs, loadavg, mib, rss_kib};
 use super::sim::{sim_config, SimThread};
-use super::{flush_stdout, print_result, BenchArgs};
+use super::{flush_stdout, print_load_at_end, print_result, BenchArgs};
 use crate::clock::Clock;
 use crate::status::StatusBoard;
 use crate::App;
@@ -77,7 +77,7 @@ pub(super) async fn scale(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
         mib(after),
         (after.saturating_sub(baseline)) as f64 / n as f64
     );
-    println!("load average at end:     {}", loadavg());
+    print_load_at_end();
     print_result(
         "scale",
         &[

@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use super::daemon::{delivered, tap_config, Running, Scratch};
-use super::measure::{cpu_secs, file_len, hwm_kib, loadavg, mib, per_million, reset_hwm, rss_kib};
+use super::measure::{cpu_secs, file_len, hwm_kib, loadavg, per_million, reset_hwm, rss_kib};
 use super::sim::{sim_toml, SimProcess};
-use super::{flush_stdout, print_result, BenchArgs};
+use super::{
+    flush_stdout, print_load_at_end, print_peak_rss, print_result, print_sim_cpu, BenchArgs,
+};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::App;
@@ -90,17 +92,9 @@ pub(super) async fn throughput(args: &BenchArgs, dir: &Path) -> anyhow::Result<(
             cpu / r.cpu.max(0.01)
         );
     }
-    println!(
-        "simulator CPU (child):   {sim_cpu:.1} s = {:.1} CPU-s per million events",
-        per_million(sim_cpu, events)
-    );
-    println!(
-        "peak RSS:                {:.1} MiB ({:.1} MiB above the {:.1} MiB idle baseline)",
-        mib(hwm),
-        mib(hwm.saturating_sub(baseline)),
-        mib(baseline)
-    );
-    println!("load average at end:     {}", loadavg());
+    print_sim_cpu(sim_cpu, events);
+    print_peak_rss(hwm, baseline, "idle");
+    print_load_at_end();
     print_result(
         "throughput",
         &[
