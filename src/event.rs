@@ -85,6 +85,26 @@ impl EventKind {
         }
     }
 
+    /// The sourcetype Splunk content for this kind expects, the Splunk HEC sink's default. TAP
+    /// SIEM events get the Proofpoint TAP add-on's (Splunkbase 3681) `proofpoint_tap_siem`, on
+    /// which its field extractions and the CIM extensions (Email, IDS, Malware) key; PoD events
+    /// the Proofpoint on Demand add-on's (Splunkbase 4327) `pps_messagelog`, `pps_maillog` and
+    /// `pps_audit`. No add-on indexes the People API, so its snapshots get sourcetypes of the
+    /// same family named after the endpoint.
+    pub fn splunk_sourcetype(self) -> &'static str {
+        match self {
+            EventKind::MessagesBlocked
+            | EventKind::MessagesDelivered
+            | EventKind::ClicksBlocked
+            | EventKind::ClicksPermitted => "proofpoint_tap_siem",
+            EventKind::Vap => "proofpoint_tap_vap",
+            EventKind::TopClickers => "proofpoint_tap_top_clickers",
+            EventKind::PodMessage => "pps_messagelog",
+            EventKind::PodMaillog => "pps_maillog",
+            EventKind::PodAudit => "pps_audit",
+        }
+    }
+
     /// Position in [`EventKind::ALL`], for per-kind tables (`[T; EventKind::ALL.len()]`).
     pub fn index(self) -> usize {
         self as usize

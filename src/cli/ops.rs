@@ -17,8 +17,7 @@ use super::load;
 use crate::clock;
 use crate::config::Config;
 use crate::shard::Shard;
-use crate::sources::SourceKind;
-use crate::status::{SinkStatus, TenantState, TenantStatus};
+use crate::status::TenantStatus;
 use crate::store::Store;
 use crate::tap::client::TapClient;
 use crate::tap::window::{self, Window};
@@ -84,71 +83,7 @@ fn status_from_store(config: &Config, store: &Store) -> anyhow::Result<Vec<Tenan
         let record = store.tenant_record(id)?.unwrap_or_default();
         // One row per source of the tenant's plan, under the id the running daemon shows.
         for source in crate::sources::plan(id, tenant) {
-            let key = source.to_string();
-            let stream_sinks = |lag: i64| -> Vec<SinkStatus> {
-                streams
-                    .iter()
-                    .filter(|(t, _, _)| *t == key)
-                    .map(|(_, s, st)| SinkStatus::from_stream(s, st, now, lag))
-                    .collect()
-            };
-            let state = |failed: bool, sinks: &[SinkStatus]| {
-                if failed {
-                    TenantState::Failed
-                } else if sinks.is_empty() {
-                    TenantState::NotStarted
-                } else {
-                    TenantState::Stopped
-                }
-            };
-            let used = |budget: &str| -> anyhow::Result<u32> {
-                Ok(store
-                    .budget(budget)?
-                    .map(|mut b| b.used(now))
-                    .unwrap_or_default())
-            };
-            let row = match source.kind {
-                SourceKind::Siem => {
-                    // Only the sinks the tenant still sends to: a removed sink's stream stays
-                    // in the store.
-                    let all = tenant.all_sinks();
-                    let sinks: Vec<SinkStatus> = stream_sinks(lag)
-                        .into_iter()
-                        .filter(|s| all.contains(&s.sink))
-                        .collect();
-                    TenantStatus {
-                        state: state(record.failed, &sinks),
-                        last_error: record.last_error.clone(),
-                        last_error_at: record.last_error_at.map(clock::rfc3339),
-                        requests_24h: used(id)?,
-                        requests_limit: tenant.requests_per_day().unwrap_or_default(),
-                        sinks,
-                        ..Default::default()
-                    }
-                }
-                // People lists have budgets of their own; positions are snapshot periods.
-                SourceKind::People(_) => {
-                    let sinks = stream_sinks(0);
-                    TenantStatus {
-                        state: state(false, &sinks),
-                        requests_24h: used(&key)?,
-                        requests_limit: crate::tap::people::REQUESTS_PER_DAY,
-                        sinks,
-                        ..Default::default()
-                    }
-                }
-                // PoD positions are frame times: no lag applies.
-                SourceKind::Pod(_) => {
-                    let sinks = stream_sinks(0);
-                    TenantStatus {
-                        state: state(record.failed, &sinks),
-                        last_error: record.last_error.clone(),
-                        sinks,
-                        ..Default::default()
-                    }
-                }
-            };
-            out.push(TenantStatus { tenant: key, ..row });
+            out.push(source.offline_status(tenant, &record, store, &streams, now, lag)?);
         }
     }
     Ok(out)

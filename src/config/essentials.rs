@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::tap::SiemAccount;
-use super::tenant::TenantCheck;
+use super::tenant::{ProductSettings, SecretKeys, TenantCheck};
 
 /// `product = "essentials"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -35,8 +35,41 @@ fn default_true() -> bool {
     true
 }
 
-impl EssentialsTenant {
-    pub fn validate(&self, check: &TenantCheck<'_>, err: &mut dyn FnMut(String, String)) {
+impl ProductSettings for EssentialsTenant {
+    fn sinks(&self) -> &[String] {
+        &self.account.sinks
+    }
+    fn sinks_mut(&mut self) -> &mut Vec<String> {
+        &mut self.account.sinks
+    }
+    fn routed_sinks(&self) -> Vec<&[String]> {
+        self.customer_sinks.values().map(Vec::as_slice).collect()
+    }
+    fn secret_keys(&self) -> SecretKeys<'_> {
+        self.account.secret_keys()
+    }
+    /// `base_url` is required (`check` refuses a tenant without it).
+    fn base_url(&self) -> &str {
+        self.account.base_url("")
+    }
+    fn allow_http(&self) -> bool {
+        self.account.allow_http
+    }
+    fn siem_account(&self) -> Option<&SiemAccount> {
+        Some(&self.account)
+    }
+    fn siem_params(&self) -> Vec<(&'static str, &'static str)> {
+        let flag = |b: bool| if b { "true" } else { "false" };
+        vec![
+            ("ownData", flag(self.own_data)),
+            ("customerData", flag(self.customer_data)),
+        ]
+    }
+    fn customer_sinks(&self) -> Option<&BTreeMap<String, Vec<String>>> {
+        Some(&self.customer_sinks)
+    }
+
+    fn validate(&self, check: &TenantCheck<'_>, err: &mut dyn FnMut(String, String)) {
         self.account.validate(None, check, err);
         if !self.own_data && !self.customer_data {
             err(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::tenant::{cleartext_url, SecretKeys, TenantCheck};
+use super::tenant::{cleartext_url, ProductSettings, SecretKeys, TenantCheck};
 
 /// `product = "pod"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -109,16 +109,26 @@ fn default_archive_horizon() -> Duration {
 /// PoD's stream host.
 pub const POD_BASE_URL: &str = "wss://logstream.proofpoint.com";
 
-impl PodTenant {
+impl ProductSettings for PodTenant {
+    fn sinks(&self) -> &[String] {
+        &self.sinks
+    }
+    fn sinks_mut(&mut self) -> &mut Vec<String> {
+        &mut self.sinks
+    }
+    fn allow_http(&self) -> bool {
+        self.allow_http
+    }
+
     /// The stream's base URL: `base_url`, else [`POD_BASE_URL`] (a trailing slash taken off).
-    pub fn base_url(&self) -> &str {
+    fn base_url(&self) -> &str {
         self.base_url_setting
             .as_deref()
             .unwrap_or(POD_BASE_URL)
             .trim_end_matches('/')
     }
 
-    pub fn secret_keys(&self) -> SecretKeys<'_> {
+    fn secret_keys(&self) -> SecretKeys<'_> {
         SecretKeys {
             name: "token",
             inline: self.token.as_ref(),
@@ -128,7 +138,7 @@ impl PodTenant {
         }
     }
 
-    pub fn validate(&self, check: &TenantCheck<'_>, err: &mut dyn FnMut(String, String)) {
+    fn validate(&self, check: &TenantCheck<'_>, err: &mut dyn FnMut(String, String)) {
         let key = check.key;
         match self.cluster_id.as_deref().map(str::trim) {
             None => err(

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::people::PeopleConfig;
-use super::tenant::{cleartext_url, SecretKeys, TenantCheck};
+use super::tenant::{cleartext_url, ProductSettings, SecretKeys, TenantCheck};
 use crate::net::{self, UrlRules};
 use crate::tap::ThreatStatus;
 
@@ -165,8 +165,39 @@ impl SiemAccount {
     }
 }
 
-impl TapTenant {
-    pub fn validate(&self, check: &TenantCheck<'_>, err: &mut dyn FnMut(String, String)) {
+impl ProductSettings for TapTenant {
+    fn sinks(&self) -> &[String] {
+        &self.account.sinks
+    }
+    fn sinks_mut(&mut self) -> &mut Vec<String> {
+        &mut self.account.sinks
+    }
+    fn routed_sinks(&self) -> Vec<&[String]> {
+        self.people
+            .iter()
+            .filter_map(|p| p.sinks.as_deref())
+            .collect()
+    }
+    fn secret_keys(&self) -> SecretKeys<'_> {
+        self.account.secret_keys()
+    }
+    fn base_url(&self) -> &str {
+        self.account.base_url(TAP_DEFAULT_URL)
+    }
+    fn allow_http(&self) -> bool {
+        self.account.allow_http
+    }
+    fn siem_account(&self) -> Option<&SiemAccount> {
+        Some(&self.account)
+    }
+    fn siem_params(&self) -> Vec<(&'static str, &'static str)> {
+        self.threat_status
+            .iter()
+            .map(|s| ("threatStatus", s.as_str()))
+            .collect()
+    }
+
+    fn validate(&self, check: &TenantCheck<'_>, err: &mut dyn FnMut(String, String)) {
         self.account.validate(Some(TAP_DEFAULT_URL), check, err);
         if self.threat_status.is_empty() {
             err((check.key)("threat_status"), "lists no verdicts".into());

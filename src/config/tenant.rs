@@ -13,8 +13,9 @@
 //! tenant whenever anything about it changed (its People table, its PoD types, its secret's
 //! source), and no hand-kept list of fields can fall behind.
 //!
-//! Adding a product: its file beside this one, one arm in [`TenantConfig`] and in
-//! [`TenantConfig::products`]' table; the accessors below then say what it lacks.
+//! Adding a product: its file beside this one with a struct that implements
+//! [`ProductSettings`], a [`Product`] variant, and its arm in [`TenantConfig`]'s matches
+//! (`products`, `from_value`, `product`, `settings`, `settings_mut`): all in this file.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -252,6 +253,23 @@ impl TenantConfig {
         }
     }
 
+    /// The product's settings, as every product describes them.
+    pub fn settings(&self) -> &dyn ProductSettings {
+        match self {
+            TenantConfig::Tap(t) => t,
+            TenantConfig::Essentials(t) => t,
+            TenantConfig::Pod(t) => t,
+        }
+    }
+
+    fn settings_mut(&mut self) -> &mut dyn ProductSettings {
+        match self {
+            TenantConfig::Tap(t) => t,
+            TenantConfig::Essentials(t) => t,
+            TenantConfig::Pod(t) => t,
+        }
+    }
+
     /// Checks the product's keys; `check` knows the sinks and `poll`.
     pub fn validate(&self, check: &TenantCheck<'_>, err: &mut dyn FnMut(String, String)) {
         if self.sinks().is_empty() {
@@ -259,11 +277,7 @@ impl TenantConfig {
         }
         check.sinks_defined("sinks", self.sinks(), err);
         self.secret_keys().validate(check, err);
-        match self {
-            TenantConfig::Tap(t) => t.validate(check, err),
-            TenantConfig::Essentials(t) => t.validate(check, err),
-            TenantConfig::Pod(t) => t.validate(check, err),
-        }
+        self.settings().validate(check, err);
     }
 
     /// A hash of every setting of the tenant (secrets' sources included; their values are
@@ -277,41 +291,24 @@ impl TenantConfig {
 
     /// Where the tenant's secret is configured.
     pub fn secret_keys(&self) -> SecretKeys<'_> {
-        match self {
-            TenantConfig::Tap(t) => t.account.secret_keys(),
-            TenantConfig::Essentials(t) => t.account.secret_keys(),
-            TenantConfig::Pod(t) => t.secret_keys(),
-        }
+        self.settings().secret_keys()
     }
 
     /// Names of the sinks this tenant's events go to.
     pub fn sinks(&self) -> &[String] {
-        match self {
-            TenantConfig::Tap(t) => &t.account.sinks,
-            TenantConfig::Essentials(t) => &t.account.sinks,
-            TenantConfig::Pod(t) => &t.sinks,
-        }
+        self.settings().sinks()
     }
 
     /// The `sinks` list, for tests and tools that rewrite a config.
     pub fn sinks_mut(&mut self) -> &mut Vec<String> {
-        match self {
-            TenantConfig::Tap(t) => &mut t.account.sinks,
-            TenantConfig::Essentials(t) => &mut t.account.sinks,
-            TenantConfig::Pod(t) => &mut t.sinks,
-        }
+        self.settings_mut().sinks_mut()
     }
 
-    /// All the sinks this tenant's events can go to: `sinks`, then those only routed customers'
-    /// events (Essentials) or People snapshots (TAP) go to, each once.
+    /// All the sinks this tenant's events can go to: `sinks`, then those only some of its events
+    /// go to (routed customers, People snapshots), each once.
     pub fn all_sinks(&self) -> Vec<String> {
         let mut out = self.sinks().to_vec();
-        let extra: Vec<&Vec<String>> = match self {
-            TenantConfig::Tap(t) => t.people.iter().filter_map(|p| p.sinks.as_ref()).collect(),
-            TenantConfig::Essentials(t) => t.customer_sinks.values().collect(),
-            TenantConfig::Pod(_) => Vec::new(),
-        };
-        for sinks in extra {
+        for sinks in self.settings().routed_sinks() {
             for s in sinks {
                 if !out.contains(s) {
                     out.push(s.clone());
@@ -325,87 +322,53 @@ impl TenantConfig {
     /// for events without one): a routed customer's events go to its `customer_sinks`, every
     /// other event to `sinks`.
     pub fn routes(&self, sink: &str, customer: Option<&str>) -> bool {
-        let routed = match self {
-            TenantConfig::Essentials(t) => customer.and_then(|c| t.customer_sinks.get(c)),
-            _ => None,
-        };
+        let routed = self
+            .customer_sinks()
+            .and_then(|routes| routes.get(customer?));
         match routed {
             Some(routed) => routed.iter().any(|s| s == sink),
             None => self.sinks().iter().any(|s| s == sink),
         }
     }
 
-    /// The API's base URL, with any pasted API path taken off (see each product's `base_url`).
+    /// The API's base URL, with any pasted API path taken off.
     pub fn base_url(&self) -> &str {
-        match self {
-            TenantConfig::Tap(t) => t.account.base_url(super::tap::TAP_DEFAULT_URL),
-            TenantConfig::Essentials(t) => t.account.base_url(""),
-            TenantConfig::Pod(t) => t.base_url(),
-        }
+        self.settings().base_url()
     }
 
     /// What a SIEM request for this tenant sends: the principal, `secret`, and the parameters
-    /// its product takes (TAP: `threatStatus`; Essentials: `ownData`, `customerData`). PoD has
-    /// no SIEM requests: no principal, no parameters.
+    /// its product takes (TAP: `threatStatus`; Essentials: `ownData`, `customerData`). A product
+    /// without a SIEM account has no principal and no parameters.
     pub fn credentials<'a>(&'a self, secret: &'a SecretString) -> Credentials<'a> {
-        let flag = |b: bool| if b { "true" } else { "false" };
-        let (principal, params) = match self {
-            TenantConfig::Tap(t) => (
-                t.account.principal.as_str(),
-                t.threat_status
-                    .iter()
-                    .map(|s| ("threatStatus", s.as_str()))
-                    .collect(),
-            ),
-            TenantConfig::Essentials(t) => (
-                t.account.principal.as_str(),
-                vec![
-                    ("ownData", flag(t.own_data)),
-                    ("customerData", flag(t.customer_data)),
-                ],
-            ),
-            TenantConfig::Pod(_) => ("", Vec::new()),
-        };
         Credentials {
-            principal,
+            principal: self.principal(),
             secret,
-            params,
+            params: self.settings().siem_params(),
         }
     }
 
-    /// The SIEM API's service principal (TAP and Essentials); PoD has none.
+    /// The SIEM API's service principal (TAP and Essentials); empty for other products.
     pub fn principal(&self) -> &str {
-        match self {
-            TenantConfig::Tap(t) => &t.account.principal,
-            TenantConfig::Essentials(t) => &t.account.principal,
-            TenantConfig::Pod(_) => "",
-        }
+        self.settings()
+            .siem_account()
+            .map_or("", |a| a.principal.as_str())
     }
 
-    /// The SIEM request quota (rolling 24 hours) of a TAP or Essentials tenant; PoD has none.
+    /// The SIEM request quota (rolling 24 hours) of a TAP or Essentials tenant.
     pub fn requests_per_day(&self) -> Option<u32> {
-        match self {
-            TenantConfig::Tap(t) => Some(t.account.requests_per_day),
-            TenantConfig::Essentials(t) => Some(t.account.requests_per_day),
-            TenantConfig::Pod(_) => None,
-        }
+        self.settings().siem_account().map(|a| a.requests_per_day)
     }
 
-    /// Threat enrichment beside the tenant's events (none for PoD).
+    /// Threat enrichment beside the tenant's events (none without a SIEM account).
     pub fn enrich(&self) -> &[crate::enrich::EnrichKind] {
-        match self {
-            TenantConfig::Tap(t) => &t.account.enrich,
-            TenantConfig::Essentials(t) => &t.account.enrich,
-            TenantConfig::Pod(_) => &[],
-        }
+        self.settings()
+            .siem_account()
+            .map_or(&[], |a| a.enrich.as_slice())
     }
 
     /// Essentials' per-customer routing (none for the other products).
     pub fn customer_sinks(&self) -> Option<&BTreeMap<String, Vec<String>>> {
-        match self {
-            TenantConfig::Essentials(t) => Some(&t.customer_sinks),
-            _ => None,
-        }
+        self.settings().customer_sinks()
     }
 
     /// Whether `base_url` is `http://` (or `ws://`) to a host that is not loopback: the
@@ -416,11 +379,40 @@ impl TenantConfig {
 
     /// `allow_http`: the tenant accepts a cleartext `base_url` on a host that is not loopback.
     pub fn allow_http(&self) -> bool {
-        match self {
-            TenantConfig::Tap(t) => t.account.allow_http,
-            TenantConfig::Essentials(t) => t.account.allow_http,
-            TenantConfig::Pod(t) => t.allow_http,
-        }
+        self.settings().allow_http()
+    }
+}
+
+/// What each product's tenant struct says of itself; [`TenantConfig`]'s accessors read it, so a
+/// new product implements this and adds its arms to the enum's three matches.
+pub trait ProductSettings: std::fmt::Debug {
+    /// Names of the sinks the tenant's events go to.
+    fn sinks(&self) -> &[String];
+    fn sinks_mut(&mut self) -> &mut Vec<String>;
+    /// Sinks that only some of the tenant's events go to (routed customers, People snapshots).
+    fn routed_sinks(&self) -> Vec<&[String]> {
+        Vec::new()
+    }
+    /// Where the tenant's one secret is configured.
+    fn secret_keys(&self) -> SecretKeys<'_>;
+    /// The API's base URL, defaults applied and any pasted API path taken off.
+    fn base_url(&self) -> &str;
+    /// `allow_http`.
+    fn allow_http(&self) -> bool;
+    /// Checks the product's own keys (sinks and the secret's sources are checked for every
+    /// product by [`TenantConfig::validate`]).
+    fn validate(&self, check: &TenantCheck<'_>, err: &mut dyn FnMut(String, String));
+    /// The TAP SIEM API account, for the products that have one (TAP, Essentials).
+    fn siem_account(&self) -> Option<&SiemAccount> {
+        None
+    }
+    /// The parameters each SIEM request adds.
+    fn siem_params(&self) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
+    /// Sinks per Essentials child organisation.
+    fn customer_sinks(&self) -> Option<&BTreeMap<String, Vec<String>>> {
+        None
     }
 }
 

@@ -151,27 +151,9 @@ pub fn hec_base(url: &str) -> Result<&str, String> {
     ))
 }
 
-/// The default sourcetype per kind, in [`EventKind::ALL`] order: what Splunk content for each
-/// feed expects. TAP SIEM events get the Proofpoint TAP add-on's (Splunkbase 3681)
-/// `proofpoint_tap_siem`, on which its field extractions and the CIM extensions (Email, IDS,
-/// Malware) key; PoD events the Proofpoint on Demand add-on's (Splunkbase 4327) `pps_messagelog`,
-/// `pps_maillog` and `pps_audit`. No add-on indexes the People API, so its snapshots get
-/// sourcetypes of the same family named after the endpoint.
-const DEFAULT_SOURCETYPES: [&str; EventKind::ALL.len()] = [
-    "proofpoint_tap_siem",         // messagesBlocked
-    "proofpoint_tap_siem",         // messagesDelivered
-    "proofpoint_tap_siem",         // clicksBlocked
-    "proofpoint_tap_siem",         // clicksPermitted
-    "proofpoint_tap_vap",          // vap
-    "proofpoint_tap_top_clickers", // topClickers
-    "pps_messagelog",              // podMessage
-    "pps_maillog",                 // podMaillog
-    "pps_audit",                   // podAudit
-];
-
-/// The default sourcetype of an event type.
+/// The default sourcetype of an event type ([`EventKind::splunk_sourcetype`]).
 pub fn default_sourcetype(kind: EventKind) -> &'static str {
-    DEFAULT_SOURCETYPES[kind.index()]
+    kind.splunk_sourcetype()
 }
 
 common::plain_http_options!(SplunkHecConfig);

@@ -17,16 +17,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use secrecy::SecretString;
-
 use crate::clock::Clock;
-use crate::config::{PollConfig, TenantConfig};
+use crate::config::PollConfig;
 use crate::engine;
 use crate::enrich::Enricher;
 use crate::metrics::Metrics;
-use crate::sinks::Sink;
 use crate::status::StatusBoard;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::tap::client::TapClient;
 use crate::tap::intel::IntelClient;
 
@@ -35,7 +32,7 @@ pub mod plan;
 pub mod pod;
 pub mod tap_siem;
 
-pub use plan::{plan, Planned, SourceId, SourceKind};
+pub use plan::{for_tenant, plan, Planned, SourceId, SourceKind};
 
 /// What every source shares.
 #[derive(Clone)]
@@ -87,65 +84,4 @@ pub trait Source: Send {
     /// Does at most one request's worth of work; says when to run again. Every failure ends in
     /// the source's own backoff, never in an error for the scheduler.
     async fn step(&mut self, ctx: &Context) -> Next;
-}
-
-/// The sources of one tenant, as its [`plan`] says, loaded from the store and ready to be
-/// scheduled.
-pub fn for_tenant(
-    id: &str,
-    config: Arc<TenantConfig>,
-    secret: SecretString,
-    sinks: Vec<Arc<dyn Sink>>,
-    ctx: &Context,
-) -> Result<Vec<Box<dyn Source>>, StoreError> {
-    // Each source takes the sinks its events can go to (a People-only sink is not a SIEM one).
-    let only = |names: &[String]| -> Vec<Arc<dyn Sink>> {
-        sinks
-            .iter()
-            .filter(|s| names.iter().any(|n| n == s.name()))
-            .cloned()
-            .collect()
-    };
-    let mut out: Vec<Box<dyn Source>> = Vec::new();
-    for source in plan::planned(&config) {
-        out.push(match source {
-            Planned::Siem => {
-                let mut names = config.sinks().to_vec();
-                names.extend(
-                    config
-                        .customer_sinks()
-                        .into_iter()
-                        .flat_map(|c| c.values().flatten().cloned()),
-                );
-                Box::new(tap_siem::Poller::new(
-                    id,
-                    config.clone(),
-                    secret.clone(),
-                    only(&names),
-                    ctx,
-                )?)
-            }
-            Planned::People(feed, people) => {
-                let names = people.sinks.as_deref().unwrap_or(config.sinks());
-                Box::new(people::PeopleSource::new(
-                    id,
-                    feed,
-                    config.clone(),
-                    people.clone(),
-                    secret.clone(),
-                    only(names),
-                    ctx,
-                )?)
-            }
-            Planned::Pod(kind, pod) => Box::new(pod::PodSource::new(
-                id,
-                kind,
-                Arc::new(pod.clone()),
-                secret.clone(),
-                sinks.clone(),
-                ctx,
-            )?),
-        });
-    }
-    Ok(out)
 }

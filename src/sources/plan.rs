@@ -1,14 +1,23 @@
-//! The plan of a tenant's sources: which sources a tenant's config runs, and the one spelling of
-//! their ids. The daemon ([`super::for_tenant`]), the status board, `tapfwd status` without a
-//! running daemon and the offline commands all read it from here.
+//! The plan of a tenant's sources: which sources a tenant's config runs, the one spelling of
+//! their ids, how each is built ([`for_tenant`]) and how each shows in `tapfwd status` while the
+//! daemon is stopped ([`SourceId::offline_status`]). The daemon, the status board and the offline
+//! commands all read it from here; a new source adds its arms in this file.
 //!
 //! An id is the tenant id for the tenant's main polled source (TAP or Essentials SIEM), and
 //! `TENANT:people.FEED` or `TENANT:pod.TYPE` for the others; it is the scheduler's key, the
 //! status board's row, and the stream prefix of the source's positions in the store.
 
 use std::fmt;
+use std::sync::Arc;
 
+use secrecy::SecretString;
+
+use super::{people, pod, tap_siem, Context, Source};
+use crate::clock;
 use crate::config::{PeopleConfig, PodTenant, PodType, TenantConfig};
+use crate::sinks::Sink;
+use crate::status::{SinkStatus, TenantState, TenantStatus};
+use crate::store::{Store, StoreError, StreamState, TenantRecord};
 use crate::tap::people::Feed;
 
 /// What a source reads.
@@ -87,6 +96,148 @@ pub fn planned(config: &TenantConfig) -> Vec<Planned<'_>> {
         TenantConfig::Essentials(_) => vec![Planned::Siem],
         TenantConfig::Pod(t) => t.types.iter().map(|k| Planned::Pod(*k, t)).collect(),
     }
+}
+
+impl SourceId {
+    /// The source's row in `tapfwd status` while the daemon is stopped: its positions from the
+    /// store (`streams`, every stream of the store), its budget and last error, at `now`; `lag`
+    /// is `poll.lag`, which SIEM positions trail by.
+    pub fn offline_status(
+        &self,
+        tenant: &TenantConfig,
+        record: &TenantRecord,
+        store: &Store,
+        streams: &[(String, String, StreamState)],
+        now: i64,
+        lag: i64,
+    ) -> Result<TenantStatus, StoreError> {
+        let key = self.to_string();
+        let stream_sinks = |lag: i64| -> Vec<SinkStatus> {
+            streams
+                .iter()
+                .filter(|(t, _, _)| *t == key)
+                .map(|(_, s, st)| SinkStatus::from_stream(s, st, now, lag))
+                .collect()
+        };
+        let state = |failed: bool, sinks: &[SinkStatus]| {
+            if failed {
+                TenantState::Failed
+            } else if sinks.is_empty() {
+                TenantState::NotStarted
+            } else {
+                TenantState::Stopped
+            }
+        };
+        let used = |budget: &str| -> Result<u32, StoreError> {
+            Ok(store
+                .budget(budget)?
+                .map(|mut b| b.used(now))
+                .unwrap_or_default())
+        };
+        let row = match self.kind {
+            SourceKind::Siem => {
+                // Only the sinks the tenant still sends to: a removed sink's stream stays in
+                // the store.
+                let all = tenant.all_sinks();
+                let sinks: Vec<SinkStatus> = stream_sinks(lag)
+                    .into_iter()
+                    .filter(|s| all.contains(&s.sink))
+                    .collect();
+                TenantStatus {
+                    state: state(record.failed, &sinks),
+                    last_error: record.last_error.clone(),
+                    last_error_at: record.last_error_at.map(clock::rfc3339),
+                    requests_24h: used(&self.tenant)?,
+                    requests_limit: tenant.requests_per_day().unwrap_or_default(),
+                    sinks,
+                    ..Default::default()
+                }
+            }
+            // People lists have budgets of their own; positions are snapshot periods.
+            SourceKind::People(_) => {
+                let sinks = stream_sinks(0);
+                TenantStatus {
+                    state: state(false, &sinks),
+                    requests_24h: used(&key)?,
+                    requests_limit: crate::tap::people::REQUESTS_PER_DAY,
+                    sinks,
+                    ..Default::default()
+                }
+            }
+            // PoD positions are frame times: no lag applies.
+            SourceKind::Pod(_) => {
+                let sinks = stream_sinks(0);
+                TenantStatus {
+                    state: state(record.failed, &sinks),
+                    last_error: record.last_error.clone(),
+                    sinks,
+                    ..Default::default()
+                }
+            }
+        };
+        Ok(TenantStatus { tenant: key, ..row })
+    }
+}
+
+/// The sources of one tenant, as its [`plan`] says, loaded from the store and ready to be
+/// scheduled.
+pub fn for_tenant(
+    id: &str,
+    config: Arc<TenantConfig>,
+    secret: SecretString,
+    sinks: Vec<Arc<dyn Sink>>,
+    ctx: &Context,
+) -> Result<Vec<Box<dyn Source>>, StoreError> {
+    // Each source takes the sinks its events can go to (a People-only sink is not a SIEM one).
+    let only = |names: &[String]| -> Vec<Arc<dyn Sink>> {
+        sinks
+            .iter()
+            .filter(|s| names.iter().any(|n| n == s.name()))
+            .cloned()
+            .collect()
+    };
+    let mut out: Vec<Box<dyn Source>> = Vec::new();
+    for source in planned(&config) {
+        out.push(match source {
+            Planned::Siem => {
+                let mut names = config.sinks().to_vec();
+                names.extend(
+                    config
+                        .customer_sinks()
+                        .into_iter()
+                        .flat_map(|c| c.values().flatten().cloned()),
+                );
+                Box::new(tap_siem::Poller::new(
+                    id,
+                    config.clone(),
+                    secret.clone(),
+                    only(&names),
+                    ctx,
+                )?)
+            }
+            Planned::People(feed, people) => {
+                let names = people.sinks.as_deref().unwrap_or(config.sinks());
+                Box::new(people::PeopleSource::new(
+                    id,
+                    feed,
+                    config.clone(),
+                    people.clone(),
+                    secret.clone(),
+                    only(names),
+                    ctx,
+                )?)
+            }
+            Planned::Pod(kind, pod) => Box::new(pod::PodSource::new(
+                id,
+                kind,
+                Arc::new(pod.clone()),
+                secret.clone(),
+                sinks.clone(),
+                ctx,
+            )?),
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

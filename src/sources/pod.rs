@@ -54,6 +54,7 @@ use super::plan::{SourceId, SourceKind};
 use super::{Context, Next, Source};
 use crate::backoff;
 use crate::clock;
+use crate::config::tenant::ProductSettings;
 use crate::config::{PodTenant, PodType};
 use crate::engine::{Delivery, KeyHorizon, Span, Streams};
 use crate::event::{Batch, EventKey, EventMeta};

@@ -142,25 +142,28 @@ pub const POD_MAILLOG_COLUMNS: [(&str, ColumnType); 7] = [
 /// Where one kind goes in the solution: its stream and the stream's columns.
 pub type Destination = Option<(&'static str, &'static [(&'static str, ColumnType)])>;
 
-/// The solution's stream and columns per kind, in [`EventKind::ALL`] order.
-pub const STREAMS: [Destination; EventKind::ALL.len()] = [
-    Some(("Custom-ProofPointTAPMessagesBlockedV2_CL", &MESSAGE_COLUMNS)), // messagesBlocked
-    Some((
-        "Custom-ProofPointTAPMessagesDeliveredV2_CL",
-        &MESSAGE_COLUMNS,
-    )), // messagesDelivered
-    Some(("Custom-ProofPointTAPClicksBlockedV2_CL", &CLICK_COLUMNS)),     // clicksBlocked
-    Some(("Custom-ProofPointTAPClicksPermittedV2_CL", &CLICK_COLUMNS)),   // clicksPermitted
-    None,                                                                 // vap
-    None,                                                                 // topClickers
-    Some(("Custom-ProofpointPODMessage_CL", &POD_MESSAGE_COLUMNS)),       // podMessage
-    Some(("Custom-ProofpointPODMailLog_CL", &POD_MAILLOG_COLUMNS)),       // podMaillog
-    None,                                                                 // podAudit
-];
-
-/// The solution's destination for `kind`, if it has one.
+/// The solution's destination for `kind`, if it has one: the TAP solution's four TAP streams
+/// and the PoD solution's message and maillog tables. Kinds the solutions declare no table for
+/// (People, PoD audit, and any new source's until its table is added here) have none.
 pub fn destination(kind: EventKind) -> Destination {
-    STREAMS[kind.index()]
+    match kind {
+        EventKind::MessagesBlocked => {
+            Some(("Custom-ProofPointTAPMessagesBlockedV2_CL", &MESSAGE_COLUMNS))
+        }
+        EventKind::MessagesDelivered => Some((
+            "Custom-ProofPointTAPMessagesDeliveredV2_CL",
+            &MESSAGE_COLUMNS,
+        )),
+        EventKind::ClicksBlocked => {
+            Some(("Custom-ProofPointTAPClicksBlockedV2_CL", &CLICK_COLUMNS))
+        }
+        EventKind::ClicksPermitted => {
+            Some(("Custom-ProofPointTAPClicksPermittedV2_CL", &CLICK_COLUMNS))
+        }
+        EventKind::PodMessage => Some(("Custom-ProofpointPODMessage_CL", &POD_MESSAGE_COLUMNS)),
+        EventKind::PodMaillog => Some(("Custom-ProofpointPODMailLog_CL", &POD_MAILLOG_COLUMNS)),
+        _ => None,
+    }
 }
 
 /// `value` as a `column_type` column takes it, or `None` when it cannot be one (the column is
