@@ -1,12 +1,15 @@
 //! Shared helpers for the black-box tests: a simulator, an App on a manual clock, and readers
 //! that check a file sink's output against the simulator's ground truth, byte for byte.
-//! Destinations' fake servers are in [`fakes`], a fixed stand-in for the TAP API and its configs
-//! in [`tap`], the real binary and its service surfaces in [`daemon`]. Tests wait on conditions
-//! (the status board, log lines, datagrams) with these helpers, never on sleeps.
+//! The set-up most tests share (clock, simulator, scratch directory, config) is built by
+//! [`rig::Rig`]. Destinations' fake servers are in [`fakes`], a fixed stand-in for the TAP API
+//! and its configs in [`tap`], the real binary and its service surfaces in [`daemon`]. Tests
+//! wait on conditions (the status board, log lines, datagrams) with these helpers, never on
+//! sleeps.
 #![allow(dead_code)]
 
 pub mod daemon;
 pub mod fakes;
+pub mod rig;
 pub mod tap;
 
 use std::collections::{BTreeMap, HashMap};
