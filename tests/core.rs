@@ -30,7 +30,7 @@ async fn backlog_is_split_into_valid_windows_and_delivered_exactly_once() {
         .poll(POLL)
         .start()
         .await;
-    let (sim, manual, events) = (&rig.sim, rig.manual(), rig.events.clone());
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     running.wait_idle(3, manual.now()).await;
     let initial = (t0().timestamp() - lag() - 6 * 3600).div_euclid(60) * 60;
 
@@ -144,7 +144,7 @@ async fn lag_keeps_late_events_and_a_short_lag_loses_them() {
             .poll(&poll)
             .start()
             .await;
-        let (sim, manual, events) = (&rig.sim, rig.manual(), rig.events.clone());
+        let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
         running.wait_idle(1, manual.now()).await;
         step_clock(&running, &manual, 1, MIN5, 18).await;
         let initial = (t0().timestamp() - lag_secs - 3600).div_euclid(60) * 60;
@@ -177,7 +177,7 @@ async fn restart_resumes_from_checkpoint_without_loss_or_duplicates() {
         .poll(POLL)
         .build()
         .await;
-    let (sim, manual, events) = (&rig.sim, rig.manual(), rig.events.clone());
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     let initial = (t0().timestamp() - lag() - 6 * 3600).div_euclid(60) * 60;
     // First run: stop as soon as a few windows are in.
     let running = rig.start().await;
@@ -208,7 +208,7 @@ async fn server_errors_resets_and_malformed_bodies_are_retried_without_loss() {
         .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"3h\"\nbatch_events = 50\nmax_backoff = \"1m\"")
         .build()
         .await;
-    let (sim, manual, events) = (&rig.sim, rig.manual(), rig.events.clone());
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     sim.sim.inject(
         "p-f",
         [
@@ -269,7 +269,7 @@ async fn bad_credentials_fail_one_tenant_and_the_others_continue() {
         .poll(POLL)
         .start()
         .await;
-    let (sim, manual, events) = (&rig.sim, rig.manual(), rig.events.clone());
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     running.wait_idle(3, manual.now()).await;
     step_clock(&running, &manual, 3, MIN5, 6).await;
     let bad = running.board.get("bad").unwrap();
@@ -309,7 +309,7 @@ async fn throttled_tenant_waits_for_budget_and_then_completes() {
         .poll("interval = \"1h\"\nlag = \"30m\"\ninitial_lookback = \"12h\"")
         .start()
         .await;
-    let (sim, manual, events) = (&rig.sim, rig.manual(), rig.events.clone());
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     running.wait_idle(1, manual.now()).await;
     let st = running.board.get("q").unwrap();
     assert_eq!(st.state, "throttled", "{st:?}");
@@ -353,7 +353,7 @@ async fn own_budget_reserves_steady_polls_and_avoids_429() {
         .poll("interval = \"1h\"\nlag = \"30m\"\ninitial_lookback = \"6d\"")
         .start()
         .await;
-    let (sim, manual) = (&rig.sim, rig.manual());
+    let (sim, manual) = (rig.sim.clone(), rig.manual());
     running.wait_idle(1, manual.now()).await;
     let st = running.board.get("b").unwrap();
     assert_eq!(st.state, "waiting_for_budget", "{st:?}");
@@ -376,7 +376,7 @@ async fn checkpoint_past_seven_days_is_clamped_and_gap_reported() {
         .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"")
         .start()
         .await;
-    let (sim, manual) = (&rig.sim, rig.manual());
+    let (sim, manual) = (rig.sim.clone(), rig.manual());
     running.wait_idle(1, manual.now()).await;
     running.stop().await;
     // Nine days offline.
@@ -405,7 +405,7 @@ async fn start_too_old_for_a_skewed_api_clock_is_clamped_not_looped() {
         .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"")
         .start()
         .await;
-    let (sim, manual, api_manual) = (&rig.sim, rig.manual(), rig.api_manual());
+    let (sim, manual, api_manual) = (rig.sim.clone(), rig.manual(), rig.api_manual());
     running.wait_idle(1, manual.now()).await;
     running.stop().await;
     let ten_days = Duration::from_secs(10 * 86_400);
@@ -442,7 +442,7 @@ async fn a_failing_sink_holds_its_checkpoint_without_duplicates_elsewhere() {
         .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"3h\"\nmax_backoff = \"2m\"")
         .start()
         .await;
-    let (sim, manual, events) = (&rig.sim, rig.manual(), rig.events.clone());
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     running.wait_idle(1, manual.now()).await;
     step_clock(&running, &manual, 1, Duration::from_secs(60), 30).await;
     let st = running.board.get("two").unwrap();

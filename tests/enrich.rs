@@ -114,7 +114,7 @@ fn assert_once(lines: &[Enriched], expected: &[(String, Vec<u8>)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summaries_and_campaigns_travel_beside_the_events_one_request_per_id() {
     let (rig, running) = enriching("").start().await;
-    let (sim, manual, scratch) = (&rig.sim, rig.manual(), &rig.scratch);
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     running.wait_idle(1, manual.now()).await;
     let status = running.board.snapshot();
     running.stop().await;
@@ -191,7 +191,7 @@ async fn summaries_and_campaigns_travel_beside_the_events_one_request_per_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_threat_api_delays_and_loses_nothing_and_the_misses_are_counted() {
     let rig = enriching("").build().await;
-    let (sim, manual, scratch) = (&rig.sim, rig.manual(), &rig.scratch);
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     sim.sim.set_intel_fault(P, Some(Fault::Status(500)));
     let app = rig.app().await;
     let metrics = app.metrics();
@@ -240,7 +240,7 @@ async fn a_slow_threat_api_costs_at_most_the_wait() {
     let rig = enriching("wait = \"300ms\"\ntimeout = \"20s\"")
         .build()
         .await;
-    let (sim, manual, scratch) = (&rig.sim, rig.manual(), &rig.scratch);
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     sim.sim
         .set_intel_fault(P, Some(Fault::SlowHeaders(Duration::from_secs(30))));
     let started = Instant::now();

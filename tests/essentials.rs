@@ -108,7 +108,7 @@ async fn a_96_hour_backlog_is_clamped_to_72_hours_with_the_gap_reported_and_no_4
         .seed(21)
         .start()
         .await;
-    let (sim, manual, scratch) = (&rig.sim, rig.manual(), &rig.scratch);
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     running.wait_idle(1, manual.now()).await;
     let status = running.board.get("partner").unwrap();
     running.stop().await;
@@ -131,7 +131,7 @@ async fn a_96_hour_backlog_is_clamped_to_72_hours_with_the_gap_reported_and_no_4
         "the first window is inside the horizon"
     );
 
-    let want = truth(sim);
+    let want = truth(&sim);
     let lines = read(&scratch.path("events.ndjson"));
     assert_once_with_customer(&lines, &want);
     // Own and every client's events, and message events without `id` among them.
@@ -161,13 +161,13 @@ async fn a_96_hour_backlog_is_clamped_to_72_hours_with_the_gap_reported_and_no_4
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_data_false_collects_the_own_organisation_only() {
     let (rig, running) = partner("6h", "").seed(22).start().await;
-    let (sim, manual, scratch) = (&rig.sim, rig.manual(), &rig.scratch);
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     running.wait_idle(1, manual.now()).await;
     running.stop().await;
 
     let log = sim.sim.request_log(P);
     assert!(log.iter().all(|r| r.query.contains("customerData=false")));
-    let want: Vec<_> = truth(sim)
+    let want: Vec<_> = truth(&sim)
         .into_iter()
         .filter(|(_, raw)| customer_of(raw) == OWN)
         .collect();
@@ -192,7 +192,7 @@ async fn a_routed_clients_sink_down_holds_back_that_client_alone_then_catches_up
         .seed(23)
         .start()
         .await;
-    let (sim, manual, scratch) = (&rig.sim, rig.manual(), &rig.scratch);
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     running
         .wait_for("the archive caught up while client-a is down", |s| {
             s.iter().any(|t| {
@@ -208,7 +208,7 @@ async fn a_routed_clients_sink_down_holds_back_that_client_alone_then_catches_up
     assert_eq!(client.delivered, 0, "{held:?}");
 
     // Every event but client 4711's reached the archive, exactly once.
-    let all = truth(sim);
+    let all = truth(&sim);
     let (routed, rest): (Vec<_>, Vec<_>) = all
         .iter()
         .cloned()
@@ -246,7 +246,7 @@ async fn a_routed_clients_sink_down_holds_back_that_client_alone_then_catches_up
             )
         })
         .collect();
-    let want: Vec<(String, Vec<u8>)> = truth(sim)
+    let want: Vec<(String, Vec<u8>)> = truth(&sim)
         .into_iter()
         .filter(|(_, raw)| customer_of(raw) == "4711")
         .map(|(k, raw)| {

@@ -50,7 +50,7 @@ async fn echoed_credentials_are_scrubbed_from_status_and_store() {
         .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"")
         .build()
         .await;
-    let (sim, manual, state) = (&rig.sim, rig.manual(), rig.state());
+    let (sim, manual, state) = (rig.sim.clone(), rig.manual(), rig.state());
     sim.sim.inject(
         "p-echo",
         [
@@ -135,7 +135,7 @@ async fn trickling_window_fails_at_its_deadline_and_frees_the_permit() {
         )
         .build()
         .await;
-    let (sim, manual, events) = (&rig.sim, rig.manual(), rig.events.clone());
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     sim.sim.inject(
         "p-slow",
         [
@@ -174,7 +174,7 @@ async fn endless_response_is_bounded_and_its_progress_is_published() {
         )
         .build()
         .await;
-    let (sim, manual, events) = (&rig.sim, rig.manual(), rig.events.clone());
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     sim.sim.inject("p-big", [Fault::Endless]);
     let app = rig.app().await;
     let metrics = app.metrics();
@@ -315,7 +315,7 @@ async fn redirect_is_an_error_naming_its_location() {
         .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"")
         .build()
         .await;
-    let (sim, manual, events) = (&rig.sim, rig.manual(), rig.events.clone());
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     let elsewhere = format!("{}/v2/siem/all?format=json&elsewhere=1", sim.base_url());
     sim.sim
         .inject("p-moved", [Fault::Redirect(302, elsewhere.clone())]);
@@ -561,7 +561,7 @@ async fn deleted_events_directory_is_noticed_before_commit_and_refilled() {
         .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"\nmax_backoff = \"1m\"")
         .start()
         .await;
-    let (sim, manual, events) = (&rig.sim, rig.manual(), rig.events.clone());
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     let dir = rig.scratch.path("out");
     running.wait_idle(1, manual.now()).await;
     let before = checkpoints(&running.board, "archive")["del"];

@@ -34,9 +34,12 @@ pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 7).unwrap()
 }
 
+/// A simulator and its server. Clones share both (a test holds the rig's by value); serving stops
+/// when the last clone is dropped.
+#[derive(Clone)]
 pub struct Sim {
     pub sim: Simulator,
-    pub server: SimServer,
+    pub server: Arc<SimServer>,
 }
 
 impl Sim {
@@ -49,7 +52,7 @@ impl Sim {
             },
             clock,
         );
-        let server = sim.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let server = Arc::new(sim.bind("127.0.0.1:0".parse().unwrap()).await.unwrap());
         Sim { sim, server }
     }
 
