@@ -16,33 +16,16 @@ use crate::support::fakes::Fake;
 /// without its token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_routes_each_tenant_to_its_own_siem_end_to_end() {
-    use crate::support::{checkpoints, expected, step_clock, t0, tenant, Running, Sim};
-    let (clock, manual) = tapfwd::clock::Clock::manual(t0());
+    use crate::support::rig::Rig;
+    use crate::support::{checkpoints, expected, step_clock, t0};
     let names = ["acme", "globex", "initech", "umbrella", "hooli"];
-    let sim = Sim::start(
-        names
-            .iter()
-            .map(|t| tenant(&format!("p-{t}"), &format!("s-{t}"), 600))
-            .collect(),
-        21,
-        clock.clone(),
-    )
-    .await;
     let (hec, hec_url) = hec_server(false).await;
     let (azure, azure_url) = azure_server(3600).await;
     let (humio, humio_url) = logscale_server().await;
     let (hook, hook_url) = plain_server(&["hook-token"]).await;
-    let dir = tempfile::tempdir().unwrap();
     let retry = "retry = { initial_backoff = \"10ms\", max_backoff = \"50ms\", max_time = \"2s\" }";
-    let mut text = format!(
-        r#"
-state_dir = "{state}"
-[poll]
-interval = "5m"
-lag = "30m"
-initial_lookback = "2h"
-batch_events = 200
-[sinks.acme-splunk]
+    let sinks = format!(
+        r#"[sinks.acme-splunk]
 type = "splunk_hec"
 url = "{hec_url}"
 token = "hec-token-acme"
@@ -74,19 +57,17 @@ type = "http"
 url = "{hook_url}"
 auth = {{ strategy = "bearer", token = "hook-token" }}
 {retry}
-"#,
-        state = dir.path().join("state").display(),
+"#
     );
+    let poll = "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nbatch_events = 200";
+    let mut builder = Rig::builder().no_archive().toml(&sinks).seed(21).poll(poll);
     for t in names {
-        text.push_str(&format!(
-            "[tenants.{t}]\nbase_url = \"{}\"\nprincipal = \"p-{t}\"\nsecret = \"s-{t}\"\nsinks = [\"{}\"]\n",
-            sim.base_url(),
-            config_sink(t)
-        ));
+        builder = builder
+            .tenant(t, &format!("p-{t}"), &format!("s-{t}"), 600)
+            .tenant_sinks(t, &[config_sink(t)]);
     }
-    let config = tapfwd::Config::from_toml_with_env(&text, std::iter::empty())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let running = Running::start(config, clock.clone()).await;
+    let (rig, running) = builder.start().await;
+    let (sim, manual) = (rig.sim.clone(), rig.manual());
     running.wait_idle(names.len(), manual.now()).await;
     // Two hours of backlog, then steady polling.
     step_clock(&running, &manual, names.len(), Duration::from_secs(300), 3).await;
