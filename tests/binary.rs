@@ -9,6 +9,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use support::daemon::{file_len, sigterm, tapfwd, wait_for_tenant_lines, wait_until};
+use support::rig::Rig;
 use support::*;
 use tapfwd::clock::Clock;
 
@@ -58,30 +59,18 @@ fn first_starts(sim: &Sim, principals: &[&str]) -> HashMap<String, i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_backlog_leaves_every_event_exactly_once() {
-    let sim = Sim::start(
-        vec![
-            tenant("p-k1", "s-k1", 1500),
-            tenant("p-k2", "s-k2", 1500),
-            tenant("p-k3", "s-k3", 1500),
-        ],
-        21,
-        Clock::System,
-    )
-    .await;
-    let scratch = Scratch::new();
-    let events = scratch.path("events.ndjson");
-    let config = scratch.path("tapfwd.toml");
-    std::fs::write(
-        &config,
-        config_text(
-            &scratch.path("state"),
-            &events,
-            &sim.base_url(),
+    let rig = Rig::builder()
+        .system_clock()
+        .tenants(
             &[("k1", "p-k1", "s-k1"), ("k2", "p-k2", "s-k2"), ("k3", "p-k3", "s-k3")],
-            "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"8h\"\nbatch_events = 97\nconcurrency = 3",
-        ),
-    )
-    .unwrap();
+            1500,
+        )
+        .seed(21)
+        .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"8h\"\nbatch_events = 97\nconcurrency = 3")
+        .build()
+        .await;
+    let (sim, scratch, events) = (rig.sim.clone(), &rig.scratch, rig.events.clone());
+    let config = rig.write_config();
 
     // Kill at three growing sizes, each time in the middle of writing.
     let mut killed_at = Vec::new();
@@ -146,15 +135,20 @@ fn lines_of(path: &Path, tenant: &str) -> Vec<serde_json::Value> {
 async fn kill_9_mid_essentials_backlog_and_mid_people_snapshot_then_exactly_once() {
     let mut people = tenant("p-acme", "s-acme", 60);
     people.top_clickers = 450;
-    let sim = Sim::start(
-        vec![
+    let rig = Rig::builder()
+        .system_clock()
+        .tenant_from("acme", people)
+        .tenant_from(
+            "partner",
             tenant("p-partner", "s-partner", 3000).essentials("1000", &["4711", "4712"]),
-            people,
-        ],
-        41,
-        Clock::System,
-    )
-    .await;
+        )
+        .tenant_toml("partner", "product = \"essentials\"\ncustomer_data = true")
+        .toml("[tenants.acme.people]\nfeeds = [\"top_clickers\"]\n")
+        .seed(41)
+        .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"8h\"\nbatch_events = 97\nconcurrency = 2")
+        .build()
+        .await;
+    let (sim, scratch, events) = (rig.sim.clone(), &rig.scratch, rig.events.clone());
     // Page 2 of the first top-clickers snapshot hangs: the daemon is killed inside it.
     sim.sim.inject_people(
         "p-acme",
@@ -163,19 +157,7 @@ async fn kill_9_mid_essentials_backlog_and_mid_people_snapshot_then_exactly_once
             tapfwd::simulate::Fault::SlowHeaders(Duration::from_secs(600)),
         )],
     );
-    let scratch = Scratch::new();
-    let events = scratch.path("events.ndjson");
-    let config = scratch.path("tapfwd.toml");
-    let mut text = config_text(
-        &scratch.path("state"),
-        &events,
-        &sim.base_url(),
-        &[("acme", "p-acme", "s-acme"), ("partner", "p-partner", "s-partner")],
-        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"8h\"\nbatch_events = 97\nconcurrency = 2",
-    );
-    text.push_str("product = \"essentials\"\ncustomer_data = true\n");
-    text.push_str("[tenants.acme.people]\nfeeds = [\"top_clickers\"]\n");
-    std::fs::write(&config, text).unwrap();
+    let config = rig.write_config();
 
     let top = |path: &Path| {
         lines_of(path, "acme")
@@ -389,25 +371,16 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_connect_tries_each_tenants_credentials() {
-    let sim = Sim::start(
-        vec![tenant("p-ok", "s-ok", 60), tenant("p-no", "s-no", 60)],
-        1,
-        Clock::System,
-    )
-    .await;
-    let scratch = Scratch::new();
-    let config = scratch.path("tapfwd.toml");
-    std::fs::write(
-        &config,
-        config_text(
-            &scratch.path("state"),
-            &scratch.path("events.ndjson"),
-            &sim.base_url(),
-            &[("ok", "p-ok", "s-ok"), ("no", "p-no", "not-the-secret")],
-            "",
-        ),
-    )
-    .unwrap();
+    let rig = Rig::builder()
+        .system_clock()
+        .tenant("ok", "p-ok", "s-ok", 60)
+        .sim_tenant(tenant("p-no", "s-no", 60))
+        .config_tenant("no", "p-no", "not-the-secret")
+        .seed(1)
+        .build()
+        .await;
+    let sim = rig.sim.clone();
+    let config = rig.write_config();
     let out = tokio::task::spawn_blocking(move || {
         tapfwd()
             .args(["check", "--connect", "--config"])

@@ -8,8 +8,8 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use support::rig::Rig;
 use support::*;
-use tapfwd::clock::Clock;
 use tapfwd::simulate::Fault;
 
 const POLL: &str =
@@ -22,31 +22,15 @@ fn lag() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backlog_is_split_into_valid_windows_and_delivered_exactly_once() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(
-        vec![
-            tenant("p-acme", "s-acme", 900),
-            tenant("p-beta", "s-beta", 600),
-            tenant("p-gamma", "s-gamma", 300),
-        ],
-        11,
-        clock.clone(),
-    )
-    .await;
-    let scratch = Scratch::new();
-    let events = scratch.path("events.ndjson");
-    let text = config_text(
-        &scratch.path("state"),
-        &events,
-        &sim.base_url(),
-        &[
-            ("acme", "p-acme", "s-acme"),
-            ("beta", "p-beta", "s-beta"),
-            ("gamma", "p-gamma", "s-gamma"),
-        ],
-        POLL,
-    );
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let (rig, running) = Rig::builder()
+        .tenant("acme", "p-acme", "s-acme", 900)
+        .tenant("beta", "p-beta", "s-beta", 600)
+        .tenant("gamma", "p-gamma", "s-gamma", 300)
+        .seed(11)
+        .poll(POLL)
+        .start()
+        .await;
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     running.wait_idle(3, manual.now()).await;
     let initial = (t0().timestamp() - lag() - 6 * 3600).div_euclid(60) * 60;
 
@@ -153,19 +137,14 @@ fn support_dt(secs: i64) -> chrono::DateTime<chrono::Utc> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_keeps_late_events_and_a_short_lag_loses_them() {
     for (lag_text, lag_secs, expect_loss) in [("30m", 1800, false), ("1m", 60, true)] {
-        let (clock, manual) = Clock::manual(t0());
-        let sim = Sim::start(vec![tenant("p-late", "s-late", 1200)], 3, clock.clone()).await;
-        let scratch = Scratch::new();
-        let events = scratch.path("events.ndjson");
         let poll = format!("interval = \"5m\"\nlag = \"{lag_text}\"\ninitial_lookback = \"1h\"");
-        let text = config_text(
-            &scratch.path("state"),
-            &events,
-            &sim.base_url(),
-            &[("late", "p-late", "s-late")],
-            &poll,
-        );
-        let running = Running::start(parse_config(&text), clock.clone()).await;
+        let (rig, running) = Rig::builder()
+            .tenant("late", "p-late", "s-late", 1200)
+            .seed(3)
+            .poll(&poll)
+            .start()
+            .await;
+        let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
         running.wait_idle(1, manual.now()).await;
         step_clock(&running, &manual, 1, MIN5, 18).await;
         let initial = (t0().timestamp() - lag_secs - 3600).div_euclid(60) * 60;
@@ -192,20 +171,16 @@ async fn lag_keeps_late_events_and_a_short_lag_loses_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_resumes_from_checkpoint_without_loss_or_duplicates() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant("p-r", "s-r", 1500)], 5, clock.clone()).await;
-    let scratch = Scratch::new();
-    let events = scratch.path("events.ndjson");
-    let text = config_text(
-        &scratch.path("state"),
-        &events,
-        &sim.base_url(),
-        &[("r", "p-r", "s-r")],
-        POLL,
-    );
+    let rig = Rig::builder()
+        .tenant("r", "p-r", "s-r", 1500)
+        .seed(5)
+        .poll(POLL)
+        .build()
+        .await;
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     let initial = (t0().timestamp() - lag() - 6 * 3600).div_euclid(60) * 60;
     // First run: stop as soon as a few windows are in.
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let running = rig.start().await;
     running
         .wait_for("two windows delivered", |s| {
             s.iter().any(|t| t.windows_fetched >= 2)
@@ -215,7 +190,7 @@ async fn restart_resumes_from_checkpoint_without_loss_or_duplicates() {
     let partial = read_lines(&events).len();
     assert!(partial > 0);
     // Second run continues; an hour later still nothing is repeated.
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let running = rig.start().await;
     running.wait_idle(1, manual.now()).await;
     step_clock(&running, &manual, 1, MIN5, 12).await;
     let cp = checkpoints(&running.board, "archive")["r"];
@@ -227,8 +202,13 @@ async fn restart_resumes_from_checkpoint_without_loss_or_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_resets_and_malformed_bodies_are_retried_without_loss() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant("p-f", "s-f", 2000)], 9, clock.clone()).await;
+    let rig = Rig::builder()
+        .tenant("f", "p-f", "s-f", 2000)
+        .seed(9)
+        .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"3h\"\nbatch_events = 50\nmax_backoff = \"1m\"")
+        .build()
+        .await;
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     sim.sim.inject(
         "p-f",
         [
@@ -242,16 +222,7 @@ async fn server_errors_resets_and_malformed_bodies_are_retried_without_loss() {
             Fault::ResetMidBody,
         ],
     );
-    let scratch = Scratch::new();
-    let events = scratch.path("events.ndjson");
-    let text = config_text(
-        &scratch.path("state"),
-        &events,
-        &sim.base_url(),
-        &[("f", "p-f", "s-f")],
-        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"3h\"\nbatch_events = 50\nmax_backoff = \"1m\"",
-    );
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let running = rig.start().await;
     // Backoff waits are on the manual clock: step it until the backlog is done.
     let latest = (t0().timestamp() - lag()).div_euclid(60) * 60;
     for _ in 0..60 {
@@ -287,33 +258,18 @@ async fn server_errors_resets_and_malformed_bodies_are_retried_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_fail_one_tenant_and_the_others_continue() {
-    let (clock, manual) = Clock::manual(t0());
     let mut unlicensed = tenant("p-nolicense", "s-nolicense", 100);
     unlicensed.licensed = false;
-    let sim = Sim::start(
-        vec![
-            tenant("p-good", "s-good", 600),
-            tenant("p-bad", "s-bad", 600),
-            unlicensed,
-        ],
-        2,
-        clock.clone(),
-    )
-    .await;
-    let scratch = Scratch::new();
-    let events = scratch.path("events.ndjson");
-    let text = config_text(
-        &scratch.path("state"),
-        &events,
-        &sim.base_url(),
-        &[
-            ("good", "p-good", "s-good"),
-            ("bad", "p-bad", "wrong-secret"),
-            ("nolicense", "p-nolicense", "s-nolicense"),
-        ],
-        POLL,
-    );
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let (rig, running) = Rig::builder()
+        .tenant("good", "p-good", "s-good", 600)
+        .sim_tenant(tenant("p-bad", "s-bad", 600))
+        .config_tenant("bad", "p-bad", "wrong-secret")
+        .tenant_from("nolicense", unlicensed)
+        .seed(2)
+        .poll(POLL)
+        .start()
+        .await;
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     running.wait_idle(3, manual.now()).await;
     step_clock(&running, &manual, 3, MIN5, 6).await;
     let bad = running.board.get("bad").unwrap();
@@ -345,20 +301,15 @@ async fn bad_credentials_fail_one_tenant_and_the_others_continue() {
 /// 429s make the tenant wait for budget, not retry in a loop, and it finishes a day later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_tenant_waits_for_budget_and_then_completes() {
-    let (clock, manual) = Clock::manual(t0());
     let mut t = tenant("p-q", "s-q", 300);
     t.daily_limit = 8;
-    let sim = Sim::start(vec![t], 4, clock.clone()).await;
-    let scratch = Scratch::new();
-    let events = scratch.path("events.ndjson");
-    let text = config_text(
-        &scratch.path("state"),
-        &events,
-        &sim.base_url(),
-        &[("q", "p-q", "s-q")],
-        "interval = \"1h\"\nlag = \"30m\"\ninitial_lookback = \"12h\"",
-    );
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let (rig, running) = Rig::builder()
+        .tenant_from("q", t)
+        .seed(4)
+        .poll("interval = \"1h\"\nlag = \"30m\"\ninitial_lookback = \"12h\"")
+        .start()
+        .await;
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     running.wait_idle(1, manual.now()).await;
     let st = running.board.get("q").unwrap();
     assert_eq!(st.state, "throttled", "{st:?}");
@@ -393,21 +344,16 @@ async fn throttled_tenant_waits_for_budget_and_then_completes() {
 /// polls in reserve and never sees a 429.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn own_budget_reserves_steady_polls_and_avoids_429() {
-    let (clock, manual) = Clock::manual(t0());
     let mut t = tenant("p-b", "s-b", 100);
     t.daily_limit = 40;
-    let sim = Sim::start(vec![t], 4, clock.clone()).await;
-    let scratch = Scratch::new();
-    let events = scratch.path("events.ndjson");
-    let mut text = config_text(
-        &scratch.path("state"),
-        &events,
-        &sim.base_url(),
-        &[("b", "p-b", "s-b")],
-        "interval = \"1h\"\nlag = \"30m\"\ninitial_lookback = \"6d\"",
-    );
-    text.push_str("requests_per_day = 40\n");
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let (rig, running) = Rig::builder()
+        .tenant_from("b", t)
+        .tenant_toml("b", "requests_per_day = 40")
+        .seed(4)
+        .poll("interval = \"1h\"\nlag = \"30m\"\ninitial_lookback = \"6d\"")
+        .start()
+        .await;
+    let (sim, manual) = (rig.sim.clone(), rig.manual());
     running.wait_idle(1, manual.now()).await;
     let st = running.board.get("b").unwrap();
     assert_eq!(st.state, "waiting_for_budget", "{st:?}");
@@ -424,23 +370,18 @@ async fn own_budget_reserves_steady_polls_and_avoids_429() {
 /// A checkpoint older than the API's 7 days is clamped (the gap reported), never a 400 loop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_past_seven_days_is_clamped_and_gap_reported() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant("p-old", "s-old", 60)], 8, clock.clone()).await;
-    let scratch = Scratch::new();
-    let events = scratch.path("events.ndjson");
-    let text = config_text(
-        &scratch.path("state"),
-        &events,
-        &sim.base_url(),
-        &[("old", "p-old", "s-old")],
-        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
-    );
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let (rig, running) = Rig::builder()
+        .tenant("old", "p-old", "s-old", 60)
+        .seed(8)
+        .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"")
+        .start()
+        .await;
+    let (sim, manual) = (rig.sim.clone(), rig.manual());
     running.wait_idle(1, manual.now()).await;
     running.stop().await;
     // Nine days offline.
     manual.advance(Duration::from_secs(9 * 86_400));
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let running = rig.start().await;
     running
         .wait_for("the first window after the clamp", |s| {
             s.iter().any(|t| t.windows_fetched >= 1)
@@ -457,24 +398,20 @@ async fn checkpoint_past_seven_days_is_clamped_and_gap_reported() {
 /// old for it: the 400 makes the daemon step further inside the horizon, not loop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_too_old_for_a_skewed_api_clock_is_clamped_not_looped() {
-    let (clock, manual) = Clock::manual(t0());
-    let (api_clock, api_manual) = Clock::manual(t0() + chrono::Duration::hours(2));
-    let sim = Sim::start(vec![tenant("p-skew", "s-skew", 60)], 8, api_clock).await;
-    let scratch = Scratch::new();
-    let text = config_text(
-        &scratch.path("state"),
-        &scratch.path("events.ndjson"),
-        &sim.base_url(),
-        &[("skew", "p-skew", "s-skew")],
-        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
-    );
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let (rig, running) = Rig::builder()
+        .tenant("skew", "p-skew", "s-skew", 60)
+        .seed(8)
+        .api_clock_ahead(chrono::Duration::hours(2))
+        .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"")
+        .start()
+        .await;
+    let (sim, manual, api_manual) = (rig.sim.clone(), rig.manual(), rig.api_manual());
     running.wait_idle(1, manual.now()).await;
     running.stop().await;
     let ten_days = Duration::from_secs(10 * 86_400);
     manual.advance(ten_days);
     api_manual.advance(ten_days);
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let running = rig.start().await;
     running
         .wait_for("a window accepted after the clamp", |s| {
             s.iter().any(|t| t.windows_fetched >= 1)
@@ -498,20 +435,14 @@ async fn start_too_old_for_a_skewed_api_clock_is_clamped_not_looped() {
 /// duplicates in the working one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_sink_holds_its_checkpoint_without_duplicates_elsewhere() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant("p-two", "s-two", 900)], 6, clock.clone()).await;
-    let scratch = Scratch::new();
-    let events = scratch.path("events.ndjson");
-    let mut text = config_text(
-        &scratch.path("state"),
-        &events,
-        &sim.base_url(),
-        &[("two", "p-two", "s-two")],
-        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"3h\"\nmax_backoff = \"2m\"",
-    );
-    text = text.replace("sinks = [\"archive\"]", "sinks = [\"archive\", \"full\"]");
-    text.push_str("[sinks.full]\ntype = \"file\"\npath = \"/dev/full\"\n");
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let (rig, running) = Rig::builder()
+        .tenant("two", "p-two", "s-two", 900)
+        .sink("full", "type = \"file\"\npath = \"/dev/full\"\n")
+        .seed(6)
+        .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"3h\"\nmax_backoff = \"2m\"")
+        .start()
+        .await;
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     running.wait_idle(1, manual.now()).await;
     step_clock(&running, &manual, 1, Duration::from_secs(60), 30).await;
     let st = running.board.get("two").unwrap();

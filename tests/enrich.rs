@@ -10,25 +10,23 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::rig::{Rig, RigBuilder};
 use support::*;
-use tapfwd::clock::Clock;
 use tapfwd::simulate::Fault;
 
 const P: &str = "p-acme";
 const POLL: &str =
     "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"3h\"\nbatch_events = 100";
 
-fn config(sim: &Sim, scratch: &Scratch, enrichment: &str) -> tapfwd::Config {
-    let mut text = config_text(
-        &scratch.path("state"),
-        &scratch.path("events.ndjson"),
-        &sim.base_url(),
-        &[("acme", P, "s-acme")],
-        POLL,
-    );
-    text.push_str("enrich = [\"threats\", \"campaigns\"]\n");
-    text.push_str(&format!("[enrichment]\n{enrichment}\n"));
-    parse_config(&text)
+/// One tenant enriching its events with threats and campaigns; `enrichment` is the lines of the
+/// `[enrichment]` table.
+fn enriching(enrichment: &str) -> RigBuilder {
+    Rig::builder()
+        .tenant("acme", P, "s-acme", 600)
+        .tenant_toml("acme", "enrich = [\"threats\", \"campaigns\"]")
+        .toml(&format!("[enrichment]\n{enrichment}\n"))
+        .seed(5)
+        .poll(POLL)
 }
 
 /// One line of the file sink: the event's raw bytes (checked to sit in the envelope untouched)
@@ -115,10 +113,8 @@ fn assert_once(lines: &[Enriched], expected: &[(String, Vec<u8>)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summaries_and_campaigns_travel_beside_the_events_one_request_per_id() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant(P, "s-acme", 600)], 5, clock.clone()).await;
-    let scratch = Scratch::new();
-    let running = Running::start(config(&sim, &scratch, ""), clock.clone()).await;
+    let (rig, running) = enriching("").start().await;
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     running.wait_idle(1, manual.now()).await;
     let status = running.board.snapshot();
     running.stop().await;
@@ -170,7 +166,7 @@ async fn summaries_and_campaigns_travel_beside_the_events_one_request_per_id() {
 
     // A restart asks nothing again: the cache is in the store.
     let before = sim.sim.request_log(P).len();
-    let running = Running::start(config(&sim, &scratch, ""), clock.clone()).await;
+    let running = rig.start().await;
     step_clock(&running, &manual, 1, Duration::from_secs(3600), 1).await;
     running.stop().await;
     let after = sim.sim.request_log(P);
@@ -194,13 +190,10 @@ async fn summaries_and_campaigns_travel_beside_the_events_one_request_per_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_threat_api_delays_and_loses_nothing_and_the_misses_are_counted() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant(P, "s-acme", 600)], 5, clock.clone()).await;
+    let rig = enriching("").build().await;
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     sim.sim.set_intel_fault(P, Some(Fault::Status(500)));
-    let scratch = Scratch::new();
-    let app = tapfwd::App::build(config(&sim, &scratch, ""), clock.clone())
-        .await
-        .unwrap();
+    let app = rig.app().await;
     let metrics = app.metrics();
     let running = Running::run(app);
     running.wait_idle(1, manual.now()).await;
@@ -244,17 +237,14 @@ async fn a_failing_threat_api_delays_and_loses_nothing_and_the_misses_are_counte
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_threat_api_costs_at_most_the_wait() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant(P, "s-acme", 600)], 5, clock.clone()).await;
+    let rig = enriching("wait = \"300ms\"\ntimeout = \"20s\"")
+        .build()
+        .await;
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     sim.sim
         .set_intel_fault(P, Some(Fault::SlowHeaders(Duration::from_secs(30))));
-    let scratch = Scratch::new();
     let started = Instant::now();
-    let running = Running::start(
-        config(&sim, &scratch, "wait = \"300ms\"\ntimeout = \"20s\""),
-        clock.clone(),
-    )
-    .await;
+    let running = rig.start().await;
     running.wait_idle(1, manual.now()).await;
     let took = started.elapsed();
     let status = running.board.snapshot();

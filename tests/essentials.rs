@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::fakes::{self, Fake, Fault};
+use support::rig::{Rig, RigBuilder};
 use support::*;
-use tapfwd::clock::Clock;
 
 const P: &str = "p-partner";
 const OWN: &str = "1000";
@@ -22,17 +22,14 @@ fn sim_tenant() -> tapfwd::simulate::SimTenant {
     tenant(P, "s-partner", 120).essentials(OWN, &CLIENTS)
 }
 
-fn base_config(sim: &Sim, scratch: &Scratch, lookback: &str, extra: &str) -> String {
-    let mut text = config_text(
-        &scratch.path("state"),
-        &scratch.path("events.ndjson"),
-        &sim.base_url(),
-        &[("partner", P, "s-partner")],
-        &format!("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"{lookback}\""),
-    );
-    text.push_str("product = \"essentials\"\n");
-    text.push_str(extra);
-    text
+/// The partner's Essentials tenant, looking back `lookback`, `extra` more keys of its table.
+fn partner(lookback: &str, extra: &str) -> RigBuilder {
+    Rig::builder()
+        .tenant_from("partner", sim_tenant())
+        .tenant_toml("partner", &format!("product = \"essentials\"\n{extra}"))
+        .poll(&format!(
+            "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"{lookback}\""
+        ))
 }
 
 /// One file-sink line of an Essentials tenant: the customer beside the event and the event's
@@ -107,11 +104,11 @@ fn assert_once_with_customer(got: &[Line], want: &[(String, Vec<u8>)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_96_hour_backlog_is_clamped_to_72_hours_with_the_gap_reported_and_no_400() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![sim_tenant()], 21, clock.clone()).await;
-    let scratch = Scratch::new();
-    let text = base_config(&sim, &scratch, "96h", "customer_data = true\n");
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let (rig, running) = partner("96h", "customer_data = true\n")
+        .seed(21)
+        .start()
+        .await;
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     running.wait_idle(1, manual.now()).await;
     let status = running.board.get("partner").unwrap();
     running.stop().await;
@@ -163,11 +160,8 @@ async fn a_96_hour_backlog_is_clamped_to_72_hours_with_the_gap_reported_and_no_4
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_data_false_collects_the_own_organisation_only() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![sim_tenant()], 22, clock.clone()).await;
-    let scratch = Scratch::new();
-    let text = base_config(&sim, &scratch, "6h", "");
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let (rig, running) = partner("6h", "").seed(22).start().await;
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     running.wait_idle(1, manual.now()).await;
     running.stop().await;
 
@@ -184,21 +178,21 @@ async fn customer_data_false_collects_the_own_organisation_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_routed_clients_sink_down_holds_back_that_client_alone_then_catches_up_once() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![sim_tenant()], 23, clock.clone()).await;
-    let scratch = Scratch::new();
     // Client 4711 has its own SIEM (an HTTP collector), which is down at first.
     let fake = Fake::default();
     for _ in 0..10_000 {
         fake.push_fault(Fault::new(503, "down for maintenance"));
     }
     let addr = fakes::plain(&fake).await;
-    let mut text = base_config(&sim, &scratch, "6h", "customer_data = true\n");
-    text.push_str("[tenants.partner.customer_sinks]\n\"4711\" = [\"client-a\"]\n");
-    text.push_str(&format!(
-        "[sinks.client-a]\ntype = \"http\"\nurl = \"http://{addr}/ingest\"\nretry = {{ initial_backoff = \"10ms\", max_backoff = \"20ms\", max_time = \"100ms\" }}\n"
-    ));
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let (rig, running) = partner("6h", "customer_data = true\n")
+        .toml("[tenants.partner.customer_sinks]\n\"4711\" = [\"client-a\"]\n")
+        .toml(&format!(
+            "[sinks.client-a]\ntype = \"http\"\nurl = \"http://{addr}/ingest\"\nretry = {{ initial_backoff = \"10ms\", max_backoff = \"20ms\", max_time = \"100ms\" }}\n"
+        ))
+        .seed(23)
+        .start()
+        .await;
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     running
         .wait_for("the archive caught up while client-a is down", |s| {
             s.iter().any(|t| {

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
+use support::rig::Rig;
 use support::*;
-use tapfwd::clock::Clock;
 use tapfwd::simulate::Fault;
 
 fn lag() -> i64 {
@@ -44,8 +44,13 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echoed_credentials_are_scrubbed_from_status_and_store() {
     const SECRET: &str = "s-echo-7f3a9c21";
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant("p-echo", SECRET, 600)], 4, clock.clone()).await;
+    let rig = Rig::builder()
+        .tenant("echo", "p-echo", SECRET, 600)
+        .seed(4)
+        .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"")
+        .build()
+        .await;
+    let (sim, manual, state) = (rig.sim.clone(), rig.manual(), rig.state());
     sim.sim.inject(
         "p-echo",
         [
@@ -54,19 +59,9 @@ async fn echoed_credentials_are_scrubbed_from_status_and_store() {
             Fault::EchoCredentials(503),
         ],
     );
-    let scratch = Scratch::new();
-    let state = scratch.path("state");
-    let events = scratch.path("events.ndjson");
-    let text = config_text(
-        &state,
-        &events,
-        &sim.base_url(),
-        &[("echo", "p-echo", SECRET)],
-        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"",
-    );
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("p-echo:{SECRET}"));
     let forbidden = [SECRET.to_string(), b64.clone(), format!("p-echo:{SECRET}")];
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let running = rig.start().await;
     let latest = (t0().timestamp() - lag()).div_euclid(60) * 60;
     let mut errors = Vec::new();
     for _ in 0..30 {
@@ -130,16 +125,17 @@ async fn run_until_caught_up(
 /// not held behind it, and both end up with every event exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trickling_window_fails_at_its_deadline_and_frees_the_permit() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(
-        vec![
-            tenant("p-slow", "s-slow", 300),
-            tenant("p-fast", "s-fast", 300),
-        ],
-        6,
-        clock.clone(),
-    )
-    .await;
+    let rig = Rig::builder()
+        .tenant("slow", "p-slow", "s-slow", 300)
+        .tenant("fast", "p-fast", "s-fast", 300)
+        .seed(6)
+        .poll(
+            "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"\n\
+             concurrency = 1\nread_timeout = \"10s\"\nwindow_deadline = \"1s\"",
+        )
+        .build()
+        .await;
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     sim.sim.inject(
         "p-slow",
         [
@@ -147,17 +143,7 @@ async fn trickling_window_fails_at_its_deadline_and_frees_the_permit() {
             Fault::Trickle(Duration::from_millis(100)),
         ],
     );
-    let scratch = Scratch::new();
-    let events = scratch.path("events.ndjson");
-    let text = config_text(
-        &scratch.path("state"),
-        &events,
-        &sim.base_url(),
-        &[("slow", "p-slow", "s-slow"), ("fast", "p-fast", "s-fast")],
-        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"\n\
-         concurrency = 1\nread_timeout = \"10s\"\nwindow_deadline = \"1s\"",
-    );
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let running = rig.start().await;
     let errors = run_until_caught_up(&running, &manual, &["slow", "fast"]).await;
     let cps = checkpoints(&running.board, "archive");
     running.stop().await;
@@ -179,22 +165,18 @@ async fn trickling_window_fails_at_its_deadline_and_frees_the_permit() {
 /// window's progress (events, bytes, the window), not `0` until its end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_response_is_bounded_and_its_progress_is_published() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant("p-big", "s-big", 300)], 8, clock.clone()).await;
+    let rig = Rig::builder()
+        .tenant("big", "p-big", "s-big", 300)
+        .seed(8)
+        .poll(
+            "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"\n\
+             batch_events = 100\nmax_window_events = 20000",
+        )
+        .build()
+        .await;
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     sim.sim.inject("p-big", [Fault::Endless]);
-    let scratch = Scratch::new();
-    let events = scratch.path("events.ndjson");
-    let text = config_text(
-        &scratch.path("state"),
-        &events,
-        &sim.base_url(),
-        &[("big", "p-big", "s-big")],
-        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"\n\
-         batch_events = 100\nmax_window_events = 20000",
-    );
-    let app = tapfwd::App::build(parse_config(&text), clock.clone())
-        .await
-        .unwrap();
+    let app = rig.app().await;
     let metrics = app.metrics();
     let running = Running::run(app);
     let mut metric_seen = None;
@@ -327,21 +309,17 @@ fn cleartext_base_url_is_refused_unless_loopback_or_allowed() {
 /// later, and the tenant then completes exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_is_an_error_naming_its_location() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant("p-moved", "s-moved", 300)], 12, clock.clone()).await;
+    let rig = Rig::builder()
+        .tenant("moved", "p-moved", "s-moved", 300)
+        .seed(12)
+        .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"")
+        .build()
+        .await;
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
     let elsewhere = format!("{}/v2/siem/all?format=json&elsewhere=1", sim.base_url());
     sim.sim
         .inject("p-moved", [Fault::Redirect(302, elsewhere.clone())]);
-    let scratch = Scratch::new();
-    let events = scratch.path("events.ndjson");
-    let text = config_text(
-        &scratch.path("state"),
-        &events,
-        &sim.base_url(),
-        &[("moved", "p-moved", "s-moved")],
-        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nmax_backoff = \"1m\"",
-    );
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let running = rig.start().await;
     let errors = run_until_caught_up(&running, &manual, &["moved"]).await;
     let cps = checkpoints(&running.board, "archive");
     let status = running.board.get("moved").unwrap();
@@ -368,24 +346,21 @@ async fn redirect_is_an_error_naming_its_location() {
     );
 }
 
-/// A config for the real binary: JSON logs, an admin endpoint on `port`, the simulator at
-/// `base_url` for one tenant.
-fn daemon_config(scratch: &Scratch, base_url: &str, port: u16, poll: &str) -> std::path::PathBuf {
-    let text = config_text(
-        &scratch.path("state"),
-        &scratch.path("events.ndjson"),
-        base_url,
-        &[("odd", "p-odd", "s-odd")],
-        poll,
-    )
-    .replacen(
-        "[poll]\n",
-        &format!("admin_listen = \"127.0.0.1:{port}\"\n[log]\nformat = \"json\"\n[poll]\n"),
-        1,
-    );
-    let path = scratch.path("tapfwd.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+/// A rig for the real binary on the system clock: one tenant of a simulator seeded with `seed`,
+/// JSON logs, an admin endpoint on `port`; and its config file.
+async fn daemon_rig(seed: u64, port: u16, poll: &str) -> (Rig, std::path::PathBuf) {
+    let rig = Rig::builder()
+        .system_clock()
+        .tenant("odd", "p-odd", "s-odd", 60)
+        .seed(seed)
+        .top(&format!(
+            "admin_listen = \"127.0.0.1:{port}\"\n[log]\nformat = \"json\"\n"
+        ))
+        .poll(poll)
+        .build()
+        .await;
+    let config = rig.write_config();
+    (rig, config)
 }
 
 /// Issue 14, item 9: responses with arrays the API does not have are counted
@@ -393,17 +368,16 @@ fn daemon_config(scratch: &Scratch, base_url: &str, port: u16, poll: &str) -> st
 /// `queryEndTime` far from the window's end is warned about.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_arrays_are_counted_and_warned_once() {
-    let sim = Sim::start(vec![tenant("p-odd", "s-odd", 60)], 14, Clock::System).await;
-    sim.sim
-        .inject("p-odd", [Fault::OddArrays, Fault::OddArrays]);
-    let scratch = Scratch::new();
     let port = support::daemon::free_port();
-    let config = daemon_config(
-        &scratch,
-        &sim.base_url(),
+    let (rig, config) = daemon_rig(
+        14,
         port,
         "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"3h\"",
-    );
+    )
+    .await;
+    rig.sim
+        .sim
+        .inject("p-odd", [Fault::OddArrays, Fault::OddArrays]);
     let mut daemon = support::daemon::Daemon::start(&config, &[], &[]);
     daemon
         .wait_log("caught up", |v| support::daemon::message(v) == "caught up")
@@ -436,15 +410,14 @@ async fn unknown_arrays_are_counted_and_warned_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_and_event_files_are_private_whatever_the_umask() {
     use std::os::unix::fs::PermissionsExt;
-    let sim = Sim::start(vec![tenant("p-odd", "s-odd", 60)], 15, Clock::System).await;
-    let scratch = Scratch::new();
     let port = support::daemon::free_port();
-    let config = daemon_config(
-        &scratch,
-        &sim.base_url(),
+    let (rig, config) = daemon_rig(
+        15,
         port,
         "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"",
-    );
+    )
+    .await;
+    let scratch = &rig.scratch;
     let mut daemon = support::daemon::Daemon::start_under_umask(&config, "000");
     daemon
         .wait_log("caught up", |v| support::daemon::message(v) == "caught up")
@@ -478,15 +451,13 @@ async fn state_and_event_files_are_private_whatever_the_umask() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoint_beyond_loopback_is_warned_and_token_protected() {
     const TOKEN: &str = "admin-token-5d1e0b";
-    let sim = Sim::start(vec![tenant("p-odd", "s-odd", 60)], 16, Clock::System).await;
-    let scratch = Scratch::new();
     let port = support::daemon::free_port();
-    let config = daemon_config(
-        &scratch,
-        &sim.base_url(),
+    let (_rig, config) = daemon_rig(
+        16,
         port,
         "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
-    );
+    )
+    .await;
     let text = std::fs::read_to_string(&config).unwrap().replace(
         &format!("admin_listen = \"127.0.0.1:{port}\"\n"),
         &format!(
@@ -541,22 +512,15 @@ async fn admin_endpoint_beyond_loopback_is_warned_and_token_protected() {
 /// as rejected (`tapfwd_config_last_reload_successful 0`), not as applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_whose_sink_change_cannot_start_is_counted_as_rejected() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant("p-r", "s-r", 300)], 17, clock.clone()).await;
-    let scratch = Scratch::new();
-    let events = scratch.path("events.ndjson");
-    let text = config_text(
-        &scratch.path("state"),
-        &events,
-        &sim.base_url(),
-        &[("r", "p-r", "s-r")],
-        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
-    );
-    let path = scratch.path("tapfwd.toml");
-    std::fs::write(&path, &text).unwrap();
-    let app = tapfwd::App::build(parse_config(&text), clock.clone())
-        .await
-        .unwrap();
+    let rig = Rig::builder()
+        .tenant("r", "p-r", "s-r", 300)
+        .seed(17)
+        .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"")
+        .build()
+        .await;
+    let (manual, scratch, events, text) = (rig.manual(), &rig.scratch, &rig.events, &rig.text);
+    let path = rig.write_config();
+    let app = rig.app().await;
     let metrics = app.metrics();
     let reloader = app.reloader();
     let running = Running::run(app);
@@ -590,19 +554,15 @@ async fn reload_whose_sink_change_cannot_start_is_counted_as_rejected() {
 /// created again) and the window is fetched again into it, exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_events_directory_is_noticed_before_commit_and_refilled() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant("p-del", "s-del", 1200)], 18, clock.clone()).await;
-    let scratch = Scratch::new();
-    let dir = scratch.path("out");
-    let events = dir.join("events.ndjson");
-    let text = config_text(
-        &scratch.path("state"),
-        &events,
-        &sim.base_url(),
-        &[("del", "p-del", "s-del")],
-        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"\nmax_backoff = \"1m\"",
-    );
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let (rig, running) = Rig::builder()
+        .tenant("del", "p-del", "s-del", 1200)
+        .events_at("out/events.ndjson")
+        .seed(18)
+        .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"\nmax_backoff = \"1m\"")
+        .start()
+        .await;
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
+    let dir = rig.scratch.path("out");
     running.wait_idle(1, manual.now()).await;
     let before = checkpoints(&running.board, "archive")["del"];
     std::fs::remove_dir_all(&dir).unwrap();

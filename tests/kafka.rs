@@ -14,8 +14,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use support::rig::Rig;
 use support::*;
-use tapfwd::clock::Clock;
 use tapfwd::event::Batch;
 use tapfwd::sinks::{Sink, SinkError};
 use tapfwd::tap::split::{BatchBuilder, SplitLimits, Splitter};
@@ -342,27 +342,23 @@ async fn app_delivers_every_event_to_a_real_broker_with_keys_headers_and_topics(
             .unwrap()
             .as_millis()
     );
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(
-        vec![tenant("p-a", "s-a", 400), tenant("p-b", "s-b", 200)],
-        29,
-        clock.clone(),
-    )
-    .await;
-    let scratch = Scratch::new();
-    let mut text = format!(
-        "state_dir = {:?}\n[poll]\ninterval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nbatch_events = 100\n\
-         [sinks.raw]\ntype = \"kafka\"\nbrokers = \"{bootstrap}\"\ntopic = \"{run}.{{tenant}}\"\ncompression = \"lz4\"\nmessage_timeout = \"30s\"\n\
-         [sinks.env]\ntype = \"kafka\"\nbrokers = \"{bootstrap}\"\ntopic = \"{run}.all.{{event_type}}\"\nkey = \"guid\"\nenvelope = true\n",
-        scratch.path("state").display().to_string()
-    );
-    for (id, p, s) in [("alpha", "p-a", "s-a"), ("beta", "p-b", "s-b")] {
-        text.push_str(&format!(
-            "[tenants.{id}]\nbase_url = \"{}\"\nprincipal = \"{p}\"\nsecret = \"{s}\"\nsinks = [\"raw\", \"env\"]\n",
-            sim.base_url()
-        ));
-    }
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let (rig, running) = Rig::builder()
+        .no_archive()
+        .sink(
+            "raw",
+            &format!("type = \"kafka\"\nbrokers = \"{bootstrap}\"\ntopic = \"{run}.{{tenant}}\"\ncompression = \"lz4\"\nmessage_timeout = \"30s\"\n"),
+        )
+        .sink(
+            "env",
+            &format!("type = \"kafka\"\nbrokers = \"{bootstrap}\"\ntopic = \"{run}.all.{{event_type}}\"\nkey = \"guid\"\nenvelope = true\n"),
+        )
+        .tenant("alpha", "p-a", "s-a", 400)
+        .tenant("beta", "p-b", "s-b", 200)
+        .seed(29)
+        .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"2h\"\nbatch_events = 100")
+        .start()
+        .await;
+    let (sim, manual) = (rig.sim.clone(), rig.manual());
     running.wait_idle(2, manual.now()).await;
     step_clock(&running, &manual, 2, Duration::from_secs(300), 2).await;
     let raw_cps = checkpoints(&running.board, "raw");

@@ -11,22 +11,20 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::rig::{Rig, RigBuilder};
 use support::*;
-use tapfwd::clock::Clock;
 use tapfwd::simulate::Fault;
 
 const P: &str = "p-acme";
 
-fn config(sim: &Sim, scratch: &Scratch, people: &str) -> tapfwd::Config {
-    let mut text = config_text(
-        &scratch.path("state"),
-        &scratch.path("events.ndjson"),
-        &sim.base_url(),
-        &[("acme", P, "s-acme")],
-        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
-    );
-    text.push_str(&format!("[tenants.acme.people]\n{people}\n"));
-    parse_config(&text)
+const POLL: &str = "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"";
+
+/// One tenant with People; `people` is the lines of its `[tenants.acme.people]` table.
+fn with_people(people: &str) -> RigBuilder {
+    Rig::builder()
+        .tenant("acme", P, "s-acme", 60)
+        .toml(&format!("[tenants.acme.people]\n{people}\n"))
+        .poll(POLL)
 }
 
 /// The People lines of the file sink: (eventType, snapshot, user) per line, the user's bytes
@@ -71,11 +69,8 @@ fn counts(lines: &[(String, String, Value)]) -> BTreeMap<(String, String), usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_user_once_per_snapshot_across_pages_and_no_second_snapshot_after_a_restart() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant(P, "s-acme", 60)], 31, clock.clone()).await;
-    let scratch = Scratch::new();
-    let cfg = || config(&sim, &scratch, "window_days = 30");
-    let running = Running::start(cfg(), clock.clone()).await;
+    let (rig, running) = with_people("window_days = 30").seed(31).start().await;
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     running.wait_idle(3, manual.now()).await;
     let board = running.board.snapshot();
     running.stop().await;
@@ -105,14 +100,14 @@ async fn every_user_once_per_snapshot_across_pages_and_no_second_snapshot_after_
     assert_eq!(vap.state, "ok");
 
     // A restart inside the same period asks nothing and delivers nothing.
-    let running = Running::start(cfg(), clock.clone()).await;
+    let running = rig.start().await;
     running.wait_idle(3, manual.now()).await;
     running.stop().await;
     assert_eq!(people_requests(&sim, "/v2/people/top-clickers").len(), 3);
     assert_eq!(people_lines(&scratch.path("events.ndjson")).len(), 570);
 
     // The next period takes the next snapshot, once.
-    let running = Running::start(cfg(), clock.clone()).await;
+    let running = rig.start().await;
     step_clock(&running, &manual, 3, Duration::from_secs(86_400), 1).await;
     running.stop().await;
     let c = counts(&people_lines(&scratch.path("events.ndjson")));
@@ -122,15 +117,13 @@ async fn every_user_once_per_snapshot_across_pages_and_no_second_snapshot_after_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_cut_by_a_failing_page_is_completed_without_repeating_users() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant(P, "s-acme", 60)], 32, clock.clone()).await;
+    let rig = with_people("feeds = [\"top_clickers\"]")
+        .seed(32)
+        .build()
+        .await;
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     sim.sim.inject_people(P, [(2, Fault::Status(500))]);
-    let scratch = Scratch::new();
-    let running = Running::start(
-        config(&sim, &scratch, "feeds = [\"top_clickers\"]"),
-        clock.clone(),
-    )
-    .await;
+    let running = rig.start().await;
     running
         .wait_for("the snapshot to stop at page 2", |s| {
             s.iter()
@@ -160,17 +153,17 @@ async fn a_snapshot_cut_by_a_failing_page_is_completed_without_repeating_users()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daily_budget_is_waited_for_without_a_429_and_siem_polling_goes_on() {
-    let (clock, manual) = Clock::manual(t0());
     // Ten pages a snapshot, a snapshot an hour: the 50 requests a day last five snapshots.
     let mut t = tenant(P, "s-acme", 60);
     t.top_clickers = 1900;
-    let sim = Sim::start(vec![t], 33, clock.clone()).await;
-    let scratch = Scratch::new();
-    let running = Running::start(
-        config(&sim, &scratch, "feeds = [\"top_clickers\"]\nevery = \"1h\""),
-        clock.clone(),
-    )
-    .await;
+    let (rig, running) = Rig::builder()
+        .tenant_from("acme", t)
+        .toml("[tenants.acme.people]\nfeeds = [\"top_clickers\"]\nevery = \"1h\"\n")
+        .poll(POLL)
+        .seed(33)
+        .start()
+        .await;
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     running.wait_idle(2, manual.now()).await;
     step_clock(&running, &manual, 2, Duration::from_secs(3600), 7).await;
     let st = running.board.get("acme:people.top_clickers").unwrap();
@@ -205,34 +198,14 @@ async fn the_daily_budget_is_waited_for_without_a_429_and_siem_polling_goes_on()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_on_one_source_do_not_stop_the_others() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(
-        vec![
-            tenant(P, "s-acme", 60),
-            tenant("p-partner", "the-real-secret", 60).essentials("1000", &["4711"]),
-        ],
-        34,
-        clock.clone(),
-    )
-    .await;
-    let scratch = Scratch::new();
-    let mut text = config_text(
-        &scratch.path("state"),
-        &scratch.path("events.ndjson"),
-        &sim.base_url(),
-        &[
-            ("partner", "p-partner", "a-wrong-secret"),
-            ("acme", P, "s-acme"),
-        ],
-        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
-    );
-    text.push_str("[tenants.acme.people]\n");
-    text = text.replacen(
-        "[tenants.partner]\n",
-        "[tenants.partner]\nproduct = \"essentials\"\ncustomer_data = true\n",
-        1,
-    );
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let (rig, running) = with_people("")
+        .sim_tenant(tenant("p-partner", "the-real-secret", 60).essentials("1000", &["4711"]))
+        .config_tenant("partner", "p-partner", "a-wrong-secret")
+        .tenant_toml("partner", "product = \"essentials\"\ncustomer_data = true")
+        .seed(34)
+        .start()
+        .await;
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     running
         .wait_for("acme's three sources ok and the partner failed", |s| {
             let state = |id: &str| s.iter().find(|t| t.tenant == id).map(|t| t.state);
@@ -257,26 +230,19 @@ async fn bad_credentials_on_one_source_do_not_stop_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_that_was_down_gets_the_snapshot_once_when_it_comes_back() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant(P, "s-acme", 60)], 35, clock.clone()).await;
-    let scratch = Scratch::new();
     let fake = support::fakes::Fake::default();
     for _ in 0..10_000 {
         fake.push_fault(support::fakes::Fault::new(503, "maintenance"));
     }
     let addr = support::fakes::plain(&fake).await;
-    let mut text = config_text(
-        &scratch.path("state"),
-        &scratch.path("events.ndjson"),
-        &sim.base_url(),
-        &[("acme", P, "s-acme")],
-        "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"1h\"",
-    );
-    text.push_str("[tenants.acme.people]\nsinks = [\"siem\"]\n");
-    text.push_str(&format!(
-        "[sinks.siem]\ntype = \"http\"\nurl = \"http://{addr}/ingest\"\nretry = {{ initial_backoff = \"10ms\", max_backoff = \"20ms\", max_time = \"100ms\" }}\n"
-    ));
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let (rig, running) = with_people("sinks = [\"siem\"]")
+        .toml(&format!(
+            "[sinks.siem]\ntype = \"http\"\nurl = \"http://{addr}/ingest\"\nretry = {{ initial_backoff = \"10ms\", max_backoff = \"20ms\", max_time = \"100ms\" }}\n"
+        ))
+        .seed(35)
+        .start()
+        .await;
+    let manual = rig.manual();
     running
         .wait_for("the People sink to fail", |s| {
             s.iter()
@@ -330,16 +296,14 @@ fn people_config_errors_name_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_from_a_quota_spent_elsewhere_waits_without_hammering_and_siem_goes_on() {
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant(P, "s-acme", 60)], 36, clock.clone()).await;
+    let rig = with_people("feeds = [\"top_clickers\"]")
+        .seed(36)
+        .build()
+        .await;
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
     // Another tool on the same credential spent the quota: page 1 answers 429.
     sim.sim.inject_people(P, [(1, Fault::Status(429))]);
-    let scratch = Scratch::new();
-    let running = Running::start(
-        config(&sim, &scratch, "feeds = [\"top_clickers\"]"),
-        clock.clone(),
-    )
-    .await;
+    let running = rig.start().await;
     running.wait_idle(2, manual.now()).await;
     // Six hours of 5-minute polls: the SIEM source polls on, the People source asks nothing more.
     step_clock(&running, &manual, 2, Duration::from_secs(300), 72).await;

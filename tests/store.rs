@@ -15,6 +15,7 @@ use support::daemon::{
     exit_within, file_len, free_port, http_get, metric, sigterm, tapfwd, wait_for_tenant_lines,
     wait_until,
 };
+use support::rig::{Rig, RigBuilder};
 use support::*;
 use tapfwd::clock::Clock;
 
@@ -153,27 +154,20 @@ fn damage(state: &Path, how: Damage) {
 const TENANTS: [(&str, &str, &str); 2] = [("d1", "p-d1", "s-d1"), ("d2", "p-d2", "s-d2")];
 
 async fn lost_store_is_refused_then_recovered_exactly_once(how: Damage, seed: u64) {
-    let sim = Sim::start(
-        vec![tenant("p-d1", "s-d1", 1200), tenant("p-d2", "s-d2", 1200)],
-        seed,
-        Clock::System,
-    )
-    .await;
-    let scratch = Scratch::new();
-    let state = scratch.path("state");
-    let events = scratch.path("events.ndjson");
-    let config = scratch.path("tapfwd.toml");
-    std::fs::write(
-        &config,
-        config_text(
-            &state,
-            &events,
-            &sim.base_url(),
-            &TENANTS,
-            "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"6h\"\nbatch_events = 97\nconcurrency = 2",
-        ),
-    )
-    .unwrap();
+    let rig = Rig::builder()
+        .system_clock()
+        .tenants(&TENANTS, 1200)
+        .seed(seed)
+        .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"6h\"\nbatch_events = 97\nconcurrency = 2")
+        .build()
+        .await;
+    let (sim, scratch, state, events) = (
+        rig.sim.clone(),
+        &rig.scratch,
+        rig.state(),
+        rig.events.clone(),
+    );
+    let config = rig.write_config();
 
     // A first run, killed in the middle of writing its backlog.
     let mut child = spawn_run(&config, &scratch.path("run1.log"));
@@ -444,25 +438,18 @@ async fn wait_store_failing(admin: &str) -> (String, String) {
     }
 }
 
-fn disk_config(
-    state: &Path,
-    events: &Path,
-    base_url: &str,
-    admin: u16,
-    exit_after: &str,
-) -> String {
-    let mut text = config_text(
-        state,
-        events,
-        base_url,
-        &TENANTS,
-        &format!(
+/// Both tenants on the system clock with a simulator seeded with `seed`, the admin endpoint on
+/// `admin`, a short shutdown grace and `store_failure_exit = exit_after`.
+fn disk_rig(seed: u64, admin: u16, exit_after: &str) -> RigBuilder {
+    Rig::builder()
+        .system_clock()
+        .tenants(&TENANTS, 1200)
+        .seed(seed)
+        .top(&format!("admin_listen = \"127.0.0.1:{admin}\""))
+        .poll(&format!(
             "interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"6h\"\nbatch_events = 97\nconcurrency = 2\n\
              shutdown_grace = \"2s\"\nstore_failure_exit = \"{exit_after}\""
-        ),
-    );
-    text.insert_str(0, &format!("admin_listen = \"127.0.0.1:{admin}\"\n"));
-    text
+        ))
 }
 
 /// Runs the daemon at `config` until every event of both tenants up to a little before now − lag
@@ -497,23 +484,16 @@ async fn run_to_the_end_exactly_once(sim: &Sim, config: &Path, events: &Path, lo
 /// and every event is in the file exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_state_disk_is_reported_then_exit_and_restart_resume_exactly_once() {
-    let sim = Sim::start(
-        vec![tenant("p-d1", "s-d1", 1200), tenant("p-d2", "s-d2", 1200)],
-        35,
-        Clock::System,
-    )
-    .await;
-    let scratch = Scratch::new();
-    let state = scratch.path("state");
-    let disk = Tmpfs::mount(&state, "16m");
-    let events = scratch.path("events.ndjson");
-    let config = scratch.path("tapfwd.toml");
     let admin = free_port();
-    std::fs::write(
-        &config,
-        disk_config(&state, &events, &sim.base_url(), admin, "6s"),
-    )
-    .unwrap();
+    let rig = disk_rig(35, admin, "6s").build().await;
+    let (sim, scratch, state, events) = (
+        rig.sim.clone(),
+        &rig.scratch,
+        rig.state(),
+        rig.events.clone(),
+    );
+    let disk = Tmpfs::mount(&state, "16m");
+    let config = rig.write_config();
     let admin = format!("127.0.0.1:{admin}");
 
     let mut child = spawn_run(&config, &scratch.path("run1.log"));
@@ -581,23 +561,11 @@ async fn full_state_disk_is_reported_then_exit_and_restart_resume_exactly_once()
 /// exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_stuck_store_ends_within_the_grace() {
-    let sim = Sim::start(
-        vec![tenant("p-d1", "s-d1", 1200), tenant("p-d2", "s-d2", 1200)],
-        36,
-        Clock::System,
-    )
-    .await;
-    let scratch = Scratch::new();
-    let state = scratch.path("state");
-    let events = scratch.path("events.ndjson");
-    let config = scratch.path("tapfwd.toml");
-    let stall = scratch.path("stall");
     let admin = free_port();
-    std::fs::write(
-        &config,
-        disk_config(&state, &events, &sim.base_url(), admin, "10m"),
-    )
-    .unwrap();
+    let rig = disk_rig(36, admin, "10m").build().await;
+    let (sim, scratch, events) = (rig.sim.clone(), &rig.scratch, rig.events.clone());
+    let config = rig.write_config();
+    let stall = scratch.path("stall");
     let admin = format!("127.0.0.1:{admin}");
     let log = std::fs::File::create(scratch.path("run1.log")).unwrap();
     let mut child = tapfwd()

@@ -15,10 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use support::rig::Rig;
 use support::*;
-use tapfwd::clock::Clock;
 use tapfwd::status::TenantStatus;
-use tapfwd::App;
 use tokio_util::sync::CancellationToken;
 
 const POLL: &str =
@@ -265,25 +264,6 @@ fn check_timestamps(received: &[Received], expected: &[(String, Vec<u8>)]) {
     }
 }
 
-fn config_text(
-    state: &Path,
-    base_url: &str,
-    tenants: &[(&str, &str, &str)],
-    sinks: &str,
-    names: &str,
-) -> String {
-    let mut text = format!(
-        "state_dir = {:?}\n[poll]\n{POLL}\n{sinks}\n",
-        state.display().to_string()
-    );
-    for (id, principal, secret) in tenants {
-        text.push_str(&format!(
-            "[tenants.{id}]\nbase_url = \"{base_url}\"\nprincipal = \"{principal}\"\nsecret = \"{secret}\"\nsinks = [{names}]\n"
-        ));
-    }
-    text
-}
-
 /// Runs two tenants into one syslog sink described by `sink` (TOML lines after `type`), steps
 /// the clock, and checks that rsyslog's `jsonl_var` file got every event once, byte-intact.
 async fn run_into_rsyslog(
@@ -297,26 +277,19 @@ async fn run_into_rsyslog(
     let jsonl = PathBuf::from(service_env(jsonl_var));
     let offset = std::fs::metadata(&jsonl).map(|m| m.len()).unwrap_or(0);
     let host = marker(test);
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(
-        vec![
-            tenant("p-a", "s-a", per_hour),
-            tenant("p-b", "s-b", per_hour / 2),
-        ],
-        17,
-        clock.clone(),
-    )
-    .await;
-    let scratch = Scratch::new();
-    let sinks = format!("[sinks.siem]\ntype = \"syslog\"\nhostname = \"{host}\"\n{sink}");
-    let text = config_text(
-        &scratch.path("state"),
-        &sim.base_url(),
-        &[("alpha", "p-a", "s-a"), ("beta", "p-b", "s-b")],
-        &sinks,
-        "\"siem\"",
-    );
-    let running = Running::start(parse_config(&text), clock.clone()).await;
+    let (rig, running) = Rig::builder()
+        .no_archive()
+        .sink(
+            "siem",
+            &format!("type = \"syslog\"\nhostname = \"{host}\"\n{sink}"),
+        )
+        .tenant("alpha", "p-a", "s-a", per_hour)
+        .tenant("beta", "p-b", "s-b", per_hour / 2)
+        .seed(17)
+        .poll(POLL)
+        .start()
+        .await;
+    let (sim, manual) = (rig.sim.clone(), rig.manual());
     running.wait_idle(2, manual.now()).await;
     step_clock(&running, &manual, 2, MIN5, 3).await;
     let cps = checkpoints(&running.board, "siem");
@@ -491,25 +464,21 @@ async fn rsyslog_down_holds_syslog_progress_while_file_sink_continues_and_catche
     let jsonl = PathBuf::from(service_env("TAPFWD_SYSLOG_TCP_JSONL"));
     let offset = std::fs::metadata(&jsonl).map(|m| m.len()).unwrap_or(0);
     let host = marker("outage");
-    let (clock, manual) = Clock::manual(t0());
-    let sim = Sim::start(vec![tenant("p-d", "s-d", 600)], 23, clock.clone()).await;
-    let scratch = Scratch::new();
-    let events = scratch.path("events.ndjson");
-    let sinks = format!(
-        "[sinks.archive]\ntype = \"file\"\npath = {:?}\n[sinks.siem]\ntype = \"syslog\"\ntransport = \"tcp\"\naddress = \"{}\"\nhostname = \"{host}\"\n",
-        events.display().to_string(),
-        addr("TAPFWD_SYSLOG_TCP_PORT")
-    );
-    let text = config_text(
-        &scratch.path("state"),
-        &sim.base_url(),
-        &[("delta", "p-d", "s-d")],
-        &sinks,
-        "\"archive\", \"siem\"",
-    );
-    let app = App::build(parse_config(&text), clock.clone())
-        .await
-        .unwrap();
+    let rig = Rig::builder()
+        .sink(
+            "siem",
+            &format!(
+                "type = \"syslog\"\ntransport = \"tcp\"\naddress = \"{}\"\nhostname = \"{host}\"\n",
+                addr("TAPFWD_SYSLOG_TCP_PORT")
+            ),
+        )
+        .tenant("delta", "p-d", "s-d", 600)
+        .seed(23)
+        .poll(POLL)
+        .build()
+        .await;
+    let (sim, manual, events) = (rig.sim.clone(), rig.manual(), rig.events.clone());
+    let app = rig.app().await;
     let running = {
         let shutdown = CancellationToken::new();
         WithMetrics {

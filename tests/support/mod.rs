@@ -1,12 +1,15 @@
 //! Shared helpers for the black-box tests: a simulator, an App on a manual clock, and readers
 //! that check a file sink's output against the simulator's ground truth, byte for byte.
-//! Destinations' fake servers are in [`fakes`], a fixed stand-in for the TAP API and its configs
-//! in [`tap`], the real binary and its service surfaces in [`daemon`]. Tests wait on conditions
-//! (the status board, log lines, datagrams) with these helpers, never on sleeps.
+//! The set-up most tests share (clock, simulator, scratch directory, config) is built by
+//! [`rig::Rig`]. Destinations' fake servers are in [`fakes`], a fixed stand-in for the TAP API
+//! and its configs in [`tap`], the real binary and its service surfaces in [`daemon`]. Tests
+//! wait on conditions (the status board, log lines, datagrams) with these helpers, never on
+//! sleeps.
 #![allow(dead_code)]
 
 pub mod daemon;
 pub mod fakes;
+pub mod rig;
 pub mod tap;
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,9 +34,12 @@ pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 7).unwrap()
 }
 
+/// A simulator and its server. Clones share both (a test holds the rig's by value); serving stops
+/// when the last clone is dropped.
+#[derive(Clone)]
 pub struct Sim {
     pub sim: Simulator,
-    pub server: SimServer,
+    pub server: Arc<SimServer>,
 }
 
 impl Sim {
@@ -46,7 +52,7 @@ impl Sim {
             },
             clock,
         );
-        let server = sim.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let server = Arc::new(sim.bind("127.0.0.1:0".parse().unwrap()).await.unwrap());
         Sim { sim, server }
     }
 

@@ -1,0 +1,178 @@
+//! What every HTTP sink test uses: TAP SIEM responses split into batches, a sink built from its
+//! JSON config and driven through the `Sink` trait with a commit counter, and each destination's
+//! fake server (tests/support/fakes.rs) started with the credentials the tests use.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tapfwd::event::{Batch, EventKind};
+use tapfwd::sinks::{self, Sink, SinkConfig, SinkError};
+use tapfwd::tap::split::{BatchBuilder, SplitLimits, Splitter};
+
+use crate::support::fakes::{self, Fake};
+
+/// A TAP SIEM response with every event kind, a multi-recipient message (same GUID, different
+/// recipient and id), non-ASCII text, escapes and irregular whitespace.
+pub const BODY: &str = r#"{
+  "queryEndTime": "2026-01-01T01:00:00Z",
+  "messagesDelivered": [
+    {"GUID":"g-1","id":"a1","QID":"q1","messageTime":"2026-01-01T00:00:00.123Z","recipient":["ann@example.com"],"subject":"Rechnung f\u00fcr Sie \u2014 \"dringend\"","spamScore":0,"threatsInfoMap":[{"threatID":"t1","threatStatus":"active","classification":"phish","threatTime":"2026-01-01T00:00:05Z"}]},
+    {"GUID":"g-1","id":"a2","QID":"q1","messageTime":"2026-01-01T00:00:00.123Z","recipient":["bob@example.com"],"subject":"Rechnung für Sie — \"dringend\"" ,  "spamScore" : 0}
+  ],
+  "messagesBlocked": [
+    {"GUID":"g-2","messageTime":"2026-01-01T00:10:00Z","recipient":["eve@example.com"],"subject":"tab\there","modulesRun":["spam","urldefense"]}
+  ],
+  "clicksPermitted": [
+    {"id":"c-1","GUID":"g-1","clickTime":"2026-01-01T00:20:30.5Z","url":"https://evil.example/x?a=1&b=2","recipient":"ann@example.com","campaignId":"camp-1","classification":"TOAD"}
+  ],
+  "clicksBlocked": [
+    {"id":"c-2","GUID":"g-3","clickTime":"2026-01-01T00:30:00Z","url":"https://bad.example/","recipient":"bob@example.com","threatURL":"https://threatinsight.proofpoint.com/x"}
+  ]
+}"#;
+
+pub fn batch_of(body: &str) -> Batch {
+    let mut s = Splitter::new(SplitLimits::default());
+    let mut b = BatchBuilder::new();
+    s.feed(body.as_bytes(), &mut b).unwrap();
+    s.finish().unwrap();
+    b.take()
+}
+
+pub fn batch() -> Batch {
+    batch_of(BODY)
+}
+
+/// `b` with threat enrichment for its events that have a threat id: what the enrichment step
+/// puts beside them (`"threats":{id:summary}`), keyed by each event's start.
+pub fn enriched(mut b: Batch) -> Batch {
+    let mut map = std::collections::HashMap::new();
+    for (meta, raw) in b.iter() {
+        let v: Value = serde_json::from_slice(raw).unwrap();
+        let id = v["threatID"]
+            .as_str()
+            .or_else(|| v["threatsInfoMap"][0]["threatID"].as_str())
+            .or_else(|| v["threatsInfoMap"][0]["threatId"].as_str());
+        if let Some(id) = id {
+            let members = format!(
+                r#""threats":{{"{id}":{{"id":"{id}","name":"Evil \"invoice\"","severity":4}}}}"#
+            );
+            map.insert(meta.start, bytes::Bytes::from(members));
+        }
+    }
+    assert!(!map.is_empty(), "the batch has events with threat ids");
+    b.enrichment = Some(std::sync::Arc::new(map));
+    b
+}
+
+/// A response of `n` click events, each padded to about `pad` bytes.
+pub fn clicks(n: usize, pad: usize) -> Batch {
+    let events: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"id":"c-{i}","clickTime":"2026-01-01T00:00:{:02}Z","url":"https://x.example/{i}","pad":"{}"}}"#,
+                i % 60,
+                "p".repeat(pad)
+            )
+        })
+        .collect();
+    batch_of(&format!(
+        r#"{{"queryEndTime":"2026-01-01T01:00:00Z","clicksPermitted":[{}]}}"#,
+        events.join(",")
+    ))
+}
+
+pub fn sink(name: &str, config: Value) -> Arc<dyn Sink> {
+    let config: SinkConfig = serde_json::from_value(config).unwrap();
+    config.validate().unwrap();
+    sinks::build(name, &config, &tapfwd::secret::process_env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Delivers `batch` and returns the result with how often `commit` was called.
+pub async fn deliver(
+    sink: &dyn Sink,
+    tenant: &str,
+    batch: &Batch,
+) -> (Result<(), SinkError>, usize) {
+    let commits = AtomicUsize::new(0);
+    let result = sink
+        .deliver(
+            tenant,
+            batch,
+            Box::new(|pos| {
+                assert_eq!(pos, None);
+                commits.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }),
+        )
+        .await;
+    (result, commits.load(Ordering::SeqCst))
+}
+
+/// Quick retries so the suite stays fast.
+pub fn fast_retry() -> Value {
+    json!({"initial_backoff": "10ms", "max_backoff": "50ms", "max_time": "3s"})
+}
+
+pub fn raw_events(b: &Batch) -> Vec<(EventKind, Vec<u8>)> {
+    b.iter().map(|(m, r)| (m.kind, r.to_vec())).collect()
+}
+
+pub async fn hec_server(ack: bool) -> (Fake, String) {
+    let fake = Fake::default();
+    fake.with(|s| {
+        s.valid = vec!["hec-token-acme".into()];
+        s.disabled = vec!["hec-token-old".into()];
+        s.indexes = vec!["main".into(), "tap".into()];
+        s.ack = ack;
+    });
+    let addr = fakes::splunk_hec(&fake).await;
+    (fake, format!("http://{addr}"))
+}
+
+pub async fn logscale_server() -> (Fake, String) {
+    let fake = Fake::default();
+    fake.with(|s| s.valid = vec!["ingest-token-acme".into()]);
+    let addr = fakes::logscale(&fake).await;
+    (fake, format!("http://{addr}"))
+}
+
+pub const DCR: &str = "dcr-00112233445566778899aabbccddeeff";
+
+pub async fn azure_server(expires_in: u64) -> (Fake, String) {
+    let fake = Fake::default();
+    fake.with(|s| {
+        s.client_id = "app-1234".into();
+        s.client_secret = "s3cr3t~value+/=".into();
+        s.expires_in = expires_in;
+        s.dcr = DCR.into();
+        s.streams = vec!["Custom-ProofpointTAP".into(), "Custom-TapClicks".into()];
+    });
+    let addr = fakes::azure(&fake).await;
+    (fake, format!("http://{addr}"))
+}
+
+pub fn sentinel_config(url: &str, extra: Value) -> Value {
+    let mut c = json!({
+        "type": "sentinel",
+        "dce": url,
+        "dcr_immutable_id": DCR,
+        "stream_name": "Custom-ProofpointTAP",
+        "directory_tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        "client_id": "app-1234",
+        "client_secret": "s3cr3t~value+/=",
+        "authority": url,
+        "retry": fast_retry(),
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+pub async fn plain_server(valid: &[&str]) -> (Fake, String) {
+    let fake = Fake::default();
+    fake.with(|s| s.valid = valid.iter().map(|v| v.to_string()).collect());
+    let addr = fakes::plain(&fake).await;
+    (fake, format!("http://{addr}/ingest"))
+}

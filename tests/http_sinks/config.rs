@@ -1,0 +1,138 @@
+//! Config and build checks every HTTP sink shares: the shipped MSP example, errors that name
+//! the key (unknown keys refused), secrets from the environment or a file, CA files, and map keys
+//! in camelCase surviving the loader.
+
+use serde_json::{json, Value};
+use tapfwd::sinks::{self, SinkConfig};
+
+#[test]
+fn msp_example_config_loads_and_validates() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/msp-example.toml"
+    ))
+    .unwrap();
+    let config = tapfwd::Config::from_toml_with_env(&text, std::iter::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let kinds: Vec<_> = config.sinks.values().map(|s| s.kind()).collect();
+    for kind in ["splunk_hec", "sentinel", "logscale", "http"] {
+        assert!(kinds.contains(&kind), "{kind} missing: {kinds:?}");
+    }
+}
+
+#[test]
+fn sink_config_errors_name_the_problem_and_refuse_unknown_keys() {
+    let bad = |v: Value| -> String {
+        match serde_json::from_value::<SinkConfig>(v) {
+            Err(e) => e.to_string(),
+            Ok(c) => c.validate().unwrap_err(),
+        }
+    };
+    let e = bad(json!({"type":"splunk_hec","url":"https://s:8088","token":"t","tokn":"x"}));
+    assert!(e.contains("tokn"), "{e}");
+    let e = bad(json!({"type":"splunk_hec","url":"https://s:8088"}));
+    assert!(
+        e.contains("exactly one of token, token_env, token_file"),
+        "{e}"
+    );
+    let e = bad(json!({"type":"splunk_hec","url":"https://u:p@s:8088","token":"t"}));
+    assert!(e.contains("credentials") && !e.contains("u:p"), "{e}");
+    let e = bad(
+        json!({"type":"splunk_hec","url":"https://s","token":"t","sourcetypes":{"clicks":"x"}}),
+    );
+    assert!(e.contains("not an event type"), "{e}");
+    let e = bad(
+        json!({"type":"sentinel","dce":"https://d","dcr_immutable_id":"dcr-1","stream_name":"Custom-X",
+        "directory_tenant_id":"t","client_id":"c","client_secret":"s","max_batch_bytes":2_000_000}),
+    );
+    assert!(e.contains("1000000"), "{e}");
+    let e = bad(
+        json!({"type":"http","url":"https://h","auth":{"strategy":"bearer","token":"a","token_env":"B"}}),
+    );
+    assert!(e.contains("found 2"), "{e}");
+    let e = bad(json!({"type":"http","url":"https://h","headers":{"Authorization":"x"}}));
+    assert!(e.contains("set by the sink"), "{e}");
+    let e = bad(json!({"type":"logscale","url":"https://h","token":"t","api":"raw"}));
+    assert!(e.contains("raw"), "{e}");
+}
+
+#[test]
+fn secrets_come_from_env_or_file_and_errors_name_the_key() {
+    use tapfwd::sinks::splunk_hec::{SplunkHecConfig, SplunkHecSink};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "from-file\n").unwrap();
+    let c: SplunkHecConfig =
+        serde_json::from_value(json!({"url":"https://s:8088","token_file":file})).unwrap();
+    SplunkHecSink::new("splunk", &c, &|_| None).unwrap();
+    let c: SplunkHecConfig =
+        serde_json::from_value(json!({"url":"https://s:8088","token_env":"ACME_HEC"})).unwrap();
+    SplunkHecSink::new("splunk", &c, &|k| (k == "ACME_HEC").then(|| "v".into())).unwrap();
+    let e = SplunkHecSink::new("splunk", &c, &|_| None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("sinks.splunk.token_env") && e.contains("ACME_HEC is not set"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unreadable_or_empty_ca_file_fails_at_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("ca.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    for path in [junk, dir.path().join("missing.pem")] {
+        let config: SinkConfig = serde_json::from_value(
+            json!({"type":"logscale","url":"https://h","token":"t","tls_ca_file":path}),
+        )
+        .unwrap();
+        let text = sinks::build("humio", &config, &tapfwd::secret::process_env)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(text.contains("tls_ca_file"), "{text}");
+    }
+}
+
+#[test]
+fn camel_case_map_keys_survive_the_config_loader() {
+    let text = r#"
+state_dir = "var/state"
+[sinks.splunk]
+type = "splunk_hec"
+url = "https://splunk.example:8088"
+token_env = "HEC"
+sourcetypes = { clicksPermitted = "pps:click" }
+[sinks.sentinel]
+type = "sentinel"
+dce = "https://dce.example"
+dcr_immutable_id = "dcr-1"
+stream_name = "Custom-ProofpointTAP"
+streams = { messagesDelivered = "Custom-TapMessages" }
+directory_tenant_id = "t"
+client_id = "c"
+client_secret_env = "S"
+[sinks.hook]
+type = "http"
+url = "https://hook.example/in"
+headers = { "X-Customer" = "Acme" }
+[tenants.acme]
+principal = "p"
+secret_env = "T"
+sinks = ["splunk", "sentinel", "hook"]
+"#;
+    let config = tapfwd::Config::from_toml_with_env(text, std::iter::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    match &config.sinks["splunk"] {
+        SinkConfig::SplunkHec(c) => assert_eq!(c.sourcetypes["clicksPermitted"], "pps:click"),
+        other => panic!("{other:?}"),
+    }
+    match &config.sinks["sentinel"] {
+        SinkConfig::Sentinel(c) => {
+            assert_eq!(c.streams["messagesDelivered"], "Custom-TapMessages")
+        }
+        other => panic!("{other:?}"),
+    }
+}
