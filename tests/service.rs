@@ -744,7 +744,7 @@ fn systemd_unit_security_exposure_is_low() {
                 String::from_utf8_lossy(&out.stderr)
             )
         });
-    // README.md records the score; keep it honest when the unit changes.
+    // docs/operations.md records the score; keep it honest when the unit changes.
     assert!(score <= 2.0, "exposure {score}:\n{text}");
 }
 

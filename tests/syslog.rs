@@ -511,7 +511,7 @@ async fn rsyslog_down_holds_syslog_progress_while_file_sink_continues_and_catche
     let before = checkpoints(&running.board, "siem")["delta"];
     assert_eq!(before, checkpoints(&running.board, "archive")["delta"]);
     // rsyslog has written everything delivered so far before it is stopped (TCP syslog has no
-    // acknowledgement: bytes unread when a server stops are lost, see README.md ("Syslog and Kafka sinks")).
+    // acknowledgement: bytes unread when a server stops are lost, see docs/sinks.md ("Syslog and Kafka sinks")).
     let so_far = expected(&sim.sim, "p-d", initial, before).len();
     wait_received(&jsonl, offset, &host, so_far).await;
 

@@ -141,7 +141,7 @@ pub enum Command {
         follow: bool,
     },
     /// Measure throughput, memory per tenant and large-window memory against the built-in
-    /// simulator on 127.0.0.1 (README, "Performance"). Build with `--release`.
+    /// simulator on 127.0.0.1 (docs/performance.md). Build with `--release`.
     Bench(BenchArgs),
     /// Decode Proofpoint URL Defense links (v1, v2, v3) locally, with no API call and no quota.
     /// A URL that is not rewritten prints unchanged; a malformed one is reported on stderr and

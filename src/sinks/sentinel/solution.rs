@@ -10,7 +10,7 @@
 //! own fields), values are converted to their column's type (`completelyRewritten`, which the
 //! API sends as the string `"true"`/`"false"`, becomes a boolean) and fields the DCR has no
 //! column for are left out. Invariant 5 (raw in, raw out) holds for the default layout only; the
-//! README says so.
+//! docs/sinks.md ("Microsoft Sentinel") says so.
 //!
 //! PoD `message` and `maillog` frames go the same way to the Microsoft Sentinel Proofpoint On
 //! Demand solution's streams (`Custom-ProofpointPODMessage_CL`, `Custom-ProofpointPODMailLog_CL`,

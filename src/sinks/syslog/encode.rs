@@ -455,7 +455,7 @@ mod tests {
         assert!(err.contains(&format!("{} bytes", raw.len())), "{err}");
     }
 
-    /// Pins what README.md ("Syslog and Kafka sinks") says the `syslog` crate lacks: its TCP writer sends a
+    /// Pins what docs/sinks.md ("Syslog and Kafka sinks") says the `syslog` crate lacks: its TCP writer sends a
     /// message with no octet count and no LF (frames run together), and its formatter stamps
     /// the current time (it takes no timestamp).
     #[test]
