@@ -242,27 +242,14 @@ impl Config {
             .map_err(|e| ConfigError::key("(file)", e.to_string()))?;
         let raw_sinks: BTreeMap<String, serde_json::Value> =
             layered.get("sinks").unwrap_or_default();
+        // The tenant tables are read first, so that their errors are reported even when the
+        // rest of the file has its own (a missing `state_dir` is only found at its end).
         let tables: BTreeMap<String, config::Value> = layered.get("tenants").unwrap_or_default();
-        let mut config: Config = serde_path_to_error::deserialize(layered).map_err(|e| {
-            let key = e.path().to_string();
-            let key = if key == "." {
-                "(top level)".into()
-            } else {
-                key
-            };
-            ConfigError::key(key, e.into_inner().to_string())
-        })?;
-        for name in config.sinks.keys() {
-            let fingerprint = match raw_sinks.get(name) {
-                Some(v) => blake3::hash(v.to_string().as_bytes()).to_hex().to_string(),
-                None => String::new(),
-            };
-            config.sink_fingerprints.insert(name.clone(), fingerprint);
-        }
         let mut errors = Vec::new();
+        let mut tenants = Vec::new();
         for (id, table) in tables {
             match TenantConfig::from_value(table) {
-                Ok(parsed) => config.add_tenant(id, parsed, None),
+                Ok(parsed) => tenants.push((id, parsed)),
                 Err((key, message)) => {
                     let key = match key.as_str() {
                         "" | "." => format!("tenants.{id}"),
@@ -272,11 +259,33 @@ impl Config {
                 }
             }
         }
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors(errors))
+        let mut config: Config = match serde_path_to_error::deserialize(layered) {
+            Ok(config) => config,
+            Err(e) => {
+                let key = e.path().to_string();
+                let key = if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                };
+                errors.push(ConfigError::key(key, e.into_inner().to_string()));
+                return Err(ConfigErrors(errors));
+            }
+        };
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
         }
+        for name in config.sinks.keys() {
+            let fingerprint = match raw_sinks.get(name) {
+                Some(v) => blake3::hash(v.to_string().as_bytes()).to_hex().to_string(),
+                None => String::new(),
+            };
+            config.sink_fingerprints.insert(name.clone(), fingerprint);
+        }
+        for (id, parsed) in tenants {
+            config.add_tenant(id, parsed, None);
+        }
+        Ok(config)
     }
 
     /// Adds tenant `id` as read (from `file`, when it came from `tenants_dir`).

@@ -212,29 +212,30 @@ impl TenantConfig {
             let message = misplaced_key_message(product, &key, &owners);
             foreign_keys.push((key, message));
         }
-        // The TAP SIEM account keys (TAP and Essentials) are read apart, then set in the
-        // product's struct: serde's `flatten` would lose `deny_unknown_fields` and the key paths.
-        let account = |table: &mut config::Map<String, config::Value>| {
-            let keys = fields_of::<SiemAccount>();
-            let part: config::Map<String, config::Value> = keys
+        // The TAP SIEM account keys (TAP and Essentials) are read apart, after the product's
+        // own (so an unknown key is named before a missing one), then set in the product's
+        // struct: serde's `flatten` would lose `deny_unknown_fields` and the key paths.
+        let account_part = |table: &mut config::Map<String, config::Value>| {
+            fields_of::<SiemAccount>()
                 .iter()
                 .filter_map(|k| table.remove(*k).map(|v| (k.to_string(), v)))
-                .collect();
-            read::<SiemAccount>(part)
+                .collect::<config::Map<String, config::Value>>()
         };
         let config = match product {
             Product::Tap => {
-                let account = account(&mut table)?;
+                let account = account_part(&mut table);
+                let own: TapTenant = read(table)?;
                 TenantConfig::Tap(TapTenant {
-                    account,
-                    ..read(table)?
+                    account: read(account)?,
+                    ..own
                 })
             }
             Product::Essentials => {
-                let account = account(&mut table)?;
+                let account = account_part(&mut table);
+                let own: EssentialsTenant = read(table)?;
                 TenantConfig::Essentials(EssentialsTenant {
-                    account,
-                    ..read(table)?
+                    account: read(account)?,
+                    ..own
                 })
             }
             Product::Pod => TenantConfig::Pod(read(table)?),
