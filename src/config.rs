@@ -17,15 +17,15 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+pub use crate::api::people::PeopleConfig;
+use crate::api::siem::Credentials;
+use crate::api::{window, ThreatStatus};
 use crate::net::{self, UrlRules};
 use crate::secret::{self, Env, SecretError, SecretSource};
 use crate::shard::Shard;
 use crate::sinks::SinkConfig;
-use crate::tap::client::Credentials;
-pub use crate::tap::people::PeopleConfig;
-use crate::tap::{window, ThreatStatus};
 
-/// The API's limits (tap-api.md) as durations; their one definition is in [`crate::tap::window`].
+/// The API's limits (tap-api.md) as durations; their one definition is in [`crate::api::window`].
 const MIN_WINDOW: Duration = Duration::from_secs(window::MIN_WINDOW_SECS as u64);
 const MAX_WINDOW: Duration = Duration::from_secs(window::MAX_WINDOW_SECS as u64);
 const API_HORIZON: Duration = Duration::from_secs(window::HORIZON_SECS as u64);

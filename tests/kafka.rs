@@ -15,10 +15,10 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use support::*;
+use tapfwd::api::split::{BatchBuilder, SplitLimits, Splitter};
 use tapfwd::clock::Clock;
 use tapfwd::event::Batch;
 use tapfwd::sinks::{Sink, SinkError};
-use tapfwd::tap::split::{BatchBuilder, SplitLimits, Splitter};
 
 /// The simulator's ground truth: (eventType, raw) pairs.
 type Expected = Vec<(String, Vec<u8>)>;

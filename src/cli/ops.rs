@@ -14,13 +14,13 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 
 use super::load;
+use crate::api::siem::TapClient;
+use crate::api::window::{self, Window};
 use crate::clock;
 use crate::config::Config;
 use crate::shard::Shard;
 use crate::status::{SinkStatus, TenantState, TenantStatus};
 use crate::store::Store;
-use crate::tap::client::TapClient;
-use crate::tap::window::{self, Window};
 
 pub(super) async fn check(path: &Path, connect: bool, shard: Option<Shard>) -> anyhow::Result<()> {
     let config = load(path)?;
@@ -153,7 +153,7 @@ fn status_from_store(config: &Config, store: &Store) -> anyhow::Result<Vec<Tenan
                     TenantState::Stopped
                 },
                 requests_24h: used,
-                requests_limit: crate::tap::people::REQUESTS_PER_DAY,
+                requests_limit: crate::api::people::REQUESTS_PER_DAY,
                 sinks,
                 ..Default::default()
             });

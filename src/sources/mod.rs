@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use secrecy::SecretString;
 
+use crate::api::intel::IntelClient;
+use crate::api::siem::TapClient;
 use crate::clock::Clock;
 use crate::config::{PollConfig, TenantConfig};
 use crate::engine;
@@ -27,8 +29,6 @@ use crate::metrics::Metrics;
 use crate::sinks::Sink;
 use crate::status::StatusBoard;
 use crate::store::{Store, StoreError};
-use crate::tap::client::TapClient;
-use crate::tap::intel::IntelClient;
 
 pub mod people;
 pub mod pod;
