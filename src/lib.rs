@@ -4,7 +4,8 @@
 //!
 //! A [`scheduler`] steps each tenant's [`sources`]. A source reads one Proofpoint API and produces
 //! raw events ([`event`]) with the position they take each sink to: the TAP SIEM source
-//! ([`sources::tap_siem`]) asks the API ([`api::siem`]) for the next window after the tenant's
+//! ([`sources::tap_siem`]) asks the API ([`api::siem`], in [`api`], the wire layer of every
+//! Proofpoint client and its one error model) for the next window after the tenant's
 //! checkpoints and splits the response into raw events as it streams in ([`api::split`]);
 //! Essentials tenants use the same source with their own rules, and People snapshots
 //! ([`sources::people`]) are taken whole on a schedule. The PoD log stream
@@ -16,9 +17,9 @@
 //!
 //! Where each invariant is kept: 1 and 2 in [`engine`] and [`store`] (and each sink's meaning of
 //! "delivered", in its module header); 3 in [`api::window`] and [`sources::tap_siem`] (for PoD,
-//! one session per token and type and the archive horizon, in [`sources::pod`]); 4 in
+//! one session per token and type in [`api::pod`], the archive horizon in [`sources::pod`]); 4 in
 //! [`budget`]; 5 in [`api::split`], [`event`] and the sinks' envelopes; 6 in [`scheduler`] (one
-//! permit per step) and the sources' own backoff; 7 in [`secret`] and the config types.
+//! permit per step) and the sources' own backoff; 7 in [`secret`], the config types and [`api`].
 //!
 //! # Invariants
 //! 1. **Nothing lost.** A checkpoint passes the end of a window only after every event of that

@@ -15,7 +15,7 @@
 use libfuzzer_sys::fuzz_target;
 use tapfwd::api::split::{BatchBuilder, SplitError, SplitLimits, Splitter};
 
-#[path = "../../src/tap/split/oracle.rs"]
+#[path = "../../src/api/split/oracle.rs"]
 #[allow(dead_code)]
 mod oracle;
 

@@ -412,7 +412,9 @@ mod tests {
             bytes: 1 << 16,
         };
         let past = "The requested interval is too far into the past.";
-        let cases: [(u16, &[(&str, &str)], &str, Disposition, &str); 9] = [
+        // (status, headers, body, disposition, class)
+        type Case<'a> = (u16, &'a [(&'a str, &'a str)], &'a str, Disposition, &'a str);
+        let cases: [Case; 9] = [
             (401, &[], "", Disposition::Credentials, "unauthorized"),
             (403, &[], "", Disposition::Credentials, "forbidden"),
             (429, &[], "", Disposition::Throttled, "throttled"),
