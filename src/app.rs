@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
+use crate::api::siem::TapClient;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -26,7 +27,6 @@ use crate::sinks::{self, Sink};
 use crate::sources::{self, Context};
 use crate::status::StatusBoard;
 use crate::store::{Lineage, Store};
-use crate::tap::client::TapClient;
 
 /// A built daemon, ready to run.
 pub struct App {
@@ -91,7 +91,7 @@ impl App {
             metrics,
             shutdown: CancellationToken::new(),
             enricher,
-            intel: crate::tap::intel::IntelClient::new(config.poll.read_timeout)?,
+            intel: crate::api::intel::IntelClient::new(config.poll.read_timeout)?,
             streams: tokio_util::task::TaskTracker::new(),
         };
         let mut sinks = BTreeMap::new();

@@ -30,11 +30,12 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use tokio::sync::{watch, Semaphore};
 
+use crate::api::intel::{IntelClient, Query};
+use crate::api::ApiError;
 use crate::clock::Clock;
 use crate::event::Batch;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
-use crate::tap::intel::{IntelClient, IntelError, Query};
 
 /// What a tenant's events are enriched with (`enrich = [...]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
@@ -226,7 +227,7 @@ impl Enricher {
         config: EnrichConfig,
         metrics: Arc<Metrics>,
         clock: Clock,
-    ) -> Result<Arc<Enricher>, IntelError> {
+    ) -> Result<Arc<Enricher>, ApiError> {
         Ok(Arc::new(Enricher {
             client: IntelClient::new(config.timeout)?,
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
@@ -427,7 +428,7 @@ impl TenantEnricher {
                         .get(&base_url, &principal, &secret, key.0.query(&key.1))
                         .await
                 }
-                Err(_) => Err(IntelError::Transport("enrichment stopped".into())),
+                Err(_) => Err(ApiError::Transport("enrichment stopped".into())),
             };
             let now = shared.clock.now().timestamp();
             let status = match &result {

@@ -4,8 +4,9 @@
 //!
 //! A [`scheduler`] steps each tenant's [`sources`]. A source reads one Proofpoint API and produces
 //! raw events ([`event`]) with the position they take each sink to: the TAP SIEM source
-//! ([`sources::tap_siem`]) asks the API ([`tap::client`]) for the next window after the tenant's
-//! checkpoints and splits the response into raw events as it streams in ([`tap::split`]);
+//! ([`sources::tap_siem`]) asks the API ([`api::siem`], in [`api`], the wire layer of every
+//! Proofpoint client and its one error model) for the next window after the tenant's
+//! checkpoints and splits the response into raw events as it streams in ([`api::split`]);
 //! Essentials tenants use the same source with their own rules, and People snapshots
 //! ([`sources::people`]) are taken whole on a schedule. The PoD log stream
 //! ([`sources::pod`]) is read continuously over a WebSocket per tenant and log type, its gaps
@@ -15,10 +16,10 @@
 //! [`store`] (sled) keeps positions, dedupe keys and request budgets.
 //!
 //! Where each invariant is kept: 1 and 2 in [`engine`] and [`store`] (and each sink's meaning of
-//! "delivered", in its module header); 3 in [`tap::window`] and [`sources::tap_siem`] (for PoD,
-//! one session per token and type and the archive horizon, in [`sources::pod`]); 4 in
-//! [`budget`]; 5 in [`tap::split`], [`event`] and the sinks' envelopes; 6 in [`scheduler`] (one
-//! permit per step) and the sources' own backoff; 7 in [`secret`] and the config types.
+//! "delivered", in its module header); 3 in [`api::window`] and [`sources::tap_siem`] (for PoD,
+//! one session per token and type in [`api::pod`], the archive horizon in [`sources::pod`]); 4 in
+//! [`budget`]; 5 in [`api::split`], [`event`] and the sinks' envelopes; 6 in [`scheduler`] (one
+//! permit per step) and the sources' own backoff; 7 in [`secret`], the config types and [`api`].
 //!
 //! # Invariants
 //! 1. **Nothing lost.** A checkpoint passes the end of a window only after every event of that
@@ -38,6 +39,7 @@
 //! 7. **Secrets stay secret.** Never in logs, status, metrics, the store or error messages.
 
 pub mod admin;
+pub mod api;
 pub mod app;
 pub mod backoff;
 pub mod budget;
@@ -59,7 +61,6 @@ pub mod sinks;
 pub mod sources;
 pub mod status;
 pub mod store;
-pub mod tap;
 pub mod urldefense;
 
 pub use app::App;

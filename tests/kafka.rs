@@ -16,9 +16,9 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use support::rig::Rig;
 use support::*;
+use tapfwd::api::split::{BatchBuilder, SplitLimits, Splitter};
 use tapfwd::event::Batch;
 use tapfwd::sinks::{Sink, SinkError};
-use tapfwd::tap::split::{BatchBuilder, SplitLimits, Splitter};
 
 /// The simulator's ground truth: (eventType, raw) pairs.
 type Expected = Vec<(String, Vec<u8>)>;

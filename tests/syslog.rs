@@ -420,7 +420,7 @@ async fn tls_refuses_a_server_the_ca_did_not_sign() {
 }
 
 fn one_event_batch() -> tapfwd::event::Batch {
-    use tapfwd::tap::split::{BatchBuilder, SplitLimits, Splitter};
+    use tapfwd::api::split::{BatchBuilder, SplitLimits, Splitter};
     let mut s = Splitter::new(SplitLimits::default());
     let mut b = BatchBuilder::new();
     s.feed(

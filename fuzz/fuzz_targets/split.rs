@@ -13,9 +13,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tapfwd::tap::split::{BatchBuilder, SplitError, SplitLimits, Splitter};
+use tapfwd::api::split::{BatchBuilder, SplitError, SplitLimits, Splitter};
 
-#[path = "../../src/tap/split/oracle.rs"]
+#[path = "../../src/api/split/oracle.rs"]
 #[allow(dead_code)]
 mod oracle;
 

@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{bail, Context as _};
 
 use super::load;
-use crate::tap::intel::{IntelClient, Query};
+use crate::api::intel::{IntelClient, Query};
 use crate::urldefense;
 
 /// `tapfwd decode-url URL…`: one decoded URL per line, in order; a URL that is not rewritten

@@ -14,13 +14,13 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 
 use super::load;
+use crate::api::siem::TapClient;
+use crate::api::window::{self, Window};
 use crate::clock;
 use crate::config::Config;
 use crate::shard::Shard;
 use crate::status::TenantStatus;
 use crate::store::Store;
-use crate::tap::client::TapClient;
-use crate::tap::window::{self, Window};
 
 pub(super) async fn check(path: &Path, connect: bool, shard: Option<Shard>) -> anyhow::Result<()> {
     let config = load(path)?;

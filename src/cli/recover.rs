@@ -43,7 +43,7 @@ struct Envelope<'a> {
     event: &'a serde_json::value::RawValue,
 }
 
-/// The times an event may carry (those the daemon reads, `crate::tap::split`).
+/// The times an event may carry (those the daemon reads, `crate::api::split`).
 #[derive(Deserialize)]
 struct Times<'a> {
     #[serde(rename = "messageTime", borrow, default)]

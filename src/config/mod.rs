@@ -17,10 +17,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::api::window;
 use crate::secret::{Env, SecretError, SecretSource};
 use crate::shard::Shard;
 use crate::sinks::SinkConfig;
-use crate::tap::window;
 
 pub mod essentials;
 pub mod people;
@@ -36,7 +36,7 @@ pub use poll::{LogConfig, LogFormat, PollConfig};
 pub use tap::{SiemAccount, TapTenant};
 pub use tenant::{Product, TenantCheck, TenantConfig};
 
-/// The API's limits (tap-api.md) as durations; their one definition is in [`crate::tap::window`].
+/// The API's limits (tap-api.md) as durations; their one definition is in [`crate::api::window`].
 const MIN_WINDOW: Duration = Duration::from_secs(window::MIN_WINDOW_SECS as u64);
 const MAX_WINDOW: Duration = Duration::from_secs(window::MAX_WINDOW_SECS as u64);
 const API_HORIZON: Duration = Duration::from_secs(window::HORIZON_SECS as u64);

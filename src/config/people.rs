@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::tap::people::Feed;
+use crate::api::people::Feed;
 
 /// `[tenants.NAME.people]`: snapshots of the People lists into the SIEM, one per feed per
 /// period.

@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::people::PeopleConfig;
 use super::tenant::{cleartext_url, ProductSettings, SecretKeys, TenantCheck};
+use crate::api::ThreatStatus;
 use crate::net::{self, UrlRules};
-use crate::tap::ThreatStatus;
 
 /// The TAP SIEM API's host, when `base_url` is not set.
 pub const TAP_DEFAULT_URL: &str = "https://tap-api-v2.proofpoint.com";

@@ -27,9 +27,9 @@ use super::essentials::EssentialsTenant;
 use super::pod::PodTenant;
 use super::tap::{SiemAccount, TapTenant};
 use super::{ConfigError, PollConfig};
+use crate::api::siem::Credentials;
 use crate::secret::{self, Env, SecretSource};
 use crate::sinks::SinkConfig;
-use crate::tap::client::Credentials;
 
 /// The Proofpoint product a tenant's credentials are for (`product = "…"`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
@@ -56,7 +56,7 @@ impl Product {
     /// How far into the past the product's API serves, in seconds: TAP 7 days, Essentials
     /// 3 days (PoD's archive horizon is a tenant key; this is the rewind bound).
     pub fn horizon_secs(self) -> i64 {
-        use crate::tap::window;
+        use crate::api::window;
         match self {
             Product::Tap => window::HORIZON_SECS,
             Product::Essentials | Product::Pod => window::ESSENTIALS_HORIZON_SECS,

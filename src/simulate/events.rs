@@ -18,8 +18,8 @@
 //! campaign endpoints ([`super::intel`]) know exactly the ids its events carry.
 
 use super::render::*;
+use crate::api::ThreatStatus;
 use crate::event::EventKind;
-use crate::tap::ThreatStatus;
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::events::{Filter, ThreatType, MINUTE_MS};
+use crate::api::ThreatStatus;
 use crate::clock;
-use crate::tap::ThreatStatus;
 
 /// A validated request.
 pub(super) struct Params {

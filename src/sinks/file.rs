@@ -301,7 +301,7 @@ impl Sink for FileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tap::split::{BatchBuilder, SplitLimits, Splitter};
+    use crate::api::split::{BatchBuilder, SplitLimits, Splitter};
 
     fn batch(body: &str) -> Batch {
         let mut s = Splitter::new(SplitLimits::default());

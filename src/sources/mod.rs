@@ -17,6 +17,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::intel::IntelClient;
+use crate::api::siem::TapClient;
 use crate::clock::Clock;
 use crate::config::PollConfig;
 use crate::engine;
@@ -24,8 +26,6 @@ use crate::enrich::Enricher;
 use crate::metrics::Metrics;
 use crate::status::StatusBoard;
 use crate::store::Store;
-use crate::tap::client::TapClient;
-use crate::tap::intel::IntelClient;
 
 pub mod people;
 pub mod plan;

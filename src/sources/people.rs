@@ -31,6 +31,9 @@ use tracing::Instrument;
 
 use super::plan::{SourceId, SourceKind};
 use super::{Context, Next, Source};
+use crate::api::intel::IntelClient;
+use crate::api::people::{Feed, Page, REQUESTS_PER_DAY};
+use crate::api::{ApiError, Disposition};
 use crate::backoff;
 use crate::budget::Budget;
 use crate::clock;
@@ -39,8 +42,6 @@ use crate::engine::{KeyHorizon, Span, Streams};
 use crate::event::{Batch, EventKey, EventMeta};
 use crate::sinks::Sink;
 use crate::status::{TenantState, TenantStatus};
-use crate::tap::intel::{IntelClient, IntelError};
-use crate::tap::people::{Feed, Page, REQUESTS_PER_DAY};
 
 /// At most this many pages make one snapshot (the budget could not pay for more in a day).
 const MAX_PAGES: u32 = REQUESTS_PER_DAY;
@@ -73,7 +74,7 @@ pub struct PeopleSource {
 /// Why a snapshot stopped before it was complete.
 enum Stop {
     /// The API said no or failed; the disposition decides the wait.
-    Api(IntelError),
+    Api(ApiError),
     /// Every target sink failed; each retries on its own.
     Sinks,
     /// The budget ran out between pages.
@@ -271,21 +272,24 @@ impl PeopleSource {
                 self.budget.next_release(now).unwrap_or(now + 3600),
                 "request budget spent in the middle of a snapshot; it is completed when requests age out".to_string(),
             ),
-            Stop::Api(IntelError::Throttled) => (
-                TenantState::Throttled,
-                self.budget.next_release(now).unwrap_or(now + 3600).max(now + 60),
-                "the People API answered 429; waiting for requests to age out".to_string(),
-            ),
-            Stop::Api(e @ (IntelError::Unauthorized | IntelError::Forbidden)) => (
-                TenantState::Failed,
-                now + max.as_secs() as i64,
-                e.to_string(),
-            ),
-            Stop::Api(e) => {
-                self.attempts += 1;
-                let wait = backoff::delay(self.attempts, std::time::Duration::from_secs(30), max);
-                (TenantState::Retrying, now + wait.as_secs().max(1) as i64, e.to_string())
-            }
+            Stop::Api(e) => match e.disposition() {
+                Disposition::Throttled => (
+                    TenantState::Throttled,
+                    self.budget.next_release(now).unwrap_or(now + 3600).max(now + 60),
+                    "the People API answered 429; waiting for requests to age out".to_string(),
+                ),
+                Disposition::Credentials => (
+                    TenantState::Failed,
+                    now + max.as_secs() as i64,
+                    e.to_string(),
+                ),
+                Disposition::TooOld | Disposition::Rejected | Disposition::Transient => {
+                    self.attempts += 1;
+                    let wait =
+                        backoff::delay(self.attempts, std::time::Duration::from_secs(30), max);
+                    (TenantState::Retrying, now + wait.as_secs().max(1) as i64, e.to_string())
+                }
+            },
             Stop::Unreadable(m) => {
                 self.attempts += 1;
                 let wait = backoff::delay(self.attempts, std::time::Duration::from_secs(30), max);

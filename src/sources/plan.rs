@@ -13,12 +13,12 @@ use std::sync::Arc;
 use secrecy::SecretString;
 
 use super::{people, pod, tap_siem, Context, Source};
+use crate::api::people::Feed;
 use crate::clock;
 use crate::config::{PeopleConfig, PodTenant, PodType, TenantConfig};
 use crate::sinks::Sink;
 use crate::status::{SinkStatus, TenantState, TenantStatus};
 use crate::store::{Store, StoreError, StreamState, TenantRecord};
-use crate::tap::people::Feed;
 
 /// What a source reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -159,7 +159,7 @@ impl SourceId {
                 TenantStatus {
                     state: state(false, &sinks),
                     requests_24h: used(&key)?,
-                    requests_limit: crate::tap::people::REQUESTS_PER_DAY,
+                    requests_limit: crate::api::people::REQUESTS_PER_DAY,
                     sinks,
                     ..Default::default()
                 }

@@ -9,7 +9,7 @@
 //!
 //! **Never two sessions on one token** (invariant 3): every connection, live or archive, holds
 //! the process-wide lock of its (base URL, cluster, token, type) for as long as its socket is
-//! open, so a reconnect (or a restarted task after a reload) waits for the old socket to be
+//! open ([`crate::api::pod`] holds the locks and the connect), so a reconnect (or a restarted task after a reload) waits for the old socket to be
 //! closed; a 409 from the service waits out the backoff helper's delay.
 //!
 //! **Delivery** (invariants 1, 2): frames are batched (count, bytes, a short linger) and handed
@@ -33,25 +33,21 @@
 //! with a single attempt (the engine's `probe_failing_sinks`) each time its backoff allows: a
 //! down HTTP sink does not hold the others for its `retry.max_time` at every try.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
-use secrecy::{ExposeSecret, SecretString};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_rustls::rustls;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{header, HeaderValue};
+use secrecy::SecretString;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::plan::{SourceId, SourceKind};
 use super::{Context, Next, Source};
+use crate::api::pod::{connect, frame_ts_ms, session_lock, stream_url, Ws, CONNECT_TIMEOUT};
+use crate::api::{ApiError, Disposition};
 use crate::backoff;
 use crate::clock;
 use crate::config::tenant::ProductSettings;
@@ -81,14 +77,8 @@ const KEYS: KeyHorizon = KeyHorizon {
     reach: 120,
     keep: 3 * 3600,
 };
-/// How long connecting, and a clean close, may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a clean close may take (connecting: [`CONNECT_TIMEOUT`]).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
-
-type Io = Box<dyn IoStream>;
-trait IoStream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> IoStream for T {}
-type Ws = WebSocketStream<Io>;
 
 /// The scheduler's handle of one (tenant, type) stream; see the module header.
 pub struct PodSource {
@@ -121,7 +111,7 @@ impl PodSource {
         let lanes = vec![Lane::default(); streams.len()];
         let base = config.base_url().trim_end_matches('/').to_string();
         let cid = config.cluster_id.clone().unwrap_or_default();
-        let lock = session_lock(&base, &cid, &token, kind);
+        let lock = session_lock(&base, &cid, &token, kind.as_str());
         let stream = PodStream {
             id: id.clone(),
             tenant: Arc::from(tenant),
@@ -169,32 +159,6 @@ impl Source for PodSource {
     }
 }
 
-/// The per-process session locks, by hash of (base URL, cluster, token, type).
-type SessionLocks = HashMap<[u8; 32], Weak<tokio::sync::Mutex<()>>>;
-static SESSIONS: LazyLock<Mutex<SessionLocks>> = LazyLock::new(Default::default);
-
-fn session_lock(
-    base: &str,
-    cid: &str,
-    token: &SecretString,
-    kind: PodType,
-) -> Arc<tokio::sync::Mutex<()>> {
-    let mut h = blake3::Hasher::new();
-    for part in [base, cid, token.expose_secret(), kind.as_str()] {
-        h.update(&(part.len() as u64).to_le_bytes());
-        h.update(part.as_bytes());
-    }
-    let key = *h.finalize().as_bytes();
-    let mut map = SESSIONS.lock().unwrap_or_else(|e| e.into_inner());
-    map.retain(|_, w| w.strong_count() > 0);
-    if let Some(lock) = map.get(&key).and_then(Weak::upgrade) {
-        return lock;
-    }
-    let lock = Arc::new(tokio::sync::Mutex::new(()));
-    map.insert(key, Arc::downgrade(&lock));
-    lock
-}
-
 /// What the source knows of one sink's stream besides its position (memory only).
 #[derive(Clone, Debug, Default)]
 struct Lane {
@@ -240,33 +204,35 @@ enum LiveEnd {
     /// 409: a session of this token is still open somewhere.
     Refused,
     /// Could not connect, or the service refused the token.
-    Failed(ConnectError),
+    Failed(ApiError),
     Store(StoreError),
-}
-
-#[derive(Debug, thiserror::Error)]
-enum ConnectError {
-    #[error("the service refused the token (HTTP {0})")]
-    Unauthorized(u16),
-    #[error("a session of this token and type is already open (HTTP 409)")]
-    Conflict,
-    #[error("HTTP {0} instead of a WebSocket")]
-    Status(u16),
-    #[error("{0}")]
-    Transport(String),
 }
 
 /// Why an archive catch-up stopped early.
 #[derive(Debug, thiserror::Error)]
 enum CatchUpError {
     #[error("archive session: {0}")]
-    Connect(ConnectError),
+    Connect(ApiError),
     #[error("archive session lost: {0}")]
     Lost(String),
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("cancelled")]
     Cancelled,
+}
+
+impl CatchUpError {
+    /// What the stream does about it: a session the service refused says why; a lost session
+    /// or a failing store is retried.
+    fn disposition(&self) -> Disposition {
+        match self {
+            CatchUpError::Connect(e) => e.disposition(),
+            // Cancelled ends the stream before any wait; it is never asked.
+            CatchUpError::Lost(_) | CatchUpError::Store(_) | CatchUpError::Cancelled => {
+                Disposition::Transient
+            }
+        }
+    }
 }
 
 /// One (tenant, type) stream, owned by its task.
@@ -347,20 +313,6 @@ impl Pending {
     }
 }
 
-/// A frame's `ts` (`2026-05-22T12:10:03.058340-0700`) in ms since the epoch.
-fn frame_ts_ms(frame: &[u8]) -> Option<i64> {
-    #[derive(serde::Deserialize)]
-    struct Ts<'a> {
-        #[serde(borrow)]
-        ts: Option<std::borrow::Cow<'a, str>>,
-    }
-    let ts = serde_json::from_slice::<Ts<'_>>(frame).ok()?.ts?;
-    chrono::DateTime::parse_from_str(&ts, "%Y-%m-%dT%H:%M:%S%.f%z")
-        .or_else(|_| chrono::DateTime::parse_from_rfc3339(&ts))
-        .ok()
-        .map(|t| t.timestamp_millis())
-}
-
 fn floor_hour(secs: i64) -> i64 {
     secs.div_euclid(3600) * 3600
 }
@@ -376,7 +328,7 @@ impl PodStream {
                 Ok(()) => {}
                 Err(CatchUpError::Cancelled) => break,
                 Err(e) => {
-                    let wait = self.failed(ctx, e.to_string());
+                    let wait = self.failed(ctx, e.disposition(), e.to_string());
                     if self.wait(ctx, cancel, wait).await {
                         break;
                     }
@@ -404,10 +356,15 @@ impl PodStream {
                 }
                 LiveEnd::Refused => {
                     self.stats.refused += 1;
-                    self.failed(ctx, ConnectError::Conflict.to_string())
+                    let e = ApiError::SessionOpen;
+                    self.failed(ctx, e.disposition(), e.to_string())
                 }
-                LiveEnd::Failed(e) => self.failed(ctx, e.to_string()),
-                LiveEnd::Store(e) => self.failed(ctx, format!("state store failed: {e}")),
+                LiveEnd::Failed(e) => self.failed(ctx, e.disposition(), e.to_string()),
+                LiveEnd::Store(e) => self.failed(
+                    ctx,
+                    Disposition::Transient,
+                    format!("state store failed: {e}"),
+                ),
             };
             if self.wait(ctx, cancel, wait).await {
                 break;
@@ -418,16 +375,18 @@ impl PodStream {
         tracing::info!(kind = self.kind.as_str(), "pod stream stopped");
     }
 
-    /// Records a failure; returns how long to wait before the next attempt.
-    fn failed(&mut self, ctx: &Context, message: String) -> Duration {
+    /// Records a failure; returns how long to wait before the next attempt: refused credentials
+    /// fail the stream and wait longer, anything else is retried.
+    fn failed(&mut self, ctx: &Context, disposition: Disposition, message: String) -> Duration {
         let message = crate::secret::scrub_with(message, std::slice::from_ref(&self.token));
-        let base = if message.contains("refused the token") {
-            self.stats.state = TenantState::Failed;
-            Duration::from_secs(60)
-        } else {
-            self.stats.state = TenantState::Retrying;
-            Duration::from_secs(5)
+        let (state, base) = match disposition {
+            Disposition::Credentials => (TenantState::Failed, Duration::from_secs(60)),
+            Disposition::Throttled
+            | Disposition::TooOld
+            | Disposition::Rejected
+            | Disposition::Transient => (TenantState::Retrying, Duration::from_secs(5)),
         };
+        self.stats.state = state;
         let wait = backoff::delay(self.attempts, base, ctx.poll.max_backoff);
         self.attempts = self.attempts.saturating_add(1);
         tracing::warn!(error = %message, retry_in_secs = wait.as_secs(), "pod stream waiting to retry");
@@ -451,20 +410,7 @@ impl PodStream {
     }
 
     fn stream_url(&self, archive: Option<(i64, i64)>) -> String {
-        let mut url = format!(
-            "{}/v1/stream?cid={}&type={}",
-            self.base,
-            self.cid,
-            self.kind.as_str()
-        );
-        if let Some((since, to)) = archive {
-            url.push_str(&format!(
-                "&sinceTime={}&toTime={}",
-                clock::rfc3339(since),
-                clock::rfc3339(to)
-            ));
-        }
-        url
+        stream_url(&self.base, &self.cid, self.kind.as_str(), archive)
     }
 
     /// Fetches from the archive, hour window by hour window, what the sinks that are out of sync
@@ -639,7 +585,7 @@ impl PodStream {
         let url = self.stream_url(None);
         let mut ws = match connect(&url, &self.token).await {
             Ok(ws) => ws,
-            Err(ConnectError::Conflict) => return LiveEnd::Refused,
+            Err(ApiError::SessionOpen) => return LiveEnd::Refused,
             Err(e) => return LiveEnd::Failed(e),
         };
         if self.stats.connects > 0 {
@@ -1023,97 +969,4 @@ fn publish(id: &str, tenant: &str, kind: PodType, stats: &Stats, streams: &Strea
         }),
         ..TenantStatus::default()
     });
-}
-
-/// Opens a WebSocket to `url` with the bearer token: TLS (rustls, `ring`, webpki roots) for
-/// `wss://`, plain TCP for `ws://`. Error texts never carry the token.
-async fn connect(url: &str, token: &SecretString) -> Result<Ws, ConnectError> {
-    let transport = |e: &dyn std::fmt::Display| {
-        ConnectError::Transport(crate::secret::scrub_with(
-            e.to_string(),
-            std::slice::from_ref(token),
-        ))
-    };
-    let parsed = reqwest::Url::parse(url).map_err(|e| transport(&e))?;
-    let host = parsed
-        .host_str()
-        .ok_or_else(|| ConnectError::Transport("the URL has no host".into()))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let tls = parsed.scheme() == "wss";
-    let port = parsed.port().unwrap_or(if tls { 443 } else { 80 });
-    let mut request = url.into_client_request().map_err(|e| transport(&e))?;
-    let bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-        .map_err(|_| ConnectError::Transport("the token is not a valid header value".into()))?;
-    request.headers_mut().insert(header::AUTHORIZATION, bearer);
-    let handshake = async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| transport(&e))?;
-        let _ = tcp.set_nodelay(true);
-        let io: Io = if tls {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| transport(&e))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            let name =
-                rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| transport(&e))?;
-            let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-                .connect(name, tcp)
-                .await
-                .map_err(|e| transport(&e))?;
-            Box::new(stream)
-        } else {
-            Box::new(tcp)
-        };
-        match tokio_tungstenite::client_async(request, io).await {
-            Ok((ws, _)) => Ok(ws),
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-                Err(match resp.status().as_u16() {
-                    409 => ConnectError::Conflict,
-                    s @ (401 | 403) => ConnectError::Unauthorized(s),
-                    s => ConnectError::Status(s),
-                })
-            }
-            Err(e) => Err(transport(&e)),
-        }
-    };
-    tokio::time::timeout(CONNECT_TIMEOUT, handshake)
-        .await
-        .map_err(|_| ConnectError::Transport("connecting timed out".into()))?
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frame_times_with_microseconds_and_offsets() {
-        let f = br#"{"guid":"g","ts":"2026-05-22T12:10:03.058340-0700","x":1}"#;
-        assert_eq!(
-            frame_ts_ms(f),
-            Some(
-                chrono::DateTime::parse_from_rfc3339("2026-05-22T19:10:03.058Z")
-                    .unwrap()
-                    .timestamp_millis()
-            )
-        );
-        assert_eq!(frame_ts_ms(br#"{"guid":"g"}"#), None);
-        assert_eq!(frame_ts_ms(b"not json"), None);
-    }
-
-    #[test]
-    fn one_session_lock_per_token_and_type() {
-        let t = SecretString::from("tok-1234");
-        let a = session_lock("wss://x", "c", &t, PodType::Message);
-        let b = session_lock("wss://x", "c", &t, PodType::Message);
-        let c = session_lock("wss://x", "c", &t, PodType::Maillog);
-        assert!(Arc::ptr_eq(&a, &b));
-        assert!(!Arc::ptr_eq(&a, &c));
-    }
 }

@@ -3,7 +3,7 @@
 //! as the response streams in.
 //!
 //! Keeps invariants 3, 4 and 6 for its tenant (the engine keeps 1 and 2):
-//! - Windows come from [`crate::tap::window::plan`] and are clamped into the API's horizon (TAP
+//! - Windows come from [`crate::api::window::plan`] and are clamped into the API's horizon (TAP
 //!   7 days, Essentials 3);
 //!   a skipped span is reported, and a 400 for a start the API finds too old moves further
 //!   inside the horizon instead of looping (3).
@@ -12,7 +12,7 @@
 //! - A window goes to the streams whose position is its start, ends no later than the next
 //!   stream's position, and moves each stream to its end only once that stream's sink has it.
 //! - A poller owns nothing shared but the store, the HTTP client and a concurrency permit held by
-//!   the scheduler; its failures end in its own backoff ([`TapError::disposition`]), and a window
+//!   the scheduler; its failures end in its own backoff ([`ApiError::disposition`]), and a window
 //!   that is not complete within `poll.window_deadline` fails at its next wait for the API, so a
 //!   trickling or endless response gives its permit back (6).
 //! - With `enrich`, each batch passes through the tenant's [`TenantEnricher`] on its way to the
@@ -27,6 +27,10 @@ use secrecy::SecretString;
 use tracing::Instrument;
 
 use super::{Context, Next, Source};
+use crate::api::siem::{BatchLimits, WindowItem};
+use crate::api::split::SplitSummary;
+use crate::api::window::{self, Cadence, Plan, Window};
+use crate::api::{ApiError, Disposition};
 use crate::backoff;
 use crate::budget::{Budget, Demand};
 use crate::clock;
@@ -36,9 +40,6 @@ use crate::enrich::TenantEnricher;
 use crate::sinks::Sink;
 use crate::status::{TenantState, TenantStatus, WindowProgress};
 use crate::store::{StoreError, TenantRecord};
-use crate::tap::client::{BatchLimits, Disposition, TapError, WindowItem};
-use crate::tap::split::SplitSummary;
-use crate::tap::window::{self, Cadence, Plan, Window};
 
 /// A backfill logs its progress once per this many windows (a day of 1-hour windows).
 pub const CATCH_UP_LOG_EVERY: u64 = 24;
@@ -47,7 +48,7 @@ pub const CATCH_UP_LOG_EVERY: u64 = 24;
 #[derive(Debug, thiserror::Error)]
 enum WindowError {
     #[error(transparent)]
-    Tap(#[from] TapError),
+    Api(#[from] ApiError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("stopped for shutdown")]
@@ -215,7 +216,7 @@ impl Poller {
             }
             Err(WindowError::Shutdown) => Next::At(now),
             Err(WindowError::Store(e)) => self.store_failed(ctx, now, e),
-            Err(WindowError::Tap(e)) => {
+            Err(WindowError::Api(e)) => {
                 let label = e
                     .status()
                     .map(|s| s.to_string())
@@ -343,7 +344,7 @@ impl Poller {
         Ok(())
     }
 
-    fn fetch_failed(&mut self, ctx: &Context, now: i64, window: Window, e: TapError) -> Next {
+    fn fetch_failed(&mut self, ctx: &Context, now: i64, window: Window, e: ApiError) -> Next {
         let poll = &ctx.poll;
         let message = e.to_string();
         let (state, retry_at) = match e.disposition() {
@@ -433,7 +434,7 @@ impl Poller {
                 .fetch_window(self.config.base_url(), &creds, window, limits),
         )
         .await
-        .map_err(|_| TapError::Deadline(budget))??;
+        .map_err(|_| ApiError::Deadline(budget))??;
         let started = std::time::Instant::now();
         let mut published: Option<std::time::Instant> = None;
         self.progress = Some(WindowProgress {
@@ -448,10 +449,10 @@ impl Poller {
         let mut delivery = self.streams.begin(targets, span, &ctx.store)?;
         loop {
             let item = match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Err(_) => return Err(TapError::Deadline(budget).into()),
+                Err(_) => return Err(ApiError::Deadline(budget).into()),
                 Ok(Some(item)) => item?,
                 Ok(None) => {
-                    return Err(TapError::Transport("response reader stopped early".into()).into())
+                    return Err(ApiError::Transport("response reader stopped early".into()).into())
                 }
             };
             let batch = match item {
@@ -556,7 +557,7 @@ fn window_grew(
     batch: &crate::event::Batch,
     started: std::time::Instant,
     published: &mut Option<std::time::Instant>,
-) -> Result<(), TapError> {
+) -> Result<(), ApiError> {
     let Some(p) = progress.as_mut() else {
         return Ok(());
     };
@@ -572,7 +573,7 @@ fn window_grew(
         None
     };
     if let Some(limit) = over {
-        return Err(TapError::TooLarge {
+        return Err(ApiError::TooLarge {
             limit,
             events,
             bytes,

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use tapfwd::api::split::{BatchBuilder, SplitLimits, Splitter};
 use tapfwd::event::{Batch, EventKind};
 use tapfwd::sinks::{self, Sink, SinkConfig, SinkError};
-use tapfwd::tap::split::{BatchBuilder, SplitLimits, Splitter};
 
 use crate::support::fakes::{self, Fake};
 

@@ -133,7 +133,7 @@ async fn raw_reference(
     hours: u64,
     out: &Path,
 ) -> anyhow::Result<RawRun> {
-    use crate::tap::window::Window;
+    use crate::api::window::Window;
     use secrecy::ExposeSecret as _;
     let http = reqwest::Client::builder()
         .user_agent(concat!("tapfwd/", env!("CARGO_PKG_VERSION")))

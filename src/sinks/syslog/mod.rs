@@ -186,8 +186,8 @@ mod tests {
             path.display().to_string()
         ));
         let sink = SyslogSink::new("local", &c).unwrap();
-        let mut b = crate::tap::split::BatchBuilder::new();
-        let mut s = crate::tap::split::Splitter::new(crate::tap::split::SplitLimits::default());
+        let mut b = crate::api::split::BatchBuilder::new();
+        let mut s = crate::api::split::Splitter::new(crate::api::split::SplitLimits::default());
         s.feed(
             br#"{"clicksBlocked":[{"id":"1","clickTime":"2025-11-20T12:00:07.123Z"},{"id":"2"}]}"#,
             &mut b,
@@ -225,8 +225,8 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let c = config(&format!("address = \"{addr}\"\nhostname = \"h\""));
         let sink = SyslogSink::new("siem", &c).unwrap();
-        let mut b = crate::tap::split::BatchBuilder::new();
-        let mut s = crate::tap::split::Splitter::new(crate::tap::split::SplitLimits::default());
+        let mut b = crate::api::split::BatchBuilder::new();
+        let mut s = crate::api::split::Splitter::new(crate::api::split::SplitLimits::default());
         s.feed(br#"{"clicksBlocked":[{"id":"1"},{"id":"2"}]}"#, &mut b)
             .unwrap();
         s.finish().unwrap();

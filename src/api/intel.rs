@@ -7,7 +7,9 @@
 //! delivery back); a body is returned only when it is complete, within its size bound, and valid
 //! JSON, exactly as the API sent it; an id is one path segment or query value, percent-encoded,
 //! never spliced into the path. The secret travels only in the `Authorization` header, and error
-//! texts taken from a reply are scrubbed of it before they are returned (invariant 7).
+//! texts taken from a reply are scrubbed of it before they are returned (invariant 7). Replies are
+//! mapped to [`ApiError`]: 401/403 to credentials, 404 to [`ApiError::NotFound`], 429 to
+//! throttled, 5xx to a server error; what to do about each is its [`ApiError::disposition`].
 
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::ApiError;
 use crate::secret;
 
 /// Which object to look up.
@@ -77,69 +80,6 @@ impl Query<'_> {
     }
 }
 
-/// Why a lookup failed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum IntelError {
-    #[error("not found (404)")]
-    NotFound,
-    #[error("credentials rejected (401): check the principal and secret")]
-    Unauthorized,
-    #[error("access denied (403): this API is not licensed for this principal")]
-    Forbidden,
-    #[error("request quota exhausted (429)")]
-    Throttled,
-    #[error("server error ({status}): {body}")]
-    Server { status: u16, body: String },
-    #[error("unexpected status ({status}): {body}")]
-    Unexpected { status: u16, body: String },
-    #[error("connection failed: {0}")]
-    Transport(String),
-    #[error("no complete answer within {0:?}")]
-    Timeout(Duration),
-    #[error("response is not valid JSON: {0}")]
-    NotJson(String),
-    #[error("response larger than {0} bytes")]
-    TooLarge(usize),
-    #[error("invalid base URL `{0}`")]
-    BadUrl(String),
-}
-
-impl IntelError {
-    /// Whether asking again later may succeed. No wildcard: a new variant must say.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            IntelError::Throttled
-            | IntelError::Server { .. }
-            | IntelError::Unexpected { .. }
-            | IntelError::Transport(_)
-            | IntelError::Timeout(_)
-            | IntelError::NotJson(_) => true,
-            IntelError::NotFound
-            | IntelError::Unauthorized
-            | IntelError::Forbidden
-            | IntelError::TooLarge(_)
-            | IntelError::BadUrl(_) => false,
-        }
-    }
-
-    /// A bounded label for metrics.
-    pub fn class(&self) -> &'static str {
-        match self {
-            IntelError::NotFound => "not_found",
-            IntelError::Unauthorized => "unauthorized",
-            IntelError::Forbidden => "forbidden",
-            IntelError::Throttled => "throttled",
-            IntelError::Server { .. } => "server_error",
-            IntelError::Unexpected { .. } => "unexpected_status",
-            IntelError::Transport(_) => "transport",
-            IntelError::Timeout(_) => "timeout",
-            IntelError::NotJson(_) => "not_json",
-            IntelError::TooLarge(_) => "too_large",
-            IntelError::BadUrl(_) => "bad_url",
-        }
-    }
-}
-
 /// The largest body accepted (forensics of a big campaign run to a few MB).
 pub const MAX_BODY: usize = 16 << 20;
 
@@ -152,7 +92,7 @@ pub struct IntelClient {
 
 impl IntelClient {
     /// A client whose every request, body included, ends within `timeout`.
-    pub fn new(timeout: Duration) -> Result<IntelClient, IntelError> {
+    pub fn new(timeout: Duration) -> Result<IntelClient, ApiError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("tapfwd/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(timeout.min(Duration::from_secs(15)))
@@ -160,7 +100,7 @@ impl IntelClient {
             .gzip(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
-            .map_err(|e| IntelError::Transport(e.to_string()))?;
+            .map_err(|e| ApiError::Transport(e.to_string()))?;
         Ok(IntelClient { http, timeout })
     }
 
@@ -171,10 +111,10 @@ impl IntelClient {
         principal: &str,
         secret: &SecretString,
         query: Query<'_>,
-    ) -> Result<Bytes, IntelError> {
+    ) -> Result<Bytes, ApiError> {
         let url = query
             .url(base_url)
-            .ok_or_else(|| IntelError::BadUrl(base_url.to_owned()))?;
+            .ok_or_else(|| ApiError::BadUrl(base_url.to_owned()))?;
         self.get_url(url, principal, secret).await
     }
 
@@ -185,7 +125,7 @@ impl IntelClient {
         url: reqwest::Url,
         principal: &str,
         secret: &SecretString,
-    ) -> Result<Bytes, IntelError> {
+    ) -> Result<Bytes, ApiError> {
         let forms = secret::basic_auth_forms(principal, secret);
         let scrub = |text: String| secret::scrub_with(text, &forms);
         let response = self
@@ -200,17 +140,17 @@ impl IntelClient {
         if status == 200 {
             let body = body?;
             serde_json::from_slice::<serde::de::IgnoredAny>(&body)
-                .map_err(|e| IntelError::NotJson(e.to_string()))?;
+                .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
             return Ok(body);
         }
         let text = body.map(|b| one_line(&b, &scrub)).unwrap_or_default();
         Err(match status {
-            404 => IntelError::NotFound,
-            401 => IntelError::Unauthorized,
-            403 => IntelError::Forbidden,
-            429 => IntelError::Throttled,
-            500..=599 => IntelError::Server { status, body: text },
-            _ => IntelError::Unexpected { status, body: text },
+            404 => ApiError::NotFound,
+            401 => ApiError::Unauthorized,
+            403 => ApiError::Forbidden { api: "this API" },
+            429 => ApiError::Throttled,
+            500..=599 => ApiError::Server { status, body: text },
+            _ => ApiError::Unexpected { status, body: text },
         })
     }
 
@@ -218,32 +158,28 @@ impl IntelClient {
         &self,
         response: reqwest::Response,
         scrub: &(dyn Fn(String) -> String + Sync),
-    ) -> Result<Bytes, IntelError> {
+    ) -> Result<Bytes, ApiError> {
         if response
             .content_length()
             .is_some_and(|n| n > MAX_BODY as u64)
         {
-            return Err(IntelError::TooLarge(MAX_BODY));
+            return Err(ApiError::BodyTooLarge(MAX_BODY));
         }
         let mut out = Vec::new();
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.transport(&e, scrub))?;
             if out.len() + chunk.len() > MAX_BODY {
-                return Err(IntelError::TooLarge(MAX_BODY));
+                return Err(ApiError::BodyTooLarge(MAX_BODY));
             }
             out.extend_from_slice(&chunk);
         }
         Ok(Bytes::from(out))
     }
 
-    fn transport(
-        &self,
-        e: &reqwest::Error,
-        scrub: &(dyn Fn(String) -> String + Sync),
-    ) -> IntelError {
+    fn transport(&self, e: &reqwest::Error, scrub: &(dyn Fn(String) -> String + Sync)) -> ApiError {
         if e.is_timeout() {
-            return IntelError::Timeout(self.timeout);
+            return ApiError::NoAnswer(self.timeout);
         }
         let mut msg = e.to_string();
         let mut source = std::error::Error::source(e);
@@ -252,7 +188,7 @@ impl IntelClient {
             msg.push_str(&s.to_string());
             source = s.source();
         }
-        IntelError::Transport(scrub(msg))
+        ApiError::Transport(scrub(msg))
     }
 }
 
@@ -270,6 +206,7 @@ fn one_line(body: &[u8], scrub: &(dyn Fn(String) -> String + Sync)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Disposition;
 
     #[test]
     fn ids_are_one_encoded_segment_or_query_value() {
@@ -298,15 +235,79 @@ mod tests {
     }
 
     #[test]
-    fn only_transient_failures_are_retryable() {
-        assert!(IntelError::Timeout(Duration::from_secs(1)).is_retryable());
-        assert!(IntelError::Server {
-            status: 503,
-            body: String::new()
+    fn only_transient_failures_are_retried() {
+        assert_eq!(
+            ApiError::NoAnswer(Duration::from_secs(1)).disposition(),
+            Disposition::Transient
+        );
+        assert_eq!(
+            ApiError::Server {
+                status: 503,
+                body: String::new()
+            }
+            .disposition(),
+            Disposition::Transient
+        );
+        assert_eq!(ApiError::NotFound.disposition(), Disposition::Rejected);
+        assert_eq!(
+            ApiError::Unauthorized.disposition(),
+            Disposition::Credentials
+        );
+    }
+
+    /// Each reply a lookup may get, and what its caller does about it.
+    #[tokio::test]
+    async fn lookup_replies_map_to_their_disposition() {
+        use crate::api::test_server;
+        let client = IntelClient::new(Duration::from_secs(10)).unwrap();
+        let secret = SecretString::from("intel-sekrit");
+        let cases = [
+            (
+                401,
+                "",
+                Disposition::Credentials,
+                "credentials rejected (401): check the principal and secret",
+            ),
+            (
+                403,
+                "",
+                Disposition::Credentials,
+                "access denied (403): this API is not licensed for this principal",
+            ),
+            (404, "", Disposition::Rejected, "not found (404)"),
+            (
+                429,
+                "",
+                Disposition::Throttled,
+                "request quota exhausted (429)",
+            ),
+            (
+                502,
+                "gateway intel-sekrit",
+                Disposition::Transient,
+                "server error (502): gateway [redacted]",
+            ),
+            (
+                200,
+                "{\"cut",
+                Disposition::Transient,
+                "response is not valid JSON: EOF while parsing a string at line 1 column 5",
+            ),
+        ];
+        for (status, body, disposition, text) in cases {
+            let addr = test_server::answer(status, &[], body).await;
+            let e = client
+                .get(&format!("http://{addr}"), "p", &secret, Query::Threat("t1"))
+                .await
+                .unwrap_err();
+            assert_eq!(e.disposition(), disposition, "{status}: {e}");
+            assert_eq!(e.to_string(), text, "{status}");
         }
-        .is_retryable());
-        assert!(!IntelError::NotFound.is_retryable());
-        assert!(!IntelError::Unauthorized.is_retryable());
+        let e = client
+            .get("not a url", "p", &secret, Query::Campaign("c1"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.disposition(), Disposition::Rejected, "{e}");
     }
 
     #[test]

@@ -146,7 +146,7 @@ impl BatchBuilder {
         }
     }
 
-    /// Makes room for `bytes` more at once (see the response reader in `tap::client`, which
+    /// Makes room for `bytes` more at once (see the response reader in `api::siem`, which
     /// sizes every batch buffer once instead of letting it double its way up).
     pub fn reserve(&mut self, bytes: usize) {
         self.buf.reserve(bytes);

@@ -4,8 +4,10 @@
 //! `GET /v2/people/vap?window=14|30|90&size=&page=` and `/v2/people/top-clickers?…` answer one
 //! page of `users[]` with the totals and the `interval` the list covers. Each endpoint allows 50
 //! requests per rolling 24 hours per credential, paging included, from a pool of its own (not the
-//! SIEM one). What is read here is parsed without being re-encoded: each user object is kept as
-//! the bytes the API sent (invariant 5).
+//! SIEM one). Pages are fetched through [`super::intel::IntelClient::get_url`] (the same Basic
+//! credentials, overall deadline, size bound and scrubbing), so a reply maps to [`super::ApiError`]
+//! as a lookup's does. What is read here is parsed without being re-encoded: each user object is
+//! kept as the bytes the API sent (invariant 5).
 
 use serde::Deserialize;
 
@@ -101,6 +103,8 @@ impl Page<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -118,5 +122,39 @@ mod tests {
         .unwrap();
         assert_eq!(page.users[0].get(), r#"{"identity":{"emails":["a@x"]}}"#);
         assert_eq!(page.total(), Some(2));
+    }
+
+    /// A page request's reply, as the People source sees it: the status decides the
+    /// disposition, and the message names it.
+    #[tokio::test]
+    async fn page_replies_map_to_their_disposition() {
+        use crate::api::intel::IntelClient;
+        use crate::api::{test_server, Disposition};
+        use secrecy::SecretString;
+        let client = IntelClient::new(Duration::from_secs(10)).unwrap();
+        let secret = SecretString::from("people-sekrit");
+        let cases = [
+            (401, "", Disposition::Credentials),
+            (403, "", Disposition::Credentials),
+            (429, "", Disposition::Throttled),
+            (500, "oops people-sekrit", Disposition::Transient),
+            (503, "", Disposition::Transient),
+            (404, "", Disposition::Rejected),
+        ];
+        for (status, body, disposition) in cases {
+            let addr = test_server::answer(status, &[], body).await;
+            let url = Feed::Vap.url(&format!("http://{addr}/"), 30, 1).unwrap();
+            let e = client.get_url(url, "p", &secret).await.unwrap_err();
+            assert_eq!(e.disposition(), disposition, "{status}: {e}");
+            assert_eq!(e.status(), Some(status), "{e}");
+            assert!(!e.to_string().contains("sekrit"), "{e}");
+        }
+        // A 200 that is not JSON is asked for again.
+        let addr = test_server::answer(200, &[], "<html>").await;
+        let url = Feed::TopClickers
+            .url(&format!("http://{addr}"), 14, 1)
+            .unwrap();
+        let e = client.get_url(url, "p", &secret).await.unwrap_err();
+        assert_eq!(e.disposition(), Disposition::Transient, "{e}");
     }
 }

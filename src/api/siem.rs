@@ -1,10 +1,12 @@
-//! The TAP SIEM API client: one `GET /v2/siem/all?format=json&interval=START/END` per window.
+//! The TAP SIEM API client (TAP and Essentials): one `GET /v2/siem/all?format=json&interval=START/END`
+//! per window.
 //!
 //! The response is never held whole: a reader task feeds the body to the [`Splitter`] as it
 //! arrives and hands complete events on in [`Batch`]es of bounded size through a small channel,
 //! so a 600 MB hour costs a few batches of memory (the performance issue's large-window case).
-//! Status codes are mapped to [`TapError`], whose [`TapError::disposition`] says exhaustively
-//! what the poller does about each. The
+//! Status codes are mapped to [`ApiError`], whose [`ApiError::disposition`] says exhaustively
+//! what the poller does about each (a 400 whose body says the start is too far into the past is
+//! [`ApiError::TooOld`]: the API says so only in words, so this reply is read here, once). The
 //! secret only ever travels in the `Authorization` header, which reqwest marks sensitive; no
 //! error message here is built from it, and every text that came from the server (bodies,
 //! headers, the head of a malformed body) goes through [`crate::secret::scrub`] for the secret,
@@ -18,162 +20,12 @@ use futures_util::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::split::{BatchBuilder, SplitError, SplitLimits, SplitSummary, Splitter};
+use super::split::{BatchBuilder, SplitLimits, SplitSummary, Splitter};
 use super::window::Window;
+use super::ApiError;
 use crate::event::Batch;
 use crate::net::{self, ErrorUrl};
 use crate::secret::{basic_auth_forms, scrub_with};
-
-/// Why a window could not be fetched.
-#[derive(Debug, thiserror::Error)]
-pub enum TapError {
-    #[error("credentials rejected (401): check the principal and secret")]
-    Unauthorized,
-    #[error("access denied (403): the SIEM API is not licensed for this principal")]
-    Forbidden,
-    #[error("request quota exhausted (429)")]
-    Throttled,
-    #[error("start outside the API's horizon (400): {0}")]
-    TooOld(String),
-    #[error("request rejected (400): {0}")]
-    BadRequest(String),
-    #[error("the API redirected ({status}) to `{location}`; the TAP API does not redirect, so this is refused (check base_url and any proxy)")]
-    Redirect { status: u16, location: String },
-    #[error("server error ({status}): {body}")]
-    Server { status: u16, body: String },
-    #[error("unexpected status ({status}): {body}")]
-    Unexpected { status: u16, body: String },
-    #[error("connection failed: {0}")]
-    Transport(String),
-    #[error("response stalled: no data for {0:?}")]
-    Timeout(Duration),
-    #[error("window not complete within poll.window_deadline ({})", humantime::format_duration(*.0))]
-    Deadline(Duration),
-    #[error("window over poll.{limit} ({events} events, {bytes} bytes so far): the response does not end like a real one")]
-    TooLarge {
-        limit: &'static str,
-        events: u64,
-        bytes: u64,
-    },
-    #[error("malformed response: {0}")]
-    Malformed(#[from] SplitError),
-    #[error("response is not JSON (content-type `{0}`)")]
-    NotJson(String),
-}
-
-/// What the poller does about a failed window; [`TapError::disposition`] decides, exhaustively.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// The API refuses the credentials: the tenant is failed until they change (or an hour).
-    Credentials,
-    /// 429: wait for budget to be released.
-    Throttled,
-    /// The start lies outside the API's horizon: step further inside it and ask again now.
-    TooOld,
-    /// The API rejected this request and will again: retry after `max_backoff`, loudly.
-    Rejected,
-    /// A fault that retrying can cure (5xx, a reset, a stall, a body cut short or garbled by the
-    /// way there): retry with exponential backoff. The API keeps the window, so nothing is lost.
-    Transient,
-}
-
-impl TapError {
-    /// What to do about this error. No wildcard: a new variant must say.
-    pub fn disposition(&self) -> Disposition {
-        match self {
-            TapError::Unauthorized | TapError::Forbidden => Disposition::Credentials,
-            TapError::Throttled => Disposition::Throttled,
-            TapError::TooOld(_) => Disposition::TooOld,
-            TapError::BadRequest(_) | TapError::TooLarge { .. } | TapError::Redirect { .. } => {
-                Disposition::Rejected
-            }
-            TapError::Server { .. }
-            | TapError::Unexpected { .. }
-            | TapError::Transport(_)
-            | TapError::Timeout(_)
-            | TapError::Deadline(_)
-            | TapError::Malformed(_)
-            | TapError::NotJson(_) => Disposition::Transient,
-        }
-    }
-
-    /// A bounded label for metrics.
-    pub fn class(&self) -> &'static str {
-        match self {
-            TapError::Unauthorized => "unauthorized",
-            TapError::Forbidden => "forbidden",
-            TapError::Throttled => "throttled",
-            TapError::TooOld(_) => "too_old",
-            TapError::BadRequest(_) => "bad_request",
-            TapError::Redirect { .. } => "redirect",
-            TapError::Server { .. } => "server_error",
-            TapError::Unexpected { .. } => "unexpected_status",
-            TapError::Transport(_) => "transport",
-            TapError::Timeout(_) => "timeout",
-            TapError::Deadline(_) => "deadline",
-            TapError::TooLarge { .. } => "too_large",
-            TapError::Malformed(_) => "malformed",
-            TapError::NotJson(_) => "not_json",
-        }
-    }
-
-    /// This error with every text that came from outside scrubbed of `secrets`
-    /// ([`crate::secret::scrub`]).
-    pub fn scrubbed(self, secrets: &[SecretString]) -> TapError {
-        let clean = |t: String| scrub_with(t, secrets);
-        match self {
-            TapError::TooOld(b) => TapError::TooOld(clean(b)),
-            TapError::BadRequest(b) => TapError::BadRequest(clean(b)),
-            TapError::Server { status, body } => TapError::Server {
-                status,
-                body: clean(body),
-            },
-            TapError::Unexpected { status, body } => TapError::Unexpected {
-                status,
-                body: clean(body),
-            },
-            TapError::Redirect { status, location } => TapError::Redirect {
-                status,
-                location: clean(location),
-            },
-            TapError::Transport(t) => TapError::Transport(clean(t)),
-            TapError::NotJson(t) => TapError::NotJson(clean(t)),
-            TapError::Malformed(SplitError::NotObject { head }) => {
-                TapError::Malformed(SplitError::NotObject { head: clean(head) })
-            }
-            TapError::Malformed(SplitError::Unexpected {
-                found,
-                expected,
-                offset,
-            }) => TapError::Malformed(SplitError::Unexpected {
-                found: clean(found),
-                expected,
-                offset,
-            }),
-            e @ (TapError::Unauthorized
-            | TapError::Forbidden
-            | TapError::Throttled
-            | TapError::Timeout(_)
-            | TapError::Deadline(_)
-            | TapError::TooLarge { .. }
-            | TapError::Malformed(_)) => e,
-        }
-    }
-
-    /// The HTTP status this error came from, if any.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            TapError::Unauthorized => Some(401),
-            TapError::Forbidden => Some(403),
-            TapError::Throttled => Some(429),
-            TapError::TooOld(_) | TapError::BadRequest(_) => Some(400),
-            TapError::Server { status, .. }
-            | TapError::Unexpected { status, .. }
-            | TapError::Redirect { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
 
 /// What the reader task sends: batches of events, then the end of a complete response.
 #[derive(Debug)]
@@ -209,7 +61,7 @@ pub struct TapClient {
 }
 
 impl TapClient {
-    pub fn new(read_timeout: Duration) -> Result<TapClient, TapError> {
+    pub fn new(read_timeout: Duration) -> Result<TapClient, ApiError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("tapfwd/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
@@ -220,7 +72,7 @@ impl TapClient {
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
-            .map_err(|e| TapError::Transport(e.to_string()))?;
+            .map_err(|e| ApiError::Transport(e.to_string()))?;
         Ok(TapClient {
             http,
             read_timeout,
@@ -252,7 +104,7 @@ impl TapClient {
         creds: &Credentials<'_>,
         window: Window,
         limits: BatchLimits,
-    ) -> Result<mpsc::Receiver<Result<WindowItem, TapError>>, TapError> {
+    ) -> Result<mpsc::Receiver<Result<WindowItem, ApiError>>, ApiError> {
         let secrets = basic_auth_forms(creds.principal, creds.secret);
         let response = self
             .send(base_url, creds, &window.interval_param())
@@ -279,7 +131,7 @@ impl TapClient {
         base_url: &str,
         creds: &Credentials<'_>,
         window: Window,
-    ) -> Result<(), TapError> {
+    ) -> Result<(), ApiError> {
         let mut rx = self
             .fetch_window(
                 base_url,
@@ -296,7 +148,7 @@ impl TapClient {
                 return Ok(());
             }
         }
-        Err(TapError::Transport("response ended early".into()))
+        Err(ApiError::Transport("response ended early".into()))
     }
 
     async fn send(
@@ -304,7 +156,7 @@ impl TapClient {
         base_url: &str,
         creds: &Credentials<'_>,
         interval: &str,
-    ) -> Result<reqwest::Response, TapError> {
+    ) -> Result<reqwest::Response, ApiError> {
         let mut query = vec![("format", "json"), ("interval", interval)];
         query.extend(creds.params.iter().copied());
         let response = self
@@ -325,7 +177,7 @@ impl TapClient {
                     .unwrap_or("")
                     .to_string();
                 if !ctype.is_empty() && !ctype.contains("json") {
-                    return Err(TapError::NotJson(ctype));
+                    return Err(ApiError::NotJson(ctype));
                 }
                 Ok(response)
             }
@@ -341,19 +193,21 @@ impl TapClient {
                             .collect()
                     })
                     .unwrap_or_else(|| "(no Location header)".to_string());
-                Err(TapError::Redirect { status, location })
+                Err(ApiError::Redirect { status, location })
             }
             _ => {
                 let body =
                     short_body(response, &basic_auth_forms(creds.principal, creds.secret)).await;
                 Err(match status {
-                    401 => TapError::Unauthorized,
-                    403 => TapError::Forbidden,
-                    429 => TapError::Throttled,
-                    400 if body.contains("too far into the past") => TapError::TooOld(body),
-                    400 => TapError::BadRequest(body),
-                    500..=599 => TapError::Server { status, body },
-                    _ => TapError::Unexpected { status, body },
+                    401 => ApiError::Unauthorized,
+                    403 => ApiError::Forbidden {
+                        api: "the SIEM API",
+                    },
+                    429 => ApiError::Throttled,
+                    400 if body.contains("too far into the past") => ApiError::TooOld(body),
+                    400 => ApiError::BadRequest(body),
+                    500..=599 => ApiError::Server { status, body },
+                    _ => ApiError::Unexpected { status, body },
                 })
             }
         }
@@ -396,7 +250,7 @@ impl Room {
     async fn take(
         &mut self,
         bytes: usize,
-        tx: &mpsc::Sender<Result<WindowItem, TapError>>,
+        tx: &mpsc::Sender<Result<WindowItem, ApiError>>,
     ) -> Option<()> {
         let Some((sem, total)) = &self.budget else {
             return Some(());
@@ -423,7 +277,7 @@ impl Room {
     async fn send(
         &mut self,
         batch: Batch,
-        tx: &mpsc::Sender<Result<WindowItem, TapError>>,
+        tx: &mpsc::Sender<Result<WindowItem, ApiError>>,
     ) -> Option<()> {
         let batch = match self.filling.take() {
             None => batch,
@@ -444,8 +298,8 @@ async fn read_body(
     limits: BatchLimits,
     read_timeout: Duration,
     budget: Option<(Arc<Semaphore>, u32)>,
-    tx: &mpsc::Sender<Result<WindowItem, TapError>>,
-) -> Result<(), TapError> {
+    tx: &mpsc::Sender<Result<WindowItem, ApiError>>,
+) -> Result<(), ApiError> {
     if response.status().as_u16() == 204 {
         let _ = tx.send(Ok(WindowItem::Done(SplitSummary::default()))).await;
         return Ok(());
@@ -510,14 +364,14 @@ async fn read_body(
     Ok(())
 }
 
-/// A failed request or body read as a [`TapError`]: a timeout is a stalled response, anything else
+/// A failed request or body read as a [`ApiError`]: a timeout is a stalled response, anything else
 /// a transport failure in [`net::transport_error`]'s words. The URL stays in the text: it carries
 /// no credentials (they travel in a header).
-fn transport_failure(e: reqwest::Error, read_timeout: Duration) -> TapError {
+fn transport_failure(e: reqwest::Error, read_timeout: Duration) -> ApiError {
     if e.is_timeout() {
-        return TapError::Timeout(read_timeout);
+        return ApiError::Timeout(read_timeout);
     }
-    TapError::Transport(net::transport_error(e, ErrorUrl::Keep))
+    ApiError::Transport(net::transport_error(e, ErrorUrl::Keep))
 }
 
 /// At most 300 characters of an error body, on one line, scrubbed of the request's secrets
@@ -538,62 +392,81 @@ async fn short_body(response: reqwest::Response, secrets: &[SecretString]) -> St
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_error_has_one_disposition() {
-        let cases = [
-            (TapError::Unauthorized, Disposition::Credentials),
-            (TapError::Forbidden, Disposition::Credentials),
-            (TapError::Throttled, Disposition::Throttled),
-            (TapError::TooOld("x".into()), Disposition::TooOld),
-            (TapError::BadRequest("x".into()), Disposition::Rejected),
+    /// Each reply the SIEM API may give a window, as the poller sees it.
+    #[tokio::test]
+    async fn status_replies_map_to_their_disposition() {
+        use crate::api::{test_server, Disposition};
+        let client = TapClient::new(Duration::from_secs(10)).unwrap();
+        let secret = SecretString::from("siem-sekrit".to_string());
+        let creds = Credentials {
+            principal: "p",
+            secret: &secret,
+            params: Vec::new(),
+        };
+        let window = Window {
+            start: 1_767_225_600,
+            end: 1_767_229_200,
+        };
+        let limits = BatchLimits {
+            events: 100,
+            bytes: 1 << 16,
+        };
+        let past = "The requested interval is too far into the past.";
+        // (status, headers, body, disposition, class)
+        type Case<'a> = (u16, &'a [(&'a str, &'a str)], &'a str, Disposition, &'a str);
+        let cases: [Case; 9] = [
+            (401, &[], "", Disposition::Credentials, "unauthorized"),
+            (403, &[], "", Disposition::Credentials, "forbidden"),
+            (429, &[], "", Disposition::Throttled, "throttled"),
+            (400, &[], past, Disposition::TooOld, "too_old"),
             (
-                TapError::TooLarge {
-                    limit: "max_window_events",
-                    events: 1,
-                    bytes: 1,
-                },
+                400,
+                &[],
+                "bad interval",
                 Disposition::Rejected,
+                "bad_request",
             ),
             (
-                TapError::Redirect {
-                    status: 302,
-                    location: "https://elsewhere".into(),
-                },
+                302,
+                &[("Location", "https://elsewhere/")],
+                "",
                 Disposition::Rejected,
+                "redirect",
             ),
             (
-                TapError::Server {
-                    status: 503,
-                    body: String::new(),
-                },
+                503,
+                &[],
+                "siem-sekrit down",
                 Disposition::Transient,
+                "server_error",
             ),
-            (TapError::Transport("reset".into()), Disposition::Transient),
+            (418, &[], "", Disposition::Transient, "unexpected_status"),
             (
-                TapError::Timeout(Duration::from_secs(1)),
+                200,
+                &[("Content-Type", "text/html")],
+                "<html>",
                 Disposition::Transient,
-            ),
-            (
-                TapError::Deadline(Duration::from_secs(1800)),
-                Disposition::Transient,
-            ),
-            // A body cut short and one garbled on the way are both asked for again.
-            (
-                TapError::Malformed(SplitError::EndedEarly { offset: 3 }),
-                Disposition::Transient,
-            ),
-            (
-                TapError::Malformed(SplitError::TrailingData { offset: 3 }),
-                Disposition::Transient,
-            ),
-            (
-                TapError::NotJson("text/html".into()),
-                Disposition::Transient,
+                "not_json",
             ),
         ];
-        for (error, expected) in cases {
-            assert_eq!(error.disposition(), expected, "{error}");
+        for (status, headers, body, disposition, class) in cases {
+            let addr = test_server::answer(status, headers, body).await;
+            let base_url = format!("http://{addr}");
+            let e = match client.fetch_window(&base_url, &creds, window, limits).await {
+                Ok(_) => panic!("{status}: the window was fetched"),
+                Err(e) => e,
+            };
+            assert_eq!(e.disposition(), disposition, "{status}: {e}");
+            assert_eq!(e.class(), class, "{status}: {e}");
+            assert!(!e.to_string().contains("sekrit"), "{e}");
         }
+        assert_eq!(
+            ApiError::Forbidden {
+                api: "the SIEM API"
+            }
+            .to_string(),
+            "access denied (403): the SIEM API is not licensed for this principal"
+        );
     }
 
     /// Every event of `window`, in order, fetched through `client`; `hold` keeps each batch

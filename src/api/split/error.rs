@@ -2,7 +2,7 @@
 //!
 //! Every variant says where it happened: a byte offset from the start of the body, or an event's
 //! kind and index within its array. What the poller does about it is decided in one place,
-//! [`crate::tap::client::TapError::disposition`]: a body cut short and a body garbled on the way
+//! [`crate::api::ApiError::disposition`]: a body cut short and a body garbled on the way
 //! (a proxy's error page spliced into the stream) look alike from here, and both are asked for
 //! again with backoff.
 

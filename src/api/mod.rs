@@ -1,0 +1,66 @@
+//! The wire layer: every Proofpoint API client, and nothing of what a source does with the answers.
+//!
+//! - [`siem`]: TAP SIEM and Essentials (`/v2/siem/all`), one window per request, the body split
+//!   into raw events as it streams in ([`split`]); [`window`] plans the windows the API accepts.
+//! - [`intel`]: the Threat, Campaign and Forensics lookups, and the client People pages go through.
+//! - [`people`]: the People lists (Very Attacked People, top clickers): URLs, pages, request pool.
+//! - [`pod`]: the Proofpoint on Demand log stream: the stream URL, the WebSocket connect and
+//!   handshake, the per-token session locks, a frame's time.
+//!
+//! Every client returns one error type, [`ApiError`], whose exhaustive [`Disposition`] is what the
+//! sources decide on (never the words of a message).
+//!
+//! The invariants kept here:
+//! - **3, requests the API accepts**: TAP and Essentials windows are planned inside the API's
+//!   limits ([`window`]); the PoD service sees at most one session per token and log type in this
+//!   process ([`pod::session_lock`], held for as long as a socket is open).
+//! - **7, secrets stay secret**: credentials travel only in an `Authorization` header, and every
+//!   text that came back from an API (a body, a header, a transport error) is scrubbed of the
+//!   secret and its encoded forms before an error carrying it leaves this layer
+//!   ([`ApiError::scrubbed`], [`crate::secret::scrub_with`]).
+
+pub mod error;
+pub mod intel;
+pub mod people;
+pub mod pod;
+pub mod siem;
+pub mod split;
+pub mod window;
+
+#[cfg(test)]
+pub(crate) mod test_server;
+
+pub use error::{ApiError, Disposition};
+
+use serde::Deserialize;
+
+/// A threat verdict, as the API spells it in the `threatStatus` query parameter and field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum ThreatStatus {
+    #[serde(rename = "active")]
+    Active,
+    #[serde(rename = "cleared")]
+    Cleared,
+    #[serde(rename = "falsePositive")]
+    FalsePositive,
+}
+
+impl ThreatStatus {
+    pub const ALL: [ThreatStatus; 3] = [
+        ThreatStatus::Active,
+        ThreatStatus::Cleared,
+        ThreatStatus::FalsePositive,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThreatStatus::Active => "active",
+            ThreatStatus::Cleared => "cleared",
+            ThreatStatus::FalsePositive => "falsePositive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ThreatStatus> {
+        ThreatStatus::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
