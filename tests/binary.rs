@@ -404,6 +404,31 @@ async fn check_connect_tries_each_tenants_credentials() {
     assert_eq!(sim.sim.request_log("p-ok").len(), 1, "one cheap request");
 }
 
+/// A PoD token allows one session at a time, so `check --connect` does not open one (it would
+/// take the running daemon's, or be refused by it): it says so instead of failing the tenant.
+#[test]
+fn check_connect_does_not_open_a_pod_session() {
+    let scratch = Scratch::new();
+    let config = scratch.path("tapfwd.toml");
+    std::fs::write(
+        &config,
+        "state_dir = \"s\"\n[sinks.archive]\ntype = \"file\"\npath = \"e.ndjson\"\n[tenants.pod1]\nproduct = \"pod\"\ncluster_id = \"c\"\ntoken = \"t0ken-never-shown\"\nsinks = [\"archive\"]\n",
+    )
+    .unwrap();
+    let out = tapfwd()
+        .args(["check", "--connect", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("tenant pod1: no connection check for product pod"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("t0ken-never-shown"));
+}
+
 #[test]
 fn check_names_the_bad_key() {
     let scratch = Scratch::new();
