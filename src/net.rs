@@ -4,8 +4,9 @@
 //! Both layers import this module and it imports neither, so config validation, the TAP client
 //! and the sinks check URLs and word transport failures by one rule. The invariant it keeps is
 //! invariant 7: a URL carrying credentials is refused at validation (they would show up in every
-//! error message), and [`transport_error`] drops the URL from its text whenever the caller says it
-//! may hold a key.
+//! error message), an address that would carry a secret in cleartext across a network
+//! ([`cleartext_url`]) is refused unless the config says `allow_http`, and [`transport_error`]
+//! drops the URL from its text whenever the caller says it may hold a key.
 
 /// How [`url_problem`] judges an address.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +47,28 @@ pub fn url_problem(url: &str, rules: UrlRules<'_>) -> Option<String> {
         return Some(format!("`{url}` is not a valid URL"));
     }
     None
+}
+
+/// Whether `url` is `http://` or `ws://` to a host that is not loopback (`localhost`,
+/// `127.0.0.0/8`, `::1`): whatever it carries (a tenant's credentials, a sink's token) would cross
+/// a network in cleartext. Tenants and HTTP sinks refuse such an address unless they set
+/// `allow_http`.
+pub fn cleartext_url(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    if url.scheme() != "http" && url.scheme() != "ws" {
+        return false;
+    }
+    let Some(host) = url.host_str() else {
+        return true;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return false;
+    }
+    host.parse::<std::net::IpAddr>()
+        .map_or(true, |ip| !ip.is_loopback())
 }
 
 /// Whether [`transport_error`] keeps the URL that reqwest puts in its message.
@@ -117,5 +140,29 @@ mod tests {
             Some("`https://h:99999` is not a valid URL")
         );
         assert_eq!(url_problem("https://h:99999", BASE), None);
+    }
+
+    #[test]
+    fn cleartext_means_http_to_a_host_that_is_not_loopback() {
+        for url in [
+            "http://siem.example.com:8088",
+            "http://10.0.0.5/ingest",
+            "ws://logstream.example.com",
+            "http://[2001:db8::1]:80",
+        ] {
+            assert!(cleartext_url(url), "{url}");
+        }
+        for url in [
+            "https://siem.example.com",
+            "wss://logstream.example.com",
+            "http://127.0.0.1:8088",
+            "http://127.9.9.9",
+            "http://localhost:8080/x",
+            "http://LOCALHOST",
+            "http://[::1]:8088",
+            "not a url",
+        ] {
+            assert!(!cleartext_url(url), "{url}");
+        }
     }
 }

@@ -28,6 +28,7 @@ use super::pod::PodTenant;
 use super::tap::{SiemAccount, TapTenant};
 use super::{ConfigError, PollConfig};
 use crate::api::siem::Credentials;
+pub use crate::net::cleartext_url;
 use crate::secret::{self, Env, SecretSource};
 use crate::sinks::SinkConfig;
 
@@ -415,25 +416,6 @@ pub trait ProductSettings: std::fmt::Debug {
     fn customer_sinks(&self) -> Option<&BTreeMap<String, Vec<String>>> {
         None
     }
-}
-
-/// Whether `url` is `http://` or `ws://` to a host that is not loopback.
-pub fn cleartext_url(url: &str) -> bool {
-    let Ok(url) = reqwest::Url::parse(url) else {
-        return false;
-    };
-    if url.scheme() != "http" && url.scheme() != "ws" {
-        return false;
-    }
-    let Some(host) = url.host_str() else {
-        return true;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.eq_ignore_ascii_case("localhost") {
-        return false;
-    }
-    host.parse::<std::net::IpAddr>()
-        .map_or(true, |ip| !ip.is_loopback())
 }
 
 /// Deserialises `table` into `T`; `Err` names the key path under the tenant.

@@ -68,6 +68,11 @@ pub struct HttpConfig {
     /// Retries within one delivery; see [`RetryConfig`].
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Accept an `http://` `url` on a host that is not loopback, though the events and the
+    /// credentials then cross the network in cleartext (a test rig, a TLS-ending proxy on a trusted
+    /// network); the daemon warns at start. Default `false`: such an address is refused.
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -141,7 +146,7 @@ common::plain_http_options!(HttpConfig);
 
 impl HttpConfig {
     pub fn validate(&self) -> Result<(), String> {
-        common::check_url("url", &self.url)?;
+        self.http_options().check_url("url", &self.url)?;
         if let Some(auth) = &self.auth {
             auth.secret().validate().map_err(|e| format!("auth: {e}"))?;
             if let HttpAuth::Basic(b) = auth {
@@ -238,6 +243,8 @@ impl HttpSink {
         if config.gzip {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
+        let options = config.http_options();
+        options.warn_cleartext(&format!("http sink `{name}`"), &config.url);
         Ok(HttpSink {
             name: name.to_string(),
             what: format!(
@@ -245,9 +252,7 @@ impl HttpSink {
                 common::display_url(&config.url)
             ),
             url: config.url.clone(),
-            client: config
-                .http_options()
-                .client(&format!("http sink `{name}`"))?,
+            client: options.client(&format!("http sink `{name}`"))?,
             headers,
             auth,
             config: config.clone(),

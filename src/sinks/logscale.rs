@@ -76,6 +76,11 @@ pub struct LogScaleConfig {
     /// Retries within one delivery; see [`RetryConfig`].
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Accept an `http://` `url` on a host that is not loopback, though the events and the
+    /// ingest token then cross the network in cleartext (a test rig, a TLS-ending proxy on a trusted
+    /// network); the daemon warns at start. Default `false`: such an address is refused.
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -154,7 +159,7 @@ impl LogScaleConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        common::check_url("url", &self.url)?;
+        self.http_options().check_url("url", &self.url)?;
         endpoint(&self.url, self.api)?;
         self.secret().validate()?;
         self.http_options().validate()
@@ -198,13 +203,13 @@ impl LogScaleSink {
         let (base, api) = endpoint(&config.url, config.api)
             .map_err(|e| SinkError::Rejected(format!("logscale sink `{name}`: {e}")))?;
         let url = format!("{base}{}", api.path());
+        let options = config.http_options();
+        options.warn_cleartext(&format!("logscale sink `{name}`"), &config.url);
         Ok(LogScaleSink {
             name: name.to_string(),
             what: format!("logscale sink `{name}`: POST {url}"),
             url,
-            client: config
-                .http_options()
-                .client(&format!("logscale sink `{name}`"))?,
+            client: options.client(&format!("logscale sink `{name}`"))?,
             token,
             hec: HecFields::new(None, None, None, |_| None),
             api,

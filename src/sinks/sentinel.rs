@@ -129,6 +129,11 @@ pub struct SentinelConfig {
     /// Retries within one delivery; see [`RetryConfig`].
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Accept an `http://` `dce` or `authority` on a host that is not loopback, though the events and the
+    /// client secret and tokens then cross the network in cleartext (a test rig, a TLS-ending proxy on a trusted
+    /// network); the daemon warns at start. Default `false`: such an address is refused.
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 /// `layout`: the rows the sink sends.
@@ -184,12 +189,13 @@ impl SentinelConfig {
             timeout: self.timeout,
             tls_ca_file: self.tls_ca_file.as_deref(),
             retry: &self.retry,
+            allow_http: self.allow_http,
         }
     }
 
     pub fn validate(&self) -> Result<(), String> {
         for (key, url) in [("dce", &self.dce), ("authority", &self.authority)] {
-            common::check_url(key, url)?;
+            self.http_options().check_url(key, url)?;
         }
         check_dce(&self.dce)?;
         match self.layout {
@@ -321,6 +327,10 @@ impl SentinelSink {
         }
         .resolve(env)
         .map_err(|e| SinkError::Rejected(e.to_string()))?;
+        let options = config.http_options();
+        let what = format!("sentinel sink `{name}`");
+        options.warn_cleartext(&what, &config.dce);
+        options.warn_cleartext(&what, &config.authority);
         Ok(SentinelSink {
             name: name.to_string(),
             token_url: format!(
@@ -328,9 +338,7 @@ impl SentinelSink {
                 config.authority.trim_end_matches('/'),
                 config.directory_tenant_id
             ),
-            client: config
-                .http_options()
-                .client(&format!("sentinel sink `{name}`"))?,
+            client: options.client(&what)?,
             client_secret,
             token: Mutex::new(None),
             streams: match config.layout {

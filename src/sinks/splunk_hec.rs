@@ -117,6 +117,11 @@ pub struct SplunkHecConfig {
     /// Retries within one delivery; see [`RetryConfig`].
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Accept an `http://` `url` on a host that is not loopback, though the events and the
+    /// HEC token then cross the network in cleartext (a test rig, a TLS-ending proxy on a trusted
+    /// network); the daemon warns at start. Default `false`: such an address is refused.
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 fn default_source() -> String {
@@ -169,7 +174,7 @@ impl SplunkHecConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        common::check_url("url", &self.url)?;
+        self.http_options().check_url("url", &self.url)?;
         hec_base(&self.url)?;
         self.secret().validate()?;
         check_kind_map("sourcetypes", &self.sourcetypes)?;
@@ -236,14 +241,14 @@ impl SplunkHecSink {
         let base = hec_base(&config.url).map_err(SinkError::Rejected)?;
         let event_url = format!("{base}/services/collector/event");
         let sourcetypes = kind_table(&config.sourcetypes, default_sourcetype);
+        let options = config.http_options();
+        options.warn_cleartext(&format!("splunk_hec sink `{name}`"), &config.url);
         Ok(SplunkHecSink {
             name: name.to_string(),
             ack_url: format!("{base}/services/collector/ack"),
             what: format!("splunk_hec sink `{name}`: POST {event_url}"),
             event_url,
-            client: config
-                .http_options()
-                .client(&format!("splunk_hec sink `{name}`"))?,
+            client: options.client(&format!("splunk_hec sink `{name}`"))?,
             token,
             channel: config
                 .channel

@@ -176,3 +176,46 @@ pub async fn plain_server(valid: &[&str]) -> (Fake, String) {
     let addr = fakes::plain(&fake).await;
     (fake, format!("http://{addr}/ingest"))
 }
+
+/// Runs `tapfwd check` on a config whose one sink, `siem`, has the TOML keys `sink`; returns
+/// whether it passed and what it wrote to stderr.
+pub fn check_with_sink(sink: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tapfwd.toml");
+    let text = format!(
+        "state_dir = \"state\"\n[sinks.siem]\n{sink}\n[tenants.acme]\nprincipal = \"p\"\nsecret_env = \"ACME_SECRET\"\nsinks = [\"siem\"]\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tapfwd"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("ACME_SECRET", "s3cr3t-acme")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The cleartext rule every HTTP sink keeps, through `tapfwd check`: the sink `sink` (TOML keys)
+/// names `remote`, an `http://` host that is not loopback, under `key`; `check` refuses it
+/// naming `sinks.siem.KEY` and `allow_http`, passes it with `allow_http = true`, and passes the
+/// same address on loopback without it.
+pub fn assert_cleartext_refused_unless_allowed(sink: &str, remote: &str, key: &str) {
+    assert!(sink.contains(remote), "{sink}");
+    let (ok, stderr) = check_with_sink(sink);
+    assert!(
+        !ok,
+        "check passed an http:// {key} to a remote host ({remote})"
+    );
+    assert!(
+        stderr.contains(&format!("sinks.siem.{key}")) && stderr.contains("allow_http"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("t0ken-siem"), "{stderr}");
+    let (ok, stderr) = check_with_sink(&format!("{sink}allow_http = true\n"));
+    assert!(ok, "with allow_http = true: {stderr}");
+    let (ok, stderr) = check_with_sink(&sink.replace(remote, "127.0.0.1:8088"));
+    assert!(ok, "on loopback: {stderr}");
+}

@@ -207,3 +207,12 @@ async fn http_errors_show_neither_the_url_query_nor_a_bad_header_secret() {
         "{text}"
     );
 }
+
+#[test]
+fn check_refuses_http_to_a_remote_host_unless_allow_http() {
+    crate::common::assert_cleartext_refused_unless_allowed(
+        "type = \"http\"\nurl = \"http://soc.example.com/ingest\"\nauth = { strategy = \"bearer\", token = \"t0ken-siem\" }\n",
+        "soc.example.com",
+        "url",
+    );
+}

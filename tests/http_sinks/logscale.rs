@@ -194,3 +194,12 @@ async fn logscale_bad_token_is_permanent_and_not_leaked() {
     assert!(!text.contains("revoked-token-77aa"));
     assert_eq!(fake.requests().len(), 1);
 }
+
+#[test]
+fn check_refuses_http_to_a_remote_cluster_unless_allow_http() {
+    crate::common::assert_cleartext_refused_unless_allowed(
+        "type = \"logscale\"\nurl = \"http://logscale.example.com\"\ntoken = \"t0ken-siem\"\n",
+        "logscale.example.com",
+        "url",
+    );
+}

@@ -678,3 +678,25 @@ async fn sentinel_concurrent_deliveries_share_one_token_fetch() {
         assert_eq!(s.events.len(), 40);
     });
 }
+
+#[test]
+fn check_refuses_http_to_a_remote_dce_or_authority_unless_allow_http() {
+    let sink = |dce: &str, authority: &str| {
+        format!(
+            "type = \"sentinel\"\ndce = \"{dce}\"\nauthority = \"{authority}\"\ndcr_immutable_id = \"{DCR}\"\nstream_name = \"Custom-ProofpointTAP\"\ndirectory_tenant_id = \"72f988bf-86f1-41af-91ab-2d7cd011db47\"\nclient_id = \"app-1234\"\nclient_secret = \"t0ken-siem\"\n"
+        )
+    };
+    crate::common::assert_cleartext_refused_unless_allowed(
+        &sink(
+            "http://dce.example.com",
+            "https://login.microsoftonline.com",
+        ),
+        "dce.example.com",
+        "dce",
+    );
+    crate::common::assert_cleartext_refused_unless_allowed(
+        &sink("https://dce.example.com", "http://login.example.com"),
+        "login.example.com",
+        "authority",
+    );
+}

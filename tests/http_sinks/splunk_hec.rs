@@ -438,3 +438,12 @@ fn check_accepts_every_hec_url_form_and_names_the_key_of_a_bad_path() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_refuses_http_to_a_remote_collector_unless_allow_http() {
+    crate::common::assert_cleartext_refused_unless_allowed(
+        "type = \"splunk_hec\"\nurl = \"http://splunk.example.com:8088\"\ntoken = \"t0ken-siem\"\n",
+        "splunk.example.com:8088",
+        "url",
+    );
+}

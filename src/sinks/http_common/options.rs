@@ -1,5 +1,9 @@
 //! The settings every HTTP sink has (`gzip`, `max_batch_bytes`, `max_batch_events`, `timeout`,
-//! `tls_ca_file`, `retry`), seen through one borrowed view, [`HttpOptions`], with one validation.
+//! `tls_ca_file`, `retry`, `allow_http`), seen through one borrowed view, [`HttpOptions`], with one
+//! validation. Its [`HttpOptions::check_url`] is the one rule every HTTP sink's address passes: an
+//! http(s) URL without credentials, and no `http://` to a host that is not loopback unless the
+//! sink says `allow_http = true` (invariant 7: a token never crosses a network in cleartext
+//! unasked).
 //!
 //! Each sink's config declares these keys itself, with the doc comments and defaults that suit
 //! its destination, so that its `deny_unknown_fields` keeps refusing a misspelt key (a
@@ -11,6 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{client, Oversize, Packer, RetryConfig};
+use crate::net;
 use crate::sinks::SinkError;
 
 /// The default request timeout of every HTTP sink.
@@ -28,9 +33,9 @@ pub fn default_max_batch_events() -> usize {
     1000
 }
 
-/// Gives a sink config `http_options()` from the six shared settings declared under their usual
-/// names (`gzip`, `max_batch_bytes`, `max_batch_events`, `timeout`, `tls_ca_file`, `retry`), for a
-/// sink with no byte limit of its own beyond them. Each config keeps its own fields, doc comments
+/// Gives a sink config `http_options()` from the seven shared settings declared under their usual
+/// names (`gzip`, `max_batch_bytes`, `max_batch_events`, `timeout`, `tls_ca_file`, `retry`,
+/// `allow_http`), for a sink with no byte limit of its own beyond them. Each config keeps its own fields, doc comments
 /// and `deny_unknown_fields`; only the view is written once.
 macro_rules! plain_http_options {
     ($config:ty) => {
@@ -45,6 +50,7 @@ macro_rules! plain_http_options {
                     timeout: self.timeout,
                     tls_ca_file: self.tls_ca_file.as_deref(),
                     retry: &self.retry,
+                    allow_http: self.allow_http,
                 }
             }
         }
@@ -70,6 +76,8 @@ pub struct HttpOptions<'a> {
     pub tls_ca_file: Option<&'a Path>,
     /// Retries within one delivery.
     pub retry: &'a RetryConfig,
+    /// Accept an `http://` address on a host that is not loopback.
+    pub allow_http: bool,
 }
 
 impl HttpOptions<'_> {
@@ -110,6 +118,29 @@ impl HttpOptions<'_> {
             return Err("tls_ca_file is empty".into());
         }
         self.retry.validate()
+    }
+
+    /// Checks the address under `key` (`url`, `dce`, `authority`) as the sink's request URL: an
+    /// http(s) URL without credentials ([`client::check_url`]), and not `http://` to a host that
+    /// is not loopback ([`net::cleartext_url`]) unless `allow_http` is set. The message opens with
+    /// `key`, so that config validation names `sinks.NAME.KEY`.
+    pub fn check_url(&self, key: &str, url: &str) -> Result<(), String> {
+        client::check_url(key, url)?;
+        if net::cleartext_url(url) && !self.allow_http {
+            return Err(format!(
+                "{key}: http:// to a host that is not loopback sends the events and the sink's credentials in cleartext: use https://, or set allow_http = true for this sink"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Warns, once when the sink is built, that `url` is cleartext to a host that is not loopback
+    /// (which only `allow_http` lets through validation); `sink` names the sink.
+    pub fn warn_cleartext(&self, sink: &str, url: &str) {
+        if net::cleartext_url(url) {
+            tracing::warn!(sink = %sink, url = %client::display_url(url),
+                "allow_http: this sink's events and credentials travel in cleartext");
+        }
     }
 
     /// The sink's client (see [`client::client`]); `sink` names it in errors.
@@ -154,6 +185,7 @@ mod tests {
             timeout: default_timeout(),
             tls_ca_file: None,
             retry,
+            allow_http: false,
         }
     }
 
@@ -193,5 +225,44 @@ mod tests {
             ..options(&retry)
         };
         assert_eq!(empty.validate().unwrap_err(), "tls_ca_file is empty");
+    }
+
+    #[test]
+    fn cleartext_to_a_remote_host_needs_allow_http() {
+        let retry = RetryConfig::default();
+        let strict = options(&retry);
+        let e = strict
+            .check_url("url", "http://siem.example.com:8088")
+            .unwrap_err();
+        assert!(
+            e.starts_with("url: http:// to a host that is not loopback")
+                && e.contains("allow_http"),
+            "{e}"
+        );
+        assert!(strict
+            .check_url("dce", "http://10.1.2.3/x")
+            .unwrap_err()
+            .starts_with("dce: "));
+        for ok in [
+            "https://siem.example.com:8088",
+            "http://127.0.0.1:8088",
+            "http://localhost:8088",
+            "http://[::1]:8088",
+        ] {
+            assert_eq!(strict.check_url("url", ok), Ok(()), "{ok}");
+        }
+        let allowed = HttpOptions {
+            allow_http: true,
+            ..options(&retry)
+        };
+        assert_eq!(
+            allowed.check_url("url", "http://siem.example.com:8088"),
+            Ok(())
+        );
+        // The other URL rules hold with or without it.
+        assert!(allowed
+            .check_url("url", "http://u:p@siem.example.com")
+            .unwrap_err()
+            .contains("credentials"));
     }
 }
