@@ -507,6 +507,9 @@ impl Reloader {
     ) -> anyhow::Result<ReloadSummary> {
         let result = async {
             let mut config = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            for warning in &config.warnings {
+                tracing::warn!("{warning}");
+            }
             if shard.is_some() {
                 config.shard = shard;
             }

@@ -49,6 +49,7 @@ pub mod config;
 pub mod engine;
 pub mod enrich;
 pub mod event;
+pub mod files;
 pub mod logging;
 pub mod metrics;
 pub mod net;

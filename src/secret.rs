@@ -4,7 +4,9 @@
 //! (an environment variable), `NAME_file` (a file whose content, trailing newline removed, is the
 //! secret) or, for tenants, `NAME_credential` (a systemd credential). The environment is passed
 //! in as an [`Env`] so that tests and reloads read the same way as the daemon. Errors name the
-//! key and the path, never the content.
+//! key and the path, never the content. A secret file is read as [`crate::files`] reads what an
+//! operator names: a regular file of at most 64 KiB, readable and writable by its owner alone
+//! (or `root:GROUP 0640`) unless `TAPFWD_ALLOW_INSECURE_FILES=1`.
 //!
 //! Text that comes from outside (an API's or a sink's error body, a header) may echo a secret
 //! back: a debug proxy or a WAF page repeats the request's `Authorization` header. [`scrub`] is
@@ -15,6 +17,8 @@ use std::path::Path;
 
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::files;
 
 /// What [`scrub`] puts where a secret stood.
 pub const REDACTED: &str = "[redacted]";
@@ -137,7 +141,7 @@ impl SecretSource<'_> {
             };
         }
         if let Some(path) = self.file {
-            return read_file(key("_file"), path);
+            return read_file(key("_file"), path, env);
         }
         Err(SecretError::new(key(""), "no secret is configured"))
     }
@@ -151,15 +155,34 @@ pub fn read_credential(key: String, name: &str, env: Env<'_>) -> Result<SecretSt
             "CREDENTIALS_DIRECTORY is not set (is the service started with LoadCredential=?)",
         )
     })?;
-    read_file(key, &Path::new(&dir).join(name))
+    read_file(key, &Path::new(&dir).join(name), env)
 }
 
-/// Reads a secret file (trailing newline removed); errors name `key` and the path, never the
-/// content.
-pub fn read_file(key: String, path: &Path) -> Result<SecretString, SecretError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        SecretError::new(key.clone(), format!("cannot read {}: {e}", path.display()))
-    })?;
+/// Reads a secret file (trailing newline removed): a regular file of at most
+/// [`files::SECRET_MAX_BYTES`] that only its owner may read or write
+/// ([`files::secret_mode_problem`]) unless `env` sets [`files::ALLOW_INSECURE_ENV`] (then the
+/// daemon warns). Errors name `key` and the path, never the content.
+pub fn read_file(key: String, path: &Path, env: Env<'_>) -> Result<SecretString, SecretError> {
+    let cannot = |why: String| {
+        SecretError::new(
+            key.clone(),
+            format!("cannot read {}: {why}", path.display()),
+        )
+    };
+    let file = files::read_regular(path, files::SECRET_MAX_BYTES).map_err(cannot)?;
+    if let Some(problem) = files::secret_mode_problem(file.mode, file.uid) {
+        let allowed = files::allows_insecure(env(files::ALLOW_INSECURE_ENV).as_deref());
+        let fix = format!(
+            "make it readable by its owner alone (chmod 600 {})",
+            path.display()
+        );
+        let message = files::mode_message(path, file.mode, problem, &fix, allowed);
+        if !allowed {
+            return Err(SecretError::new(key, message));
+        }
+        tracing::warn!(key = %key, "{message}");
+    }
+    let text = String::from_utf8(file.bytes).map_err(|_| cannot("it is not UTF-8 text".into()))?;
     let secret = text.trim_end_matches(['\n', '\r']).to_string();
     if secret.is_empty() {
         return Err(SecretError::new(

@@ -276,7 +276,7 @@ async fn secrets_never_reach_logs_status_or_the_store() {
     let events = scratch.path("events.ndjson");
     let config = scratch.path("tapfwd.toml");
     let secret_file = scratch.path("bad.secret");
-    std::fs::write(&secret_file, format!("{BAD}\n")).unwrap();
+    write_secret(&secret_file, &format!("{BAD}\n"));
     let text = format!(
         "state_dir = {state:?}\n[poll]\ninitial_lookback = \"2h\"\n[sinks.archive]\ntype = \"file\"\npath = {events:?}\n\
          [tenants.good]\nbase_url = \"{url}\"\nprincipal = \"p-good\"\nsecret_env = \"GOOD_TAP_SECRET\"\nsinks = [\"archive\"]\n\
@@ -511,4 +511,191 @@ fn check_names_the_bad_key() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/tapfwd.toml"));
+}
+
+/// Issue 20, item 11: what `check` (and `run`) do with a secret file or config file that is not
+/// a small regular file, or that others may read or write. Self-contained (the binary, a
+/// scratch directory, `mkfifo`), so that it runs unchanged against older builds, where the FIFO
+/// blocked for ever and `/dev/zero` was read until memory ran out: each command here must end
+/// within 30 seconds.
+#[test]
+fn secret_and_config_files_are_small_regular_files_only_their_owner_may_touch() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let chmod = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let config = |name: &str, tenant_secret: &str| {
+        let p = path(name);
+        std::fs::write(
+            &p,
+            format!(
+                "state_dir = {:?}\n[sinks.archive]\ntype = \"file\"\npath = {:?}\n[tenants.acme]\nprincipal = \"p\"\n{tenant_secret}\nsinks = [\"archive\"]\n",
+                path("state").display().to_string(),
+                path("events.ndjson").display().to_string(),
+            ),
+        )
+        .unwrap();
+        chmod(&p, 0o600);
+        p
+    };
+    // Runs `tapfwd CMD --config CONFIG` with `env`; `None` when it had not ended after 30 s.
+    let run = |cmd: &str, config: &Path, env: &[(&str, &str)]| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tapfwd"))
+            .args([cmd, "--config"])
+            .arg(config)
+            .env_remove("TAPFWD_ALLOW_INSECURE_FILES")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        (status, stderr)
+    };
+    let refused = |cmd: &str, config: &Path, env: &[(&str, &str)], says: &[&str]| {
+        let (status, stderr) = run(cmd, config, env);
+        let status = status.unwrap_or_else(|| {
+            panic!(
+                "`tapfwd {cmd}` on {} still ran after 30 s",
+                config.display()
+            )
+        });
+        assert!(!status.success(), "{cmd} {}: passed", config.display());
+        for s in says {
+            assert!(
+                stderr.contains(s),
+                "{cmd} {}: `{s}` not in {stderr}",
+                config.display()
+            );
+        }
+        assert!(!stderr.contains("s3cr3t-acme"), "{stderr}");
+    };
+    let passes = |config: &Path, env: &[(&str, &str)]| {
+        let (status, stderr) = run("check", config, env);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "check {}: {stderr}",
+            config.display()
+        );
+        stderr
+    };
+
+    // A secret file of the owner's alone passes.
+    let good = path("good.secret");
+    std::fs::write(&good, "s3cr3t-acme\n").unwrap();
+    chmod(&good, 0o600);
+    passes(
+        &config("good.toml", &format!("secret_file = {good:?}")),
+        &[],
+    );
+
+    // `/dev/zero` and a named pipe are refused at once, by `check` and by `run`.
+    let zero = config("zero.toml", "secret_file = \"/dev/zero\"");
+    refused(
+        "check",
+        &zero,
+        &[],
+        &["tenants.acme.secret_file", "not a regular file"],
+    );
+    let fifo = path("fifo.secret");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let piped = config("fifo.toml", &format!("secret_file = {fifo:?}"));
+    for cmd in ["check", "run"] {
+        refused(
+            cmd,
+            &piped,
+            &[],
+            &["tenants.acme.secret_file", "named pipe"],
+        );
+    }
+    // So is a config file that is a named pipe.
+    let fifo_config = path("fifo.toml.pipe");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo_config)
+        .status()
+        .unwrap()
+        .success());
+    refused("check", &fifo_config, &[], &["named pipe"]);
+    // And a secret file over 64 KiB.
+    let big = path("big.secret");
+    std::fs::write(&big, "x".repeat(65 * 1024)).unwrap();
+    chmod(&big, 0o600);
+    refused(
+        "check",
+        &config("big.toml", &format!("secret_file = {big:?}")),
+        &[],
+        &["tenants.acme.secret_file", "larger than 65536 bytes"],
+    );
+
+    // A secret file every user may read is refused, naming the fix and the override.
+    chmod(&good, 0o644);
+    let open_secret = config("open-secret.toml", &format!("secret_file = {good:?}"));
+    refused(
+        "check",
+        &open_secret,
+        &[],
+        &[
+            "tenants.acme.secret_file",
+            "0644",
+            "chmod 600",
+            "TAPFWD_ALLOW_INSECURE_FILES=1",
+        ],
+    );
+    passes(&open_secret, &[("TAPFWD_ALLOW_INSECURE_FILES", "1")]);
+
+    // A config every user may write, holding an inline secret, is refused; the override lets
+    // it through with a warning.
+    let open_config = config("open.toml", "secret = \"s3cr3t-acme\"");
+    chmod(&open_config, 0o666);
+    refused(
+        "check",
+        &open_config,
+        &[],
+        &["open.toml", "0666", "every user may write it", "chmod go-w"],
+    );
+    let warned = passes(&open_config, &[("TAPFWD_ALLOW_INSECURE_FILES", "1")]);
+    assert!(
+        warned.contains("warning") && warned.contains("0666"),
+        "{warned}"
+    );
+
+    // The same for a file of `tenants_dir`.
+    std::fs::create_dir(path("tenants")).unwrap();
+    let tenant_file = path("tenants").join("beta.toml");
+    std::fs::write(
+        &tenant_file,
+        "principal = \"p-beta\"\nsecret = \"s3cr3t-acme\"\nsinks = [\"archive\"]\n",
+    )
+    .unwrap();
+    chmod(&tenant_file, 0o666);
+    let with_dir = config("dir.toml", "secret_env = \"ACME_SECRET\"");
+    let text = std::fs::read_to_string(&with_dir).unwrap();
+    std::fs::write(&with_dir, format!("tenants_dir = \"tenants\"\n{text}")).unwrap();
+    refused(
+        "check",
+        &with_dir,
+        &[("ACME_SECRET", "s3cr3t-acme")],
+        &["beta.toml", "0666", "every user may write it"],
+    );
+    chmod(&tenant_file, 0o644);
+    passes(&with_dir, &[("ACME_SECRET", "s3cr3t-acme")]);
 }

@@ -75,7 +75,7 @@ async fn a_tap_tenant_whose_secret_moves_to_a_file_restarts_and_its_neighbour_ke
     let b_windows = windows(&running, "b");
 
     // The same secret, now read from a file: the setting changed, so a's sources restart.
-    std::fs::write(scratch.path("a.secret"), "s-a\n").unwrap();
+    write_secret(&scratch.path("a.secret"), "s-a\n");
     let moved = text.replacen(
         "secret = \"s-a\"",
         &format!("secret_file = {:?}", scratch.path("a.secret")),

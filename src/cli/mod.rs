@@ -308,6 +308,9 @@ fn bounded_shutdown(grace: std::time::Duration) -> anyhow::Result<CancellationTo
 async fn run(path: &Path, shard: Option<Shard>) -> anyhow::Result<()> {
     let mut config = load(path)?;
     crate::logging::init(config.log.format);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     if shard.is_some() {
         config.shard = shard;
     }

@@ -24,6 +24,9 @@ use crate::store::Store;
 
 pub(super) async fn check(path: &Path, connect: bool, shard: Option<Shard>) -> anyhow::Result<()> {
     let config = load(path)?;
+    for warning in &config.warnings {
+        eprintln!("tapfwd: warning: {warning}");
+    }
     if let Some(s) = shard {
         let mine: Vec<&str> = config
             .tenants

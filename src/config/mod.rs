@@ -18,6 +18,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::api::window;
+use crate::files;
 use crate::secret::{Env, SecretError, SecretSource};
 use crate::shard::Shard;
 use crate::sinks::SinkConfig;
@@ -101,6 +102,10 @@ pub struct Config {
     /// for reload to tell which sinks changed. Never shown.
     #[serde(skip)]
     pub sink_fingerprints: BTreeMap<String, String>,
+    /// What loading let through but should be fixed: a config file every user may write, read
+    /// because `TAPFWD_ALLOW_INSECURE_FILES` is set. `check` prints them; the daemon logs them.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -195,15 +200,21 @@ pub fn valid_name(name: &str) -> bool {
 
 impl Config {
     /// Reads `path` (TOML) with `TAPFWD__` environment overrides, adds the tenants of
-    /// `tenants_dir` (relative to `path`'s directory), then validates the whole.
+    /// `tenants_dir` (relative to `path`'s directory), then validates the whole. Each file is read
+    /// by [`files::read_config`]: a regular file of at most 4 MiB that not every user may write
+    /// (unless `TAPFWD_ALLOW_INSECURE_FILES=1`, then with a warning in [`Config::warnings`]).
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let allow_insecure =
+            files::allows_insecure(std::env::var(files::ALLOW_INSECURE_ENV).ok().as_deref());
+        let (text, warning) =
+            files::read_config(path, allow_insecure).map_err(|message| ConfigError::Read {
+                path: path.to_owned(),
+                message,
+            })?;
         let mut config = Config::parse(&text, std::env::vars())?;
+        config.warnings.extend(warning);
         let base = path.parent().unwrap_or(Path::new("."));
-        config.load_tenants_dir(base, path)?;
+        config.load_tenants_dir(base, path, allow_insecure)?;
         config.validate()?;
         Ok(config)
     }
@@ -215,8 +226,14 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigErrors> {
         let main = Path::new("(config)");
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let allow_insecure = files::allows_insecure(
+            env.iter()
+                .find(|(k, _)| k == files::ALLOW_INSECURE_ENV)
+                .map(|(_, v)| v.as_str()),
+        );
         let mut config = Config::parse(text, env)?;
-        config.load_tenants_dir(Path::new("."), main)?;
+        config.load_tenants_dir(Path::new("."), main, allow_insecure)?;
         config.validate()?;
         Ok(config)
     }
@@ -300,8 +317,14 @@ impl Config {
     }
 
     /// Adds one tenant per `ID.toml` in `tenants_dir` (relative to `base`); `main` is the main
-    /// file's path, for the duplicate message.
-    fn load_tenants_dir(&mut self, base: &Path, main: &Path) -> Result<(), ConfigErrors> {
+    /// file's path, for the duplicate message. `allow_insecure`: a file every user may write is
+    /// read with a warning instead of refused.
+    fn load_tenants_dir(
+        &mut self,
+        base: &Path,
+        main: &Path,
+        allow_insecure: bool,
+    ) -> Result<(), ConfigErrors> {
         let Some(dir) = &self.tenants_dir else {
             return Ok(());
         };
@@ -338,8 +361,11 @@ impl Config {
                 ));
                 continue;
             }
-            match read_tenant_file(&path) {
-                Ok(tenant) => self.add_tenant(id, tenant, Some(path)),
+            match read_tenant_file(&path, allow_insecure) {
+                Ok((tenant, warning)) => {
+                    self.warnings.extend(warning);
+                    self.add_tenant(id, tenant, Some(path));
+                }
                 Err(e) => errors.push(e),
             }
         }
@@ -535,12 +561,17 @@ impl Config {
     }
 }
 
-/// One `tenants_dir` file: the keys of a `[tenants.ID]` table.
-fn read_tenant_file(path: &Path) -> Result<tenant::ParsedTenant, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+/// One `tenants_dir` file: the keys of a `[tenants.ID]` table, and the warning of an unsafe mode
+/// let through by `allow_insecure`.
+fn read_tenant_file(
+    path: &Path,
+    allow_insecure: bool,
+) -> Result<(tenant::ParsedTenant, Option<String>), ConfigError> {
+    let (text, warning) =
+        files::read_config(path, allow_insecure).map_err(|message| ConfigError::Read {
+            path: path.to_owned(),
+            message,
+        })?;
     let file_error = |key: String, message: String| ConfigError::FileKey {
         path: path.to_owned(),
         key,
@@ -553,13 +584,14 @@ fn read_tenant_file(path: &Path) -> Result<tenant::ParsedTenant, ConfigError> {
     let table: config::Value = layered
         .try_deserialize()
         .map_err(|e| file_error("(file)".into(), e.to_string()))?;
-    TenantConfig::from_value(table).map_err(|(key, message)| {
+    let parsed = TenantConfig::from_value(table).map_err(|(key, message)| {
         let key = match key.as_str() {
             "" | "." => "(top level)".to_string(),
             _ => key,
         };
         file_error(key, message)
-    })
+    })?;
+    Ok((parsed, warning))
 }
 
 impl From<SecretError> for ConfigError {

@@ -61,7 +61,7 @@ fn secrets_come_from_env_or_file_and_errors_name_the_key() {
     use tapfwd::sinks::splunk_hec::{SplunkHecConfig, SplunkHecSink};
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("token");
-    std::fs::write(&file, "from-file\n").unwrap();
+    crate::support::write_secret(&file, "from-file\n");
     let c: SplunkHecConfig =
         serde_json::from_value(json!({"url":"https://s:8088","token_file":file})).unwrap();
     SplunkHecSink::new("splunk", &c, &|_| None).unwrap();

@@ -325,6 +325,21 @@ impl Scratch {
     }
 }
 
+/// Writes a secret file as an operator should: readable and writable by its owner alone (the
+/// daemon refuses one others may read).
+pub fn write_secret(path: &Path, text: &str) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
 pub fn tenant(principal: &str, secret: &str, per_hour: u32) -> SimTenant {
     SimTenant::new(principal, secret, per_hour)
 }

@@ -50,13 +50,13 @@ pub fn client(
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("tapfwd/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| {
+        let pem = crate::files::read_regular(path, crate::files::PEM_MAX_BYTES).map_err(|e| {
             SinkError::Rejected(format!(
                 "{sink}: cannot read tls_ca_file {}: {e}",
                 path.display()
             ))
         })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        let certs = reqwest::Certificate::from_pem_bundle(&pem.bytes).map_err(|e| {
             SinkError::Rejected(format!(
                 "{sink}: tls_ca_file {} holds no usable PEM certificate: {e}",
                 path.display()
