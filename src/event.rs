@@ -160,6 +160,19 @@ impl EventKey {
     }
 }
 
+/// Longest Essentials customer id (`customerEid`) taken as one, in bytes.
+pub const MAX_CUSTOMER_ID_BYTES: usize = 64;
+
+/// Whether `id` is an Essentials customer id as tapfwd takes one: 1 to [`MAX_CUSTOMER_ID_BYTES`]
+/// printable ASCII characters without spaces (`4711`, `C-0042`). The one rule for the ids of
+/// `customer_sinks` and those read from events: only such an id is routed, counted by name in
+/// status and written beside an event, so none carries a control character, a line break or a
+/// NUL into a sink's format, and none makes status grow without bound. The API's ids are decimal
+/// strings (`"1234567"`).
+pub fn is_customer_id(id: &str) -> bool {
+    (1..=MAX_CUSTOMER_ID_BYTES).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// What the daemon knows about one event of a batch besides its bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventMeta {
@@ -171,8 +184,11 @@ pub struct EventMeta {
     /// The event's own time in milliseconds since the epoch: `messageTime` or `clickTime`,
     /// falling back to `threatTime`; `None` when the event carries none that parses.
     pub time_ms: Option<i64>,
-    /// The Essentials child organisation the event belongs to (its `customerEid`); `None` for
-    /// TAP events and events without one. Shared by the events of a batch with the same one.
+    /// The Essentials child organisation the event belongs to: its `customerEid` when that is a
+    /// JSON string holding a customer id ([`is_customer_id`]); `None` for TAP events, events
+    /// without one and events whose `customerEid` is anything else (a number, `4711.0`, an id over
+    /// 64 bytes or with control characters, which the splitter counts instead). Shared by the
+    /// events of a batch with the same one.
     pub customer: Option<Arc<str>>,
 }
 
@@ -256,6 +272,24 @@ mod tests {
         assert_ne!(EventKey::of(a), EventKey::of(b));
         let replay = a.to_vec();
         assert_eq!(EventKey::of(a), EventKey::of(&replay));
+    }
+
+    #[test]
+    fn customer_ids_are_short_printable_ascii() {
+        for id in ["4711", "1234567", "C-0042", "a\"b\\c]d=e", &"9".repeat(64)] {
+            assert!(is_customer_id(id), "{id}");
+        }
+        for id in [
+            "",
+            "47 11",
+            "47\u{0}11",
+            "47\n11",
+            "4711\t",
+            "Zürich",
+            &"9".repeat(65),
+        ] {
+            assert!(!is_customer_id(id), "{id:?}");
+        }
     }
 
     #[test]

@@ -96,7 +96,9 @@ pub struct TenantStatus {
     #[serde(default)]
     pub enrichment_misses: u64,
     /// Essentials partner tenants: events received per child organisation (`customerEid`) since
-    /// start; at most [`MAX_CUSTOMERS`] ids, the rest counted under `"(other)"`.
+    /// start; at most [`MAX_CUSTOMERS`] ids (each at most 64 bytes), the events of the ids after
+    /// them counted under [`OTHER_CUSTOMERS`], and the events whose `customerEid` is not an id (a
+    /// number, a string over 64 bytes or with control characters) under [`INVALID_CUSTOMERS`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub customers: BTreeMap<String, u64>,
     /// A streaming source (PoD): its connection; absent for polled sources.
@@ -130,17 +132,39 @@ pub struct StreamStatus {
     pub pong_due_at: Option<String>,
 }
 
-/// How many customer ids a tenant's status lists one by one.
-pub const MAX_CUSTOMERS: usize = 10_000;
+/// How many customer ids a tenant's status lists one by one: with ids of at most 64 bytes, a
+/// tenant's `customers` stays under 10 KB of `/status` however many its API names.
+pub const MAX_CUSTOMERS: usize = 100;
 
-/// Counts `n` events of `customer` into `counts`, keeping at most [`MAX_CUSTOMERS`] ids.
+/// The `customers` entry counting the events of the ids beyond the first [`MAX_CUSTOMERS`].
+pub const OTHER_CUSTOMERS: &str = "(other)";
+
+/// The `customers` entry counting the events whose `customerEid` is not a customer id.
+pub const INVALID_CUSTOMERS: &str = "(invalid)";
+
+/// Counts `n` events of `customer` into `counts`: by name for the first [`MAX_CUSTOMERS`] ids,
+/// under [`OTHER_CUSTOMERS`] after them.
 pub fn count_customer(counts: &mut BTreeMap<String, u64>, customer: &str, n: u64) {
     if let Some(c) = counts.get_mut(customer) {
         *c += n;
-    } else if counts.len() < MAX_CUSTOMERS {
-        counts.insert(customer.to_string(), n);
+        return;
+    }
+    let named = counts
+        .keys()
+        .filter(|k| *k != OTHER_CUSTOMERS && *k != INVALID_CUSTOMERS)
+        .count();
+    let key = if named < MAX_CUSTOMERS {
+        customer
     } else {
-        *counts.entry("(other)".to_string()).or_default() += n;
+        OTHER_CUSTOMERS
+    };
+    *counts.entry(key.to_string()).or_default() += n;
+}
+
+/// Counts `n` events whose `customerEid` is not a customer id, under [`INVALID_CUSTOMERS`].
+pub fn count_invalid_customers(counts: &mut BTreeMap<String, u64>, n: u64) {
+    if n > 0 {
+        *counts.entry(INVALID_CUSTOMERS.to_string()).or_default() += n;
     }
 }
 
@@ -260,5 +284,28 @@ impl StatusBoard {
 
     pub fn get(&self, tenant: &str) -> Option<TenantStatus> {
         self.tenants.read().ok()?.get(tenant).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn customers_are_listed_up_to_the_bound_then_counted_together() {
+        let mut counts = BTreeMap::new();
+        count_invalid_customers(&mut counts, 0);
+        assert!(counts.is_empty());
+        count_invalid_customers(&mut counts, 7);
+        for i in 0..MAX_CUSTOMERS + 50 {
+            count_customer(&mut counts, &format!("{i:064}"), 2);
+        }
+        count_customer(&mut counts, &format!("{:064}", 3), 1);
+        count_customer(&mut counts, &format!("{:064}", MAX_CUSTOMERS + 1), 1);
+        count_invalid_customers(&mut counts, 1);
+        assert_eq!(counts.len(), MAX_CUSTOMERS + 2);
+        assert_eq!(counts[&format!("{:064}", 3)], 3);
+        assert_eq!(counts[OTHER_CUSTOMERS], 50 * 2 + 1);
+        assert_eq!(counts[INVALID_CUSTOMERS], 8);
     }
 }

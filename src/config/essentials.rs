@@ -26,7 +26,9 @@ pub struct EssentialsTenant {
     pub customer_data: bool,
     /// Per child organisation (`customerEid`), the sinks its events go to instead of `sinks`.
     /// Each routed sink keeps its own checkpoint, so one client's SIEM being down holds back only
-    /// that client's events. Default: none (every event goes to `sinks`).
+    /// that client's events. An event is routed only when its `customerEid` is a JSON string equal
+    /// to the key: a number (`4711`, `4711.0`) matches no key and goes to `sinks`. Keys are 1 to
+    /// 64 printable ASCII characters. Default: none (every event goes to `sinks`).
     #[serde(default)]
     pub customer_sinks: BTreeMap<String, Vec<String>>,
 }
@@ -79,10 +81,13 @@ impl ProductSettings for EssentialsTenant {
         }
         for (customer, sinks) in &self.customer_sinks {
             let routed = format!("customer_sinks.{customer}");
-            if customer.is_empty() || !customer.bytes().all(|b| b.is_ascii_graphic()) {
+            if !crate::event::is_customer_id(customer) {
                 err(
                     (check.key)(&routed),
-                    "a customerEid is a non-empty id without spaces".into(),
+                    format!(
+                        "a customerEid is 1 to {} printable ASCII characters without spaces",
+                        crate::event::MAX_CUSTOMER_ID_BYTES
+                    ),
                 );
             }
             if sinks.is_empty() {

@@ -459,6 +459,10 @@ impl Poller {
                 WindowItem::Batch(b) => b,
                 WindowItem::Done(summary) => {
                     self.oddities.note(ctx, &self.id, window, &summary);
+                    crate::status::count_invalid_customers(
+                        &mut self.customers,
+                        summary.invalid_customers,
+                    );
                     break;
                 }
             };
@@ -599,14 +603,17 @@ fn window_grew(
 
 /// What a tenant's complete responses held besides their events that the daemon does not use:
 /// top-level arrays it does not know (counted in `tapfwd_unknown_array_elements_total`, warned
-/// about once per tenant and name) and a `queryEndTime` that disagrees with the window asked for
-/// (warned about once until it agrees again).
+/// about once per tenant and name), a `queryEndTime` that disagrees with the window asked for
+/// (warned about once until it agrees again) and events whose `customerEid` is not a customer id
+/// (counted in status as `(invalid)`, warned about once per tenant).
 #[derive(Debug, Default)]
 struct Oddities {
     /// Unknown array names already warned about (at most [`Oddities::MAX_NAMES`]).
     warned: std::collections::BTreeSet<String>,
     /// Whether the last response's `queryEndTime` disagreed (and was warned about).
     end_disagrees: bool,
+    /// Whether events with a `customerEid` that is not a customer id were warned about.
+    invalid_customers: bool,
 }
 
 impl Oddities {
@@ -621,6 +628,11 @@ impl Oddities {
                 tracing::warn!(array = %name, elements, window = %window.interval_param(),
                     "the response holds an array this daemon does not know; its elements are not forwarded (warned once per tenant and array)");
             }
+        }
+        if summary.invalid_customers > 0 && !self.invalid_customers {
+            self.invalid_customers = true;
+            tracing::warn!(events = summary.invalid_customers, window = %window.interval_param(),
+                "events carry a customerEid that is not a customer id (a number, or a string over 64 bytes or with a space or a control character): they go to the tenant's own sinks without a customer beside them and are counted as (invalid) in status (warned once per tenant)");
         }
         let Some(end) = summary
             .query_end_time

@@ -82,6 +82,10 @@ pub struct SplitSummary {
     /// by name (unescaped, at most 64 characters) with their element counts; at most
     /// [`MAX_UNKNOWN_ARRAYS`] of them. Their elements are skipped, not forwarded.
     pub unknown_arrays: Vec<(String, u64)>,
+    /// Events whose `customerEid` is present but not a customer id
+    /// ([`crate::event::is_customer_id`]): a number, a string over 64 bytes or holding a space or
+    /// a control character. They are forwarded as sent, without a customer.
+    pub invalid_customers: u64,
 }
 
 /// Most unknown top-level arrays a [`SplitSummary`] names.
@@ -368,6 +372,8 @@ pub struct Splitter {
     /// Unknown top-level arrays seen so far, and whether the one open now is being counted.
     unknown_arrays: Vec<(String, u64)>,
     counting_unknown: bool,
+    /// Events emitted whose `customerEid` is not a customer id.
+    invalid_customers: u64,
 }
 
 impl Splitter {
@@ -387,6 +393,7 @@ impl Splitter {
             events: 0,
             unknown_arrays: Vec::new(),
             counting_unknown: false,
+            invalid_customers: 0,
         }
     }
 
@@ -420,6 +427,7 @@ impl Splitter {
                     query_end_time: self.query_end_time(),
                     events: self.events,
                     unknown_arrays: std::mem::take(&mut self.unknown_arrays),
+                    invalid_customers: self.invalid_customers,
                 })
             }
             State::Failed => Err(SplitError::AlreadyFailed),

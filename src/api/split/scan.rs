@@ -13,7 +13,7 @@
 
 use bytes::BytesMut;
 
-use super::times::EventTimes;
+use super::times::{Customer, EventTimes};
 use super::{BatchBuilder, SplitError, Splitter, State};
 use crate::event::{EventKey, EventKind, EventMeta};
 
@@ -138,10 +138,14 @@ impl Splitter {
         if start32.checked_add(len32).is_none() {
             return Err(SplitError::BuilderFull);
         }
-        let customer = times
-            .customer
-            .as_deref()
-            .map(|c| super::intern_customer(&mut out.last_customer, c));
+        let customer = match &times.customer {
+            Customer::Id(c) => Some(super::intern_customer(&mut out.last_customer, c)),
+            Customer::None => None,
+            Customer::Invalid => {
+                self.invalid_customers += 1;
+                None
+            }
+        };
         out.events.push(EventMeta {
             kind,
             start: start32,

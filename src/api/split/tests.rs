@@ -75,6 +75,7 @@ fn realistic_body_yields_every_event_with_kind_time_and_summary() {
             query_end_time: Some("2026-11-23T10:00:00Z".into()),
             events: 4,
             unknown_arrays: vec![],
+            invalid_customers: 0,
         }
     );
     let kinds: Vec<_> = seen.iter().map(|s| s.0).collect();
@@ -1260,4 +1261,66 @@ mod differential {
             }
         }
     }
+}
+
+/// Issue 20, item 8: only a `customerEid` that is a string holding a customer id (1 to 64
+/// printable ASCII characters) is the event's customer; a number (`4711`, `4711.0`), a string
+/// with a NUL or a space, or one over 64 bytes is no customer, and the summary counts it. The
+/// events themselves are forwarded byte for byte.
+#[test]
+fn only_a_string_customer_id_is_a_customer_and_the_rest_are_counted() {
+    let long = "9".repeat(65);
+    let body = format!(
+        concat!(
+            r#"{{"messagesBlocked":["#,
+            r#"{{"GUID":"1","customerEid":"4711"}},"#,
+            r#"{{"GUID":"2","customerEid":4711}},"#,
+            r#"{{"GUID":"3","customerEid":4711.0}},"#,
+            r#"{{"GUID":"4","customerEid":"47\u000011"}},"#,
+            r#"{{"GUID":"5","customerEid":"{long}"}},"#,
+            r#"{{"GUID":"6","customerEid":"47 11"}},"#,
+            r#"{{"GUID":"7","customerEid":"\ud800"}},"#,
+            r#"{{"GUID":"8","customerEid":""}},"#,
+            r#"{{"GUID":"9","customerEid":null}},"#,
+            r#"{{"GUID":"10"}},"#,
+            r#"{{"GUID":"11","customerEid":"\u0034\u0037\u0031\u0032"}}"#,
+            r#"]}}"#
+        ),
+        long = long
+    );
+    let mut splitter = Splitter::new(SplitLimits::default());
+    let mut out = BatchBuilder::new();
+    splitter.feed(body.as_bytes(), &mut out).unwrap();
+    let summary = splitter.finish().unwrap();
+    let batch = out.take();
+    let customers: Vec<Option<&str>> = batch.events.iter().map(|e| batch.customer(e)).collect();
+    assert_eq!(
+        customers,
+        vec![
+            Some("4711"),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some("4712")
+        ]
+    );
+    assert_eq!(summary.invalid_customers, 6);
+    let expected: Vec<&str> = serde_json::from_str::<
+        std::collections::BTreeMap<String, Vec<&serde_json::value::RawValue>>,
+    >(&body)
+    .unwrap()["messagesBlocked"]
+        .iter()
+        .map(|r| r.get())
+        .collect();
+    let raw: Vec<&str> = batch
+        .iter()
+        .map(|(_, r)| std::str::from_utf8(r).unwrap())
+        .collect();
+    assert_eq!(raw, expected);
 }

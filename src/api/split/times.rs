@@ -30,8 +30,34 @@ pub(super) struct EventTimes<'a> {
     message_time: Option<Cow<'a, str>>,
     click_time: Option<Cow<'a, str>>,
     threat_time: Option<Cow<'a, str>>,
-    /// `customerEid`, a string or an integer, as text; `None` when absent, empty or another type.
-    pub(super) customer: Option<Cow<'a, str>>,
+    /// What `customerEid` says.
+    pub(super) customer: Customer<'a>,
+}
+
+/// What an event's `customerEid` says. Only a JSON string is an id: a number never matches a
+/// configured id, whatever its digits (`4711` and `4711.0` are not `"4711"`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) enum Customer<'a> {
+    /// Absent, `null` or `""`: the event belongs to no child organisation.
+    #[default]
+    None,
+    /// A string holding a customer id ([`crate::event::is_customer_id`]), unescaped.
+    Id(Cow<'a, str>),
+    /// Anything else: a number, another type, a string over 64 bytes or with a space, a control
+    /// character or a non-ASCII one, a value that cannot be read. The event is forwarded as sent
+    /// and goes where events without a customer go; the splitter counts it.
+    Invalid,
+}
+
+impl<'a> Customer<'a> {
+    fn of(value: Scalar<'a>) -> Customer<'a> {
+        match value {
+            Scalar::Null => Customer::None,
+            Scalar::Str(s) if s.is_empty() => Customer::None,
+            Scalar::Str(s) if crate::event::is_customer_id(&s) => Customer::Id(s),
+            Scalar::Str(_) | Scalar::Other => Customer::Invalid,
+        }
+    }
 }
 
 impl EventTimes<'_> {
@@ -90,26 +116,32 @@ impl<'de> Visitor<'de> for EventTimesVisitor {
             let Some(field) = field else {
                 break;
             };
+            if let Field::Other = field {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let value = if self.lenient {
+                // A value serde_json can skip but not read is no time (and no customer id), not
+                // an invalid event.
+                let raw = map.next_value::<&'de RawValue>()?;
+                serde_json::from_str::<Scalar<'de>>(raw.get()).unwrap_or(Scalar::Other)
+            } else {
+                map.next_value::<Scalar<'de>>()?
+            };
             let slot = match field {
                 Field::MessageTime => &mut times.message_time,
                 Field::ClickTime => &mut times.click_time,
                 Field::ThreatTime => &mut times.threat_time,
-                Field::CustomerEid => &mut times.customer,
-                Field::Other => {
-                    map.next_value::<IgnoredAny>()?;
+                Field::CustomerEid => {
+                    times.customer = Customer::of(value);
                     continue;
                 }
+                Field::Other => continue,
             };
-            let value = if self.lenient {
-                // A value serde_json can skip but not read is no time, not an invalid event.
-                let raw = map.next_value::<&'de RawValue>()?;
-                serde_json::from_str::<MaybeStr<'de>>(raw.get())
-                    .ok()
-                    .and_then(|v| v.0)
-            } else {
-                map.next_value::<MaybeStr<'de>>()?.0
+            *slot = match value {
+                Scalar::Str(s) if !s.is_empty() => Some(s),
+                _ => None,
             };
-            *slot = value.filter(|v| !v.is_empty());
         }
         Ok(times)
     }
@@ -172,59 +204,64 @@ impl Field {
     }
 }
 
-/// Any JSON value; keeps it only if it is a string or an integer (as its decimal text).
-struct MaybeStr<'a>(Option<Cow<'a, str>>);
+/// Any JSON value, kept only if it is a string (borrowed unless escaped); `null` told apart from
+/// the other kinds.
+enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Null,
+    Other,
+}
 
-impl<'de> Deserialize<'de> for MaybeStr<'de> {
+impl<'de> Deserialize<'de> for Scalar<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(MaybeStrVisitor)
+        deserializer.deserialize_any(ScalarVisitor)
     }
 }
 
-struct MaybeStrVisitor;
+struct ScalarVisitor;
 
-impl<'de> Visitor<'de> for MaybeStrVisitor {
-    type Value = MaybeStr<'de>;
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(MaybeStr(Some(Cow::Borrowed(v))))
+        Ok(Scalar::Str(Cow::Borrowed(v)))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(MaybeStr(Some(Cow::Owned(v.to_owned()))))
+        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
     }
 
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(MaybeStr(None))
+        Ok(Scalar::Other)
     }
 
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(MaybeStr(Some(Cow::Owned(v.to_string()))))
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
     }
 
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(MaybeStr(Some(Cow::Owned(v.to_string()))))
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
     }
 
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(MaybeStr(None))
+        Ok(Scalar::Other)
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(MaybeStr(None))
+        Ok(Scalar::Null)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(MaybeStr(None))
+        Ok(Scalar::Other)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(MaybeStr(None))
+        Ok(Scalar::Other)
     }
 }

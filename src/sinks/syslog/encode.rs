@@ -131,18 +131,7 @@ impl Encoder {
                     kind.as_str()
                 );
                 if let Some(c) = customer {
-                    // A space or control byte would end the key=value pair: replaced with `_`.
-                    let c: String = c
-                        .chars()
-                        .map(|ch| {
-                            if ch.is_whitespace() || ch.is_control() {
-                                '_'
-                            } else {
-                                ch
-                            }
-                        })
-                        .collect();
-                    let _ = write!(out, "customer={c} ");
+                    let _ = write!(out, "customer={} ", printable(c));
                 }
             }
         }
@@ -232,7 +221,7 @@ pub fn structured_data(
 ) -> String {
     let mut params = std::collections::BTreeMap::new();
     if let Some(c) = customer {
-        params.insert("customer".to_string(), c.to_string());
+        params.insert("customer".to_string(), printable(c));
     }
     for (name, json) in enrichment {
         params.insert(name.clone(), json.clone());
@@ -243,6 +232,23 @@ pub fn structured_data(
     sd.insert(SD_ID.to_string(), params);
     // BTreeMap order puts eventType before tenant; that is fine for any parser.
     syslog::Formatter5424::default().format_5424_structured_data(sd)
+}
+
+/// A customer id as a syslog header carries it: a space or a control character (a NUL, a line
+/// break) would end the RFC 3164 `key=value` pair or break the frame, so each is replaced with
+/// `_`. The ids the splitter takes are printable ASCII already (`event::is_customer_id`); this
+/// keeps the header safe whatever a caller passes.
+fn printable(customer: &str) -> String {
+    customer
+        .chars()
+        .map(|ch| {
+            if ch.is_whitespace() || ch.is_control() {
+                '_'
+            } else {
+                ch
+            }
+        })
+        .collect()
 }
 
 /// RFC 3164 TIMESTAMP: `Mmm dd hh:mm:ss`, day padded with a space, in UTC (3164 has no zone).
@@ -351,6 +357,49 @@ mod tests {
             syslog::Formatter5424::default().format_5424_structured_data(sd)
         };
         assert_eq!(sd, r#"[tapfwd@32473 tenant="a\"b\\c\]d"]"#);
+    }
+
+    /// Issue 20, item 8: the customer beside an event is escaped for each format: in RFC 5424
+    /// structured data `"`, `\` and `]` get a backslash; in either format a NUL, a line break or
+    /// a space becomes `_`, so no customer id can end the header or the frame.
+    #[test]
+    fn the_customer_is_escaped_in_either_format() {
+        let encode = |format: &str, customer: &str| {
+            let c = config(&format!(
+                "transport = \"udp\"\naddress = \"h:514\"\nformat = \"{format}\"\nhostname = \"fwd1\""
+            ));
+            let mut out = Vec::new();
+            Encoder::new(&c)
+                .encode(
+                    &mut out,
+                    "acme",
+                    EventKind::ClicksPermitted,
+                    Some(TIME),
+                    Event {
+                        raw: b"{}",
+                        beside: Beside {
+                            customer: Some(customer),
+                            enrichment: None,
+                            snapshot: None,
+                        },
+                    },
+                    &mut EncodeStats::default(),
+                )
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let text = encode("rfc5424", "4\"7\\1]1");
+        assert!(
+            text.contains(r#"customer="4\"7\\1\]1" eventType="clicksPermitted""#),
+            "{text}"
+        );
+        let text = encode("rfc5424", "47\u{0}1\n1 x");
+        assert!(text.contains(r#"customer="47_1_1_x""#), "{text:?}");
+        let text = encode("rfc3164", "47\u{0}1\n1 x");
+        assert!(
+            text.ends_with("tenant=acme eventType=clicksPermitted customer=47_1_1_x {}"),
+            "{text:?}"
+        );
     }
 
     #[test]
