@@ -307,3 +307,215 @@ fn check_names_the_key_of_each_essentials_mistake() {
     assert!(t.routes("client", Some("4711")) && !t.routes("archive", Some("4711")));
     assert!(t.routes("archive", Some("4712")) && t.routes("archive", None));
 }
+
+/// A syslog collector on TCP: every byte received, and the count of messages (one structured
+/// data element each) published as they arrive.
+async fn syslog_collector() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    tokio::sync::watch::Receiver<usize>,
+) {
+    use tokio::io::AsyncReadExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bytes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = tokio::sync::watch::channel(0usize);
+    let store = bytes.clone();
+    tokio::spawn(async move {
+        const MARK: &[u8] = b"[tapfwd@32473 ";
+        let mut messages = 0;
+        // Bytes already searched: a mark that starts past `searched - (len - 1)` is new.
+        let mut searched: usize = 0;
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut chunk = vec![0u8; 64 * 1024];
+            while let Ok(n) = socket.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                let mut all = store.lock().unwrap();
+                all.extend_from_slice(&chunk[..n]);
+                let from = searched.saturating_sub(MARK.len() - 1);
+                messages += memchr::memmem::find_iter(&all[from..], MARK).count();
+                searched = all.len();
+                let _ = tx.send(messages);
+            }
+        }
+    });
+    (addr, bytes, rx)
+}
+
+/// Issue 20, item 8 (one of two): customer ids from the API are bounded and checked before they
+/// travel. 150 clients, one id of 4 KB and one holding a NUL: status lists 100 ids of at most 64
+/// bytes and counts the rest under `(other)` and `(invalid)` (before: every id, 1.6 MB of
+/// `/status` for 400 ids of 4 KB); the long and the NUL id go beside no event (the event itself
+/// keeps them, as sent); and no NUL byte reaches syslog (before: raw in its structured data).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_ids_are_bounded_in_status_and_never_reach_a_sink_raw() {
+    let long = "L".repeat(4096);
+    let nul = "47\u{0}11".to_string();
+    let mut ids: Vec<String> = (0..150).map(|i| format!("c{i:04}")).collect();
+    ids.push(long.clone());
+    ids.push(nul.clone());
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (collector, received, mut messages) = syslog_collector().await;
+    let (rig, running) = Rig::builder()
+        .tenant_from(
+            "partner",
+            tenant(P, "s-partner", 2000).essentials(OWN, &refs),
+        )
+        .tenant_toml(
+            "partner",
+            "product = \"essentials\"\ncustomer_data = true\n",
+        )
+        .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"3h\"")
+        .sink(
+            "siem",
+            &format!("type = \"syslog\"\ntransport = \"tcp\"\naddress = \"{collector}\"\n"),
+        )
+        .seed(24)
+        .start()
+        .await;
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
+    running.wait_idle(1, manual.now()).await;
+    let status = running.board.get("partner").unwrap();
+    running.stop().await;
+
+    let lines = read(&scratch.path("events.ndjson"));
+    let eid = |raw: &[u8]| -> String {
+        let v: Value = serde_json::from_slice(raw).unwrap();
+        v["customerEid"].as_str().unwrap().to_string()
+    };
+    // Every event exactly once; a valid id beside its event, the others beside none.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut invalid = 0u64;
+    for l in &lines {
+        assert!(seen.insert(l.raw.clone()), "an event twice");
+        let id = eid(&l.raw);
+        if id == long || id == nul {
+            assert_eq!(l.customer, None, "{id:?} went beside an event");
+            invalid += 1;
+        } else {
+            assert_eq!(l.customer.as_deref(), Some(id.as_str()));
+        }
+    }
+    assert_eq!(seen.len(), truth(&sim).len(), "every event delivered");
+    assert!(invalid > 0, "the simulator sent the long and the NUL id");
+
+    // Status: 100 ids by name, each at most 64 bytes, then the two buckets.
+    let customers = &status.customers;
+    let named: Vec<&String> = customers.keys().filter(|k| !k.starts_with('(')).collect();
+    assert_eq!(named.len(), 100, "{:?}", customers.keys());
+    assert!(named.iter().all(|k| k.len() <= 64 && !k.contains('\0')));
+    assert!(customers["(other)"] > 0, "{customers:?}");
+    assert!(customers["(invalid)"] >= invalid, "{customers:?}");
+    let json = serde_json::to_string(&status).unwrap();
+    assert!(
+        json.len() < 12_000,
+        "status of one tenant: {} bytes",
+        json.len()
+    );
+    let counted: u64 = customers.values().sum();
+    assert!(counted >= lines.len() as u64, "{counted} < {}", lines.len());
+
+    // Syslog got every event, no NUL byte, and the long id in no header.
+    let want = lines.len();
+    tokio::time::timeout(PATIENCE, messages.wait_for(|n| *n >= want))
+        .await
+        .expect("syslog got every event")
+        .unwrap();
+    let bytes = received.lock().unwrap().clone();
+    assert!(!bytes.contains(&0), "a NUL byte reached syslog");
+    assert!(memchr::memmem::find(&bytes, b"customer=\"c0001\"").is_some());
+    assert!(memchr::memmem::find(&bytes, b"customer=\"LLLL").is_none());
+}
+
+/// Issue 20, item 8 (two of two): an event is routed to a client's sinks only when its
+/// `customerEid` is the JSON string configured. The simulator also sends client 4711's id as
+/// the numbers `4711` and `4711.0` (a knob the simulator did not have before); those events go
+/// to the partner's own sinks without a customer, counted as `(invalid)`, and the client's sink
+/// gets exactly its string-id events (before: `4711` was taken as `"4711"` and routed to the
+/// client, `4711.0` went to the partner's sinks unseen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_id_that_is_a_number_matches_no_configured_string() {
+    let client_dir = tempfile::tempdir().unwrap();
+    let client_file = client_dir.path().join("client-a.ndjson");
+    let (rig, running) = Rig::builder()
+        .tenant_from(
+            "partner",
+            tenant(P, "s-partner", 1500)
+                .essentials(OWN, &["4711", "4712"])
+                .bare_customers(&["4711", "4711.0"]),
+        )
+        .tenant_toml("partner", "product = \"essentials\"\ncustomer_data = true\n")
+        .poll("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"3h\"")
+        .toml(&format!(
+            "[tenants.partner.customer_sinks]\n\"4711\" = [\"client-a\"]\n[sinks.client-a]\ntype = \"file\"\npath = {:?}\n",
+            client_file.display().to_string()
+        ))
+        .seed(25)
+        .start()
+        .await;
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
+    running.wait_idle(1, manual.now()).await;
+    let status = running.board.get("partner").unwrap();
+    running.stop().await;
+
+    let eid = |raw: &[u8]| -> Value {
+        let v: Value = serde_json::from_slice(raw).unwrap();
+        v["customerEid"].clone()
+    };
+    let all = truth(&sim);
+    let string_4711: Vec<&Vec<u8>> = all
+        .iter()
+        .map(|(_, raw)| raw)
+        .filter(|raw| eid(raw) == Value::from("4711"))
+        .collect();
+    let numbers: Vec<&Vec<u8>> = all
+        .iter()
+        .map(|(_, raw)| raw)
+        .filter(|raw| eid(raw).is_number())
+        .collect();
+    assert!(!string_4711.is_empty() && !numbers.is_empty());
+    assert!(numbers.iter().any(|raw| eid(raw).is_f64()), "a float id");
+    assert!(numbers.iter().any(|raw| eid(raw).is_u64()), "an integer id");
+
+    // The client's sink: exactly the events whose customerEid is the string "4711".
+    let client: Vec<Value> = std::fs::read_to_string(&client_file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(client.len(), string_4711.len(), "client 4711's events");
+    for e in &client {
+        assert_eq!(e["customer"], "4711");
+        assert_eq!(e["event"]["customerEid"], "4711", "{e}");
+    }
+    // The partner's own sink: everything else, once; the numeric ids without a customer.
+    let lines = read(&scratch.path("events.ndjson"));
+    assert_eq!(lines.len(), all.len() - string_4711.len());
+    let mut numeric = 0u64;
+    for l in &lines {
+        let id = eid(&l.raw);
+        assert_ne!(
+            id,
+            Value::from("4711"),
+            "a routed event in the partner's sink"
+        );
+        if id.is_number() {
+            assert_eq!(l.customer, None, "{id} went beside an event");
+            numeric += 1;
+        } else {
+            assert_eq!(l.customer.as_deref(), id.as_str());
+        }
+    }
+    assert_eq!(numeric, numbers.len() as u64);
+    assert!(
+        status.customers["(invalid)"] >= numeric,
+        "{:?}",
+        status.customers
+    );
+    assert!(!status.customers.contains_key("4711.0"));
+}

@@ -141,6 +141,9 @@ pub(crate) struct TenantGen {
     /// Essentials: the `customerEid`s of the key's own organisation, then its children. `None`
     /// renders TAP events.
     orgs: Option<std::sync::Arc<[String]>>,
+    /// The index in `orgs` from which the `customerEid` is written bare (as JSON text, not a
+    /// string).
+    bare_from: usize,
 }
 
 /// What to render: the request's filters.
@@ -202,15 +205,18 @@ impl TenantGen {
             domain: format!("corp{}.example", key % 1000),
             cluster: format!("pharmtech{}_hosted", key % 97),
             orgs: None,
+            bare_from: usize::MAX,
         }
     }
 
     /// The same source as an Essentials key of organisation `own` with child organisations
     /// `customers` (`customerEid`s): each item belongs to one of them, and events carry the
     /// Essentials fields and spellings.
-    pub(crate) fn essentials(mut self, own: &str, customers: &[String]) -> Self {
+    pub(crate) fn essentials(mut self, own: &str, customers: &[String], bare: &[String]) -> Self {
         let mut orgs = vec![own.to_string()];
         orgs.extend(customers.iter().cloned());
+        self.bare_from = orgs.len();
+        orgs.extend(bare.iter().cloned());
         self.orgs = Some(orgs.into());
         self
     }
@@ -400,7 +406,11 @@ impl TenantGen {
             // The Essentials additions (proofpoint-feeds.md), after the TAP fields.
             let eid = &orgs[usize::from(it.org)];
             let parent = &orgs[0];
-            w.str(b"customerEid", eid.as_bytes());
+            if usize::from(it.org) >= self.bare_from {
+                w.raw(b"customerEid", eid.as_bytes());
+            } else {
+                w.str(b"customerEid", eid.as_bytes());
+            }
             w.parts(b"customerName", &["Client ", eid, " Ltd"]);
             w.str(b"parentEid", parent.as_bytes());
             w.parts(b"parentName", &["Partner ", parent]);

@@ -145,9 +145,16 @@ pub struct SimEssentials {
     #[serde(default = "default_own_eid")]
     pub eid: String,
     /// The child organisations' `customerEid`s (a partner key); their events come with
-    /// `customerData=true`. Each event belongs to one organisation, drawn evenly.
+    /// `customerData=true`. Each event belongs to one organisation, drawn evenly (the first 256
+    /// organisations only). Any text, written as a JSON string: a 4 KB id or one holding a NUL
+    /// (`\u0000`) is sent as such.
     #[serde(default)]
     pub customers: Vec<String>,
+    /// More child organisations whose `customerEid` is written bare, as JSON text instead of a
+    /// string: `4711` or `4711.0` is then a number, as a broken or hostile API might send it.
+    /// Each must be a JSON value. Default none.
+    #[serde(default)]
+    pub bare_customers: Vec<String>,
 }
 
 fn default_own_eid() -> String {
@@ -194,7 +201,17 @@ impl SimTenant {
         self.essentials = Some(SimEssentials {
             eid: eid.to_string(),
             customers: customers.iter().map(|c| c.to_string()).collect(),
+            bare_customers: Vec::new(),
         });
+        self
+    }
+
+    /// More child organisations of an Essentials tenant ([`SimTenant::essentials`]) whose
+    /// `customerEid` is written bare: `4711` and `4711.0` are JSON numbers.
+    pub fn bare_customers(mut self, ids: &[&str]) -> Self {
+        if let Some(e) = &mut self.essentials {
+            e.bare_customers = ids.iter().map(|c| c.to_string()).collect();
+        }
         self
     }
 }
@@ -331,7 +348,7 @@ impl Simulator {
                 let mut gen =
                     events::TenantGen::new(cfg.seed, &t.principal, t.events_per_hour, delay_ms);
                 if let Some(e) = &t.essentials {
-                    gen = gen.essentials(&e.eid, &e.customers);
+                    gen = gen.essentials(&e.eid, &e.customers, &e.bare_customers);
                 }
                 (
                     t.principal.clone(),

@@ -7,6 +7,8 @@ use super::events::mix;
 /// Sink of one event's fields: JSON or syslog key=value.
 pub(super) trait Writer {
     fn str(&mut self, k: &[u8], v: &[u8]);
+    /// `v` as it is: JSON text (a number) in JSON, a value like any other in syslog.
+    fn raw(&mut self, k: &[u8], v: &[u8]);
     fn parts(&mut self, k: &[u8], v: &[&str]);
     fn num(&mut self, k: &[u8], v: u64);
     fn null(&mut self, k: &[u8]);
@@ -90,6 +92,10 @@ impl Writer for Json<'_> {
         self.out.push(b'"');
         escape_json(self.out, v);
         self.out.push(b'"');
+    }
+    fn raw(&mut self, k: &[u8], v: &[u8]) {
+        self.key(k);
+        self.out.extend_from_slice(v);
     }
     fn parts(&mut self, k: &[u8], v: &[&str]) {
         self.key(k);
@@ -176,6 +182,9 @@ impl Writer for Syslog<'_> {
         self.key(k);
         escape_syslog(self.out, v);
         self.out.push(b'"');
+    }
+    fn raw(&mut self, k: &[u8], v: &[u8]) {
+        self.str(k, v);
     }
     fn parts(&mut self, k: &[u8], v: &[&str]) {
         self.key(k);
