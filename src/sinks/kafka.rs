@@ -671,6 +671,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pw");
         std::fs::write(&file, "s3cret-pw\n").unwrap();
+        // Readable by its owner alone, as a secret file must be (`crate::files`).
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let c = config(&format!(
             "sasl_password_file = {:?}",
             file.display().to_string()
