@@ -36,13 +36,14 @@
 //!
 //! **Where it lives.** This file: the scheduler's handle and the stream's task (catch up, go
 //! live, wait out failures). `session.rs`: the live connection (connect, read, ping and pong,
-//! deliver chunk by chunk). `catchup.rs`: archive sessions and the horizon clamp. `lanes.rs`:
+//! deliver chunk by chunk), with its ping timing in `heartbeat.rs`. `catchup.rs`: archive sessions and the horizon clamp. `lanes.rs`:
 //! each sink's sync state, the spans the archive must fill and how live chunks move positions.
 //! `chunk.rs`: frames batched into a chunk. `status.rs`: what the stream publishes to the status
 //! board and metrics. The wire (URL, connect, session locks) is [`crate::api::pod`].
 
 mod catchup;
 mod chunk;
+mod heartbeat;
 mod lanes;
 mod session;
 mod status;

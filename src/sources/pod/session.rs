@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::chunk::{Pending, LINGER};
+use super::heartbeat::Heartbeat;
 use super::lanes::{begin, deliver, needs, Lane};
 use super::status::{publish, Stats};
 use super::{PodStream, CLOSE_TIMEOUT};
@@ -170,47 +171,6 @@ async fn linger_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// The pings of an open connection: one every `ping_interval` (clock time); the connection is
-/// silent when the pong of a ping is not back within half of that (at least a second).
-struct Heartbeat {
-    every: Duration,
-    pong_wait: Duration,
-    next_ping: DateTime<Utc>,
-    /// When the pong of the ping sent is due; `None` once it came.
-    pong_due: Option<DateTime<Utc>>,
-}
-
-impl Heartbeat {
-    fn new(clock: &clock::Clock, every: Duration) -> Heartbeat {
-        Heartbeat {
-            every,
-            pong_wait: (every / 2).max(Duration::from_secs(1)),
-            next_ping: clock.now() + chrono_d(every),
-            pong_due: None,
-        }
-    }
-
-    /// The next deadline: the pong due, else the next ping.
-    fn deadline(&self) -> DateTime<Utc> {
-        self.pong_due.unwrap_or(self.next_ping)
-    }
-
-    /// The pong is overdue at `now`.
-    fn silent(&self, now: DateTime<Utc>) -> bool {
-        self.pong_due.is_some_and(|due| now >= due)
-    }
-
-    /// A ping was sent at `now`.
-    fn pinged(&mut self, now: DateTime<Utc>) {
-        self.pong_due = Some(now + chrono_d(self.pong_wait));
-        self.next_ping = now + chrono_d(self.every);
-    }
-}
-
-fn chrono_d(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or_default()
-}
-
 /// What one live session keeps between its steps besides the socket and the delivery: the
 /// pending chunk, the timers, and the parts of the stream it updates.
 struct Live<'s> {
@@ -259,7 +219,7 @@ impl Live<'_> {
                 self.flush_if_full()
             }
             Some(Ok(Message::Pong(_))) => {
-                self.heartbeat.pong_due = None;
+                self.heartbeat.ponged();
                 self.stats.pong_due_at = None;
                 Step::Wait
             }
