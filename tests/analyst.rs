@@ -129,7 +129,10 @@ fn decode_url_prints_control_characters_of_a_decoded_link_percent_encoded() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout, expected);
     assert_eq!(stdout.lines().count(), CRAFTED.len());
-    assert!(!stdout.chars().any(|c| c.is_control() && c != '\n'), "{stdout:?}");
+    assert!(
+        !stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "{stdout:?}"
+    );
 
     let help = tapfwd().args(["decode-url", "--help"]).output().unwrap();
     let help = String::from_utf8(help.stdout).unwrap();

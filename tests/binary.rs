@@ -524,7 +524,11 @@ fn check_refuses_an_admin_token_env_that_run_refuses() {
     let cases = [
         ("unset", "TAPFWD_TEST_ADMIN_TOKEN_UNSET", "is not set"),
         ("empty value", "TAPFWD_TEST_ADMIN_TOKEN_EMPTY", "is empty"),
-        ("empty name", "", "must be the name of an environment variable"),
+        (
+            "empty name",
+            "",
+            "must be the name of an environment variable",
+        ),
     ];
     let command = |args: &[&str], config: &Path| {
         let mut cmd = tapfwd();

@@ -50,7 +50,11 @@ pub(super) async fn check(path: &Path, connect: bool, shard: Option<Shard>) -> a
                 .into_iter()
                 .chain(admin.err().map(|e| e.to_string()))
                 .collect();
-            bail!("invalid config {}:\n{}", path.display(), problems.join("\n"));
+            bail!(
+                "invalid config {}:\n{}",
+                path.display(),
+                problems.join("\n")
+            );
         }
     };
     println!(
