@@ -314,9 +314,36 @@ fn bounded_shutdown(grace: std::time::Duration) -> anyhow::Result<CancellationTo
     Ok(token)
 }
 
+/// Raises the soft limit on open files to the hard limit and logs the limit: every tenant, sink
+/// and admin connection holds a descriptor, and the usual soft default (1,024) is far below what
+/// the system allows. Under systemd the unit sets `LimitNOFILE` and forbids the call
+/// (`SystemCallFilter=~@resources`); a refusal is logged and the daemon goes on with the limit
+/// it has.
+fn raise_open_files_limit() {
+    use rlimit::Resource;
+    let (soft, hard) = match rlimit::getrlimit(Resource::NOFILE) {
+        Ok(limits) => limits,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open files limit");
+            return;
+        }
+    };
+    if soft >= hard {
+        tracing::info!(soft, hard, "open files limit");
+        return;
+    }
+    match rlimit::setrlimit(Resource::NOFILE, hard, hard) {
+        Ok(()) => tracing::info!(soft = hard, hard, was = soft, "open files limit raised"),
+        Err(e) => {
+            tracing::warn!(soft, hard, error = %e, "open files limit: cannot raise the soft limit")
+        }
+    }
+}
+
 async fn run(path: &Path, shard: Option<Shard>) -> anyhow::Result<()> {
     let mut config = load(path)?;
     crate::logging::init(config.log.format);
+    raise_open_files_limit();
     if shard.is_some() {
         config.shard = shard;
     }
