@@ -371,6 +371,10 @@ async fn a_pretty_printed_summary_keeps_one_event_per_line_and_recover_accepts_t
         "{enriched} summaries beside {} events",
         lines.len()
     );
+    eprintln!(
+        "{} events on one line each, {enriched} pretty-printed summaries beside them",
+        lines.len()
+    );
 
     // The store is lost: `recover` reads the file back.
     std::fs::remove_dir_all(dir.path().join("state")).unwrap();

@@ -473,7 +473,8 @@ mod tests {
         for at in [285, 290, 295, 299] {
             let echo = format!("{}TOPSECRET-siem-0123456789", "x".repeat(at));
             let location = format!("https://elsewhere/{echo}");
-            let cases: [(u16, &[(&str, &str)], &str); 3] = [
+            type Case<'a> = (u16, &'a [(&'a str, &'a str)], &'a str);
+            let cases: [Case; 3] = [
                 (500, &[], &echo),
                 (400, &[], &echo),
                 (302, &[("Location", &location)], ""),
