@@ -10,8 +10,8 @@
 //! back: a debug proxy or a WAF page repeats the request's `Authorization` header. [`scrub`] is
 //! the one function every source and sink passes such text through before it reaches a log, the
 //! status board or the store, and [`scrubbed_excerpt`] the one that shortens it: it scrubs
-//! first and cuts after, so a secret that straddles the cut is still recognised. Nothing else
-//! cuts text from outside.
+//! first and cuts after, so a secret that straddles the cut is still recognised. No client, sink
+//! or command shortens such text any other way.
 
 use std::path::Path;
 
