@@ -104,12 +104,15 @@ pub fn scrubbed_excerpt(text: &[u8], secrets: &[&str], max_chars: usize) -> Stri
 }
 
 /// `text` whose end, when it is the first [`MIN_SECRET`] or more bytes of one of `forms` (a
-/// secret cut off by a bounded read before it got here), is replaced by [`REDACTED`].
+/// secret cut off by a bounded read before it got here), is replaced by [`REDACTED`]. Of a
+/// `principal:secret` form, the part before the first `:` is not secret: a text that ends in the
+/// principal is left alone, one that ends in it and 4 or more bytes after the `:` is not.
 fn redact_partial_tail(mut text: String, forms: &[String]) -> String {
     for form in forms {
+        let shortest = form.find(':').map_or(0, |colon| colon + 1) + MIN_SECRET;
         let form = form.as_bytes();
         let longest = (form.len() - 1).min(text.len());
-        let Some(k) = (MIN_SECRET..=longest)
+        let Some(k) = (shortest..=longest)
             .rev()
             .find(|&k| text.as_bytes().ends_with(&form[..k]))
         else {
@@ -332,5 +335,12 @@ mod tests {
         // Fewer than 4 bytes of it are too little to tell from ordinary text.
         let out = scrubbed_excerpt(b"error: TOP", &[secret], 300);
         assert_eq!(out, "error: TOP");
+        // Of `principal:secret`, the principal alone is not a secret.
+        let pair = format!("p-acme:{secret}");
+        let forms = [secret, pair.as_str()];
+        let out = scrubbed_excerpt(b"unknown principal p-acme", &forms, 300);
+        assert_eq!(out, "unknown principal p-acme");
+        let out = scrubbed_excerpt(b"Authorization: p-acme:TOPSEC", &forms, 300);
+        assert_eq!(out, "Authorization: p-acme:[redacted]");
     }
 }
