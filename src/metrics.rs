@@ -68,6 +68,11 @@ const HELP: &[(&str, Kind, &str)] = &[
         "Ids an event was delivered without because their lookup failed or was too slow, by kind.",
     ),
     (
+        "tapfwd_enrichment_dropped_total",
+        Kind::Counter,
+        "Summaries and campaigns left out of enrichment, by kind and reason (too_large: over enrichment.max_summary_bytes; cache_full: dropped from the cache to keep it within enrichment.max_cache_bytes).",
+    ),
+    (
         "tapfwd_checkpoint_lag_seconds",
         Kind::Gauge,
         "How far a sink's checkpoint is behind now (freshness; includes the configured lag).",
@@ -242,6 +247,24 @@ impl Metrics {
             "tapfwd_enrichment_misses_total",
             labels(tenant, None, Some(("kind", kind))),
             1.0,
+        );
+    }
+
+    /// `n` summaries or campaigns of `kind` left out for `reason` (`too_large`, `cache_full`).
+    pub fn add_enrichment_dropped(
+        &self,
+        tenant: &str,
+        kind: &'static str,
+        reason: &'static str,
+        n: u64,
+    ) {
+        self.add(
+            "tapfwd_enrichment_dropped_total",
+            format!(
+                "{},reason=\"{reason}\"",
+                labels(tenant, None, Some(("kind", kind)))
+            ),
+            n as f64,
         );
     }
 

@@ -95,6 +95,10 @@ pub struct TenantStatus {
     /// Ids an event went without because their lookup failed or was too slow, since start.
     #[serde(default)]
     pub enrichment_misses: u64,
+    /// Summaries and campaigns left out because they were larger than
+    /// `enrichment.max_summary_bytes`, since start (the events naming them count as misses).
+    #[serde(default)]
+    pub enrichment_dropped: u64,
     /// Essentials partner tenants: events received per child organisation (`customerEid`) since
     /// start; at most [`MAX_CUSTOMERS`] ids, the rest counted under `"(other)"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
