@@ -13,8 +13,9 @@
 //!   gets the snapshot of the period it comes back in, once; a People list is a current state, so
 //!   periods it missed entirely are not replayed (the API cannot serve them).
 //! - **Checked against the API's totals.** A snapshot ends at the first page with fewer users
-//!   than asked, or once its pages hold the list's total (`totalVapUsers`, `totalTopClickers`);
-//!   it never asks past the page that total makes the last plus [`PAGE_MARGIN`]. One whose pages
+//!   than asked, or at a full page that brings its users to the list's total exactly
+//!   (`totalVapUsers`, `totalTopClickers`); it never asks past the page that total makes the last
+//!   plus [`PAGE_MARGIN`], nor for more than the budget allows. One whose pages
 //!   hold fewer or more users than the total, or that is cut at that bound, is *partial*: the
 //!   streams move on (asking again would spend the budget on the same answer), and status
 //!   (`state: partial`, `snapshot`), the log and `tapfwd_people_snapshots_total{result="partial"}`
@@ -24,8 +25,9 @@
 //!   SIEM one. A snapshot starts only when the pages it is expected to need fit in what is left;
 //!   one that runs out between pages goes on when requests age out. A 429 says the quota is
 //!   spent, perhaps by another tool on the credential, whose requests age out when tapfwd cannot
-//!   see: the source asks again when its own oldest request ages out or after
-//!   [`THROTTLED_RETRY`] (one period if shorter), whichever comes first.
+//!   see: a snapshot not begun waits for this source's oldest request to age out; one cut in the
+//!   middle asks again after an hour, doubling up to [`THROTTLED_RETRY`], or when the oldest
+//!   request ages out if that is sooner.
 //! - **Its own failures** (invariant 6): bad credentials or a failing API hold this source
 //!   alone; the tenant's SIEM polling is another source and does not wait for it.
 //!
@@ -62,8 +64,8 @@ const MAX_PAGES: u32 = REQUESTS_PER_DAY;
 /// it was paged); a list still full there is cut, partial.
 pub const PAGE_MARGIN: u32 = 1;
 
-/// The longest a 429 is waited out (seconds) when this source's own oldest request ages out
-/// later: at most three refused requests a day while another tool holds the quota.
+/// The longest a 429 in the middle of a snapshot is waited out (seconds) when this source's own
+/// oldest request ages out later; the first wait is an hour, and each 429 after doubles it.
 pub const THROTTLED_RETRY: i64 = 8 * 3600;
 
 /// One tenant's snapshots of one People list.
@@ -82,6 +84,8 @@ pub struct PeopleSource {
     /// Unix seconds before which no request is sent (429, backoff, bad credentials).
     retry_at: i64,
     attempts: u32,
+    /// 429s in the middle of a snapshot since it last went on: each doubles the next wait.
+    throttles: u32,
     /// Pages the last snapshot took: what the next one is expected to need.
     last_pages: u32,
     state: TenantState,
@@ -101,8 +105,9 @@ struct Taken {
 
 /// Why a snapshot stopped before it was complete.
 enum Stop {
-    /// The API said no or failed; the disposition decides the wait.
-    Api(ApiError),
+    /// The API said no or failed; the disposition decides the wait. `true`: in the middle of
+    /// the snapshot (pages of it are delivered).
+    Api(ApiError, bool),
     /// Every target sink failed; each retries on its own.
     Sinks,
     /// The budget ran out between pages.
@@ -148,6 +153,7 @@ impl PeopleSource {
             budget,
             retry_at: 0,
             attempts: 0,
+            throttles: 0,
             last_pages: 1,
             state: TenantState::NotStarted,
             last_error: None,
@@ -174,9 +180,7 @@ impl PeopleSource {
         targets
             .iter()
             .map(|&i| match self.streams.progress(i) {
-                Some(p) if p.end == period && p.short.is_none() => {
-                    (p.pages, p.events, p.expected)
-                }
+                Some(p) if p.end == period && p.short.is_none() => (p.pages, p.events, p.expected),
                 _ => (0, 0, None),
             })
             .min_by_key(|r| r.0)
@@ -225,13 +229,13 @@ impl PeopleSource {
 
     async fn step_once(&mut self, ctx: &Context) -> Next {
         let now = ctx.clock.now().timestamp();
-        if now < self.retry_at {
-            return Next::At(self.retry_at);
-        }
         let period = period_of(now, self.every());
         let next_period = period + self.every();
         if let Err(stop) = self.close_abandoned(ctx, period) {
             return self.stopped(ctx, stop);
+        }
+        if now < self.retry_at {
+            return Next::At(self.retry_at.min(next_period));
         }
         let targets: Vec<usize> = self
             .streams
@@ -278,6 +282,7 @@ impl PeopleSource {
                 self.last_pages = taken.pages;
                 self.snapshots += 1;
                 self.attempts = 0;
+                self.throttles = 0;
                 let result = if taken.short.is_some() {
                     "partial"
                 } else {
@@ -293,8 +298,12 @@ impl PeopleSource {
                     TenantState::Ok
                 };
                 match &taken.short {
-                    None => tracing::info!(feed = self.feed.as_str(), pages = taken.pages, users = taken.users, period = %clock::rfc3339(period), "people snapshot delivered"),
-                    Some(reason) => tracing::warn!(feed = self.feed.as_str(), pages = taken.pages, users = taken.users, period = %clock::rfc3339(period), reason = %reason, "people snapshot delivered partial"),
+                    None => {
+                        tracing::info!(feed = self.feed.as_str(), pages = taken.pages, users = taken.users, period = %clock::rfc3339(period), "people snapshot delivered")
+                    }
+                    Some(reason) => {
+                        tracing::warn!(feed = self.feed.as_str(), pages = taken.pages, users = taken.users, period = %clock::rfc3339(period), reason = %reason, "people snapshot delivered partial")
+                    }
                 }
                 self.last_error = taken.short;
                 Next::Now
@@ -316,7 +325,12 @@ impl PeopleSource {
         // The last page worth asking for, from the first total the list gave.
         let mut bound = expected.map(|t| pages_for(t, size) + PAGE_MARGIN);
         if pages > 0 {
-            tracing::info!(feed = self.feed.as_str(), page = pages + 1, users, "people snapshot goes on");
+            tracing::info!(
+                feed = self.feed.as_str(),
+                page = pages + 1,
+                users,
+                "people snapshot goes on"
+            );
         }
         let mut delivery = self
             .streams
@@ -357,7 +371,7 @@ impl PeopleSource {
                 }
                 Err(e) => {
                     *self.by_status.entry(e.class().into()).or_default() += 1;
-                    return Err(Stop::Api(e));
+                    return Err(Stop::Api(e, pages > 0));
                 }
             };
             let parsed: Page<'_> = serde_json::from_slice(&body).map_err(|e| {
@@ -390,7 +404,8 @@ impl PeopleSource {
                 .record_progress(&progress, ctx.engine())
                 .await
                 .map_err(Stop::Store)?;
-            if n < size as usize || expected.is_some_and(|t| users >= t) {
+            // The list ends at a short page, or where its total says (a full last page).
+            if n < size as usize || expected == Some(users) {
                 break true;
             }
         };
@@ -441,14 +456,27 @@ impl PeopleSource {
                 self.budget.next_release(now).unwrap_or(now + 3600),
                 "request budget spent in the middle of a snapshot; it goes on from where it stopped when requests age out".to_string(),
             ),
-            Stop::Api(e) => match e.disposition() {
+            Stop::Api(e, begun) => match e.disposition() {
+                // The quota is spent, by this source or another tool on the credential. A
+                // snapshot not begun waits for this source's oldest request to age out; one
+                // half delivered is worth asking again sooner (another tool's requests age out
+                // when we cannot see): after an hour, doubling to THROTTLED_RETRY, or when the
+                // oldest request ages out if that comes first.
                 Disposition::Throttled => {
-                    // The quota may be spent by another tool on the credential, whose requests
-                    // age out when we cannot see: ask again when our own oldest request ages
-                    // out, or after THROTTLED_RETRY (a period, if shorter), whichever is first.
-                    let probe = now + THROTTLED_RETRY.min(self.every());
-                    let release = self.budget.next_release(now).unwrap_or(probe);
-                    let at = release.min(probe).max(now + 60);
+                    let release = self.budget.next_release(now);
+                    let at = if begun {
+                        let wait = backoff::delay(
+                            self.throttles,
+                            std::time::Duration::from_secs(3600),
+                            std::time::Duration::from_secs(THROTTLED_RETRY as u64),
+                        );
+                        self.throttles += 1;
+                        let probe = now + wait.as_secs() as i64;
+                        release.map_or(probe, |r| r.min(probe))
+                    } else {
+                        release.unwrap_or(now + 3600)
+                    }
+                    .max(now + 60);
                     (
                         TenantState::Throttled,
                         at,
@@ -485,7 +513,9 @@ impl PeopleSource {
         self.state = state;
         self.last_error = Some(message);
         self.retry_at = at;
-        Next::At(at)
+        // Wake at the period's end as well: a snapshot it leaves unfinished is closed partial.
+        let next_period = period_of(now, self.every()) + self.every();
+        Next::At(at.min(next_period))
     }
 
     fn publish(&self, ctx: &Context, next_at: Option<i64>) {
