@@ -615,3 +615,76 @@ async fn a_snapshot_cut_by_a_429_goes_on_from_its_page_after_a_restart() {
     assert!(c.values().all(|n| *n == 1), "each user once");
     assert_eq!(st["state"], "ok", "{st:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_spent_elsewhere_mid_snapshot_is_probed_sparingly_and_the_cut_snapshot_flagged() {
+    let rig = with_people("feeds = [\"top_clickers\"]")
+        .seed(42)
+        .build()
+        .await;
+    let (sim, manual, scratch) = (rig.sim.clone(), rig.manual(), &rig.scratch);
+    // Another tool on the credential made 48 requests just now: the snapshot gets two pages,
+    // then 429s until those age out, a day later.
+    sim.sim.spend_people_quota(P, 48);
+    let app = rig.app().await;
+    let metrics = app.metrics();
+    let running = support::Running::run(app);
+    running.wait_idle(2, manual.now()).await;
+    step_clock(&running, &manual, 2, Duration::from_secs(600), 151).await;
+    let st = status_json(&running, TC);
+    let text = metrics.render();
+    running.stop().await;
+
+    let log: Vec<_> = sim
+        .sim
+        .request_log(P)
+        .into_iter()
+        .filter(|r| r.path == "/v2/people/top-clickers")
+        .collect();
+    let midnight = t0().timestamp() + 12 * 3600 - 7;
+    let (before, after): (Vec<_>, Vec<_>) = log.iter().partition(|r| r.at.timestamp() < midnight);
+    // Pages 1 and 2, then page 3 refused and asked for again after an hour, then at growing
+    // intervals: never twice within the hour, a handful of times before the period ended.
+    assert_eq!(
+        before.iter().take(3).map(|r| r.status).collect::<Vec<_>>(),
+        [200, 200, 429]
+    );
+    let probes: Vec<_> = before[2..].iter().collect();
+    assert!(
+        probes
+            .iter()
+            .all(|r| r.status == 429 && r.query.contains("page=3")),
+        "{probes:?}"
+    );
+    assert!((3..=11).contains(&probes.len()), "{probes:?}");
+    assert_eq!(
+        (probes[1].at - probes[0].at).num_seconds(),
+        3600,
+        "{probes:?}"
+    );
+    assert!(
+        probes
+            .windows(2)
+            .all(|w| (w[1].at - w[0].at).num_seconds() >= 3600),
+        "{probes:?}"
+    );
+    // The next period's snapshot: refused at page 1, it waits for the day to pass, then is
+    // taken whole.
+    let statuses: Vec<u16> = after.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [429, 200, 200, 200], "{after:?}");
+    // The cut snapshot was flagged when its period ended; the next one is complete.
+    for (result, n) in [("partial", 1.0), ("complete", 1.0)] {
+        let series = format!(
+            "tapfwd_people_snapshots_total{{tenant=\"acme\",feed=\"top_clickers\",result=\"{result}\"}}"
+        );
+        assert_eq!(metric(&text, &series), Some(n), "{text}");
+    }
+    assert_eq!(st["state"], "ok", "{st:#}");
+    let c = counts(&people_lines(&scratch.path("events.ndjson")));
+    assert_eq!(c.len(), 450);
+    assert_eq!(
+        c.values().filter(|n| **n == 2).count(),
+        400,
+        "the cut snapshot's 400, again"
+    );
+}
