@@ -531,6 +531,9 @@ async fn a_429_mid_snapshot_is_finished_from_its_page_within_the_period() {
     let st = status_json(&running, TC);
     assert_eq!(st["state"], "throttled", "{st:#}");
     assert_eq!(st["requests_24h"], 2, "{st:#}");
+    // It asks again in an hour, not in the day its first request takes to age out.
+    let next = chrono::DateTime::parse_from_rfc3339(st["next_poll_at"].as_str().unwrap()).unwrap();
+    assert!(next.timestamp() <= t0().timestamp() + 3600, "{st:#}");
     let snap = &st["sinks"][0]["snapshot"];
     assert_eq!(snap["result"], "partial", "{st:#}");
     assert_eq!(
@@ -542,9 +545,6 @@ async fn a_429_mid_snapshot_is_finished_from_its_page_within_the_period() {
         (Some(200), Some(450), Some(2)),
         "{st:#}"
     );
-    // It asks again in an hour, not in the day its first request takes to age out.
-    let next = chrono::DateTime::parse_from_rfc3339(st["next_poll_at"].as_str().unwrap()).unwrap();
-    assert!(next.timestamp() <= t0().timestamp() + 3600, "{st:#}");
     assert_eq!(people_lines(&scratch.path("events.ndjson")).len(), 200);
 
     // Eight hours of 10-minute steps, still 2026-11-20 (UTC): the snapshot is finished, once.
