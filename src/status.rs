@@ -148,7 +148,7 @@ impl SnapshotStatus {
             users: progress.events,
             expected: progress.expected,
             pages: progress.pages,
-            resume_page: unfinished.then_some(progress.pages + 1),
+            resume_page: unfinished.then_some(progress.pages.saturating_add(1)),
             reason: progress.short.clone(),
         }
     }

@@ -275,7 +275,8 @@ impl PeopleSource {
                 used,
                 clock::rfc3339(at)
             ));
-            return Next::At(at.max(now + 1));
+            // At the period's end a snapshot left unfinished is closed partial.
+            return Next::At(at.min(next_period).max(now + 1));
         }
         match self.snapshot(ctx, period, targets).await {
             Ok(taken) => {
@@ -323,7 +324,7 @@ impl PeopleSource {
         let (mut pages, mut users, mut expected) = self.resume_point(&targets, period);
         let size = self.page_size();
         // The last page worth asking for, from the first total the list gave.
-        let mut bound = expected.map(|t| pages_for(t, size) + PAGE_MARGIN);
+        let mut bound = expected.map(|t| pages_for(t, size).saturating_add(PAGE_MARGIN));
         if pages > 0 {
             tracing::info!(
                 feed = self.feed.as_str(),
@@ -380,7 +381,7 @@ impl PeopleSource {
             let n = parsed.users.len();
             if let Some(total) = parsed.total() {
                 expected = Some(total);
-                bound.get_or_insert(pages_for(total, size) + PAGE_MARGIN);
+                bound.get_or_insert(pages_for(total, size).saturating_add(PAGE_MARGIN));
             }
             self.users_fetched += n as u64;
             let batch = batch_of(self.feed, &parsed, period, now);
@@ -570,7 +571,7 @@ fn batch_of(feed: Feed, page: &Page<'_>, period: i64, now: i64) -> Batch {
 /// The pages a list of `total` users takes at `size` a page: up to the first that comes back
 /// short (empty, when `total` is a multiple of `size`).
 fn pages_for(total: u64, size: u32) -> u32 {
-    u32::try_from(total / u64::from(size.max(1)) + 1).unwrap_or(u32::MAX)
+    u32::try_from((total / u64::from(size.max(1))).saturating_add(1)).unwrap_or(u32::MAX)
 }
 
 /// The start of the period `now` falls in (periods of `every` seconds from the epoch).
@@ -593,5 +594,19 @@ impl Source for PeopleSource {
         };
         self.publish(ctx, at);
         next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_for_counts_up_to_the_page_that_comes_back_short() {
+        assert_eq!(pages_for(450, 200), 3);
+        assert_eq!(pages_for(400, 200), 3, "page 3 comes back empty");
+        assert_eq!(pages_for(120, 1000), 1);
+        assert_eq!(pages_for(0, 200), 1);
+        assert_eq!(pages_for(u64::MAX, 1), u32::MAX);
     }
 }
