@@ -149,6 +149,11 @@ const HELP: &[(&str, Kind, &str)] = &[
         "Archive catch-ups a streaming source ran to close a gap.",
     ),
     (
+        "tapfwd_people_snapshots_total",
+        Kind::Counter,
+        "People snapshots ended, by feed and result (complete, partial: short of or past the API's total).",
+    ),
+    (
         "tapfwd_stream_events_per_second",
         Kind::Gauge,
         "Frames a streaming source received per second, over its last status interval.",
@@ -388,6 +393,13 @@ impl Metrics {
             labels(tenant, None, Some(("kind", kind))),
             1.0,
         );
+    }
+
+    /// A People snapshot of `feed` (`vap`, `top_clickers`) ended, `complete` or `partial`.
+    pub fn add_people_snapshot(&self, tenant: &str, feed: &str, result: &'static str) {
+        let mut l = labels(tenant, None, Some(("feed", feed)));
+        let _ = write!(l, ",result=\"{result}\"");
+        self.add("tapfwd_people_snapshots_total", l, 1.0);
     }
 
     /// Drops every series of a tenant that was removed by a reload.
