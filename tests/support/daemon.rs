@@ -104,11 +104,6 @@ impl Daemon {
         }
     }
 
-    /// The process id (to read its `/proc` entries).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// The whole log so far.
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
