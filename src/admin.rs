@@ -13,10 +13,17 @@
 //! stay open. Everything it shows comes from the status board, the metrics and the store's size,
 //! none of which can hold a secret (invariant 7); the token is compared through its hash, never
 //! logged.
+//!
+//! Whoever reaches the port cannot starve the daemon of file descriptors ([`Limits`]): it holds at
+//! most 64 connections (at the cap, the one open the longest is closed for the newcomer, so a
+//! probe still gets in while idle connections pile up), and a connection that takes longer than
+//! 10 s to send a request's headers, or sits that long idle between requests, is closed.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -25,6 +32,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 use crate::status::{StatusBoard, TenantStatus};
@@ -133,13 +141,129 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     tokio::net::TcpListener::bind(addr).await
 }
 
-/// Serves the endpoint on `listener` until `shutdown` is cancelled.
+/// What one client of the endpoint may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections held at once. At the cap, the connection open the longest is closed to make
+    /// room for the new one. Default 64.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers, and may sit idle between
+    /// requests, before it is closed. Default 10 s.
+    pub idle: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 64,
+            idle: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How long the endpoint waits before accepting again when accepting fails (out of file
+/// descriptors, most likely: the wait lets connections close instead of spinning).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves the endpoint on `listener` with the default [`Limits`] until `shutdown` is cancelled.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    serve_with(listener, state, Limits::default(), shutdown).await
+}
+
+/// The connections being served, oldest first, each with the token that closes it.
+type Open = Arc<Mutex<VecDeque<(u64, CancellationToken)>>>;
+
+/// Serves the endpoint on `listener` within `limits` until `shutdown` is cancelled; then lets the
+/// requests in flight finish and returns once every connection is closed.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    limits: Limits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let router = router(state);
+    let open: Open = Arc::default();
+    let connections = TaskTracker::new();
+    let mut next_id = 0u64;
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin endpoint: cannot accept a connection");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                    }
+                }
+            },
+        };
+        let id = next_id;
+        next_id += 1;
+        let close = CancellationToken::new();
+        {
+            let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+            while open.len() >= limits.max_connections.max(1) {
+                if let Some((_, oldest)) = open.pop_front() {
+                    oldest.cancel();
+                }
+            }
+            open.push_back((id, close.clone()));
+        }
+        connections.spawn(connection(
+            stream,
+            router.clone(),
+            limits.idle,
+            close,
+            shutdown.clone(),
+            (open.clone(), id),
+        ));
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// Serves one connection until the client is done, it is idle past `idle`, `close` evicts it
+/// (the socket is dropped at once) or `shutdown` (the request in flight is answered first).
+async fn connection(
+    stream: tokio::net::TcpStream,
+    router: Router,
+    idle: Duration,
+    close: CancellationToken,
+    shutdown: CancellationToken,
+    (open, id): (Open, u64),
+) {
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(idle)
+        .serve_connection(
+            hyper_util::rt::TokioIo::new(stream),
+            hyper_util::service::TowerToHyperService::new(router),
+        );
+    tokio::pin!(conn);
+    let stopping = tokio::select! {
+        _ = conn.as_mut() => false,
+        _ = close.cancelled() => false,
+        _ = shutdown.cancelled() => true,
+    };
+    if stopping {
+        // Idle connections close at once; a request in flight gets its answer, within `idle`.
+        conn.as_mut().graceful_shutdown();
+        let _ = tokio::time::timeout(idle, async {
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = close.cancelled() => {}
+            }
+        })
+        .await;
+    }
+    open.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(other, _)| *other != id);
 }

@@ -32,7 +32,7 @@ use crate::event::{Batch, EventKey};
 use crate::metrics::Metrics;
 use crate::sinks::{Sink, SinkError};
 use crate::status::SinkStatus;
-use crate::store::{Store, StoreError, StreamState};
+use crate::store::{Progress, Store, StoreError, StreamState};
 
 /// What the engine needs from the daemon: where state lives, where counters go, what time it is
 /// and how long a failing sink may wait at most.
@@ -187,6 +187,27 @@ impl Streams {
     /// The position of stream `i`.
     pub fn position(&self, i: usize) -> i64 {
         self.streams[i].state.checkpoint
+    }
+
+    /// How far the last paged delivery to stream `i` got ([`Delivery::record_progress`]).
+    pub fn progress(&self, i: usize) -> Option<&Progress> {
+        self.streams[i].state.progress.as_ref()
+    }
+
+    /// Sets what stream `i` records of its last paged delivery (one that will not be gone on
+    /// with, say why).
+    pub fn set_progress(
+        &mut self,
+        i: usize,
+        progress: Option<Progress>,
+        store: &Store,
+    ) -> Result<(), StoreError> {
+        let stream = &mut self.streams[i];
+        let mut state = stream.state.clone();
+        state.progress = progress;
+        store.put_stream(&self.scope, stream.sink.name(), &state)?;
+        stream.state = state;
+        Ok(())
     }
 
     /// The earliest instant at which some stream may be tried again.
@@ -445,9 +466,41 @@ impl Delivery<'_> {
         deps.store.flush().await
     }
 
+    /// For a delivery that pages through its span: records with every live target that it has
+    /// the pages `progress` counts, so a delivery cut short goes on after them, after a restart
+    /// too. Everything those pages held was committed by [`Delivery::send`] before.
+    pub async fn record_progress(
+        &mut self,
+        progress: &Progress,
+        deps: Deps<'_>,
+    ) -> Result<(), StoreError> {
+        let scope: &str = &self.streams.scope;
+        for (slot, &i) in self.targets.iter().enumerate() {
+            if !self.alive[slot] {
+                continue;
+            }
+            let stream = &mut self.streams.streams[i];
+            let mut state = stream.state.clone();
+            state.progress = Some(progress.clone());
+            deps.store.put_stream(scope, stream.sink.name(), &state)?;
+            stream.state = state;
+        }
+        deps.store.flush().await
+    }
+
     /// Moves every target that took the whole delivery to its end, forgetting the dedupe keys
     /// that fell out of the [`KeyHorizon`] there; returns how many targets that was.
     pub async fn finish(self, deps: Deps<'_>) -> Result<usize, StoreError> {
+        self.finish_with(None, deps).await
+    }
+
+    /// [`Delivery::finish`], leaving `note` with each target moved: how a paged delivery (a
+    /// People snapshot) ended.
+    pub async fn finish_with(
+        self,
+        note: Option<Progress>,
+        deps: Deps<'_>,
+    ) -> Result<usize, StoreError> {
         let scope: &str = &self.streams.scope;
         let forget_before = self.end.saturating_sub(self.streams.horizon.keep);
         for (slot, &i) in self.targets.iter().enumerate() {
@@ -457,6 +510,7 @@ impl Delivery<'_> {
             let stream = &mut self.streams.streams[i];
             let mut state = stream.state.clone();
             state.checkpoint = self.end;
+            state.progress = note.clone();
             deps.store
                 .commit_window(scope, stream.sink.name(), &state, forget_before)?;
             stream.state = state;

@@ -17,7 +17,15 @@
 //!   and in the store, so a restart does not ask again) until it is `refresh` old, and a stale
 //!   entry is still used while it is refreshed. The cache holds at most `cache_entries` per
 //!   tenant, in memory and in the store alike (the oldest go first).
-//! - **Bounded.** At most `concurrency` lookups run at once over all tenants.
+//! - **Bounded.** At most `concurrency` lookups run at once over all tenants. A summary or
+//!   campaign larger than `max_summary_bytes` is not read past that bound and is left out (the
+//!   events go without it); a tenant's cache holds at most `max_cache_bytes`, the oldest entries
+//!   going first. What is left out is counted (`tapfwd_enrichment_dropped_total{tenant,kind,reason}`,
+//!   the tenant's `enrichment_dropped` in status).
+//! - **One line, one object.** What the API sent is kept byte for byte, except that a summary
+//!   spread over several lines (pretty-printed) is made compact ([`compact`]): it is copied beside
+//!   every event that names it, and a line break would cut each of those events' lines in the file,
+//!   syslog and HTTP sinks.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -97,6 +105,16 @@ pub struct EnrichConfig {
     /// After a failed lookup (including 404), how long that id is not asked again. Default `5m`.
     #[serde(default = "default_retry_after", with = "humantime_serde")]
     pub retry_after: Duration,
+    /// Largest summary or campaign kept, in bytes: a larger one is not read past this bound, the
+    /// events go without it, and it is counted as dropped (reason `too_large`). At most
+    /// `max_cache_bytes`. Default `65536` (64 KiB; real summaries are a few KB).
+    #[serde(default = "default_max_summary_bytes")]
+    pub max_summary_bytes: usize,
+    /// Most bytes of summaries and campaigns cached per tenant, in memory and in the store; the
+    /// oldest entries are dropped first (counted as dropped, reason `cache_full`, and looked up
+    /// again when an event names them). Default `33554432` (32 MiB).
+    #[serde(default = "default_max_cache_bytes")]
+    pub max_cache_bytes: usize,
 }
 
 fn default_refresh() -> Duration {
@@ -117,6 +135,12 @@ fn default_timeout() -> Duration {
 fn default_retry_after() -> Duration {
     Duration::from_secs(300)
 }
+fn default_max_summary_bytes() -> usize {
+    64 << 10
+}
+fn default_max_cache_bytes() -> usize {
+    32 << 20
+}
 
 impl Default for EnrichConfig {
     fn default() -> Self {
@@ -127,6 +151,8 @@ impl Default for EnrichConfig {
             wait: default_wait(),
             timeout: default_timeout(),
             retry_after: default_retry_after(),
+            max_summary_bytes: default_max_summary_bytes(),
+            max_cache_bytes: default_max_cache_bytes(),
         }
     }
 }
@@ -142,6 +168,18 @@ impl EnrichConfig {
         }
         if self.timeout.is_zero() {
             return Err(("timeout", "must be more than 0s".into()));
+        }
+        if self.max_summary_bytes < 2 {
+            return Err(("max_summary_bytes", "must be at least 2".into()));
+        }
+        if self.max_summary_bytes > self.max_cache_bytes {
+            return Err((
+                "max_summary_bytes",
+                format!(
+                    "must be at most max_cache_bytes ({}), or no summary would fit the cache",
+                    self.max_cache_bytes
+                ),
+            ));
         }
         Ok(())
     }
@@ -168,6 +206,8 @@ struct Entry {
 #[derive(Default)]
 struct Cache {
     entries: HashMap<Key, Entry>,
+    /// The bytes of every entry's body, at most `max_cache_bytes`.
+    bytes: usize,
     /// `(fetched_at, seq)` of every entry, oldest first, for the size bound.
     order: BTreeMap<(i64, u64), Key>,
     seq: u64,
@@ -180,12 +220,25 @@ struct Cache {
     unsaved: Vec<Key>,
     /// Entries dropped by the bound since the store last heard of them.
     evicted: Vec<Key>,
+    /// Summaries and campaigns left out since start, because they were over `max_summary_bytes`
+    /// (for status).
+    dropped: u64,
+}
+
+/// How many entries, and how many bytes of them, a cache holds at most.
+#[derive(Clone, Copy)]
+struct Bounds {
+    entries: usize,
+    bytes: usize,
 }
 
 impl Cache {
-    fn insert(&mut self, key: Key, body: Bytes, fetched_at: i64, bound: usize) {
+    /// Caches `body`, then drops the oldest entries until the cache is within `bounds`; returns
+    /// how many went for the byte bound alone.
+    fn insert(&mut self, key: Key, body: Bytes, fetched_at: i64, bounds: Bounds) -> usize {
         self.seq += 1;
         let seq = self.seq;
+        self.bytes += body.len();
         if let Some(old) = self.entries.insert(
             key.clone(),
             Entry {
@@ -194,17 +247,52 @@ impl Cache {
                 seq,
             },
         ) {
+            self.bytes -= old.body.len();
             self.order.remove(&(old.fetched_at, old.seq));
         }
         self.order.insert((fetched_at, seq), key);
-        while self.entries.len() > bound {
+        let mut for_bytes = 0;
+        while self.entries.len() > bounds.entries || self.bytes > bounds.bytes {
+            if self.entries.len() <= bounds.entries {
+                for_bytes += 1;
+            }
             let Some((_, oldest)) = self.order.pop_first() else {
                 break;
             };
-            self.entries.remove(&oldest);
+            if let Some(old) = self.entries.remove(&oldest) {
+                self.bytes -= old.body.len();
+            }
             self.evicted.push(oldest);
         }
+        for_bytes
     }
+}
+
+/// `body` (valid JSON) on one line: unchanged, the very bytes sent, when it holds no line break;
+/// else without the whitespace between its tokens (strings, numbers and the order of members
+/// untouched). A JSON string cannot hold a raw line break, so the result has none.
+pub fn compact(body: Bytes) -> Bytes {
+    if !body.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+        return body;
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in body.iter() {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            out.push(b);
+            in_string = b == b'"';
+        }
+    }
+    Bytes::from(out)
 }
 
 /// One tenant's enrichment, owned by its poller.
@@ -229,7 +317,7 @@ impl Enricher {
         clock: Clock,
     ) -> Result<Arc<Enricher>, ApiError> {
         Ok(Arc::new(Enricher {
-            client: IntelClient::new(config.timeout)?,
+            client: IntelClient::new(config.timeout)?.with_max_body(config.max_summary_bytes),
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
             config,
             metrics,
@@ -249,14 +337,16 @@ impl Enricher {
     ) -> Result<TenantEnricher, StoreError> {
         let mut cache = Cache::default();
         for (kind, id, at, body) in store.intel_entries(tenant)? {
-            if let Some(kind) = EnrichKind::parse(&kind) {
-                cache.insert(
-                    (kind, Arc::from(id)),
-                    Bytes::from(body),
-                    at,
-                    self.config.cache_entries,
-                );
+            let Some(kind) = EnrichKind::parse(&kind) else {
+                continue;
+            };
+            // What an earlier version (or earlier settings) stored is held to today's rules.
+            let body = compact(Bytes::from(body));
+            if body.len() > self.config.max_summary_bytes {
+                store.remove_intel(tenant, kind.as_str(), &id)?;
+                continue;
             }
+            cache.insert((kind, Arc::from(id)), body, at, self.bounds());
         }
         let evicted = std::mem::take(&mut cache.evicted);
         for (kind, id) in evicted {
@@ -276,6 +366,15 @@ impl Enricher {
             enriched: 0,
             misses: 0,
         })
+    }
+}
+
+impl Enricher {
+    fn bounds(&self) -> Bounds {
+        Bounds {
+            entries: self.config.cache_entries,
+            bytes: self.config.max_cache_bytes,
+        }
     }
 }
 
@@ -314,6 +413,12 @@ impl TenantEnricher {
     /// Whether this tenant's enrichment is what `kinds` asks for (a reload keeps it when so).
     pub fn kinds(&self) -> &[EnrichKind] {
         &self.kinds
+    }
+
+    /// Summaries and campaigns left out since start because they were over
+    /// `max_summary_bytes` (for status).
+    pub fn dropped(&self) -> u64 {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).dropped
     }
 
     /// `batch` with what is known, or becomes known within `wait`, beside its events. Never
@@ -442,10 +547,29 @@ impl TenantEnricher {
             cache.inflight.remove(&key);
             match result {
                 Ok(body) => {
-                    cache.insert(key.clone(), body, now, shared.config.cache_entries);
+                    let kind = key.0.as_str();
+                    let for_bytes = cache.insert(key.clone(), compact(body), now, shared.bounds());
+                    if for_bytes > 0 {
+                        shared.metrics.add_enrichment_dropped(
+                            &tenant,
+                            kind,
+                            "cache_full",
+                            for_bytes as u64,
+                        );
+                    }
                     cache.unsaved.push(key);
                 }
                 Err(e) => {
+                    if let ApiError::BodyTooLarge(limit) = e {
+                        cache.dropped += 1;
+                        shared.metrics.add_enrichment_dropped(
+                            &tenant,
+                            key.0.as_str(),
+                            "too_large",
+                            1,
+                        );
+                        tracing::warn!(tenant = %tenant, kind = key.0.as_str(), limit, "enrichment left out: the summary is larger than enrichment.max_summary_bytes; events go without it");
+                    }
                     tracing::debug!(tenant = %tenant, kind = key.0.as_str(), error = %e, "enrichment lookup failed; events go without it");
                     let until = now + shared.config.retry_after.as_secs() as i64;
                     cache.failed.insert(key, until);
@@ -509,6 +633,13 @@ mod tests {
         assert!(ids_of(br#"{"threatID":""}"#, BOTH).is_empty());
     }
 
+    fn by_entries(entries: usize) -> Bounds {
+        Bounds {
+            entries,
+            bytes: usize::MAX,
+        }
+    }
+
     #[test]
     fn the_cache_keeps_its_bound_dropping_the_oldest() {
         let mut c = Cache::default();
@@ -517,7 +648,7 @@ mod tests {
                 (EnrichKind::Threats, Arc::from(format!("t{i}"))),
                 Bytes::from_static(b"{}"),
                 at,
-                2,
+                by_entries(2),
             );
         }
         assert_eq!(c.entries.len(), 2);
@@ -529,10 +660,51 @@ mod tests {
             (EnrichKind::Threats, Arc::from("t2")),
             Bytes::from_static(b"{}"),
             40,
-            2,
+            by_entries(2),
         );
         assert_eq!(c.order.len(), 2);
         assert_eq!(c.order.keys().next(), Some(&(30, 1)));
+    }
+
+    #[test]
+    fn the_cache_keeps_its_byte_bound_dropping_the_oldest() {
+        let bounds = Bounds {
+            entries: 100,
+            bytes: 250,
+        };
+        let mut c = Cache::default();
+        let body = |n: usize| Bytes::from(format!("\"{}\"", "x".repeat(n - 2)));
+        let mut for_bytes = 0;
+        for i in 0..5 {
+            let key = (EnrichKind::Campaigns, Arc::from(format!("c{i}")));
+            for_bytes += c.insert(key, body(100), i, bounds);
+            assert!(c.bytes <= 250, "{}", c.bytes);
+        }
+        assert_eq!((c.entries.len(), c.bytes, for_bytes), (2, 200, 3));
+        assert_eq!(
+            c.evicted.iter().map(|k| &*k.1).collect::<Vec<_>>(),
+            ["c0", "c1", "c2"]
+        );
+        // Replacing an entry counts its new size, not both.
+        let key = (EnrichKind::Campaigns, Arc::from("c4"));
+        assert_eq!(c.insert(key, body(50), 9, bounds), 0);
+        assert_eq!((c.entries.len(), c.bytes), (2, 150));
+    }
+
+    #[test]
+    fn a_pretty_printed_summary_is_made_compact_and_a_compact_one_kept_as_sent() {
+        let pretty = "{\n  \"id\": \"t 1\",\r\n  \"a\": [\n    1.50,\n    \"x\\\" \\n y\"\n  ],\n\t\"b\": {}\n}\n";
+        let out = compact(Bytes::from(pretty));
+        assert_eq!(&out[..], br#"{"id":"t 1","a":[1.50,"x\" \n y"],"b":{}}"#);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            serde_json::from_str::<serde_json::Value>(pretty).unwrap()
+        );
+        // One line already, spaces and all: the very bytes sent.
+        let one = Bytes::from_static(br#"{ "id" : "t 1", "z": 2, "a": 1 }"#);
+        let kept = compact(one.clone());
+        assert_eq!(kept.as_ptr(), one.as_ptr());
     }
 
     #[test]
@@ -545,5 +717,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(bad.validate().unwrap_err().0, "concurrency");
+        assert_eq!(c.max_summary_bytes, 64 << 10);
+        assert_eq!(c.max_cache_bytes, 32 << 20);
+        let bad = EnrichConfig {
+            max_summary_bytes: 2 << 20,
+            max_cache_bytes: 1 << 20,
+            ..Default::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().0, "max_summary_bytes");
     }
 }

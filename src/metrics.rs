@@ -68,6 +68,11 @@ const HELP: &[(&str, Kind, &str)] = &[
         "Ids an event was delivered without because their lookup failed or was too slow, by kind.",
     ),
     (
+        "tapfwd_enrichment_dropped_total",
+        Kind::Counter,
+        "Summaries and campaigns left out of enrichment, by kind and reason (too_large: over enrichment.max_summary_bytes; cache_full: dropped from the cache to keep it within enrichment.max_cache_bytes).",
+    ),
+    (
         "tapfwd_checkpoint_lag_seconds",
         Kind::Gauge,
         "How far a sink's checkpoint is behind now (freshness; includes the configured lag).",
@@ -142,6 +147,11 @@ const HELP: &[(&str, Kind, &str)] = &[
         "tapfwd_stream_archive_catchups_total",
         Kind::Counter,
         "Archive catch-ups a streaming source ran to close a gap.",
+    ),
+    (
+        "tapfwd_people_snapshots_total",
+        Kind::Counter,
+        "People snapshots ended, by feed and result (complete, partial: short of or past the API's total).",
     ),
     (
         "tapfwd_stream_events_per_second",
@@ -242,6 +252,24 @@ impl Metrics {
             "tapfwd_enrichment_misses_total",
             labels(tenant, None, Some(("kind", kind))),
             1.0,
+        );
+    }
+
+    /// `n` summaries or campaigns of `kind` left out for `reason` (`too_large`, `cache_full`).
+    pub fn add_enrichment_dropped(
+        &self,
+        tenant: &str,
+        kind: &'static str,
+        reason: &'static str,
+        n: u64,
+    ) {
+        self.add(
+            "tapfwd_enrichment_dropped_total",
+            format!(
+                "{},reason=\"{reason}\"",
+                labels(tenant, None, Some(("kind", kind)))
+            ),
+            n as f64,
         );
     }
 
@@ -365,6 +393,13 @@ impl Metrics {
             labels(tenant, None, Some(("kind", kind))),
             1.0,
         );
+    }
+
+    /// A People snapshot of `feed` (`vap`, `top_clickers`) ended, `complete` or `partial`.
+    pub fn add_people_snapshot(&self, tenant: &str, feed: &str, result: &'static str) {
+        let mut l = labels(tenant, None, Some(("feed", feed)));
+        let _ = write!(l, ",result=\"{result}\"");
+        self.add("tapfwd_people_snapshots_total", l, 1.0);
     }
 
     /// Drops every series of a tenant that was removed by a reload.

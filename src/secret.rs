@@ -11,7 +11,9 @@
 //! Text that comes from outside (an API's or a sink's error body, a header) may echo a secret
 //! back: a debug proxy or a WAF page repeats the request's `Authorization` header. [`scrub`] is
 //! the one function every source and sink passes such text through before it reaches a log, the
-//! status board or the store.
+//! status board or the store, and [`scrubbed_excerpt`] the one that shortens it: it scrubs
+//! first and cuts after, so a secret that straddles the cut is still recognised. No client, sink
+//! or command shortens such text any other way.
 
 use std::path::Path;
 
@@ -23,26 +25,109 @@ use crate::files;
 /// What [`scrub`] puts where a secret stood.
 pub const REDACTED: &str = "[redacted]";
 
-/// `text` with every occurrence of each of `secrets`, and of its Base64 forms (padded, unpadded,
-/// URL-safe: what an echoed `Authorization: Basic` or a token header looks like), replaced by
-/// [`REDACTED`]. Pass the secret and, for Basic auth, `principal:secret` too. Secrets shorter
-/// than 4 bytes are left alone (replacing them would garble every text and protect nothing).
-pub fn scrub(text: String, secrets: &[&str]) -> String {
+/// Secrets shorter than this are not scrubbed: replacing them would garble every text and
+/// protect nothing.
+const MIN_SECRET: usize = 4;
+
+/// Every form of `secrets` that [`scrub`] removes, longest first within each secret (so that a
+/// padded Base64 form is not left with its `=` behind).
+fn forms(secrets: &[&str]) -> Vec<String> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-    let mut text = text;
-    for s in secrets.iter().filter(|s| s.len() >= 4) {
-        // Longest form first, so that a padded form is not left with its `=` behind.
-        let forms = [
+    let mut out = Vec::new();
+    for s in secrets.iter().filter(|s| s.len() >= MIN_SECRET) {
+        out.extend([
             STANDARD.encode(s),
             URL_SAFE.encode(s),
             STANDARD_NO_PAD.encode(s),
             URL_SAFE_NO_PAD.encode(s),
             s.to_string(),
-        ];
-        for form in forms {
-            if text.contains(form.as_str()) {
-                text = text.replace(form.as_str(), REDACTED);
-            }
+        ]);
+    }
+    out
+}
+
+fn scrub_forms(mut text: String, forms: &[String]) -> String {
+    for form in forms {
+        if text.contains(form.as_str()) {
+            text = text.replace(form.as_str(), REDACTED);
+        }
+    }
+    text
+}
+
+/// `text` with every occurrence of each of `secrets`, and of its Base64 forms (padded, unpadded,
+/// URL-safe: what an echoed `Authorization: Basic` or a token header looks like), replaced by
+/// [`REDACTED`]. Pass the secret and, for Basic auth, `principal:secret` too. Secrets shorter
+/// than 4 bytes are left alone (replacing them would garble every text and protect nothing).
+pub fn scrub(text: String, secrets: &[&str]) -> String {
+    scrub_forms(text, &forms(secrets))
+}
+
+/// At most `max_chars` characters of `text` that came from outside (an error body, a header), on
+/// one line, for an error message, a log line or the status board: scrubbed of `secrets` as
+/// [`scrub`] does *before* it is cut, so that a secret straddling the cut is removed whole rather
+/// than leaving its first part behind, unrecognised. Control characters become spaces, the ends
+/// are trimmed, and a text that was cut ends in `…`.
+///
+/// Only the start of a long text is read: as many bytes as `max_chars` characters can take, plus
+/// the longest secret form (one that starts in the part shown ends in the part read). A text cut
+/// before it got here (a bounded read) that ends in the first 4 or more bytes of a secret form has
+/// that part redacted too. Every client, sink and command shortens text from outside with this
+/// function; none cuts it first.
+pub fn scrubbed_excerpt(text: &[u8], secrets: &[&str], max_chars: usize) -> String {
+    let forms = forms(secrets);
+    let start = text
+        .iter()
+        .position(|b| !(b.is_ascii_whitespace() || b.is_ascii_control()))
+        .unwrap_or(text.len());
+    let text = &text[start..];
+    let longest = forms.iter().map(String::len).max().unwrap_or(0);
+    let read = max_chars.saturating_mul(4).saturating_add(longest);
+    let mut cut = text.len() > read;
+    let text = scrub_forms(
+        String::from_utf8_lossy(&text[..text.len().min(read)]).into_owned(),
+        &forms,
+    );
+    let text = redact_partial_tail(text, &forms);
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let line = line.trim();
+    let mut out: String = match line.char_indices().nth(max_chars) {
+        Some((at, _)) => {
+            cut = true;
+            line[..at].trim_end().to_owned()
+        }
+        None => line.to_owned(),
+    };
+    if cut {
+        out.push('…');
+    }
+    out
+}
+
+/// `text` whose end, when it is the first [`MIN_SECRET`] or more bytes of one of `forms` (a
+/// secret cut off by a bounded read before it got here), is replaced by [`REDACTED`]. Of a
+/// `principal:secret` form, the part before the first `:` is not secret: a text that ends in the
+/// principal is left alone, one that ends in it and 4 or more bytes after the `:` is not.
+fn redact_partial_tail(mut text: String, forms: &[String]) -> String {
+    for form in forms {
+        let shortest = form.find(':').map_or(0, |colon| colon + 1) + MIN_SECRET;
+        let form = form.as_bytes();
+        let longest = (form.len() - 1).min(text.len());
+        let Some(k) = (shortest..=longest)
+            .rev()
+            .find(|&k| text.as_bytes().ends_with(&form[..k]))
+        else {
+            continue;
+        };
+        // The match starts where the form starts, on a character boundary of the text.
+        let at = text.len() - k;
+        if text.is_char_boundary(at) {
+            text.truncate(at);
+            text.push_str(REDACTED);
+            return text;
         }
     }
     text
@@ -60,6 +145,12 @@ pub fn basic_auth_forms(principal: &str, secret: &SecretString) -> Vec<SecretStr
 pub fn scrub_with(text: String, secrets: &[SecretString]) -> String {
     let exposed: Vec<&str> = secrets.iter().map(|s| s.expose_secret()).collect();
     scrub(text, &exposed)
+}
+
+/// [`scrubbed_excerpt`] with secrets held as [`SecretString`]s.
+pub fn scrubbed_excerpt_with(text: &[u8], secrets: &[SecretString], max_chars: usize) -> String {
+    let exposed: Vec<&str> = secrets.iter().map(|s| s.expose_secret()).collect();
+    scrubbed_excerpt(text, &exposed, max_chars)
 }
 
 /// Reads an environment variable: `std::env::var` in the daemon, a map in tests.
@@ -222,5 +313,57 @@ mod tests {
     fn scrub_leaves_short_secrets_and_other_text_alone() {
         assert_eq!(scrub("a b c".into(), &["b"]), "a b c");
         assert_eq!(scrub("nothing here".into(), &["s3cr3t"]), "nothing here");
+    }
+
+    /// A secret that straddles the cut: scrubbing first removes it whole; cutting first would
+    /// have left `TOPSECRET-` behind, which no longer matches the secret.
+    #[test]
+    fn an_excerpt_is_scrubbed_before_it_is_cut() {
+        let secret = "TOPSECRET-0123456789abcdef";
+        for at in 280..300 {
+            let body = format!("{}{secret} and more text after it", "x".repeat(at));
+            let out = scrubbed_excerpt(body.as_bytes(), &[secret], 300);
+            assert!(!out.contains("TOPS"), "{at}: {out}");
+            assert!(out.chars().count() <= 301, "{at}: {out}");
+            assert!(out.ends_with('…'), "{at}: {out}");
+        }
+        // Base64 forms too (an echoed `Authorization: Basic`).
+        let forms = basic_auth_forms("p-acme", &SecretString::from(secret));
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("p-acme:{secret}"));
+        let body = format!("{}Authorization: Basic {b64}", "y".repeat(270));
+        let out = scrubbed_excerpt_with(body.as_bytes(), &forms, 300);
+        assert!(!out.contains(&b64[..8]), "{out}");
+    }
+
+    #[test]
+    fn an_excerpt_is_one_line_trimmed_and_marked_when_cut() {
+        assert_eq!(
+            scrubbed_excerpt(b"\n  bad\ncredentials\r\n", &[], 300),
+            "bad credentials"
+        );
+        assert_eq!(scrubbed_excerpt(b"", &[], 300), "");
+        let long = "é".repeat(1000);
+        let out = scrubbed_excerpt(long.as_bytes(), &[], 300);
+        assert_eq!(out.chars().count(), 301);
+        assert_eq!(out, format!("{}…", "é".repeat(300)));
+        assert_eq!(scrubbed_excerpt(b"short", &[], 5), "short");
+    }
+
+    /// A text cut before it got here (a bounded read) that ends in a secret's first part.
+    #[test]
+    fn a_secret_cut_off_before_the_excerpt_is_redacted_from_its_end() {
+        let secret = "TOPSECRET-0123456789";
+        let out = scrubbed_excerpt(b"error: token TOPSECRET-01", &[secret], 300);
+        assert_eq!(out, "error: token [redacted]");
+        // Fewer than 4 bytes of it are too little to tell from ordinary text.
+        let out = scrubbed_excerpt(b"error: TOP", &[secret], 300);
+        assert_eq!(out, "error: TOP");
+        // Of `principal:secret`, the principal alone is not a secret.
+        let pair = format!("p-acme:{secret}");
+        let forms = [secret, pair.as_str()];
+        let out = scrubbed_excerpt(b"unknown principal p-acme", &forms, 300);
+        assert_eq!(out, "unknown principal p-acme");
+        let out = scrubbed_excerpt(b"Authorization: p-acme:TOPSEC", &forms, 300);
+        assert_eq!(out, "Authorization: p-acme:[redacted]");
     }
 }

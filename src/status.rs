@@ -8,6 +8,7 @@ use std::sync::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::clock;
+use crate::store::Progress;
 
 /// What a tenant is doing, as `tapfwd status` and `/status` spell it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +29,9 @@ pub enum TenantState {
     WaitingForBudget,
     /// The API refuses the credentials (401/403); retried hourly and on reload.
     Failed,
+    /// A People source whose snapshot of this period is partial: the list did not end within
+    /// the pages its total allows, or the pages disagree with the total (see `snapshot`).
+    Partial,
     /// Not running: `tapfwd status` read the store of a daemon that is not running.
     Stopped,
     /// Never polled: `tapfwd status` found no stream of this tenant in the store.
@@ -44,6 +48,7 @@ impl TenantState {
             TenantState::Throttled => "throttled",
             TenantState::WaitingForBudget => "waiting_for_budget",
             TenantState::Failed => "failed",
+            TenantState::Partial => "partial",
             TenantState::Stopped => "stopped",
             TenantState::NotStarted => "not_started",
         }
@@ -95,6 +100,10 @@ pub struct TenantStatus {
     /// Ids an event went without because their lookup failed or was too slow, since start.
     #[serde(default)]
     pub enrichment_misses: u64,
+    /// Summaries and campaigns left out because they were larger than
+    /// `enrichment.max_summary_bytes`, since start (the events naming them count as misses).
+    #[serde(default)]
+    pub enrichment_dropped: u64,
     /// Essentials partner tenants: events received per child organisation (`customerEid`) since
     /// start; at most [`MAX_CUSTOMERS`] ids (each at most 64 bytes), the events of the ids after
     /// them counted under [`OTHER_CUSTOMERS`], and the events whose `customerEid` is not an id (a
@@ -104,6 +113,51 @@ pub struct TenantStatus {
     /// A streaming source (PoD): its connection; absent for polled sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<StreamStatus>,
+}
+
+/// A People source's latest snapshot into one sink: whether it holds every user the API said
+/// the list has.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotStatus {
+    /// The start of the period the snapshot belongs to (RFC 3339).
+    pub period: String,
+    /// `complete`: the list ended where the API's total says. `partial`: not (yet): the snapshot
+    /// stopped at a 429, the budget or a failing sink and is finished from `resume_page`, or it
+    /// ended short of or past the total, or it was cut at the page bound (`reason`).
+    pub result: String,
+    /// Users the snapshot's pages held (before dedupe).
+    pub users: u64,
+    /// The API's total (`totalVapUsers`, `totalTopClickers`), when it said.
+    pub expected: Option<u64>,
+    /// Pages fetched.
+    pub pages: u32,
+    /// While the snapshot is still to be finished: the page it goes on from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_page: Option<u32>,
+    /// Why a snapshot is partial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl SnapshotStatus {
+    /// The status of the snapshot `progress` records, for a stream at `checkpoint`.
+    pub fn of(progress: &Progress, checkpoint: i64) -> Self {
+        let unfinished = progress.short.is_none() && checkpoint < progress.end;
+        SnapshotStatus {
+            period: clock::rfc3339(progress.end),
+            result: if unfinished || progress.short.is_some() {
+                "partial"
+            } else {
+                "complete"
+            }
+            .to_string(),
+            users: progress.events,
+            expected: progress.expected,
+            pages: progress.pages,
+            resume_page: unfinished.then_some(progress.pages.saturating_add(1)),
+            reason: progress.short.clone(),
+        }
+    }
 }
 
 /// A streaming source's connection (one PoD log type of one tenant).
@@ -199,6 +253,9 @@ pub struct SinkStatus {
     /// API history skipped because the checkpoint fell past the API's horizon (TAP 7 days,
     /// Essentials 3).
     pub gap_seconds: i64,
+    /// A People source: its latest snapshot into this sink; absent for other sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotStatus>,
 }
 
 impl SinkStatus {
@@ -212,6 +269,10 @@ impl SinkStatus {
             behind_seconds: behind,
             backlog_seconds: (behind - lag).max(0),
             gap_seconds: state.gap_seconds,
+            snapshot: state
+                .progress
+                .as_ref()
+                .map(|p| SnapshotStatus::of(p, state.checkpoint)),
             ..Default::default()
         }
     }

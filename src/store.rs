@@ -61,6 +61,31 @@ pub struct StreamState {
     /// The last skipped span, `[from, to)` in unix seconds.
     #[serde(default)]
     pub last_gap: Option<(i64, i64)>,
+    /// The latest paged delivery (a People snapshot) to this sink: how far it got. Absent for
+    /// windows and streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+/// How far a delivery that pages through its span (a People snapshot) got for one stream. Kept
+/// with the stream, so a delivery cut short (a 429, a spent budget, a failing sink, a restart)
+/// goes on from the page after `pages`, and how the last one ended is still reported after a
+/// restart. It is finished once the stream's checkpoint reached `end`, complete unless `short`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The position the delivery takes the stream to (a snapshot's period).
+    pub end: i64,
+    /// The sink has every event of pages 1 to `pages`.
+    pub pages: u32,
+    /// Events those pages held, as fetched (before dedupe).
+    pub events: u64,
+    /// How many events the API said the span holds, when it said.
+    #[serde(default)]
+    pub expected: Option<u64>,
+    /// Why the delivery is partial: it got less or more than the API promised, or could not be
+    /// finished in time. Set, it is not gone on with.
+    #[serde(default)]
+    pub short: Option<String>,
 }
 
 /// What `tapfwd status` shows about a tenant besides its streams.

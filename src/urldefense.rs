@@ -13,8 +13,14 @@
 //! characters; Proofpoint's own decoder gets non-ASCII runs wrong), and the result must be valid
 //! UTF-8; anything that does not decode exactly is an error naming what is wrong, never a guess.
 //! A URL that is not a URL Defense link is returned unchanged.
+//!
+//! A decoded link says whatever its sender wrote, line breaks and terminal escape sequences
+//! included. [`escape_for_display`] is what a decoded URL goes through before it is printed: it
+//! percent-encodes the characters a terminal or a line-based script would act on instead of
+//! showing, so one URL stays one line and prints as text.
 
 use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
@@ -236,9 +242,65 @@ fn html_unescape(s: &str) -> String {
     out
 }
 
+/// Whether `c` is acted on rather than shown by a terminal or a line-based reader: a control
+/// character (U+0000–U+001F, U+007F–U+009F: line breaks, ESC, NUL, the C1 CSI), the line and
+/// paragraph separators (U+2028, U+2029), or a bidirectional formatting character (U+061C,
+/// U+200E, U+200F, U+202A–U+202E, U+2066–U+2069), which reorders how the rest of a line shows.
+fn acted_on(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `url` with every character that a terminal or a line-based script would act on (see
+/// [`acted_on`]) percent-encoded, byte by byte of its UTF-8, as a browser sends it: a line break
+/// becomes `%0A`, ESC `%1B`, NUL `%00`, U+202E `%E2%80%AE`. Everything else, other non-ASCII
+/// letters and a `%` already there included, is left as it is, so the result is the same URL on
+/// one line.
+pub fn escape_for_display(url: &str) -> Cow<'_, str> {
+    if !url.chars().any(acted_on) {
+        return Cow::Borrowed(url);
+    }
+    let mut out = String::with_capacity(url.len() + 8);
+    for c in url.chars() {
+        if acted_on(c) {
+            let mut bytes = [0u8; 4];
+            for b in c.encode_utf8(&mut bytes).bytes() {
+                let _ = write!(out, "%{b:02X}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_for_display_percent_encodes_what_a_terminal_would_act_on() {
+        assert_eq!(
+            escape_for_display("https://x.test/a\nb\x1b[31mc\0d\re\tf\u{7f}\u{9b}"),
+            "https://x.test/a%0Ab%1B[31mc%00d%0De%09f%7F%C2%9B"
+        );
+        assert_eq!(
+            escape_for_display("https://x.test/\u{202e}gpj.exe\u{2028}x\u{2066}"),
+            "https://x.test/%E2%80%AEgpj.exe%E2%80%A8x%E2%81%A6"
+        );
+        // Letters of any script, and `%` escapes already there, stay as they are.
+        let plain = "https://example.com/café/日本?q=%0A&x=1";
+        assert!(matches!(escape_for_display(plain), Cow::Borrowed(p) if p == plain));
+    }
 
     fn ok(url: &str) -> String {
         decode(url)

@@ -1,6 +1,8 @@
 //! The analyst commands through the real binary: `decode-url` (arguments and standard input, an
 //! unrewritten URL unchanged, a malformed one named on stderr with exit 1 while the others still
-//! print) and `lookup` against the simulator's threat, campaign and forensics endpoints.
+//! print; what a link decodes to printed as one line of text; a line of input that is not UTF-8
+//! or is huge named and skipped, in bounded memory) and `lookup` against the simulator's threat,
+//! campaign and forensics endpoints.
 
 mod support;
 
@@ -77,6 +79,193 @@ fn decode_url_reads_standard_input_without_arguments() {
         format!("{V3_DECODED}\n{PLAIN}\n{V2_DECODED}\n")
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains(BROKEN));
+}
+
+/// Links whose decoded URL holds what a terminal acts on: a line break, ESC, NUL and the C1 CSI
+/// (v2), an xterm title sequence ending in BEL (v1), a right-to-left override and a line break
+/// (v3); and how each prints.
+const CRAFTED: [(&str, &str); 3] = [
+    (
+        "https://urldefense.proofpoint.com/v2/url?u=https-3A__x.test_a-0Ab-1B-5B31m-00c-C2-9B&d=DwICaQ&c=x&r=y&m=z&s=w&e=",
+        "https://x.test/a%0Ab%1B[31m%00c%C2%9B",
+    ),
+    (
+        "https://urldefense.proofpoint.com/v1/url?u=http://x.test/%1B%5D0;pwned%07%00&k=x",
+        "http://x.test/%1B]0;pwned%07%00",
+    ),
+    (
+        "https://urldefense.com/v3/__https://x.test/%E2%80%AEgpj.exe%0Aline2__;!!x$",
+        "https://x.test/%E2%80%AEgpj.exe%0Aline2",
+    ),
+];
+
+/// What a link decodes to is printed as one line of text: control characters, separators and
+/// bidirectional overrides percent-encoded, from arguments and from standard input alike, and the
+/// help says so.
+#[test]
+fn decode_url_prints_control_characters_of_a_decoded_link_percent_encoded() {
+    let expected: String = CRAFTED.iter().map(|(_, out)| format!("{out}\n")).collect();
+    let links: Vec<&str> = CRAFTED.iter().map(|(link, _)| *link).collect();
+    let out = tapfwd().arg("decode-url").args(&links).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), expected);
+
+    let mut child = tapfwd()
+        .arg("decode-url")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(links.join("\n").as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout, expected);
+    assert_eq!(stdout.lines().count(), CRAFTED.len());
+    assert!(
+        !stdout.chars().any(|c| c.is_control() && c != '\n'),
+        "{stdout:?}"
+    );
+
+    let help = tapfwd().args(["decode-url", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("percent-encoded"), "{help}");
+    assert!(help.contains("a line break prints as %0A"), "{help}");
+}
+
+/// A line of standard input that is not UTF-8 is named by its number and skipped; the lines after
+/// it are still decoded, and the exit code says something was skipped.
+#[test]
+fn decode_url_names_a_line_that_is_not_utf8_and_decodes_the_rest() {
+    let mut child = tapfwd()
+        .arg("decode-url")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = format!("{V3}\n").into_bytes();
+    input.extend_from_slice(b"https://x.test/\xff\xfe\n");
+    input.extend_from_slice(format!("{PLAIN}\n{V2}\n").as_bytes());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&input).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{V3_DECODED}\n{PLAIN}\n{V2_DECODED}\n")
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("line 2: not UTF-8, skipped"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+}
+
+/// The length of each line `reader` yields and its first 100 bytes, sent on `lines` as they come;
+/// a huge line is counted as it streams past, not held.
+fn stream_lines(
+    reader: impl std::io::Read + Send + 'static,
+    lines: std::sync::mpsc::Sender<(usize, String)>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(reader);
+        let (mut len, mut head) = (0usize, Vec::new());
+        loop {
+            let chunk = match std::io::BufRead::fill_buf(&mut reader) {
+                Ok([]) | Err(_) => return,
+                Ok(chunk) => chunk,
+            };
+            let (part, used) = match chunk.iter().position(|b| *b == b'\n') {
+                Some(at) => (&chunk[..at], at + 1),
+                None => (chunk, chunk.len()),
+            };
+            len += part.len();
+            head.extend_from_slice(&part[..part.len().min(100 - head.len().min(100))]);
+            let ends = used > part.len();
+            std::io::BufRead::consume(&mut reader, used);
+            if ends {
+                let line = String::from_utf8_lossy(&head).into_owned();
+                if lines.send((len, line)).is_err() {
+                    return;
+                }
+                (len, head) = (0, Vec::new());
+            }
+        }
+    })
+}
+
+/// The peak resident memory (`VmHWM`) of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"))
+}
+
+/// A 200 MB line on standard input is reported (by number) and skipped as it streams past: the
+/// process's peak memory stays under 32 MiB, and the URL after it is still decoded.
+#[test]
+fn decode_url_skips_a_200_mb_line_without_holding_it() {
+    const HUGE: usize = 200 * 1000 * 1000;
+    let mut child = tapfwd()
+        .arg("decode-url")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let reader = stream_lines(child.stdout.take().unwrap(), tx);
+    let (close_tx, close) = std::sync::mpsc::channel::<()>();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(format!("{V3}\nhttps://x.test/").as_bytes())?;
+        let chunk = vec![b'a'; 1 << 20];
+        let mut sent = 0;
+        while sent < HUGE {
+            let n = chunk.len().min(HUGE - sent);
+            stdin.write_all(&chunk[..n])?;
+            sent += n;
+        }
+        stdin.write_all(format!("\n{PLAIN}\n").as_bytes())?;
+        // Standard input stays open until the memory is read, so the process is still there.
+        let _ = close.recv();
+        Ok::<_, std::io::Error>(())
+    });
+    let patience = support::PATIENCE;
+    let mut got = Vec::new();
+    while got.last().map(|(_, l): &(usize, String)| l.as_str()) != Some(PLAIN) {
+        let line = lines
+            .recv_timeout(patience)
+            .unwrap_or_else(|_| panic!("no more output after {got:?}"));
+        got.push(line);
+    }
+    let peak_kib = peak_rss_kib(pid);
+    close_tx.send(()).unwrap();
+    writer.join().unwrap().unwrap();
+    let out = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    assert!(
+        peak_kib < 32 * 1024,
+        "peak resident memory {peak_kib} KiB for a {HUGE}-byte line"
+    );
+    let printed: Vec<&str> = got.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(printed, [V3_DECODED, PLAIN]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("line 2: longer than 65536 bytes, skipped"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
 }
 
 /// A config with one tenant of the simulator, its secret in `$LOOKUP_TEST_SECRET`, and a second

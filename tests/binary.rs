@@ -1,5 +1,6 @@
 //! Tests that run the real `tapfwd` binary: `kill -9` in the middle of a backlog, secrets kept
-//! out of logs, status and the store, and `check` naming the bad key.
+//! out of logs, status and the store, and `check` naming the bad key (`admin_token_env` included:
+//! what `run` refuses, `check` refuses).
 
 mod support;
 
@@ -8,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use support::daemon::{file_len, sigterm, tapfwd, wait_for_tenant_lines, wait_until};
+use support::daemon::{exit_within, file_len, sigterm, tapfwd, wait_for_tenant_lines, wait_until};
 use support::rig::Rig;
 use support::*;
 use tapfwd::clock::Clock;
@@ -698,4 +699,63 @@ fn secret_and_config_files_are_small_regular_files_only_their_owner_may_touch() 
     );
     chmod(&tenant_file, 0o644);
     passes(&with_dir, &[("ACME_SECRET", "s3cr3t-acme")]);
+/// `run` refuses to start when `admin_token_env` is empty, names a variable that is not set, or
+/// one set to nothing; `check` refuses the same configs, naming the key, instead of calling them
+/// good. With the variable set, both accept it and the token is not printed.
+#[test]
+fn check_refuses_an_admin_token_env_that_run_refuses() {
+    let scratch = Scratch::new();
+    let rest = "state_dir = \"s\"\nadmin_listen = \"127.0.0.1:0\"\n[sinks.archive]\ntype = \"file\"\npath = \"e.ndjson\"\n[tenants.acme]\nprincipal = \"p\"\nsecret = \"x\"\nsinks = [\"archive\"]\n";
+    let cases = [
+        ("unset", "TAPFWD_TEST_ADMIN_TOKEN_UNSET", "is not set"),
+        ("empty value", "TAPFWD_TEST_ADMIN_TOKEN_EMPTY", "is empty"),
+        (
+            "empty name",
+            "",
+            "must be the name of an environment variable",
+        ),
+    ];
+    let command = |args: &[&str], config: &Path| {
+        let mut cmd = tapfwd();
+        cmd.args(args)
+            .arg(config)
+            .current_dir(scratch.dir.path())
+            .env("RUST_LOG", "off")
+            .env_remove("TAPFWD_TEST_ADMIN_TOKEN_UNSET")
+            .env("TAPFWD_TEST_ADMIN_TOKEN_EMPTY", "")
+            .env("TAPFWD_TEST_ADMIN_TOKEN_SET", "adm1n-t0ken-never-shown")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    for (i, (case, var, why)) in cases.iter().enumerate() {
+        let config = scratch.path(&format!("c{i}.toml"));
+        std::fs::write(&config, format!("admin_token_env = \"{var}\"\n{rest}")).unwrap();
+        let out = command(&["check", "--config"], &config).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{case}: check accepted it");
+        assert!(
+            stderr.contains("config key `admin_token_env`") && stderr.contains(why),
+            "{case}: {stderr}"
+        );
+        // `run` refuses it too (so `check` said what `run` will do).
+        let mut run = command(&["run", "--config"], &config).spawn().unwrap();
+        let exit = exit_within(&mut run, Duration::from_secs(60), case);
+        assert!(!exit.success(), "{case}: run started");
+    }
+    let config = scratch.path("good.toml");
+    std::fs::write(
+        &config,
+        format!("admin_token_env = \"TAPFWD_TEST_ADMIN_TOKEN_SET\"\n{rest}"),
+    )
+    .unwrap();
+    let out = command(&["check", "--config"], &config).output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("config ok"), "{stdout}");
+    assert!(!format!("{stdout}{stderr}").contains("adm1n-t0ken-never-shown"));
 }

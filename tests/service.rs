@@ -529,6 +529,267 @@ async fn readyz_answers_503_until_ready() {
     server.await.unwrap().unwrap();
 }
 
+/// Whether the server has closed `stream`: reads (discarding anything sent first) until the end
+/// of the stream, or gives up at `deadline`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, deadline: tokio::time::Instant) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// One `GET PATH` on a connection of its own: the status line of the answer.
+async fn raw_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(support::PATIENCE, stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The admin endpoint's own bounds, with small ones: a connection that sends nothing, one that
+/// stops half-way through its headers and one idle after a request are each closed once idle for
+/// the bound; at the cap of connections, the oldest is closed at once for a newcomer, which is
+/// answered.
+#[tokio::test]
+async fn admin_endpoint_closes_idle_connections_and_the_oldest_at_its_cap() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let state = tapfwd::admin::AdminState {
+        metrics: Arc::default(),
+        status: Arc::default(),
+        store: Store::open(dir.path()).unwrap(),
+        ready: Arc::default(),
+        token: None,
+    };
+    let serve = |limits: tapfwd::admin::Limits, stop: &CancellationToken| {
+        let (state, stop) = (state.clone(), stop.clone());
+        async move {
+            let listener = tapfwd::admin::bind("127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(tapfwd::admin::serve_with(listener, state, limits, stop));
+            (addr, server)
+        }
+    };
+    let stop = CancellationToken::new();
+
+    // Idle bound 300 ms.
+    let idle = Duration::from_millis(300);
+    let (addr, server) = serve(
+        tapfwd::admin::Limits {
+            max_connections: 64,
+            idle,
+        },
+        &stop,
+    )
+    .await;
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .unwrap();
+    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 256];
+    let n = kept.read(&mut answer).await.unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    let opened = tokio::time::Instant::now();
+    let deadline = opened + Duration::from_secs(30);
+    for (what, mut stream) in [
+        ("silent", silent),
+        ("half a request", half),
+        ("kept alive", kept),
+    ] {
+        assert!(
+            closed_within(&mut stream, deadline).await,
+            "{what}: still open after 30 s"
+        );
+    }
+    assert!(opened.elapsed() >= idle - Duration::from_millis(50));
+    stop.cancel();
+    server.await.unwrap().unwrap();
+
+    // At most 4 connections, idle bound a minute: the 5th closes the 1st at once.
+    let stop = CancellationToken::new();
+    let (addr, server) = serve(
+        tapfwd::admin::Limits {
+            max_connections: 4,
+            idle: Duration::from_secs(60),
+        },
+        &stop,
+    )
+    .await;
+    let mut idle_ones = Vec::new();
+    for _ in 0..4 {
+        idle_ones.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    assert_eq!(raw_get(addr, "/healthz").await, "HTTP/1.1 200 OK");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    assert!(
+        closed_within(&mut idle_ones[0], deadline).await,
+        "the oldest connection is still open"
+    );
+    // The three others are still served: each answers a request.
+    for stream in &mut idle_ones[1..] {
+        stream
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let n = stream.read(&mut answer).await.unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 503"), "{answer:?}");
+    }
+    stop.cancel();
+    server.await.unwrap().unwrap();
+}
+
+/// Hundreds of idle connections to the admin port of a daemon limited to 256 open files: the
+/// endpoint holds at most 64 of them (closing the oldest for each newcomer, and the rest after
+/// 10 s idle), so `/healthz` answers and a tenant added afterwards polls (its sockets and files
+/// still open). Before the bound, the daemon ran out of descriptors: `/healthz` never answered and
+/// every poll failed with "Too many open files".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoint_survives_300_idle_connections_under_256_descriptors() {
+    let tap = FakeTap::start(&[("a", "s-a"), ("b", "s-b")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tapfwd.toml");
+    let tdir = dir.path().join("tenants.d");
+    std::fs::create_dir(&tdir).unwrap();
+    let port = free_port();
+    std::fs::write(
+        &path,
+        service_config(
+            dir.path(),
+            tap.addr,
+            &format!("admin_listen = \"127.0.0.1:{port}\"\ntenants_dir = \"tenants.d\""),
+            "1h",
+            &["out"],
+            &[tap_tenant("a", "s-a", &["out"])],
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start_under_ulimit(&path, "-n 256");
+    daemon
+        .wait_log("a caught up", |v| {
+            message(v) == "caught up" && v["tenant"] == "a"
+        })
+        .await;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let flooded = tokio::time::Instant::now();
+    let probe = tokio::time::timeout(Duration::from_secs(20), raw_get(addr, "/healthz")).await;
+    assert_eq!(
+        probe.as_deref().ok(),
+        Some("HTTP/1.1 200 OK"),
+        "/healthz with 300 idle connections open; log:\n{}",
+        daemon.log_text()
+    );
+    // A poll after the flood: tenant b, added by a reload, fetches its hour.
+    std::fs::write(
+        tdir.join("b.toml"),
+        tenant_table(&tap_tenant("b", "s-b", &["out"]), tap.addr, false),
+    )
+    .unwrap();
+    daemon.signal("HUP");
+    daemon
+        .wait_log("b caught up", |v| {
+            message(v) == "caught up" && v["tenant"] == "b"
+        })
+        .await;
+    // The endpoint held at most 64: the others were closed as newer ones came, and the rest go
+    // after 10 s idle.
+    let deadline = flooded + Duration::from_secs(5);
+    let closes: Vec<bool> =
+        futures_util::future::join_all(idle.iter_mut().map(|s| closed_within(s, deadline))).await;
+    let early = closes.iter().filter(|c| **c).count();
+    assert!(early >= 300 - 64, "{early} of 300 closed within 5 s");
+    let deadline = flooded + Duration::from_secs(40);
+    let closes: Vec<bool> =
+        futures_util::future::join_all(idle.iter_mut().map(|s| closed_within(s, deadline))).await;
+    assert!(
+        closes.iter().all(|c| *c),
+        "an idle connection still open after 40 s"
+    );
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid())).unwrap();
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.split_whitespace().nth(3) == Some("256")),
+        "{limits}"
+    );
+    let (status, log) = daemon.stop().await;
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("Too many open files"), "{log}");
+}
+
+/// `tapfwd run` raises its soft limit on open files to the hard limit at start, and logs both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_raises_the_open_files_soft_limit_to_the_hard_limit() {
+    let tap = FakeTap::start(&[("a", "s-a")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tapfwd.toml");
+    std::fs::write(
+        &path,
+        service_config(
+            dir.path(),
+            tap.addr,
+            "",
+            "1h",
+            &["out"],
+            &[tap_tenant("a", "s-a", &["out"])],
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start_under_ulimit(&path, "-S -n 256");
+    let raised = daemon
+        .wait_log("the limit raised", |v| {
+            message(v) == "open files limit raised"
+        })
+        .await;
+    daemon
+        .wait_log("tapfwd running", |v| message(v) == "tapfwd running")
+        .await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid())).unwrap();
+    let (soft, hard) = limits
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("Max open files")?;
+            let mut n = rest.split_whitespace();
+            Some((n.next()?.to_string(), n.next()?.to_string()))
+        })
+        .unwrap_or_else(|| panic!("{limits}"));
+    assert_ne!(
+        hard, "256",
+        "the hard limit of this machine is 256: nothing to raise"
+    );
+    assert_eq!(soft, hard, "{limits}");
+    assert_eq!(raised["was"], 256, "{raised}");
+    assert_eq!(raised["soft"].to_string(), hard, "{raised}");
+    assert_eq!(raised["hard"].to_string(), hard, "{raised}");
+    let (status, log) = daemon.stop().await;
+    assert!(status.success(), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_logs_metrics_or_status_of_the_running_binary() {
     let tap = FakeTap::start(&[("good", SECRET), ("bad", "the-right-one")]).await;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::split::SplitError;
-use crate::secret::scrub_with;
+use crate::secret::{scrub_with, scrubbed_excerpt_with};
 
 /// Why a request to a Proofpoint API failed.
 #[derive(Debug, thiserror::Error)]
@@ -185,8 +185,12 @@ impl ApiError {
             ApiError::NotJson(t) => ApiError::NotJson(clean(t)),
             ApiError::InvalidJson(t) => ApiError::InvalidJson(clean(t)),
             ApiError::BadUrl(t) => ApiError::BadUrl(clean(t)),
+            // The head is a body's first bytes, cut where the splitter stopped reading: a secret
+            // cut off at its end is redacted too.
             ApiError::Malformed(SplitError::NotObject { head }) => {
-                ApiError::Malformed(SplitError::NotObject { head: clean(head) })
+                ApiError::Malformed(SplitError::NotObject {
+                    head: scrubbed_excerpt_with(head.as_bytes(), secrets, head.len()),
+                })
             }
             ApiError::Malformed(SplitError::Unexpected {
                 found,

@@ -7,9 +7,11 @@
 //! delivery back); a body is returned only when it is complete, within its size bound, and valid
 //! JSON, exactly as the API sent it; an id is one path segment or query value, percent-encoded,
 //! never spliced into the path. The secret travels only in the `Authorization` header, and error
-//! texts taken from a reply are scrubbed of it before they are returned (invariant 7). Replies are
-//! mapped to [`ApiError`]: 401/403 to credentials, 404 to [`ApiError::NotFound`], 429 to
-//! throttled, 5xx to a server error; what to do about each is its [`ApiError::disposition`].
+//! texts taken from a reply are scrubbed of it before they are cut and returned (invariant 7).
+//! Replies are mapped to [`ApiError`]: a 3xx to [`ApiError::Redirect`] (never followed: the
+//! other server's body is not taken for a summary), 401/403 to credentials, 404 to
+//! [`ApiError::NotFound`], 429 to throttled, 5xx to a server error; what to do about each is its
+//! [`ApiError::disposition`].
 
 use std::time::Duration;
 
@@ -80,7 +82,8 @@ impl Query<'_> {
     }
 }
 
-/// The largest body accepted (forensics of a big campaign run to a few MB).
+/// The largest body accepted by default (forensics of a big campaign run to a few MB); a caller
+/// that keeps what it gets (enrichment) sets its own bound with [`IntelClient::with_max_body`].
 pub const MAX_BODY: usize = 16 << 20;
 
 /// A shared client for the intelligence endpoints of every tenant.
@@ -88,20 +91,31 @@ pub const MAX_BODY: usize = 16 << 20;
 pub struct IntelClient {
     http: reqwest::Client,
     timeout: Duration,
+    /// The largest body returned; a larger one is [`ApiError::BodyTooLarge`], and is not read
+    /// past this bound.
+    max_body: usize,
 }
 
 impl IntelClient {
-    /// A client whose every request, body included, ends within `timeout`.
+    /// A client whose every request, body included, ends within `timeout`. It follows no redirect
+    /// ([`super::http_client`]).
     pub fn new(timeout: Duration) -> Result<IntelClient, ApiError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("tapfwd/", env!("CARGO_PKG_VERSION")))
+        let http = super::http_client()
             .connect_timeout(timeout.min(Duration::from_secs(15)))
             .timeout(timeout)
-            .gzip(true)
-            .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| ApiError::Transport(e.to_string()))?;
-        Ok(IntelClient { http, timeout })
+        Ok(IntelClient {
+            http,
+            timeout,
+            max_body: MAX_BODY,
+        })
+    }
+
+    /// This client with bodies bounded at `bytes` instead of [`MAX_BODY`].
+    pub fn with_max_body(mut self, bytes: usize) -> IntelClient {
+        self.max_body = bytes;
+        self
     }
 
     /// The JSON body of `query`, exactly as the API sent it.
@@ -136,6 +150,9 @@ impl IntelClient {
             .await
             .map_err(|e| self.transport(&e, &scrub))?;
         let status = response.status().as_u16();
+        if (300..=399).contains(&status) {
+            return Err(super::redirect(&response, &forms));
+        }
         let body = self.body(response, &scrub).await;
         if status == 200 {
             let body = body?;
@@ -143,7 +160,9 @@ impl IntelClient {
                 .map_err(|e| ApiError::InvalidJson(e.to_string()))?;
             return Ok(body);
         }
-        let text = body.map(|b| one_line(&b, &scrub)).unwrap_or_default();
+        let text = body
+            .map(|b| secret::scrubbed_excerpt_with(&b, &forms, super::EXCERPT_CHARS))
+            .unwrap_or_default();
         Err(match status {
             404 => ApiError::NotFound,
             401 => ApiError::Unauthorized,
@@ -159,18 +178,16 @@ impl IntelClient {
         response: reqwest::Response,
         scrub: &(dyn Fn(String) -> String + Sync),
     ) -> Result<Bytes, ApiError> {
-        if response
-            .content_length()
-            .is_some_and(|n| n > MAX_BODY as u64)
-        {
-            return Err(ApiError::BodyTooLarge(MAX_BODY));
+        let max = self.max_body;
+        if response.content_length().is_some_and(|n| n > max as u64) {
+            return Err(ApiError::BodyTooLarge(max));
         }
         let mut out = Vec::new();
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.transport(&e, scrub))?;
-            if out.len() + chunk.len() > MAX_BODY {
-                return Err(ApiError::BodyTooLarge(MAX_BODY));
+            if out.len() + chunk.len() > max {
+                return Err(ApiError::BodyTooLarge(max));
             }
             out.extend_from_slice(&chunk);
         }
@@ -190,17 +207,6 @@ impl IntelClient {
         }
         ApiError::Transport(scrub(msg))
     }
-}
-
-/// At most 300 characters of an error body, on one line, scrubbed.
-fn one_line(body: &[u8], scrub: &(dyn Fn(String) -> String + Sync)) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(600)]);
-    let line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
-    scrub(line.trim().to_owned())
 }
 
 #[cfg(test)]
@@ -310,13 +316,79 @@ mod tests {
         assert_eq!(e.disposition(), Disposition::Rejected, "{e}");
     }
 
-    #[test]
-    fn error_bodies_are_one_line_and_scrubbed() {
+    #[tokio::test]
+    async fn error_bodies_are_one_line_and_scrubbed() {
+        use crate::api::test_server;
+        let client = IntelClient::new(Duration::from_secs(10)).unwrap();
         let secret = SecretString::from("hunter2-secret");
-        let forms = secret::basic_auth_forms("p", &secret);
-        let text = one_line(b"bad\ncredentials hunter2-secret\r\n", &|t| {
-            secret::scrub_with(t, &forms)
-        });
-        assert_eq!(text, "bad credentials [redacted]");
+        let addr = test_server::answer(502, &[], "bad\ncredentials hunter2-secret\r\n").await;
+        let e = client
+            .get(&format!("http://{addr}"), "p", &secret, Query::Threat("t1"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "server error (502): bad credentials [redacted]"
+        );
+    }
+
+    /// A secret that straddles the 300th character of an error body: scrubbed before the body is
+    /// cut, so none of it is left (cut first, `TOPSECRET-` stayed, unrecognised).
+    #[tokio::test]
+    async fn a_secret_straddling_the_cut_of_an_error_body_is_scrubbed() {
+        use crate::api::test_server;
+        let client = IntelClient::new(Duration::from_secs(10)).unwrap();
+        let secret = SecretString::from("TOPSECRET-intel-0123456789");
+        for at in [285, 290, 295, 299] {
+            let body = format!("{}TOPSECRET-intel-0123456789 echoed", "x".repeat(at));
+            let addr = test_server::answer(500, &[], &body).await;
+            let e = client
+                .get(
+                    &format!("http://{addr}"),
+                    "p",
+                    &secret,
+                    Query::Campaign("c1"),
+                )
+                .await
+                .unwrap_err();
+            let text = e.to_string();
+            assert!(!text.contains("TOPS"), "{at}: {text}");
+            assert!(text.ends_with('…'), "{at}: {text}");
+        }
+    }
+
+    /// A 3xx is refused with its Location named, not followed to the other server.
+    #[tokio::test]
+    async fn a_redirect_is_refused_not_followed() {
+        use crate::api::{test_server, Disposition};
+        let client = IntelClient::new(Duration::from_secs(10)).unwrap();
+        let secret = SecretString::from("intel-sekrit");
+        let elsewhere = test_server::answer(200, &[], r#"{"from":"elsewhere"}"#).await;
+        let location = format!("http://{elsewhere}/v2/threat/summary/t1");
+        let addr = test_server::answer(302, &[("Location", &location)], "").await;
+        let e = client
+            .get(&format!("http://{addr}"), "p", &secret, Query::Threat("t1"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.class(), "redirect", "{e}");
+        assert_eq!(e.disposition(), Disposition::Rejected);
+        assert!(e.to_string().contains(&location), "{e}");
+    }
+
+    /// A body over the client's bound is refused by its announced length, unread.
+    #[tokio::test]
+    async fn a_body_over_the_bound_is_refused() {
+        use crate::api::test_server;
+        let client = IntelClient::new(Duration::from_secs(10))
+            .unwrap()
+            .with_max_body(64);
+        let secret = SecretString::from("intel-sekrit");
+        let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(100));
+        let addr = test_server::answer(200, &[], &body).await;
+        let e = client
+            .get(&format!("http://{addr}"), "p", &secret, Query::Threat("t1"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "response larger than 64 bytes");
     }
 }

@@ -17,7 +17,11 @@
 //! - **7, secrets stay secret**: credentials travel only in an `Authorization` header, and every
 //!   text that came back from an API (a body, a header, a transport error) is scrubbed of the
 //!   secret and its encoded forms before an error carrying it leaves this layer
-//!   ([`ApiError::scrubbed`], [`crate::secret::scrub_with`]).
+//!   ([`ApiError::scrubbed`], [`crate::secret::scrub_with`]), and shortened only after that
+//!   ([`crate::secret::scrubbed_excerpt`]).
+//!
+//! Every HTTP client here is built by [`http_client`], which follows no redirect: a 3xx is an
+//! [`ApiError::Redirect`] naming where it points ([`redirect`]), never a silent request elsewhere.
 
 pub mod error;
 pub mod intel;
@@ -32,7 +36,41 @@ pub(crate) mod test_server;
 
 pub use error::{ApiError, Disposition};
 
+use std::time::Duration;
+
+use secrecy::SecretString;
 use serde::Deserialize;
+
+/// The longest excerpt of a reply (an error body, a `Location`) that an error carries.
+pub const EXCERPT_CHARS: usize = 300;
+
+/// The one place every HTTP client of the wire layer is built (the SIEM client, and the intel
+/// client that lookups, People and enrichment share): `tapfwd/VERSION` as user agent, gzip, idle
+/// connections kept 90 s, and no redirect followed. The Proofpoint APIs do not redirect, so a 3xx
+/// is answered with [`ApiError::Redirect`] ([`redirect`]), never followed to a host no one
+/// configured, whose body would then be taken for the tenant's events, a threat summary or a
+/// People page. Each client adds its own timeouts.
+pub(crate) fn http_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(concat!("tapfwd/", env!("CARGO_PKG_VERSION")))
+        .gzip(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(90))
+}
+
+/// The error for a 3xx `response`: its status and `Location` (scrubbed of `secrets`, at most
+/// [`EXCERPT_CHARS`] characters).
+pub(crate) fn redirect(response: &reqwest::Response, secrets: &[SecretString]) -> ApiError {
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .map(|v| crate::secret::scrubbed_excerpt_with(v.as_bytes(), secrets, EXCERPT_CHARS))
+        .unwrap_or_else(|| "(no Location header)".to_string());
+    ApiError::Redirect {
+        status: response.status().as_u16(),
+        location,
+    }
+}
 
 /// A threat verdict, as the API spells it in the `threatStatus` query parameter and field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]

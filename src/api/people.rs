@@ -149,6 +149,23 @@ mod tests {
             assert_eq!(e.status(), Some(status), "{e}");
             assert!(!e.to_string().contains("sekrit"), "{e}");
         }
+        // A secret echoed across the 300th character of the body is scrubbed before the cut.
+        for at in [285, 295, 299] {
+            let body = format!("{}people-sekrit-0123456789 echoed", "x".repeat(at));
+            let addr = test_server::answer(503, &[], &body).await;
+            let url = Feed::Vap.url(&format!("http://{addr}/"), 30, 1).unwrap();
+            let secret = SecretString::from("people-sekrit-0123456789");
+            let e = client.get_url(url, "p", &secret).await.unwrap_err();
+            assert!(!e.to_string().contains("people-s"), "{at}: {e}");
+        }
+        // A redirect is refused, not followed.
+        let elsewhere = test_server::answer(200, &[], r#"{"users":[]}"#).await;
+        let location = format!("http://{elsewhere}/v2/people/vap");
+        let addr = test_server::answer(302, &[("Location", &location)], "").await;
+        let url = Feed::Vap.url(&format!("http://{addr}/"), 30, 1).unwrap();
+        let e = client.get_url(url, "p", &secret).await.unwrap_err();
+        assert_eq!(e.class(), "redirect", "{e}");
+        assert_eq!(e.disposition(), Disposition::Rejected, "{e}");
         // A 200 that is not JSON is asked for again.
         let addr = test_server::answer(200, &[], "<html>").await;
         let url = Feed::TopClickers

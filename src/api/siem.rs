@@ -25,7 +25,7 @@ use super::window::Window;
 use super::ApiError;
 use crate::event::Batch;
 use crate::net::{self, ErrorUrl};
-use crate::secret::{basic_auth_forms, scrub_with};
+use crate::secret::{basic_auth_forms, scrubbed_excerpt_with};
 
 /// What the reader task sends: batches of events, then the end of a complete response.
 #[derive(Debug)]
@@ -62,15 +62,11 @@ pub struct TapClient {
 
 impl TapClient {
     pub fn new(read_timeout: Duration) -> Result<TapClient, ApiError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("tapfwd/", env!("CARGO_PKG_VERSION")))
+        // The TAP API does not redirect: a 3xx is an error naming its Location, never a silent
+        // request elsewhere (whose body would be taken as the tenant's events).
+        let http = super::http_client()
             .connect_timeout(Duration::from_secs(15))
             .read_timeout(read_timeout)
-            .gzip(true)
-            // The TAP API does not redirect: a 3xx is an error naming its Location, never a
-            // silent request elsewhere (whose body would be taken as the tenant's events).
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| ApiError::Transport(e.to_string()))?;
         Ok(TapClient {
@@ -182,19 +178,10 @@ impl TapClient {
                 Ok(response)
             }
             204 => Ok(response),
-            300..=399 => {
-                let location = response
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .map(|v| {
-                        String::from_utf8_lossy(v.as_bytes())
-                            .chars()
-                            .take(300)
-                            .collect()
-                    })
-                    .unwrap_or_else(|| "(no Location header)".to_string());
-                Err(ApiError::Redirect { status, location })
-            }
+            300..=399 => Err(super::redirect(
+                &response,
+                &basic_auth_forms(creds.principal, creds.secret),
+            )),
             _ => {
                 let body =
                     short_body(response, &basic_auth_forms(creds.principal, creds.secret)).await;
@@ -374,18 +361,12 @@ fn transport_failure(e: reqwest::Error, read_timeout: Duration) -> ApiError {
     ApiError::Transport(net::transport_error(e, ErrorUrl::Keep))
 }
 
-/// At most 300 characters of an error body, on one line, scrubbed of the request's secrets
-/// before it is cut (so no part of one survives the cut).
+/// At most [`super::EXCERPT_CHARS`] characters of an error body, on one line, scrubbed of the
+/// request's secrets before it is cut ([`scrubbed_excerpt_with`]), so no part of one survives
+/// the cut.
 async fn short_body(response: reqwest::Response, secrets: &[SecretString]) -> String {
     let bytes = response.bytes().await.unwrap_or_default();
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(8192)]).into_owned();
-    let text = scrub_with(text, secrets);
-    let one_line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
-    one_line.trim().to_string()
+    scrubbed_excerpt_with(&bytes, secrets, super::EXCERPT_CHARS)
 }
 
 #[cfg(test)]
@@ -467,6 +448,46 @@ mod tests {
             .to_string(),
             "access denied (403): the SIEM API is not licensed for this principal"
         );
+    }
+
+    /// A secret echoed across the 300th character of an error body, or of a redirect's
+    /// `Location`: scrubbed before the text is cut, so none of it is left.
+    #[tokio::test]
+    async fn a_secret_straddling_the_cut_of_an_error_is_scrubbed() {
+        use crate::api::test_server;
+        let client = TapClient::new(Duration::from_secs(10)).unwrap();
+        let secret = SecretString::from("TOPSECRET-siem-0123456789".to_string());
+        let creds = Credentials {
+            principal: "p",
+            secret: &secret,
+            params: Vec::new(),
+        };
+        let window = Window {
+            start: 1_767_225_600,
+            end: 1_767_229_200,
+        };
+        let limits = BatchLimits {
+            events: 100,
+            bytes: 1 << 16,
+        };
+        for at in [285, 290, 295, 299] {
+            let echo = format!("{}TOPSECRET-siem-0123456789", "x".repeat(at));
+            let location = format!("https://elsewhere/{echo}");
+            type Case<'a> = (u16, &'a [(&'a str, &'a str)], &'a str);
+            let cases: [Case; 3] = [
+                (500, &[], &echo),
+                (400, &[], &echo),
+                (302, &[("Location", &location)], ""),
+            ];
+            for (status, headers, body) in cases {
+                let addr = test_server::answer(status, headers, body).await;
+                let base_url = format!("http://{addr}");
+                let Err(e) = client.fetch_window(&base_url, &creds, window, limits).await else {
+                    panic!("{status}: the window was fetched");
+                };
+                assert!(!e.to_string().contains("TOPS"), "{at} {status}: {e}");
+            }
+        }
     }
 
     /// Every event of `window`, in order, fetched through `client`; `hold` keeps each batch

@@ -7,7 +7,7 @@
 //! the tenant's secret is resolved as the daemon resolves it and never printed, not even inside an
 //! error an API sent back.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::{BufRead, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context as _};
@@ -16,40 +16,124 @@ use super::load;
 use crate::api::intel::{IntelClient, Query};
 use crate::urldefense;
 
+/// The longest line `decode-url` reads from standard input. A longer one is reported and skipped
+/// as it streams past, never held in memory whole.
+const MAX_INPUT_LINE: usize = 64 * 1024;
+
 /// `tapfwd decode-url URL…`: one decoded URL per line, in order; a URL that is not rewritten
 /// prints unchanged; a malformed one is reported on stderr and skipped, and the exit code is 1.
+/// What a link decodes to is printed through [`urldefense::escape_for_display`], so each URL is
+/// one line of text whatever it says. From standard input, a line that is not UTF-8 or is longer
+/// than [`MAX_INPUT_LINE`] is named (by number) on stderr and skipped, the rest decoded, and the
+/// exit code is 1.
 pub(super) fn decode_url(urls: Vec<String>) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut failed = 0usize;
-    let mut one = |url: &str, out: &mut dyn std::io::Write| -> anyhow::Result<()> {
+    let mut one = |url: &str, line: Option<usize>, out: &mut dyn Write| -> std::io::Result<()> {
         match urldefense::decode(url) {
-            Ok(decoded) => writeln!(out, "{decoded}")?,
+            Ok(decoded) => writeln!(out, "{}", urldefense::escape_for_display(&decoded))?,
             Err(e) => {
                 failed += 1;
-                eprintln!("tapfwd: cannot decode {url}: {e}");
+                let at = line.map(|n| format!("line {n}: ")).unwrap_or_default();
+                let url = urldefense::escape_for_display(url);
+                eprintln!("tapfwd: {at}cannot decode {url}: {e}");
             }
         }
         Ok(())
     };
+    let mut unreadable = 0usize;
     if urls.is_empty() {
-        for line in std::io::stdin().lock().lines() {
-            let line = line?;
-            let url = line.trim();
+        let mut input = std::io::stdin().lock();
+        let mut buf = Vec::new();
+        let mut number = 0usize;
+        while let Some(line) = read_bounded_line(&mut input, &mut buf, MAX_INPUT_LINE)? {
+            number += 1;
+            let text = match line {
+                Line::Fits => std::str::from_utf8(&buf).ok(),
+                Line::TooLong => None,
+            };
+            let Some(text) = text else {
+                unreadable += 1;
+                let why = match line {
+                    Line::Fits => "not UTF-8".to_string(),
+                    Line::TooLong => format!("longer than {MAX_INPUT_LINE} bytes"),
+                };
+                eprintln!("tapfwd: line {number}: {why}, skipped");
+                continue;
+            };
+            let url = text.trim();
             if !url.is_empty() {
-                one(url, &mut out)?;
+                one(url, Some(number), &mut out)?;
             }
         }
     } else {
         for url in &urls {
-            one(url.trim(), &mut out)?;
+            one(url.trim(), None, &mut out)?;
         }
     }
     out.flush()?;
+    let mut problems = Vec::new();
+    if unreadable > 0 {
+        problems.push(format!("{unreadable} input line(s) could not be read"));
+    }
     if failed > 0 {
-        bail!("{failed} URL(s) could not be decoded");
+        problems.push(format!("{failed} URL(s) could not be decoded"));
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
     }
     Ok(())
+}
+
+/// What [`read_bounded_line`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Line {
+    /// The line is in the buffer, without its `\n`.
+    Fits,
+    /// The line was longer than the bound; it was read past and the buffer is empty.
+    TooLong,
+}
+
+/// Reads the next line of `input` into `buf` (cleared first), holding at most `max` bytes of it:
+/// a longer line is consumed chunk by chunk as it arrives and reported as [`Line::TooLong`]. None
+/// at the end of the input.
+fn read_bounded_line(
+    input: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<Line>> {
+    buf.clear();
+    let mut line = Line::Fits;
+    let mut started = false;
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(started.then_some(line));
+        }
+        started = true;
+        let (part, used) = match memchr::memchr(b'\n', chunk) {
+            Some(at) => (&chunk[..at], at + 1),
+            None => (chunk, chunk.len()),
+        };
+        let ends = used > part.len();
+        if line == Line::Fits {
+            if buf.len() + part.len() <= max {
+                buf.extend_from_slice(part);
+            } else {
+                line = Line::TooLong;
+                buf.clear();
+            }
+        }
+        input.consume(used);
+        if ends {
+            return Ok(Some(line));
+        }
+    }
 }
 
 /// What `tapfwd lookup` asks for.
@@ -113,6 +197,28 @@ pub(super) async fn lookup(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bounded_line_reader_skips_what_is_too_long_without_holding_it() {
+        let input = b"short\r\n0123456789abcdef\n\nlast";
+        // A reader that hands out 3 bytes at a time, so lines cross chunk boundaries.
+        let mut input = std::io::BufReader::with_capacity(3, &input[..]);
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        while let Some(line) = read_bounded_line(&mut input, &mut buf, 8).unwrap() {
+            assert!(buf.capacity() <= 16, "{}", buf.capacity());
+            got.push((line, String::from_utf8(buf.clone()).unwrap()));
+        }
+        assert_eq!(
+            got,
+            [
+                (Line::Fits, "short\r".to_string()),
+                (Line::TooLong, String::new()),
+                (Line::Fits, String::new()),
+                (Line::Fits, "last".to_string()),
+            ]
+        );
+    }
 
     #[test]
     fn forensics_of_a_uuid_is_a_campaigns() {

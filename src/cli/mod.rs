@@ -144,10 +144,19 @@ pub enum Command {
     /// simulator on 127.0.0.1 (docs/performance.md). Build with `--release`.
     Bench(BenchArgs),
     /// Decode Proofpoint URL Defense links (v1, v2, v3) locally, with no API call and no quota.
-    /// A URL that is not rewritten prints unchanged; a malformed one is reported on stderr and
-    /// the exit code is 1.
+    /// One line per URL, in order. A URL that is not rewritten prints unchanged; a malformed one
+    /// is reported on stderr and the exit code is 1.
+    ///
+    /// What a decoded link says is printed as text, one line per URL: control characters (line
+    /// breaks, ESC, NUL, U+007F-U+009F), the line and paragraph separators U+2028/U+2029 and the
+    /// bidirectional formatting characters (U+061C, U+200E, U+200F, U+202A-U+202E,
+    /// U+2066-U+2069) are percent-encoded, byte by byte of their UTF-8, as a browser sends them:
+    /// a line break prints as %0A, ESC as %1B, NUL as %00. Other characters, and a % already in
+    /// the link, print as they are.
     DecodeUrl {
-        /// The links to decode; without any, one per line from standard input.
+        /// The links to decode; without any, one per line from standard input, where a line that
+        /// is not UTF-8 or is longer than 64 KiB is named by number on stderr and skipped (the
+        /// others are decoded; the exit code is 1).
         urls: Vec<String>,
     },
     /// Look up a threat summary, a campaign or forensics with a tenant's credentials and print
@@ -305,12 +314,39 @@ fn bounded_shutdown(grace: std::time::Duration) -> anyhow::Result<CancellationTo
     Ok(token)
 }
 
+/// Raises the soft limit on open files to the hard limit and logs the limit: every tenant, sink
+/// and admin connection holds a descriptor, and the usual soft default (1,024) is far below what
+/// the system allows. Under systemd the unit sets `LimitNOFILE` and forbids the call
+/// (`SystemCallFilter=~@resources`); a refusal is logged and the daemon goes on with the limit
+/// it has.
+fn raise_open_files_limit() {
+    use rlimit::Resource;
+    let (soft, hard) = match rlimit::getrlimit(Resource::NOFILE) {
+        Ok(limits) => limits,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open files limit");
+            return;
+        }
+    };
+    if soft >= hard {
+        tracing::info!(soft, hard, "open files limit");
+        return;
+    }
+    match rlimit::setrlimit(Resource::NOFILE, hard, hard) {
+        Ok(()) => tracing::info!(soft = hard, hard, was = soft, "open files limit raised"),
+        Err(e) => {
+            tracing::warn!(soft, hard, error = %e, "open files limit: cannot raise the soft limit")
+        }
+    }
+}
+
 async fn run(path: &Path, shard: Option<Shard>) -> anyhow::Result<()> {
     let mut config = load(path)?;
     crate::logging::init(config.log.format);
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    raise_open_files_limit();
     if shard.is_some() {
         config.shard = shard;
     }

@@ -41,9 +41,25 @@ pub(super) async fn check(path: &Path, connect: bool, shard: Option<Shard>) -> a
             mine.join(" ")
         );
     }
-    let secrets = config
-        .resolve_secrets(&crate::secret::process_env)
-        .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
+    // Every secret `run` reads, so that a config `check` accepts is one `run` starts with: the
+    // tenants' and the admin endpoint's token (`admin_token_env`).
+    let env = &crate::secret::process_env;
+    let secrets = match (config.resolve_secrets(env), config.admin_token(env)) {
+        (Ok(secrets), Ok(_)) => secrets,
+        (tenants, admin) => {
+            let problems: Vec<String> = tenants
+                .err()
+                .map(|e| e.to_string())
+                .into_iter()
+                .chain(admin.err().map(|e| e.to_string()))
+                .collect();
+            bail!(
+                "invalid config {}:\n{}",
+                path.display(),
+                problems.join("\n")
+            );
+        }
+    };
     println!(
         "config ok: {} tenant(s), {} sink(s)",
         config.tenants.len(),

@@ -490,6 +490,14 @@ impl Config {
                     .into(),
             );
         }
+        if let Some(var) = &self.admin_token_env {
+            if var.is_empty() || var.contains(['=', '\0']) {
+                err(
+                    "admin_token_env".into(),
+                    format!("must be the name of an environment variable, got {var:?}"),
+                );
+            }
+        }
         if let Err((key, message)) = self.enrichment.validate() {
             err(format!("enrichment.{key}"), message);
         }

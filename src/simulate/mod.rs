@@ -49,7 +49,10 @@
 //!   `threatsInfoMap[].threatId`.
 //!
 //! - **People** ([`people`]): `/v2/people/vap` and `/v2/people/top-clickers` with window and size
-//!   validation, paging, totals and `interval`, and 50 requests per 24 h per endpoint (429).
+//!   validation, paging, totals and `interval`, and 50 requests per 24 h per endpoint (429);
+//!   lists that never end and totals that disagree ([`SimPeople`]), a fault at page N
+//!   ([`Simulator::inject_people`]: a 429 there, say) and a quota spent by another tool
+//!   ([`Simulator::spend_people_quota`]).
 //!
 //! - **PoD log stream** ([`pod`]): `/v1/stream` upgraded to a WebSocket, per-cluster bearer
 //!   tokens, one session per token and type (409), live frames with the one-hour replay after a
@@ -123,6 +126,10 @@ pub struct SimTenant {
     /// Users in the tenant's top clickers list. Default 450 (three pages of 200).
     #[serde(default = "default_top_clickers")]
     pub top_clickers: u64,
+    /// How the People endpoints misbehave: a list that never ends, totals that disagree with
+    /// the pages. Default: neither.
+    #[serde(default)]
+    pub people: SimPeople,
     /// Answer `Accept-Encoding: gzip` with a gzip body, as the real API does. `false` always
     /// answers uncompressed (the benchmark's uncompressed throughput run). Default true.
     #[serde(default = "default_gzip")]
@@ -135,6 +142,20 @@ fn default_vap_users() -> u64 {
 
 fn default_top_clickers() -> u64 {
     450
+}
+
+/// People answers that do not add up (both lists of a tenant).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimPeople {
+    /// Every page comes back full, past the end of the list too (users numbered on): a list
+    /// that never ends. The totals still say the list's size.
+    #[serde(default)]
+    pub endless: bool,
+    /// The total every answer states (`totalVapUsers`, `totalTopClickers`) instead of the
+    /// list's size.
+    #[serde(default)]
+    pub stated_total: Option<u64>,
 }
 
 /// An Essentials key's organisations.
@@ -191,6 +212,7 @@ impl SimTenant {
             essentials: None,
             vap_users: default_vap_users(),
             top_clickers: default_top_clickers(),
+            people: SimPeople::default(),
             gzip: true,
         }
     }
@@ -417,6 +439,18 @@ impl Simulator {
                 .unwrap_or_else(|e| e.into_inner())
                 .people_faults
                 .extend(faults);
+        }
+    }
+
+    /// Another tool on `principal`'s credential makes `n` requests to each People endpoint
+    /// now: they count in the endpoints' 50 a day (429 once it is spent) until they age out.
+    pub fn spend_people_quota(&self, principal: &str, n: usize) {
+        if let Some(t) = self.inner.tenants.get(principal) {
+            let now = self.inner.clock.now();
+            let mut live = t.live.lock().unwrap_or_else(|e| e.into_inner());
+            for pool in &mut live.people_quota {
+                pool.extend(std::iter::repeat(now).take(n));
+            }
         }
     }
 

@@ -7,6 +7,8 @@
 //! `interval` (`now - window` to now, to the minute). Each endpoint allows 50 requests per
 //! rolling 24 hours per principal, counted whatever the answer (429 over it, not counted);
 //! faults queued with [`super::Simulator::inject_people`] hit the first request for their page.
+//! A tenant's [`super::SimPeople`] makes every page full past the end of the list (`endless`)
+//! or states another total than the list's size (`stated_total`).
 
 use std::sync::Arc;
 
@@ -182,15 +184,20 @@ pub(super) async fn handle(
         record(t, parts, 400, now, None);
         return text(400, "The size parameter must be at most 200");
     }
-    let total = match list {
+    let len = match list {
         List::Vap => t.cfg.vap_users,
         List::TopClickers => t.cfg.top_clickers,
     };
+    let quirks = &t.cfg.people;
     let key = t.gen.key();
     let from = (page - 1).saturating_mul(size);
-    let users: Vec<Value> = (from..(from + size).min(total))
-        .map(|i| user(key, list, i))
-        .collect();
+    let to = if quirks.endless {
+        from + size
+    } else {
+        (from + size).min(len)
+    };
+    let users: Vec<Value> = (from..to).map(|i| user(key, list, i)).collect();
+    let total = quirks.stated_total.unwrap_or(len);
     let end = now.timestamp().div_euclid(60) * 60;
     let interval = format!(
         "{}/{}",

@@ -525,6 +525,7 @@ impl Poller {
             window: self.progress.clone(),
             events_enriched: self.enricher.as_ref().map_or(0, |e| e.enriched),
             enrichment_misses: self.enricher.as_ref().map_or(0, |e| e.misses),
+            enrichment_dropped: self.enricher.as_ref().map_or(0, |e| e.dropped()),
             customers: self.customers.clone(),
             stream: None,
         });

@@ -53,6 +53,19 @@ impl Daemon {
         Daemon::spawn(sh, config, &[], &[])
     }
 
+    /// As [`Daemon::start`], with a resource limit set by the shell's `ulimit ARGS` first
+    /// (`-n 256`: at most 256 open files, soft and hard; `-S -n 256`: the soft limit only).
+    pub fn start_under_ulimit(config: &Path, ulimit: &str) -> Daemon {
+        let mut sh = Command::new("sh");
+        sh.args(["-c", &format!("ulimit {ulimit} && exec \"$0\" \"$@\""), BIN]);
+        Daemon::spawn(sh, config, &[], &[])
+    }
+
+    /// The daemon's process id (the shell of the `start_under_*` forms `exec`s it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn spawn(mut cmd: Command, config: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         cmd.arg("run")
             .arg("--config")

@@ -1,7 +1,7 @@
 //! A destination's reply and how it is judged: [`send`] reads the whole reply, [`classify`]
 //! applies the Vector rule (2xx delivered; 408, 429 and 5xx except 501 retried; anything else
 //! permanent), [`retry_after`] reads how long the destination asks to wait, and [`error_text`]
-//! picks the readable part of each destination's error body. A 404 is worded as what it is, a
+//! picks the readable part of each destination's error body, scrubbed and then shortened. A 404 is worded as what it is, a
 //! wrong address in the sink's configuration, not a refusal of the events; so is a 3xx, which the
 //! client never follows (a silent redirect would deliver the events, and the credentials' effect,
 //! somewhere no one configured): its error names the `Location`, cut before its query and
@@ -9,7 +9,9 @@
 //!
 //! Invariant 7: every error text built here goes through [`scrub`] with the sink's secrets, so a
 //! destination that echoes a token back cannot leak it into a log line, and a transport failure
-//! is worded without the URL (a webhook's query may carry a key).
+//! is worded without the URL (a webhook's query may carry a key). What comes from the destination
+//! (its body, its `Location`) is scrubbed *before* it is cut to length
+//! ([`crate::secret::scrubbed_excerpt`]), so a token straddling the cut is still recognised.
 
 use std::time::Duration;
 
@@ -26,7 +28,8 @@ use crate::sinks::SinkError;
 pub struct Reply {
     pub status: StatusCode,
     pub retry_after: Option<Duration>,
-    /// The `Location` header, as text (at most 300 characters), when there is one.
+    /// The `Location` header, as text, when there is one (shortened only once scrubbed, by
+    /// [`rejected`]).
     pub location: Option<String>,
     pub body: Bytes,
 }
@@ -40,12 +43,10 @@ pub async fn send(request: reqwest::RequestBuilder) -> Result<Reply, String> {
         .map_err(|e| net::transport_error(e, ErrorUrl::Drop))?;
     let status = response.status();
     let retry_after = retry_after(response.headers());
-    let location = response.headers().get(reqwest::header::LOCATION).map(|v| {
-        String::from_utf8_lossy(v.as_bytes())
-            .chars()
-            .take(300)
-            .collect()
-    });
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let body = response
         .bytes()
         .await
@@ -97,8 +98,8 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// The readable part of an error body: the `text` (Splunk HEC), `error_description` or `error`
 /// (OAuth2), `error.message` (Azure) or `message` member of a JSON reply, else the body itself,
-/// shortened to one line of at most 300 characters.
-pub fn error_text(body: &[u8]) -> String {
+/// scrubbed of `secrets` and then shortened to one line of at most 300 characters (and `…`).
+pub fn error_text(body: &[u8], secrets: &[&str]) -> String {
     #[derive(Deserialize)]
     struct AzureError {
         code: Option<String>,
@@ -141,19 +142,15 @@ pub fn error_text(body: &[u8]) -> String {
         }
         Err(_) => String::from_utf8_lossy(body).into_owned(),
     };
-    let one_line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let trimmed = one_line.trim();
-    if trimmed.is_empty() {
+    let excerpt = crate::secret::scrubbed_excerpt(text.as_bytes(), secrets, ERROR_CHARS);
+    if excerpt.is_empty() {
         return "(empty body)".into();
     }
-    match trimmed.char_indices().nth(300) {
-        Some((at, _)) => format!("{}…", &trimmed[..at]),
-        None => trimmed.to_string(),
-    }
+    excerpt
 }
+
+/// The longest excerpt of a destination's reply (its error text, its `Location`) in an error.
+const ERROR_CHARS: usize = 300;
 
 /// `text` with every occurrence of each secret (and its Base64 forms) replaced by `[redacted]`:
 /// the one scrubbing function, shared with the TAP client.
@@ -169,7 +166,7 @@ pub fn judge(what: &str, reply: Reply, secrets: &[&str]) -> Step<Reply> {
                 format!(
                     "{what}: HTTP {}: {}",
                     reply.status.as_u16(),
-                    error_text(&reply.body)
+                    error_text(&reply.body, secrets)
                 ),
                 secrets,
             ),
@@ -186,7 +183,14 @@ pub fn judge(what: &str, reply: Reply, secrets: &[&str]) -> Step<Reply> {
 pub fn rejected(what: &str, reply: &Reply, secrets: &[&str]) -> SinkError {
     let text = if reply.status.is_redirection() {
         let location = match reply.location.as_deref() {
-            Some(l) => format!("`{}`", super::display_url(l)),
+            Some(l) => format!(
+                "`{}`",
+                crate::secret::scrubbed_excerpt(
+                    super::display_url(l).as_bytes(),
+                    secrets,
+                    ERROR_CHARS
+                )
+            ),
             None => "nowhere (no Location header)".to_string(),
         };
         format!(
@@ -196,13 +200,13 @@ pub fn rejected(what: &str, reply: &Reply, secrets: &[&str]) -> SinkError {
     } else if reply.status == StatusCode::NOT_FOUND {
         format!(
             "{what}: HTTP 404 Not Found: the URL's path is wrong for this sink, a configuration error ({})",
-            error_text(&reply.body)
+            error_text(&reply.body, secrets)
         )
     } else {
         format!(
             "{what}: HTTP {}: {}",
             reply.status.as_u16(),
-            error_text(&reply.body)
+            error_text(&reply.body, secrets)
         )
     };
     SinkError::Rejected(scrub(text, secrets))
@@ -285,22 +289,29 @@ mod tests {
     #[test]
     fn error_text_reads_each_destinations_shape() {
         assert_eq!(
-            error_text(br#"{"text":"Invalid token","code":4}"#),
+            error_text(br#"{"text":"Invalid token","code":4}"#, &[]),
             "Invalid token (code 4)"
         );
         assert_eq!(
-            error_text(br#"{"error":{"code":"InvalidStream","message":"no such stream"}}"#),
+            error_text(
+                br#"{"error":{"code":"InvalidStream","message":"no such stream"}}"#,
+                &[]
+            ),
             "InvalidStream: no such stream"
         );
         assert_eq!(
             error_text(
-                br#"{"error":"invalid_client","error_description":"AADSTS7000215: bad secret"}"#
+                br#"{"error":"invalid_client","error_description":"AADSTS7000215: bad secret"}"#,
+                &[]
             ),
             "invalid_client: AADSTS7000215: bad secret"
         );
-        assert_eq!(error_text(b"plain\nfailure"), "plain failure");
-        assert_eq!(error_text(b""), "(empty body)");
-        assert_eq!(error_text("x".repeat(1000).as_bytes()).chars().count(), 301);
+        assert_eq!(error_text(b"plain\nfailure", &[]), "plain failure");
+        assert_eq!(error_text(b"", &[]), "(empty body)");
+        assert_eq!(
+            error_text("x".repeat(1000).as_bytes(), &[]).chars().count(),
+            301
+        );
     }
 
     #[test]
@@ -348,6 +359,43 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    /// A token echoed across the 300th character of a destination's error text (a body, or a
+    /// `Location`): scrubbed before the text is cut, so none of it is left in the error, whether
+    /// the reply is retried or refused. Cut first, its first part stayed, no longer recognised.
+    #[test]
+    fn a_token_straddling_the_cut_of_a_reply_is_scrubbed() {
+        let token = "TOPSECRET-hec-0123456789abcdef";
+        for at in [280, 290, 295, 299] {
+            let text = format!("{}{token} was sent", "x".repeat(at));
+            for status in [400, 503] {
+                let body = serde_json::json!({ "text": text, "code": 4 }).to_string();
+                let reply = Reply {
+                    status: StatusCode::from_u16(status).unwrap(),
+                    retry_after: None,
+                    location: None,
+                    body: Bytes::from(body),
+                };
+                let reason = match judge("splunk_hec sink `s`", reply, &[token]) {
+                    Step::Retry { reason, .. } => reason,
+                    Step::Fail(e) => e.to_string(),
+                    Step::Done(_) => panic!("{status} delivered"),
+                };
+                assert!(!reason.contains("TOPS"), "{at} {status}: {reason}");
+                assert!(reason.contains('…'), "{at} {status}: {reason}");
+            }
+            let reply = Reply {
+                status: StatusCode::FOUND,
+                retry_after: None,
+                location: Some(format!("https://elsewhere/{}{token}/x", "p".repeat(at))),
+                body: Bytes::new(),
+            };
+            let Step::Fail(e) = judge("http sink `x`", reply, &[token]) else {
+                panic!("a 3xx is permanent");
+            };
+            assert!(!e.to_string().contains("TOPS"), "{at}: {e}");
+        }
     }
 
     #[test]

@@ -1,0 +1,153 @@
+//! What a PoD stream knows of each sink besides its position: whether the sink is in sync (it
+//! has every frame since its position, so live chunks move it) and, once out of sync, where its
+//! live coverage restarted; from these, which spans the archive must fill (invariants 1, 2).
+
+use std::time::Duration;
+
+use super::chunk::Pending;
+use super::{floor_hour, KEYS};
+use crate::engine::{Delivery, Span, Streams};
+use crate::sources::Context;
+use crate::store::StoreError;
+
+/// What the source knows of one sink's stream besides its position (memory only).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Lane {
+    /// The sink has every frame up to its position and every live frame since: live chunks
+    /// move its position.
+    pub(super) synced: bool,
+    /// Out of sync: the (whole second of the) first live frame it took since it fell out.
+    pub(super) live_from: Option<i64>,
+    /// The latest live frame it took (whole seconds).
+    pub(super) live_latest: Option<i64>,
+}
+
+/// The sinks that need the archive now: `(stream, from, to)`, where `to` is where their live
+/// coverage starts (or the archive's edge, if sooner). Only spans the archive serves whole
+/// are due while connected (`whole`); before connecting, whatever it serves is.
+pub(super) fn needs(
+    lanes: &[Lane],
+    archive_lag: Duration,
+    streams: &Streams,
+    now: i64,
+    whole: bool,
+) -> Vec<(usize, i64, i64)> {
+    let avail = now - archive_lag.as_secs() as i64;
+    streams
+        .ready(now)
+        .into_iter()
+        .filter_map(|i| {
+            let lane = &lanes[i];
+            let from = streams.position(i);
+            if lane.synced || from == 0 {
+                return None;
+            }
+            let to = match lane.live_from {
+                Some(lf) if lf <= avail => lf + 1,
+                // Connected, a span is fetched once the archive serves it whole, and only for
+                // a sink that took a live chunk since it fell out: one that is still failing
+                // is not worth an archive session (nor closing the live connection for).
+                _ if whole => return None,
+                _ => avail,
+            };
+            (from < to).then_some((i, from, to))
+        })
+        .collect()
+}
+
+/// A live delivery to every sink that may be tried now, with the dedupe keys of the last
+/// hours (the replay and archive overlaps reach that far back).
+pub(super) fn begin<'a>(
+    streams: &'a mut Streams,
+    lanes: &mut [Lane],
+    now: i64,
+    ctx: &Context,
+) -> Result<Delivery<'a>, StoreError> {
+    let targets = streams.ready(now);
+    for (i, lane) in lanes.iter_mut().enumerate() {
+        if !targets.contains(&i) {
+            *lane = Lane::default();
+        }
+    }
+    let oldest = targets
+        .iter()
+        .map(|&i| streams.position(i))
+        .filter(|&p| p != 0)
+        .min()
+        .unwrap_or(now)
+        .max(now - KEYS.keep);
+    // The finish of a live delivery never moves a position: `advance` does, chunk by chunk.
+    let span = Span {
+        start: floor_hour(oldest.min(now - 2 * 3600)),
+        end: i64::MIN,
+    };
+    let mut delivery = streams.begin(targets, span, &ctx.store)?;
+    // Every sink waits for the slowest before the next chunk: a sink that is down gets one try
+    // per rejoin, not its retries, so the others keep up with the stream meanwhile.
+    delivery.probe_failing_sinks();
+    Ok(delivery)
+}
+
+/// Delivers the pending chunk and moves the positions of the sinks in sync to its latest `ts`.
+pub(super) async fn deliver(
+    delivery: &mut Delivery<'_>,
+    lanes: &mut [Lane],
+    pending: &mut Pending,
+    ctx: &Context,
+) -> Result<(), StoreError> {
+    if pending.events.is_empty() {
+        return Ok(());
+    }
+    let (batch, min, max) = pending.take();
+    let (Some(min), Some(max)) = (min, max) else {
+        // Frames without a readable `ts` still travel (raw in, raw out), moving no position.
+        delivery.set_end(ctx.clock.now().timestamp());
+        return delivery.send(&batch, ctx.engine()).await;
+    };
+    // A sink that has never had a frame starts here: its position is set before the chunk is
+    // delivered, so a crash in between cannot leave it "new" with frames already delivered.
+    let fresh: Vec<usize> = delivery
+        .alive_streams()
+        .into_iter()
+        .filter(|&i| delivery.streams().position(i) == 0)
+        .collect();
+    if !fresh.is_empty() {
+        delivery
+            .advance(|i| fresh.contains(&i).then_some(min - 1), ctx.engine())
+            .await?;
+        for &i in &fresh {
+            lanes[i] = Lane {
+                synced: true,
+                ..Lane::default()
+            };
+        }
+    }
+    delivery.set_end(max);
+    delivery.send(&batch, ctx.engine()).await?;
+    let alive = delivery.alive_streams();
+    for (i, lane) in lanes.iter_mut().enumerate() {
+        if !alive.contains(&i) {
+            *lane = Lane::default();
+            continue;
+        }
+        lane.live_latest = Some(lane.live_latest.map_or(max, |l| l.max(max)));
+        if !lane.synced && lane.live_from.is_none() {
+            lane.live_from = Some(min);
+        }
+        // The archive already reached past where live coverage restarted: in sync again.
+        if !lane.synced
+            && lane
+                .live_from
+                .is_some_and(|lf| delivery.streams().position(i) > lf)
+        {
+            lane.synced = true;
+            lane.live_from = None;
+        }
+    }
+    delivery
+        .advance(
+            |i| Some(if lanes[i].synced { max } else { i64::MIN }),
+            ctx.engine(),
+        )
+        .await
+}
