@@ -699,6 +699,8 @@ fn secret_and_config_files_are_small_regular_files_only_their_owner_may_touch() 
     );
     chmod(&tenant_file, 0o644);
     passes(&with_dir, &[("ACME_SECRET", "s3cr3t-acme")]);
+}
+
 /// `run` refuses to start when `admin_token_env` is empty, names a variable that is not set, or
 /// one set to nothing; `check` refuses the same configs, naming the key, instead of calling them
 /// good. With the variable set, both accept it and the token is not printed.
