@@ -8,6 +8,7 @@
 //! | `s/TENANT/SINK` | [`StreamState`]: the checkpoint of that tenant's events for that sink |
 //! | `k/TENANT/SINK/END/SEQ` | 16-byte dedupe keys of one delivered chunk of the window ending at END |
 //! | `b/TENANT` | the tenant's rolling 24 h request log ([`Budget`]) |
+//! | `b/TENANT:late_sweep` | the late sweep's own requests in the same 24 h (a part of `b/TENANT`), for status |
 //! | `p/SINK` | a sink's committed position (the file sink's length) |
 //! | `t/TENANT` | the tenant's last error, for `tapfwd status` |
 //! | `i/TENANT/KIND/ID` | threat enrichment's cache: 8-byte fetch time (unix s, BE) + the API's JSON |
@@ -61,6 +62,13 @@ pub struct StreamState {
     /// The last skipped span, `[from, to)` in unix seconds.
     #[serde(default)]
     pub last_gap: Option<(i64, i64)>,
+    /// Unix seconds: the late sweep's position (TAP and Essentials). Every window up to this
+    /// instant has been queried at least once when its end was `late_sweep` old, or was skipped
+    /// by the sweep and said so. Never ahead of a position the sweep may still reach, and never
+    /// moves `checkpoint`. `None` for sources without a sweep, and in stores written before the
+    /// sweep existed (it then starts at the checkpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swept: Option<i64>,
 }
 
 /// What `tapfwd status` shows about a tenant besides its streams.

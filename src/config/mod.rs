@@ -464,6 +464,9 @@ impl Config {
                     .into(),
             );
         }
+        if let Some(problem) = p.late_sweep_problem(p.late_sweep) {
+            err("poll.late_sweep".into(), problem);
+        }
         if let Err((key, message)) = self.enrichment.validate() {
             err(format!("enrichment.{key}"), message);
         }

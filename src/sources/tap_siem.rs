@@ -18,6 +18,14 @@
 //! - With `enrich`, each batch passes through the tenant's [`TenantEnricher`] on its way to the
 //!   engine: what it finds travels beside the events, and it never holds a batch longer than
 //!   `enrichment.wait` nor fails one.
+//! - The late sweep (`late_sweep`, default 3 h) queries every window once more when its end is
+//!   that old, so that events the API published later than `lag` are not lost (3). Each stream
+//!   has a sweep position beside its checkpoint ([`crate::store::StreamState::swept`]); a sweep
+//!   window ends no later than its targets' checkpoints, is delivered through the engine's
+//!   dedupe keys (kept for `late_sweep + max_window`), so only what the first query missed
+//!   reaches a sink, and moves only the sweep positions. A window first fetched when it was
+//!   already that old counts as swept. The budget asks steady polls first, then the sweep, then
+//!   backlog (4); a failing sweep window has its own backoff and holds back nothing else (6).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,11 +46,79 @@ use crate::config::TenantConfig;
 use crate::engine::{KeyHorizon, Span, Streams};
 use crate::enrich::TenantEnricher;
 use crate::sinks::Sink;
-use crate::status::{TenantState, TenantStatus, WindowProgress};
+use crate::status::{LateSweepStatus, TenantState, TenantStatus, WindowProgress};
 use crate::store::{StoreError, TenantRecord};
 
 /// A backfill logs its progress once per this many windows (a day of 1-hour windows).
 pub const CATCH_UP_LOG_EVERY: u64 = 24;
+
+/// Which query of a window a fetch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// The first: steady polling or backlog. `swept`: the window is already as old as the late
+    /// sweep's age (or the sweep is off), so it needs no second query.
+    First { demand: Demand, swept: bool },
+    /// The late sweep's second query.
+    Sweep,
+}
+
+/// What to fetch next.
+struct Job {
+    window: Window,
+    pass: Pass,
+    /// The streams it goes to.
+    targets: Vec<usize>,
+}
+
+/// The first pass's next window (before the budget is asked).
+enum FirstPlan {
+    Fetch {
+        window: Window,
+        demand: Demand,
+        targets: Vec<usize>,
+    },
+    /// Caught up until then.
+    Wait(i64),
+}
+
+/// The late sweep's next window.
+enum SweepPlan {
+    Fetch {
+        window: Window,
+        targets: Vec<usize>,
+    },
+    /// Nothing is old enough before then (or the sweep backs off until then).
+    Wait(i64),
+    /// Off, or waiting for the first pass to move.
+    Idle,
+}
+
+/// The late sweep's bookkeeping; its positions are the streams' ([`Streams::swept`]).
+#[derive(Debug, Default)]
+struct Sweep {
+    /// Consecutive failed sweep windows: the sweep's own backoff.
+    attempts: u32,
+    /// Unix seconds before which no sweep window is asked for.
+    retry_at: i64,
+    /// The sweep's own requests in the rolling 24 hours (each is also in the tenant's budget).
+    budget: Budget,
+    /// Sweep windows completed, events they received and events they found late, since start.
+    windows: u64,
+    events_fetched: u64,
+    found: u64,
+    /// Seconds of windows the sweep skipped because it fell further behind than the dedupe keys
+    /// are kept, since start.
+    skipped_seconds: i64,
+    /// Why the last sweep window failed; `None` once one works.
+    last_error: Option<String>,
+    /// When the next sweep window is due, as last planned (unix seconds).
+    next_at: Option<i64>,
+}
+
+/// The store key of a tenant's sweep requests (a budget under `b/`).
+fn sweep_budget_key(tenant: &str) -> String {
+    format!("{tenant}:late_sweep")
+}
 
 /// Why a window stopped before it was complete.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +161,9 @@ pub struct Poller {
     enricher: Option<TenantEnricher>,
     /// Essentials: events received per child organisation since start, for status.
     customers: std::collections::BTreeMap<String, u64>,
+    /// How old a window is when the late sweep queries it again, in seconds; `None`: off.
+    sweep_age: Option<i64>,
+    sweep: Sweep,
 }
 
 /// Adds the events of `batch` per customer (runs of one customer counted at once).
@@ -138,7 +217,11 @@ impl Poller {
                 &ctx.store,
             )?)
         };
-        let horizon = KeyHorizon::windows(ctx.poll.dedupe_horizon);
+        let sweep_age = config.late_sweep(&ctx.poll);
+        let mut horizon = KeyHorizon::windows(ctx.poll.dedupe_horizon);
+        if let Some(age) = sweep_age {
+            horizon = horizon.kept_for(age + ctx.poll.max_window);
+        }
         let mut streams = Streams::open(id, sinks, initial, horizon, &ctx.store)?;
         if config.customer_sinks().is_some_and(|c| !c.is_empty()) {
             // An Essentials partner: each child organisation's events go to its own sinks.
@@ -166,6 +249,11 @@ impl Poller {
             oddities: Oddities::default(),
             by_status: Default::default(),
             customers: Default::default(),
+            sweep_age: sweep_age.map(|d| d.as_secs() as i64),
+            sweep: Sweep {
+                budget: ctx.store.budget(&sweep_budget_key(id))?.unwrap_or_default(),
+                ..Default::default()
+            },
         };
         poller.publish(ctx, None);
         Ok(poller)
@@ -188,59 +276,178 @@ impl Poller {
         if let Err(e) = self.clamp_to_horizon(ctx, now) {
             return self.store_failed(ctx, now, e);
         }
-        let (window, demand, targets) = match self.plan(ctx, now) {
-            Ok(planned) => planned,
+        let job = match self.next_job(ctx, now) {
+            Ok(job) => job,
             Err(next) => return next,
         };
+        let Job {
+            window,
+            pass,
+            targets,
+        } = job;
         self.budget.record(now);
         if let Err(e) = ctx.store.put_budget(&self.id, &self.budget) {
             return self.store_failed(ctx, now, e);
         }
+        if pass == Pass::Sweep {
+            self.sweep.budget.record(now);
+            if let Err(e) = ctx
+                .store
+                .put_budget(&sweep_budget_key(&self.id), &self.sweep.budget)
+            {
+                return self.store_failed(ctx, now, e);
+            }
+        }
         let started = std::time::Instant::now();
-        let result = self.fetch_window(ctx, window, targets).await;
+        let result = self.fetch_window(ctx, window, targets, pass).await;
         self.progress = None;
         ctx.metrics.set_window_progress(&self.id, 0, 0, 0);
         ctx.metrics
             .observe_fetch(&self.id, started.elapsed().as_secs_f64());
         let now = ctx.clock.now().timestamp();
-        match result {
-            Ok(0) => {
+        match (result, pass) {
+            (Ok(0), Pass::Sweep) => {
+                // Every sink failed the sweep's window; each stream has its own retry time.
+                self.count_request(ctx, pass, "200".into());
+                Next::Now
+            }
+            (Ok(0), Pass::First { .. }) => {
                 // The API answered but every sink failed; each stream has its own retry time.
-                self.count_request(ctx, "200".into());
+                self.count_request(ctx, pass, "200".into());
                 self.state = TenantState::Retrying;
                 Next::Now
             }
-            Ok(_) => {
-                self.count_request(ctx, "200".into());
+            (Ok(_), Pass::Sweep) => {
+                self.count_request(ctx, pass, "200".into());
+                self.sweep_done(ctx, now)
+            }
+            (Ok(_), Pass::First { demand, .. }) => {
+                self.count_request(ctx, pass, "200".into());
                 self.window_done(ctx, now, demand)
             }
-            Err(WindowError::Shutdown) => Next::At(now),
-            Err(WindowError::Store(e)) => self.store_failed(ctx, now, e),
-            Err(WindowError::Api(e)) => {
+            (Err(WindowError::Shutdown), _) => Next::At(now),
+            (Err(WindowError::Store(e)), _) => self.store_failed(ctx, now, e),
+            (Err(WindowError::Api(e)), pass) => {
                 let label = e
                     .status()
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| e.class().to_string());
-                self.count_request(ctx, label);
-                self.fetch_failed(ctx, now, window, e)
+                self.count_request(ctx, pass, label);
+                let whole_tenant = matches!(
+                    e.disposition(),
+                    Disposition::Credentials | Disposition::Throttled
+                );
+                if pass == Pass::Sweep && !whole_tenant {
+                    self.sweep_failed(ctx, now, window, e)
+                } else {
+                    self.fetch_failed(ctx, now, window, e)
+                }
             }
         }
     }
 
-    /// The next window, what kind of demand it is and the streams it goes to; or, when there is
-    /// nothing to fetch now (caught up, every sink backing off, budget spent), when to look again.
-    fn plan(&mut self, ctx: &Context, now: i64) -> Result<(Window, Demand, Vec<usize>), Next> {
+    /// The next window to fetch, by the budget's order: a steady poll, then the late sweep, then
+    /// backlog. When none may be fetched now (caught up, every sink backing off, budget spent),
+    /// when to look again.
+    fn next_job(&mut self, ctx: &Context, now: i64) -> Result<Job, Next> {
         let ready = self.streams.ready(now);
-        let Some(start) = ready.iter().map(|&i| self.streams.position(i)).min() else {
+        if ready.is_empty() {
             return Err(Next::At(self.streams.next_retry().unwrap_or(now + 60)));
+        }
+        let limit = self.config.requests_per_day().unwrap_or_default();
+        let steady_per_day = (86_400 / ctx.poll.interval.as_secs().max(60)) as u32;
+        let first = self.plan_first(ctx, now, &ready);
+        let mut first_job = None;
+        let mut wait = match first {
+            FirstPlan::Fetch {
+                window,
+                demand,
+                targets,
+            } => {
+                let swept = self.sweep_age.map_or(true, |age| window.end <= now - age);
+                let job = Job {
+                    window,
+                    pass: Pass::First { demand, swept },
+                    targets,
+                };
+                if demand == Demand::Steady
+                    && self.budget.allows(now, demand, limit, steady_per_day)
+                {
+                    return Ok(job);
+                }
+                first_job = Some(job);
+                None
+            }
+            FirstPlan::Wait(t) => Some(t),
+        };
+        let mut sweep_wants_budget = false;
+        match self.plan_sweep(ctx, now, &ready) {
+            Err(e) => return Err(self.store_failed(ctx, now, e)),
+            Ok(SweepPlan::Fetch { window, targets }) => {
+                if self
+                    .budget
+                    .allows(now, Demand::Sweep, limit, steady_per_day)
+                {
+                    return Ok(Job {
+                        window,
+                        pass: Pass::Sweep,
+                        targets,
+                    });
+                }
+                sweep_wants_budget = true;
+            }
+            Ok(SweepPlan::Wait(t)) => wait = Some(wait.map_or(t, |w| w.min(t))),
+            Ok(SweepPlan::Idle) => {}
+        }
+        let first_waits = first_job.is_some();
+        if let Some(job) = first_job {
+            let backlog = matches!(
+                job.pass,
+                Pass::First {
+                    demand: Demand::Backlog,
+                    ..
+                }
+            );
+            if backlog
+                && self
+                    .budget
+                    .allows(now, Demand::Backlog, limit, steady_per_day)
+            {
+                return Ok(job);
+            }
+        }
+        if first_waits || sweep_wants_budget {
+            if first_waits {
+                self.state = TenantState::WaitingForBudget;
+            }
+            let release = self
+                .budget
+                .next_release(now)
+                .unwrap_or(now + 300)
+                .max(now + 1);
+            tracing::debug!(until = %clock::rfc3339(release), "request budget spent; waiting");
+            wait = Some(wait.map_or(release, |w| w.min(release)));
+        }
+        let blocked = self.streams.blocked_until(now);
+        let at = match (wait, blocked) {
+            (Some(w), Some(b)) => w.min(b),
+            (w, b) => w.or(b).unwrap_or(now + 60),
+        };
+        Err(Next::At(at.max(now + 1)))
+    }
+
+    /// The first pass's next window for the streams `ready`, or when it is due; sets the
+    /// tenant's state when it is caught up.
+    fn plan_first(&mut self, ctx: &Context, now: i64, ready: &[usize]) -> FirstPlan {
+        let Some(start) = ready.iter().map(|&i| self.streams.position(i)).min() else {
+            return FirstPlan::Wait(now + 60);
         };
         let cap = ready
             .iter()
             .map(|&i| self.streams.position(i))
             .filter(|&c| c > start)
             .min();
-        let cadence = Self::cadence(ctx);
-        let (window, demand) = match window::plan(start, now, cap, cadence, self.phase) {
+        match window::plan(start, now, cap, Self::cadence(ctx), self.phase) {
             Plan::WaitUntil(t) => {
                 if self.state == TenantState::CatchingUp && self.windows_fetched > 0 {
                     tracing::info!(
@@ -256,32 +463,132 @@ impl Poller {
                 } else {
                     TenantState::Ok
                 };
-                let blocked = self.streams.blocked_until(now);
-                return Err(Next::At(blocked.map_or(t, |b| b.min(t))));
+                FirstPlan::Wait(t)
             }
-            Plan::Fetch { window, demand } => (window, demand),
+            Plan::Fetch { window, demand } => FirstPlan::Fetch {
+                window,
+                demand,
+                targets: ready
+                    .iter()
+                    .copied()
+                    .filter(|&i| self.streams.position(i) == start)
+                    .collect(),
+            },
+        }
+    }
+
+    /// The late sweep's next window for the streams `ready`: `max_window` long, from the lowest
+    /// sweep position, once its end is `late_sweep` old (plus this tenant's phase, so tenants do
+    /// not sweep at one instant) and its targets' checkpoints are past it. A stream whose sweep
+    /// fell behind the dedupe keys it keeps is first moved up to them, with a warning: sweeping
+    /// there could deliver events twice.
+    fn plan_sweep(
+        &mut self,
+        ctx: &Context,
+        now: i64,
+        ready: &[usize],
+    ) -> Result<SweepPlan, StoreError> {
+        let plan = self.plan_sweep_at(ctx, now, ready)?;
+        self.sweep.next_at = match &plan {
+            SweepPlan::Fetch { .. } => Some(now),
+            SweepPlan::Wait(t) => Some(*t),
+            SweepPlan::Idle => None,
         };
-        let steady_per_day = (86_400 / cadence.interval.max(60)) as u32;
-        if !self.budget.allows(
-            now,
-            demand,
-            self.config.requests_per_day().unwrap_or_default(),
-            steady_per_day,
-        ) {
-            self.state = TenantState::WaitingForBudget;
-            let at = self
-                .budget
-                .next_release(now)
-                .unwrap_or(now + 300)
-                .max(now + 1);
-            tracing::debug!(until = %clock::rfc3339(at), "request budget spent; waiting");
-            return Err(Next::At(at));
+        Ok(plan)
+    }
+
+    fn plan_sweep_at(
+        &mut self,
+        ctx: &Context,
+        now: i64,
+        ready: &[usize],
+    ) -> Result<SweepPlan, StoreError> {
+        let Some(age) = self.sweep_age else {
+            return Ok(SweepPlan::Idle);
+        };
+        if now < self.sweep.retry_at {
+            return Ok(SweepPlan::Wait(self.sweep.retry_at));
+        }
+        for &i in ready {
+            let (swept, kept_from) = (
+                self.streams.swept(i),
+                clock::ceil_minute(self.streams.keys_kept_from(i)),
+            );
+            if swept < kept_from {
+                self.streams.skip_sweep(i, kept_from, &ctx.store)?;
+                self.sweep.skipped_seconds += kept_from - swept;
+                tracing::warn!(from = %clock::rfc3339(swept), to = %clock::rfc3339(kept_from),
+                    "the late sweep fell further behind than the dedupe keys are kept; this span is not swept");
+            }
+        }
+        let length = ctx.poll.max_window.as_secs() as i64;
+        let due = |swept: i64| swept + length + age + self.phase;
+        let mut waits = None::<i64>;
+        let mut start = None::<i64>;
+        for &i in ready {
+            let swept = self.streams.swept(i);
+            if swept + length > self.streams.position(i) {
+                // The first pass has not fetched this far yet; it moves on by itself.
+                continue;
+            }
+            if due(swept) > now {
+                waits = Some(waits.map_or(due(swept), |w| w.min(due(swept))));
+            } else {
+                start = Some(start.map_or(swept, |s| s.min(swept)));
+            }
+        }
+        let Some(start) = start else {
+            return Ok(waits.map_or(SweepPlan::Idle, SweepPlan::Wait));
+        };
+        let cap = ready
+            .iter()
+            .map(|&i| self.streams.swept(i))
+            .filter(|&s| s > start)
+            .min();
+        let mut end = start + length;
+        if let Some(cap) = cap.filter(|&c| c - start >= window::MIN_WINDOW_SECS) {
+            end = end.min(cap);
         }
         let targets = ready
-            .into_iter()
-            .filter(|&i| self.streams.position(i) == start)
+            .iter()
+            .copied()
+            .filter(|&i| self.streams.swept(i) == start && self.streams.position(i) >= end)
             .collect();
-        Ok((window, demand, targets))
+        Ok(SweepPlan::Fetch {
+            window: Window { start, end },
+            targets,
+        })
+    }
+
+    /// Bookkeeping after a sweep window reached at least one sink.
+    fn sweep_done(&mut self, ctx: &Context, now: i64) -> Next {
+        self.sweep.windows += 1;
+        self.sweep.attempts = 0;
+        self.sweep.retry_at = 0;
+        self.sweep.last_error = None;
+        if let Err(e) = self.api_answered(ctx) {
+            return self.store_failed(ctx, now, e);
+        }
+        Next::Now
+    }
+
+    /// A sweep window failed in a way that is its own (not the credentials, not the quota): it
+    /// backs off on its own, and polling goes on meanwhile.
+    fn sweep_failed(&mut self, ctx: &Context, now: i64, window: Window, e: ApiError) -> Next {
+        let wait = match e.disposition() {
+            Disposition::Rejected => ctx.poll.max_backoff,
+            _ => backoff::delay(
+                self.sweep.attempts,
+                Duration::from_secs(5),
+                ctx.poll.max_backoff,
+            ),
+        };
+        let message = e.to_string();
+        tracing::warn!(window = %window.interval_param(), error = %message, retry_in = %humantime::format_duration(Duration::from_secs(wait.as_secs())), "late sweep window failed; retrying");
+        self.sweep.attempts = self.sweep.attempts.saturating_add(1);
+        self.sweep.retry_at = now + wait.as_secs().max(1) as i64;
+        self.sweep.last_error = Some(message);
+        Next::Now
     }
 
     /// Bookkeeping after a window reached at least one sink: clear errors, set the state, log a
@@ -290,20 +597,14 @@ impl Poller {
     fn window_done(&mut self, ctx: &Context, now: i64, demand: Demand) -> Next {
         self.windows_fetched += 1;
         self.attempts = 0;
-        if self.record.failed || self.record.last_error.is_some() {
-            if self.record.failed {
-                tracing::info!("credentials accepted again; tenant recovered");
-            }
-            self.record.failed = false;
-            self.record.last_error = None;
-            if let Err(e) = ctx.store.put_tenant_record(&self.id, &self.record) {
-                return self.store_failed(ctx, now, e);
-            }
+        if let Err(e) = self.api_answered(ctx) {
+            return self.store_failed(ctx, now, e);
         }
         let was_catching_up = self.state == TenantState::CatchingUp;
         self.state = match demand {
             Demand::Backlog => TenantState::CatchingUp,
             Demand::Steady => TenantState::Ok,
+            Demand::Sweep => self.state,
         };
         match demand {
             Demand::Backlog if self.windows_fetched % CATCH_UP_LOG_EVERY == 0 => {
@@ -323,10 +624,27 @@ impl Poller {
         Next::Now
     }
 
+    /// The API answered a window: the tenant's last error is cleared (and a tenant whose
+    /// credentials were refused has recovered).
+    fn api_answered(&mut self, ctx: &Context) -> Result<(), StoreError> {
+        if self.record.failed || self.record.last_error.is_some() {
+            if self.record.failed {
+                tracing::info!("credentials accepted again; tenant recovered");
+            }
+            self.record.failed = false;
+            self.record.last_error = None;
+            ctx.store.put_tenant_record(&self.id, &self.record)?;
+        }
+        Ok(())
+    }
+
     /// Counts one API response by status (`200`, `429`, `transport`, ...) in the status board
-    /// and the metrics.
-    fn count_request(&mut self, ctx: &Context, label: String) {
+    /// and the metrics (a sweep's also under its own metric).
+    fn count_request(&mut self, ctx: &Context, pass: Pass, label: String) {
         ctx.metrics.add_request(&self.id, &label);
+        if pass == Pass::Sweep {
+            ctx.metrics.add_sweep_request(&self.id, &label);
+        }
         *self.by_status.entry(label).or_default() += 1;
     }
 
@@ -411,13 +729,15 @@ impl Poller {
         Next::At(self.retry_at)
     }
 
-    /// Fetches `window` and delivers it to the streams `targets`; returns how many of them now
-    /// have the whole window (the others failed and wait for their own retry).
+    /// Fetches `window` and delivers it to the streams `targets` (the late sweep's second query
+    /// only what they lack); returns how many of them now have the whole window (the others
+    /// failed and wait for their own retry).
     async fn fetch_window(
         &mut self,
         ctx: &Context,
         window: Window,
         targets: Vec<usize>,
+        pass: Pass,
     ) -> Result<usize, WindowError> {
         let creds = self.config.credentials(&self.secret);
         let limits = BatchLimits {
@@ -446,7 +766,16 @@ impl Poller {
             start: window.start,
             end: window.end,
         };
-        let mut delivery = self.streams.begin(targets, span, &ctx.store)?;
+        let mut delivery = match pass {
+            Pass::Sweep => self.streams.begin_sweep(targets, span, &ctx.store)?,
+            Pass::First { swept, .. } => {
+                let mut d = self.streams.begin(targets, span, &ctx.store)?;
+                if self.sweep_age.is_some() {
+                    d.track_sweep(swept);
+                }
+                d
+            }
+        };
         loop {
             let item = match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Err(_) => return Err(ApiError::Deadline(budget).into()),
@@ -471,14 +800,25 @@ impl Poller {
                 started,
                 &mut published,
             )?;
-            self.events_fetched += batch.len() as u64;
-            ctx.metrics.add_fetched(&self.id, batch.len() as u64);
-            count_customers(&mut self.customers, &batch);
+            if pass == Pass::Sweep {
+                // A second query: its events were counted when first received (or are late).
+                self.sweep.events_fetched += batch.len() as u64;
+            } else {
+                self.events_fetched += batch.len() as u64;
+                ctx.metrics.add_fetched(&self.id, batch.len() as u64);
+                count_customers(&mut self.customers, &batch);
+            }
             let batch = match self.enricher.as_mut() {
                 Some(e) => e.enrich(batch, &ctx.store).await,
                 None => batch,
             };
+            let found = delivery.found();
             delivery.send(&batch, ctx.engine()).await?;
+            if delivery.found() > found {
+                let late = delivery.found() - found;
+                self.sweep.found += late;
+                ctx.metrics.add_late_events(&self.id, late);
+            }
             if ctx.shutdown.is_cancelled() {
                 return Err(WindowError::Shutdown);
             }
@@ -523,7 +863,26 @@ impl Poller {
             enrichment_misses: self.enricher.as_ref().map_or(0, |e| e.misses),
             customers: self.customers.clone(),
             stream: None,
+            late_sweep: self.late_sweep_status(now),
         });
+    }
+
+    /// The late sweep's part of the status (none while it is off).
+    fn late_sweep_status(&self, now: i64) -> Option<LateSweepStatus> {
+        let age = self.sweep_age?;
+        let swept_to = (0..self.streams.len()).map(|i| self.streams.swept(i)).min();
+        let mut budget = self.sweep.budget.clone();
+        Some(LateSweepStatus {
+            age_seconds: age,
+            swept_to: swept_to.map(clock::rfc3339),
+            requests_24h: budget.used(now),
+            windows: self.sweep.windows,
+            events_fetched: self.sweep.events_fetched,
+            events_found_late: self.sweep.found,
+            skipped_seconds: self.sweep.skipped_seconds,
+            last_error: self.sweep.last_error.clone(),
+            next_at: self.sweep.next_at.map(clock::rfc3339),
+        })
     }
 }
 
