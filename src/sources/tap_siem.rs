@@ -480,8 +480,8 @@ impl Poller {
     /// The late sweep's next window for the streams `ready`: `max_window` long, from the lowest
     /// sweep position, once its end is `late_sweep` old (plus this tenant's phase, so tenants do
     /// not sweep at one instant) and its targets' checkpoints are past it. A stream whose sweep
-    /// fell behind the dedupe keys it keeps is first moved up to them, with a warning: sweeping
-    /// there could deliver events twice.
+    /// fell behind the dedupe keys it keeps (or the API's horizon) is first moved up to them,
+    /// with a warning: sweeping there could deliver events twice (or loop on 400).
     fn plan_sweep(
         &mut self,
         ctx: &Context,
@@ -509,10 +509,16 @@ impl Poller {
         if now < self.sweep.retry_at {
             return Ok(SweepPlan::Wait(self.sweep.retry_at));
         }
+        // The API's horizon too (after a long stop the first pass was clamped into it).
+        let earliest = window::earliest_within(
+            self.config.product().horizon_secs(),
+            now,
+            self.horizon_margin,
+        );
         for &i in ready {
             let (swept, kept_from) = (
                 self.streams.swept(i),
-                clock::ceil_minute(self.streams.keys_kept_from(i)),
+                clock::ceil_minute(self.streams.keys_kept_from(i)).max(earliest),
             );
             if swept < kept_from {
                 self.streams.skip_sweep(i, kept_from, &ctx.store)?;
