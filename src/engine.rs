@@ -842,6 +842,89 @@ mod tests {
         d.finish(deps).await.unwrap();
     }
 
+    /// The late sweep's second delivery of a span: it takes only what the first did not have,
+    /// counts that as found, and moves the sweep position, never the stream's position; a first
+    /// delivery moves the sweep position along only when it already counts as swept.
+    #[tokio::test]
+    async fn a_sweep_delivers_only_what_the_first_pass_lacked_and_moves_only_its_own_position() {
+        let world = World::new();
+        let (store, deps) = (&world.store, world.deps());
+        let sink = Memory::new("s");
+        let sinks: Vec<Arc<dyn Sink>> = vec![sink.clone()];
+        let mut streams = Streams::open("acme", sinks.clone(), 100, WIDE, store).unwrap();
+        assert_eq!(streams.swept(0), 100, "no sweep position yet: the position");
+
+        // A young window: the sweep stays at its start. Then one already old enough, but the
+        // sweep is behind it: it stays too.
+        let mut d = streams.begin(vec![0], SPAN, store).unwrap();
+        d.track_sweep(false);
+        d.send(&batch(&[r#"{"a":1}"#, r#"{"a":2}"#]), deps)
+            .await
+            .unwrap();
+        d.finish(deps).await.unwrap();
+        assert_eq!((streams.position(0), streams.swept(0)), (200, 100));
+        let mut d = streams
+            .begin(
+                vec![0],
+                Span {
+                    start: 200,
+                    end: 250,
+                },
+                store,
+            )
+            .unwrap();
+        d.track_sweep(true);
+        d.finish(deps).await.unwrap();
+        assert_eq!((streams.position(0), streams.swept(0)), (250, 100));
+
+        // The sweep of [100, 200]: one event published late, one replayed.
+        let mut d = streams.begin_sweep(vec![0], SPAN, store).unwrap();
+        d.send(&batch(&[r#"{"a":1}"#, r#"{"a":3}"#, r#"{"a":3}"#]), deps)
+            .await
+            .unwrap();
+        d.send(&batch(&[r#"{"a":2}"#]), deps).await.unwrap();
+        assert_eq!(d.found(), 1);
+        d.finish(deps).await.unwrap();
+        assert_eq!(sink.got().len(), 3, "only the late event was added");
+        assert_eq!((streams.position(0), streams.swept(0)), (250, 200));
+
+        // Both survive a restart; an old-enough window with the sweep at its start moves it.
+        let mut streams = Streams::open("acme", sinks, 100, WIDE, store).unwrap();
+        assert_eq!((streams.position(0), streams.swept(0)), (250, 200));
+        let mut d = streams
+            .begin_sweep(
+                vec![0],
+                Span {
+                    start: 200,
+                    end: 250,
+                },
+                store,
+            )
+            .unwrap();
+        d.send(&batch(&[r#"{"a":3}"#]), deps).await.unwrap();
+        assert_eq!(d.found(), 0, "delivered before the restart");
+        d.finish(deps).await.unwrap();
+        let mut d = streams
+            .begin(
+                vec![0],
+                Span {
+                    start: 250,
+                    end: 300,
+                },
+                store,
+            )
+            .unwrap();
+        d.track_sweep(true);
+        d.finish(deps).await.unwrap();
+        assert_eq!((streams.position(0), streams.swept(0)), (300, 300));
+        assert_eq!(sink.got().len(), 3);
+
+        // Skipping moves only forward.
+        streams.skip_sweep(0, 250, store).unwrap();
+        assert_eq!(streams.swept(0), 300);
+        assert_eq!(streams.keys_kept_from(0), 100);
+    }
+
     #[tokio::test]
     async fn the_key_horizon_decides_which_keys_a_delivery_sees_and_a_commit_forgets() {
         let world = World::new();

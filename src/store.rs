@@ -787,6 +787,22 @@ mod tests {
         assert_eq!(set, HashSet::from([k(9)]));
     }
 
+    /// A stream written before the late sweep (no `swept`) loads, and one without a sweep
+    /// position is written as before.
+    #[test]
+    fn stream_state_without_a_sweep_position_reads_and_writes_as_before() {
+        let old = r#"{"checkpoint":1000,"gap_seconds":0,"last_gap":null}"#;
+        let state: StreamState = serde_json::from_str(old).unwrap();
+        assert_eq!(state.swept, None);
+        assert_eq!(serde_json::to_string(&state).unwrap(), old);
+        let swept = StreamState {
+            swept: Some(900),
+            ..state
+        };
+        let text = serde_json::to_string(&swept).unwrap();
+        assert_eq!(serde_json::from_str::<StreamState>(&text).unwrap(), swept);
+    }
+
     #[tokio::test]
     async fn lineage_tells_a_new_store_from_a_lost_one() {
         let dir = tempfile::tempdir().unwrap();

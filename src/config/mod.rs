@@ -656,6 +656,48 @@ sinks = ["archive"]
     }
 
     #[test]
+    fn late_sweep_defaults_to_3h_is_per_tenant_and_bounded() {
+        let c = load(GOOD, &[]).unwrap();
+        assert_eq!(c.poll.late_sweep, Duration::from_secs(3 * 3600));
+        assert_eq!(
+            c.tenants["acme"].late_sweep(&c.poll),
+            Some(Duration::from_secs(3 * 3600))
+        );
+        let off = GOOD.replace(
+            "interval = \"5m\"",
+            "interval = \"5m\"\nlate_sweep = \"0s\"",
+        );
+        let c = load(&off, &[]).unwrap();
+        assert_eq!(c.tenants["acme"].late_sweep(&c.poll), None);
+        let own = off.replace(
+            "sinks = [\"archive\"]",
+            "sinks = [\"archive\"]\nlate_sweep = \"90m\"",
+        );
+        let c = load(&own, &[]).unwrap();
+        assert_eq!(
+            c.tenants["acme"].late_sweep(&c.poll),
+            Some(Duration::from_secs(5400))
+        );
+        for (poll, tenant, key) in [
+            ("20m", "", "poll.late_sweep"),
+            ("2d", "", "poll.late_sweep"),
+            ("3h", "late_sweep = \"30m\"", "tenants.acme.late_sweep"),
+        ] {
+            let text = GOOD
+                .replace(
+                    "interval = \"5m\"",
+                    &format!("interval = \"5m\"\nlate_sweep = \"{poll}\""),
+                )
+                .replace(
+                    "sinks = [\"archive\"]",
+                    &format!("sinks = [\"archive\"]\n{tenant}"),
+                );
+            let e = load(&text, &[]).unwrap_err();
+            assert!(e.contains(key) && e.contains("more than poll.lag"), "{e}");
+        }
+    }
+
+    #[test]
     fn buffer_budget_smaller_than_a_batch_is_rejected() {
         let text = GOOD.replace(
             "interval = \"5m\"",
