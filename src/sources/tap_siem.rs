@@ -37,7 +37,7 @@ use tracing::Instrument;
 use super::{Context, Next, Source};
 use crate::api::siem::{BatchLimits, WindowItem};
 use crate::api::split::SplitSummary;
-use crate::api::window::{self, Cadence, Plan, Window};
+use crate::api::window::{self, Window};
 use crate::api::{ApiError, Disposition};
 use crate::backoff;
 use crate::budget::{Budget, Demand};
@@ -46,79 +46,16 @@ use crate::config::TenantConfig;
 use crate::engine::{KeyHorizon, Span, Streams};
 use crate::enrich::TenantEnricher;
 use crate::sinks::Sink;
-use crate::status::{LateSweepStatus, TenantState, TenantStatus, WindowProgress};
+use crate::status::{TenantState, TenantStatus, WindowProgress};
 use crate::store::{StoreError, TenantRecord};
+
+mod plan;
+mod sweep;
+use plan::{Job, Pass};
+use sweep::{sweep_budget_key, Sweep, SweepPlan};
 
 /// A backfill logs its progress once per this many windows (a day of 1-hour windows).
 pub const CATCH_UP_LOG_EVERY: u64 = 24;
-
-/// Which query of a window a fetch is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pass {
-    /// The first: steady polling or backlog. `swept`: the window is already as old as the late
-    /// sweep's age (or the sweep is off), so it needs no second query.
-    First { demand: Demand, swept: bool },
-    /// The late sweep's second query.
-    Sweep,
-}
-
-/// What to fetch next.
-struct Job {
-    window: Window,
-    pass: Pass,
-    /// The streams it goes to.
-    targets: Vec<usize>,
-}
-
-/// The first pass's next window (before the budget is asked).
-enum FirstPlan {
-    Fetch {
-        window: Window,
-        demand: Demand,
-        targets: Vec<usize>,
-    },
-    /// Caught up until then.
-    Wait(i64),
-}
-
-/// The late sweep's next window.
-enum SweepPlan {
-    Fetch {
-        window: Window,
-        targets: Vec<usize>,
-    },
-    /// Nothing is old enough before then (or the sweep backs off until then).
-    Wait(i64),
-    /// Off, or waiting for the first pass to move.
-    Idle,
-}
-
-/// The late sweep's bookkeeping; its positions are the streams' ([`Streams::swept`]).
-#[derive(Debug, Default)]
-struct Sweep {
-    /// Consecutive failed sweep windows: the sweep's own backoff.
-    attempts: u32,
-    /// Unix seconds before which no sweep window is asked for.
-    retry_at: i64,
-    /// The sweep's own requests in the rolling 24 hours (each is also in the tenant's budget).
-    budget: Budget,
-    /// Sweep windows completed, events they received and events they found late, since start.
-    windows: u64,
-    events_fetched: u64,
-    found: u64,
-    /// Seconds of windows the sweep skipped because it fell further behind than the dedupe keys
-    /// are kept, since start.
-    skipped_seconds: i64,
-    /// Why the last sweep window failed; `None` once one works.
-    last_error: Option<String>,
-    /// When the next sweep window is due, as last planned (unix seconds).
-    next_at: Option<i64>,
-}
-
-/// The store key of a tenant's sweep requests (a budget under `b/`).
-fn sweep_budget_key(tenant: &str) -> String {
-    format!("{tenant}:late_sweep")
-}
 
 /// Why a window stopped before it was complete.
 #[derive(Debug, thiserror::Error)]
@@ -259,14 +196,6 @@ impl Poller {
         Ok(poller)
     }
 
-    fn cadence(ctx: &Context) -> Cadence {
-        Cadence {
-            interval: ctx.poll.interval.as_secs() as i64,
-            lag: ctx.poll.lag.as_secs() as i64,
-            max_window: ctx.poll.max_window.as_secs() as i64,
-        }
-    }
-
     /// Does at most one window of work; says when to run again.
     async fn step_once(&mut self, ctx: &Context) -> Next {
         let now = ctx.clock.now().timestamp();
@@ -344,257 +273,6 @@ impl Poller {
                 }
             }
         }
-    }
-
-    /// The next window to fetch, by the budget's order: a steady poll, then the late sweep, then
-    /// backlog. When none may be fetched now (caught up, every sink backing off, budget spent),
-    /// when to look again.
-    fn next_job(&mut self, ctx: &Context, now: i64) -> Result<Job, Next> {
-        let ready = self.streams.ready(now);
-        if ready.is_empty() {
-            return Err(Next::At(self.streams.next_retry().unwrap_or(now + 60)));
-        }
-        let limit = self.config.requests_per_day().unwrap_or_default();
-        let steady_per_day = (86_400 / ctx.poll.interval.as_secs().max(60)) as u32;
-        let first = self.plan_first(ctx, now, &ready);
-        let mut first_job = None;
-        let mut wait = match first {
-            FirstPlan::Fetch {
-                window,
-                demand,
-                targets,
-            } => {
-                let swept = self.sweep_age.map_or(true, |age| window.end <= now - age);
-                let job = Job {
-                    window,
-                    pass: Pass::First { demand, swept },
-                    targets,
-                };
-                if demand == Demand::Steady
-                    && self.budget.allows(now, demand, limit, steady_per_day)
-                {
-                    return Ok(job);
-                }
-                first_job = Some(job);
-                None
-            }
-            FirstPlan::Wait(t) => Some(t),
-        };
-        let mut sweep_wants_budget = false;
-        match self.plan_sweep(ctx, now, &ready) {
-            Err(e) => return Err(self.store_failed(ctx, now, e)),
-            Ok(SweepPlan::Fetch { window, targets }) => {
-                if self
-                    .budget
-                    .allows(now, Demand::Sweep, limit, steady_per_day)
-                {
-                    return Ok(Job {
-                        window,
-                        pass: Pass::Sweep,
-                        targets,
-                    });
-                }
-                sweep_wants_budget = true;
-            }
-            Ok(SweepPlan::Wait(t)) => wait = Some(wait.map_or(t, |w| w.min(t))),
-            Ok(SweepPlan::Idle) => {}
-        }
-        let first_waits = first_job.is_some();
-        if let Some(job) = first_job {
-            let backlog = matches!(
-                job.pass,
-                Pass::First {
-                    demand: Demand::Backlog,
-                    ..
-                }
-            );
-            if backlog
-                && self
-                    .budget
-                    .allows(now, Demand::Backlog, limit, steady_per_day)
-            {
-                return Ok(job);
-            }
-        }
-        if first_waits || sweep_wants_budget {
-            if first_waits {
-                self.state = TenantState::WaitingForBudget;
-            }
-            let release = self
-                .budget
-                .next_release(now)
-                .unwrap_or(now + 300)
-                .max(now + 1);
-            tracing::debug!(until = %clock::rfc3339(release), "request budget spent; waiting");
-            wait = Some(wait.map_or(release, |w| w.min(release)));
-        }
-        let blocked = self.streams.blocked_until(now);
-        let at = match (wait, blocked) {
-            (Some(w), Some(b)) => w.min(b),
-            (w, b) => w.or(b).unwrap_or(now + 60),
-        };
-        Err(Next::At(at.max(now + 1)))
-    }
-
-    /// The first pass's next window for the streams `ready`, or when it is due; sets the
-    /// tenant's state when it is caught up.
-    fn plan_first(&mut self, ctx: &Context, now: i64, ready: &[usize]) -> FirstPlan {
-        let Some(start) = ready.iter().map(|&i| self.streams.position(i)).min() else {
-            return FirstPlan::Wait(now + 60);
-        };
-        let cap = ready
-            .iter()
-            .map(|&i| self.streams.position(i))
-            .filter(|&c| c > start)
-            .min();
-        match window::plan(start, now, cap, Self::cadence(ctx), self.phase) {
-            Plan::WaitUntil(t) => {
-                if self.state == TenantState::CatchingUp && self.windows_fetched > 0 {
-                    tracing::info!(
-                        windows = self.windows_fetched,
-                        events = self.events_fetched,
-                        "caught up"
-                    );
-                }
-                self.state = if self.record.failed {
-                    TenantState::Failed
-                } else if self.streams.any_failing() {
-                    TenantState::Degraded
-                } else {
-                    TenantState::Ok
-                };
-                FirstPlan::Wait(t)
-            }
-            Plan::Fetch { window, demand } => FirstPlan::Fetch {
-                window,
-                demand,
-                targets: ready
-                    .iter()
-                    .copied()
-                    .filter(|&i| self.streams.position(i) == start)
-                    .collect(),
-            },
-        }
-    }
-
-    /// The late sweep's next window for the streams `ready`: `max_window` long, from the lowest
-    /// sweep position, once its end is `late_sweep` old (plus this tenant's phase, so tenants do
-    /// not sweep at one instant) and its targets' checkpoints are past it. A stream whose sweep
-    /// fell behind the dedupe keys it keeps (or the API's horizon) is first moved up to them,
-    /// with a warning: sweeping there could deliver events twice (or loop on 400).
-    fn plan_sweep(
-        &mut self,
-        ctx: &Context,
-        now: i64,
-        ready: &[usize],
-    ) -> Result<SweepPlan, StoreError> {
-        let plan = self.plan_sweep_at(ctx, now, ready)?;
-        self.sweep.next_at = match &plan {
-            SweepPlan::Fetch { .. } => Some(now),
-            SweepPlan::Wait(t) => Some(*t),
-            SweepPlan::Idle => None,
-        };
-        Ok(plan)
-    }
-
-    fn plan_sweep_at(
-        &mut self,
-        ctx: &Context,
-        now: i64,
-        ready: &[usize],
-    ) -> Result<SweepPlan, StoreError> {
-        let Some(age) = self.sweep_age else {
-            return Ok(SweepPlan::Idle);
-        };
-        if now < self.sweep.retry_at {
-            return Ok(SweepPlan::Wait(self.sweep.retry_at));
-        }
-        // The API's horizon too (after a long stop the first pass was clamped into it).
-        let earliest = window::earliest_within(
-            self.config.product().horizon_secs(),
-            now,
-            self.horizon_margin,
-        );
-        for &i in ready {
-            let (swept, kept_from) = (
-                self.streams.swept(i),
-                clock::ceil_minute(self.streams.keys_kept_from(i)).max(earliest),
-            );
-            if swept < kept_from {
-                self.streams.skip_sweep(i, kept_from, &ctx.store)?;
-                self.sweep.skipped_seconds += kept_from - swept;
-                tracing::warn!(from = %clock::rfc3339(swept), to = %clock::rfc3339(kept_from),
-                    "the late sweep fell further behind than the dedupe keys are kept; this span is not swept");
-            }
-        }
-        let length = ctx.poll.max_window.as_secs() as i64;
-        let due = |swept: i64| swept + length + age + self.phase;
-        let mut waits = None::<i64>;
-        let mut start = None::<i64>;
-        for &i in ready {
-            let swept = self.streams.swept(i);
-            if swept + length > self.streams.position(i) {
-                // The first pass has not fetched this far yet; it moves on by itself.
-                continue;
-            }
-            if due(swept) > now {
-                waits = Some(waits.map_or(due(swept), |w| w.min(due(swept))));
-            } else {
-                start = Some(start.map_or(swept, |s| s.min(swept)));
-            }
-        }
-        let Some(start) = start else {
-            return Ok(waits.map_or(SweepPlan::Idle, SweepPlan::Wait));
-        };
-        let cap = ready
-            .iter()
-            .map(|&i| self.streams.swept(i))
-            .filter(|&s| s > start)
-            .min();
-        let mut end = start + length;
-        if let Some(cap) = cap.filter(|&c| c - start >= window::MIN_WINDOW_SECS) {
-            end = end.min(cap);
-        }
-        let targets = ready
-            .iter()
-            .copied()
-            .filter(|&i| self.streams.swept(i) == start && self.streams.position(i) >= end)
-            .collect();
-        Ok(SweepPlan::Fetch {
-            window: Window { start, end },
-            targets,
-        })
-    }
-
-    /// Bookkeeping after a sweep window reached at least one sink.
-    fn sweep_done(&mut self, ctx: &Context, now: i64) -> Next {
-        self.sweep.windows += 1;
-        self.sweep.attempts = 0;
-        self.sweep.retry_at = 0;
-        self.sweep.last_error = None;
-        if let Err(e) = self.api_answered(ctx) {
-            return self.store_failed(ctx, now, e);
-        }
-        Next::Now
-    }
-
-    /// A sweep window failed in a way that is its own (not the credentials, not the quota): it
-    /// backs off on its own, and polling goes on meanwhile.
-    fn sweep_failed(&mut self, ctx: &Context, now: i64, window: Window, e: ApiError) -> Next {
-        let wait = match e.disposition() {
-            Disposition::Rejected => ctx.poll.max_backoff,
-            _ => backoff::delay(
-                self.sweep.attempts,
-                Duration::from_secs(5),
-                ctx.poll.max_backoff,
-            ),
-        };
-        let message = e.to_string();
-        tracing::warn!(window = %window.interval_param(), error = %message, retry_in = %humantime::format_duration(Duration::from_secs(wait.as_secs())), "late sweep window failed; retrying");
-        self.sweep.attempts = self.sweep.attempts.saturating_add(1);
-        self.sweep.retry_at = now + wait.as_secs().max(1) as i64;
-        self.sweep.last_error = Some(message);
-        Next::Now
     }
 
     /// Bookkeeping after a window reached at least one sink: clear errors, set the state, log a
@@ -871,24 +549,6 @@ impl Poller {
             stream: None,
             late_sweep: self.late_sweep_status(now),
         });
-    }
-
-    /// The late sweep's part of the status (none while it is off).
-    fn late_sweep_status(&self, now: i64) -> Option<LateSweepStatus> {
-        let age = self.sweep_age?;
-        let swept_to = (0..self.streams.len()).map(|i| self.streams.swept(i)).min();
-        let mut budget = self.sweep.budget.clone();
-        Some(LateSweepStatus {
-            age_seconds: age,
-            swept_to: swept_to.map(clock::rfc3339),
-            requests_24h: budget.used(now),
-            windows: self.sweep.windows,
-            events_fetched: self.sweep.events_fetched,
-            events_found_late: self.sweep.found,
-            skipped_seconds: self.sweep.skipped_seconds,
-            last_error: self.sweep.last_error.clone(),
-            next_at: self.sweep.next_at.map(clock::rfc3339),
-        })
     }
 }
 
