@@ -420,6 +420,25 @@ impl Delivery<'_> {
         self.first_pass_swept = Some(swept);
     }
 
+    /// The events of `batch` that some live target takes and does not have yet. A sweep hands
+    /// only these on (to enrichment, then [`Delivery::send`]): it re-reads a whole window, and
+    /// the rest of it was delivered before.
+    pub fn lacked(&self, batch: &Batch) -> Batch {
+        batch.filter(|e| {
+            self.targets
+                .iter()
+                .zip(&self.alive)
+                .zip(&self.seen)
+                .any(|((&i, &alive), seen)| {
+                    let takes = match &self.streams.streams[i].route {
+                        None => true,
+                        Some(route) => route(e.customer.as_deref()),
+                    };
+                    alive && takes && !seen.contains(&e.key)
+                })
+        })
+    }
+
     /// A sweep: the distinct events delivered so far that some target did not have (the events
     /// it found late).
     pub fn found(&self) -> u64 {
@@ -877,15 +896,17 @@ mod tests {
         d.finish(deps).await.unwrap();
         assert_eq!((streams.position(0), streams.swept(0)), (250, 100));
 
-        // The sweep of [100, 200]: one event published late, one replayed.
+        // The sweep of [100, 200]: two events published late, one replayed, two delivered.
         let mut d = streams.begin_sweep(vec![0], SPAN, store).unwrap();
         d.send(&batch(&[r#"{"a":1}"#, r#"{"a":3}"#, r#"{"a":3}"#]), deps)
             .await
             .unwrap();
-        d.send(&batch(&[r#"{"a":2}"#]), deps).await.unwrap();
-        assert_eq!(d.found(), 1);
+        let again = batch(&[r#"{"a":2}"#, r#"{"a":4}"#]);
+        assert_eq!(d.lacked(&again).len(), 1, "only the event the sink lacks");
+        d.send(&again, deps).await.unwrap();
+        assert_eq!(d.found(), 2);
         d.finish(deps).await.unwrap();
-        assert_eq!(sink.got().len(), 3, "only the late event was added");
+        assert_eq!(sink.got().len(), 4, "only the late events were added");
         assert_eq!((streams.position(0), streams.swept(0)), (250, 200));
 
         // Both survive a restart; an old-enough window with the sweep at its start moves it.
@@ -917,7 +938,7 @@ mod tests {
         d.track_sweep(true);
         d.finish(deps).await.unwrap();
         assert_eq!((streams.position(0), streams.swept(0)), (300, 300));
-        assert_eq!(sink.got().len(), 3);
+        assert_eq!(sink.got().len(), 4);
 
         // Skipping moves only forward.
         streams.skip_sweep(0, 250, store).unwrap();

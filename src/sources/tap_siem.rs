@@ -484,24 +484,29 @@ impl Poller {
                 started,
                 &mut published,
             )?;
-            if pass == Pass::Sweep {
-                // A second query: its events were counted when first received (or are late).
+            let batch = if pass == Pass::Sweep {
+                // A second query: its events were counted when first received; only those no
+                // sink has (published late) go on.
                 self.sweep.events_fetched += batch.len() as u64;
+                delivery.lacked(&batch)
             } else {
                 self.events_fetched += batch.len() as u64;
                 ctx.metrics.add_fetched(&self.id, batch.len() as u64);
                 count_customers(&mut self.customers, &batch);
-            }
-            let batch = match self.enricher.as_mut() {
-                Some(e) => e.enrich(batch, &ctx.store).await,
-                None => batch,
+                batch
             };
-            let found = delivery.found();
-            delivery.send(&batch, ctx.engine()).await?;
-            if delivery.found() > found {
-                let late = delivery.found() - found;
-                self.sweep.found += late;
-                ctx.metrics.add_late_events(&self.id, late);
+            if !batch.is_empty() {
+                let batch = match self.enricher.as_mut() {
+                    Some(e) => e.enrich(batch, &ctx.store).await,
+                    None => batch,
+                };
+                let found = delivery.found();
+                delivery.send(&batch, ctx.engine()).await?;
+                if delivery.found() > found {
+                    let late = delivery.found() - found;
+                    self.sweep.found += late;
+                    ctx.metrics.add_late_events(&self.id, late);
+                }
             }
             if ctx.shutdown.is_cancelled() {
                 return Err(WindowError::Shutdown);
