@@ -34,7 +34,7 @@ pub(super) enum SweepPlan {
     Idle,
 }
 
-/// The late sweep's bookkeeping; its positions are the streams' ([`Streams::swept`]).
+/// The late sweep's bookkeeping (its positions are in the streams: `Streams::swept`).
 #[derive(Debug, Default)]
 pub(super) struct Sweep {
     /// Consecutive failed sweep windows: the sweep's own backoff.
