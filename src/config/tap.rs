@@ -3,6 +3,7 @@
 //! credentials, host, quota and sinks); [`TapTenant`] adds TAP's own.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -63,6 +64,10 @@ pub struct SiemAccount {
     /// `"campaigns"` (each `campaignID`'s campaign). Default: none. Tuned under `[enrichment]`.
     #[serde(default)]
     pub enrich: Vec<crate::enrich::EnrichKind>,
+    /// This tenant's late sweep, instead of `poll.late_sweep` (`0s` turns it off for this
+    /// tenant). Default: `poll.late_sweep`. Read it with [`SiemAccount::late_sweep`].
+    #[serde(default, rename = "late_sweep", with = "humantime_serde")]
+    pub late_sweep_setting: Option<Duration>,
 }
 
 fn default_requests_per_day() -> u32 {
@@ -108,6 +113,12 @@ impl SiemAccount {
         base
     }
 
+    /// How old a window is when the late sweep queries it again: the tenant's `late_sweep`, else
+    /// `poll.late_sweep`; `None` when the sweep is off.
+    pub fn late_sweep(&self, poll: &super::PollConfig) -> Option<Duration> {
+        Some(self.late_sweep_setting.unwrap_or(poll.late_sweep)).filter(|d| !d.is_zero())
+    }
+
     pub fn secret_keys(&self) -> SecretKeys<'_> {
         SecretKeys {
             name: "secret",
@@ -150,6 +161,12 @@ impl SiemAccount {
                     );
                 }
             }
+        }
+        if let Some(problem) = self
+            .late_sweep_setting
+            .and_then(|s| check.poll.late_sweep_problem(s))
+        {
+            err(key("late_sweep"), problem);
         }
         let steady = 86_400 / check.poll.interval.as_secs().max(60);
         if u64::from(self.requests_per_day) <= steady {

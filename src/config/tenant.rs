@@ -360,6 +360,12 @@ impl TenantConfig {
         self.settings().siem_account().map(|a| a.requests_per_day)
     }
 
+    /// How old a window is when the late sweep queries it again (TAP and Essentials; `None`
+    /// when the sweep is off or the product has no SIEM account).
+    pub fn late_sweep(&self, poll: &PollConfig) -> Option<std::time::Duration> {
+        self.settings().siem_account()?.late_sweep(poll)
+    }
+
     /// Threat enrichment beside the tenant's events (none without a SIEM account).
     pub fn enrich(&self) -> &[crate::enrich::EnrichKind] {
         self.settings()
