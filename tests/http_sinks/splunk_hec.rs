@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use tapfwd::event::EventKind;
 use tapfwd::sinks::{SinkConfig, SinkError};
 
 use crate::common::*;
@@ -351,14 +352,17 @@ async fn hec_gzip_bodies_are_decoded_by_the_server() {
     assert_eq!(click["sourcetype"], "pps:click:permitted");
 }
 
-/// Every form of a HEC URL that Splunk's documentation and consoles hand out.
-const HEC_URL_FORMS: [&str; 6] = [
+/// Every form of a HEC URL that Splunk's documentation and consoles hand out
+/// (`/services/collector/event/1.0` is documented as the same endpoint as `/event`).
+const HEC_URL_FORMS: [&str; 8] = [
     "",
     "/",
     "/services/collector",
     "/services/collector/",
     "/services/collector/event",
     "/services/collector/event/",
+    "/services/collector/event/1.0",
+    "/services/collector/event/1.0/",
 ];
 
 #[tokio::test]
@@ -383,8 +387,8 @@ async fn hec_url_may_be_the_base_or_the_endpoint_splunk_documents() {
 #[test]
 fn hec_url_with_another_path_is_refused_naming_the_key() {
     for path in [
-        "/services/collector/raw",
         "/services/collector/event/services/collector/event",
+        "/services/collector/event/2.0",
         "/splunk",
         "/services/collector?channel=0f8e3b1c-0000-4000-8000-000000000000",
     ] {
@@ -430,11 +434,84 @@ fn check_accepts_every_hec_url_form_and_names_the_key_of_a_bad_path() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    let out = check(config("https://splunk:8088/services/collector/nope"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("config key `sinks.splunk.url`: `https://splunk:8088/services/collector/nope` has the path `/services/collector/nope`, which is not a HEC endpoint"),
+        "{stderr}"
+    );
+    // The raw endpoint is HEC's, for another format: said so, with the URL to give instead.
     let out = check(config("https://splunk:8088/services/collector/raw"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("config key `sinks.splunk.url`: `https://splunk:8088/services/collector/raw` has the path `/services/collector/raw`, which is not a HEC endpoint"),
+        stderr.contains("config key `sinks.splunk.url`: `https://splunk:8088/services/collector/raw` is HEC's raw endpoint, which takes plain lines of text")
+            && stderr.contains("give `https://splunk:8088/services/collector/event`")
+            && !stderr.contains("not a HEC endpoint"),
         "{stderr}"
+    );
+}
+
+/// HEC's raw endpoint (and its versioned name) is refused as the other format it is, naming the
+/// event endpoint to give instead; never as "not a HEC endpoint".
+#[test]
+fn hec_raw_endpoint_is_refused_as_another_format() {
+    for path in ["/services/collector/raw", "/services/collector/raw/1.0"] {
+        let config: SinkConfig = serde_json::from_value(json!({
+            "type": "splunk_hec", "url": format!("https://splunk:8088{path}"), "token": "t"
+        }))
+        .unwrap();
+        let e = config.validate().unwrap_err();
+        assert!(
+            e.starts_with(&format!(
+                "url: `https://splunk:8088{path}` is HEC's raw endpoint"
+            )) && e.contains("JSON event format")
+                && e.contains("`https://splunk:8088/services/collector/event`")
+                && !e.contains("not a HEC endpoint"),
+            "{path}: {e}"
+        );
+    }
+}
+
+/// PoD frames land under the PoD add-on's sourcetypes (Splunkbase 4327: `pps_messagelog`,
+/// `pps_maillog`, `pps_auditlog`), each frame byte for byte.
+#[tokio::test]
+async fn hec_pod_frames_get_the_pod_add_on_sourcetypes() {
+    let (fake, url) = hec_server(false).await;
+    let s = sink(
+        "splunk",
+        json!({"type":"splunk_hec","url":url,"token":"hec-token-acme","retry":fast_retry()}),
+    );
+    let b = pod_batch(&[
+        (EventKind::PodMessage, POD_MESSAGE),
+        (EventKind::PodMaillog, POD_MAILLOG),
+        (EventKind::PodAudit, POD_AUDIT),
+    ]);
+    let (result, commits) = deliver(&*s, "acme-pod", &b).await;
+    result.unwrap();
+    assert_eq!(commits, 1);
+    let body = String::from_utf8_lossy(&fake.requests()[0].body).to_string();
+    for frame in [POD_MESSAGE, POD_MAILLOG, POD_AUDIT] {
+        assert!(body.contains(&format!("\"event\":{frame}}}")), "{frame}");
+    }
+    let sourcetypes: Vec<(String, String)> = fake
+        .events()
+        .iter()
+        .map(|e| {
+            (
+                e["fields"]["eventType"].as_str().unwrap().to_string(),
+                e["sourcetype"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sourcetypes,
+        [
+            ("podMessage", "pps_messagelog"),
+            ("podMaillog", "pps_maillog"),
+            ("podAudit", "pps_auditlog"),
+        ]
+        .map(|(k, t)| (k.to_string(), t.to_string()))
     );
 }
