@@ -1135,3 +1135,58 @@ async fn sentinel_solution_rows_lose_no_value_to_the_simulators_spelling_drift()
     }
     fake.with(|s| assert!(s.dropped_columns.is_empty(), "{:?}", s.dropped_columns));
 }
+
+/// The parser variant shipped for MSPs runs the solution's `ProofpointTAPEvent` unchanged and
+/// joins back, from the four V2 tables the solution layout fills, the two columns the parser's
+/// `project-away *_s` drops; the Sentinel docs point to it. (No Kusto engine here: this holds
+/// the query to the tables and columns the templates declare, not its results.)
+#[test]
+fn sentinel_parser_variant_keeps_the_client_columns_the_solution_parser_drops() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let kql = std::fs::read_to_string(format!(
+        "{root}/deploy/sentinel/ProofpointTAPEvent-with-tenant.kql"
+    ))
+    .unwrap();
+    let query: String = kql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        query.trim_start().starts_with("ProofpointTAPEvent\n"),
+        "{query}"
+    );
+    assert!(
+        query.contains("join kind=leftouter"),
+        "every parsed row is kept"
+    );
+    let (_, declared) = solution_template();
+    for (stream, columns) in &declared {
+        let table = stream.strip_prefix("Custom-").unwrap();
+        assert!(query.contains(table), "{table}");
+        for column in ["tenant_s", "customer_s", "id"] {
+            assert!(
+                columns.iter().any(|(c, _)| c == column),
+                "{stream}.{column}"
+            );
+        }
+    }
+    assert!(
+        query.contains("by Id = id") && query.contains(") on Id"),
+        "{query}"
+    );
+    for column in ["tenant_s", "customer_s"] {
+        assert!(
+            query.contains(&format!("{column} = take_any({column})")),
+            "{column}"
+        );
+    }
+    for doc in ["docs/siems.md", "deploy/sentinel/README.md"] {
+        let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap();
+        assert!(
+            text.contains("ProofpointTAPEvent-with-tenant.kql")
+                && text.contains("project-away *_s"),
+            "{doc}"
+        );
+    }
+}
