@@ -9,8 +9,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::people::PeopleConfig;
-use super::tenant::{cleartext_url, ProductSettings, SecretKeys, TenantCheck};
+use super::tenant::{cleartext_url, KindRoute, ProductSettings, SecretKeys, TenantCheck};
 use crate::api::ThreatStatus;
+use crate::event::EventKind;
 use crate::net::{self, UrlRules};
 
 /// The TAP SIEM API's host, when `base_url` is not set.
@@ -194,6 +195,31 @@ impl ProductSettings for TapTenant {
             .iter()
             .filter_map(|p| p.sinks.as_deref())
             .collect()
+    }
+    fn kind_routes(&self) -> Vec<KindRoute<'_>> {
+        let mut routes = vec![KindRoute {
+            key: "sinks".into(),
+            sinks: &self.account.sinks,
+            kinds: EventKind::SIEM.to_vec(),
+            from: "the TAP SIEM API".into(),
+        }];
+        if let Some(people) = &self.people {
+            let (key, sinks, from) = match &people.sinks {
+                Some(sinks) => ("people.sinks", sinks.as_slice(), "the People snapshots"),
+                None => (
+                    "people",
+                    self.account.sinks.as_slice(),
+                    "the People snapshots (people.sinks is not set, so they go to the tenant's sinks)",
+                ),
+            };
+            routes.push(KindRoute {
+                key: key.into(),
+                sinks,
+                kinds: people.feeds.iter().map(|f| f.kind()).collect(),
+                from: from.into(),
+            });
+        }
+        routes
     }
     fn secret_keys(&self) -> SecretKeys<'_> {
         self.account.secret_keys()

@@ -28,6 +28,7 @@ use super::pod::PodTenant;
 use super::tap::{SiemAccount, TapTenant};
 use super::{ConfigError, PollConfig};
 use crate::api::siem::Credentials;
+use crate::event::EventKind;
 use crate::secret::{self, Env, SecretSource};
 use crate::sinks::SinkConfig;
 
@@ -100,6 +101,19 @@ impl TenantCheck<'_> {
             }
         }
     }
+}
+
+/// One group of a tenant's events and the sinks its config sends them to, so that `check` can
+/// refuse a sink that could never take them ([`SinkConfig::refuses`]) under the key that routes
+/// them there.
+pub struct KindRoute<'a> {
+    /// The key, under the tenant, that sends these events to `sinks` (`sinks`, `people.sinks`,
+    /// `customer_sinks.EID`).
+    pub key: String,
+    pub sinks: &'a [String],
+    pub kinds: Vec<EventKind>,
+    /// Where the events come from, in the config's words (`types = [.., "audit"]`).
+    pub from: String,
 }
 
 /// Where a tenant's one secret is configured: exactly one of `NAME`, `NAME_env`, `NAME_file`,
@@ -279,6 +293,24 @@ impl TenantConfig {
         check.sinks_defined("sinks", self.sinks(), err);
         self.secret_keys().validate(check, err);
         self.settings().validate(check, err);
+        for route in self.settings().kind_routes() {
+            for name in route.sinks {
+                let Some(sink) = check.sinks.get(name) else {
+                    continue;
+                };
+                for kind in &route.kinds {
+                    if let Some(why) = sink.refuses(*kind) {
+                        err(
+                            (check.key)(&route.key),
+                            format!(
+                                "sink `{name}` {why}; they come from {}: send them to another sink or leave them out",
+                                route.from
+                            ),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// A hash of every setting of the tenant (secrets' sources included; their values are
@@ -400,6 +432,8 @@ pub trait ProductSettings: std::fmt::Debug {
     fn routed_sinks(&self) -> Vec<&[String]> {
         Vec::new()
     }
+    /// Each group of events the tenant's sources produce with the sinks they go to.
+    fn kind_routes(&self) -> Vec<KindRoute<'_>>;
     /// Where the tenant's one secret is configured.
     fn secret_keys(&self) -> SecretKeys<'_>;
     /// The API's base URL, defaults applied and any pasted API path taken off.
