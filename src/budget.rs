@@ -5,9 +5,10 @@
 //! in 5-minute buckets (288 of them: 576 bytes a tenant, in memory and in the store), which is
 //! conservative: a request is taken to age out at the end of its bucket plus 24 hours.
 //!
-//! Steady polling is reserved first: a backlog window may be fetched only while the requests used
-//! plus one day of steady polls stay under the quota, so a long backfill can never starve the
-//! polls that keep a tenant fresh.
+//! Steady polling is reserved first: a late-sweep or backlog window may be fetched only while the
+//! requests used plus one day of steady polls stay under the quota, so neither a long backfill nor
+//! the late sweep can ever take a request from the polls that keep a tenant fresh. Between the
+//! two, the source asks for the sweep's window first.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,9 @@ pub struct Budget {
 pub enum Demand {
     /// The one window that keeps a caught-up tenant fresh.
     Steady,
+    /// The late sweep's second query of an old window: only from what steady polling leaves,
+    /// and before backlog.
+    Sweep,
     /// Backlog, retries: only from what steady polling leaves.
     Backlog,
 }
@@ -82,7 +86,7 @@ impl Budget {
         let used = self.used(now_secs);
         match demand {
             Demand::Steady => used < limit,
-            Demand::Backlog => used.saturating_add(steady_per_day) < limit,
+            Demand::Sweep | Demand::Backlog => used.saturating_add(steady_per_day) < limit,
         }
     }
 
@@ -120,8 +124,13 @@ mod tests {
             b.record(t0);
         }
         assert!(b.allows(t0, Demand::Backlog, 1800, 288));
+        assert!(b.allows(t0, Demand::Sweep, 1800, 288));
         b.record(t0);
         assert!(!b.allows(t0, Demand::Backlog, 1800, 288));
+        assert!(
+            !b.allows(t0, Demand::Sweep, 1800, 288),
+            "the sweep never takes a steady poll's request"
+        );
         assert!(b.allows(t0, Demand::Steady, 1800, 288));
     }
 

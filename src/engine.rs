@@ -19,6 +19,10 @@
 //!   [`KeyHorizon`] (how far before a delivery's start its events may already have been
 //!   delivered, and how long keys are kept past a position) and delivers [`Span`]s; which keys a
 //!   delivery loads and which a commit forgets follow from those two alone (invariant 2).
+//! - A source that queries its past once more (the TAP SIEM late sweep) delivers that second
+//!   pass with [`Streams::begin_sweep`]: it is filtered against the same keys, so only what the
+//!   first pass did not have reaches a sink, and it moves each stream's second position
+//!   ([`StreamState::swept`]), never the first.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -87,6 +91,16 @@ impl KeyHorizon {
         KeyHorizon {
             reach: secs,
             keep: secs,
+        }
+    }
+
+    /// [`KeyHorizon::windows`] for a source whose late sweep delivers spans up to `kept` behind
+    /// its position again (the sweep's age plus its longest window): keys are kept at least that
+    /// long, so the sweep recognises everything delivered before it.
+    pub fn kept_for(self, kept: Duration) -> KeyHorizon {
+        KeyHorizon {
+            keep: self.keep.max(kept.as_secs() as i64),
+            ..self
         }
     }
 
@@ -210,6 +224,36 @@ impl Streams {
         Ok(())
     }
 
+    /// The late sweep's position of stream `i` ([`StreamState::swept`]; its position when the
+    /// sweep has none yet).
+    pub fn swept(&self, i: usize) -> i64 {
+        let state = &self.streams[i].state;
+        state.swept.unwrap_or(state.checkpoint)
+    }
+
+    /// The earliest position from which stream `i` still remembers every key a delivery could
+    /// repeat: a sweep that starts before it could deliver events twice.
+    pub fn keys_kept_from(&self, i: usize) -> i64 {
+        self.streams[i]
+            .state
+            .checkpoint
+            .saturating_sub(self.horizon.keep)
+    }
+
+    /// Moves stream `i`'s sweep position forward to `to` without a delivery (the span between
+    /// is skipped by the sweep: the source says why).
+    pub fn skip_sweep(&mut self, i: usize, to: i64, store: &Store) -> Result<(), StoreError> {
+        let stream = &mut self.streams[i];
+        if to <= stream.state.swept.unwrap_or(stream.state.checkpoint) {
+            return Ok(());
+        }
+        let mut state = stream.state.clone();
+        state.swept = Some(to);
+        store.put_stream(&self.scope, stream.sink.name(), &state)?;
+        stream.state = state;
+        Ok(())
+    }
+
     /// The earliest instant at which some stream may be tried again.
     pub fn next_retry(&self) -> Option<i64> {
         self.streams.iter().map(|s| s.retry_at).min()
@@ -266,6 +310,29 @@ impl Streams {
         span: Span,
         store: &Store,
     ) -> Result<Delivery<'_>, StoreError> {
+        self.start(targets, span, false, store)
+    }
+
+    /// Starts the late sweep's second delivery of `span` (which ends no later than each target's
+    /// position) to the streams `targets`, whose sweep stands at its start: filtered against the
+    /// same keys as any delivery, it takes only what the first did not have, and
+    /// [`Delivery::finish`] moves the targets' sweep position to its end, not their position.
+    pub fn begin_sweep(
+        &mut self,
+        targets: Vec<usize>,
+        span: Span,
+        store: &Store,
+    ) -> Result<Delivery<'_>, StoreError> {
+        self.start(targets, span, true, store)
+    }
+
+    fn start(
+        &mut self,
+        targets: Vec<usize>,
+        span: Span,
+        sweep: bool,
+        store: &Store,
+    ) -> Result<Delivery<'_>, StoreError> {
         let keys_since = span.start.saturating_sub(self.horizon.reach);
         let mut seen = Vec::with_capacity(targets.len());
         for &i in &targets {
@@ -284,8 +351,12 @@ impl Streams {
             targets,
             seen,
             alive,
+            start: span.start,
             end: span.end,
             probe_failing: false,
+            sweep,
+            first_pass_swept: None,
+            found: 0,
         })
     }
 
@@ -338,9 +409,17 @@ pub struct Delivery<'a> {
     seen: Vec<HashSet<EventKey>>,
     /// Per target: false once its sink failed in this delivery.
     alive: Vec<bool>,
+    start: i64,
     end: i64,
     /// Sinks already failing get one attempt per send ([`Delivery::probe_failing_sinks`]).
     probe_failing: bool,
+    /// The late sweep's second delivery ([`Streams::begin_sweep`]).
+    sweep: bool,
+    /// A first delivery of a source with a late sweep: whether it counts as swept
+    /// ([`Delivery::track_sweep`]); `None` for sources without one.
+    first_pass_swept: Option<bool>,
+    /// A sweep: distinct events some target lacked and took, so far.
+    found: u64,
 }
 
 impl Delivery<'_> {
@@ -350,6 +429,41 @@ impl Delivery<'_> {
     /// otherwise hold the others for its `retry.max_time` at each of its retries.
     pub fn probe_failing_sinks(&mut self) {
         self.probe_failing = true;
+    }
+
+    /// For the first delivery of a span by a source with a late sweep: `swept` says whether this
+    /// delivery already counts as the span's sweep (its end was `late_sweep` old when it was
+    /// asked for, or the sweep is off). [`Delivery::finish`] then moves each target's sweep
+    /// position along with its position when the sweep stood at the delivery's start; otherwise
+    /// the sweep position stays where it was (and is set to the target's old position if it had
+    /// none), so that the sweep comes back for this span.
+    pub fn track_sweep(&mut self, swept: bool) {
+        self.first_pass_swept = Some(swept);
+    }
+
+    /// The events of `batch` that some live target takes and does not have yet. A sweep hands
+    /// only these on (to enrichment, then [`Delivery::send`]): it re-reads a whole window, and
+    /// the rest of it was delivered before.
+    pub fn lacked(&self, batch: &Batch) -> Batch {
+        batch.filter(|e| {
+            self.targets
+                .iter()
+                .zip(&self.alive)
+                .zip(&self.seen)
+                .any(|((&i, &alive), seen)| {
+                    let takes = match &self.streams.streams[i].route {
+                        None => true,
+                        Some(route) => route(e.customer.as_deref()),
+                    };
+                    alive && takes && !seen.contains(&e.key)
+                })
+        })
+    }
+
+    /// A sweep: the distinct events delivered so far that some target did not have (the events
+    /// it found late).
+    pub fn found(&self) -> u64 {
+        self.found
     }
 
     /// Whether some target still takes events.
@@ -365,6 +479,8 @@ impl Delivery<'_> {
         let scope: &str = &self.streams.scope;
         let end = self.end;
         let mut work = Vec::new();
+        // A sweep: the fresh keys of each target, to count the events found late.
+        let mut swept_keys: Vec<(usize, Vec<EventKey>)> = Vec::new();
         for (slot, &i) in self.targets.iter().enumerate() {
             if !self.alive[slot] {
                 continue;
@@ -386,11 +502,14 @@ impl Delivery<'_> {
             let sink = self.streams.streams[i].sink.clone();
             let probe = self.probe_failing && self.streams.streams[i].attempts > 0;
             let store = deps.store.clone();
+            let keys: Vec<EventKey> = fresh.events.iter().map(|e| e.key).collect();
+            if self.sweep {
+                swept_keys.push((slot, keys.clone()));
+            }
             work.push(async move {
                 if fresh.is_empty() {
                     return (slot, dups, 0, Ok(()));
                 }
-                let keys: Vec<EventKey> = fresh.events.iter().map(|e| e.key).collect();
                 let sink_name = sink.name().to_string();
                 let delivery = sink.deliver(
                     tenant,
@@ -405,7 +524,16 @@ impl Delivery<'_> {
                 (slot, dups, fresh.len() as u64, result)
             });
         }
-        for (slot, dups, delivered, result) in join_all(work).await {
+        let results = join_all(work).await;
+        if self.sweep {
+            let taken: HashSet<EventKey> = swept_keys
+                .into_iter()
+                .filter(|(slot, _)| results.iter().any(|r| r.0 == *slot && r.3.is_ok()))
+                .flat_map(|(_, keys)| keys)
+                .collect();
+            self.found += taken.len() as u64;
+        }
+        for (slot, dups, delivered, result) in results {
             let stream = &mut self.streams.streams[self.targets[slot]];
             stream.deduplicated += dups;
             deps.metrics
@@ -489,7 +617,9 @@ impl Delivery<'_> {
     }
 
     /// Moves every target that took the whole delivery to its end, forgetting the dedupe keys
-    /// that fell out of the [`KeyHorizon`] there; returns how many targets that was.
+    /// that fell out of the [`KeyHorizon`] there; returns how many targets that was. A sweep
+    /// ([`Streams::begin_sweep`]) moves the targets' sweep position instead, and forgets what
+    /// their own position lets go.
     pub async fn finish(self, deps: Deps<'_>) -> Result<usize, StoreError> {
         self.finish_with(None, deps).await
     }
@@ -502,15 +632,25 @@ impl Delivery<'_> {
         deps: Deps<'_>,
     ) -> Result<usize, StoreError> {
         let scope: &str = &self.streams.scope;
-        let forget_before = self.end.saturating_sub(self.streams.horizon.keep);
+        let keep = self.streams.horizon.keep;
         for (slot, &i) in self.targets.iter().enumerate() {
             if !self.alive[slot] {
                 continue;
             }
             let stream = &mut self.streams.streams[i];
             let mut state = stream.state.clone();
-            state.checkpoint = self.end;
-            state.progress = note.clone();
+            let swept = state.swept.unwrap_or(state.checkpoint);
+            if self.sweep {
+                state.swept = Some(swept.max(self.end));
+            } else {
+                if let Some(counts) = self.first_pass_swept {
+                    let moves = counts && swept >= self.start;
+                    state.swept = Some(if moves { swept.max(self.end) } else { swept });
+                }
+                state.checkpoint = self.end;
+                state.progress = note.clone();
+            }
+            let forget_before = state.checkpoint.saturating_sub(keep);
             deps.store
                 .commit_window(scope, stream.sink.name(), &state, forget_before)?;
             stream.state = state;
@@ -773,6 +913,91 @@ mod tests {
             .unwrap();
         d.send(&batch(&[r#"{"a":1}"#]), deps).await.unwrap();
         d.finish(deps).await.unwrap();
+    }
+
+    /// The late sweep's second delivery of a span: it takes only what the first did not have,
+    /// counts that as found, and moves the sweep position, never the stream's position; a first
+    /// delivery moves the sweep position along only when it already counts as swept.
+    #[tokio::test]
+    async fn a_sweep_delivers_only_what_the_first_pass_lacked_and_moves_only_its_own_position() {
+        let world = World::new();
+        let (store, deps) = (&world.store, world.deps());
+        let sink = Memory::new("s");
+        let sinks: Vec<Arc<dyn Sink>> = vec![sink.clone()];
+        let mut streams = Streams::open("acme", sinks.clone(), 100, WIDE, store).unwrap();
+        assert_eq!(streams.swept(0), 100, "no sweep position yet: the position");
+
+        // A young window: the sweep stays at its start. Then one already old enough, but the
+        // sweep is behind it: it stays too.
+        let mut d = streams.begin(vec![0], SPAN, store).unwrap();
+        d.track_sweep(false);
+        d.send(&batch(&[r#"{"a":1}"#, r#"{"a":2}"#]), deps)
+            .await
+            .unwrap();
+        d.finish(deps).await.unwrap();
+        assert_eq!((streams.position(0), streams.swept(0)), (200, 100));
+        let mut d = streams
+            .begin(
+                vec![0],
+                Span {
+                    start: 200,
+                    end: 250,
+                },
+                store,
+            )
+            .unwrap();
+        d.track_sweep(true);
+        d.finish(deps).await.unwrap();
+        assert_eq!((streams.position(0), streams.swept(0)), (250, 100));
+
+        // The sweep of [100, 200]: two events published late, one replayed, two delivered.
+        let mut d = streams.begin_sweep(vec![0], SPAN, store).unwrap();
+        d.send(&batch(&[r#"{"a":1}"#, r#"{"a":3}"#, r#"{"a":3}"#]), deps)
+            .await
+            .unwrap();
+        let again = batch(&[r#"{"a":2}"#, r#"{"a":4}"#]);
+        assert_eq!(d.lacked(&again).len(), 1, "only the event the sink lacks");
+        d.send(&again, deps).await.unwrap();
+        assert_eq!(d.found(), 2);
+        d.finish(deps).await.unwrap();
+        assert_eq!(sink.got().len(), 4, "only the late events were added");
+        assert_eq!((streams.position(0), streams.swept(0)), (250, 200));
+
+        // Both survive a restart; an old-enough window with the sweep at its start moves it.
+        let mut streams = Streams::open("acme", sinks, 100, WIDE, store).unwrap();
+        assert_eq!((streams.position(0), streams.swept(0)), (250, 200));
+        let mut d = streams
+            .begin_sweep(
+                vec![0],
+                Span {
+                    start: 200,
+                    end: 250,
+                },
+                store,
+            )
+            .unwrap();
+        d.send(&batch(&[r#"{"a":3}"#]), deps).await.unwrap();
+        assert_eq!(d.found(), 0, "delivered before the restart");
+        d.finish(deps).await.unwrap();
+        let mut d = streams
+            .begin(
+                vec![0],
+                Span {
+                    start: 250,
+                    end: 300,
+                },
+                store,
+            )
+            .unwrap();
+        d.track_sweep(true);
+        d.finish(deps).await.unwrap();
+        assert_eq!((streams.position(0), streams.swept(0)), (300, 300));
+        assert_eq!(sink.got().len(), 4);
+
+        // Skipping moves only forward.
+        streams.skip_sweep(0, 250, store).unwrap();
+        assert_eq!(streams.swept(0), 300);
+        assert_eq!(streams.keys_kept_from(0), 100);
     }
 
     #[tokio::test]

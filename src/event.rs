@@ -89,7 +89,7 @@ impl EventKind {
     /// SIEM events get the Proofpoint TAP add-on's (Splunkbase 3681) `proofpoint_tap_siem`, on
     /// which its field extractions and the CIM extensions (Email, IDS, Malware) key; PoD events
     /// the Proofpoint on Demand add-on's (Splunkbase 4327) `pps_messagelog`, `pps_maillog` and
-    /// `pps_audit`. No add-on indexes the People API, so its snapshots get sourcetypes of the
+    /// `pps_auditlog`. No add-on indexes the People API, so its snapshots get sourcetypes of the
     /// same family named after the endpoint.
     pub fn splunk_sourcetype(self) -> &'static str {
         match self {
@@ -101,7 +101,7 @@ impl EventKind {
             EventKind::TopClickers => "proofpoint_tap_top_clickers",
             EventKind::PodMessage => "pps_messagelog",
             EventKind::PodMaillog => "pps_maillog",
-            EventKind::PodAudit => "pps_audit",
+            EventKind::PodAudit => "pps_auditlog",
         }
     }
 

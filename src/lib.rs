@@ -26,13 +26,13 @@
 //!    window was durably accepted by the sink the checkpoint belongs to. Failures hold the
 //!    checkpoint; the API keeps 7 days, so the source is the replay buffer.
 //! 2. **Nothing twice.** Events are identified by a hash of their raw bytes (never by GUID). Keys
-//!    are remembered for `poll.dedupe_horizon`, longer than any overlap the daemon produces, and
-//!    are committed with the delivery they record. A sink that is down causes no duplicates in
-//!    the sinks that are up.
+//!    are remembered for `poll.dedupe_horizon`, longer than any overlap the daemon produces (and
+//!    than the late sweep's age), and are committed with the delivery they record. A sink that is
+//!    down causes no duplicates in the sinks that are up.
 //! 3. **Windows the API accepts.** `30 s ≤ end − start ≤ 1 h`, `end ≤ now − lag`,
 //!    `start ≥ now − 7 d` with a margin. An older checkpoint is clamped and the gap reported.
 //! 4. **Within budget.** Requests are counted per tenant in a rolling 24 h log in the store;
-//!    steady polling is reserved first; a 429 waits for budget.
+//!    steady polling is reserved first, then the late sweep, then backlog; a 429 waits for budget.
 //! 5. **Raw in, raw out.** Events are forwarded as the API sent them; metadata goes beside them.
 //! 6. **Tenants are isolated.** One tenant's failures never stop or delay another beyond the
 //!    shared concurrency limit.

@@ -53,6 +53,16 @@ const HELP: &[(&str, Kind, &str)] = &[
         "TAP API requests by status.",
     ),
     (
+        "tapfwd_late_sweep_requests_total",
+        Kind::Counter,
+        "Late-sweep requests (each window queried again once it is late_sweep old) by status; also counted in tapfwd_api_requests_total.",
+    ),
+    (
+        "tapfwd_late_events_total",
+        Kind::Counter,
+        "Events the late sweep found and delivered that no sink had: published after the first query of their window.",
+    ),
+    (
         "tapfwd_gap_seconds_total",
         Kind::Counter,
         "API history skipped because a checkpoint fell past the API's horizon (TAP 7 days, Essentials 3).",
@@ -233,6 +243,23 @@ impl Metrics {
             "tapfwd_api_requests_total",
             labels(tenant, None, Some(("status", status))),
             1.0,
+        );
+    }
+
+    /// Counts one late-sweep request (it is counted by [`Metrics::add_request`] too).
+    pub fn add_sweep_request(&self, tenant: &str, status: &str) {
+        self.add(
+            "tapfwd_late_sweep_requests_total",
+            labels(tenant, None, Some(("status", status))),
+            1.0,
+        );
+    }
+
+    pub fn add_late_events(&self, tenant: &str, n: u64) {
+        self.add(
+            "tapfwd_late_events_total",
+            labels(tenant, None, None),
+            n as f64,
         );
     }
 

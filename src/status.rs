@@ -113,6 +113,38 @@ pub struct TenantStatus {
     /// A streaming source (PoD): its connection; absent for polled sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<StreamStatus>,
+    /// TAP and Essentials: the late sweep's position, cost and finds; absent while it is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_sweep: Option<LateSweepStatus>,
+}
+
+/// The late sweep of a TAP or Essentials tenant: how far it has come, what it costs and what it
+/// found, so that users see how often it matters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateSweepStatus {
+    /// How old a window is when it is queried again (`late_sweep`), in seconds.
+    pub age_seconds: i64,
+    /// Every window up to this instant (RFC 3339) has been queried again, over all sinks.
+    pub swept_to: Option<String>,
+    /// The sweep's requests in the rolling 24 hours (part of the tenant's `requests_24h`).
+    pub requests_24h: u32,
+    /// Sweep windows completed, since start.
+    pub windows: u64,
+    /// Events the sweep's windows held (most of them already delivered), since start.
+    pub events_fetched: u64,
+    /// Events the sweep delivered that no sink had: published after the first query of their
+    /// window, since start.
+    pub events_found_late: u64,
+    /// Seconds of windows the sweep skipped because it fell further behind than the dedupe keys
+    /// are kept (budget or failures), since start.
+    pub skipped_seconds: i64,
+    /// Why the last sweep window failed; absent once one works.
+    pub last_error: Option<String>,
+    /// When the next sweep window is due (RFC 3339): when its end is `late_sweep` old, or its
+    /// retry after a failure. Absent while the sweep waits for polling to fetch its windows
+    /// first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_at: Option<String>,
 }
 
 /// A People source's latest snapshot into one sink: whether it holds every user the API said

@@ -8,6 +8,7 @@
 //! | `s/TENANT/SINK` | [`StreamState`]: the checkpoint of that tenant's events for that sink |
 //! | `k/TENANT/SINK/END/SEQ` | 16-byte dedupe keys of one delivered chunk of the window ending at END |
 //! | `b/TENANT` | the tenant's rolling 24 h request log ([`Budget`]) |
+//! | `b/TENANT:late_sweep` | the late sweep's own requests in the same 24 h (a part of `b/TENANT`), for status |
 //! | `p/SINK` | a sink's committed position (the file sink's length) |
 //! | `t/TENANT` | the tenant's last error, for `tapfwd status` |
 //! | `i/TENANT/KIND/ID` | threat enrichment's cache: 8-byte fetch time (unix s, BE) + the API's JSON |
@@ -61,6 +62,13 @@ pub struct StreamState {
     /// The last skipped span, `[from, to)` in unix seconds.
     #[serde(default)]
     pub last_gap: Option<(i64, i64)>,
+    /// Unix seconds: the late sweep's position (TAP and Essentials). Every window up to this
+    /// instant has been queried at least once when its end was `late_sweep` old, or was skipped
+    /// by the sweep and said so. Never ahead of a position the sweep may still reach, and never
+    /// moves `checkpoint`. `None` for sources without a sweep, and in stores written before the
+    /// sweep existed (it then starts at the checkpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swept: Option<i64>,
     /// The latest paged delivery (a People snapshot) to this sink: how far it got. Absent for
     /// windows and streams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -802,6 +810,22 @@ mod tests {
         set.clear();
         store.load_keys("other", "file", 0, &mut set).unwrap();
         assert_eq!(set, HashSet::from([k(9)]));
+    }
+
+    /// A stream written before the late sweep (no `swept`) loads, and one without a sweep
+    /// position is written as before.
+    #[test]
+    fn stream_state_without_a_sweep_position_reads_and_writes_as_before() {
+        let old = r#"{"checkpoint":1000,"gap_seconds":0,"last_gap":null}"#;
+        let state: StreamState = serde_json::from_str(old).unwrap();
+        assert_eq!(state.swept, None);
+        assert_eq!(serde_json::to_string(&state).unwrap(), old);
+        let swept = StreamState {
+            swept: Some(900),
+            ..state
+        };
+        let text = serde_json::to_string(&swept).unwrap();
+        assert_eq!(serde_json::from_str::<StreamState>(&text).unwrap(), swept);
     }
 
     #[tokio::test]

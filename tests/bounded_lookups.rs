@@ -459,8 +459,21 @@ async fn summaries_of_15_mb_are_left_out_counted_and_cost_neither_memory_nor_dis
         .wait_log("the backlog to be caught up", |v| message(v) == "caught up")
         .await;
     let admin = format!("http://127.0.0.1:{port}");
+    // The "caught up" line is logged before the tenant's status is published: read the status
+    // once it says so too.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let status = loop {
+        let (_, status) = http_get(&format!("{admin}/status")).await;
+        if status.contains("\"state\":\"ok\"") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the status never said ok: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     let (_, metrics) = http_get(&format!("{admin}/metrics")).await;
-    let (_, status) = http_get(&format!("{admin}/status")).await;
     let peak = peak_rss(daemon.pid());
     let store = dir_size(&dir.path().join("state"));
     let (exit, log) = daemon.stop().await;

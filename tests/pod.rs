@@ -577,6 +577,11 @@ async fn a_sink_down_longer_than_the_replay_hour_recovers_from_the_archive() {
         .unwrap();
     assert!(siem_status.failing, "{siem_status:?}");
     assert_eq!(siem_status.delivered, 0, "{siem_status:?}");
+    // Connected and streaming, but not "ok" at the top of status while a sink fails.
+    for kind in TYPES {
+        let st = r.status(&source(ACME.0, kind));
+        assert_eq!(st.state, "degraded", "{kind:?}: {st:?}");
+    }
     // The failing SIEM holds only its own stream: the file sink kept up with the live stream.
     for kind in TYPES {
         let st = r.status(&source(ACME.0, kind));
@@ -592,6 +597,10 @@ async fn a_sink_down_longer_than_the_replay_hour_recovers_from_the_archive() {
     // archive once the archive serves them (30 minutes on).
     r.step(Duration::from_secs(30), 70, &[ACME]).await;
     r.settle_and_check(ACME.0, ACME.1).await;
+    for kind in TYPES {
+        let st = r.status(&source(ACME.0, kind));
+        assert_eq!(st.state, "ok", "{kind:?}: {st:?}");
+    }
     let to = r.manual.now() - chrono::Duration::seconds(2);
     for kind in TYPES {
         let truth: Vec<serde_json::Value> = r

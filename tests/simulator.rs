@@ -318,6 +318,63 @@ async fn late_events_appear_only_after_they_become_visible() {
     assert!(events_of(&h.window(a, b, "").await).contains(&want));
 }
 
+/// A long tail: a share of the events is published between `max_visibility_delay` and two hours
+/// late; every other event keeps the delay it has without the tail, and a tail event is served
+/// only once it is visible.
+#[tokio::test]
+async fn a_long_tail_publishes_a_share_of_events_hours_late_and_leaves_the_rest_alone() {
+    let now = t0();
+    let plain = SimConfig::generated(1, 1200, 42);
+    let mut tailed = plain.clone();
+    tailed.tenants[0] = tailed.tenants[0]
+        .clone()
+        .long_tail(50, Duration::from_secs(2 * 3600));
+    let (clock, _m) = Clock::manual(now);
+    let without = Simulator::new(plain, clock.clone()).expected_events(P, now - mins(600), now);
+    let h = Harness::new(tailed, now).await;
+    let with = h.sim.expected_events(P, now - mins(600), now);
+    assert_eq!(
+        with.len(),
+        without.len(),
+        "the tail changes no event, only when it is seen"
+    );
+    let (mut tail, mut longest) = (0usize, chrono::Duration::zero());
+    for (a, b) in with.iter().zip(&without) {
+        assert_eq!((&a.raw, a.time), (&b.raw, b.time));
+        if a.visible_at != b.visible_at {
+            tail += 1;
+            let delay = a.visible_at - a.time;
+            assert!(delay > mins(25) && delay <= mins(120), "{delay}");
+            longest = longest.max(delay);
+        }
+    }
+    let share = tail as f64 / with.len() as f64;
+    assert!(
+        (0.03..0.07).contains(&share),
+        "{tail} of {} in the tail",
+        with.len()
+    );
+    assert!(
+        longest > mins(90),
+        "the tail reaches towards two hours: {longest}"
+    );
+
+    // A tail event is not served a minute before it is visible, and is served from then on.
+    let late = with
+        .iter()
+        .find(|e| {
+            e.visible_at - e.time > mins(60)
+                && !e.raw.windows(15).any(|w| w == b"\"falsePositive\"")
+        })
+        .expect("an event over an hour late");
+    let (a, b) = (late.time - mins(1), late.time + mins(1));
+    let want = canon(&late.raw);
+    h.manual.set(late.visible_at - mins(1));
+    assert!(!events_of(&h.window(a, b, "").await).contains(&want));
+    h.manual.set(late.visible_at);
+    assert!(events_of(&h.window(a, b, "").await).contains(&want));
+}
+
 #[tokio::test]
 async fn a_day_has_multi_recipient_reemissions_drift_and_escapes() {
     let (clock, _m) = Clock::manual(t0());

@@ -245,6 +245,22 @@ pub fn render_status_table(tenants: &[TenantStatus]) -> String {
                     .unwrap_or_default(),
             );
         }
+        if let Some(ls) = &t.late_sweep {
+            // TAP and Essentials: what the late sweep costs and finds.
+            let age = humantime::format_duration(Duration::from_secs(ls.age_seconds.max(0) as u64));
+            let _ = writeln!(
+                out,
+                "{:<w$} late sweep ({age} after): swept to {}, {} requests in 24 h, {} events found late since start{}",
+                "",
+                ls.swept_to.as_deref().unwrap_or("-"),
+                ls.requests_24h,
+                ls.events_found_late,
+                ls.last_error
+                    .as_deref()
+                    .map(|e| format!(", last window failed: {e}"))
+                    .unwrap_or_default(),
+            );
+        }
         if !t.customers.is_empty() {
             // An Essentials partner: the client organisations seen, with their event counts.
             let list: Vec<String> = t
@@ -345,6 +361,8 @@ pub(super) async fn rewind(
             continue;
         }
         state.checkpoint = checkpoint;
+        // The late sweep goes back too: windows fetched again while young are swept again.
+        state.swept = state.swept.map(|swept| swept.min(checkpoint));
         store.put_stream(tenant, s, &state)?;
         if no_dedupe {
             store.forget_keys(tenant, s)?;

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::tap::SiemAccount;
-use super::tenant::{ProductSettings, SecretKeys, TenantCheck};
+use super::tenant::{KindRoute, ProductSettings, SecretKeys, TenantCheck};
+use crate::event::EventKind;
 
 /// `product = "essentials"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +47,23 @@ impl ProductSettings for EssentialsTenant {
     }
     fn routed_sinks(&self) -> Vec<&[String]> {
         self.customer_sinks.values().map(Vec::as_slice).collect()
+    }
+    fn kind_routes(&self) -> Vec<KindRoute<'_>> {
+        fn siem(key: String, sinks: &[String]) -> KindRoute<'_> {
+            KindRoute {
+                key,
+                sinks,
+                kinds: EventKind::SIEM.to_vec(),
+                from: "the Essentials SIEM API".into(),
+            }
+        }
+        std::iter::once(siem("sinks".into(), &self.account.sinks))
+            .chain(
+                self.customer_sinks
+                    .iter()
+                    .map(|(c, sinks)| siem(format!("customer_sinks.{c}"), sinks)),
+            )
+            .collect()
     }
     fn secret_keys(&self) -> SecretKeys<'_> {
         self.account.secret_keys()

@@ -498,6 +498,9 @@ impl Config {
                 );
             }
         }
+        if let Some(problem) = p.late_sweep_problem(p.late_sweep) {
+            err("poll.late_sweep".into(), problem);
+        }
         if let Err((key, message)) = self.enrichment.validate() {
             err(format!("enrichment.{key}"), message);
         }
@@ -689,6 +692,48 @@ sinks = ["archive"]
             );
             let e = load(&text, &[]).unwrap_err();
             assert!(e.contains("poll.max_window"), "{e}");
+        }
+    }
+
+    #[test]
+    fn late_sweep_defaults_to_3h_is_per_tenant_and_bounded() {
+        let c = load(GOOD, &[]).unwrap();
+        assert_eq!(c.poll.late_sweep, Duration::from_secs(3 * 3600));
+        assert_eq!(
+            c.tenants["acme"].late_sweep(&c.poll),
+            Some(Duration::from_secs(3 * 3600))
+        );
+        let off = GOOD.replace(
+            "interval = \"5m\"",
+            "interval = \"5m\"\nlate_sweep = \"0s\"",
+        );
+        let c = load(&off, &[]).unwrap();
+        assert_eq!(c.tenants["acme"].late_sweep(&c.poll), None);
+        let own = off.replace(
+            "sinks = [\"archive\"]",
+            "sinks = [\"archive\"]\nlate_sweep = \"90m\"",
+        );
+        let c = load(&own, &[]).unwrap();
+        assert_eq!(
+            c.tenants["acme"].late_sweep(&c.poll),
+            Some(Duration::from_secs(5400))
+        );
+        for (poll, tenant, key) in [
+            ("20m", "", "poll.late_sweep"),
+            ("2d", "", "poll.late_sweep"),
+            ("3h", "late_sweep = \"30m\"", "tenants.acme.late_sweep"),
+        ] {
+            let text = GOOD
+                .replace(
+                    "interval = \"5m\"",
+                    &format!("interval = \"5m\"\nlate_sweep = \"{poll}\""),
+                )
+                .replace(
+                    "sinks = [\"archive\"]",
+                    &format!("sinks = [\"archive\"]\n{tenant}"),
+                );
+            let e = load(&text, &[]).unwrap_err();
+            assert!(e.contains(key) && e.contains("more than poll.lag"), "{e}");
         }
     }
 

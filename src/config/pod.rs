@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::tenant::{cleartext_url, ProductSettings, SecretKeys, TenantCheck};
+use super::tenant::{cleartext_url, KindRoute, ProductSettings, SecretKeys, TenantCheck};
 
 /// `product = "pod"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +118,18 @@ impl ProductSettings for PodTenant {
     }
     fn allow_http(&self) -> bool {
         self.allow_http
+    }
+
+    fn kind_routes(&self) -> Vec<KindRoute<'_>> {
+        self.types
+            .iter()
+            .map(|t| KindRoute {
+                key: "sinks".into(),
+                sinks: &self.sinks,
+                kinds: vec![t.kind()],
+                from: format!("the `{}` log stream (types)", t.as_str()),
+            })
+            .collect()
     }
 
     /// The stream's base URL: `base_url`, else [`POD_BASE_URL`] (a trailing slash taken off).

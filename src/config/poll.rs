@@ -31,9 +31,19 @@ pub struct PollConfig {
     pub concurrency: usize,
     /// How long dedupe keys are remembered after the window that delivered them. It must cover
     /// every overlap the daemon can produce (the inclusive window end, a window retried after a
-    /// partial delivery). Default `2h`.
+    /// partial delivery). Default `2h`. A TAP or Essentials tenant with a late sweep keeps its
+    /// keys for at least `late_sweep + max_window` whatever this says, so that the sweep
+    /// recognises everything delivered before it.
     #[serde(with = "humantime_serde", default = "default_dedupe_horizon")]
     pub dedupe_horizon: Duration,
+    /// The late sweep of TAP and Essentials tenants: every window is queried once more when its
+    /// end is this long ago, and the events it finds that were published after the first query
+    /// (later than `lag`) are delivered; those already delivered are recognised by their dedupe
+    /// keys. Its requests come out of what steady polling leaves, before a backfill's. Default
+    /// `3h`; `0s` turns it off; otherwise more than `lag` and at most `1d`. A tenant's
+    /// `late_sweep` overrides it.
+    #[serde(with = "humantime_serde", default = "default_late_sweep")]
+    pub late_sweep: Duration,
     /// Largest number of events handed to a sink at once. Default `10000`.
     #[serde(default = "default_batch_events")]
     pub batch_events: usize,
@@ -102,6 +112,9 @@ fn default_concurrency() -> usize {
 fn default_dedupe_horizon() -> Duration {
     Duration::from_secs(2 * 3600)
 }
+fn default_late_sweep() -> Duration {
+    Duration::from_secs(3 * 3600)
+}
 fn default_batch_events() -> usize {
     10_000
 }
@@ -133,6 +146,26 @@ fn default_store_failure_exit() -> Duration {
     Duration::from_secs(120)
 }
 
+/// The longest `late_sweep`: a sweep older than a day costs a day of dedupe keys per tenant and
+/// would come near the Essentials API's 3-day horizon.
+pub const MAX_LATE_SWEEP: Duration = Duration::from_secs(86_400);
+
+impl PollConfig {
+    /// Why `sweep` (the `late_sweep` of `[poll]` or of a tenant) cannot be used with this
+    /// `lag`, if it cannot: it is `0s` (off), or more than `lag` (a sweep no older than the
+    /// first query finds nothing new) and at most [`MAX_LATE_SWEEP`].
+    pub fn late_sweep_problem(&self, sweep: Duration) -> Option<String> {
+        if sweep.is_zero() || (sweep > self.lag && sweep <= MAX_LATE_SWEEP) {
+            return None;
+        }
+        Some(format!(
+            "must be 0s (off), or more than poll.lag ({}) and at most 1d, got {}",
+            humantime::format_duration(self.lag),
+            humantime::format_duration(sweep)
+        ))
+    }
+}
+
 impl Default for PollConfig {
     fn default() -> Self {
         PollConfig {
@@ -142,6 +175,7 @@ impl Default for PollConfig {
             initial_lookback: default_initial_lookback(),
             concurrency: default_concurrency(),
             dedupe_horizon: default_dedupe_horizon(),
+            late_sweep: default_late_sweep(),
             batch_events: default_batch_events(),
             batch_bytes: default_batch_bytes(),
             buffer_bytes: default_buffer_bytes(),

@@ -3,13 +3,15 @@
 //! credentials, host, quota and sinks); [`TapTenant`] adds TAP's own.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::people::PeopleConfig;
-use super::tenant::{cleartext_url, ProductSettings, SecretKeys, TenantCheck};
+use super::tenant::{cleartext_url, KindRoute, ProductSettings, SecretKeys, TenantCheck};
 use crate::api::ThreatStatus;
+use crate::event::EventKind;
 use crate::net::{self, UrlRules};
 
 /// The TAP SIEM API's host, when `base_url` is not set.
@@ -63,6 +65,10 @@ pub struct SiemAccount {
     /// `"campaigns"` (each `campaignID`'s campaign). Default: none. Tuned under `[enrichment]`.
     #[serde(default)]
     pub enrich: Vec<crate::enrich::EnrichKind>,
+    /// This tenant's late sweep, instead of `poll.late_sweep` (`0s` turns it off for this
+    /// tenant). Default: `poll.late_sweep`. Read it with [`SiemAccount::late_sweep`].
+    #[serde(default, rename = "late_sweep", with = "humantime_serde")]
+    pub late_sweep_setting: Option<Duration>,
 }
 
 fn default_requests_per_day() -> u32 {
@@ -108,6 +114,12 @@ impl SiemAccount {
         base
     }
 
+    /// How old a window is when the late sweep queries it again: the tenant's `late_sweep`, else
+    /// `poll.late_sweep`; `None` when the sweep is off.
+    pub fn late_sweep(&self, poll: &super::PollConfig) -> Option<Duration> {
+        Some(self.late_sweep_setting.unwrap_or(poll.late_sweep)).filter(|d| !d.is_zero())
+    }
+
     pub fn secret_keys(&self) -> SecretKeys<'_> {
         SecretKeys {
             name: "secret",
@@ -151,6 +163,12 @@ impl SiemAccount {
                 }
             }
         }
+        if let Some(problem) = self
+            .late_sweep_setting
+            .and_then(|s| check.poll.late_sweep_problem(s))
+        {
+            err(key("late_sweep"), problem);
+        }
         let steady = 86_400 / check.poll.interval.as_secs().max(60);
         if u64::from(self.requests_per_day) <= steady {
             err(
@@ -177,6 +195,31 @@ impl ProductSettings for TapTenant {
             .iter()
             .filter_map(|p| p.sinks.as_deref())
             .collect()
+    }
+    fn kind_routes(&self) -> Vec<KindRoute<'_>> {
+        let mut routes = vec![KindRoute {
+            key: "sinks".into(),
+            sinks: &self.account.sinks,
+            kinds: EventKind::SIEM.to_vec(),
+            from: "the TAP SIEM API".into(),
+        }];
+        if let Some(people) = &self.people {
+            let (key, sinks, from) = match &people.sinks {
+                Some(sinks) => ("people.sinks", sinks.as_slice(), "the People snapshots"),
+                None => (
+                    "people",
+                    self.account.sinks.as_slice(),
+                    "the People snapshots (people.sinks is not set, so they go to the tenant's sinks)",
+                ),
+            };
+            routes.push(KindRoute {
+                key: key.into(),
+                sinks,
+                kinds: people.feeds.iter().map(|f| f.kind()).collect(),
+                from: from.into(),
+            });
+        }
+        routes
     }
     fn secret_keys(&self) -> SecretKeys<'_> {
         self.account.secret_keys()

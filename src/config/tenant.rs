@@ -28,6 +28,7 @@ use super::pod::PodTenant;
 use super::tap::{SiemAccount, TapTenant};
 use super::{ConfigError, PollConfig};
 use crate::api::siem::Credentials;
+use crate::event::EventKind;
 pub use crate::net::cleartext_url;
 use crate::secret::{self, Env, SecretSource};
 use crate::sinks::SinkConfig;
@@ -101,6 +102,19 @@ impl TenantCheck<'_> {
             }
         }
     }
+}
+
+/// One group of a tenant's events and the sinks its config sends them to, so that `check` can
+/// refuse a sink that could never take them ([`SinkConfig::refuses`]) under the key that routes
+/// them there.
+pub struct KindRoute<'a> {
+    /// The key, under the tenant, that sends these events to `sinks` (`sinks`, `people.sinks`,
+    /// `customer_sinks.EID`).
+    pub key: String,
+    pub sinks: &'a [String],
+    pub kinds: Vec<EventKind>,
+    /// Where the events come from, in the config's words (`types = [.., "audit"]`).
+    pub from: String,
 }
 
 /// Where a tenant's one secret is configured: exactly one of `NAME`, `NAME_env`, `NAME_file`,
@@ -280,6 +294,24 @@ impl TenantConfig {
         check.sinks_defined("sinks", self.sinks(), err);
         self.secret_keys().validate(check, err);
         self.settings().validate(check, err);
+        for route in self.settings().kind_routes() {
+            for name in route.sinks {
+                let Some(sink) = check.sinks.get(name) else {
+                    continue;
+                };
+                for kind in &route.kinds {
+                    if let Some(why) = sink.refuses(*kind) {
+                        err(
+                            (check.key)(&route.key),
+                            format!(
+                                "sink `{name}` {why}; they come from {}: send them to another sink or leave them out",
+                                route.from
+                            ),
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// A hash of every setting of the tenant (secrets' sources included; their values are
@@ -361,6 +393,12 @@ impl TenantConfig {
         self.settings().siem_account().map(|a| a.requests_per_day)
     }
 
+    /// How old a window is when the late sweep queries it again (TAP and Essentials; `None`
+    /// when the sweep is off or the product has no SIEM account).
+    pub fn late_sweep(&self, poll: &PollConfig) -> Option<std::time::Duration> {
+        self.settings().siem_account()?.late_sweep(poll)
+    }
+
     /// Threat enrichment beside the tenant's events (none without a SIEM account).
     pub fn enrich(&self) -> &[crate::enrich::EnrichKind] {
         self.settings()
@@ -395,6 +433,8 @@ pub trait ProductSettings: std::fmt::Debug {
     fn routed_sinks(&self) -> Vec<&[String]> {
         Vec::new()
     }
+    /// Each group of events the tenant's sources produce with the sinks they go to.
+    fn kind_routes(&self) -> Vec<KindRoute<'_>>;
     /// Where the tenant's one secret is configured.
     fn secret_keys(&self) -> SecretKeys<'_>;
     /// The API's base URL, defaults applied and any pasted API path taken off.

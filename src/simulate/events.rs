@@ -135,6 +135,9 @@ pub(crate) struct TenantGen {
     /// Mean original items per minute.
     items_per_minute: f64,
     max_delay_ms: u64,
+    /// A long tail of late publication: `(per mille, longest delay in ms)`; see
+    /// [`TenantGen::long_tail`].
+    long_tail: Option<(u64, u64)>,
     /// The tenant's own mail domain, e.g. `corp417.example`.
     domain: String,
     cluster: String,
@@ -202,6 +205,7 @@ impl TenantGen {
             key,
             items_per_minute,
             max_delay_ms,
+            long_tail: None,
             domain: format!("corp{}.example", key % 1000),
             cluster: format!("pharmtech{}_hosted", key % 97),
             orgs: None,
@@ -218,6 +222,14 @@ impl TenantGen {
         self.bare_from = orgs.len();
         orgs.extend(bare.iter().cloned());
         self.orgs = Some(orgs.into());
+        self
+    }
+
+    /// A long tail of late publication: `per_mille` of the events become queryable between the
+    /// usual longest delay and `max_ms` after their API time. Drawn apart from the usual delays,
+    /// so every other event keeps the delay it has without the tail.
+    pub(crate) fn long_tail(mut self, per_mille: u64, max_ms: u64) -> Self {
+        self.long_tail = Some((per_mille.min(1000), max_ms));
         self
     }
 
@@ -362,6 +374,13 @@ impl TenantGen {
 
     /// When recipient `r`'s event of `it` becomes queryable.
     pub(crate) fn visible_at(&self, it: &Item, r: u8) -> i64 {
+        if let Some((per_mille, max_ms)) = self.long_tail {
+            let mut tail = Rng::new(mix(it.vis_seed ^ u64::from(r) ^ 0x4c4f_4e47_5441_494c));
+            if tail.chance(per_mille) && max_ms > self.max_delay_ms {
+                let delay = self.max_delay_ms + 1 + tail.below(max_ms - self.max_delay_ms);
+                return it.api_ms + delay as i64;
+            }
+        }
         if self.max_delay_ms == 0 {
             return it.api_ms;
         }

@@ -26,7 +26,8 @@
 //!   addresses and URLs; about 5 % of API times fall exactly on a whole minute; re-emissions of
 //!   earlier events with new threat info.
 //! - **Availability lag**: an event is queryable from `API time + delay`, delay in
-//!   `[0, max_visibility_delay]` (90 % under a minute).
+//!   `[0, max_visibility_delay]` (90 % under a minute); with a `long_tail`, a given share of the
+//!   events in `(max_visibility_delay, long_tail.max_delay]` instead (off by default).
 //! - **Quota**: rolling 24 h per principal, two pools (`clicks/permitted`; everything else). A request
 //!   over the quota gets 429 with a text body and no `Retry-After`, and is not counted. Counted:
 //!   every authenticated SIEM request that reached the quota check, including ones that then fail
@@ -113,6 +114,10 @@ pub struct SimTenant {
     /// The longest time after its API time before an event becomes queryable. Default 25 min.
     #[serde(default = "default_delay", with = "humantime_serde")]
     pub max_visibility_delay: Duration,
+    /// A long tail of late publication (events queryable later than `max_visibility_delay`, as
+    /// collectors that count fewer events than the TAP dashboard see). Default: none.
+    #[serde(default)]
+    pub long_tail: Option<LongTail>,
     /// Whether the SIEM API is licensed; `false` answers 403. Default true.
     #[serde(default = "default_licensed")]
     pub licensed: bool,
@@ -156,6 +161,22 @@ pub struct SimPeople {
     /// list's size.
     #[serde(default)]
     pub stated_total: Option<u64>,
+}
+
+/// A few events published much later than the rest.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongTail {
+    /// How many events in a thousand are in the tail.
+    pub per_mille: u32,
+    /// The longest delay in the tail: a tail event becomes queryable between
+    /// `max_visibility_delay` and this long after its API time (uniformly). Default 2 h.
+    #[serde(default = "default_long_tail_delay", with = "humantime_serde")]
+    pub max_delay: Duration,
+}
+
+fn default_long_tail_delay() -> Duration {
+    Duration::from_secs(2 * 3600)
 }
 
 /// An Essentials key's organisations.
@@ -208,6 +229,7 @@ impl SimTenant {
             daily_limit: default_limit(),
             clicks_permitted_limit: default_limit(),
             max_visibility_delay: default_delay(),
+            long_tail: None,
             licensed: default_licensed(),
             essentials: None,
             vap_users: default_vap_users(),
@@ -215,6 +237,16 @@ impl SimTenant {
             people: SimPeople::default(),
             gzip: true,
         }
+    }
+
+    /// The same tenant with a long tail: `per_mille` of its events become queryable between
+    /// `max_visibility_delay` and `max_delay` after their API time.
+    pub fn long_tail(mut self, per_mille: u32, max_delay: Duration) -> Self {
+        self.long_tail = Some(LongTail {
+            per_mille,
+            max_delay,
+        });
+        self
     }
 
     /// The same tenant served as an Essentials partner key of organisation `eid` with child
@@ -371,6 +403,10 @@ impl Simulator {
                     events::TenantGen::new(cfg.seed, &t.principal, t.events_per_hour, delay_ms);
                 if let Some(e) = &t.essentials {
                     gen = gen.essentials(&e.eid, &e.customers, &e.bare_customers);
+                }
+                if let Some(tail) = &t.long_tail {
+                    let max_ms = u64::try_from(tail.max_delay.as_millis()).unwrap_or(u64::MAX);
+                    gen = gen.long_tail(u64::from(tail.per_mille), max_ms);
                 }
                 (
                     t.principal.clone(),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::event::Batch;
+use crate::event::{Batch, EventKind};
 use crate::secret::Env;
 use crate::store::{Store, StoreError};
 
@@ -168,4 +168,16 @@ sink_kinds! {
     /// Microsoft Sentinel through the Azure Monitor Logs Ingestion API.
     "sentinel" => Sentinel(sentinel::SentinelConfig),
         |name, c, env| sentinel::SentinelSink::new(name, c, env)?;
+}
+
+impl SinkConfig {
+    /// Why this sink can never take events of `kind`, if it cannot (a Sentinel sink with the
+    /// solution layout has no stream for People snapshots or PoD audit events). `tapfwd check`
+    /// asks it for every kind each tenant's sources send the sink, naming the tenant's key.
+    pub fn refuses(&self, kind: EventKind) -> Option<String> {
+        match self {
+            SinkConfig::Sentinel(c) => c.refuses(kind),
+            _ => None,
+        }
+    }
 }

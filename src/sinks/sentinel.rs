@@ -24,9 +24,12 @@
 //! any enrichment in `tapfwd_enrichment` (dynamic) (`deploy/sentinel/proofpoint-tap-solution.json`
 //! ships the matching DCR and tables). That layout re-encodes the event by the DCR's schema; the
 //! default layout keeps it byte for byte. PoD `message` and `maillog` frames go the same way to
-//! the Proofpoint On Demand solution's `Custom-ProofpointPODMessage_CL` and
-//! `Custom-ProofpointPODMailLog_CL` streams. A batch holding an event no solution has a table for
-//! (People, PoD audit) is rejected loudly, naming the event type.
+//! the input streams the Proofpoint On Demand solution's DCR declares, `Custom-ProofpointPodMessage`
+//! and `Custom-ProofpointPodMailLog` (`deploy/sentinel/proofpoint-pod-solution.json` ships a DCR
+//! with those streams that keeps `tenant_s`). An event no solution has a table for (People, PoD
+//! audit) is refused by `tapfwd check` for any route that would send it here
+//! ([`SentinelConfig::refuses`]); should one reach the sink anyway, its batch is rejected loudly,
+//! naming the event type.
 //!
 //! **Delivered** means every request of the batch got 204 (or another 2xx): Azure Monitor has
 //! accepted the data for ingestion. Only then is the batch committed, once. 408, 429, 5xx and
@@ -78,7 +81,10 @@ pub struct SentinelConfig {
     /// `{TimeGenerated, Tenant, EventType, Event}` rows, the raw event in `Event`, to
     /// `stream_name` (or `streams`); `proofpoint_tap_solution` sends each TAP SIEM event as the
     /// flat row of the ProofPointTap solution's `Custom-ProofPointTAP…V2_CL` stream of its event
-    /// type, tenant in `tenant_s` (no `stream_name` or `streams` then).
+    /// type, and each PoD message and maillog frame as the row of the PoD solution's
+    /// `Custom-ProofpointPodMessage` / `Custom-ProofpointPodMailLog` stream, tenant in
+    /// `tenant_s` (no `stream_name` or `streams` then). People snapshots and PoD audit events
+    /// have no table there: `tapfwd check` refuses a route that sends them to this layout.
     #[serde(default)]
     pub layout: SentinelLayout,
     /// The stream declared in the DCR that events go to, e.g. `Custom-ProofpointTAP`. Required
@@ -144,8 +150,9 @@ pub enum SentinelLayout {
     /// (`deploy/sentinel/azuredeploy.json`).
     #[default]
     Envelope,
-    /// The ProofPointTap solution's four streams and columns ([`solution`];
-    /// `deploy/sentinel/proofpoint-tap-solution.json`).
+    /// The ProofPointTap solution's four streams and columns and the Proofpoint On Demand
+    /// solution's two ([`solution`]; `deploy/sentinel/proofpoint-tap-solution.json`,
+    /// `deploy/sentinel/proofpoint-pod-solution.json`).
     ProofpointTapSolution,
 }
 
@@ -169,6 +176,19 @@ fn path_segment_ok(s: &str) -> bool {
 }
 
 impl SentinelConfig {
+    /// Why this sink can never take events of `kind`, if it cannot: the solution layout has no
+    /// stream for a kind no solution declares a table for. `tapfwd check` asks this of every
+    /// sink each tenant's sources send to, so such a route is refused before it runs.
+    pub fn refuses(&self, kind: EventKind) -> Option<String> {
+        match self.layout {
+            SentinelLayout::Envelope => None,
+            SentinelLayout::ProofpointTapSolution if solution::destination(kind).is_some() => None,
+            SentinelLayout::ProofpointTapSolution => Some(format!(
+                "has layout = \"proofpoint_tap_solution\", which has no stream for {kind} events (neither the ProofPointTap nor the Proofpoint On Demand solution declares a table for them), so every delivery would be rejected"
+            )),
+        }
+    }
+
     fn secret(&self) -> SecretSource<'_> {
         SecretSource {
             key: "client_secret",

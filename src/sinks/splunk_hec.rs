@@ -9,13 +9,15 @@
 //! byte (invariant 5). `host`, `source` and `index` are sent only when configured; the sourcetype
 //! is the one Splunk content expects for the event's kind (`proofpoint_tap_siem` for the four TAP
 //! SIEM kinds, the sourcetype of the Proofpoint TAP add-on that the CIM extensions key on;
-//! `pps_messagelog`, `pps_maillog` and `pps_audit` for PoD; [`default_sourcetype`] has the table)
+//! `pps_messagelog`, `pps_maillog` and `pps_auditlog` for PoD; [`default_sourcetype`] has the table)
 //! unless `sourcetypes` says otherwise.
 //!
 //! `url` is the collector's base URL (`https://splunk:8088`) or its endpoint as Splunk documents
-//! it (`…/services/collector` or `…/services/collector/event`, with or without a trailing slash):
-//! all name the same collector, whose base is what [`hec_base`] returns. Any other path is refused
-//! when the config is checked, so a pasted URL cannot turn into a path that answers 404 forever.
+//! it (`…/services/collector`, `…/services/collector/event` or `…/services/collector/event/1.0`,
+//! with or without a trailing slash): all name the same collector, whose base is what
+//! [`hec_base`] returns. The raw endpoint (`…/services/collector/raw`) is refused as the other
+//! format it is, any other path as no HEC endpoint, when the config is checked, so a pasted URL
+//! cannot turn into a path that answers 404 (or misreads every event) forever.
 //!
 //! **Delivered** means every request of the batch got HTTP 2xx (`{"text":"Success","code":0}`),
 //! and, with `ack = true`, that the indexers confirmed every request on the sink's channel
@@ -53,9 +55,11 @@ use crate::secret::{Env, SecretSource};
 #[serde(deny_unknown_fields)]
 pub struct SplunkHecConfig {
     /// The collector's URL: its base, e.g. `https://splunk.example.com:8088`, or its endpoint as
-    /// Splunk gives it, `…/services/collector` or `…/services/collector/event` (a trailing slash
-    /// is fine); all three mean the same. The sink posts to `/services/collector/event` (and
-    /// `/services/collector/ack`) under the base. Any other path is refused. Required.
+    /// Splunk gives it, `…/services/collector`, `…/services/collector/event` or
+    /// `…/services/collector/event/1.0` (a trailing slash is fine); all mean the same. The sink
+    /// posts to `/services/collector/event` (and `/services/collector/ack`) under the base. The
+    /// raw endpoint (`…/services/collector/raw`, another format) and any other path are
+    /// refused. Required.
     pub url: String,
     /// The HEC token, inline. Prefer `token_env` or `token_file`. Exactly one of the three.
     #[serde(default)]
@@ -78,7 +82,7 @@ pub struct SplunkHecConfig {
     /// Sourcetype per event type, overriding the defaults: `proofpoint_tap_siem` (the Proofpoint
     /// TAP add-on's) for `messagesDelivered`, `messagesBlocked`, `clicksPermitted` and
     /// `clicksBlocked`; `proofpoint_tap_vap` and `proofpoint_tap_top_clickers` for the People
-    /// snapshots; `pps_messagelog`, `pps_maillog` and `pps_audit` for PoD. E.g.
+    /// snapshots; `pps_messagelog`, `pps_maillog` and `pps_auditlog` for PoD. E.g.
     /// `{ clicksPermitted = "pps:clicks" }`.
     #[serde(default)]
     pub sourcetypes: BTreeMap<String, String>,
@@ -135,11 +139,21 @@ fn default_ack_poll_interval() -> Duration {
 }
 
 /// The endpoint paths a pasted `url` may end with; each names the collector at the URL before it.
-const HEC_PATHS: [&str; 2] = ["/services/collector/event", "/services/collector"];
+/// `/services/collector/event/1.0` is the versioned name Splunk documents as identical to
+/// `/services/collector/event`.
+const HEC_PATHS: [&str; 3] = [
+    "/services/collector/event/1.0",
+    "/services/collector/event",
+    "/services/collector",
+];
+
+/// HEC's raw endpoint: the collector's too, but for another format (lines of text, metadata in
+/// the query string), so it is refused in words that say so.
+const HEC_RAW_PATHS: [&str; 2] = ["/services/collector/raw", "/services/collector/raw/1.0"];
 
 /// The collector's base URL (scheme and authority) of `url`, which is the base itself or one of
-/// its endpoints ([`HEC_PATHS`]), each with or without a trailing slash; any other path, a query
-/// or a fragment is an error naming `url`.
+/// its endpoints ([`HEC_PATHS`]), each with or without a trailing slash; the raw endpoint, any
+/// other path, a query or a fragment is an error naming `url`.
 pub fn hec_base(url: &str) -> Result<&str, String> {
     let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
     let path_at = url[after_scheme..]
@@ -150,6 +164,11 @@ pub fn hec_base(url: &str) -> Result<&str, String> {
     let path = path.trim_end_matches('/');
     if path.is_empty() || HEC_PATHS.contains(&path) {
         return Ok(base);
+    }
+    if HEC_RAW_PATHS.contains(&path) {
+        return Err(format!(
+            "url: `{url}` is HEC's raw endpoint, which takes plain lines of text with the sourcetype and other metadata in the query string; tapfwd sends HEC's JSON event format (each raw event with its own time, sourcetype and indexed fields), which only the event endpoint takes: give `{base}/services/collector/event` or the collector's base URL (`{base}`)"
+        ));
     }
     Err(format!(
         "url: `{url}` has the path `{path}`, which is not a HEC endpoint; give the collector's base URL (`{base}`) or its endpoint (`{base}/services/collector/event`)"
@@ -410,7 +429,7 @@ mod tests {
             (EventKind::TopClickers, "proofpoint_tap_top_clickers"),
             (EventKind::PodMessage, "pps_messagelog"),
             (EventKind::PodMaillog, "pps_maillog"),
-            (EventKind::PodAudit, "pps_audit"),
+            (EventKind::PodAudit, "pps_auditlog"),
         ];
         assert_eq!(want.len(), EventKind::ALL.len());
         for (kind, sourcetype) in want {
@@ -435,13 +454,24 @@ mod tests {
             "https://splunk:8088/services/collector/",
             "https://splunk:8088/services/collector/event",
             "https://splunk:8088/services/collector/event//",
+            "https://splunk:8088/services/collector/event/1.0",
+            "https://splunk:8088/services/collector/event/1.0/",
         ] {
             assert_eq!(hec_base(url), Ok("https://splunk:8088"), "{url}");
         }
         assert_eq!(
-            hec_base("https://splunk:8088/services/collector/raw").unwrap_err(),
-            "url: `https://splunk:8088/services/collector/raw` has the path `/services/collector/raw`, which is not a HEC endpoint; give the collector's base URL (`https://splunk:8088`) or its endpoint (`https://splunk:8088/services/collector/event`)"
+            hec_base("https://splunk:8088/services/collector/other").unwrap_err(),
+            "url: `https://splunk:8088/services/collector/other` has the path `/services/collector/other`, which is not a HEC endpoint; give the collector's base URL (`https://splunk:8088`) or its endpoint (`https://splunk:8088/services/collector/event`)"
         );
+        for raw in ["/services/collector/raw", "/services/collector/raw/1.0/"] {
+            let e = hec_base(&format!("https://splunk:8088{raw}")).unwrap_err();
+            assert!(
+                e.contains("is HEC's raw endpoint")
+                    && e.contains("JSON event format")
+                    && e.ends_with("give `https://splunk:8088/services/collector/event` or the collector's base URL (`https://splunk:8088`)"),
+                "{e}"
+            );
+        }
         assert!(hec_base("https://splunk:8088?x=1").is_err());
         assert!(hec_base("https://splunk:8088/en-US/services/collector").is_err());
     }

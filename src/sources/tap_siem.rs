@@ -18,6 +18,14 @@
 //! - With `enrich`, each batch passes through the tenant's [`TenantEnricher`] on its way to the
 //!   engine: what it finds travels beside the events, and it never holds a batch longer than
 //!   `enrichment.wait` nor fails one.
+//! - The late sweep (`late_sweep`, default 3 h) queries every window once more when its end is
+//!   that old, so that events the API published later than `lag` are not lost (3). Each stream
+//!   has a sweep position beside its checkpoint ([`crate::store::StreamState::swept`]); a sweep
+//!   window ends no later than its targets' checkpoints, is delivered through the engine's
+//!   dedupe keys (kept for `late_sweep + max_window`), so only what the first query missed
+//!   reaches a sink, and moves only the sweep positions. A window first fetched when it was
+//!   already that old counts as swept. The budget asks steady polls first, then the sweep, then
+//!   backlog (4); a failing sweep window has its own backoff and holds back nothing else (6).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +37,7 @@ use tracing::Instrument;
 use super::{Context, Next, Source};
 use crate::api::siem::{BatchLimits, WindowItem};
 use crate::api::split::SplitSummary;
-use crate::api::window::{self, Cadence, Plan, Window};
+use crate::api::window::{self, Window};
 use crate::api::{ApiError, Disposition};
 use crate::backoff;
 use crate::budget::{Budget, Demand};
@@ -40,6 +48,11 @@ use crate::enrich::TenantEnricher;
 use crate::sinks::Sink;
 use crate::status::{TenantState, TenantStatus, WindowProgress};
 use crate::store::{StoreError, TenantRecord};
+
+mod plan;
+mod sweep;
+use plan::{Job, Pass};
+use sweep::{sweep_budget_key, Sweep, SweepPlan};
 
 /// A backfill logs its progress once per this many windows (a day of 1-hour windows).
 pub const CATCH_UP_LOG_EVERY: u64 = 24;
@@ -85,6 +98,9 @@ pub struct Poller {
     enricher: Option<TenantEnricher>,
     /// Essentials: events received per child organisation since start, for status.
     customers: std::collections::BTreeMap<String, u64>,
+    /// How old a window is when the late sweep queries it again, in seconds; `None`: off.
+    sweep_age: Option<i64>,
+    sweep: Sweep,
 }
 
 /// Adds the events of `batch` per customer (runs of one customer counted at once).
@@ -138,7 +154,11 @@ impl Poller {
                 &ctx.store,
             )?)
         };
-        let horizon = KeyHorizon::windows(ctx.poll.dedupe_horizon);
+        let sweep_age = config.late_sweep(&ctx.poll);
+        let mut horizon = KeyHorizon::windows(ctx.poll.dedupe_horizon);
+        if let Some(age) = sweep_age {
+            horizon = horizon.kept_for(age + ctx.poll.max_window);
+        }
         let mut streams = Streams::open(id, sinks, initial, horizon, &ctx.store)?;
         if config.customer_sinks().is_some_and(|c| !c.is_empty()) {
             // An Essentials partner: each child organisation's events go to its own sinks.
@@ -166,17 +186,14 @@ impl Poller {
             oddities: Oddities::default(),
             by_status: Default::default(),
             customers: Default::default(),
+            sweep_age: sweep_age.map(|d| d.as_secs() as i64),
+            sweep: Sweep {
+                budget: ctx.store.budget(&sweep_budget_key(id))?.unwrap_or_default(),
+                ..Default::default()
+            },
         };
         poller.publish(ctx, None);
         Ok(poller)
-    }
-
-    fn cadence(ctx: &Context) -> Cadence {
-        Cadence {
-            interval: ctx.poll.interval.as_secs() as i64,
-            lag: ctx.poll.lag.as_secs() as i64,
-            max_window: ctx.poll.max_window.as_secs() as i64,
-        }
     }
 
     /// Does at most one window of work; says when to run again.
@@ -188,100 +205,74 @@ impl Poller {
         if let Err(e) = self.clamp_to_horizon(ctx, now) {
             return self.store_failed(ctx, now, e);
         }
-        let (window, demand, targets) = match self.plan(ctx, now) {
-            Ok(planned) => planned,
+        let job = match self.next_job(ctx, now) {
+            Ok(job) => job,
             Err(next) => return next,
         };
+        let Job {
+            window,
+            pass,
+            targets,
+        } = job;
         self.budget.record(now);
         if let Err(e) = ctx.store.put_budget(&self.id, &self.budget) {
             return self.store_failed(ctx, now, e);
         }
+        if pass == Pass::Sweep {
+            self.sweep.budget.record(now);
+            if let Err(e) = ctx
+                .store
+                .put_budget(&sweep_budget_key(&self.id), &self.sweep.budget)
+            {
+                return self.store_failed(ctx, now, e);
+            }
+        }
         let started = std::time::Instant::now();
-        let result = self.fetch_window(ctx, window, targets).await;
+        let result = self.fetch_window(ctx, window, targets, pass).await;
         self.progress = None;
         ctx.metrics.set_window_progress(&self.id, 0, 0, 0);
         ctx.metrics
             .observe_fetch(&self.id, started.elapsed().as_secs_f64());
         let now = ctx.clock.now().timestamp();
-        match result {
-            Ok(0) => {
+        match (result, pass) {
+            (Ok(0), Pass::Sweep) => {
+                // Every sink failed the sweep's window; each stream has its own retry time.
+                self.count_request(ctx, pass, "200".into());
+                Next::Now
+            }
+            (Ok(0), Pass::First { .. }) => {
                 // The API answered but every sink failed; each stream has its own retry time.
-                self.count_request(ctx, "200".into());
+                self.count_request(ctx, pass, "200".into());
                 self.state = TenantState::Retrying;
                 Next::Now
             }
-            Ok(_) => {
-                self.count_request(ctx, "200".into());
+            (Ok(_), Pass::Sweep) => {
+                self.count_request(ctx, pass, "200".into());
+                self.sweep_done(ctx, now)
+            }
+            (Ok(_), Pass::First { demand, .. }) => {
+                self.count_request(ctx, pass, "200".into());
                 self.window_done(ctx, now, demand)
             }
-            Err(WindowError::Shutdown) => Next::At(now),
-            Err(WindowError::Store(e)) => self.store_failed(ctx, now, e),
-            Err(WindowError::Api(e)) => {
+            (Err(WindowError::Shutdown), _) => Next::At(now),
+            (Err(WindowError::Store(e)), _) => self.store_failed(ctx, now, e),
+            (Err(WindowError::Api(e)), pass) => {
                 let label = e
                     .status()
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| e.class().to_string());
-                self.count_request(ctx, label);
-                self.fetch_failed(ctx, now, window, e)
-            }
-        }
-    }
-
-    /// The next window, what kind of demand it is and the streams it goes to; or, when there is
-    /// nothing to fetch now (caught up, every sink backing off, budget spent), when to look again.
-    fn plan(&mut self, ctx: &Context, now: i64) -> Result<(Window, Demand, Vec<usize>), Next> {
-        let ready = self.streams.ready(now);
-        let Some(start) = ready.iter().map(|&i| self.streams.position(i)).min() else {
-            return Err(Next::At(self.streams.next_retry().unwrap_or(now + 60)));
-        };
-        let cap = ready
-            .iter()
-            .map(|&i| self.streams.position(i))
-            .filter(|&c| c > start)
-            .min();
-        let cadence = Self::cadence(ctx);
-        let (window, demand) = match window::plan(start, now, cap, cadence, self.phase) {
-            Plan::WaitUntil(t) => {
-                if self.state == TenantState::CatchingUp && self.windows_fetched > 0 {
-                    tracing::info!(
-                        windows = self.windows_fetched,
-                        events = self.events_fetched,
-                        "caught up"
-                    );
-                }
-                self.state = if self.record.failed {
-                    TenantState::Failed
-                } else if self.streams.any_failing() {
-                    TenantState::Degraded
+                self.count_request(ctx, pass, label);
+                let whole_tenant = matches!(
+                    e.disposition(),
+                    Disposition::Credentials | Disposition::Throttled
+                );
+                if pass == Pass::Sweep && !whole_tenant {
+                    self.sweep_failed(ctx, now, window, e)
                 } else {
-                    TenantState::Ok
-                };
-                let blocked = self.streams.blocked_until(now);
-                return Err(Next::At(blocked.map_or(t, |b| b.min(t))));
+                    self.fetch_failed(ctx, now, window, e)
+                }
             }
-            Plan::Fetch { window, demand } => (window, demand),
-        };
-        let steady_per_day = (86_400 / cadence.interval.max(60)) as u32;
-        if !self.budget.allows(
-            now,
-            demand,
-            self.config.requests_per_day().unwrap_or_default(),
-            steady_per_day,
-        ) {
-            self.state = TenantState::WaitingForBudget;
-            let at = self
-                .budget
-                .next_release(now)
-                .unwrap_or(now + 300)
-                .max(now + 1);
-            tracing::debug!(until = %clock::rfc3339(at), "request budget spent; waiting");
-            return Err(Next::At(at));
         }
-        let targets = ready
-            .into_iter()
-            .filter(|&i| self.streams.position(i) == start)
-            .collect();
-        Ok((window, demand, targets))
     }
 
     /// Bookkeeping after a window reached at least one sink: clear errors, set the state, log a
@@ -290,20 +281,14 @@ impl Poller {
     fn window_done(&mut self, ctx: &Context, now: i64, demand: Demand) -> Next {
         self.windows_fetched += 1;
         self.attempts = 0;
-        if self.record.failed || self.record.last_error.is_some() {
-            if self.record.failed {
-                tracing::info!("credentials accepted again; tenant recovered");
-            }
-            self.record.failed = false;
-            self.record.last_error = None;
-            if let Err(e) = ctx.store.put_tenant_record(&self.id, &self.record) {
-                return self.store_failed(ctx, now, e);
-            }
+        if let Err(e) = self.api_answered(ctx) {
+            return self.store_failed(ctx, now, e);
         }
         let was_catching_up = self.state == TenantState::CatchingUp;
         self.state = match demand {
             Demand::Backlog => TenantState::CatchingUp,
             Demand::Steady => TenantState::Ok,
+            Demand::Sweep => self.state,
         };
         match demand {
             Demand::Backlog if self.windows_fetched % CATCH_UP_LOG_EVERY == 0 => {
@@ -323,10 +308,27 @@ impl Poller {
         Next::Now
     }
 
+    /// The API answered a window: the tenant's last error is cleared (and a tenant whose
+    /// credentials were refused has recovered).
+    fn api_answered(&mut self, ctx: &Context) -> Result<(), StoreError> {
+        if self.record.failed || self.record.last_error.is_some() {
+            if self.record.failed {
+                tracing::info!("credentials accepted again; tenant recovered");
+            }
+            self.record.failed = false;
+            self.record.last_error = None;
+            ctx.store.put_tenant_record(&self.id, &self.record)?;
+        }
+        Ok(())
+    }
+
     /// Counts one API response by status (`200`, `429`, `transport`, ...) in the status board
-    /// and the metrics.
-    fn count_request(&mut self, ctx: &Context, label: String) {
+    /// and the metrics (a sweep's also under its own metric).
+    fn count_request(&mut self, ctx: &Context, pass: Pass, label: String) {
         ctx.metrics.add_request(&self.id, &label);
+        if pass == Pass::Sweep {
+            ctx.metrics.add_sweep_request(&self.id, &label);
+        }
         *self.by_status.entry(label).or_default() += 1;
     }
 
@@ -411,13 +413,15 @@ impl Poller {
         Next::At(self.retry_at)
     }
 
-    /// Fetches `window` and delivers it to the streams `targets`; returns how many of them now
-    /// have the whole window (the others failed and wait for their own retry).
+    /// Fetches `window` and delivers it to the streams `targets` (the late sweep's second query
+    /// only what they lack); returns how many of them now have the whole window (the others
+    /// failed and wait for their own retry).
     async fn fetch_window(
         &mut self,
         ctx: &Context,
         window: Window,
         targets: Vec<usize>,
+        pass: Pass,
     ) -> Result<usize, WindowError> {
         let creds = self.config.credentials(&self.secret);
         let limits = BatchLimits {
@@ -446,7 +450,16 @@ impl Poller {
             start: window.start,
             end: window.end,
         };
-        let mut delivery = self.streams.begin(targets, span, &ctx.store)?;
+        let mut delivery = match pass {
+            Pass::Sweep => self.streams.begin_sweep(targets, span, &ctx.store)?,
+            Pass::First { swept, .. } => {
+                let mut d = self.streams.begin(targets, span, &ctx.store)?;
+                if self.sweep_age.is_some() {
+                    d.track_sweep(swept);
+                }
+                d
+            }
+        };
         loop {
             let item = match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Err(_) => return Err(ApiError::Deadline(budget).into()),
@@ -475,14 +488,30 @@ impl Poller {
                 started,
                 &mut published,
             )?;
-            self.events_fetched += batch.len() as u64;
-            ctx.metrics.add_fetched(&self.id, batch.len() as u64);
-            count_customers(&mut self.customers, &batch);
-            let batch = match self.enricher.as_mut() {
-                Some(e) => e.enrich(batch, &ctx.store).await,
-                None => batch,
+            let batch = if pass == Pass::Sweep {
+                // A second query: its events were counted when first received; only those no
+                // sink has (published late) go on.
+                self.sweep.events_fetched += batch.len() as u64;
+                delivery.lacked(&batch)
+            } else {
+                self.events_fetched += batch.len() as u64;
+                ctx.metrics.add_fetched(&self.id, batch.len() as u64);
+                count_customers(&mut self.customers, &batch);
+                batch
             };
-            delivery.send(&batch, ctx.engine()).await?;
+            if !batch.is_empty() {
+                let batch = match self.enricher.as_mut() {
+                    Some(e) => e.enrich(batch, &ctx.store).await,
+                    None => batch,
+                };
+                let found = delivery.found();
+                delivery.send(&batch, ctx.engine()).await?;
+                if delivery.found() > found {
+                    let late = delivery.found() - found;
+                    self.sweep.found += late;
+                    ctx.metrics.add_late_events(&self.id, late);
+                }
+            }
             if ctx.shutdown.is_cancelled() {
                 return Err(WindowError::Shutdown);
             }
@@ -528,6 +557,7 @@ impl Poller {
             enrichment_dropped: self.enricher.as_ref().map_or(0, |e| e.dropped()),
             customers: self.customers.clone(),
             stream: None,
+            late_sweep: self.late_sweep_status(now),
         });
     }
 }

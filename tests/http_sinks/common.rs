@@ -65,6 +65,39 @@ pub fn enriched(mut b: Batch) -> Batch {
     b
 }
 
+/// A PoD message frame with every top-level field the PoD solution's DCR declares (`pps`
+/// included), the `filter.actions` the PoD add-on reads (a final one, and the DKIM, SPF and DMARC
+/// modules'), and a `ts` whose offset has no colon, as the stream sends it.
+pub const POD_MESSAGE: &str = r#"{"guid":"pod-guid-0001","ts":"2026-05-22T12:10:03.058340-0700","connection":{"host":"mx1.sender.example","ip":"192.0.2.10","protocol":"smtp:smtp","resolveStatus":"ok","sid":"3y8q1abcde","country":"us","tls":{"inbound":{"cipher":"ECDHE-RSA-AES256-GCM-SHA384","cipherBits":256,"version":"TLSv1.2"}}},"envelope":{"from":"billing@sender.example","rcpts":["ann@acme.example"]},"msg":{"header":{"from":["\"Billing\" <billing@sender.example>"],"subject":["Invoice {42}"],"message-id":["<pod-guid-0001@sender.example>"]},"lang":"en","sizeBytes":5120,"parsedAddresses":{"from":["billing@sender.example"],"to":["ann@acme.example"]}},"pps":{"agent":"m0201234.ppops.net","cid":"acme_hosted","version":"8.21.0.1358"},"metadata":{"origin":{"data":{"agent":"m0201234.ppops.net","cid":"acme_hosted","version":"8.21.0.1358"}}},"filter":{"qid":"44ABCD0001","disposition":"quarantine","routes":["default_inbound"],"quarantine":{"folder":"Phish","rule":"phish"},"actions":[{"module":"access","rule":"default_inbound","action":"continue"},{"rule":"pass","action":"continue","module":"spf"},{"action":"continue","module":"dkimv","rule":"dkim_pass"},{"module":"dmarc","action":"continue","rule":"pass"},{"action":"quarantine","isFinal":true,"module":"spam","rule":"phish"},{"module":"spf","rule":"softfail_audit","action":"audit"}],"modules":{"spam":{"scores":{"overall":100,"engine":100,"classifiers":{"phish":100,"spam":0,"malware":0}}},"dmarc":{"authResults":[{"method":"spf","result":"pass"},{"method":"dkim","result":"pass"},{"method":"dmarc","result":"pass"}]}}},"msgParts":[{"contentType":"text/plain","detectedCharset":"utf-8","sizeDecodedBytes":412,"md5":"5d41402abc4b2a76b9719d911017c592"}]}"#;
+
+/// A PoD maillog frame with every field the PoD solution's DCR declares.
+pub const POD_MAILLOG: &str = r#"{"data":"2026-05-22T12:10:03.060000-07:00 m0201234 sendmail[1234]: 44ABCD0001: from=<billing@sender.example>, size=5120, nrcpts=1","id":"pod-maillog-0001","ts":"2026-05-22T12:10:03.060000-0700","sm":{"qid":"44ABCD0001","from":"<billing@sender.example>","sizeBytes":5120,"nrcpts":"1"},"tls":{"verify":"NONE","cipher":"TLS_AES_256_GCM_SHA384","version":"TLSv1.3"},"pps":{"agent":"m0201234.ppops.net","cid":"acme_hosted"},"metadata":{"origin":{"data":{"agent":"m0201234.ppops.net","cid":"acme_hosted","version":"8.21.0.1358"}}}}"#;
+
+/// A PoD audit frame.
+pub const POD_AUDIT: &str = r#"{"guid":"pod-audit-0001","ts":"2026-05-22T12:11:00.000000-0700","audit":{"action":"login","user":"admin@acme.example","ip":"192.0.2.99","module":"admin"},"metadata":{"origin":{"data":{"cid":"acme_hosted"}}}}"#;
+
+/// A batch of PoD frames, each of its kind, as a PoD stream hands them to its sinks.
+pub fn pod_batch(frames: &[(EventKind, &str)]) -> Batch {
+    let mut buf = Vec::new();
+    let mut events = Vec::new();
+    for (kind, frame) in frames {
+        events.push(tapfwd::event::EventMeta {
+            kind: *kind,
+            start: buf.len() as u32,
+            len: frame.len() as u32,
+            key: tapfwd::event::EventKey::of(frame.as_bytes()),
+            time_ms: tapfwd::api::pod::frame_ts_ms(frame.as_bytes()),
+            customer: None,
+        });
+        buf.extend_from_slice(frame.as_bytes());
+    }
+    Batch {
+        buf: buf.into(),
+        events,
+        ..Batch::default()
+    }
+}
+
 /// A response of `n` click events, each padded to about `pad` bytes.
 pub fn clicks(n: usize, pad: usize) -> Batch {
     let events: Vec<String> = (0..n)

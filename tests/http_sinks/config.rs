@@ -136,3 +136,86 @@ sinks = ["splunk", "sentinel", "hook"]
         other => panic!("{other:?}"),
     }
 }
+
+/// `tapfwd check` on the binary refuses a Sentinel sink with the solution layout fed by a source
+/// whose events no solution has a table for (People snapshots, the PoD audit stream): every
+/// delivery would be rejected at run time. The error names the tenant's key that routes them
+/// there and the kind; the routes the solutions do take pass.
+#[test]
+fn check_refuses_a_solution_layout_sink_fed_by_kinds_no_solution_has_a_table_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |tenants: &str| {
+        let text = format!(
+            "state_dir = \"s\"\n\
+             [sinks.sentinel]\ntype = \"sentinel\"\nlayout = \"proofpoint_tap_solution\"\n\
+             dce = \"https://tapfwd-dce-a1b2.westeurope-1.ingest.monitor.azure.com\"\n\
+             dcr_immutable_id = \"dcr-0123456789abcdef0123456789abcdef\"\n\
+             directory_tenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"s\"\n\
+             [sinks.archive]\ntype = \"file\"\npath = \"events.ndjson\"\n{tenants}"
+        );
+        let path = dir.path().join("tapfwd.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = crate::support::daemon::tapfwd()
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let pod = |types: &str| {
+        format!(
+            "[tenants.acme-pod]\nproduct = \"pod\"\ncluster_id = \"acme_hosted\"\ntoken = \"tok\"\n\
+             types = {types}\nsinks = [\"sentinel\"]\n"
+        )
+    };
+    let tap = "[tenants.acme]\nprincipal = \"p\"\nsecret = \"x\"\nsinks = [\"sentinel\"]\n";
+
+    // What the solutions take: TAP SIEM events, PoD message and maillog frames; People routed
+    // to another sink.
+    let (ok, out) = check(&format!(
+        "{}{tap}[tenants.acme.people]\nsinks = [\"archive\"]\n",
+        pod("[\"message\", \"maillog\"]")
+    ));
+    assert!(ok && out.contains("config ok"), "{out}");
+
+    // The PoD audit stream.
+    let (ok, out) = check(&pod("[\"message\", \"maillog\", \"audit\"]"));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("config key `tenants.acme-pod.sinks`: sink `sentinel` has layout = \"proofpoint_tap_solution\", which has no stream for podAudit events")
+            && out.contains("the `audit` log stream (types)"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("podMessage") && !out.contains("podMaillog"),
+        "{out}"
+    );
+
+    // People snapshots, by default to the tenant's sinks, or named in people.sinks.
+    let (ok, out) = check(&format!("{tap}[tenants.acme.people]\n"));
+    assert!(!ok, "{out}");
+    for kind in ["vap", "topClickers"] {
+        assert!(
+            out.contains(&format!("config key `tenants.acme.people`: sink `sentinel` has layout = \"proofpoint_tap_solution\", which has no stream for {kind} events")),
+            "{kind}: {out}"
+        );
+    }
+    assert!(out.contains("people.sinks is not set"), "{out}");
+    let (ok, out) = check(&format!(
+        "{}[tenants.acme.people]\nfeeds = [\"vap\"]\nsinks = [\"archive\", \"sentinel\"]\n",
+        tap.replace("[\"sentinel\"]", "[\"archive\"]")
+    ));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("config key `tenants.acme.people.sinks`: sink `sentinel` has layout = \"proofpoint_tap_solution\", which has no stream for vap events"),
+        "{out}"
+    );
+    assert!(!out.contains("topClickers"), "{out}");
+}

@@ -1,6 +1,7 @@
 //! The Sentinel sink: the Entra ID token lifecycle, the Logs Ingestion API's limits and streams,
-//! and the DCR templates shipped in deploy/sentinel (the envelope layout and the ProofPointTap
-//! solution's tables, column by column).
+//! and the DCR templates shipped in deploy/sentinel (the envelope layout, the ProofPointTap
+//! solution's tables and the Proofpoint On Demand solution's, column by column, against the
+//! sink's bodies and against what the solutions' own DCRs declare).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -336,11 +337,21 @@ const FULL_BODY: &str = r#"{"queryEndTime":"2026-01-01T01:00:00Z",
 /// A DCR stream declaration: its name and its (column, type) pairs in order.
 type Declaration = (String, Vec<(String, String)>);
 
-/// The solution template and its stream declarations.
+/// The TAP solution template and its stream declarations.
 fn solution_template() -> (Value, Vec<Declaration>) {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/sentinel/proofpoint-tap-solution.json"
+    template_declarations("proofpoint-tap-solution.json")
+}
+
+/// The PoD solution template and its stream declarations.
+fn pod_template() -> (Value, Vec<Declaration>) {
+    template_declarations("proofpoint-pod-solution.json")
+}
+
+/// A template of deploy/sentinel and its DCR's stream declarations.
+fn template_declarations(file: &str) -> (Value, Vec<Declaration>) {
+    let text = std::fs::read_to_string(format!(
+        "{}/deploy/sentinel/{file}",
+        env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
     let t: Value = serde_json::from_str(&text).unwrap();
@@ -699,4 +710,505 @@ fn check_refuses_http_to_a_remote_dce_or_authority_unless_allow_http() {
         "login.example.com",
         "authority",
     );
+}
+
+/// What the solutions' own DCRs declare, column by column, as read from Azure/Azure-Sentinel:
+/// the ProofPointTap solution's `ProofpointTAP_CCP/ProofpointTAP_DCR.json` (the four
+/// `Custom-ProofPointTAP…V2_CL` streams; package 3.0.10 declares the same), and the Proofpoint
+/// On Demand solution's `ProofPointEmailSecurity_CCP/ProofpointPOD_DCR.json` with its two table
+/// files. docs/siems.md says what was read and from where.
+const SOLUTION_TAP_MESSAGE: [(&str, &str); 29] = [
+    ("spamScore", "int"),
+    ("phishScore", "int"),
+    ("threatsInfoMap", "dynamic"),
+    ("messageTime", "datetime"),
+    ("impostorScore", "int"),
+    ("malwareScore", "int"),
+    ("cluster", "string"),
+    ("subject", "string"),
+    ("quarantineFolder", "string"),
+    ("quarantineRule", "string"),
+    ("policyRoutes", "dynamic"),
+    ("modulesRun", "dynamic"),
+    ("messageSize", "int"),
+    ("headerFrom", "string"),
+    ("headerReplyTo", "string"),
+    ("fromAddress", "dynamic"),
+    ("ccAddresses", "dynamic"),
+    ("replyToAddress", "dynamic"),
+    ("toAddresses", "dynamic"),
+    ("xmailer", "dynamic"),
+    ("messageParts", "dynamic"),
+    ("completelyRewritten", "boolean"),
+    ("id", "string"),
+    ("QID", "string"),
+    ("GUID", "string"),
+    ("sender", "string"),
+    ("recipient", "dynamic"),
+    ("senderIP", "string"),
+    ("messageID", "string"),
+];
+const SOLUTION_TAP_CLICK: [(&str, &str); 16] = [
+    ("url", "string"),
+    ("classification", "string"),
+    ("clickTime", "datetime"),
+    ("threatTime", "datetime"),
+    ("userAgent", "string"),
+    ("campaignId", "string"),
+    ("id", "string"),
+    ("clickIP", "string"),
+    ("sender", "string"),
+    ("recipient", "string"),
+    ("senderIP", "string"),
+    ("GUID", "string"),
+    ("threatID", "string"),
+    ("threatURL", "string"),
+    ("threatStatus", "string"),
+    ("messageID", "string"),
+];
+/// The PoD solution's input streams: `(stream, columns)`, and its output tables: `(table,
+/// columns)`.
+const SOLUTION_POD_STREAMS: [(&str, &[(&str, &str)]); 2] = [
+    (
+        "Custom-ProofpointPodMessage",
+        &[
+            ("TimeGenerated", "datetime"),
+            ("guid", "string"),
+            ("ts", "string"),
+            ("connection", "dynamic"),
+            ("envelope", "dynamic"),
+            ("msg", "dynamic"),
+            ("pps", "dynamic"),
+            ("metadata", "dynamic"),
+            ("filter", "dynamic"),
+            ("msgParts", "dynamic"),
+        ],
+    ),
+    (
+        "Custom-ProofpointPodMailLog",
+        &[
+            ("TimeGenerated", "datetime"),
+            ("id", "string"),
+            ("data", "string"),
+            ("ts", "string"),
+            ("metadata", "dynamic"),
+            ("pps", "dynamic"),
+            ("sm", "dynamic"),
+            ("tls", "dynamic"),
+        ],
+    ),
+];
+const SOLUTION_POD_TABLES: [(&str, &[(&str, &str)]); 2] = [
+    (
+        "ProofpointPODMessage_CL",
+        &[
+            ("TimeGenerated", "datetime"),
+            ("guid", "string"),
+            ("eventTime", "datetime"),
+            ("connection", "dynamic"),
+            ("envelope", "dynamic"),
+            ("msg", "dynamic"),
+            ("pps", "dynamic"),
+            ("metadata", "dynamic"),
+            ("filter", "dynamic"),
+            ("msgParts", "dynamic"),
+        ],
+    ),
+    (
+        "ProofpointPODMailLog_CL",
+        &[
+            ("TimeGenerated", "datetime"),
+            ("id", "string"),
+            ("data", "string"),
+            ("eventTime", "datetime"),
+            ("metadata", "dynamic"),
+            ("pps", "dynamic"),
+            ("sm", "dynamic"),
+            ("tls", "dynamic"),
+        ],
+    ),
+];
+
+fn pairs(columns: &[(&str, &str)]) -> Vec<(String, String)> {
+    columns
+        .iter()
+        .map(|(c, t)| (c.to_string(), t.to_string()))
+        .collect()
+}
+
+/// `columns` without the ones tapfwd adds to a solution's (`tenant_s`, `customer_s`,
+/// `tapfwd_enrichment`).
+fn solutions_own(columns: &[(String, String)]) -> Vec<(String, String)> {
+    use tapfwd::sinks::sentinel::solution::{CUSTOMER_COLUMN, ENRICHMENT_COLUMN, TENANT_COLUMN};
+    columns
+        .iter()
+        .filter(|(c, _)| ![TENANT_COLUMN, CUSTOMER_COLUMN, ENRICHMENT_COLUMN].contains(&c.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// A table's columns in a template.
+fn table_columns(template: &Value, table: &str) -> Vec<(String, String)> {
+    let schema = template["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["properties"]["schema"]["name"] == table)
+        .unwrap_or_else(|| panic!("no table {table}"));
+    schema["properties"]["schema"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().into(),
+                c["type"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+/// The sink's columns and both shipped templates re-declare no column of a solution with
+/// another type (`xmailer` is `dynamic` in the TAP solution), so deploying a template next to
+/// the solution's connector extends its tables and changes none.
+#[test]
+fn sentinel_sink_and_templates_declare_the_solutions_own_columns_and_types() {
+    use tapfwd::sinks::sentinel::solution;
+    let (tap, declared) = solution_template();
+    for kind in EventKind::SIEM {
+        let want = pairs(if kind.is_click() {
+            &SOLUTION_TAP_CLICK
+        } else {
+            &SOLUTION_TAP_MESSAGE
+        });
+        let (stream, columns) = solution::destination(kind).unwrap();
+        let sink: Vec<(String, String)> = columns
+            .iter()
+            .map(|(c, t)| (c.to_string(), t.as_str().to_string()))
+            .collect();
+        assert_eq!(sink, want, "the sink's {stream}");
+        let decl = &declared.iter().find(|(n, _)| n == stream).unwrap().1;
+        assert_eq!(solutions_own(decl), want, "the template's {stream}");
+        let table = table_columns(&tap, stream.strip_prefix("Custom-").unwrap());
+        assert_eq!(solutions_own(&table[1..]), want, "the template's table");
+    }
+    let (pod, declared) = pod_template();
+    assert_eq!(declared.len(), 2);
+    for (stream, want) in SOLUTION_POD_STREAMS {
+        let want = pairs(want);
+        let decl = &declared
+            .iter()
+            .find(|(n, _)| n == stream)
+            .unwrap_or_else(|| panic!("the PoD template declares no {stream}"))
+            .1;
+        assert_eq!(solutions_own(decl), want, "the template's {stream}");
+        assert_eq!(
+            decl.last().unwrap(),
+            &(solution::TENANT_COLUMN.to_string(), "string".to_string())
+        );
+        let kind = if stream.ends_with("Message") {
+            EventKind::PodMessage
+        } else {
+            EventKind::PodMaillog
+        };
+        let (sink_stream, columns) = solution::destination(kind).unwrap();
+        assert_eq!(
+            sink_stream, stream,
+            "{kind} goes to the stream the solution declares"
+        );
+        let sink: Vec<(String, String)> = columns
+            .iter()
+            .map(|(c, t)| (c.to_string(), t.as_str().to_string()))
+            .collect();
+        // TimeGenerated is the transform's, never sent.
+        assert_eq!(sink, want[1..], "the sink's {stream}");
+    }
+    for (table, want) in SOLUTION_POD_TABLES {
+        assert_eq!(
+            solutions_own(&table_columns(&pod, table)),
+            pairs(want),
+            "{table}"
+        );
+    }
+}
+
+/// PoD message and maillog frames through the solution layout: one request per frame type, to
+/// the PoD solution's input streams, every body element holding exactly the PoD template's
+/// columns (all but `TimeGenerated`, which the transform sets) with the frame's values; the
+/// template's transforms are the solution's (`eventTime` from `ts`, `TimeGenerated` the
+/// ingestion time) with `tenant_s` kept; an audit frame has no stream and is refused.
+#[tokio::test]
+async fn sentinel_pod_rows_match_the_pod_dcr_column_by_column() {
+    let (template, declared) = pod_template();
+    let (fake, url) = azure_server(3600).await;
+    fake.with(|s| {
+        s.streams = declared.iter().map(|(n, _)| n.clone()).collect();
+        s.declared = declared.iter().cloned().collect();
+    });
+    let mut config = sentinel_config(&url, json!({"layout": "proofpoint_tap_solution"}));
+    config.as_object_mut().unwrap().remove("stream_name");
+    let s = sink("sentinel", config);
+    let b = pod_batch(&[
+        (EventKind::PodMessage, POD_MESSAGE),
+        (EventKind::PodMaillog, POD_MAILLOG),
+    ]);
+    let (result, commits) = deliver(&*s, "acme-pod", &b).await;
+    result.unwrap();
+    assert_eq!(commits, 1);
+    let requests = fake.requests();
+    let mut paths: Vec<_> = requests.iter().map(|r| r.path.clone()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            format!("/dataCollectionRules/{DCR}/streams/Custom-ProofpointPodMailLog"),
+            format!("/dataCollectionRules/{DCR}/streams/Custom-ProofpointPodMessage"),
+        ]
+    );
+    for r in &requests {
+        let stream = r.path.rsplit('/').next().unwrap();
+        let columns = &declared.iter().find(|(n, _)| n == stream).unwrap().1;
+        let frame = if stream.ends_with("Message") {
+            POD_MESSAGE
+        } else {
+            POD_MAILLOG
+        };
+        let raw: Value = serde_json::from_str(frame).unwrap();
+        let rows: Vec<Value> = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(rows.len(), 1, "{stream}");
+        let row = rows[0].as_object().unwrap();
+        let mut sent: Vec<&str> = row.keys().map(String::as_str).collect();
+        sent.sort();
+        let mut want: Vec<&str> = columns
+            .iter()
+            .map(|(c, _)| c.as_str())
+            .filter(|c| *c != "TimeGenerated")
+            .collect();
+        want.sort();
+        assert_eq!(sent, want, "{stream}: exactly the DCR's columns");
+        for (column, column_type) in columns {
+            if column == "TimeGenerated" {
+                continue;
+            }
+            let v = &row[column];
+            assert!(
+                of_column_type(v, column_type),
+                "{stream}.{column}: {v} is not {column_type}"
+            );
+            if column == "tenant_s" {
+                assert_eq!(v, "acme-pod");
+            } else {
+                assert_eq!(v, &raw[column], "{stream}.{column}");
+            }
+        }
+    }
+    fake.with(|s| assert!(s.dropped_columns.is_empty(), "{:?}", s.dropped_columns));
+    // The transforms: the solution's own, with tenant_s kept.
+    let flows = template["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Microsoft.Insights/dataCollectionRules")
+        .unwrap()["properties"]["dataFlows"]
+        .as_array()
+        .unwrap()
+        .clone();
+    for (stream, table) in [
+        ("Custom-ProofpointPodMessage", "ProofpointPODMessage_CL"),
+        ("Custom-ProofpointPodMailLog", "ProofpointPODMailLog_CL"),
+    ] {
+        let flow = flows.iter().find(|f| f["streams"][0] == stream).unwrap();
+        assert_eq!(flow["outputStream"], format!("Custom-{table}"));
+        let kql = flow["transformKql"].as_str().unwrap();
+        let projected: Vec<String> = kql
+            .split("| project ")
+            .nth(1)
+            .unwrap()
+            .split(", ")
+            .map(|c| c.split(" = ").next().unwrap().trim().to_string())
+            .collect();
+        let mut table_names: Vec<String> = table_columns(&template, table)
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        let mut projected_names: Vec<String> = projected
+            .iter()
+            .map(|c| c.replace("['filter']", "filter"))
+            .collect();
+        table_names.sort();
+        projected_names.sort();
+        assert_eq!(
+            projected_names, table_names,
+            "{stream} projects its table's columns"
+        );
+        assert!(kql.contains("eventTime = todatetime(ts)"), "{kql}");
+        assert!(kql.contains("extend TimeGenerated = now()"), "{kql}");
+    }
+    // An audit frame has no stream in either solution: refused, loudly, nothing sent.
+    let (result, commits) = deliver(
+        &*s,
+        "acme-pod",
+        &pod_batch(&[(EventKind::PodAudit, POD_AUDIT)]),
+    )
+    .await;
+    assert_eq!(commits, 0);
+    assert!(result
+        .unwrap_err()
+        .to_string()
+        .contains("no stream for podAudit events"),);
+    assert_eq!(fake.requests().len(), 2);
+}
+
+/// The simulator's TAP events, spelling drift and all (`campaignID`/`campaignId`,
+/// `threatUrl`/`threatURL`), through the solution layout: every campaign id and threat URL of a
+/// click lands in the column the solution declares; none is lost.
+#[tokio::test]
+async fn sentinel_solution_rows_lose_no_value_to_the_simulators_spelling_drift() {
+    use tapfwd::clock::Clock;
+    use tapfwd::simulate::{SimConfig, Simulator};
+    let sim = Simulator::new(SimConfig::generated(1, 2000, 22), Clock::System);
+    let end = chrono::Utc::now() - chrono::Duration::hours(1);
+    let events = sim.expected_events("tenant-0001", end - chrono::Duration::hours(2), end);
+    let mut arrays: HashMap<EventKind, Vec<String>> = HashMap::new();
+    for e in &events {
+        arrays
+            .entry(e.kind)
+            .or_default()
+            .push(String::from_utf8(e.raw.clone()).unwrap());
+    }
+    let body = format!(
+        "{{\"queryEndTime\":\"2026-01-01T00:00:00Z\",{}}}",
+        EventKind::SIEM
+            .iter()
+            .map(|k| format!(
+                "\"{k}\":[{}]",
+                arrays.get(k).map(|a| a.join(",")).unwrap_or_default()
+            ))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let b = batch_of(&body);
+    assert_eq!(b.len(), events.len());
+
+    let (_, declared) = solution_template();
+    let (fake, url) = azure_server(3600).await;
+    fake.with(|s| {
+        s.streams = declared.iter().map(|(n, _)| n.clone()).collect();
+        s.declared = declared.iter().cloned().collect();
+    });
+    let mut config = sentinel_config(&url, json!({"layout": "proofpoint_tap_solution"}));
+    config.as_object_mut().unwrap().remove("stream_name");
+    let s = sink("sentinel", config);
+    let (result, commits) = deliver(&*s, "acme", &b).await;
+    result.unwrap();
+    assert_eq!(commits, 1);
+    // Each click's row: the rows of a stream come in the order of its events in the batch.
+    let rows_of = |kind: EventKind| -> Vec<Value> {
+        fake.requests()
+            .iter()
+            .filter(|r| {
+                r.path.ends_with(&format!("{}V2_CL", {
+                    let name = kind.as_str();
+                    format!("{}{}", name[..1].to_ascii_uppercase(), &name[1..])
+                }))
+            })
+            .flat_map(|r| serde_json::from_slice::<Vec<Value>>(&r.body).unwrap())
+            .collect()
+    };
+    // (column, its other spelling): values in the raw clicks, values seen under the other
+    // spelling, values lost from the rows.
+    let mut tally: Vec<(&str, &str, usize, usize, usize)> = vec![
+        ("campaignId", "campaignID", 0, 0, 0),
+        ("threatURL", "threatUrl", 0, 0, 0),
+    ];
+    for kind in [EventKind::ClicksPermitted, EventKind::ClicksBlocked] {
+        let rows = rows_of(kind);
+        let raws: Vec<Value> = b
+            .iter()
+            .filter(|(m, _)| m.kind == kind)
+            .map(|(_, raw)| serde_json::from_slice(raw).unwrap())
+            .collect();
+        assert_eq!(rows.len(), raws.len(), "{kind}");
+        for (raw, row) in raws.iter().zip(&rows) {
+            assert_eq!(row["id"], raw["id"], "{kind}: rows in batch order");
+            for (column, other, values, drifted, lost) in tally.iter_mut() {
+                let value = match (&raw[*column], &raw[*other]) {
+                    (Value::Null, Value::Null) => continue,
+                    (Value::Null, v) => {
+                        *drifted += 1;
+                        v
+                    }
+                    (v, _) => v,
+                };
+                *values += 1;
+                if &row[*column] != value {
+                    *lost += 1;
+                }
+                assert!(row.get(*other).is_none(), "{kind}: {row}");
+            }
+        }
+    }
+    for (column, other, values, drifted, lost) in tally {
+        assert!(
+            drifted > 0 && values > drifted,
+            "{column}: the run must hold both spellings ({drifted} of {values} as {other})"
+        );
+        assert_eq!(lost, 0, "{column}: {lost} of {values} values lost");
+    }
+    fake.with(|s| assert!(s.dropped_columns.is_empty(), "{:?}", s.dropped_columns));
+}
+
+/// The parser variant shipped for MSPs runs the solution's `ProofpointTAPEvent` unchanged and
+/// joins back, from the four V2 tables the solution layout fills, the two columns the parser's
+/// `project-away *_s` drops; the Sentinel docs point to it. (No Kusto engine here: this holds
+/// the query to the tables and columns the templates declare, not its results.)
+#[test]
+fn sentinel_parser_variant_keeps_the_client_columns_the_solution_parser_drops() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let kql = std::fs::read_to_string(format!(
+        "{root}/deploy/sentinel/ProofpointTAPEvent-with-tenant.kql"
+    ))
+    .unwrap();
+    let query: String = kql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        query.trim_start().starts_with("ProofpointTAPEvent\n"),
+        "{query}"
+    );
+    assert!(
+        query.contains("join kind=leftouter"),
+        "every parsed row is kept"
+    );
+    let (_, declared) = solution_template();
+    for (stream, columns) in &declared {
+        let table = stream.strip_prefix("Custom-").unwrap();
+        assert!(query.contains(table), "{table}");
+        for column in ["tenant_s", "customer_s", "id"] {
+            assert!(
+                columns.iter().any(|(c, _)| c == column),
+                "{stream}.{column}"
+            );
+        }
+    }
+    assert!(
+        query.contains("by Id = id") && query.contains(") on Id"),
+        "{query}"
+    );
+    for column in ["tenant_s", "customer_s"] {
+        assert!(
+            query.contains(&format!("{column} = take_any({column})")),
+            "{column}"
+        );
+    }
+    for doc in ["docs/siems.md", "deploy/sentinel/README.md"] {
+        let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap();
+        assert!(
+            text.contains("ProofpointTAPEvent-with-tenant.kql")
+                && text.contains("project-away *_s"),
+            "{doc}"
+        );
+    }
 }

@@ -1,9 +1,11 @@
 //! The Splunk HEC sink: the batch format byte for byte, indexed fields, tokens and indexes,
 //! retries, batch limits, indexer acknowledgement, gzip and the URL forms Splunk documents.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use tapfwd::event::EventKind;
 use tapfwd::sinks::{SinkConfig, SinkError};
 
 use crate::common::*;
@@ -351,14 +353,17 @@ async fn hec_gzip_bodies_are_decoded_by_the_server() {
     assert_eq!(click["sourcetype"], "pps:click:permitted");
 }
 
-/// Every form of a HEC URL that Splunk's documentation and consoles hand out.
-const HEC_URL_FORMS: [&str; 6] = [
+/// Every form of a HEC URL that Splunk's documentation and consoles hand out
+/// (`/services/collector/event/1.0` is documented as the same endpoint as `/event`).
+const HEC_URL_FORMS: [&str; 8] = [
     "",
     "/",
     "/services/collector",
     "/services/collector/",
     "/services/collector/event",
     "/services/collector/event/",
+    "/services/collector/event/1.0",
+    "/services/collector/event/1.0/",
 ];
 
 #[tokio::test]
@@ -383,8 +388,8 @@ async fn hec_url_may_be_the_base_or_the_endpoint_splunk_documents() {
 #[test]
 fn hec_url_with_another_path_is_refused_naming_the_key() {
     for path in [
-        "/services/collector/raw",
         "/services/collector/event/services/collector/event",
+        "/services/collector/event/2.0",
         "/splunk",
         "/services/collector?channel=0f8e3b1c-0000-4000-8000-000000000000",
     ] {
@@ -430,11 +435,21 @@ fn check_accepts_every_hec_url_form_and_names_the_key_of_a_bad_path() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    let out = check(config("https://splunk:8088/services/collector/nope"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("config key `sinks.splunk.url`: `https://splunk:8088/services/collector/nope` has the path `/services/collector/nope`, which is not a HEC endpoint"),
+        "{stderr}"
+    );
+    // The raw endpoint is HEC's, for another format: said so, with the URL to give instead.
     let out = check(config("https://splunk:8088/services/collector/raw"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("config key `sinks.splunk.url`: `https://splunk:8088/services/collector/raw` has the path `/services/collector/raw`, which is not a HEC endpoint"),
+        stderr.contains("config key `sinks.splunk.url`: `https://splunk:8088/services/collector/raw` is HEC's raw endpoint, which takes plain lines of text")
+            && stderr.contains("give `https://splunk:8088/services/collector/event`")
+            && !stderr.contains("not a HEC endpoint"),
         "{stderr}"
     );
 }
@@ -446,4 +461,223 @@ fn check_refuses_http_to_a_remote_collector_unless_allow_http() {
         "splunk.example.com:8088",
         "url",
     );
+}
+
+/// HEC's raw endpoint (and its versioned name) is refused as the other format it is, naming the
+/// event endpoint to give instead; never as "not a HEC endpoint".
+#[test]
+fn hec_raw_endpoint_is_refused_as_another_format() {
+    for path in ["/services/collector/raw", "/services/collector/raw/1.0"] {
+        let config: SinkConfig = serde_json::from_value(json!({
+            "type": "splunk_hec", "url": format!("https://splunk:8088{path}"), "token": "t"
+        }))
+        .unwrap();
+        let e = config.validate().unwrap_err();
+        assert!(
+            e.starts_with(&format!(
+                "url: `https://splunk:8088{path}` is HEC's raw endpoint"
+            )) && e.contains("JSON event format")
+                && e.contains("`https://splunk:8088/services/collector/event`")
+                && !e.contains("not a HEC endpoint"),
+            "{path}: {e}"
+        );
+    }
+}
+
+/// PoD frames land under the PoD add-on's sourcetypes (Splunkbase 4327: `pps_messagelog`,
+/// `pps_maillog`, `pps_auditlog`), each frame byte for byte.
+#[tokio::test]
+async fn hec_pod_frames_get_the_pod_add_on_sourcetypes() {
+    let (fake, url) = hec_server(false).await;
+    let s = sink(
+        "splunk",
+        json!({"type":"splunk_hec","url":url,"token":"hec-token-acme","retry":fast_retry()}),
+    );
+    let b = pod_batch(&[
+        (EventKind::PodMessage, POD_MESSAGE),
+        (EventKind::PodMaillog, POD_MAILLOG),
+        (EventKind::PodAudit, POD_AUDIT),
+    ]);
+    let (result, commits) = deliver(&*s, "acme-pod", &b).await;
+    result.unwrap();
+    assert_eq!(commits, 1);
+    let body = String::from_utf8_lossy(&fake.requests()[0].body).to_string();
+    for frame in [POD_MESSAGE, POD_MAILLOG, POD_AUDIT] {
+        assert!(body.contains(&format!("\"event\":{frame}}}")), "{frame}");
+    }
+    let sourcetypes: Vec<(String, String)> = fake
+        .events()
+        .iter()
+        .map(|e| {
+            (
+                e["fields"]["eventType"].as_str().unwrap().to_string(),
+                e["sourcetype"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sourcetypes,
+        [
+            ("podMessage", "pps_messagelog"),
+            ("podMaillog", "pps_maillog"),
+            ("podAudit", "pps_auditlog"),
+        ]
+        .map(|(k, t)| (k.to_string(), t.to_string()))
+    );
+}
+
+/// One `[stanza]` of a Splunk .conf file: its name and its `KEY = value` lines.
+fn conf_stanzas(text: &str) -> Vec<(String, HashMap<String, String>)> {
+    let mut out: Vec<(String, HashMap<String, String>)> = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            out.push((name.to_string(), HashMap::new()));
+        } else {
+            let (k, v) = line.split_once(" = ").unwrap();
+            out.last_mut().unwrap().1.insert(k.into(), v.into());
+        }
+    }
+    out
+}
+
+/// What Splunk extracts at search time from `raw` with the sourcetype's REPORT transforms of
+/// deploy/splunk, applied as Splunk applies them: in the order the REPORT lists them, each
+/// regex matched repeatedly over its SOURCE_KEY (`_raw` unless named), named groups becoming
+/// fields, a field's later values added only with `MV_ADD = true`.
+fn splunk_extract(props: &str, transforms: &str, raw: &str) -> HashMap<String, Vec<String>> {
+    use regex_automata::meta::Regex;
+    use regex_automata::PatternID;
+    let transforms: HashMap<String, HashMap<String, String>> =
+        conf_stanzas(transforms).into_iter().collect();
+    let props = conf_stanzas(props);
+    let (_, pps) = props.iter().find(|(s, _)| s == "pps_messagelog").unwrap();
+    let mut fields: HashMap<String, Vec<String>> = HashMap::new();
+    let mut reports: Vec<_> = pps
+        .iter()
+        .filter(|(k, _)| k.starts_with("REPORT-"))
+        .collect();
+    reports.sort();
+    for (_, list) in reports {
+        for name in list.split(',').map(str::trim) {
+            let t = &transforms[name];
+            let source = match t.get("SOURCE_KEY") {
+                Some(key) => match fields.get(key) {
+                    Some(values) => values[0].clone(),
+                    None => continue,
+                },
+                None => raw.to_string(),
+            };
+            let mv_add = t.get("MV_ADD").is_some_and(|v| v == "true");
+            let re = Regex::new(&t["REGEX"]).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let names: Vec<Option<String>> = re
+                .group_info()
+                .pattern_names(PatternID::ZERO)
+                .map(|n| n.map(String::from))
+                .collect();
+            for caps in re.captures_iter(&source) {
+                for (i, group) in names.iter().enumerate() {
+                    let (Some(group), Some(span)) = (group, caps.get_group(i)) else {
+                        continue;
+                    };
+                    let values = fields.entry(group.clone()).or_default();
+                    if values.is_empty() || mv_add {
+                        values.push(source[span.range()].to_string());
+                    }
+                }
+            }
+        }
+    }
+    fields
+}
+
+/// What the PoD add-on adds to a message event while it collects it (its input's
+/// `process_result`): the last `filter.actions` entry with `isFinal` gives `final_action`,
+/// `final_module` and `final_rule`; the entries of the `dkimv`, `spf` and `dmarc` modules, in
+/// order, become `action_dkimv`, `action_spf` and `action_dmarc`.
+fn pod_add_on_fields(raw: &str) -> HashMap<String, Vec<Value>> {
+    let frame: Value = serde_json::from_str(raw).unwrap();
+    let mut out: HashMap<String, Vec<Value>> = HashMap::new();
+    for action in frame["filter"]["actions"].as_array().unwrap() {
+        let module = action["module"].as_str().unwrap_or_default();
+        if ["dkimv", "spf", "dmarc"].contains(&module) {
+            out.entry(format!("action_{module}"))
+                .or_default()
+                .push(action.clone());
+        }
+        if action["isFinal"].as_bool() == Some(true) {
+            for f in ["action", "module", "rule"] {
+                out.insert(format!("final_{f}"), vec![action[f].clone()]);
+            }
+        }
+    }
+    out
+}
+
+/// The props/transforms snippet docs/siems.md gives (deploy/splunk/) extracts from tapfwd's
+/// byte-for-byte PoD message frames the six fields the PoD add-on adds at collection time
+/// (`final_action`, `final_module`, `final_rule`, `action_dkimv`, `action_spf`,
+/// `action_dmarc`), with the add-on's values: for the frame as the stream sends it, for the same
+/// frame with its keys in another order and spaces after the colons, and for a frame with no
+/// final action and no authentication entries.
+#[test]
+fn splunk_snippet_extracts_the_pod_add_on_fields_from_the_frame() {
+    let read = |f: &str| std::fs::read_to_string(format!("{}/{f}", env!("CARGO_MANIFEST_DIR")));
+    let props = read("deploy/splunk/props.conf").unwrap();
+    let transforms = read("deploy/splunk/transforms.conf").unwrap();
+    // docs/siems.md shows exactly these settings.
+    let docs = read("docs/siems.md").unwrap();
+    for line in props.lines().chain(transforms.lines()) {
+        if !line.is_empty() && !line.starts_with('#') {
+            assert!(docs.contains(line), "docs/siems.md lacks `{line}`");
+        }
+    }
+    let reordered =
+        serde_json::to_string_pretty(&serde_json::from_str::<Value>(POD_MESSAGE).unwrap()).unwrap();
+    assert!(reordered.contains("\"isFinal\": true"));
+    let bare = r#"{"guid":"g2","ts":"2026-05-22T12:11:00.000000-0700","filter":{"actions":[{"module":"access","rule":"default_inbound","action":"continue"}],"modules":{"spf":{"result":"pass"}}},"msgParts":[]}"#;
+    for raw in [POD_MESSAGE, reordered.as_str(), bare] {
+        let got = splunk_extract(&props, &transforms, raw);
+        let want = pod_add_on_fields(raw);
+        for field in [
+            "final_action",
+            "final_module",
+            "final_rule",
+            "action_dkimv",
+            "action_spf",
+            "action_dmarc",
+        ] {
+            let got: Vec<Value> = got
+                .get(field)
+                .map(|values| {
+                    values
+                        .iter()
+                        .map(|v| {
+                            if field.starts_with("final_") {
+                                Value::String(v.clone())
+                            } else {
+                                serde_json::from_str(v).unwrap()
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert_eq!(
+                got,
+                want.get(field).cloned().unwrap_or_default(),
+                "{field} of {raw}"
+            );
+        }
+    }
+    // The sample is not trivial: a final action, two SPF entries, one each of DKIM and DMARC.
+    let want = pod_add_on_fields(POD_MESSAGE);
+    assert_eq!(want["final_action"], [json!("quarantine")]);
+    assert_eq!(want["final_module"], [json!("spam")]);
+    assert_eq!(want["final_rule"], [json!("phish")]);
+    assert_eq!(want["action_spf"].len(), 2);
+    assert_eq!(want["action_dkimv"].len(), 1);
+    assert_eq!(want["action_dmarc"].len(), 1);
+    assert!(pod_add_on_fields(bare).is_empty());
 }

@@ -8,16 +8,20 @@
 //! [`TENANT_COLUMN`]. This is the one place where an event is **re-encoded**: the row is built
 //! from the parsed raw event (the raw bytes stay the source; nothing is added inside the event's
 //! own fields), values are converted to their column's type (`completelyRewritten`, which the
-//! API sends as the string `"true"`/`"false"`, becomes a boolean) and fields the DCR has no
-//! column for are left out. Invariant 5 (raw in, raw out) holds for the default layout only; the
-//! docs/sinks.md ("Microsoft Sentinel") says so.
+//! API sends as the string `"true"`/`"false"`, becomes a boolean), a field the API spells more
+//! than one way (`campaignID`, `threatUrl`, `threatId`: [`SPELLINGS`]) goes to the column the
+//! solution declares, and fields the DCR has no column for are left out. Invariant 5 (raw in, raw
+//! out) holds for the default layout only; docs/sinks.md ("Microsoft Sentinel") says so.
 //!
-//! PoD `message` and `maillog` frames go the same way to the Microsoft Sentinel Proofpoint On
-//! Demand solution's streams (`Custom-ProofpointPODMessage_CL`, `Custom-ProofpointPODMailLog_CL`,
-//! for its `ProofpointPODMessage_CL` and `ProofpointPODMailLog_CL` tables): one column per
-//! top-level field of the frame ([`POD_MESSAGE_COLUMNS`], [`POD_MAILLOG_COLUMNS`]), objects and
-//! arrays as `dynamic`. `ts` goes as text: its offset has no colon (`-0700`), so the DCR's
-//! transform parses it. Kinds no solution has a table for (People, PoD audit) have no stream here.
+//! PoD `message` and `maillog` frames go the same way to the input streams the Microsoft
+//! Sentinel Proofpoint On Demand solution's DCR declares (`Custom-ProofpointPodMessage`,
+//! `Custom-ProofpointPodMailLog`, which its transform writes to the `ProofpointPODMessage_CL` and
+//! `ProofpointPODMailLog_CL` tables): the solution's columns, each a top-level field of the frame
+//! ([`POD_MESSAGE_COLUMNS`], [`POD_MAILLOG_COLUMNS`]), objects and arrays as `dynamic`, `ts` as
+//! the text the frame holds (the DCR's transform makes `eventTime` of it, as the solution's does).
+//! `deploy/sentinel/proofpoint-pod-solution.json` ships that DCR with `tenant_s` kept. Kinds no
+//! solution has a table for (People, PoD audit) have no stream here, and `tapfwd check` refuses a
+//! route that would send them to this layout ([`destination`]).
 
 use serde_json::{Map, Value};
 
@@ -83,7 +87,7 @@ pub const MESSAGE_COLUMNS: [(&str, ColumnType); 29] = [
     ("ccAddresses", Dynamic),
     ("replyToAddress", Dynamic),
     ("toAddresses", Dynamic),
-    ("xmailer", Str),
+    ("xmailer", Dynamic),
     ("messageParts", Dynamic),
     ("completelyRewritten", Boolean),
     ("id", Str),
@@ -115,36 +119,61 @@ pub const CLICK_COLUMNS: [(&str, ColumnType); 16] = [
     ("messageID", Str),
 ];
 
-/// The columns of the PoD solution's message stream (`Custom-ProofpointPODMessage_CL`): the
-/// frame's top-level fields.
-pub const POD_MESSAGE_COLUMNS: [(&str, ColumnType); 8] = [
+/// The columns of the PoD solution's message stream (`Custom-ProofpointPodMessage`), in the
+/// order its DCR declares them (after `TimeGenerated`, which the transform sets): the frame's
+/// top-level fields.
+pub const POD_MESSAGE_COLUMNS: [(&str, ColumnType); 9] = [
     ("guid", Str),
     ("ts", Str),
     ("connection", Dynamic),
     ("envelope", Dynamic),
     ("msg", Dynamic),
-    ("msgParts", Dynamic),
-    ("filter", Dynamic),
-    ("metadata", Dynamic),
-];
-
-/// The columns of the PoD solution's maillog stream (`Custom-ProofpointPODMailLog_CL`).
-pub const POD_MAILLOG_COLUMNS: [(&str, ColumnType); 7] = [
-    ("data", Str),
-    ("id", Str),
-    ("ts", Str),
-    ("sm", Dynamic),
-    ("tls", Dynamic),
     ("pps", Dynamic),
     ("metadata", Dynamic),
+    ("filter", Dynamic),
+    ("msgParts", Dynamic),
 ];
+
+/// The columns of the PoD solution's maillog stream (`Custom-ProofpointPodMailLog`).
+pub const POD_MAILLOG_COLUMNS: [(&str, ColumnType); 7] = [
+    ("id", Str),
+    ("data", Str),
+    ("ts", Str),
+    ("metadata", Dynamic),
+    ("pps", Dynamic),
+    ("sm", Dynamic),
+    ("tls", Dynamic),
+];
+
+/// The PoD solution's input streams (its DCR's `streamDeclarations`; the `_CL` names are its
+/// output tables, which no input stream is called).
+pub const POD_MESSAGE_STREAM: &str = "Custom-ProofpointPodMessage";
+pub const POD_MAILLOG_STREAM: &str = "Custom-ProofpointPodMailLog";
+
+/// The other spellings the API has for a column's field: the TAP SIEM API drifts between
+/// `campaignId` and `campaignID`, `threatURL` and `threatUrl`, and Essentials writes `threatId`.
+/// A row takes the declared spelling, else the first other one the event has with a value.
+pub const SPELLINGS: [(&str, &[&str]); 3] = [
+    ("campaignId", &["campaignID"]),
+    ("threatURL", &["threatUrl"]),
+    ("threatID", &["threatId"]),
+];
+
+/// The spellings other than `column` that `column`'s field may come under.
+fn other_spellings(column: &str) -> &'static [&'static str] {
+    SPELLINGS
+        .iter()
+        .find(|(c, _)| *c == column)
+        .map_or(&[], |(_, others)| others)
+}
 
 /// Where one kind goes in the solution: its stream and the stream's columns.
 pub type Destination = Option<(&'static str, &'static [(&'static str, ColumnType)])>;
 
 /// The solution's destination for `kind`, if it has one: the TAP solution's four TAP streams
-/// and the PoD solution's message and maillog tables. Kinds the solutions declare no table for
-/// (People, PoD audit, and any new source's until its table is added here) have none.
+/// and the PoD solution's message and maillog streams. Kinds the solutions declare no table for
+/// (People, PoD audit, and any new source's until its table is added here) have none: the sink
+/// refuses them, and so does `tapfwd check` for a route that would send them here.
 pub fn destination(kind: EventKind) -> Destination {
     match kind {
         EventKind::MessagesBlocked => {
@@ -160,8 +189,8 @@ pub fn destination(kind: EventKind) -> Destination {
         EventKind::ClicksPermitted => {
             Some(("Custom-ProofPointTAPClicksPermittedV2_CL", &CLICK_COLUMNS))
         }
-        EventKind::PodMessage => Some(("Custom-ProofpointPODMessage_CL", &POD_MESSAGE_COLUMNS)),
-        EventKind::PodMaillog => Some(("Custom-ProofpointPODMailLog_CL", &POD_MAILLOG_COLUMNS)),
+        EventKind::PodMessage => Some((POD_MESSAGE_STREAM, &POD_MESSAGE_COLUMNS)),
+        EventKind::PodMaillog => Some((POD_MAILLOG_STREAM, &POD_MAILLOG_COLUMNS)),
         _ => None,
     }
 }
@@ -197,7 +226,8 @@ fn convert(value: &Value, column_type: ColumnType) -> Option<Value> {
     }
 }
 
-/// Writes the row of the raw event `raw` with `columns`, `tenant` in [`TENANT_COLUMN`], the
+/// Writes the row of the raw event `raw` with `columns` (each from its field under any of its
+/// [`SPELLINGS`]), `tenant` in [`TENANT_COLUMN`], the
 /// event's customer in [`CUSTOMER_COLUMN`] and its enrichment members as an object in
 /// [`ENRICHMENT_COLUMN`], when it has them. Fails only when `raw` is not a JSON object, which the splitter never
 /// lets through.
@@ -211,7 +241,10 @@ pub fn write_row(
     let event: Map<String, Value> = serde_json::from_slice(raw)?;
     out.push(b'{');
     for (name, column_type) in columns {
-        let Some(value) = event.get(*name).and_then(|v| convert(v, *column_type)) else {
+        let value = std::iter::once(*name)
+            .chain(other_spellings(name).iter().copied())
+            .find_map(|spelling| convert(event.get(spelling)?, *column_type));
+        let Some(value) = value else {
             continue;
         };
         json_str(out, name);
@@ -285,11 +318,11 @@ mod tests {
     fn the_pod_solution_streams_take_message_and_maillog_frames() {
         assert_eq!(
             destination(EventKind::PodMessage).map(|d| d.0),
-            Some("Custom-ProofpointPODMessage_CL")
+            Some("Custom-ProofpointPodMessage")
         );
         assert_eq!(
             destination(EventKind::PodMaillog).map(|d| d.0),
-            Some("Custom-ProofpointPODMailLog_CL")
+            Some("Custom-ProofpointPodMailLog")
         );
         assert_eq!(destination(EventKind::PodAudit), None);
         let frame = br#"{"data":"line","id":"g1","ts":"2026-05-22T12:10:03.058340-0700","sm":{"qid":"Q"},"tls":{},"pps":{"cid":"c"},"metadata":{"origin":{}},"extra":1}"#;
@@ -309,6 +342,31 @@ mod tests {
         }
         assert_eq!(row[TENANT_COLUMN], "acme-pod");
         assert!(row.get("extra").is_none(), "no column for it: {row}");
+    }
+
+    #[test]
+    fn every_spelling_the_api_drifts_to_lands_in_the_declared_column() {
+        let row = |raw: &[u8]| -> Value {
+            let mut out = Vec::new();
+            write_row(&mut out, "t", &CLICK_COLUMNS, raw, Beside::default()).unwrap();
+            serde_json::from_slice(&out).unwrap()
+        };
+        let drifted = row(br#"{"campaignID":"c1","threatUrl":"https://t/1","threatId":"t1"}"#);
+        assert_eq!(drifted["campaignId"], "c1");
+        assert_eq!(drifted["threatURL"], "https://t/1");
+        assert_eq!(drifted["threatID"], "t1");
+        for other in ["campaignID", "threatUrl", "threatId"] {
+            assert!(drifted.get(other).is_none(), "{other} has no column");
+        }
+        // The declared spelling wins; a null under it falls back to a value under another.
+        let both =
+            row(br#"{"campaignId":"c1","campaignID":"c2","threatURL":null,"threatUrl":"u"}"#);
+        assert_eq!(both["campaignId"], "c1");
+        assert_eq!(both["threatURL"], "u");
+        // Every other spelling names a declared column of the streams it may appear in.
+        for (column, _) in SPELLINGS {
+            assert!(CLICK_COLUMNS.iter().any(|(c, _)| *c == column), "{column}");
+        }
     }
 
     #[test]

@@ -69,6 +69,19 @@ impl PodStream {
     }
 }
 
+/// The state a stream shows: its connection's, unless that is `ok` while sinks fail. Frames
+/// still arrive then, but a failing sink holds its position: `degraded` while another sink takes
+/// them, `retrying` when none does (a sink that always rejects the stream's events never shows
+/// as `ok`), as a TAP source says of the same.
+fn shown_state(state: TenantState, sinks: &[crate::status::SinkStatus]) -> TenantState {
+    let failing = sinks.iter().filter(|s| s.failing).count();
+    match state {
+        TenantState::Ok if failing > 0 && failing == sinks.len() => TenantState::Retrying,
+        TenantState::Ok if failing > 0 => TenantState::Degraded,
+        state => state,
+    }
+}
+
 /// Puts the stream's record on the status board and sets its metrics.
 pub(super) fn publish(
     id: &str,
@@ -94,7 +107,7 @@ pub(super) fn publish(
     let ms = |t: Option<i64>| t.map(clock::rfc3339_ms);
     ctx.status.put(TenantStatus {
         tenant: id.to_string(),
-        state: stats.state,
+        state: shown_state(stats.state, &sinks),
         next_poll_at: ms(stats.retry_at),
         last_error: stats.last_error.clone(),
         events_fetched: stats.frames,
@@ -113,4 +126,29 @@ pub(super) fn publish(
         }),
         ..TenantStatus::default()
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::SinkStatus;
+
+    #[test]
+    fn a_connected_stream_whose_sinks_fail_is_not_shown_ok() {
+        let sink = |failing: bool| SinkStatus {
+            failing,
+            ..SinkStatus::default()
+        };
+        let ok = TenantState::Ok;
+        assert_eq!(shown_state(ok, &[sink(false), sink(false)]), ok);
+        assert_eq!(
+            shown_state(ok, &[sink(false), sink(true)]),
+            TenantState::Degraded
+        );
+        assert_eq!(shown_state(ok, &[sink(true)]), TenantState::Retrying);
+        assert_eq!(
+            shown_state(TenantState::Failed, &[sink(true)]),
+            TenantState::Failed
+        );
+    }
 }
