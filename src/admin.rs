@@ -13,6 +13,10 @@
 //! stay open. Everything it shows comes from the status board, the metrics and the store's size,
 //! none of which can hold a secret (invariant 7); the token is compared through its hash, never
 //! logged.
+//!
+//! The daemon serves it from a thread and a runtime of its own ([`serve_apart`]), and no handler
+//! waits on the store (the store's health is atomics; `/status` is the status board's snapshot),
+//! so it keeps answering while sled calls blocked on a full disk hold the daemon's runtime.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -142,4 +146,53 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+/// The endpoint served by [`serve_apart`].
+pub struct Apart {
+    stop: CancellationToken,
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Apart {
+    /// Stops serving at once (a request in flight is dropped) and waits until the socket is closed.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.done.await;
+    }
+}
+
+/// Serves the endpoint as [`serve`] does, from a thread of its own on a single-threaded runtime
+/// of its own: it answers however busy or blocked the daemon's runtime is (sled calls that block
+/// on a full disk held its workers, and `/readyz` and `/status` went silent for 100 s).
+pub fn serve_apart(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: CancellationToken,
+) -> std::io::Result<Apart> {
+    let listener = listener.into_std()?;
+    let stop = CancellationToken::new();
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let stopped = stop.clone();
+    std::thread::Builder::new()
+        .name("tapfwd-admin".into())
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|rt| {
+                    rt.block_on(async move {
+                        let listener = tokio::net::TcpListener::from_std(listener)?;
+                        tokio::select! {
+                            served = serve(listener, state, shutdown) => served,
+                            _ = stopped.cancelled() => Ok(()),
+                        }
+                    })
+                });
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the admin endpoint stopped");
+            }
+            let _ = done_tx.send(());
+        })?;
+    Ok(Apart { stop, done })
 }

@@ -94,6 +94,52 @@ pub struct TenantEvidence {
     latest: Option<i64>,
 }
 
+/// How a tenant's event times in a file sink's file compare with now ([`TenantEvidence::sanity`]).
+struct Sanity {
+    /// Events with a time.
+    timed: usize,
+    /// Those dated after now, and the latest of them.
+    future: usize,
+    latest_future: Option<i64>,
+    /// The latest time that is not after now, no later than now - `poll.lag` (the latest a
+    /// window the daemon asked for can end).
+    latest: Option<i64>,
+    /// Whether that bound moved it.
+    clamped: bool,
+}
+
+impl Sanity {
+    /// Most of the events dated after now: the file's times, or the host's clock, are wrong.
+    fn nonsense(&self) -> bool {
+        self.future * 2 > self.timed
+    }
+}
+
+impl TenantEvidence {
+    /// The tenant's times against `now` and `lag` (seconds).
+    fn sanity(&self, now: i64, lag: i64) -> Sanity {
+        let future: Vec<i64> = self
+            .timed
+            .iter()
+            .map(|(t, _)| *t)
+            .filter(|t| *t > now)
+            .collect();
+        let latest = self
+            .timed
+            .iter()
+            .map(|(t, _)| *t)
+            .filter(|t| *t <= now)
+            .max();
+        Sanity {
+            timed: self.timed.len(),
+            future: future.len(),
+            latest_future: future.iter().copied().max(),
+            latest: latest.map(|l| l.min(now - lag)),
+            clamped: latest.is_some_and(|l| l > now - lag),
+        }
+    }
+}
+
 /// What a file sink's file holds.
 #[derive(Default)]
 pub struct FileEvidence {
@@ -194,6 +240,17 @@ pub(super) async fn recover(path: &Path, sink: &str, start_at: Option<&str>) -> 
             "the daemon is running (it holds the state store {}): stop it first, recover, then start it again",
             path.display()
         ),
+        Err(StoreError::Damaged { path, message }) => {
+            // Nothing in it can be read: keep it for a post-mortem and start a new one, which
+            // `store.id` marks as not the one the sinks were fed from until each is recovered.
+            let aside = Store::move_aside(&config.state_dir)?;
+            println!(
+                "the state store at {} is damaged: {message}; moved it aside to {}; rebuilding `{sink}` in a new store",
+                path.display(),
+                aside.display()
+            );
+            Store::open(&config.state_dir)?
+        }
         Err(e) => return Err(e.into()),
     };
     let now = chrono::Utc::now().timestamp();
@@ -250,23 +307,58 @@ pub(super) async fn recover(path: &Path, sink: &str, start_at: Option<&str>) -> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileEvidence::default(),
         _ => read_file(&file.path, &tenants)?,
     };
+    // Times after now cannot be right (a typo in a test event, a clock that was wrong when the
+    // event was made): they must not set a position no window reaches for years. A file whose
+    // times are mostly like that makes no sense for this host's clock, and is refused whole.
+    let times: BTreeMap<&String, Sanity> = evidence
+        .tenants
+        .iter()
+        .map(|(id, e)| (id, e.sanity(now, lag)))
+        .collect();
+    if let Some((id, t)) = times.iter().find(|(_, t)| t.nonsense()) {
+        bail!(
+            "{}: {} of the {} timed events of tenant {id} are dated after now ({}), the latest {}: these times make \
+             no sense for this host's clock (is it right?), so nothing was changed. Choose where `{sink}` goes on from \
+             with `--start-at TIME` instead (an RFC 3339 instant or a duration ago such as 6h)",
+            file.path.display(),
+            t.future,
+            t.timed,
+            clock::rfc3339(now),
+            t.latest_future.map_or("-".to_string(), clock::rfc3339),
+        );
+    }
     let max_window = config.poll.max_window.as_secs() as i64;
     let dedupe = config.poll.dedupe_horizon.as_secs() as i64;
     // Where a tenant with no events in the file goes on from: the others' earliest position, or
     // a first start's when the file has none at all.
     let first_start =
         clock::floor_minute(now - lag - config.poll.initial_lookback.as_secs() as i64);
-    let fallback = evidence
-        .tenants
+    let fallback = times
         .values()
-        .filter_map(|e| e.latest)
+        .filter_map(|t| t.latest)
         .map(|l| clock::floor_minute(l) - max_window)
         .min()
         .unwrap_or(first_start);
     for id in &tenants {
+        let latest = times.get(id).and_then(|t| t.latest);
+        if let Some(t) = times.get(id).filter(|t| t.future > 0) {
+            println!(
+                "{id} -> {sink}: {} of its {} timed event(s) are dated after now, the latest {}; they keep their dedupe \
+                 keys but do not set its position",
+                t.future,
+                t.timed,
+                t.latest_future.map_or("-".to_string(), clock::rfc3339),
+            );
+        }
+        if let Some(t) = times.get(id).filter(|t| t.clamped) {
+            println!(
+                "{id} -> {sink}: its latest event time is after now - poll.lag ({}); its position is taken from there",
+                clock::rfc3339(t.latest.unwrap_or_default())
+            );
+        }
         let (checkpoint, keys, latest) = match evidence.tenants.get(id) {
-            Some(e) if e.latest.is_some() => {
-                let latest = e.latest.unwrap_or_default();
+            Some(e) if latest.is_some() => {
+                let latest = latest.unwrap_or_default();
                 let checkpoint = clock::floor_minute(latest) - max_window;
                 let keys: Vec<EventKey> = e
                     .timed
