@@ -12,6 +12,15 @@
 //! recognised. The window is floored to the minute, and the daemon clamps it into the API's
 //! horizon if the file is older than that.
 //!
+//! Event times are not trusted blindly: an event dated after now does not set its tenant's
+//! position (it keeps its dedupe key; the events are named: how many, the latest, the tenant), a
+//! position never passes now − `poll.lag`, and a file in which most of a tenant's events are
+//! dated after now is refused whole (its times, or this host's clock, are wrong), naming
+//! `--start-at`.
+//!
+//! A store that sled cannot open ([`StoreError::Damaged`]) is moved aside first
+//! ([`Store::move_aside`]), and the sink's state is rebuilt in a new one.
+//!
 //! For any sink, `--start-at TIME` is the explicit other choice: every tenant's position into the
 //! sink is set to TIME (an RFC 3339 instant or a duration ago), accepting that events between TIME
 //! and the lost position are delivered again into that sink (invariant 1 still holds: nothing
@@ -452,6 +461,40 @@ mod tests {
             ]
         );
         assert_eq!(acme.latest, Some(t("2026-11-20T11:00:00Z")));
+    }
+
+    /// Times after now do not count as a tenant's latest; the latest is clamped to now - lag;
+    /// most events after now is nonsense.
+    #[test]
+    fn event_times_after_now_are_outliers() {
+        let now = 1_800_000_000;
+        let lag = 1800;
+        let k = EventKey([0; 16]);
+        let e = TenantEvidence {
+            timed: vec![
+                (now - 7200, k),
+                (now - 600, k),
+                (now + 86_400, k),
+                (now + 60, k),
+            ],
+            untimed: Vec::new(),
+            latest: Some(now + 86_400),
+        };
+        let s = e.sanity(now, lag);
+        assert_eq!((s.timed, s.future), (4, 2));
+        assert_eq!(s.latest_future, Some(now + 86_400));
+        assert_eq!(s.latest, Some(now - lag), "clamped to now - lag");
+        assert!(s.clamped);
+        assert!(!s.nonsense(), "half is not most");
+        let e = TenantEvidence {
+            timed: vec![(now - 7200, k), (now + 1, k), (now + 2, k)],
+            untimed: Vec::new(),
+            latest: Some(now + 2),
+        };
+        let s = e.sanity(now, lag);
+        assert!(s.nonsense());
+        assert_eq!(s.latest, Some(now - 7200));
+        assert!(!s.clamped);
     }
 
     #[test]
