@@ -2,7 +2,7 @@
 //!
 //! | path | answer |
 //! |---|---|
-//! | `/metrics` | Prometheus text ([`Metrics::render`]); the store size is measured on each scrape |
+//! | `/metrics` | Prometheus text ([`Metrics::render`]); the store's size and health are measured on each scrape |
 //! | `/healthz` | 200 while the process serves requests (liveness) |
 //! | `/readyz` | 200 once the state store is open and every tenant is scheduled, 503 before and while the store fails |
 //! | `/status` | `{"tenants":[TenantStatus...],"store":StoreHealth}`, the shape `tapfwd status` reads when the store is locked |
@@ -95,6 +95,15 @@ async fn metrics(State(s): State<AdminState>, headers: axum::http::HeaderMap) ->
     }
     s.metrics
         .set_global("tapfwd_store_size_bytes", s.store.size_on_disk() as f64);
+    // Measured here too, not only by the daemon's store watch: right while the daemon's runtime
+    // is held (the store's health is atomics).
+    let store = s.store.health();
+    s.metrics.set_global(
+        "tapfwd_store_healthy",
+        if store.healthy { 1.0 } else { 0.0 },
+    );
+    s.metrics
+        .set_global("tapfwd_store_errors_total", store.errors_total as f64);
     (
         [(
             header::CONTENT_TYPE,

@@ -94,15 +94,18 @@ pub struct Store {
     flushing: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Whether writes and flushes succeed; see [`Store::health`].
     health: std::sync::Arc<Health>,
-    /// The test seam [`STALL_ENV`]: while this file exists, batches and flushes hang.
+    /// The test seam [`STALL_ENV`]: while this file exists, batches, flushes and reads hang.
     stall: Option<std::sync::Arc<PathBuf>>,
 }
 
 /// A fault-injection seam for the black-box tests (`tests/store.rs`), read once when the store
 /// opens and never set in production: when this environment variable names a file, every
-/// `apply_batch` blocks its thread, and every flush waits, for as long as that file exists, as
-/// sled's did after a disk error. It lets a test check that such a store shows as failing and
-/// that SIGTERM still ends the process in time.
+/// `apply_batch` blocks its thread, every flush waits, and every read blocks the thread that
+/// calls it (a worker of the async runtime, as sled's reads are called), for as long as that
+/// file exists, as sled's calls did after a disk error (a flush that never returned held a lock
+/// that every other call then waited for). It lets a test check that such a store shows as
+/// failing, that the admin endpoint still answers, and that the store-failure exit and SIGTERM
+/// still end the process in time.
 pub const STALL_ENV: &str = "TAPFWD_TEST_STORE_STALL_FILE";
 
 /// A write or flush that has not returned after this long counts as a store failure.
@@ -587,7 +590,17 @@ impl Store {
             .collect())
     }
 
+    /// The test seam [`STALL_ENV`] for reads: blocks the calling thread while the file exists.
+    fn stalled_read(&self) {
+        if let Some(file) = &self.stall {
+            while file.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+
     fn get_json<T: for<'de> Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.stalled_read();
         match self.tree.get(key)? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
@@ -671,6 +684,7 @@ impl Store {
         since: i64,
         into: &mut HashSet<EventKey>,
     ) -> Result<(), StoreError> {
+        self.stalled_read();
         let prefix = keys_prefix(tenant, sink);
         let from = window_key(tenant, sink, since);
         let mut end = prefix.clone();
@@ -713,6 +727,7 @@ impl Store {
 
     /// A sink's committed position (the file sink's committed length).
     pub fn position(&self, sink: &str) -> Result<Option<u64>, StoreError> {
+        self.stalled_read();
         Ok(self.tree.get(position_key(sink))?.and_then(|v| {
             let bytes: [u8; 8] = v.as_ref().try_into().ok()?;
             Some(u64::from_be_bytes(bytes))
@@ -735,6 +750,7 @@ impl Store {
 
     /// Every cached enrichment lookup of `tenant` ([`IntelEntry`]).
     pub fn intel_entries(&self, tenant: &str) -> Result<Vec<IntelEntry>, StoreError> {
+        self.stalled_read();
         let prefix = format!("i/{tenant}/");
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(prefix.as_bytes()) {
@@ -780,6 +796,7 @@ impl Store {
 
     /// Every stream in the store: `(tenant, sink, state)`.
     pub fn streams(&self) -> Result<Vec<(String, String, StreamState)>, StoreError> {
+        self.stalled_read();
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(b"s/") {
             let (k, v) = item?;
