@@ -498,6 +498,76 @@ fn recover_does_not_trust_event_times() {
     eprintln!("{}", err.trim());
 }
 
+/// What sled kept of a damaged store can be an early part of it: the file sink's position (0, set
+/// at the first start) without the store's identity or any stream. The daemon refuses it as lost,
+/// naming `recover --sink archive`; `recover` must then rebuild over it, not answer that the store
+/// already records the sink (the way out would lead nowhere).
+#[tokio::test]
+async fn recover_rebuilds_over_what_is_left_of_a_lost_store() {
+    let scratch = Scratch::new();
+    let events = scratch.path("events.ndjson");
+    let now = chrono::Utc::now().timestamp();
+    let mut lines = String::new();
+    for n in 0..10 {
+        lines.push_str(&event_line(
+            "acme",
+            n,
+            &rfc3339(now - 7200 + n as i64 * 60),
+            false,
+        ));
+    }
+    std::fs::write(&events, &lines).unwrap();
+    let config = scratch.path("tapfwd.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            &scratch.path("state"),
+            &events,
+            "http://127.0.0.1:9",
+            &[("acme", "p-acme", "s-acme")],
+            "lag = \"30m\"",
+        ),
+    )
+    .unwrap();
+    {
+        let store = tapfwd::store::Store::open(&scratch.path("state")).unwrap();
+        store.set_position("archive", 0).unwrap();
+        store.flush().await.unwrap();
+    }
+    std::fs::write(
+        scratch.path("state").join("store.id"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    let out = tapfwd()
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("tapfwd recover --config FILE --sink archive"),
+        "{err}"
+    );
+    let out = tapfwd()
+        .args(["recover", "--sink", "archive", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("acme -> archive: 10 event(s) in the file"),
+        "{text}"
+    );
+    let cps = checkpoints(&config);
+    assert!(cps["acme"] > now - 4 * 3600, "{cps:?}");
+}
+
 /// Issue 21, item 6: with an HTTP sink only (no file to tell by), the state directory deleted
 /// whole re-delivered every event of the lookback, silently (9,078 of 9,078). The store's
 /// identity is kept outside the state directory too: `run` refuses, naming the marker and

@@ -39,7 +39,7 @@ use super::ops::{parse_instant, rewind_target};
 use crate::clock;
 use crate::event::{EventKey, EventKind, Family};
 use crate::sinks::SinkConfig;
-use crate::store::{Store, StoreError, StreamState};
+use crate::store::{Lineage, Store, StoreError, StreamState};
 
 /// One line of the file sink, as far as recovery reads it.
 #[derive(Deserialize)]
@@ -304,7 +304,11 @@ pub(super) async fn recover(path: &Path, sink: &str, start_at: Option<&str>) -> 
             sink_config.kind()
         );
     };
-    if let Some(pos) = store.position(sink)? {
+    // A position with no stream of the sink in a store that is not the one the sinks were fed
+    // from is what is left of the lost one (sled kept part of a damaged file): rebuilt over.
+    let remnant =
+        matches!(store.lineage()?, Lineage::Lost { .. }) && !store.stream_sinks()?.contains(sink);
+    if let Some(pos) = store.position(sink)?.filter(|_| !remnant) {
         bail!(
             "the state store in {} already records sink `{sink}` (at byte {pos} of {}): there is nothing to recover. \
              To fetch events again, use `tapfwd rewind`",
