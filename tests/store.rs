@@ -2,7 +2,11 @@
 //! 0 bytes, 4 KiB of garbage over its head, or the whole state directory deleted, after a
 //! `kill -9` in the middle of a backlog. `run` must refuse, naming the state directory and the
 //! sink; `tapfwd recover` rebuilds the file sink's state from its file; the daemon then runs to
-//! the end and the file holds every simulator event exactly once.
+//! the end and the file holds every simulator event exactly once. Issue 21 adds `recover`'s
+//! distrust of event times, stores garbled in eleven ways (refused cleanly, with an exit code the
+//! unit does not restart, then recovered), a deleted state directory with an HTTP sink only, and
+//! the store failing with the admin endpoint probed throughout (a tmpfs kept full, and the store's
+//! calls hanging).
 
 mod support;
 
