@@ -2,7 +2,7 @@
 //!
 //! | path | answer |
 //! |---|---|
-//! | `/metrics` | Prometheus text ([`Metrics::render`]); the store size is measured on each scrape |
+//! | `/metrics` | Prometheus text ([`Metrics::render`]); the store's size and health are measured on each scrape |
 //! | `/healthz` | 200 while the process serves requests (liveness) |
 //! | `/readyz` | 200 once the state store is open and every tenant is scheduled, 503 before and while the store fails |
 //! | `/status` | `{"tenants":[TenantStatus...],"store":StoreHealth}`, the shape `tapfwd status` reads when the store is locked |
@@ -18,6 +18,10 @@
 //! most 64 connections (at the cap, the one open the longest is closed for the newcomer, so a
 //! probe still gets in while idle connections pile up), and a connection that takes longer than
 //! 10 s to send a request's headers, or sits that long idle between requests, is closed.
+//!
+//! The daemon serves it from a thread and a runtime of its own ([`serve_apart`]), and no handler
+//! waits on the store (the store's health is atomics; `/status` is the status board's snapshot),
+//! so it keeps answering while sled calls blocked on a full disk hold the daemon's runtime.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -99,6 +103,15 @@ async fn metrics(State(s): State<AdminState>, headers: axum::http::HeaderMap) ->
     }
     s.metrics
         .set_global("tapfwd_store_size_bytes", s.store.size_on_disk() as f64);
+    // Measured here too, not only by the daemon's store watch: right while the daemon's runtime
+    // is held (the store's health is atomics).
+    let store = s.store.health();
+    s.metrics.set_global(
+        "tapfwd_store_healthy",
+        if store.healthy { 1.0 } else { 0.0 },
+    );
+    s.metrics
+        .set_global("tapfwd_store_errors_total", store.errors_total as f64);
     (
         [(
             header::CONTENT_TYPE,
@@ -266,4 +279,53 @@ async fn connection(
     open.lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|(other, _)| *other != id);
+}
+
+/// The endpoint served by [`serve_apart`].
+pub struct Apart {
+    stop: CancellationToken,
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Apart {
+    /// Stops serving at once (a request in flight is dropped) and waits until the socket is closed.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.done.await;
+    }
+}
+
+/// Serves the endpoint as [`serve`] does, from a thread of its own on a single-threaded runtime
+/// of its own: it answers however busy or blocked the daemon's runtime is (sled calls that block
+/// on a full disk held its workers, and `/readyz` and `/status` went silent for 100 s).
+pub fn serve_apart(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: CancellationToken,
+) -> std::io::Result<Apart> {
+    let listener = listener.into_std()?;
+    let stop = CancellationToken::new();
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let stopped = stop.clone();
+    std::thread::Builder::new()
+        .name("tapfwd-admin".into())
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|rt| {
+                    rt.block_on(async move {
+                        let listener = tokio::net::TcpListener::from_std(listener)?;
+                        tokio::select! {
+                            served = serve(listener, state, shutdown) => served,
+                            _ = stopped.cancelled() => Ok(()),
+                        }
+                    })
+                });
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the admin endpoint stopped");
+            }
+            let _ = done_tx.send(());
+        })?;
+    Ok(Apart { stop, done })
 }

@@ -19,7 +19,13 @@
 //! that opens without an identity while that file names one is not the store the sinks were fed
 //! from (it was deleted, cut short or damaged and sled started an empty one): [`Store::lineage`]
 //! says so, and the daemon refuses to start rather than fetch every tenant's last hours again and
-//! deliver them twice (invariant 2). `tapfwd recover` rebuilds the sinks' state.
+//! deliver them twice (invariant 2). `tapfwd recover` rebuilds the sinks' state. A state directory
+//! deleted whole takes `store.id` with it, so the identity is also kept outside it, in its parent
+//! ([`marker_path`]: `PARENT/.tapfwd-NAME.id`), where the parent can be written.
+//!
+//! A store sled cannot read (a panic or corrupted data while opening it, or while every record is
+//! read once at open) is [`StoreError::Damaged`]: the daemon refuses it rather than fail later, and
+//! `tapfwd recover` moves it aside ([`Store::move_aside`]).
 //!
 //! Dedupe keys are stored as one blob per delivered chunk rather than one sled entry per event:
 //! a 200,000-event window costs a handful of inserts, and pruning is a range delete. A chunk's
@@ -48,6 +54,10 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("state store: corrupt record at {key}: {message}")]
     Corrupt { key: String, message: String },
+    /// sled cannot read the store at `path` (it panicked, or found corrupted data): a restart
+    /// cannot cure that; `tapfwd recover` moves it aside ([`Store::move_aside`]).
+    #[error("the state store at {path} is damaged: {message}")]
+    Damaged { path: PathBuf, message: String },
 }
 
 /// Progress of one tenant's events into one sink.
@@ -117,15 +127,18 @@ pub struct Store {
     flushing: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Whether writes and flushes succeed; see [`Store::health`].
     health: std::sync::Arc<Health>,
-    /// The test seam [`STALL_ENV`]: while this file exists, batches and flushes hang.
+    /// The test seam [`STALL_ENV`]: while this file exists, batches, flushes and reads hang.
     stall: Option<std::sync::Arc<PathBuf>>,
 }
 
 /// A fault-injection seam for the black-box tests (`tests/store.rs`), read once when the store
 /// opens and never set in production: when this environment variable names a file, every
-/// `apply_batch` blocks its thread, and every flush waits, for as long as that file exists, as
-/// sled's did after a disk error. It lets a test check that such a store shows as failing and
-/// that SIGTERM still ends the process in time.
+/// `apply_batch` blocks its thread, every flush waits, and every read blocks the thread that
+/// calls it (a worker of the async runtime, as sled's reads are called), for as long as that
+/// file exists, as sled's calls did after a disk error (a flush that never returned held a lock
+/// that every other call then waited for). It lets a test check that such a store shows as
+/// failing, that the admin endpoint still answers, and that the store-failure exit and SIGTERM
+/// still end the process in time.
 pub const STALL_ENV: &str = "TAPFWD_TEST_STORE_STALL_FILE";
 
 /// A write or flush that has not returned after this long counts as a store failure.
@@ -176,6 +189,47 @@ pub struct StoreHealth {
     pub failing_for_seconds: Option<i64>,
     /// The last failure (an I/O error; the store never holds a secret).
     pub last_error: Option<String>,
+}
+
+/// A handle on the store's health and nothing else: reading it takes atomics and a lock held
+/// only for a push or a pop, never across a sled call, so a thread that must not wait on the
+/// store (`tapfwd run`'s store-failure exit) can read it whatever sled's threads are doing.
+#[derive(Clone)]
+pub struct HealthWatch(std::sync::Arc<Health>);
+
+impl HealthWatch {
+    /// Whether writes and flushes work. One that has not returned for 10 s counts as a failure
+    /// from then on (sled's could block forever after a disk error).
+    pub fn health(&self) -> StoreHealth {
+        let health = &self.0;
+        let now = unix_now();
+        let oldest = health
+            .in_progress
+            .lock()
+            .ok()
+            .and_then(|v| v.iter().map(|(_, at)| *at).min());
+        let stuck = oldest
+            .filter(|at| now - at > STUCK_SECS)
+            .map(|at| at + STUCK_SECS);
+        let since = Some(health.failing_since.load(Ordering::Acquire)).filter(|s| *s != 0);
+        let failing = match (since, stuck) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut last_error = health.last_error.lock().ok().and_then(|l| l.clone());
+        if let (Some(at), None) = (stuck, since) {
+            last_error = Some(format!(
+                "a store write or flush has not returned for {} s",
+                now - at + STUCK_SECS
+            ));
+        }
+        StoreHealth {
+            healthy: failing.is_none(),
+            errors_total: health.errors_total.load(Ordering::Acquire),
+            failing_for_seconds: failing.map(|f| (now - f).max(0)),
+            last_error,
+        }
+    }
 }
 
 /// Runs a sled call that may block its thread for a long time (after a disk error sled's could
@@ -263,6 +317,120 @@ fn private_tree(dir: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+/// The store's directory under the state directory.
+const SLED_DIR: &str = "tapfwd.sled";
+
+/// The thread [`Store::open`] runs sled's open in; see [`quiet_open_panics`].
+const OPEN_THREAD: &str = "tapfwd-store-open";
+
+/// Keeps the default panic hook from printing the panics of [`OPEN_THREAD`]: [`Store::open`]
+/// reports them as [`StoreError::Damaged`]. Every other thread's panics print as before.
+fn quiet_open_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() != Some(OPEN_THREAD) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `open` (sled's open of the store in `dir`) on [`OPEN_THREAD`]; its panic is
+/// [`StoreError::Damaged`], and is not printed.
+fn on_open_thread<T: Send + 'static>(
+    dir: &Path,
+    open: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    quiet_open_panics();
+    let opener = std::thread::Builder::new()
+        .name(OPEN_THREAD.into())
+        .spawn(open)
+        .map_err(|e| StoreError::Open {
+            path: dir.to_owned(),
+            message: format!("cannot start a thread to open it: {e}"),
+        })?;
+    match opener.join() {
+        Ok(result) => result,
+        Err(panic) => Err(StoreError::Damaged {
+            path: dir.join(SLED_DIR),
+            message: format!("sled panicked reading it ({})", panic_text(&*panic)),
+        }),
+    }
+}
+
+/// The message of a panic's payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// A sled error while opening or first reading the store at `path`: damage, unless it is an
+/// I/O error of the file system (permissions, a missing directory, a full disk).
+fn unreadable(path: &Path, e: sled::Error) -> StoreError {
+    use std::io::ErrorKind;
+    let damaged = |message: String| StoreError::Damaged {
+        path: path.to_owned(),
+        message,
+    };
+    match e {
+        sled::Error::Corruption { at, .. } => damaged(format!(
+            "sled read corrupted data (at {})",
+            at.map_or_else(|| "an unknown offset".to_string(), |p| p.to_string())
+        )),
+        sled::Error::Io(io)
+            if matches!(io.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof) =>
+        {
+            damaged(format!("sled cannot read it: {io}"))
+        }
+        sled::Error::Io(io) => StoreError::Open {
+            path: path.to_owned(),
+            message: io.to_string(),
+        },
+        other => damaged(format!("sled cannot read it: {other}")),
+    }
+}
+
+/// Where the identity of the store in the state directory `dir` is kept outside it:
+/// `PARENT/.tapfwd-NAME.id` (`/var/lib/.tapfwd-tapfwd.id` for `/var/lib/tapfwd`), so that a
+/// state directory deleted whole is told from a new install. `None` for a directory without a
+/// name (`/`).
+pub fn marker_path(dir: &Path) -> Option<PathBuf> {
+    let dir = std::path::absolute(dir).ok()?;
+    let name = dir.file_name()?.to_string_lossy().into_owned();
+    Some(dir.parent()?.join(format!(".tapfwd-{name}.id")))
+}
+
+/// The identity a state directory's outside marker names, if it has one.
+pub fn marked_identity(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(marker_path(dir)?).ok()?;
+    Some(text.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+/// Writes `text` to `file` (mode 0600) through a temporary file and a rename, synced.
+fn write_durably(file: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut tmp_name = file.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, file)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 fn intel_key(tenant: &str, kind: &str, id: &str) -> Vec<u8> {
     format!("i/{tenant}/{kind}/{id}").into_bytes()
 }
@@ -274,7 +442,18 @@ impl Store {
     /// Opens (creating) the store under `dir`. A `dir` it creates is mode 0700, and the store's
     /// own files are made 0600 (directories 0700) on every open, whatever the umask: they hold
     /// the dedupe keys and positions of every tenant.
+    ///
+    /// sled opens in a thread of its own, and every record is read once before the store is
+    /// handed out: a panic of sled's (`tried to serialize Uninitialized`, on a garbled file) or
+    /// corrupted data is [`StoreError::Damaged`], with no panic message printed, rather than a
+    /// crash now or a failing read later in a running daemon.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let owned = dir.to_owned();
+        on_open_thread(dir, move || Store::open_and_read(&owned))
+    }
+
+    /// [`Store::open`]'s work, on its thread.
+    fn open_and_read(dir: &Path) -> Result<Store, StoreError> {
         let open_error = |e: std::io::Error| StoreError::Open {
             path: dir.to_owned(),
             message: e.to_string(),
@@ -288,7 +467,7 @@ impl Store {
                 .map_err(open_error)?;
             set_mode(dir, 0o700).map_err(open_error)?;
         }
-        let path = dir.join("tapfwd.sled");
+        let path = dir.join(SLED_DIR);
         let db = sled::Config::new()
             .path(&path)
             // sled's default page cache is 1 GiB; the working set here is checkpoints and a few
@@ -303,12 +482,17 @@ impl Store {
                 sled::Error::Io(io) if io.to_string().contains("lock") => {
                     StoreError::Locked { path: path.clone() }
                 }
-                other => StoreError::Open {
-                    path: path.clone(),
-                    message: other.to_string(),
-                },
+                other => unreadable(&path, other),
             })?;
-        let tree = db.open_tree("state")?;
+        let tree = db.open_tree("state").map_err(|e| unreadable(&path, e))?;
+        // sled reads pages when they are first asked for: a page on a damaged part of the file
+        // would fail a read hours later, in a running daemon that a restart does not cure.
+        for name in db.tree_names() {
+            let t = db.open_tree(&name).map_err(|e| unreadable(&path, e))?;
+            for item in t.iter() {
+                item.map_err(|e| unreadable(&path, e))?;
+            }
+        }
         private_tree(&path).map_err(|e| StoreError::Open {
             path: path.clone(),
             message: format!("cannot make the store private: {e}"),
@@ -321,6 +505,20 @@ impl Store {
             health: Default::default(),
             stall: std::env::var_os(STALL_ENV).map(|p| std::sync::Arc::new(PathBuf::from(p))),
         })
+    }
+
+    /// Moves the store under `dir` (one that does not open: [`StoreError::Damaged`]) aside, to
+    /// `dir/tapfwd.sled.damaged-TIME` (UTC), and returns where. `store.id` stays, so the store
+    /// opened there next is known to be a new one ([`Lineage::Lost`]).
+    pub fn move_aside(dir: &Path) -> Result<PathBuf, StoreError> {
+        let from = dir.join(SLED_DIR);
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        let to = dir.join(format!("{SLED_DIR}.damaged-{stamp}"));
+        std::fs::rename(&from, &to).map_err(|e| StoreError::Open {
+            path: from.clone(),
+            message: format!("cannot move it aside to {}: {e}", to.display()),
+        })?;
+        Ok(to)
     }
 
     /// Where the store lives.
@@ -354,6 +552,11 @@ impl Store {
                 })
             }
         }
+        // No `store.id`: the state directory may have gone whole, with it. Its marker outside
+        // says whether there was a store here.
+        if let Some(expected) = marked_identity(self.dir()) {
+            return Ok(Lineage::Lost { expected });
+        }
         if self.tree.scan_prefix(b"s/").next().is_some() {
             Ok(Lineage::Unmarked)
         } else {
@@ -385,7 +588,7 @@ impl Store {
                 );
                 bytes.copy_from_slice(&blake3::hash(seed.as_bytes()).as_bytes()[..16]);
                 let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-                self.wrote(self.tree.insert(ID_KEY, id.as_bytes()))?;
+                self.write(|| self.tree.insert(ID_KEY, id.as_bytes()))?;
                 self.flush().await?;
                 id
             }
@@ -393,25 +596,20 @@ impl Store {
         let file = self.dir().join(ID_FILE);
         let current = std::fs::read_to_string(&file).unwrap_or_default();
         if current.trim() != id {
-            let tmp = self.dir().join(format!("{ID_FILE}.tmp"));
-            let write = || -> std::io::Result<()> {
-                use std::io::Write as _;
-                use std::os::unix::fs::OpenOptionsExt;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(&tmp)?;
-                f.write_all(format!("{id}\n").as_bytes())?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, &file)?;
-                std::fs::File::open(self.dir())?.sync_all()
-            };
-            write().map_err(|e| StoreError::Open {
+            write_durably(&file, &format!("{id}\n")).map_err(|e| StoreError::Open {
                 path: file.clone(),
                 message: format!("cannot write the store's identity: {e}"),
             })?;
+        }
+        // The marker outside the state directory: best effort, as its parent may not be ours to
+        // write (systemd's DynamicUser= state directories live in a root-owned one).
+        if let Some(marker) = marker_path(self.dir()) {
+            if marked_identity(self.dir()).as_deref() != Some(id.as_str()) {
+                if let Err(e) = write_durably(&marker, &format!("{id}\n")) {
+                    tracing::warn!(marker = %marker.display(), error = %e,
+                        "cannot keep the state directory's identity outside it; if the whole state directory is deleted, a sink without state of its own (HTTP, syslog, Kafka) gets its last hours again");
+                }
+            }
         }
         Ok(id)
     }
@@ -425,7 +623,17 @@ impl Store {
             .collect())
     }
 
+    /// The test seam [`STALL_ENV`] for reads: blocks the calling thread while the file exists.
+    fn stalled_read(&self) {
+        if let Some(file) = &self.stall {
+            while file.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+
     fn get_json<T: for<'de> Deserialize<'de>>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.stalled_read();
         match self.tree.get(key)? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
@@ -449,7 +657,7 @@ impl Store {
 
     /// Sets a stream's progress outright (first start, horizon clamp, rewind).
     pub fn put_stream(&self, tenant: &str, sink: &str, s: &StreamState) -> Result<(), StoreError> {
-        self.wrote(self.tree.insert(stream_key(tenant, sink), Self::json(s)))?;
+        self.write(|| self.tree.insert(stream_key(tenant, sink), Self::json(s)))?;
         Ok(())
     }
 
@@ -509,6 +717,7 @@ impl Store {
         since: i64,
         into: &mut HashSet<EventKey>,
     ) -> Result<(), StoreError> {
+        self.stalled_read();
         let prefix = keys_prefix(tenant, sink);
         let from = window_key(tenant, sink, since);
         let mut end = prefix.clone();
@@ -545,12 +754,13 @@ impl Store {
     }
 
     pub fn put_budget(&self, tenant: &str, budget: &Budget) -> Result<(), StoreError> {
-        self.wrote(self.tree.insert(budget_key(tenant), Self::json(budget)))?;
+        self.write(|| self.tree.insert(budget_key(tenant), Self::json(budget)))?;
         Ok(())
     }
 
     /// A sink's committed position (the file sink's committed length).
     pub fn position(&self, sink: &str) -> Result<Option<u64>, StoreError> {
+        self.stalled_read();
         Ok(self.tree.get(position_key(sink))?.and_then(|v| {
             let bytes: [u8; 8] = v.as_ref().try_into().ok()?;
             Some(u64::from_be_bytes(bytes))
@@ -558,7 +768,7 @@ impl Store {
     }
 
     pub fn set_position(&self, sink: &str, pos: u64) -> Result<(), StoreError> {
-        self.wrote(self.tree.insert(position_key(sink), &pos.to_be_bytes()))?;
+        self.write(|| self.tree.insert(position_key(sink), &pos.to_be_bytes()))?;
         Ok(())
     }
 
@@ -567,12 +777,13 @@ impl Store {
     }
 
     pub fn put_tenant_record(&self, tenant: &str, r: &TenantRecord) -> Result<(), StoreError> {
-        self.wrote(self.tree.insert(tenant_key(tenant), Self::json(r)))?;
+        self.write(|| self.tree.insert(tenant_key(tenant), Self::json(r)))?;
         Ok(())
     }
 
     /// Every cached enrichment lookup of `tenant` ([`IntelEntry`]).
     pub fn intel_entries(&self, tenant: &str) -> Result<Vec<IntelEntry>, StoreError> {
+        self.stalled_read();
         let prefix = format!("i/{tenant}/");
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(prefix.as_bytes()) {
@@ -606,18 +817,19 @@ impl Store {
         let mut value = Vec::with_capacity(8 + body.len());
         value.extend_from_slice(&at.to_be_bytes());
         value.extend_from_slice(body);
-        self.wrote(self.tree.insert(intel_key(tenant, kind, id), value))?;
+        self.write(|| self.tree.insert(intel_key(tenant, kind, id), value))?;
         Ok(())
     }
 
     /// Forgets one cached enrichment lookup (evicted by the cache's size bound).
     pub fn remove_intel(&self, tenant: &str, kind: &str, id: &str) -> Result<(), StoreError> {
-        self.wrote(self.tree.remove(intel_key(tenant, kind, id)))?;
+        self.write(|| self.tree.remove(intel_key(tenant, kind, id)))?;
         Ok(())
     }
 
     /// Every stream in the store: `(tenant, sink, state)`.
     pub fn streams(&self) -> Result<Vec<(String, String, StreamState)>, StoreError> {
+        self.stalled_read();
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(b"s/") {
             let (k, v) = item?;
@@ -673,6 +885,13 @@ impl Store {
         .map_err(|e| self.failed(e))
     }
 
+    /// Runs one sled write (see [`blocking`]; one that does not return shows in
+    /// [`Store::health`]), noting a failure.
+    fn write<T>(&self, f: impl FnOnce() -> sled::Result<T>) -> Result<T, StoreError> {
+        let _busy = Busy::start(&self.health);
+        self.wrote(blocking(f))
+    }
+
     /// Notes a failed write (see [`Store::health`]).
     fn wrote<T>(&self, result: sled::Result<T>) -> Result<T, StoreError> {
         result.map_err(|e| self.failed(e))
@@ -696,39 +915,17 @@ impl Store {
     /// Whether writes and flushes work. One that has not returned for 10 s counts as a failure
     /// from then on (sled's could block forever after a disk error).
     pub fn health(&self) -> StoreHealth {
-        let now = unix_now();
-        let oldest = self
-            .health
-            .in_progress
-            .lock()
-            .ok()
-            .and_then(|v| v.iter().map(|(_, at)| *at).min());
-        let stuck = oldest
-            .filter(|at| now - at > STUCK_SECS)
-            .map(|at| at + STUCK_SECS);
-        let since = Some(self.health.failing_since.load(Ordering::Acquire)).filter(|s| *s != 0);
-        let failing = match (since, stuck) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let mut last_error = self.health.last_error.lock().ok().and_then(|l| l.clone());
-        if let (Some(at), None) = (stuck, since) {
-            last_error = Some(format!(
-                "a store write or flush has not returned for {} s",
-                now - at + STUCK_SECS
-            ));
-        }
-        StoreHealth {
-            healthy: failing.is_none(),
-            errors_total: self.health.errors_total.load(Ordering::Acquire),
-            failing_for_seconds: failing.map(|f| (now - f).max(0)),
-            last_error,
-        }
+        self.health_watch().health()
+    }
+
+    /// The store's health alone ([`HealthWatch`]).
+    pub fn health_watch(&self) -> HealthWatch {
+        HealthWatch(self.health.clone())
     }
 
     /// Tries a small write and a flush, to see whether a failing store works again.
     pub async fn probe(&self) -> Result<(), StoreError> {
-        self.wrote(self.tree.insert(b"m/probe", &unix_now().to_be_bytes()))?;
+        self.write(|| self.tree.insert(b"m/probe", &unix_now().to_be_bytes()))?;
         self.flush().await
     }
 
@@ -859,10 +1056,69 @@ mod tests {
         );
         // A store written before identities (streams, no identity, no file) is adopted.
         std::fs::remove_file(state.join(ID_FILE)).unwrap();
+        std::fs::remove_file(marker_path(&state).unwrap()).unwrap();
         store
             .put_stream("acme", "file", &StreamState::default())
             .unwrap();
         assert_eq!(store.lineage().unwrap(), Lineage::Unmarked);
+    }
+
+    /// The state directory deleted whole, `store.id` with it: the marker outside it still names
+    /// the store, so the new one is not taken for a new install.
+    #[tokio::test]
+    async fn a_deleted_state_directory_is_told_by_its_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let id = Store::open(&state).unwrap().stamp().await.unwrap();
+        let marker = marker_path(&state).unwrap();
+        assert_eq!(marker, dir.path().join(".tapfwd-state.id"));
+        assert_eq!(marked_identity(&state), Some(id.clone()));
+        std::fs::remove_dir_all(&state).unwrap();
+        let store = Store::open(&state).unwrap();
+        assert_eq!(store.lineage().unwrap(), Lineage::Lost { expected: id });
+        // Stamped again (after `tapfwd recover`), the marker names the new store.
+        let new = store.stamp().await.unwrap();
+        assert_eq!(marked_identity(&state), Some(new));
+        assert_eq!(store.lineage().unwrap(), Lineage::Known);
+    }
+
+    /// A panic of sled's while it opens the store is a damaged store, not a crash.
+    #[test]
+    fn a_panic_while_opening_is_a_damaged_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = on_open_thread(dir.path(), || -> Result<(), StoreError> {
+            panic!("tried to serialize Uninitialized")
+        })
+        .unwrap_err();
+        match e {
+            StoreError::Damaged { path, message } => {
+                assert_eq!(path, dir.path().join("tapfwd.sled"));
+                assert!(
+                    message.contains("tried to serialize Uninitialized"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A store moved aside leaves `store.id`: the next store there is known to be a new one.
+    #[tokio::test]
+    async fn a_store_moved_aside_leaves_its_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let id = {
+            let store = Store::open(&state).unwrap();
+            store
+                .put_stream("acme", "file", &StreamState::default())
+                .unwrap();
+            store.stamp().await.unwrap()
+        };
+        let aside = Store::move_aside(&state).unwrap();
+        assert!(aside.join("db").exists(), "{}", aside.display());
+        let store = Store::open(&state).unwrap();
+        assert_eq!(store.lineage().unwrap(), Lineage::Lost { expected: id });
+        assert!(store.streams().unwrap().is_empty());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! `decode-url`, `lookup`.
 //!
 //! This module holds the clap types (every flag, its default and its help text), the dispatch
-//! from a parsed [`Cli`] to the command, the exit code (0, or 1 with `tapfwd: ERROR` on stderr)
+//! from a parsed [`Cli`] to the command, the exit code (0, or 1 with `tapfwd: ERROR` on stderr, or
+//! [`EXIT_REFUSED`] when the state needs the operator)
 //! and what every command shares: logging, config loading and the shutdown signals. `run` lives
 //! here too, as it is the daemon itself ([`App`]) with SIGHUP reloads; the offline operations on
 //! the store and config are in `ops` (and `recover`, which rebuilds a sink's state after the store
@@ -224,10 +225,19 @@ pub async fn main(cli: Cli) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("tapfwd: {e:#}");
-            1
+            if e.chain().any(|c| c.is::<crate::app::Refused>()) {
+                EXIT_REFUSED
+            } else {
+                1
+            }
         }
     }
 }
+
+/// The exit code of a refusal that a restart cannot cure ([`crate::app::Refused`]: a state store
+/// that is damaged, or not the one the sinks were fed from). `EX_CONFIG` of sysexits.h; the
+/// systemd unit names it in `RestartPreventExitStatus=`, so that it is not restarted in a loop.
+pub const EXIT_REFUSED: i32 = 78;
 
 /// Loads the config at `path`; the error names the file and, below it, the bad key.
 fn load(path: &Path) -> anyhow::Result<Config> {
@@ -340,6 +350,49 @@ fn raise_open_files_limit() {
     }
 }
 
+/// How long after `poll.store_failure_exit` [`store_failure_exit`] ends the process, when the
+/// daemon's own stop (which begins at `store_failure_exit`) has not ended it by then.
+pub const STORE_FAILURE_EXIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Ends the process with exit code 1 once the state store has failed for `limit`
+/// (`poll.store_failure_exit`) plus [`STORE_FAILURE_EXIT_MARGIN`], from a thread of its own that
+/// needs neither the async runtime nor the store: it reads the store's health ([`HealthWatch`]:
+/// atomics) five times a second. `App::run` stops the daemon at `limit` itself when its runtime
+/// answers; with the disk kept full, sled calls blocked the runtime's workers and that stop never
+/// came (measured: no exit for 100 s). Exiting is safe for the reason a forced stop is (see
+/// [`bounded_shutdown`]), and the service manager's restart reopens the store.
+///
+/// [`HealthWatch`]: crate::store::HealthWatch
+fn store_failure_exit(
+    store: &crate::store::Store,
+    limit: std::time::Duration,
+) -> anyhow::Result<()> {
+    let health = store.health_watch();
+    let dir = store.dir().to_owned();
+    std::thread::Builder::new()
+        .name("tapfwd-store-exit".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let h = health.health();
+            let failing_for = h.failing_for_seconds.filter(|_| !h.healthy).unwrap_or(0);
+            if failing_for as u64 >= (limit + STORE_FAILURE_EXIT_MARGIN).as_secs() {
+                let why = format!(
+                    "the state store in {} has failed for {failing_for} s (poll.store_failure_exit = {}): {}; exiting so \
+                     that the service manager restarts the daemon, which reopens the store and goes on from its last \
+                     committed positions (free space on that disk if it is full)",
+                    dir.display(),
+                    humantime::format_duration(limit),
+                    h.last_error.unwrap_or_default()
+                );
+                tracing::error!("{why}");
+                eprintln!("tapfwd: {why}");
+                std::process::exit(1);
+            }
+        })
+        .context("starting the store failure exit thread")?;
+    Ok(())
+}
+
 async fn run(path: &Path, shard: Option<Shard>) -> anyhow::Result<()> {
     let mut config = load(path)?;
     crate::logging::init(config.log.format);
@@ -359,7 +412,9 @@ async fn run(path: &Path, shard: Option<Shard>) -> anyhow::Result<()> {
         tracing::info!(shard = %s, tenants = mine, of = all, "polling one shard of the tenants");
     }
     let grace = config.poll.shutdown_grace;
+    let failure_exit = config.poll.store_failure_exit;
     let app = App::build(config, Clock::System).await?;
+    store_failure_exit(&app.store(), failure_exit)?;
     let reloader = app.reloader();
     let path = path.to_owned();
     let reloads = tokio::spawn(async move {

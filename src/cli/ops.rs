@@ -65,6 +65,8 @@ pub(super) async fn check(path: &Path, connect: bool, shard: Option<Shard>) -> a
         config.tenants.len(),
         config.sinks.len()
     );
+    // Whether `run` would take the state store: damaged or lost, it refuses, naming the way out.
+    println!("{}", crate::app::inspect_state(&config)?);
     if !connect {
         return Ok(());
     }
@@ -101,6 +103,14 @@ pub(super) async fn check(path: &Path, connect: bool, shard: Option<Shard>) -> a
     Ok(())
 }
 
+/// Whether `e` says the running daemon holds the state store.
+pub(super) fn is_locked(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<crate::store::StoreError>(),
+        Some(crate::store::StoreError::Locked { .. })
+    )
+}
+
 /// Builds per-tenant status from the store (when the daemon is not running).
 fn status_from_store(config: &Config, store: &Store) -> anyhow::Result<Vec<TenantStatus>> {
     let now = chrono::Utc::now().timestamp();
@@ -119,9 +129,13 @@ fn status_from_store(config: &Config, store: &Store) -> anyhow::Result<Vec<Tenan
 
 pub(super) async fn status(path: &Path, json: bool) -> anyhow::Result<()> {
     let config = load(path)?;
-    let (tenants, store) = match Store::open(&config.state_dir) {
-        Ok(store) => (status_from_store(&config, &store)?, None),
-        Err(crate::store::StoreError::Locked { .. }) => {
+    let (tenants, store) = match crate::app::open_store(&config) {
+        Ok(store) => {
+            // A store `run` refuses has nothing to show: say why, and the way out.
+            crate::app::refuse_lost_store(&config, &store)?;
+            (status_from_store(&config, &store)?, None)
+        }
+        Err(e) if is_locked(&e) => {
             let Some(addr) = config.admin_listen else {
                 bail!("the state store is locked by the running daemon and admin_listen is not configured, so its status cannot be read");
             };
@@ -129,7 +143,7 @@ pub(super) async fn status(path: &Path, json: bool) -> anyhow::Result<()> {
                 fetch_live_status(addr, config.admin_token(&crate::secret::process_env)?).await?;
             (body.tenants, Some(body.store))
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     // The running daemon's store failing: said first (on stderr with --json, whose shape stays
     // the list of tenants).
@@ -341,13 +355,13 @@ pub(super) async fn rewind(
             clock::rfc3339(checkpoint)
         );
     }
-    let store = match Store::open(&config.state_dir) {
+    let store = match crate::app::open_store(&config) {
         Ok(store) => store,
-        Err(crate::store::StoreError::Locked { path }) => bail!(
+        Err(e) if is_locked(&e) => bail!(
             "the daemon is running (it holds the state store {}): stop it first (systemctl stop tapfwd), rewind, then start it again",
-            path.display()
+            config.state_dir.join("tapfwd.sled").display()
         ),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     for s in &sinks {
         let mut state = store.stream(tenant, s)?.unwrap_or_default();

@@ -12,6 +12,15 @@
 //! recognised. The window is floored to the minute, and the daemon clamps it into the API's
 //! horizon if the file is older than that.
 //!
+//! Event times are not trusted blindly: an event dated after now does not set its tenant's
+//! position (it keeps its dedupe key; the events are named: how many, the latest, the tenant), a
+//! position never passes now − `poll.lag`, and a file in which most of a tenant's events are
+//! dated after now is refused whole (its times, or this host's clock, are wrong), naming
+//! `--start-at`.
+//!
+//! A store that sled cannot open ([`StoreError::Damaged`]) is moved aside first
+//! ([`Store::move_aside`]), and the sink's state is rebuilt in a new one.
+//!
 //! For any sink, `--start-at TIME` is the explicit other choice: every tenant's position into the
 //! sink is set to TIME (an RFC 3339 instant or a duration ago), accepting that events between TIME
 //! and the lost position are delivered again into that sink (invariant 1 still holds: nothing
@@ -30,7 +39,7 @@ use super::ops::{parse_instant, rewind_target};
 use crate::clock;
 use crate::event::{EventKey, EventKind, Family};
 use crate::sinks::SinkConfig;
-use crate::store::{Store, StoreError, StreamState};
+use crate::store::{Lineage, Store, StoreError, StreamState};
 
 /// One line of the file sink, as far as recovery reads it.
 #[derive(Deserialize)]
@@ -92,6 +101,52 @@ pub struct TenantEvidence {
     timed: Vec<(i64, EventKey)>,
     untimed: Vec<EventKey>,
     latest: Option<i64>,
+}
+
+/// How a tenant's event times in a file sink's file compare with now ([`TenantEvidence::sanity`]).
+struct Sanity {
+    /// Events with a time.
+    timed: usize,
+    /// Those dated after now, and the latest of them.
+    future: usize,
+    latest_future: Option<i64>,
+    /// The latest time that is not after now, no later than now - `poll.lag` (the latest a
+    /// window the daemon asked for can end).
+    latest: Option<i64>,
+    /// Whether that bound moved it.
+    clamped: bool,
+}
+
+impl Sanity {
+    /// Most of the events dated after now: the file's times, or the host's clock, are wrong.
+    fn nonsense(&self) -> bool {
+        self.future * 2 > self.timed
+    }
+}
+
+impl TenantEvidence {
+    /// The tenant's times against `now` and `lag` (seconds).
+    fn sanity(&self, now: i64, lag: i64) -> Sanity {
+        let future: Vec<i64> = self
+            .timed
+            .iter()
+            .map(|(t, _)| *t)
+            .filter(|t| *t > now)
+            .collect();
+        let latest = self
+            .timed
+            .iter()
+            .map(|(t, _)| *t)
+            .filter(|t| *t <= now)
+            .max();
+        Sanity {
+            timed: self.timed.len(),
+            future: future.len(),
+            latest_future: future.iter().copied().max(),
+            latest: latest.map(|l| l.min(now - lag)),
+            clamped: latest.is_some_and(|l| l > now - lag),
+        }
+    }
 }
 
 /// What a file sink's file holds.
@@ -194,6 +249,17 @@ pub(super) async fn recover(path: &Path, sink: &str, start_at: Option<&str>) -> 
             "the daemon is running (it holds the state store {}): stop it first, recover, then start it again",
             path.display()
         ),
+        Err(StoreError::Damaged { path, message }) => {
+            // Nothing in it can be read: keep it for a post-mortem and start a new one, which
+            // `store.id` marks as not the one the sinks were fed from until each is recovered.
+            let aside = Store::move_aside(&config.state_dir)?;
+            println!(
+                "the state store at {} is damaged: {message}; moved it aside to {}; rebuilding `{sink}` in a new store",
+                path.display(),
+                aside.display()
+            );
+            Store::open(&config.state_dir)?
+        }
         Err(e) => return Err(e.into()),
     };
     let now = chrono::Utc::now().timestamp();
@@ -238,7 +304,11 @@ pub(super) async fn recover(path: &Path, sink: &str, start_at: Option<&str>) -> 
             sink_config.kind()
         );
     };
-    if let Some(pos) = store.position(sink)? {
+    // A position with no stream of the sink in a store that is not the one the sinks were fed
+    // from is what is left of the lost one (sled kept part of a damaged file): rebuilt over.
+    let remnant =
+        matches!(store.lineage()?, Lineage::Lost { .. }) && !store.stream_sinks()?.contains(sink);
+    if let Some(pos) = store.position(sink)?.filter(|_| !remnant) {
         bail!(
             "the state store in {} already records sink `{sink}` (at byte {pos} of {}): there is nothing to recover. \
              To fetch events again, use `tapfwd rewind`",
@@ -250,23 +320,58 @@ pub(super) async fn recover(path: &Path, sink: &str, start_at: Option<&str>) -> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileEvidence::default(),
         _ => read_file(&file.path, &tenants)?,
     };
+    // Times after now cannot be right (a typo in a test event, a clock that was wrong when the
+    // event was made): they must not set a position no window reaches for years. A file whose
+    // times are mostly like that makes no sense for this host's clock, and is refused whole.
+    let times: BTreeMap<&String, Sanity> = evidence
+        .tenants
+        .iter()
+        .map(|(id, e)| (id, e.sanity(now, lag)))
+        .collect();
+    if let Some((id, t)) = times.iter().find(|(_, t)| t.nonsense()) {
+        bail!(
+            "{}: {} of the {} timed events of tenant {id} are dated after now ({}), the latest {}: these times make \
+             no sense for this host's clock (is it right?), so nothing was changed. Choose where `{sink}` goes on from \
+             with `--start-at TIME` instead (an RFC 3339 instant or a duration ago such as 6h)",
+            file.path.display(),
+            t.future,
+            t.timed,
+            clock::rfc3339(now),
+            t.latest_future.map_or("-".to_string(), clock::rfc3339),
+        );
+    }
     let max_window = config.poll.max_window.as_secs() as i64;
     let dedupe = config.poll.dedupe_horizon.as_secs() as i64;
     // Where a tenant with no events in the file goes on from: the others' earliest position, or
     // a first start's when the file has none at all.
     let first_start =
         clock::floor_minute(now - lag - config.poll.initial_lookback.as_secs() as i64);
-    let fallback = evidence
-        .tenants
+    let fallback = times
         .values()
-        .filter_map(|e| e.latest)
+        .filter_map(|t| t.latest)
         .map(|l| clock::floor_minute(l) - max_window)
         .min()
         .unwrap_or(first_start);
     for id in &tenants {
+        let latest = times.get(id).and_then(|t| t.latest);
+        if let Some(t) = times.get(id).filter(|t| t.future > 0) {
+            println!(
+                "{id} -> {sink}: {} of its {} timed event(s) are dated after now, the latest {}; they keep their dedupe \
+                 keys but do not set its position",
+                t.future,
+                t.timed,
+                t.latest_future.map_or("-".to_string(), clock::rfc3339),
+            );
+        }
+        if let Some(t) = times.get(id).filter(|t| t.clamped) {
+            println!(
+                "{id} -> {sink}: its latest event time is after now - poll.lag ({}); its position is taken from there",
+                clock::rfc3339(t.latest.unwrap_or_default())
+            );
+        }
         let (checkpoint, keys, latest) = match evidence.tenants.get(id) {
-            Some(e) if e.latest.is_some() => {
-                let latest = e.latest.unwrap_or_default();
+            Some(e) if latest.is_some() => {
+                let latest = latest.unwrap_or_default();
                 let checkpoint = clock::floor_minute(latest) - max_window;
                 let keys: Vec<EventKey> = e
                     .timed
@@ -360,6 +465,40 @@ mod tests {
             ]
         );
         assert_eq!(acme.latest, Some(t("2026-11-20T11:00:00Z")));
+    }
+
+    /// Times after now do not count as a tenant's latest; the latest is clamped to now - lag;
+    /// most events after now is nonsense.
+    #[test]
+    fn event_times_after_now_are_outliers() {
+        let now = 1_800_000_000;
+        let lag = 1800;
+        let k = EventKey([0; 16]);
+        let e = TenantEvidence {
+            timed: vec![
+                (now - 7200, k),
+                (now - 600, k),
+                (now + 86_400, k),
+                (now + 60, k),
+            ],
+            untimed: Vec::new(),
+            latest: Some(now + 86_400),
+        };
+        let s = e.sanity(now, lag);
+        assert_eq!((s.timed, s.future), (4, 2));
+        assert_eq!(s.latest_future, Some(now + 86_400));
+        assert_eq!(s.latest, Some(now - lag), "clamped to now - lag");
+        assert!(s.clamped);
+        assert!(!s.nonsense(), "half is not most");
+        let e = TenantEvidence {
+            timed: vec![(now - 7200, k), (now + 1, k), (now + 2, k)],
+            untimed: Vec::new(),
+            latest: Some(now + 2),
+        };
+        let s = e.sanity(now, lag);
+        assert!(s.nonsense());
+        assert_eq!(s.latest, Some(now - 7200));
+        assert!(!s.clamped);
     }
 
     #[test]
