@@ -136,6 +136,32 @@ enum TokenFrom {
     File(PathBuf),
 }
 
+impl TokenFrom {
+    /// The token as a [`SecretSource`] configured under `key` (`sinks.NAME.tokens.TYPE`).
+    fn source<'a>(&'a self, key: &'a str) -> SecretSource<'a> {
+        let none = SecretSource {
+            key,
+            inline: None,
+            env: None,
+            file: None,
+        };
+        match self {
+            TokenFrom::Inline(s) => SecretSource {
+                inline: Some(s),
+                ..none
+            },
+            TokenFrom::Env(v) => SecretSource {
+                env: Some(v.as_str()),
+                ..none
+            },
+            TokenFrom::File(p) => SecretSource {
+                file: Some(p.as_path()),
+                ..none
+            },
+        }
+    }
+}
+
 /// `tokens`: an ingest token per event type. Read from a table whose keys are an `eventType`
 /// name, alone (the token inline) or followed by `_env` or `_file`; a value never reaches a log
 /// or an error, inline or not (the whole table is read as secrets and only then sorted).
@@ -145,11 +171,6 @@ pub struct KindTokens(BTreeMap<EventKind, TokenFrom>);
 impl KindTokens {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-
-    /// The event types listed.
-    pub fn kinds(&self) -> impl Iterator<Item = EventKind> + '_ {
-        self.0.keys().copied()
     }
 }
 
@@ -253,25 +274,6 @@ impl LogScaleConfig {
         }
         self.http_options().validate()
     }
-
-    /// Where the token of `kind` (under `tokens`) comes from, for [`SecretSource::resolve`].
-    fn kind_secret<'a>(&'a self, key: &'a str, from: &'a TokenFrom) -> SecretSource<'a> {
-        SecretSource {
-            key,
-            inline: match from {
-                TokenFrom::Inline(s) => Some(s),
-                _ => None,
-            },
-            env: match from {
-                TokenFrom::Env(v) => Some(v.as_str()),
-                _ => None,
-            },
-            file: match from {
-                TokenFrom::File(p) => Some(p.as_path()),
-                _ => None,
-            },
-        }
-    }
 }
 
 pub struct LogScaleSink {
@@ -318,8 +320,8 @@ impl LogScaleSink {
         let mut kind_tokens: [Option<SecretString>; EventKind::ALL.len()] = Default::default();
         for (kind, from) in &config.tokens.0 {
             let key = format!("sinks.{name}.tokens.{}", kind.as_str());
-            let token = config
-                .kind_secret(&key, from)
+            let token = from
+                .source(&key)
                 .resolve(env)
                 .map_err(|e| SinkError::Rejected(e.to_string()))?;
             common::check_header_secret(&what, &key, token.expose_secret())?;
