@@ -280,10 +280,12 @@ impl App {
             store_failed.clone(),
         ));
         // The store is open and every tenant is on the scheduler's heap: ready.
-        let tenants = self.scheduler.len();
+        let (tenants, sources) = (self.scheduler.tenants(), self.scheduler.len());
         self.ready.store(true, Ordering::Release);
-        notify::notify_or_log(&format!("READY=1\nSTATUS=polling {tenants} tenant(s)"));
-        tracing::info!(tenants, store = %self.ctx.store.path().display(), "tapfwd running");
+        notify::notify_or_log(&format!(
+            "READY=1\nSTATUS=polling {tenants} tenant(s), {sources} source(s)"
+        ));
+        tracing::info!(tenants, sources, store = %self.ctx.store.path().display(), "tapfwd running");
         self.scheduler.run(self.commands).await;
         self.ready.store(false, Ordering::Release);
         relay.abort();

@@ -174,9 +174,19 @@ impl Scheduler {
         self.ctx.metrics.forget_tenant(id);
     }
 
-    /// Number of tenants scheduled.
+    /// Number of sources scheduled: each tenant's own, and its others (`tenant:…`, such as People
+    /// snapshots).
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Number of tenants scheduled (a tenant with People snapshots counts once).
+    pub fn tenants(&self) -> usize {
+        self.entries
+            .keys()
+            .map(|k| k.split(':').next().unwrap_or(k))
+            .collect::<HashSet<_>>()
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {

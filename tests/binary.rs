@@ -761,3 +761,91 @@ fn check_refuses_an_admin_token_env_that_run_refuses() {
     assert!(stdout.contains("config ok"), "{stdout}");
     assert!(!format!("{stdout}{stderr}").contains("adm1n-t0ken-never-shown"));
 }
+
+/// The README's first look (`tapfwd demo`, then `head -n 3 var/demo/events.ndjson`): the first
+/// lines are TAP events, phishing messages and clicks of the TAP tenants; People snapshots and
+/// the Essentials partner's events are in files of their own. The demo's output and the daemon's
+/// log give the same counts, each meaning one thing: tenants (4: three TAP and the Essentials
+/// partner) and sources (6: one per tenant, and the first TAP tenant's two People lists). Before,
+/// the first three lines were Very Attacked People users, and "4 tenant(s)" on the console was
+/// `tenants=6` in the log.
+#[test]
+fn demo_shows_tap_events_first_and_one_count_of_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tapfwd()
+        .arg("demo")
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["--hours", "1", "--events-per-hour", "120"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let read = |name: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.path().join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let siem = [
+        "messagesBlocked",
+        "messagesDelivered",
+        "clicksBlocked",
+        "clicksPermitted",
+    ];
+    let events = read("events.ndjson");
+    assert!(events.len() >= 3, "{stdout}");
+    for (i, e) in events.iter().enumerate() {
+        let kind = e["eventType"].as_str().unwrap();
+        assert!(siem.contains(&kind), "line {}: {e}", i + 1);
+        assert!(
+            e["tenant"].as_str().unwrap().starts_with("tenant-"),
+            "line {}: {e}",
+            i + 1
+        );
+    }
+    // `head -n 3` shows a message or a click with its recipient.
+    for e in &events[..3] {
+        assert!(!e["event"]["recipient"].is_null(), "{e}");
+    }
+    let people = read("people.ndjson");
+    assert!(!people.is_empty());
+    assert!(people
+        .iter()
+        .all(|e| ["vap", "topClickers"].contains(&e["eventType"].as_str().unwrap())));
+    for name in ["essentials.ndjson", "client-4711.ndjson"] {
+        let lines = read(name);
+        assert!(!lines.is_empty(), "{name}");
+        assert!(
+            lines.iter().all(|e| e["tenant"] == "essentials-partner"),
+            "{name}"
+        );
+    }
+    // One count of tenants, one of sources, the same on the console and in the log.
+    assert!(
+        stdout.contains("4 tenants (3 TAP, 1 Essentials partner") && stdout.contains("6 sources"),
+        "{stdout}"
+    );
+    let running = stderr
+        .lines()
+        .find(|l| l.contains("tapfwd running"))
+        .unwrap_or_else(|| panic!("no `tapfwd running` line:\n{stderr}"));
+    assert!(
+        running.contains("tenants=4") && running.contains("sources=6"),
+        "{running}"
+    );
+    let count = |name: &str| read(name).len();
+    assert!(
+        stdout.contains(&format!(
+            "events.ndjson holds {} events",
+            count("events.ndjson")
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("head -n 3"), "{stdout}");
+}

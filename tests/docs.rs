@@ -587,3 +587,75 @@ fn the_key_tables_list_exactly_the_keys_of_the_config_types() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+// ------------------------------------------------------------------------------- README commands
+
+/// Every command of the README's ```sh blocks exists as written: `cargo run [--release |
+/// --profile P] -- SUBCOMMAND …` names a `tapfwd` subcommand (its `--help` succeeds), a profile the
+/// manifest declares, and `scripts/NAME [SUBCOMMAND]` an executable script that takes that
+/// subcommand (`scripts/test-services down`, which stops what `scripts/test` leaves running).
+#[test]
+fn the_readme_commands_exist() {
+    let page = parse(&read(Path::new("README.md")));
+    let manifest = read(Path::new("Cargo.toml"));
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for block in page.blocks.iter().filter(|b| b.info == "sh") {
+        for line in block.body.lines() {
+            let command = line.split('#').next().unwrap_or("").trim();
+            let words: Vec<&str> = command.split_whitespace().collect();
+            let at = format!("README.md:{}: `{command}`", block.line);
+            match words.as_slice() {
+                ["cargo", "run", rest @ ..] => {
+                    checked += 1;
+                    if let Some(i) = rest.iter().position(|w| *w == "--profile") {
+                        let profile = rest.get(i + 1).copied().unwrap_or("");
+                        if !manifest.contains(&format!("[profile.{profile}]")) {
+                            failures.push(format!("{at}: Cargo.toml has no profile `{profile}`"));
+                        }
+                    }
+                    let Some(sub) = rest
+                        .iter()
+                        .position(|w| *w == "--")
+                        .and_then(|i| rest.get(i + 1))
+                    else {
+                        failures.push(format!("{at}: no `-- SUBCOMMAND`"));
+                        continue;
+                    };
+                    let out = Command::new(env!("CARGO_BIN_EXE_tapfwd"))
+                        .args([sub, "--help"])
+                        .output()
+                        .unwrap();
+                    if !out.status.success() {
+                        failures.push(format!("{at}: `tapfwd {sub}` is no subcommand"));
+                    }
+                }
+                [script, rest @ ..] if script.starts_with("scripts/") => {
+                    checked += 1;
+                    let path = Path::new(ROOT).join(script);
+                    let executable = std::fs::metadata(&path).is_ok_and(|m| {
+                        use std::os::unix::fs::PermissionsExt as _;
+                        m.permissions().mode() & 0o111 != 0
+                    });
+                    if !executable {
+                        failures.push(format!("{at}: {script} is not an executable script"));
+                        continue;
+                    }
+                    if let Some(sub) = rest.first().filter(|w| !w.starts_with('-')) {
+                        let text = read(Path::new(script));
+                        if !text.contains(&format!("{sub})")) && !text.contains(&format!("|{sub}"))
+                        {
+                            failures.push(format!("{at}: {script} takes no `{sub}`"));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        checked >= 5,
+        "only {checked} commands found: the README was not read"
+    );
+}

@@ -9,9 +9,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use support::rig::Rig;
@@ -162,6 +164,20 @@ fn synthetic_events(n: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// A producer hosting a librdkafka mock cluster of `brokers` brokers (`host.client().mock_cluster()`),
+/// quiet: `MockCluster::new` makes its host with librdkafka's default log level, which writes a
+/// `CONFWARN` line to stderr for every cluster, although nothing is wrong. Not for the test that
+/// takes brokers down: this host is also a client of its cluster, and with it one run aborted in
+/// librdkafka when a broker brought back up found its port in use.
+fn mock_host(brokers: i32) -> BaseProducer {
+    let mut config = ClientConfig::new();
+    config
+        .set("test.mock.num.brokers", brokers.to_string())
+        .set("log_level", "2")
+        .set_log_level(RDKafkaLogLevel::Critical);
+    config.create().expect("a mock cluster")
+}
+
 fn kafka_sink(brokers: &str, extra: &str) -> std::sync::Arc<dyn Sink> {
     let config = parse_config(&format!(
         "state_dir = \"unused\"\n[sinks.bus]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\n{extra}\n[tenants.t]\nprincipal = \"p\"\nsecret = \"s\"\nsinks = [\"bus\"]\n"
@@ -212,12 +228,15 @@ fn assert_records_exactly_once(records: &[Record], tenant: &str, want: &[(String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_cluster_request_errors_and_brokers_down_lose_nothing() {
+    // Not `mock_host`: see there. Its one `CONFWARN` line is the noise this test still makes.
     let mock = MockCluster::new(3).unwrap();
     mock.create_topic("tap.acme", 3, 3).unwrap();
     let brokers = mock.bootstrap_servers();
+    // Brokers taken down on purpose: librdkafka's `FAIL … Connection refused` lines are expected
+    // here, so its log level keeps them off the test output.
     let sink = kafka_sink(
         &brokers,
-        "topic = \"tap.{tenant}\"\nmessage_timeout = \"3s\"\nkey = \"guid\"",
+        "topic = \"tap.{tenant}\"\nmessage_timeout = \"3s\"\nkey = \"guid\"\n[sinks.bus.options]\nlog_level = \"2\"",
     );
     let events = synthetic_events(600);
     let (first, second) = events.split_at(300);
@@ -283,7 +302,8 @@ async fn mock_cluster_request_errors_and_brokers_down_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_too_large_is_rejected_not_retried_forever() {
-    let mock = MockCluster::new(1).unwrap();
+    let host = mock_host(1);
+    let mock = host.client().mock_cluster().unwrap();
     mock.create_topic("big", 1, 1).unwrap();
     let sink = kafka_sink(
         &mock.bootstrap_servers(),
@@ -301,7 +321,8 @@ async fn message_too_large_is_rejected_not_retried_forever() {
 /// delivery reports to make room, and every record still arrives once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_producer_queue_waits_for_earlier_deliveries() {
-    let mock = MockCluster::new(1).unwrap();
+    let host = mock_host(1);
+    let mock = host.client().mock_cluster().unwrap();
     mock.create_topic("q.acme", 2, 1).unwrap();
     let brokers = mock.bootstrap_servers();
     let sink = kafka_sink(
@@ -433,4 +454,259 @@ async fn app_delivers_every_event_to_a_real_broker_with_keys_headers_and_topics(
     for (id, w) in &want {
         assert_exactly_once(&lines, id, w);
     }
+}
+
+// ------------------------------------------------------------------------ the Elastic route
+
+/// docs/siems.md, the page this route is documented on.
+fn siems_page() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/siems.md")).unwrap()
+}
+
+/// The page's topic → Dataset name table (rows `| \`proofpoint.…\` | \`…\` |`).
+fn topic_table(page: &str) -> HashMap<String, String> {
+    page.lines()
+        .filter(|l| l.starts_with("| `proofpoint."))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('`').skip(1).step_by(2).collect();
+            (cells[0].to_string(), cells[1].to_string())
+        })
+        .collect()
+}
+
+/// The JavaScript of the page's Elastic Agent processor (the `source: |` of its yaml block).
+fn processor_source(page: &str) -> String {
+    let block = page
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a yaml block on docs/siems.md");
+    let mut lines = block
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("source: |"));
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let source_at = indent(lines.next().expect("`source: |` in the processor"));
+    let body: Vec<&str> = lines
+        .take_while(|l| l.trim().is_empty() || indent(l) > source_at)
+        .collect();
+    let strip = body
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| indent(l))
+        .min()
+        .unwrap();
+    body.iter()
+        .map(|l| l.get(strip..).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs the processor `source` with `node` on each (message, kafka.headers) as the Elastic Agent
+/// gives it (`event.Get`/`event.Put` on `message` and `kafka.headers`, the headers as
+/// `"key: value"` strings); returns each `message` afterwards.
+fn run_processor(source: &str, events: &[(String, Vec<String>)]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("processor.js");
+    std::fs::write(
+        &script,
+        format!(
+            "const fs = require(\"fs\");\n{source}\n\
+             const input = JSON.parse(fs.readFileSync(0, \"utf8\"));\n\
+             const out = input.map(function (r) {{\n\
+               const fields = {{ \"message\": r[0], \"kafka.headers\": r[1] }};\n\
+               process({{ Get: function (k) {{ return fields[k]; }}, Put: function (k, v) {{ fields[k] = v; }} }});\n\
+               return fields[\"message\"];\n\
+             }});\n\
+             fs.writeSync(1, JSON.stringify(out));\n"
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("node")
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "node: {e}. This test runs the Elastic Agent processor of docs/siems.md with node \
+                 (scripts/test installs it; or apt-get install nodejs)"
+            )
+        });
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(events).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "node failed: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Events of the four SIEM types whose raw bytes a naive rewrite would get wrong: a `}` inside a
+/// string, spaces before the closing brace, escapes and non-ASCII text, nested arrays.
+fn elastic_events() -> Expected {
+    let mut events = Vec::new();
+    for i in 0..8 {
+        events.push((
+            "messagesDelivered".to_string(),
+            format!(r#"{{"GUID":"md-{i}","messageTime":"2026-11-20T11:00:00.000Z","subject":"Rechnung f\u00fcr {i} }} \"x\"","threatsInfoMap":[{{"threatID":"t{i}","classification":"phish"}}]  }}"#).into_bytes(),
+        ));
+        events.push((
+            "messagesBlocked".to_string(),
+            format!(r#"{{"GUID":"mb-{i}","messageTime":"2026-11-20T11:00:00.000Z","subject":"Größe {i}","modulesRun":["spam","urldefense"]}}"#).into_bytes(),
+        ));
+        events.push((
+            "clicksPermitted".to_string(),
+            format!(r#"{{"id":"cp-{i}","GUID":"g-{i}","clickTime":"2026-11-20T11:00:00.000Z","url":"https://x.example/{i}?a=1&b={{2}}"}}"#).into_bytes(),
+        ));
+        events.push((
+            "clicksBlocked".to_string(),
+            format!(r#"{{ "id" : "cb-{i}", "clickTime":"2026-11-20T11:00:00.000Z" , "classification":"MALWARE" }}"#).into_bytes(),
+        ));
+    }
+    events
+}
+
+/// The Elastic route of docs/siems.md, as its config sets it up: TAP events as raw records, one
+/// topic per event type, each the topic the page's table maps to the Elastic data stream of that
+/// type; Essentials events with the `event_type` header beside them, which the page's agent
+/// processor folds into the event that the Essentials integration's pipeline parses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elastic_route_raw_records_per_type_topics_and_the_essentials_event_type() {
+    use tapfwd::event::EventKind;
+    use tapfwd::sinks::kafka::{render_topic, snake_event_type};
+    let page = siems_page();
+    // The data streams of Elastic's integrations that read one raw event from `message`
+    // (`packages/proofpoint_tap/data_stream/*`, `packages/proofpoint_on_demand/data_stream/*`).
+    let elastic = [
+        (EventKind::MessagesBlocked, "proofpoint_tap.message_blocked"),
+        (
+            EventKind::MessagesDelivered,
+            "proofpoint_tap.message_delivered",
+        ),
+        (EventKind::ClicksBlocked, "proofpoint_tap.clicks_blocked"),
+        (
+            EventKind::ClicksPermitted,
+            "proofpoint_tap.clicks_permitted",
+        ),
+        (EventKind::PodMessage, "proofpoint_on_demand.message"),
+        (EventKind::PodMaillog, "proofpoint_on_demand.mail"),
+        (EventKind::PodAudit, "proofpoint_on_demand.audit"),
+    ];
+    let table = topic_table(&page);
+    assert_eq!(table.len(), elastic.len(), "{table:?}");
+    for (kind, dataset) in elastic {
+        let topic = render_topic("proofpoint.{event_type}", "acme", kind);
+        assert_eq!(
+            table.get(&topic).map(String::as_str),
+            Some(dataset),
+            "{topic}"
+        );
+    }
+    // The Essentials integration routes on these values of `event_type`.
+    let essentials = [
+        "messages_blocked",
+        "messages_delivered",
+        "clicks_blocked",
+        "clicks_permitted",
+    ];
+
+    let host = mock_host(1);
+    let mock = host.client().mock_cluster().unwrap();
+    let brokers = mock.bootstrap_servers();
+    let topics: Vec<String> = EventKind::SIEM
+        .iter()
+        .map(|k| render_topic("proofpoint.{event_type}", "acme", *k))
+        .collect();
+    for t in topics
+        .iter()
+        .chain(["proofpoint.essentials".to_string()].iter())
+    {
+        mock.create_topic(t, 1, 1).unwrap();
+    }
+    // The two sinks of the page's config.
+    let tap = kafka_sink(&brokers, "topic = \"proofpoint.{event_type}\"");
+    let partner = kafka_sink(
+        &brokers,
+        "topic = \"proofpoint.essentials\"\nevent_type_header = true",
+    );
+    let events = elastic_events();
+    let commits = AtomicUsize::new(0);
+    deliver(&*tap, "acme", &batch_of(&events), &commits)
+        .await
+        .unwrap();
+    deliver(&*partner, "partner", &batch_of(&events), &commits)
+        .await
+        .unwrap();
+    assert_eq!(commits.load(Ordering::SeqCst), 2);
+
+    // TAP: each record on its type's topic, the raw event as the value, no `event_type`.
+    let records = consume(&brokers, &topics, events.len());
+    for r in &records {
+        assert_eq!(r.topic, format!("proofpoint.{}", r.headers["eventType"]));
+        assert!(!r.headers.contains_key("event_type"), "opt-in only: {r:?}");
+    }
+    assert_records_exactly_once(&records, "acme", &events);
+
+    // Essentials: the header beside the raw value.
+    let partner_records = consume(
+        &brokers,
+        &["proofpoint.essentials".to_string()],
+        events.len(),
+    );
+    assert_records_exactly_once(&partner_records, "partner", &events);
+    for r in &partner_records {
+        let kind = EventKind::SIEM
+            .into_iter()
+            .find(|k| k.as_str() == r.headers["eventType"])
+            .unwrap();
+        assert_eq!(r.headers["event_type"], snake_event_type(kind));
+        assert!(essentials.contains(&r.headers["event_type"].as_str()));
+    }
+
+    // The page's processor, run as the agent runs it, on every record: Essentials events get
+    // `event_type` and nothing else changes; TAP records (no header) pass unchanged.
+    let agent_view = |r: &Record| {
+        (
+            String::from_utf8(r.value.clone()).unwrap(),
+            r.headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut inputs: Vec<(String, Vec<String>)> = partner_records.iter().map(agent_view).collect();
+    inputs.extend(records.iter().map(agent_view));
+    inputs.push((
+        "{}".to_string(),
+        vec!["event_type: clicks_blocked".to_string()],
+    ));
+    let outputs = run_processor(&processor_source(&page), &inputs);
+    assert_eq!(outputs.len(), inputs.len());
+    for (i, ((message, headers), out)) in inputs.iter().zip(&outputs).enumerate() {
+        let event_type = headers.iter().find_map(|h| h.strip_prefix("event_type: "));
+        let Some(event_type) = event_type else {
+            assert_eq!(out, message, "a record without the header is left alone");
+            continue;
+        };
+        let mut want: serde_json::Value = serde_json::from_str(message).unwrap();
+        want["event_type"] = serde_json::Value::from(event_type);
+        let got: serde_json::Value = serde_json::from_str(out)
+            .unwrap_or_else(|e| panic!("{i}: not JSON after the processor ({e}): {out}"));
+        assert_eq!(got, want, "{i}");
+        let end = message.rfind('}').unwrap();
+        assert!(
+            out.starts_with(&message[..end]) && out.ends_with(&message[end..]),
+            "{i}: the event's own bytes are kept: {out}"
+        );
+    }
+    assert_eq!(
+        outputs
+            .iter()
+            .filter(|o| o.contains("\"event_type\""))
+            .count(),
+        partner_records.len() + 1
+    );
 }

@@ -1,6 +1,7 @@
 //! The commands that need no Proofpoint account: `simulate` serves the built-in TAP SIEM API
 //! simulator ([`crate::simulate`]) until SIGTERM or SIGINT, and `demo` runs the real daemon
-//! against an in-process simulator into a file sink under DIR. The demo writes the config it runs
+//! against an in-process simulator into file sinks under DIR, one per product (DIR/events.ndjson
+//! holds the TAP tenants' events, so its first lines are phishing messages and clicks). The demo writes the config it runs
 //! with to DIR/demo.toml, so what it shows is the daemon as configured, not a special mode: the
 //! same pipeline, the same invariants (every event of a window delivered once, checkpoints
 //! committed only after the file sink has them).
@@ -77,76 +78,123 @@ pub(super) async fn demo(
     sim.keep_request_log(false);
     let server = sim.bind("127.0.0.1:0".parse()?).await?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let events = dir.join("events.ndjson");
-    let mut text = format!(
-        "state_dir = {state:?}\n\n[poll]\ninterval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"{hours}h\"\n\n[sinks.archive]\ntype = \"file\"\npath = {events:?}\n",
-        state = dir.join("state").display().to_string(),
-        events = events.display().to_string(),
-    );
-    let client = dir.join("client-4711.ndjson");
-    text.push_str(&format!(
-        "\n[sinks.client-4711]\ntype = \"file\"\npath = {client:?}\n",
-        client = client.display().to_string()
-    ));
-    for t in &sim_config.tenants {
-        if t.essentials.is_some() {
-            text.push_str(&format!(
-                "\n[tenants.{p}]\nproduct = \"essentials\"\nbase_url = \"http://{addr}\"\nprincipal = \"{p}\"\nsecret = \"{s}\"\ncustomer_data = true\nsinks = [\"archive\"]\n[tenants.{p}.customer_sinks]\n\"4711\" = [\"client-4711\"]\n",
-                p = t.principal,
-                s = t.secret,
-                addr = server.addr
-            ));
-            continue;
-        }
-        text.push_str(&format!(
-            "\n[tenants.{p}]\nbase_url = \"http://{addr}\"\nprincipal = \"{p}\"\nsecret = \"{s}\"\nsinks = [\"archive\"]\n",
-            p = t.principal,
-            s = t.secret,
-            addr = server.addr
-        ));
-        if t.principal == sim_config.tenants[0].principal {
-            // The first TAP tenant also snapshots its People lists.
-            text.push_str(&format!("[tenants.{}.people]\n", t.principal));
-        }
-    }
+    let files = DemoFiles::in_dir(dir);
+    let text = demo_config(&sim_config, &server.addr.to_string(), dir, &files, hours);
     let config = Config::from_toml_with_env(&text, std::iter::empty())
         .map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
     std::fs::write(dir.join("demo.toml"), &text)?;
     let app = App::build(config, Clock::System).await?;
     let board = app.status();
     let shutdown = shutdown_on_signals();
+    // Each tenant's own source, and the first TAP tenant's two People lists.
+    let people = if tenants > 0 { 2 } else { 0 };
+    let sources = sim_config.tenants.len() + people;
     println!(
-        "demo: simulator on http://{}, {} tenant(s); events go to {}",
+        "demo: simulator on http://{}; {} tenants ({tenants} TAP, 1 Essentials partner with 3 client organisations), {sources} sources (each tenant's events, the first TAP tenant's {people} People lists)",
         server.addr,
         sim_config.tenants.len(),
-        events.display()
     );
     if !follow {
         let stop = shutdown.clone();
-        // Every tenant, and the first tenant's two People sources.
-        let n = sim_config.tenants.len() + 2;
         tokio::spawn(async move {
             board
-                .wait_until(|snap| snap.len() == n && snap.iter().all(|t| t.state == "ok"))
+                .wait_until(|snap| snap.len() == sources && snap.iter().all(|t| t.state == "ok"))
                 .await;
             stop.cancel();
         });
     }
     app.run(shutdown).await?;
-    let lines = count_lines(&events).unwrap_or(0);
-    println!(
-        "demo: {} holds {lines} events; look with: head -n 3 {}",
-        events.display(),
-        events.display()
-    );
-    println!(
-        "demo: the Essentials partner's client 4711 went to {} ({} events)",
-        client.display(),
-        count_lines(&client).unwrap_or(0)
-    );
+    for (path, what) in [
+        (
+            &files.events,
+            "the TAP tenants' phishing messages and clicks",
+        ),
+        (&files.people, "the first TAP tenant's People snapshots"),
+        (
+            &files.essentials,
+            "the Essentials partner's, for itself and clients 4712, 4713",
+        ),
+        (&files.client, "the Essentials partner's client 4711"),
+    ] {
+        println!(
+            "demo: {} holds {} events: {what}",
+            path.display(),
+            count_lines(path).unwrap_or(0)
+        );
+    }
+    println!("demo: look with: head -n 3 {}", files.events.display());
     // The simulator serves until `server` goes out of scope here.
     let _ = server.addr;
     Ok(())
+}
+
+/// Where the demo writes: a file per product, so that the first lines of `events` are TAP
+/// events, whichever source delivers first.
+struct DemoFiles {
+    /// The TAP tenants' SIEM events.
+    events: PathBuf,
+    /// The first TAP tenant's People snapshots (Very Attacked People, top clickers).
+    people: PathBuf,
+    /// The Essentials partner's own events and those of its clients but 4711.
+    essentials: PathBuf,
+    /// The Essentials partner's client 4711, routed to a sink of its own.
+    client: PathBuf,
+}
+
+impl DemoFiles {
+    fn in_dir(dir: &Path) -> DemoFiles {
+        DemoFiles {
+            events: dir.join("events.ndjson"),
+            people: dir.join("people.ndjson"),
+            essentials: dir.join("essentials.ndjson"),
+            client: dir.join("client-4711.ndjson"),
+        }
+    }
+}
+
+/// The config the demo runs with (also written to DIR/demo.toml): one file sink per product, the
+/// simulator's tenants as TAP tenants and one Essentials partner.
+fn demo_config(
+    sim_config: &SimConfig,
+    addr: &str,
+    dir: &Path,
+    files: &DemoFiles,
+    hours: u64,
+) -> String {
+    let path = |p: &Path| format!("{:?}", p.display().to_string());
+    let mut text = format!(
+        "state_dir = {state}\n\n[poll]\ninterval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"{hours}h\"\n",
+        state = path(&dir.join("state")),
+    );
+    for (name, file) in [
+        ("archive", &files.events),
+        ("people", &files.people),
+        ("essentials", &files.essentials),
+        ("client-4711", &files.client),
+    ] {
+        text.push_str(&format!(
+            "\n[sinks.{name}]\ntype = \"file\"\npath = {}\n",
+            path(file)
+        ));
+    }
+    let first_tap = sim_config.tenants.iter().find(|t| t.essentials.is_none());
+    for t in &sim_config.tenants {
+        let (p, s) = (&t.principal, &t.secret);
+        if t.essentials.is_some() {
+            text.push_str(&format!(
+                "\n[tenants.{p}]\nproduct = \"essentials\"\nbase_url = \"http://{addr}\"\nprincipal = \"{p}\"\nsecret = \"{s}\"\ncustomer_data = true\nsinks = [\"essentials\"]\n[tenants.{p}.customer_sinks]\n\"4711\" = [\"client-4711\"]\n"
+            ));
+            continue;
+        }
+        text.push_str(&format!(
+            "\n[tenants.{p}]\nbase_url = \"http://{addr}\"\nprincipal = \"{p}\"\nsecret = \"{s}\"\nsinks = [\"archive\"]\n"
+        ));
+        if first_tap.is_some_and(|f| f.principal == *p) {
+            // The first TAP tenant also snapshots its People lists, into their own file.
+            text.push_str(&format!("[tenants.{p}.people]\nsinks = [\"people\"]\n"));
+        }
+    }
+    text
 }
 
 /// Lines in the file at `path`, read in pieces: the events file of a long demo is gigabytes,

@@ -125,11 +125,13 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Run the daemon against the built-in simulator, no Proofpoint account needed: events land
-    /// in DIR/events.ndjson.
+    /// Run the daemon against the built-in simulator, no Proofpoint account needed: the TAP
+    /// tenants' events land in DIR/events.ndjson, People snapshots in DIR/people.ndjson, the
+    /// Essentials partner's in DIR/essentials.ndjson and DIR/client-4711.ndjson.
     Demo {
         #[arg(long, default_value = "var/demo")]
         dir: PathBuf,
+        /// TAP tenants (an Essentials partner with three client organisations is added).
         #[arg(long, default_value_t = 3)]
         tenants: usize,
         #[arg(long, default_value_t = 600)]
@@ -142,7 +144,8 @@ pub enum Command {
         follow: bool,
     },
     /// Measure throughput, memory per tenant and large-window memory against the built-in
-    /// simulator on 127.0.0.1 (docs/performance.md). Build with `--release`.
+    /// simulator on 127.0.0.1 (docs/performance.md). Build with `--profile dist`, as the shipped
+    /// binary is.
     Bench(BenchArgs),
     /// Decode Proofpoint URL Defense links (v1, v2, v3) locally, with no API call and no quota.
     /// One line per URL, in order. A URL that is not rewritten prints unchanged; a malformed one

@@ -3,9 +3,11 @@
 //!
 //! Record: value = the event's raw JSON exactly as the API sent it (invariant 5), or with
 //! `envelope = true` the file sink's line, `{"tenant":..,"eventType":..,"event":RAW}`; headers
-//! `tenant` and `eventType`, always, `customer` for an Essentials child organisation's event, and
+//! `tenant` and `eventType`, always, `customer` for an Essentials child organisation's event,
 //! `enrichment` (`{"threats":{…},"campaigns":{…}}`) for an
-//! event threat enrichment found something for (also in the envelope, after the event); key =
+//! event threat enrichment found something for (also in the envelope, after the event), and with
+//! `event_type_header = true` `event_type`, the event type in snake case (`clicks_blocked`), which
+//! Elastic's Proofpoint Essentials integration reads (docs/siems.md); key =
 //! the tenant id (default), the event's `GUID`, the customer (else the tenant), or none;
 //! topic = `topic` with `{tenant}` and `{event_type}` filled in.
 //!
@@ -29,6 +31,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -78,6 +81,12 @@ pub struct KafkaConfig {
     /// Default `false`.
     #[serde(default)]
     pub envelope: bool,
+    /// Add the header `event_type` holding the event type in snake case (`clicks_blocked`,
+    /// `messages_delivered`, …): the field Elastic's Proofpoint Essentials integration expects,
+    /// which an Elastic Agent processor folds into the event it parses (docs/siems.md). Beside the
+    /// event, never in it. Default `false`.
+    #[serde(default)]
+    pub event_type_header: bool,
     /// `none` (default), `gzip`, `snappy`, `lz4` or `zstd` (`zstd` needs a librdkafka built with
     /// zstd, which this build is not; it is refused).
     #[serde(default)]
@@ -90,6 +99,8 @@ pub struct KafkaConfig {
     /// "SCRAM-SHA-512"`, `"sasl.username" = "..."`, ...). Values are never logged. The sink
     /// owns `bootstrap.servers`, `enable.idempotence`, `acks`, `compression.codec` and
     /// `message.timeout.ms`; secrets go in `sasl_password_env`/`sasl_password_file`, not here.
+    /// `log_level` (0-7, syslog's levels; default 3, errors) is how much librdkafka itself writes
+    /// to stderr, outside tapfwd's log (a broker it cannot reach: `FAIL … Connection refused`).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
     /// Name of an environment variable holding `sasl.password`.
@@ -200,6 +211,9 @@ impl KafkaConfig {
                 ));
             }
         }
+        if let Some(level) = self.options.get("log_level") {
+            log_level(level)?;
+        }
         if self.sasl_password_env.is_some() && self.sasl_password_file.is_some() {
             return Err("set at most one of sasl_password_env, sasl_password_file".into());
         }
@@ -220,6 +234,33 @@ impl KafkaConfig {
         .resolve(env)
         .map(Some)
         .map_err(|e| SinkError::Rejected(e.to_string()))
+    }
+}
+
+/// The event type in snake case, as the `event_type` header carries it: for the four SIEM types
+/// the values Elastic's Proofpoint Essentials integration routes on.
+pub fn snake_event_type(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::MessagesBlocked => "messages_blocked",
+        EventKind::MessagesDelivered => "messages_delivered",
+        EventKind::ClicksBlocked => "clicks_blocked",
+        EventKind::ClicksPermitted => "clicks_permitted",
+        EventKind::Vap => "vap",
+        EventKind::TopClickers => "top_clickers",
+        EventKind::PodMessage => "pod_message",
+        EventKind::PodMaillog => "pod_maillog",
+        EventKind::PodAudit => "pod_audit",
+    }
+}
+
+/// librdkafka's log level from `options.log_level`: syslog's 0 (emergencies only) to 7 (debug).
+fn log_level(text: &str) -> Result<RDKafkaLogLevel, String> {
+    use RDKafkaLogLevel::*;
+    match text.trim().parse::<u8>() {
+        Ok(n @ 0..=7) => Ok([Emerg, Alert, Critical, Error, Warning, Notice, Info, Debug][n as usize]),
+        _ => Err(format!(
+            "options.\"log_level\" = \"{text}\": librdkafka's log level is 0 (emergencies) to 7 (debug)"
+        )),
     }
 }
 
@@ -290,6 +331,11 @@ impl KafkaSink {
             );
         if let Some(secret) = config.sasl_password(name, env)? {
             client.set("sasl.password", secret.expose_secret());
+        }
+        // rdkafka sets the client's log level after creating it (errors, unless the `log` crate
+        // asks for more), over the property: set it where rdkafka reads it.
+        if let Some(Ok(level)) = config.options.get("log_level").map(|l| log_level(l)) {
+            client.set_log_level(level);
         }
         let producer = create(name, &client)?;
         Ok(KafkaSink {
@@ -467,6 +513,12 @@ impl Sink for KafkaSink {
                     key: "eventType",
                     value: Some(meta.kind.as_str().as_bytes()),
                 });
+            if self.config.event_type_header {
+                headers = headers.insert(Header {
+                    key: "event_type",
+                    value: Some(snake_event_type(meta.kind).as_bytes()),
+                });
+            }
             if let Some(snapshot) = batch.snapshot.as_deref() {
                 headers = headers.insert(Header {
                     key: "snapshot",
@@ -628,6 +680,17 @@ mod tests {
             ),
             "tap.acme.clicksBlocked"
         );
+        // Every type's snake-case name is its eventType with each capital lowered after `_`.
+        for kind in EventKind::ALL {
+            let mut snake = String::new();
+            for c in kind.as_str().chars() {
+                if c.is_ascii_uppercase() {
+                    snake.push('_');
+                }
+                snake.push(c.to_ascii_lowercase());
+            }
+            assert_eq!(snake_event_type(kind), snake);
+        }
         assert_eq!(
             guid(br#"{"x":[1,{"GUID":"no"}],"GUID":"abc\"d"}"#).as_deref(),
             Some("abc\"d")
@@ -652,6 +715,16 @@ mod tests {
             .unwrap_err()
             .contains("zstd"));
         assert!(config("compression = \"lz4\"\nkey = \"guid\"\nenvelope = true").is_ok());
+        assert!(
+            config("event_type_header = true")
+                .unwrap()
+                .event_type_header
+        );
+        assert!(config("[options]\nlog_level = \"2\"").is_ok());
+        assert!(config("[options]\nlog_level = \"debug\"")
+            .unwrap_err()
+            .contains("0 (emergencies) to 7 (debug)"));
+        assert!(!config("").unwrap().event_type_header);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Local servers that speak the destinations' protocols the way the real ones do, for the HTTP
 //! sink tests: a Splunk HTTP Event Collector (with indexer acknowledgement), a LogScale ingest
-//! endpoint (structured and HEC APIs), an Entra ID token endpoint with a Logs Ingestion data
+//! endpoint (structured, HEC and raw HEC APIs), an Entra ID token endpoint with a Logs Ingestion data
 //! collection endpoint, and a plain HTTP receiver. Each binds 127.0.0.1:0 and records every
 //! request; scripted faults replace the next replies.
 
@@ -401,6 +401,7 @@ pub async fn logscale(fake: &Fake) -> SocketAddr {
     let router = Router::new()
         .route("/api/v1/ingest/humio-structured", post(logscale_structured))
         .route("/api/v1/ingest/hec", post(logscale_hec))
+        .route("/api/v1/ingest/hec/raw", post(logscale_hec_raw))
         .with_state(fake.clone());
     serve(router).await
 }
@@ -489,6 +490,50 @@ async fn logscale_hec(State(fake): State<Fake>, headers: HeaderMap, body: Bytes)
             return reply(400, json!({"text":"Invalid data format","code":6}));
         };
         events.push(v);
+    }
+    s.events.extend(events);
+    s.accepted.push(body);
+    reply(200, json!({"text":"Success","code":0}))
+}
+
+/// The raw HEC endpoint: each line of the body is one event, read by the parser assigned to the
+/// ingest token. Recorded as `{"token": …, "line": the line parsed as JSON}`, so a test sees which
+/// token (which parser) each event came in with.
+async fn logscale_hec_raw(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut s = fake.0.lock().unwrap();
+    let Ok(body) = decoded(&headers, &body) else {
+        return reply(400, json!({"text":"Invalid data format","code":6}));
+    };
+    record(
+        &mut s,
+        "/api/v1/ingest/hec/raw",
+        &HashMap::new(),
+        &headers,
+        &body,
+    );
+    if let Some(f) = s.faults.pop_front() {
+        return fault_reply(f);
+    }
+    if !bearer_ok(&s, &headers) {
+        return reply(401, json!({"text":"Invalid token","code":4}));
+    }
+    let token = header(&headers, "authorization")
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
+    let mut events = Vec::new();
+    for line in body.split(|b| matches!(b, b'\n' | b'\r')) {
+        if line.is_empty() {
+            continue;
+        }
+        // The parsers of the Proofpoint package read JSON; a line that is not is a bad event.
+        let Ok(v) = serde_json::from_slice::<Value>(line) else {
+            return reply(400, json!({"text":"Invalid data format","code":6}));
+        };
+        events.push(json!({"token": token, "line": v}));
+    }
+    if events.is_empty() {
+        return reply(400, json!({"text":"No data","code":5}));
     }
     s.events.extend(events);
     s.accepted.push(body);
