@@ -55,14 +55,19 @@ impl PodStream {
         cancel: &CancellationToken,
     ) -> Result<(), CatchUpError> {
         let now = ctx.clock.now().timestamp();
-        self.clamp_to_horizon(ctx, now)?;
-        let needs = needs(
+        let horizon = self.clamp_to_horizon(ctx, now)?;
+        let mut needs = needs(
             &self.lanes,
             self.config.archive_lag,
+            self.disorder(),
             &self.streams,
             now,
             false,
         );
+        // The margin for frames out of order before a position at the horizon is past it too.
+        for need in &mut needs {
+            need.1 = need.1.max(horizon);
+        }
         if needs.is_empty() {
             return Ok(());
         }
@@ -74,6 +79,7 @@ impl PodStream {
         let end = needs.iter().map(|n| n.2).max().unwrap_or(now);
         tracing::info!(from = %clock::rfc3339(start), to = %clock::rfc3339(end), sinks = needs.len(), "archive catch-up");
         self.publish(ctx);
+        let disorder = self.disorder();
         let mut failed: Vec<usize> = Vec::new();
         let mut h = start;
         while h < end {
@@ -102,7 +108,7 @@ impl PodStream {
                         continue;
                     }
                     let lane = &mut self.lanes[i];
-                    if lane.live_from.is_some_and(|lf| h2 > lf) {
+                    if lane.archive_to(disorder).is_some_and(|to| h2 >= to) {
                         lane.synced = true;
                         lane.live_from = None;
                         let to = lane.live_latest.unwrap_or(h2).max(h2);
@@ -119,8 +125,8 @@ impl PodStream {
     }
 
     /// Moves every position older than the archive horizon to the horizon, and reports the span
-    /// each such sink skips (the archive cannot serve it).
-    fn clamp_to_horizon(&mut self, ctx: &Context, now: i64) -> Result<(), StoreError> {
+    /// each such sink skips (the archive cannot serve it); returns the horizon.
+    fn clamp_to_horizon(&mut self, ctx: &Context, now: i64) -> Result<i64, StoreError> {
         let horizon = now - self.config.archive_horizon.as_secs() as i64;
         let gaps = self.streams.clamp(ctx.engine(), |c| {
             if c != 0 && c < horizon {
@@ -137,7 +143,7 @@ impl PodStream {
                 clock::rfc3339(to)
             ));
         }
-        Ok(())
+        Ok(horizon)
     }
 
     /// One archive session for `[since, to]`, delivered to `targets` from `floor` (the earliest

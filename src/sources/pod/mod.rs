@@ -79,6 +79,11 @@ const KEYS: KeyHorizon = KeyHorizon {
     reach: 120,
     keep: 3 * 3600,
 };
+// A catch-up starts `max_disorder` before a position, on the hour before that: the keys it loads
+// from there must not have been forgotten yet.
+const _: () = assert!(
+    KEYS.keep >= 3600 + KEYS.reach + crate::config::pod::MAX_DISORDER_LIMIT.as_secs() as i64
+);
 /// How long a clean close may take (connecting: [`crate::api::pod::CONNECT_TIMEOUT`]).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -179,6 +184,11 @@ struct PodStream {
     attempts: u32,
 }
 
+/// `max_disorder` in whole seconds, rounded up (positions are whole seconds).
+fn disorder_secs(d: Duration) -> i64 {
+    d.as_millis().div_ceil(1000) as i64
+}
+
 /// The start of the hour `secs` falls in (archive windows and key spans are whole hours).
 fn floor_hour(secs: i64) -> i64 {
     secs.div_euclid(3600) * 3600
@@ -276,6 +286,11 @@ impl PodStream {
         };
         self.stats.retry_at = None;
         cancelled
+    }
+
+    /// The tenant's `max_disorder`, in whole seconds rounded up (see [`lanes`]).
+    fn disorder(&self) -> i64 {
+        disorder_secs(self.config.max_disorder)
     }
 
     fn stream_url(&self, archive: Option<(i64, i64)>) -> String {

@@ -35,14 +35,16 @@ pub(super) struct Stats {
 }
 
 impl Stats {
-    pub(super) fn note_frame(&mut self, frame: &str, clock: &clock::Clock) {
+    /// A live frame came: counted, with its arrival time and its `ts` text.
+    pub(super) fn note_frame(&mut self, frame: &[u8], clock: &clock::Clock) {
         self.frames += 1;
         self.last_frame_at = Some(clock.now().timestamp());
         // The `ts` text, for status; cheap enough once per frame as it is a short scan.
-        if let Some(at) = frame.find("\"ts\":\"") {
-            let rest = &frame[at + 6..];
-            if let Some(end) = rest.find('"') {
-                self.last_frame_ts = Some(rest[..end].to_string());
+        const TS: &[u8] = b"\"ts\":\"";
+        if let Some(at) = memchr::memmem::find(frame, TS) {
+            let rest = &frame[at + TS.len()..];
+            if let Some(end) = memchr::memchr(b'"', rest) {
+                self.last_frame_ts = Some(String::from_utf8_lossy(&rest[..end]).into_owned());
             }
         }
     }
