@@ -111,7 +111,9 @@ impl PodStream {
                     if lane.archive_to(disorder).is_some_and(|to| h2 >= to) {
                         lane.synced = true;
                         lane.live_from = None;
-                        let to = lane.live_latest.unwrap_or(h2).max(h2);
+                        // The archive has every frame before `h2`: that is position `h2 +
+                        // disorder` (see the lanes module).
+                        let to = lane.live_latest.unwrap_or(h2 + disorder).max(h2 + disorder);
                         self.streams.advance(i, to, ctx.engine())?;
                     }
                 }
@@ -147,8 +149,9 @@ impl PodStream {
     }
 
     /// One archive session for `[since, to]`, delivered to `targets` from `floor` (the earliest
-    /// of their positions) on; returns the targets that took all of it (their position is now
-    /// `to`).
+    /// point where their catch-ups start) on; returns the targets that took all of it. Their
+    /// position is now `to + max_disorder`: they have every frame before `to`, and a position
+    /// promises the frames up to `max_disorder` before it (see the lanes module).
     async fn archive_window(
         &mut self,
         ctx: &Context,
@@ -167,7 +170,7 @@ impl PodStream {
             targets,
             Span {
                 start: floor_hour(since),
-                end: to,
+                end: to + self.disorder(),
             },
             &ctx.store,
         )?;

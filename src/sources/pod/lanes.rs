@@ -6,11 +6,12 @@
 //! tenant's `max_disorder` (`d`) behind the frames sent before it. So a position `p` (the latest
 //! `ts` of the chunks a sink took in sync) promises every frame with `ts` up to `p - d`, not up to
 //! `p`: a frame a little older than `p` may still be on its way, or lost in flight with a dropped
-//! connection. Each span the archive fills therefore starts `d` before the position and ends `d`
-//! past the first live frame that restarted coverage (a frame lost just before the restart was
-//! sent before that frame, so its `ts` is at most `d` past it). A sink that has never had a frame
-//! starts at `d` past the second before the first frame, so its first catch-up starts at that
-//! frame, not `d` before it: nothing before the first frame is wanted.
+//! connection. Each span the archive fills therefore starts at `p - d` and ends `d` past the first
+//! live frame that restarted coverage (a frame lost just before the restart was sent before that
+//! frame, so its `ts` is at most `d` past it). Every position keeps that one meaning, whoever set
+//! it: a sink that has never had a frame starts at `d` past the second before the first frame
+//! (nothing before the first frame is wanted, so its first catch-up starts there, not `d` earlier),
+//! and an archive session that brought every frame before `to` leaves its sinks at `to + d`.
 
 use std::time::Duration;
 
@@ -166,7 +167,7 @@ pub(super) async fn deliver(
         if !lane.synced
             && lane
                 .archive_to(disorder)
-                .is_some_and(|to| delivery.streams().position(i) >= to)
+                .is_some_and(|to| delivery.streams().position(i) - disorder >= to)
         {
             lane.synced = true;
             lane.live_from = None;
