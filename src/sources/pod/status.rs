@@ -81,7 +81,12 @@ pub(super) fn publish(
     ctx: &Context,
 ) {
     let now = ctx.clock.now().timestamp();
-    let sinks = streams.statuses(now, 0);
+    let mut sinks = streams.statuses(now, 0);
+    for s in &mut sinks {
+        // A checkpoint may read up to `max_disorder` ahead of the clock (a new stream's, or one
+        // an archive session just set): it promises the frames up to that much before it.
+        s.behind_seconds = s.behind_seconds.max(0);
+    }
     for s in &sinks {
         ctx.metrics
             .set_stream_gauges(id, &s.sink, s.behind_seconds, s.backlog_seconds);
