@@ -638,8 +638,8 @@ async fn a_sink_down_longer_than_the_replay_hour_recovers_from_the_archive() {
 /// sending agents) across four drops that each lose frames in flight: every frame lands exactly
 /// once, those older than the position the sink had reached included. The archive catch-up starts
 /// `max_disorder` (1 minute by default) before the position and reaches as far past where live
-/// coverage restarted, so no frame within that bound is lost. (Before it did, the catch-up dropped
-/// archive frames older than the position, and this lost frames at each drop.)
+/// coverage restarted, so no frame within that bound is lost. (At 35b0bbe the catch-up dropped
+/// archive frames older than the position: one frame of 4,270 was lost.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_out_of_ts_order_are_not_lost_across_drops() {
     let mut c = cluster(ACME, 120);

@@ -295,30 +295,13 @@ impl Live<'_> {
     /// may join again or it is [`REBEGIN_EVERY`] old.
     async fn check(&mut self, secs: i64, ws: &mut Ws, delivery: &mut Delivery<'_>) -> Step {
         self.next_check = secs + CHECK_EVERY;
-        if let Err(e) = deliver(
-            delivery,
-            self.lanes,
-            &mut self.pending,
-            self.disorder,
-            self.ctx,
-        )
-        .await
-        {
+        if let Err(e) = self.deliver(delivery).await {
             return Step::End(LiveEnd::Store(e));
         }
         self.linger = None;
         self.stats.rate(secs * 1000);
         self.publish(delivery.streams());
-        if !needs(
-            self.lanes,
-            self.archive_lag,
-            self.disorder,
-            delivery.streams(),
-            secs,
-            true,
-        )
-        .is_empty()
-        {
+        if self.catch_up_due(secs, delivery.streams()) {
             tracing::info!("closing the live connection for an archive catch-up");
             return Step::End(self.close(ws, delivery, LiveEnd::Pause).await);
         }
@@ -330,17 +313,23 @@ impl Live<'_> {
         Step::Wait
     }
 
+    /// Some sink needs a span the archive now serves whole ([`needs`]).
+    fn catch_up_due(&self, secs: i64, streams: &Streams) -> bool {
+        let due = needs(
+            self.lanes,
+            self.archive_lag,
+            self.disorder,
+            streams,
+            secs,
+            true,
+        );
+        !due.is_empty()
+    }
+
     /// The connection is lost (`why`): what is pending is delivered, if it can be, and the
     /// session ends.
     async fn lost(&mut self, delivery: &mut Delivery<'_>, why: String) -> Step {
-        let _ = deliver(
-            delivery,
-            self.lanes,
-            &mut self.pending,
-            self.disorder,
-            self.ctx,
-        )
-        .await;
+        let _ = self.deliver(delivery).await;
         Step::End(LiveEnd::Dropped(why))
     }
 
@@ -348,14 +337,7 @@ impl Live<'_> {
     /// ends as `end`, or as dropped if the connection was lost meanwhile.
     async fn close(&mut self, ws: &mut Ws, delivery: &mut Delivery<'_>, end: LiveEnd) -> LiveEnd {
         let lost = self.close_cleanly(ws).await;
-        let _ = deliver(
-            delivery,
-            self.lanes,
-            &mut self.pending,
-            self.disorder,
-            self.ctx,
-        )
-        .await;
+        let _ = self.deliver(delivery).await;
         lost.map_or(end, LiveEnd::Dropped)
     }
 
@@ -366,9 +348,8 @@ impl Live<'_> {
         }
     }
 
-    /// Delivers the pending chunk and publishes the status it leaves.
-    async fn flush(&mut self, delivery: &mut Delivery<'_>) -> Result<(), StoreError> {
-        self.linger = None;
+    /// Delivers the pending chunk ([`deliver`]), moving the positions of the sinks in sync.
+    async fn deliver(&mut self, delivery: &mut Delivery<'_>) -> Result<(), StoreError> {
         deliver(
             delivery,
             self.lanes,
@@ -376,7 +357,13 @@ impl Live<'_> {
             self.disorder,
             self.ctx,
         )
-        .await?;
+        .await
+    }
+
+    /// Delivers the pending chunk and publishes the status it leaves.
+    async fn flush(&mut self, delivery: &mut Delivery<'_>) -> Result<(), StoreError> {
+        self.linger = None;
+        self.deliver(delivery).await?;
         self.publish(delivery.streams());
         Ok(())
     }
