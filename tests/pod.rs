@@ -141,8 +141,13 @@ impl Rig {
 
     /// Waits until every stream of `tenant` is connected again after the service came back,
     /// moving the clock to each retry a stream publishes (the clock may have stepped past the
-    /// service's return while a stream was still waiting out an attempt made before it).
-    async fn reconnect(&self, tenant: &str) {
+    /// service's return while a stream was still waiting out an attempt made before it), paced
+    /// for the tenants still `flowing` meanwhile.
+    async fn reconnect(&self, tenant: &str, flowing: &[PodTenant]) {
+        let flowing: Vec<(PodTenant, PodType)> = flowing
+            .iter()
+            .flat_map(|t| TYPES.map(|kind| (*t, kind)))
+            .collect();
         for kind in TYPES {
             let id = source(tenant, kind);
             for _ in 0..30 {
@@ -152,9 +157,7 @@ impl Rig {
                 }
                 let retry = st.next_poll_at.clone();
                 if let Some(at) = retry.as_deref().map(parse_ms) {
-                    if at > self.manual.now() {
-                        self.manual.set(at);
-                    }
+                    self.advance_to(at, &flowing).await;
                 }
                 self.running
                     .wait_for(
@@ -194,28 +197,48 @@ impl Rig {
     async fn step(&self, step: Duration, steps: usize, flowing: &[PodTenant]) {
         for _ in 0..steps {
             self.manual.advance(step);
-            for (id, cid, _) in flowing {
+            for t in flowing {
                 for kind in TYPES {
-                    let Some(want) = self.latest_truth(cid, kind) else {
-                        continue;
-                    };
-                    let id = source(id, kind);
-                    self.running
-                        .wait_for(&format!("{id} to receive the frame of {want}"), |s| {
-                            stream_of(s, &id).is_some_and(|t| {
-                                let st = t.stream.unwrap_or_default();
-                                !st.connected
-                                    || st
-                                        .last_frame_ts
-                                        .as_deref()
-                                        .and_then(parse_ts)
-                                        .is_some_and(|ts| ts >= want)
-                            })
-                        })
-                        .await;
+                    self.pace(*t, kind).await;
                 }
             }
         }
+    }
+
+    /// Moves the clock to `at` (if later) in steps of at most 10 s, each paced as in
+    /// [`Rig::step`] for the streams `flowing`: one jump past a flowing connection's pong
+    /// deadline (15 s after a ping at the rig's 30 s ping interval) could drop it as silent
+    /// before its pong was read.
+    async fn advance_to(&self, at: DateTime<Utc>, flowing: &[(PodTenant, PodType)]) {
+        while self.manual.now() < at {
+            let left = (at - self.manual.now()).to_std().unwrap_or_default();
+            self.manual.advance(left.min(Duration::from_secs(10)));
+            for (t, kind) in flowing {
+                self.pace(*t, *kind).await;
+            }
+        }
+    }
+
+    /// Waits until stream `kind` of `t`, if connected, has received the last frame sent by now.
+    async fn pace(&self, t: PodTenant, kind: PodType) {
+        let (tenant, cid, _) = t;
+        let Some(want) = self.latest_truth(cid, kind) else {
+            return;
+        };
+        let id = source(tenant, kind);
+        self.running
+            .wait_for(&format!("{id} to receive the frame of {want}"), |s| {
+                stream_of(s, &id).is_some_and(|t| {
+                    let st = t.stream.unwrap_or_default();
+                    !st.connected
+                        || st
+                            .last_frame_ts
+                            .as_deref()
+                            .and_then(parse_ts)
+                            .is_some_and(|ts| ts >= want)
+                })
+            })
+            .await;
     }
 
     /// Drops both connections of `t`, each losing the next `n` frames in flight, and waits until
@@ -389,7 +412,7 @@ async fn a_five_minute_drop_loses_nothing_and_the_other_tenant_is_unaffected() {
     r.sim.pod_set_down(ACME.2, false);
     // Reconnects within the backoff's cap (1 minute here), replaying from where it dropped.
     r.step(Duration::from_secs(5), 24, &[GLOBEX]).await;
-    r.reconnect(ACME.0).await;
+    r.reconnect(ACME.0, &[GLOBEX]).await;
     // The lost frames come from the archive once it serves them (30 minutes on).
     r.step(Duration::from_secs(10), 200, &[ACME, GLOBEX]).await;
     r.settle_and_check(ACME.0, ACME.1).await;
@@ -432,7 +455,7 @@ async fn a_two_hour_drop_is_closed_from_the_archive_beyond_the_replay_hour() {
     r.sim.pod_set_down(ACME.2, false);
     // The reconnect replays only the last hour; the hour before it comes from the archive.
     r.step(Duration::from_secs(10), 12, &[]).await;
-    r.reconnect(ACME.0).await;
+    r.reconnect(ACME.0, &[]).await;
     r.step(Duration::from_secs(10), 30, &[ACME]).await;
     r.settle_and_check(ACME.0, ACME.1).await;
     let log = r.sim.pod_log(ACME.2);
@@ -465,7 +488,9 @@ async fn a_silent_connection_is_detected_by_its_missing_pong_and_the_409_is_wait
             (None, Some(ping)) => (ping.clone(), st.clone()),
             (None, None) => panic!("a connected stream publishes its next ping: {st:?}"),
         };
-        r.manual.set(parse_ms(&deadline));
+        // The maillog stream keeps flowing: the clock goes there in paced steps.
+        r.advance_to(parse_ms(&deadline), &[(ACME, PodType::Maillog)])
+            .await;
         r.running
             .wait_for("the daemon to act on its ping deadline", |s| {
                 stream_of(s, &id).is_some_and(|t| {
@@ -509,7 +534,8 @@ async fn a_silent_connection_is_detected_by_its_missing_pong_and_the_409_is_wait
             .next_poll_at
             .clone()
             .expect("a waiting stream publishes its retry");
-        r.manual.set(parse_ms(&retry));
+        r.advance_to(parse_ms(&retry), &[(ACME, PodType::Maillog)])
+            .await;
         r.running
             .wait_for("the next connection attempt", |s| {
                 stream_of(s, &id).is_some_and(|t| {
@@ -647,13 +673,13 @@ async fn frames_out_of_ts_order_are_not_lost_across_drops() {
     let r = rig(vec![c], &[ACME], "").await;
     r.step(Duration::from_secs(1), 20, &[ACME]).await;
     for _ in 0..4 {
-        r.reconnect(ACME.0).await;
+        r.reconnect(ACME.0, &[]).await;
         r.drop_losing(ACME, 8).await;
         // The service counts the lost frames as sent (their send times run up to 7 s ahead):
         // the clock passes them before the stream is expected to receive the frames after
         // them, once it has reconnected after its backoff.
         r.step(Duration::from_secs(1), 10, &[]).await;
-        r.reconnect(ACME.0).await;
+        r.reconnect(ACME.0, &[]).await;
         r.step(Duration::from_secs(1), 20, &[ACME]).await;
     }
     // The spans around the drops come from the archive once it serves them (30 minutes on).
