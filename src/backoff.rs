@@ -39,9 +39,40 @@ pub fn delay(attempt: u32, base: Duration, cap: Duration) -> Duration {
     base + (ceiling - base).mul_f64(unit())
 }
 
+/// As [`delay`], but at least half the exponential step: for a retry known to be useless for
+/// a while (a PoD session the service still holds ends only at its idle timeout), so the waits
+/// surely grow instead of drawing the base again and again.
+pub fn growing_delay(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let ceiling = base
+        .checked_mul(1u32 << attempt.min(20))
+        .unwrap_or(cap)
+        .min(cap)
+        .max(base);
+    let half = (ceiling / 2).max(base);
+    half + (ceiling - half).mul_f64(unit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn growing_delay_is_at_least_half_its_step() {
+        let base = Duration::from_secs(5);
+        let cap = Duration::from_secs(60);
+        for attempt in 0..30 {
+            let ceiling = (base * (1 << attempt.min(20))).min(cap);
+            for _ in 0..20 {
+                let d = growing_delay(attempt, base, cap);
+                assert!(d >= base && d >= ceiling / 2, "{attempt}: {d:?}");
+                assert!(d <= ceiling.max(base), "{attempt}: {d:?}");
+            }
+        }
+        let spread: std::collections::HashSet<u128> = (0..50)
+            .map(|_| growing_delay(10, base, cap).as_millis())
+            .collect();
+        assert!(spread.len() > 10, "jitter must spread retries");
+    }
 
     #[test]
     fn grows_exponentially_within_bounds_and_caps() {

@@ -950,4 +950,25 @@ sinks = ["archive"]
             c.sink_fingerprints["archive"]
         );
     }
+
+    #[test]
+    fn pod_max_disorder_defaults_to_a_minute_and_is_bounded() {
+        let pod = |extra: &str| {
+            format!(
+                "{}[tenants.acme-pod]\nproduct = \"pod\"\ncluster_id = \"acme_hosted\"\ntoken_env = \"ACME_POD_TOKEN\"\nsinks = [\"archive\"]\n{extra}",
+                GOOD
+            )
+        };
+        let disorder = |c: &Config| match &c.tenants["acme-pod"] {
+            TenantConfig::Pod(t) => t.max_disorder,
+            _ => panic!("a pod tenant"),
+        };
+        let c = load(&pod(""), &[]).unwrap();
+        assert_eq!(disorder(&c), Duration::from_secs(60));
+        let c = load(&pod("max_disorder = \"10m\"\n"), &[]).unwrap();
+        assert_eq!(disorder(&c), Duration::from_secs(600));
+        let e = load(&pod("max_disorder = \"11m\"\n"), &[]).unwrap_err();
+        assert!(e.contains("tenants.acme-pod.max_disorder"), "{e}");
+        assert!(e.contains("must be at most 10m"), "{e}");
+    }
 }

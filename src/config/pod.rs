@@ -56,7 +56,18 @@ pub struct PodTenant {
     /// Default 30d (Proofpoint's figure, not verified).
     #[serde(default = "default_archive_horizon", with = "humantime_serde")]
     pub archive_horizon: Duration,
+    /// How far a frame's `ts` may run behind the frames sent before it (a cluster has several
+    /// sending agents, and nothing says the stream is ordered). Frames out of order within this
+    /// bound are never lost across a drop or a crash: each archive catch-up reaches this far
+    /// before a sink's checkpoint and past where its live coverage restarted. Default 1m, at
+    /// most [`MAX_DISORDER_LIMIT`].
+    #[serde(default = "default_max_disorder", with = "humantime_serde")]
+    pub max_disorder: Duration,
 }
+
+/// The largest `max_disorder`: the dedupe keys a catch-up needs are kept for 3 hours past a
+/// checkpoint, and a catch-up reaches back an hour window plus this.
+pub const MAX_DISORDER_LIMIT: Duration = Duration::from_secs(600);
 
 /// A PoD log type: one live connection each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
@@ -104,6 +115,9 @@ fn default_archive_lag() -> Duration {
 }
 fn default_archive_horizon() -> Duration {
     Duration::from_secs(30 * 86_400)
+}
+fn default_max_disorder() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// PoD's stream host.
@@ -209,6 +223,16 @@ impl ProductSettings for PodTenant {
                 format!(
                     "must be between 1s and 4m (the service drops idle connections after about 5 minutes), got {}",
                     humantime::format_duration(self.ping_interval)
+                ),
+            );
+        }
+        if self.max_disorder > MAX_DISORDER_LIMIT {
+            err(
+                key("max_disorder"),
+                format!(
+                    "must be at most {}, got {}",
+                    humantime::format_duration(MAX_DISORDER_LIMIT),
+                    humantime::format_duration(self.max_disorder)
                 ),
             );
         }

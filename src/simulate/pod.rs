@@ -7,11 +7,13 @@
 //!   headers is a 400.
 //! - **One session per token and type**: while a session of (token, type) is open, another gets
 //!   HTTP 409 `Exceeded maximum number of sessions per token` (an archive session counts).
-//! - **Live mode** (no time parameters): frames are sent as the clock passes their `ts`. The first
-//!   session of a token starts at now. A reconnect within an hour of the drop resumes after the
-//!   last frame the dropped session sent (frames written but not read by the client are lost with
-//!   the connection, as on the real service); after more than an hour only the last hour is
-//!   replayed. Every `duplicate_every`th live frame is sent twice.
+//! - **Live mode** (no time parameters): frames are sent as the clock passes their send time: their
+//!   `ts`, or with `disorder` a seeded delay of up to that much after it, so that frames go out of
+//!   `ts` order (a cluster has several sending agents). The first session of a token starts at
+//!   now. A reconnect within an hour of the drop resumes after the last frame the dropped session
+//!   sent (frames written but not read by the client are lost with the connection, as on the real
+//!   service); after more than an hour only the last hour is replayed. Every `duplicate_every`th
+//!   live frame is sent twice.
 //! - **Pings**: a session answers each ping with a pong; one that received no ping (or other
 //!   frame) for `idle_timeout` is dropped.
 //! - **Archive mode** (`sinceTime` and `toTime`, RFC 3339): both rounded out to the hour, frames
@@ -71,6 +73,10 @@ pub struct SimPodCluster {
     /// How far back archive mode reaches. Default 30 days.
     #[serde(default = "default_horizon", with = "humantime_serde")]
     pub archive_horizon: Duration,
+    /// Live frames are sent up to this long after their `ts` (a seeded delay per frame), so out
+    /// of `ts` order by up to this much. Archive mode is unaffected. Default 0: in order.
+    #[serde(default, with = "humantime_serde")]
+    pub disorder: Duration,
 }
 
 fn default_rate() -> u32 {
@@ -97,6 +103,7 @@ impl SimPodCluster {
             idle_timeout: default_idle(),
             archive_lag: default_archive_lag(),
             archive_horizon: default_horizon(),
+            disorder: Duration::ZERO,
         }
     }
 }
@@ -109,8 +116,8 @@ pub enum PodFault {
     /// Stop sending frames and reading (so no pong either); keep the connection open until the
     /// idle timeout ends the session, holding the token's session meanwhile.
     Stall,
-    /// Count the next this many frames as sent without sending them (lost in flight), then drop
-    /// the TCP connection: the replay after a reconnect starts after them.
+    /// Count the next this many frames (in send order) as sent without sending them (lost in
+    /// flight), then drop the TCP connection: the replay after a reconnect starts after them.
     DropLosing(u32),
 }
 
@@ -138,7 +145,8 @@ pub(super) struct PodCluster {
 struct PodState {
     /// The open session per type: its id and its fault channel.
     open: HashMap<PodType, (u64, mpsc::UnboundedSender<PodFault>)>,
-    /// Per type: `ts` (µs) of the last frame the last live session sent, and when it ended (µs).
+    /// Per type: the send time (µs) of the last frame the last live session sent, and when it
+    /// ended (µs).
     cursor: HashMap<PodType, (i64, i64)>,
     next_id: u64,
     log: Vec<PodLogged>,
@@ -199,19 +207,60 @@ impl PodCluster {
         })
     }
 
-    /// The time of the first frame of `kind` after `t` (µs).
+    /// How long after its `ts` frame `j` of minute `m` is sent live (µs): a seeded share of
+    /// `disorder`, 0 without it.
+    fn delay(&self, kind: PodType, m: i64, j: u32) -> i64 {
+        let d = self.cfg.disorder.as_micros() as i64;
+        if d == 0 {
+            return 0;
+        }
+        (mix(mix(mix(self.seed, kind as u64 + 21), m as u64), j as u64) % (d as u64 + 1)) as i64
+    }
+
+    /// Every frame of `kind` whose live send time is in `[from_us, to_us)`, in send order:
+    /// `(send µs, bytes)`.
+    fn frames_sent(&self, kind: PodType, from_us: i64, to_us: i64, out: &mut Vec<(i64, Vec<u8>)>) {
+        if to_us <= from_us {
+            return;
+        }
+        let d = self.cfg.disorder.as_micros() as i64;
+        let mut sent = Vec::new();
+        for m in (from_us - d).div_euclid(MINUTE_US)..=(to_us - 1).div_euclid(MINUTE_US) {
+            for (ts, j) in self.minute_times(kind, m) {
+                let at = ts + self.delay(kind, m, j);
+                if at >= from_us && at < to_us {
+                    sent.push((at, ts, m, j));
+                }
+            }
+        }
+        sent.sort_unstable();
+        out.extend(
+            sent.into_iter()
+                .map(|(at, ts, m, j)| (at, self.render(kind, ts, m, j))),
+        );
+    }
+
+    /// The send time of the first frame of `kind` sent live after `t` (µs).
     fn next_after(&self, kind: PodType, t: i64) -> i64 {
-        let m = t.div_euclid(MINUTE_US);
-        let n = self.cfg.frames_per_minute.max(1) as i64;
-        let slot = (MINUTE_US / n).max(1);
-        let j = ((t - m * MINUTE_US) / slot).min(n - 1);
-        self.minute_times(kind, m)
-            .skip(j as usize)
-            .take(2)
-            .map(|(ts, _)| ts)
-            .find(|&ts| ts > t)
-            .or_else(|| self.minute_times(kind, m + 1).next().map(|(ts, _)| ts))
-            .unwrap_or(t + MINUTE_US)
+        let d = self.cfg.disorder.as_micros() as i64;
+        let mut best = i64::MAX;
+        // A frame of minute `m` is sent from the minute's start on: scan until no later minute
+        // can beat the best found.
+        let mut m = (t - d).div_euclid(MINUTE_US);
+        while m * MINUTE_US <= best.min(t + MINUTE_US + d) {
+            for (ts, j) in self.minute_times(kind, m) {
+                let at = ts + self.delay(kind, m, j);
+                if at > t && at < best {
+                    best = at;
+                }
+            }
+            m += 1;
+        }
+        if best == i64::MAX {
+            t + MINUTE_US
+        } else {
+            best
+        }
     }
 
     fn ts_text(&self, ts_us: i64) -> String {
@@ -347,6 +396,25 @@ impl Simulator {
         out.into_iter().map(|(_, f)| f).collect()
     }
 
+    /// The frame of cluster `cluster_id`'s `kind` a live session sends last by `at` (the latest
+    /// `ts` by then, unless the cluster's `disorder` holds frames back), as the stream sends it.
+    pub fn pod_last_sent(
+        &self,
+        cluster_id: &str,
+        kind: PodType,
+        at: DateTime<Utc>,
+    ) -> Option<Vec<u8>> {
+        let c = self
+            .inner
+            .pod
+            .values()
+            .find(|c| c.cfg.cluster_id == cluster_id)?;
+        let to = at.timestamp_micros() + 1;
+        let mut out = Vec::new();
+        c.frames_sent(kind, to - 2 * MINUTE_US, to, &mut out);
+        out.pop().map(|(_, f)| f)
+    }
+
     /// Applies `fault` to the open session of `token` and `kind`; false when none is open.
     pub fn pod_fault(&self, token: &str, kind: PodType, fault: PodFault) -> bool {
         let Some(c) = self.inner.pod.get(token) else {
@@ -398,7 +466,7 @@ struct Slot {
     id: u64,
     live: bool,
     clock: Clock,
-    /// `ts` of the last frame sent (µs), for the replay of the next live session.
+    /// The send time of the last frame sent (µs), for the replay of the next live session.
     last_sent: i64,
 }
 
@@ -594,8 +662,8 @@ async fn run_live(
                 let from = slot.last_sent + 1;
                 let to = ((from.div_euclid(MINUTE_US) + 1) * MINUTE_US).min(now + 1);
                 pending.clear();
-                cluster.frames(slot.kind, from, to, &mut pending);
-                for (ts, frame) in pending.drain(..) {
+                cluster.frames_sent(slot.kind, from, to, &mut pending);
+                for (at, frame) in pending.drain(..) {
                     let text = String::from_utf8(frame).unwrap_or_default();
                     sent += 1;
                     let twice = cluster.cfg.duplicate_every > 0
@@ -606,7 +674,7 @@ async fn run_live(
                     if ws.feed(Message::text(text)).await.is_err() {
                         return;
                     }
-                    slot.last_sent = ts;
+                    slot.last_sent = at;
                 }
                 slot.last_sent = slot.last_sent.max(to - 1);
             }

@@ -55,14 +55,19 @@ impl PodStream {
         cancel: &CancellationToken,
     ) -> Result<(), CatchUpError> {
         let now = ctx.clock.now().timestamp();
-        self.clamp_to_horizon(ctx, now)?;
-        let needs = needs(
+        let horizon = self.clamp_to_horizon(ctx, now)?;
+        let mut needs = needs(
             &self.lanes,
             self.config.archive_lag,
+            self.disorder(),
             &self.streams,
             now,
             false,
         );
+        // The margin for frames out of order before a position at the horizon is past it too.
+        for need in &mut needs {
+            need.1 = need.1.max(horizon);
+        }
         if needs.is_empty() {
             return Ok(());
         }
@@ -74,6 +79,7 @@ impl PodStream {
         let end = needs.iter().map(|n| n.2).max().unwrap_or(now);
         tracing::info!(from = %clock::rfc3339(start), to = %clock::rfc3339(end), sinks = needs.len(), "archive catch-up");
         self.publish(ctx);
+        let disorder = self.disorder();
         let mut failed: Vec<usize> = Vec::new();
         let mut h = start;
         while h < end {
@@ -102,10 +108,12 @@ impl PodStream {
                         continue;
                     }
                     let lane = &mut self.lanes[i];
-                    if lane.live_from.is_some_and(|lf| h2 > lf) {
+                    if lane.archive_to(disorder).is_some_and(|to| h2 >= to) {
                         lane.synced = true;
                         lane.live_from = None;
-                        let to = lane.live_latest.unwrap_or(h2).max(h2);
+                        // The archive has every frame before `h2`: that is position `h2 +
+                        // disorder` (see the lanes module).
+                        let to = lane.live_latest.unwrap_or(h2 + disorder).max(h2 + disorder);
                         self.streams.advance(i, to, ctx.engine())?;
                     }
                 }
@@ -119,8 +127,8 @@ impl PodStream {
     }
 
     /// Moves every position older than the archive horizon to the horizon, and reports the span
-    /// each such sink skips (the archive cannot serve it).
-    fn clamp_to_horizon(&mut self, ctx: &Context, now: i64) -> Result<(), StoreError> {
+    /// each such sink skips (the archive cannot serve it); returns the horizon.
+    fn clamp_to_horizon(&mut self, ctx: &Context, now: i64) -> Result<i64, StoreError> {
         let horizon = now - self.config.archive_horizon.as_secs() as i64;
         let gaps = self.streams.clamp(ctx.engine(), |c| {
             if c != 0 && c < horizon {
@@ -137,12 +145,13 @@ impl PodStream {
                 clock::rfc3339(to)
             ));
         }
-        Ok(())
+        Ok(horizon)
     }
 
     /// One archive session for `[since, to]`, delivered to `targets` from `floor` (the earliest
-    /// of their positions) on; returns the targets that took all of it (their position is now
-    /// `to`).
+    /// point where their catch-ups start) on; returns the targets that took all of it. Their
+    /// position is now `to + max_disorder`: they have every frame before `to`, and a position
+    /// promises the frames up to `max_disorder` before it (see the lanes module).
     async fn archive_window(
         &mut self,
         ctx: &Context,
@@ -161,7 +170,7 @@ impl PodStream {
             targets,
             Span {
                 start: floor_hour(since),
-                end: to,
+                end: to + self.disorder(),
             },
             &ctx.store,
         )?;

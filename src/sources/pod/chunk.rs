@@ -35,8 +35,9 @@ impl Pending {
     }
 
     /// As [`Pending::push`], unless the frame's `ts` is before `floor` (whole seconds): an archive
-    /// window starts on the hour, and the frames before every target's position were delivered
-    /// already (dedupe would drop them) or precede the stream's first frame (never wanted).
+    /// window starts on the hour, and the frames before where every target's catch-up starts
+    /// (`max_disorder` before its position) were delivered already (dedupe would drop them) or
+    /// precede the stream's first frame (never wanted).
     pub(super) fn push_from(&mut self, kind: PodType, frame: &[u8], floor: i64) {
         let ts_ms = frame_ts_ms(frame);
         if ts_ms.is_some_and(|ms| ms.div_euclid(1000) < floor) {

@@ -1,6 +1,17 @@
 //! What a PoD stream knows of each sink besides its position: whether the sink is in sync (it
 //! has every frame since its position, so live chunks move it) and, once out of sync, where its
 //! live coverage restarted; from these, which spans the archive must fill (invariants 1, 2).
+//!
+//! **Frames out of `ts` order.** The stream is not ordered: a frame's `ts` may run up to the
+//! tenant's `max_disorder` (`d`) behind the frames sent before it. So a position `p` (the latest
+//! `ts` of the chunks a sink took in sync) promises every frame with `ts` up to `p - d`, not up to
+//! `p`: a frame a little older than `p` may still be on its way, or lost in flight with a dropped
+//! connection. Each span the archive fills therefore starts at `p - d` and ends `d` past the first
+//! live frame that restarted coverage (a frame lost just before the restart was sent before that
+//! frame, so its `ts` is at most `d` past it). Every position keeps that one meaning, whoever set
+//! it: a sink that has never had a frame starts at `d` past the second before the first frame
+//! (nothing before the first frame is wanted, so its first catch-up starts there, not `d` earlier),
+//! and an archive session that brought every frame before `to` leaves its sinks at `to + d`.
 
 use std::time::Duration;
 
@@ -22,12 +33,22 @@ pub(super) struct Lane {
     pub(super) live_latest: Option<i64>,
 }
 
-/// The sinks that need the archive now: `(stream, from, to)`, where `to` is where their live
-/// coverage starts (or the archive's edge, if sooner). Only spans the archive serves whole
-/// are due while connected (`whole`); before connecting, whatever it serves is.
+impl Lane {
+    /// Out of sync: where the archive must reach (exclusive) before the sink is in sync again,
+    /// `disorder` past the first live frame it took since it fell out (see the module header).
+    pub(super) fn archive_to(&self, disorder: i64) -> Option<i64> {
+        self.live_from.map(|lf| lf + disorder + 1)
+    }
+}
+
+/// The sinks that need the archive now: `(stream, from, to)`, from `disorder` before their
+/// position to `disorder` past where their live coverage restarted (or the archive's edge, if
+/// sooner). Only spans the archive serves whole are due while connected (`whole`); before
+/// connecting, whatever it serves is.
 pub(super) fn needs(
     lanes: &[Lane],
     archive_lag: Duration,
+    disorder: i64,
     streams: &Streams,
     now: i64,
     whole: bool,
@@ -38,12 +59,13 @@ pub(super) fn needs(
         .into_iter()
         .filter_map(|i| {
             let lane = &lanes[i];
-            let from = streams.position(i);
-            if lane.synced || from == 0 {
+            let position = streams.position(i);
+            if lane.synced || position == 0 {
                 return None;
             }
-            let to = match lane.live_from {
-                Some(lf) if lf <= avail => lf + 1,
+            let from = position - disorder;
+            let to = match lane.archive_to(disorder) {
+                Some(to) if to - 1 <= avail => to,
                 // Connected, a span is fetched once the archive serves it whole, and only for
                 // a sink that took a live chunk since it fell out: one that is still failing
                 // is not worth an archive session (nor closing the live connection for).
@@ -93,6 +115,7 @@ pub(super) async fn deliver(
     delivery: &mut Delivery<'_>,
     lanes: &mut [Lane],
     pending: &mut Pending,
+    disorder: i64,
     ctx: &Context,
 ) -> Result<(), StoreError> {
     if pending.events.is_empty() {
@@ -105,7 +128,9 @@ pub(super) async fn deliver(
         return delivery.send(&batch, ctx.engine()).await;
     };
     // A sink that has never had a frame starts here: its position is set before the chunk is
-    // delivered, so a crash in between cannot leave it "new" with frames already delivered.
+    // delivered, so a crash in between cannot leave it "new" with frames already delivered. It
+    // promises the frames up to `disorder` before it: none, as nothing before the first frame is
+    // wanted (see the module header).
     let fresh: Vec<usize> = delivery
         .alive_streams()
         .into_iter()
@@ -113,7 +138,10 @@ pub(super) async fn deliver(
         .collect();
     if !fresh.is_empty() {
         delivery
-            .advance(|i| fresh.contains(&i).then_some(min - 1), ctx.engine())
+            .advance(
+                |i| fresh.contains(&i).then_some(min - 1 + disorder),
+                ctx.engine(),
+            )
             .await?;
         for &i in &fresh {
             lanes[i] = Lane {
@@ -134,11 +162,12 @@ pub(super) async fn deliver(
         if !lane.synced && lane.live_from.is_none() {
             lane.live_from = Some(min);
         }
-        // The archive already reached past where live coverage restarted: in sync again.
+        // The archive already reached far enough past where live coverage restarted: in sync
+        // again.
         if !lane.synced
             && lane
-                .live_from
-                .is_some_and(|lf| delivery.streams().position(i) > lf)
+                .archive_to(disorder)
+                .is_some_and(|to| delivery.streams().position(i) - disorder >= to)
         {
             lane.synced = true;
             lane.live_from = None;

@@ -79,6 +79,11 @@ const KEYS: KeyHorizon = KeyHorizon {
     reach: 120,
     keep: 3 * 3600,
 };
+// A catch-up starts `max_disorder` before a position, on the hour before that: the keys it loads
+// from there must not have been forgotten yet.
+const _: () = assert!(
+    KEYS.keep >= 3600 + KEYS.reach + crate::config::pod::MAX_DISORDER_LIMIT.as_secs() as i64
+);
 /// How long a clean close may take (connecting: [`crate::api::pod::CONNECT_TIMEOUT`]).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -179,6 +184,11 @@ struct PodStream {
     attempts: u32,
 }
 
+/// `max_disorder` in whole seconds, rounded up (positions are whole seconds).
+fn disorder_secs(d: Duration) -> i64 {
+    d.as_millis().div_ceil(1000) as i64
+}
+
 /// The start of the hour `secs` falls in (archive windows and key spans are whole hours).
 fn floor_hour(secs: i64) -> i64 {
     secs.div_euclid(3600) * 3600
@@ -224,9 +234,12 @@ impl PodStream {
                     wait
                 }
                 LiveEnd::Refused => {
+                    // The service holds the other session until it times out (about 5 minutes
+                    // idle): a retry soon after a 409 is as useless as the first, so the waits
+                    // surely grow.
                     self.stats.refused += 1;
                     let e = ApiError::SessionOpen;
-                    self.failed(ctx, e.disposition(), e.to_string())
+                    self.failed_with(ctx, e.disposition(), e.to_string(), backoff::growing_delay)
                 }
                 LiveEnd::Failed(e) => self.failed(ctx, e.disposition(), e.to_string()),
                 LiveEnd::Store(e) => self.failed(
@@ -247,6 +260,17 @@ impl PodStream {
     /// Records a failure; returns how long to wait before the next attempt: refused credentials
     /// fail the stream and wait longer, anything else is retried.
     fn failed(&mut self, ctx: &Context, disposition: Disposition, message: String) -> Duration {
+        self.failed_with(ctx, disposition, message, backoff::delay)
+    }
+
+    /// [`PodStream::failed`], with the wait drawn by `delay` (attempt, base, cap).
+    fn failed_with(
+        &mut self,
+        ctx: &Context,
+        disposition: Disposition,
+        message: String,
+        delay: fn(u32, Duration, Duration) -> Duration,
+    ) -> Duration {
         let message = crate::secret::scrub_with(message, std::slice::from_ref(&self.token));
         let (state, base) = match disposition {
             Disposition::Credentials => (TenantState::Failed, Duration::from_secs(60)),
@@ -256,7 +280,7 @@ impl PodStream {
             | Disposition::Transient => (TenantState::Retrying, Duration::from_secs(5)),
         };
         self.stats.state = state;
-        let wait = backoff::delay(self.attempts, base, ctx.poll.max_backoff);
+        let wait = delay(self.attempts, base, ctx.poll.max_backoff);
         self.attempts = self.attempts.saturating_add(1);
         tracing::warn!(error = %message, retry_in_secs = wait.as_secs(), "pod stream waiting to retry");
         self.stats.last_error = Some(message);
@@ -276,6 +300,11 @@ impl PodStream {
         };
         self.stats.retry_at = None;
         cancelled
+    }
+
+    /// The tenant's `max_disorder`, in whole seconds rounded up (see [`lanes`]).
+    fn disorder(&self) -> i64 {
+        disorder_secs(self.config.max_disorder)
     }
 
     fn stream_url(&self, archive: Option<(i64, i64)>) -> String {

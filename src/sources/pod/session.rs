@@ -103,6 +103,7 @@ impl PodStream {
             tenant,
             kind: *kind,
             archive_lag: config.archive_lag,
+            disorder: super::disorder_secs(config.max_disorder),
             lanes,
             stats,
             heartbeat,
@@ -179,6 +180,8 @@ struct Live<'s> {
     tenant: &'s str,
     kind: PodType,
     archive_lag: Duration,
+    /// The tenant's `max_disorder` (whole seconds).
+    disorder: i64,
     lanes: &'s mut [Lane],
     stats: &'s mut Stats,
     heartbeat: Heartbeat,
@@ -210,12 +213,11 @@ impl Live<'_> {
     ) -> Step {
         match msg {
             Some(Ok(Message::Text(t))) => {
-                self.stats.note_frame(&t, &self.ctx.clock);
-                self.pending.push(self.kind, t.as_bytes());
+                self.take(t.as_bytes());
                 self.flush_if_full()
             }
             Some(Ok(Message::Binary(b))) => {
-                self.pending.push(self.kind, &b);
+                self.take(&b);
                 self.flush_if_full()
             }
             Some(Ok(Message::Pong(_))) => {
@@ -243,6 +245,14 @@ impl Live<'_> {
             Some(Err(e)) => self.lost(delivery, e.to_string()).await,
             None => self.lost(delivery, "connection closed (1006)".into()).await,
         }
+    }
+
+    /// A live frame: counted and noted for status (its `ts`, when it came), and added to the
+    /// pending chunk. Every live frame comes through here, those read while closing too, so
+    /// status never shows an older last frame than the one delivered.
+    fn take(&mut self, frame: &[u8]) {
+        self.stats.note_frame(frame, &self.ctx.clock);
+        self.pending.push(self.kind, frame);
     }
 
     fn flush_if_full(&self) -> Step {
@@ -285,13 +295,13 @@ impl Live<'_> {
     /// may join again or it is [`REBEGIN_EVERY`] old.
     async fn check(&mut self, secs: i64, ws: &mut Ws, delivery: &mut Delivery<'_>) -> Step {
         self.next_check = secs + CHECK_EVERY;
-        if let Err(e) = deliver(delivery, self.lanes, &mut self.pending, self.ctx).await {
+        if let Err(e) = self.deliver(delivery).await {
             return Step::End(LiveEnd::Store(e));
         }
         self.linger = None;
         self.stats.rate(secs * 1000);
         self.publish(delivery.streams());
-        if !needs(self.lanes, self.archive_lag, delivery.streams(), secs, true).is_empty() {
+        if self.catch_up_due(secs, delivery.streams()) {
             tracing::info!("closing the live connection for an archive catch-up");
             return Step::End(self.close(ws, delivery, LiveEnd::Pause).await);
         }
@@ -303,18 +313,31 @@ impl Live<'_> {
         Step::Wait
     }
 
+    /// Some sink needs a span the archive now serves whole ([`needs`]).
+    fn catch_up_due(&self, secs: i64, streams: &Streams) -> bool {
+        let due = needs(
+            self.lanes,
+            self.archive_lag,
+            self.disorder,
+            streams,
+            secs,
+            true,
+        );
+        !due.is_empty()
+    }
+
     /// The connection is lost (`why`): what is pending is delivered, if it can be, and the
     /// session ends.
     async fn lost(&mut self, delivery: &mut Delivery<'_>, why: String) -> Step {
-        let _ = deliver(delivery, self.lanes, &mut self.pending, self.ctx).await;
+        let _ = self.deliver(delivery).await;
         Step::End(LiveEnd::Dropped(why))
     }
 
     /// Closes the connection cleanly and delivers the frames it still brought; the session
     /// ends as `end`, or as dropped if the connection was lost meanwhile.
     async fn close(&mut self, ws: &mut Ws, delivery: &mut Delivery<'_>, end: LiveEnd) -> LiveEnd {
-        let lost = close_cleanly(ws, &mut self.pending, self.kind).await;
-        let _ = deliver(delivery, self.lanes, &mut self.pending, self.ctx).await;
+        let lost = self.close_cleanly(ws).await;
+        let _ = self.deliver(delivery).await;
         lost.map_or(end, LiveEnd::Dropped)
     }
 
@@ -325,10 +348,22 @@ impl Live<'_> {
         }
     }
 
+    /// Delivers the pending chunk ([`deliver`]), moving the positions of the sinks in sync.
+    async fn deliver(&mut self, delivery: &mut Delivery<'_>) -> Result<(), StoreError> {
+        deliver(
+            delivery,
+            self.lanes,
+            &mut self.pending,
+            self.disorder,
+            self.ctx,
+        )
+        .await
+    }
+
     /// Delivers the pending chunk and publishes the status it leaves.
     async fn flush(&mut self, delivery: &mut Delivery<'_>) -> Result<(), StoreError> {
         self.linger = None;
-        deliver(delivery, self.lanes, &mut self.pending, self.ctx).await?;
+        self.deliver(delivery).await?;
         self.publish(delivery.streams());
         Ok(())
     }
@@ -343,31 +378,29 @@ impl Live<'_> {
             self.ctx,
         );
     }
-}
 
-/// Sends a close frame and reads until the service's answer, keeping the frames that were
-/// still on their way; `Some(reason)` when the connection was lost instead.
-async fn close_cleanly(ws: &mut Ws, pending: &mut Pending, kind: PodType) -> Option<String> {
-    if let Err(e) = ws.close(None).await {
-        return Some(e.to_string());
-    }
-    let read = async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    pending.push(kind, t.as_bytes());
-                }
-                Some(Ok(Message::Binary(b))) => {
-                    pending.push(kind, &b);
-                }
-                Some(Ok(Message::Close(_))) | None => return None,
-                Some(Ok(_)) => {}
-                Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)) => return None,
-                Some(Err(e)) => return Some(e.to_string()),
-            }
+    /// Sends a close frame and reads until the service's answer, taking the frames that were
+    /// still on their way; `Some(reason)` when the connection was lost instead.
+    async fn close_cleanly(&mut self, ws: &mut Ws) -> Option<String> {
+        if let Err(e) = ws.close(None).await {
+            return Some(e.to_string());
         }
-    };
-    tokio::time::timeout(CLOSE_TIMEOUT, read)
-        .await
-        .unwrap_or_else(|_| Some("the service did not answer the close".into()))
+        let read = async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) => self.take(t.as_bytes()),
+                    Some(Ok(Message::Binary(b))) => self.take(&b),
+                    Some(Ok(Message::Close(_))) | None => return None,
+                    Some(Ok(_)) => {}
+                    Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)) => {
+                        return None
+                    }
+                    Some(Err(e)) => return Some(e.to_string()),
+                }
+            }
+        };
+        tokio::time::timeout(CLOSE_TIMEOUT, read)
+            .await
+            .unwrap_or_else(|_| Some("the service did not answer the close".into()))
+    }
 }

@@ -35,14 +35,16 @@ pub(super) struct Stats {
 }
 
 impl Stats {
-    pub(super) fn note_frame(&mut self, frame: &str, clock: &clock::Clock) {
+    /// A live frame came: counted, with its arrival time and its `ts` text.
+    pub(super) fn note_frame(&mut self, frame: &[u8], clock: &clock::Clock) {
         self.frames += 1;
         self.last_frame_at = Some(clock.now().timestamp());
         // The `ts` text, for status; cheap enough once per frame as it is a short scan.
-        if let Some(at) = frame.find("\"ts\":\"") {
-            let rest = &frame[at + 6..];
-            if let Some(end) = rest.find('"') {
-                self.last_frame_ts = Some(rest[..end].to_string());
+        const TS: &[u8] = b"\"ts\":\"";
+        if let Some(at) = memchr::memmem::find(frame, TS) {
+            let rest = &frame[at + TS.len()..];
+            if let Some(end) = memchr::memchr(b'"', rest) {
+                self.last_frame_ts = Some(String::from_utf8_lossy(&rest[..end]).into_owned());
             }
         }
     }
@@ -92,7 +94,12 @@ pub(super) fn publish(
     ctx: &Context,
 ) {
     let now = ctx.clock.now().timestamp();
-    let sinks = streams.statuses(now, 0);
+    let mut sinks = streams.statuses(now, 0);
+    for s in &mut sinks {
+        // A checkpoint may read up to `max_disorder` ahead of the clock (a new stream's, or one
+        // an archive session just set): it promises the frames up to that much before it.
+        s.behind_seconds = s.behind_seconds.max(0);
+    }
     for s in &sinks {
         ctx.metrics
             .set_stream_gauges(id, &s.sink, s.behind_seconds, s.backlog_seconds);
