@@ -250,6 +250,21 @@ pub fn endpoint(url: &str, api: Option<LogScaleApi>) -> Result<(&str, LogScaleAp
 common::plain_http_options!(LogScaleConfig);
 
 impl LogScaleConfig {
+    /// Why this sink can never take events of `kind`, if it cannot: with `tokens` and no token of
+    /// the sink's own, a type `tokens` does not list has no token to be sent with, so every
+    /// delivery of it would fail. `tapfwd check` asks this of every route, as for Sentinel.
+    pub fn refuses(&self, kind: EventKind) -> Option<String> {
+        let own = self.token.is_some() || self.token_env.is_some() || self.token_file.is_some();
+        if own || self.tokens.is_empty() || self.tokens.0.contains_key(&kind) {
+            return None;
+        }
+        let listed: Vec<&str> = self.tokens.0.keys().map(|k| k.as_str()).collect();
+        Some(format!(
+            "has an ingest token only for {} under `tokens` and none of its own (token, token_env, token_file), so {kind} events have no token and every delivery would be rejected; add `tokens.{kind}` (or `{kind}_env`, `{kind}_file`) or a sink token",
+            listed.join(", ")
+        ))
+    }
+
     fn secret(&self) -> SecretSource<'_> {
         SecretSource {
             key: "token",

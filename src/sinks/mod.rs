@@ -172,11 +172,13 @@ sink_kinds! {
 
 impl SinkConfig {
     /// Why this sink can never take events of `kind`, if it cannot (a Sentinel sink with the
-    /// solution layout has no stream for People snapshots or PoD audit events). `tapfwd check`
+    /// solution layout has no stream for People snapshots or PoD audit events; a LogScale sink
+    /// with a token per type and none of its own has no token for a type it does not list). `tapfwd check`
     /// asks it for every kind each tenant's sources send the sink, naming the tenant's key.
     pub fn refuses(&self, kind: EventKind) -> Option<String> {
         match self {
             SinkConfig::Sentinel(c) => c.refuses(kind),
+            SinkConfig::LogScale(c) => c.refuses(kind),
             _ => None,
         }
     }

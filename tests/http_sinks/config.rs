@@ -219,3 +219,71 @@ fn check_refuses_a_solution_layout_sink_fed_by_kinds_no_solution_has_a_table_for
     );
     assert!(!out.contains("topClickers"), "{out}");
 }
+
+/// Issue 22: a LogScale sink with an ingest token per event type and none of its own can never
+/// send a type `tokens` does not list; `check` refuses the route, naming the tenant's key, the
+/// type and the way out, and accepts it once the type has a token or the sink has one.
+#[test]
+fn check_refuses_a_route_to_a_logscale_sink_with_no_token_for_its_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |sink_tokens: &str, tenants: &str| {
+        let text = format!(
+            "state_dir = \"s\"\n[sinks.humio]\ntype = \"logscale\"\napi = \"hec_raw\"\n\
+             url = \"https://cloud.community.humio.com\"\n{sink_tokens}\n\
+             [sinks.archive]\ntype = \"file\"\npath = \"events.ndjson\"\n{tenants}"
+        );
+        let path = dir.path().join("tapfwd.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = crate::support::daemon::tapfwd()
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let three =
+        "[sinks.humio.tokens]\nmessagesDelivered = \"tok-1\"\nmessagesBlocked = \"tok-2\"\n\
+                 clicksPermitted = \"tok-3\"\n";
+    let tap = "[tenants.acme]\nprincipal = \"p\"\nsecret = \"x\"\nsinks = [\"humio\"]\n";
+
+    let (ok, out) = check(three, tap);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("config key `tenants.acme.sinks`: sink `humio` has an ingest token only for")
+            && out.contains("so clicksBlocked events have no token")
+            && out.contains("add `tokens.clicksBlocked`"),
+        "{out}"
+    );
+    assert!(!out.contains("tok-"), "a token reached the output: {out}");
+    for kind in ["messagesDelivered", "messagesBlocked", "clicksPermitted"] {
+        assert!(!out.contains(&format!("so {kind} events")), "{kind}: {out}");
+    }
+
+    // Every type the tenant sends has a token: ok; so is a sink token beside `tokens`.
+    let (ok, out) = check(
+        &format!("{three}clicksBlocked_env = \"HUMIO_BLOCKED\"\n"),
+        tap,
+    );
+    assert!(ok && out.contains("config ok"), "{out}");
+    let (ok, out) = check(&format!("token = \"tok-0\"\n{three}"), tap);
+    assert!(ok && out.contains("config ok"), "{out}");
+
+    // People snapshots routed to it, with no token for them.
+    let (ok, out) = check(
+        &format!("{three}clicksBlocked = \"tok-4\"\n"),
+        &format!("{tap}[tenants.acme.people]\nfeeds = [\"vap\"]\n"),
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("config key `tenants.acme.people`: sink `humio`")
+            && out.contains("so vap events have no token"),
+        "{out}"
+    );
+}
