@@ -745,8 +745,13 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
         ),
     )
     .unwrap();
+    // Every run's log, one after the other, for the failure messages below.
     let spawn = || {
-        let log = std::fs::File::create(scratch.path("run.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(scratch.path("run.log"))
+            .unwrap();
         tapfwd()
             .args(["run", "--config"])
             .arg(&config)
@@ -764,10 +769,22 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
             .filter(|l| l.ends_with(b"}"))
             .count()
     };
+    let log_tail = || {
+        let log = std::fs::read_to_string(scratch.path("run.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(80)..].join("\n")
+    };
+    // What the last look at the file still missed, for the message of a wait that times out.
+    let missing_now = std::sync::Mutex::new(String::new());
     let wait_until = |what: &str, mut done: Box<dyn FnMut() -> bool + Send + '_>| {
         let start = std::time::Instant::now();
         while !done() {
-            assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+            assert!(
+                start.elapsed() < PATIENCE,
+                "timed out waiting for {what} {}; the daemon's log ends:\n{}",
+                missing_now.lock().unwrap(),
+                log_tail()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     };
@@ -819,7 +836,17 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
                 let data = std::fs::read(&events).unwrap_or_default();
                 let got: HashSet<&[u8]> =
                     data.split(|b| *b == b'\n').filter_map(event_of).collect();
-                truth_to(until).iter().all(|f| got.contains(f.as_slice()))
+                let missing: Vec<String> = truth_to(until)
+                    .iter()
+                    .filter(|f| !got.contains(f.as_slice()))
+                    .map(|f| String::from_utf8_lossy(&f[..f.len().min(120)]).into_owned())
+                    .collect();
+                *missing_now.lock().unwrap() = format!(
+                    "({} frames missing, the first: {:?})",
+                    missing.len(),
+                    missing.first()
+                );
+                missing.is_empty()
             }),
         )
     });
@@ -847,7 +874,11 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
     for kind in TYPES {
         let t = stream_of(&status, &source(ACME.0, kind)).expect("a status line per log type");
         let cp = parse_ms(&t.sinks[0].checkpoint);
-        assert!(cp >= until - chrono::Duration::seconds(1), "{t:?}");
+        assert!(
+            cp >= until - chrono::Duration::seconds(1),
+            "{t:?}; the daemon's log ends:\n{}",
+            log_tail()
+        );
     }
 
     let lines = read_lines(&events);
