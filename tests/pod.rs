@@ -107,6 +107,21 @@ fn stream_of(s: &[TenantStatus], id: &str) -> Option<TenantStatus> {
     s.iter().find(|t| t.tenant == id).cloned()
 }
 
+/// The file sink's position of stream `id`, as the running daemon's `/status` on `port` gives
+/// it; none while the endpoint does not answer or lists no such stream.
+async fn admin_positions(port: u16, id: &str) -> Option<DateTime<Utc>> {
+    let bytes = reqwest::get(format!("http://127.0.0.1:{port}/status"))
+        .await
+        .ok()?
+        .bytes()
+        .await
+        .ok()?;
+    let body: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let tenants: Vec<TenantStatus> = serde_json::from_value(body["tenants"].clone()).ok()?;
+    let t = stream_of(&tenants, id)?;
+    Some(parse_ms(&t.sinks.first()?.checkpoint))
+}
+
 fn parse_ms(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .unwrap_or_else(|e| panic!("{text}: {e}"))
@@ -732,9 +747,7 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
     let scratch = Scratch::new();
     let events = scratch.path("events.ndjson");
     let config = scratch.path("tapfwd.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let text = format!(
             "state_dir = {:?}\n[sinks.archive]\ntype = \"file\"\npath = {:?}\n[tenants.{}]\nproduct = \"pod\"\nbase_url = \"ws://{}\"\ncluster_id = \"{}\"\ntoken = \"{}\"\nsinks = [\"archive\"]\nping_interval = \"20s\"\narchive_lag = \"3s\"\nmax_disorder = \"0s\"\n",
             scratch.path("state").display().to_string(),
             events.display().to_string(),
@@ -742,11 +755,18 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
             server.addr,
             ACME.1,
             ACME.2
-        ),
+        );
+    std::fs::write(&config, &text).unwrap();
+    // The last run answers `/status`, so that the test sees its positions reach the target.
+    let admin = support::daemon::free_port();
+    let last_config = scratch.path("last.toml");
+    std::fs::write(
+        &last_config,
+        format!("admin_listen = \"127.0.0.1:{admin}\"\n{text}"),
     )
     .unwrap();
     // Every run's log, one after the other, for the failure messages below.
-    let spawn = || {
+    let spawn = |config: &PathBuf| {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -754,7 +774,7 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
             .unwrap();
         tapfwd()
             .args(["run", "--config"])
-            .arg(&config)
+            .arg(config)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -801,7 +821,7 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
         seed ^= seed << 17;
         let more = 10 + (seed % 60) as usize;
         let target = count(&events) + more;
-        let mut child = spawn();
+        let mut child = spawn(&config);
         tokio::task::block_in_place(|| {
             wait_until("the file to grow", Box::new(|| count(&events) >= target))
         });
@@ -810,7 +830,9 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
         kills.push(more);
     }
     // Run on until every frame from the first session to a few seconds after this start has
-    // landed (the gaps of the kills are closed from the archive).
+    // landed (the gaps of the kills are closed from the archive) and each stream's position has
+    // reached it: frames can be in the file before the archive catch-up that confirms the span
+    // has run, and a position moves only then.
     let first = sim
         .pod_log(ACME.2)
         .iter()
@@ -818,7 +840,7 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
         .map(|l| l.at)
         .min()
         .expect("the daemon connected");
-    let mut child = spawn();
+    let mut child = spawn(&last_config);
     let until = Utc::now() + chrono::Duration::seconds(8);
     let truth_to = |to: DateTime<Utc>| -> Vec<Vec<u8>> {
         TYPES
@@ -846,7 +868,22 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
                     missing.len(),
                     missing.first()
                 );
-                missing.is_empty()
+                if !missing.is_empty() {
+                    return false;
+                }
+                let positions = tokio::runtime::Handle::current()
+                    .block_on(admin_positions(admin, &source(ACME.0, PodType::Message)))
+                    .into_iter()
+                    .chain(
+                        tokio::runtime::Handle::current()
+                            .block_on(admin_positions(admin, &source(ACME.0, PodType::Maillog))),
+                    )
+                    .collect::<Vec<_>>();
+                *missing_now.lock().unwrap() = format!("(positions {positions:?})");
+                positions.len() == 2
+                    && positions
+                        .iter()
+                        .all(|p| *p >= until - chrono::Duration::seconds(1))
             }),
         )
     });
