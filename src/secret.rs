@@ -132,11 +132,17 @@ pub fn scrubbed_excerpt(text: &[u8], secrets: &[&str], max_chars: usize) -> Stri
 
 /// `text` whose end, when it is the first [`MIN_SECRET`] or more bytes of one of `forms` (a
 /// secret cut off by a bounded read before it got here), is replaced by [`REDACTED`]. Of a
-/// `principal:secret` form, the part before the first `:` is not secret: a text that ends in the
+/// `principal:secret` form (or its percent-encoded `principal%3Asecret`), the part before the
+/// first `:` is not secret: a text that ends in the
 /// principal is left alone, one that ends in it and 4 or more bytes after the `:` is not.
 fn redact_partial_tail(mut text: String, forms: &[String]) -> String {
     for form in forms {
-        let shortest = form.find(':').map_or(0, |colon| colon + 1) + MIN_SECRET;
+        // The `:` of a pair, or its percent-encoded `%3A` in the pair's query-string form.
+        let colon = form
+            .find(':')
+            .map(|c| c + 1)
+            .or_else(|| form.find("%3A").or_else(|| form.find("%3a")).map(|c| c + 3));
+        let shortest = colon.unwrap_or(0) + MIN_SECRET;
         let form = form.as_bytes();
         let longest = (form.len() - 1).min(text.len());
         let Some(k) = (shortest..=longest)

@@ -110,7 +110,10 @@ async fn a_backlog_arrives_once_and_full_pages_are_split() {
     running.stop().await;
     assert_eq!(cp, now - 300, "caught up to now - lag");
     // 240 records in 2 hours do not fit a page of 100: windows were split until none was full.
-    assert!(st.requests_by_status.get("full").is_some_and(|n| *n > 0), "{st:?}");
+    assert!(
+        st.requests_by_status.get("full").is_some_and(|n| *n > 0),
+        "{st:?}"
+    );
     for r in rig.sim.sim.isolation_requests(KEY) {
         assert!(r.query.contains("pageSize=100"), "{}", r.query);
     }
@@ -125,7 +128,13 @@ async fn a_backlog_arrives_once_and_full_pages_are_split() {
 async fn a_position_past_30_days_is_clamped_with_the_gap_reported_and_no_400() {
     let mut rig = rig("interval = \"1m\"\ninitial_lookback = \"1h\"").await;
     rig.sim.sim.serve_isolation(SimIsolation::new(KEY, 2));
-    rig.text.push_str(&iso_table(&rig, "acme", KEY, "\"archive\"", "slice = \"24h\""));
+    rig.text.push_str(&iso_table(
+        &rig,
+        "acme",
+        KEY,
+        "\"archive\"",
+        "slice = \"24h\"",
+    ));
     let running = rig.start().await;
     running.wait_for("the first hour", all_ok(&["acme"])).await;
     running.stop().await;
@@ -147,7 +156,8 @@ async fn a_position_past_30_days_is_clamped_with_the_gap_reported_and_no_400() {
 async fn the_key_in_the_query_string_never_reaches_a_log_status_metric_or_the_store() {
     let mut rig = rig("interval = \"1m\"\ninitial_lookback = \"2h\"").await;
     rig.sim.sim.serve_isolation(SimIsolation::new(KEY, 30));
-    rig.text.push_str(&iso_table(&rig, "acme", KEY, "\"archive\"", ""));
+    rig.text
+        .push_str(&iso_table(&rig, "acme", KEY, "\"archive\"", ""));
     // A second tenant whose server does not answer at all: a transport error, whose text
     // reqwest words with the URL.
     rig.text.push_str(&format!(
@@ -160,13 +170,17 @@ async fn the_key_in_the_query_string_never_reaches_a_log_status_metric_or_the_st
     running
         .wait_for("acme caught up, gone failing", |s| {
             s.iter().any(|t| t.tenant == "acme" && t.state == "ok")
-                && s.iter().any(|t| t.tenant == "gone" && t.last_error.is_some())
+                && s.iter()
+                    .any(|t| t.tenant == "gone" && t.last_error.is_some())
         })
         .await;
     let gone = running.board.get("gone").unwrap();
     let mut texts = vec![format!("{gone:?}")];
     assert!(
-        gone.last_error.as_deref().unwrap().contains("connection failed"),
+        gone.last_error
+            .as_deref()
+            .unwrap()
+            .contains("connection failed"),
         "{gone:?}"
     );
     // A proxy's error page that quotes the request URL, a redirect that carries it, and a
@@ -209,7 +223,10 @@ async fn the_key_in_the_query_string_never_reaches_a_log_status_metric_or_the_st
     running.stop().await;
     assert_eq!(acme.state, "ok", "{acme:?}");
     for label in ["502", "302", "transport", "not_json"] {
-        assert!(acme.requests_by_status.contains_key(label), "{label}: {acme:?}");
+        assert!(
+            acme.requests_by_status.contains_key(label),
+            "{label}: {acme:?}"
+        );
     }
     // Every text shown anywhere, and every file of the store, holds no form of the key.
     for f in walk(&rig.scratch.path("")) {
@@ -291,14 +308,17 @@ async fn a_sink_down_holds_its_records_then_gets_each_once() {
         .build()
         .await;
     rig.sim.sim.serve_isolation(SimIsolation::new(KEY, 60));
-    rig.text.push_str(&iso_table(&rig, "acme", KEY, "\"archive\", \"siem\"", ""));
+    rig.text
+        .push_str(&iso_table(&rig, "acme", KEY, "\"archive\", \"siem\"", ""));
     let manual = rig.manual();
     let running = rig.start().await;
     running
         .wait_for("the archive caught up while siem is down", |s| {
             s.iter().any(|t| {
                 t.tenant == "acme"
-                    && t.sinks.iter().any(|k| k.sink == "archive" && k.backlog_seconds < 120)
+                    && t.sinks
+                        .iter()
+                        .any(|k| k.sink == "archive" && k.backlog_seconds < 120)
                     && t.sinks.iter().any(|k| k.sink == "siem" && k.failing)
             })
         })
@@ -308,7 +328,11 @@ async fn a_sink_down_holds_its_records_then_gets_each_once() {
     for _ in 0..60 {
         step_clock(&running, &manual, 1, Duration::from_secs(60), 1).await;
         let st = running.board.get("acme").unwrap();
-        if st.sinks.iter().all(|k| !k.failing && k.backlog_seconds < 120) {
+        if st
+            .sinks
+            .iter()
+            .all(|k| !k.failing && k.backlog_seconds < 120)
+        {
             break;
         }
     }
@@ -385,8 +409,13 @@ async fn kill_9_mid_isolation_backlog_then_every_record_once() {
         .build()
         .await;
     rig.sim.sim.serve_isolation(SimIsolation::new(KEY, 300));
-    rig.text
-        .push_str(&iso_table(&rig, "acme", KEY, "\"archive\"", "slice = \"2h\""));
+    rig.text.push_str(&iso_table(
+        &rig,
+        "acme",
+        KEY,
+        "\"archive\"",
+        "slice = \"2h\"",
+    ));
     // Errors that quote the URL, logged by the real binary.
     rig.sim.sim.inject_isolation(
         KEY,

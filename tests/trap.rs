@@ -118,7 +118,10 @@ async fn a_backlog_arrives_once_and_updates_arrive_as_new_facts() {
     assert!(want.len() > 100, "{}", want.len());
     assert_once(&incidents(&rig, "acme"), &want);
     let st = running.board.get("acme").unwrap();
-    assert!(st.sinks[0].deduplicated > 0, "duplicated rows recognised: {st:?}");
+    assert!(
+        st.sinks[0].deduplicated > 0,
+        "duplicated rows recognised: {st:?}"
+    );
     // 6 hours in slices of 2 hours, one request per state: 15 requests, all answered.
     assert_eq!(st.requests_by_status.get("200"), Some(&3), "{st:?}");
     assert_eq!(rig.sim.sim.trap_requests(KEY).len(), 15);
@@ -134,7 +137,10 @@ async fn a_backlog_arrives_once_and_updates_arrive_as_new_facts() {
         assert!(seen.insert(raw), "an exact repeat was delivered: {raw}");
         per_id.entry(id_of(raw)).or_default().push(raw);
     }
-    assert!(per_id.values().all(|v| v.len() <= 2), "at most a version and its update");
+    assert!(
+        per_id.values().all(|v| v.len() <= 2),
+        "at most a version and its update"
+    );
     // Incidents already updated at t0 came once: asking again found the same bytes.
     for (id, _) in rig.sim.sim.trap_incidents(KEY, start, t0 - 32 * 60, t0) {
         assert_eq!(per_id[&id].len(), 1, "incident {id}");
@@ -170,8 +176,16 @@ async fn slices_that_time_out_or_come_back_too_large_are_split() {
     let cp = checkpoint(&running, "acme", "archive");
     running.stop().await;
     let requests = rig.sim.sim.trap_requests(KEY);
-    assert!(st.requests_by_status.get("timeout").is_some_and(|n| *n > 0), "{st:?}");
-    assert!(st.requests_by_status.get("too_large").is_some_and(|n| *n > 0), "{st:?}");
+    assert!(
+        st.requests_by_status.get("timeout").is_some_and(|n| *n > 0),
+        "{st:?}"
+    );
+    assert!(
+        st.requests_by_status
+            .get("too_large")
+            .is_some_and(|n| *n > 0),
+        "{st:?}"
+    );
     // Every slice answered was at most 40 minutes long.
     for r in requests.iter().filter(|r| r.status == 200) {
         let (a, b) = (
@@ -302,7 +316,9 @@ async fn a_sink_down_holds_its_incidents_then_gets_each_once() {
         .wait_for("the archive caught up while siem is down", |s| {
             s.iter().any(|t| {
                 t.tenant == "acme"
-                    && t.sinks.iter().any(|k| k.sink == "archive" && k.backlog_seconds < 120)
+                    && t.sinks
+                        .iter()
+                        .any(|k| k.sink == "archive" && k.backlog_seconds < 120)
                     && t.sinks.iter().any(|k| k.sink == "siem" && k.failing)
             })
         })
@@ -318,7 +334,11 @@ async fn a_sink_down_holds_its_incidents_then_gets_each_once() {
     for _ in 0..60 {
         step_clock(&running, &manual, 1, Duration::from_secs(60), 1).await;
         let st = running.board.get("acme").unwrap();
-        if st.sinks.iter().all(|k| !k.failing && k.backlog_seconds < 120) {
+        if st
+            .sinks
+            .iter()
+            .all(|k| !k.failing && k.backlog_seconds < 120)
+        {
             break;
         }
     }
@@ -433,8 +453,14 @@ async fn check_connect_asks_each_trap_tenant_once() {
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(!out.status.success());
-    assert!(stdout.contains("tenant good: credentials accepted"), "{stdout}");
-    assert!(stdout.contains("tenant bad: credentials rejected (401)"), "{stdout}");
+    assert!(
+        stdout.contains("tenant good: credentials accepted"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("tenant bad: credentials rejected (401)"),
+        "{stdout}"
+    );
     assert!(!stdout.contains(wrong), "{stdout}");
     let asked = rig.sim.sim.trap_requests(KEY);
     assert_eq!(asked.len(), 1, "one request for the good tenant");
@@ -446,7 +472,11 @@ async fn check_connect_asks_each_trap_tenant_once() {
     );
     let path = rig.scratch.path("env.toml");
     std::fs::write(&path, env_text).unwrap();
-    let out = tapfwd().args(["check", "--config"]).arg(&path).output().unwrap();
+    let out = tapfwd()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("tenants.bad.api_key_env"), "{stderr}");

@@ -26,8 +26,9 @@ use crate::secret;
 pub fn client(ca_file: Option<&Path>) -> Result<reqwest::Client, ApiError> {
     let mut builder = super::http_client().connect_timeout(Duration::from_secs(15));
     if let Some(path) = ca_file {
-        let pem = crate::files::read_regular(path, crate::files::PEM_MAX_BYTES)
-            .map_err(|e| ApiError::Transport(format!("cannot use ca_file {}: {e}", path.display())))?;
+        let pem = crate::files::read_regular(path, crate::files::PEM_MAX_BYTES).map_err(|e| {
+            ApiError::Transport(format!("cannot use ca_file {}: {e}", path.display()))
+        })?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem.bytes).map_err(|e| {
             ApiError::Transport(format!(
                 "cannot use ca_file {}: no usable PEM certificate: {e}",
@@ -87,7 +88,8 @@ async fn send(http: &reqwest::Client, get: &Get<'_>) -> Result<Bytes, ApiError> 
         let mut out = Vec::new();
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ApiError::Transport(transport_error(e, ErrorUrl::Drop)))?;
+            let chunk =
+                chunk.map_err(|e| ApiError::Transport(transport_error(e, ErrorUrl::Drop)))?;
             if (out.len() + chunk.len()) as u64 > max {
                 return Err(ApiError::BodyTooLarge(max as usize));
             }

@@ -74,7 +74,10 @@ pub async fn fetch_slice(
     for body in &all {
         let list: Vec<&RawValue> = serde_json::from_slice(body)
             .map_err(|e| ApiError::InvalidJson(format!("not a list of incidents: {e}")))?;
-        batch = join(batch, records::batch_of(&list, EventKind::TrapIncident, TIME_FIELD));
+        batch = join(
+            batch,
+            records::batch_of(&list, EventKind::TrapIncident, TIME_FIELD),
+        );
     }
     Ok(batch)
 }

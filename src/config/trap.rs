@@ -281,9 +281,11 @@ mod tests {
     fn a_server_url_is_its_root_only() {
         assert_eq!(server_url_problem("https://trap.example.com", false), None);
         assert_eq!(server_url_problem("http://127.0.0.1:9", false), None);
-        assert!(server_url_problem("https://trap.example.com/api/incidents", false)
-            .unwrap()
-            .contains("has a path"));
+        assert!(
+            server_url_problem("https://trap.example.com/api/incidents", false)
+                .unwrap()
+                .contains("has a path")
+        );
         assert!(server_url_problem("http://trap.example.com", false)
             .unwrap()
             .contains("cleartext"));

@@ -192,7 +192,8 @@ fn answer(t: &IsolationSim, pairs: &[(String, String)], now: i64) -> Result<Vec<
         .filter(|n| (1..=10_000).contains(n))
         .ok_or("{\"error\":\"pageSize must be between 1 and 10000\"}")?;
     let bound = |name: &str| -> Result<i64, String> {
-        let v = param(pairs, name).ok_or_else(|| format!("{{\"error\":\"{name} is required\"}}"))?;
+        let v =
+            param(pairs, name).ok_or_else(|| format!("{{\"error\":\"{name} is required\"}}"))?;
         instant(v).ok_or_else(|| format!("{{\"error\":\"{name} is not an ISO 8601 time\"}}"))
     };
     let (start, end) = (bound("from")?, bound("to")?);

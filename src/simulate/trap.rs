@@ -90,7 +90,11 @@ impl TrapSim {
         if per_hour == 0 || end < start {
             return out;
         }
-        let key_hash = self.cfg.key.bytes().fold(self.seed, |h, b| mix(h ^ u64::from(b)));
+        let key_hash = self
+            .cfg
+            .key
+            .bytes()
+            .fold(self.seed, |h, b| mix(h ^ u64::from(b)));
         for hour in start.div_euclid(3600)..=end.div_euclid(3600) {
             for i in 0..per_hour {
                 let h = mix(key_hash ^ mix(hour as u64) ^ i);
@@ -125,9 +129,7 @@ impl TrapSim {
 
     /// The incident's JSON as the server sends it at `now`.
     fn render(&self, incident: Incident, now: i64) -> String {
-        let t = |s: i64| {
-            crate::clock::to_datetime(s).to_rfc3339_opts(SecondsFormat::Secs, true)
-        };
+        let t = |s: i64| crate::clock::to_datetime(s).to_rfc3339_opts(SecondsFormat::Secs, true);
         let updated = self.updated(incident, now);
         let id = incident.id;
         let created = t(incident.created);
@@ -244,10 +246,7 @@ pub(super) async fn handle(
     };
     if let Some(fault) = fault {
         lock(&t.live).record(parts, fault_status(&fault), now, Some(fault.clone()));
-        let echo = format!(
-            "GET {} Authorization: {key}",
-            parts.uri
-        );
+        let echo = format!("GET {} Authorization: {key}", parts.uri);
         return faulty(&fault, body, echo, kill).await;
     }
     lock(&t.live).record(parts, status, now, None);
@@ -283,7 +282,8 @@ fn answer(t: &TrapSim, parts: &Parts, now: i64) -> Result<Answered, String> {
         }
     }
     let bound = |name: &str| -> Result<i64, String> {
-        let v = param(&pairs, name).ok_or_else(|| format!("{{\"error\":\"{name} is required\"}}"))?;
+        let v =
+            param(&pairs, name).ok_or_else(|| format!("{{\"error\":\"{name} is required\"}}"))?;
         instant(v).ok_or_else(|| format!("{{\"error\":\"{name} is not an ISO 8601 time\"}}"))
     };
     let (start, end) = (bound("created_after")?, bound("created_before")?);

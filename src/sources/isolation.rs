@@ -33,7 +33,10 @@ impl SliceApi for IsolationApi {
     }
 
     async fn fetch(&self, start: i64, end: i64) -> Result<Fetched, ApiError> {
-        let http = self.http.as_ref().map_err(|e| ApiError::Transport(e.clone()))?;
+        let http = self
+            .http
+            .as_ref()
+            .map_err(|e| ApiError::Transport(e.clone()))?;
         let window = fetch_window(
             http,
             self.config.base_url(),
@@ -54,9 +57,17 @@ impl SliceApi for IsolationApi {
 /// One request for the last minute's records (one at most), for `check --connect`.
 pub async fn probe(config: &IsolationTenant, key: &SecretString, now: i64) -> Result<(), ApiError> {
     let http = crate::api::records::client(None)?;
-    fetch_window(&http, config.base_url(), key, 1, config.slice_timeout, now - 60, now)
-        .await
-        .map(|_| ())
+    fetch_window(
+        &http,
+        config.base_url(),
+        key,
+        1,
+        config.slice_timeout,
+        now - 60,
+        now,
+    )
+    .await
+    .map(|_| ())
 }
 
 /// The source of Isolation tenant `id`.

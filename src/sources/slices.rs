@@ -325,7 +325,9 @@ impl SlicePoller {
         self.slices_fetched += 1;
         self.attempts = 0;
         self.slice = (self.slice.saturating_mul(2)).min(self.settings.max_slice);
-        if self.record.failed || (self.record.last_error.is_some() && self.state != TenantState::Partial) {
+        if self.record.failed
+            || (self.record.last_error.is_some() && self.state != TenantState::Partial)
+        {
             if self.record.failed {
                 tracing::info!("credentials accepted again; tenant recovered");
             }
@@ -398,7 +400,10 @@ impl SlicePoller {
                     Duration::from_secs(60),
                     Duration::from_secs(3600),
                 );
-                tracing::warn!(retry_in_secs = wait.as_secs(), "API throttled (429); waiting");
+                tracing::warn!(
+                    retry_in_secs = wait.as_secs(),
+                    "API throttled (429); waiting"
+                );
                 (TenantState::Throttled, now + wait.as_secs().max(1) as i64)
             }
             Disposition::TooOld | Disposition::Rejected => {

@@ -34,7 +34,10 @@ impl SliceApi for TrapApi {
     }
 
     async fn fetch(&self, start: i64, end: i64) -> Result<Fetched, ApiError> {
-        let http = self.http.as_ref().map_err(|e| ApiError::Transport(e.clone()))?;
+        let http = self
+            .http
+            .as_ref()
+            .map_err(|e| ApiError::Transport(e.clone()))?;
         let query = SliceQuery {
             base: crate::config::tenant::ProductSettings::base_url(self.config.as_ref()),
             key: &self.key,
@@ -58,7 +61,9 @@ pub async fn probe(config: &TrapTenant, key: &SecretString, now: i64) -> Result<
         deadline: config.slice_timeout,
         max_bytes: config.max_slice_bytes,
     };
-    fetch_slice(&http, &query, now - 60, now, &mut 0).await.map(|_| ())
+    fetch_slice(&http, &query, now - 60, now, &mut 0)
+        .await
+        .map(|_| ())
 }
 
 /// The source of TRAP tenant `id`.
