@@ -21,6 +21,10 @@ use crate::event::{Batch, EventKey, EventKind, EventMeta};
 use crate::net::{transport_error, ErrorUrl};
 use crate::secret;
 
+/// How far back the time-slice APIs serve: Isolation keeps 30 days; TRAP states no limit, and
+/// 30 days is tapfwd's bound for it (`rewind` and a first start reach no further).
+pub const HORIZON_SECS: i64 = 30 * 86_400;
+
 /// The client of one tenant of a time-slice API: [`super::http_client`] with the public roots
 /// and, when `ca_file` is set, the certificates of that PEM file.
 pub fn client(ca_file: Option<&Path>) -> Result<reqwest::Client, ApiError> {

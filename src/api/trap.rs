@@ -14,8 +14,38 @@ use serde_json::value::RawValue;
 use super::records::{self, Get};
 use super::ApiError;
 use crate::clock;
-use crate::config::trap::TrapState;
 use crate::event::{Batch, EventKind};
+
+/// A TRAP incident state, as the API spells it in `state=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrapState {
+    New,
+    Open,
+    Assigned,
+    Closed,
+    Ignored,
+}
+
+impl TrapState {
+    pub const ALL: [TrapState; 5] = [
+        TrapState::New,
+        TrapState::Open,
+        TrapState::Assigned,
+        TrapState::Closed,
+        TrapState::Ignored,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrapState::New => "new",
+            TrapState::Open => "open",
+            TrapState::Assigned => "assigned",
+            TrapState::Closed => "closed",
+            TrapState::Ignored => "ignored",
+        }
+    }
+}
 
 /// The path the client adds to `base_url`.
 pub const PATH: &str = "/api/incidents";

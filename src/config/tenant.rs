@@ -72,7 +72,7 @@ impl Product {
             Product::Essentials | Product::Pod => window::ESSENTIALS_HORIZON_SECS,
             // TRAP keeps incidents on the customer's server without a stated limit; 30 days is
             // tapfwd's bound. Isolation keeps 30 days.
-            Product::Trap | Product::Isolation => crate::sources::slices::HORIZON_SECS,
+            Product::Trap | Product::Isolation => crate::api::records::HORIZON_SECS,
         }
     }
 

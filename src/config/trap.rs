@@ -13,6 +13,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::tenant::{KindRoute, ProductSettings, SecretKeys, TenantCheck};
+pub use crate::api::trap::TrapState;
 use crate::event::EventKind;
 
 /// `product = "trap"`.
@@ -74,37 +75,6 @@ pub struct TrapTenant {
     /// How far behind now a slice ends (the server's clock and its writes may trail). Default 1m.
     #[serde(default = "default_lag", with = "humantime_serde")]
     pub lag: Duration,
-}
-
-/// A TRAP incident state, as the API spells it in `state=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TrapState {
-    New,
-    Open,
-    Assigned,
-    Closed,
-    Ignored,
-}
-
-impl TrapState {
-    pub const ALL: [TrapState; 5] = [
-        TrapState::New,
-        TrapState::Open,
-        TrapState::Assigned,
-        TrapState::Closed,
-        TrapState::Ignored,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrapState::New => "new",
-            TrapState::Open => "open",
-            TrapState::Assigned => "assigned",
-            TrapState::Closed => "closed",
-            TrapState::Ignored => "ignored",
-        }
-    }
 }
 
 fn default_states() -> Vec<TrapState> {

@@ -41,9 +41,7 @@ use crate::sinks::Sink;
 use crate::status::{TenantState, TenantStatus};
 use crate::store::{StoreError, TenantRecord};
 
-/// How far back the time-slice APIs serve: Isolation keeps 30 days; TRAP states no limit, and
-/// 30 days is tapfwd's bound for it (`rewind` and a first start reach no further).
-pub const HORIZON_SECS: i64 = 30 * 86_400;
+pub use crate::api::records::HORIZON_SECS;
 
 /// How far inside the horizon a clamped position lands, so that the request that follows is not
 /// refused for a start that aged out on the way.
