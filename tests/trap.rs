@@ -10,7 +10,7 @@ mod support;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use support::daemon::{file_len, sigterm, tapfwd, wait_for_tenant_lines, wait_until};
+use support::daemon::{file_len, metric, sigterm, tapfwd, wait_for_tenant_lines, wait_until};
 use support::fakes::{self, Fake};
 use support::rig::Rig;
 use support::*;
@@ -258,7 +258,9 @@ async fn a_refused_key_fails_its_tenant_alone_and_is_never_shown() {
         trap_table(&rig, "other", wrong, "\"archive\"", "")
     );
     rig.text.push_str(&tables);
-    let running = rig.start().await;
+    let app = rig.app().await;
+    let metrics = app.metrics();
+    let running = Running::run(app);
     running
         .wait_for("acme ok and other failed", |s| {
             s.iter().any(|t| t.tenant == "acme" && t.state == "ok")
@@ -269,6 +271,17 @@ async fn a_refused_key_fails_its_tenant_alone_and_is_never_shown() {
     let now = rig.manual().now().timestamp();
     let cp = checkpoint(&running, "acme", "archive");
     running.stop().await;
+    // The refused tenant is flagged for alerting, the other is not; neither has a budget gauge.
+    let text = metrics.render();
+    assert_eq!(
+        metric(&text, "tapfwd_tenant_failed{tenant=\"other\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "tapfwd_tenant_failed{tenant=\"acme\"}"),
+        Some(0.0)
+    );
+    assert!(!text.contains("tapfwd_budget_remaining_requests{tenant=\"acme\"}"));
     let error = other.last_error.clone().unwrap();
     assert!(error.contains("401"), "{error}");
     assert!(!format!("{other:?}").contains(wrong));
@@ -552,4 +565,103 @@ async fn kill_9_mid_trap_backlog_then_every_incident_once() {
         assert!(seen.contains(raw.as_str()), "incident {id} lost");
     }
     assert_eq!(got.len(), want.len());
+}
+
+/// `tapfwd rewind` takes a TRAP tenant back (the slices are asked again, and nothing reaches the
+/// sink twice); after the state store is lost, `tapfwd recover` rebuilds the file sink's state
+/// from the incidents in its file (by `created_at`, a slice plus the look-back back) and the
+/// daemon goes on with every incident still once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewind_and_recover_after_a_lost_store_deliver_nothing_twice() {
+    // On the system's clock: `rewind` and `recover` judge instants against it.
+    let mut rig = Rig::builder()
+        .system_clock()
+        .poll("interval = \"1m\"\ninitial_lookback = \"6h\"")
+        .build()
+        .await;
+    let mut trap = SimTrap::new(KEY, 30);
+    trap.update_after = None;
+    rig.sim.sim.serve_trap(trap);
+    rig.text.push_str(&trap_table(
+        &rig,
+        "acme",
+        KEY,
+        "\"archive\"",
+        "states = [\"new\"]\nslice = \"2h\"\nupdate_lookback = \"2h\"",
+    ));
+    let config = rig.write_config();
+    let running = rig.start().await;
+    running.wait_for("the backlog", all_ok(&["acme"])).await;
+    let cp = checkpoint(&running, "acme", "archive");
+    running.stop().await;
+    let t0 = cp;
+    let start = first_start(&rig, KEY);
+    // The incidents up to `cp` (their bytes do not change with time here).
+    let upto = |cp: i64| rig.sim.sim.trap_incidents(KEY, start, cp + 1, cp);
+    assert_once(&incidents(&rig, "acme"), &upto(cp));
+
+    // Rewind three hours: asked again, delivered once.
+    let to = tapfwd::clock::rfc3339(t0 - 3 * 3600);
+    let out = tapfwd()
+        .args(["rewind", "--tenant", "acme", "--to", &to, "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("acme -> archive: checkpoint moved"), "{text}");
+    let asked = rig.sim.sim.trap_requests(KEY).len();
+    let running = rig.start().await;
+    running
+        .wait_for("the rewound span", all_ok(&["acme"]))
+        .await;
+    let cp = checkpoint(&running, "acme", "archive");
+    running.stop().await;
+    let again = &rig.sim.sim.trap_requests(KEY)[asked..];
+    assert_eq!(
+        again
+            .iter()
+            .filter_map(|r| created(&r.query, "created_after"))
+            .min(),
+        Some((t0 - 3 * 3600).div_euclid(60) * 60)
+    );
+    assert_once(&incidents(&rig, "acme"), &upto(cp));
+
+    // The store is lost: recover the file sink from its file, then go on.
+    std::fs::remove_dir_all(rig.state()).unwrap();
+    let out = tapfwd()
+        .args(["recover", "--sink", "archive", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n = incidents(&rig, "acme").len();
+    assert!(
+        text.contains(&format!("acme -> archive: {n} event(s) in the file")),
+        "{text}"
+    );
+    let asked = rig.sim.sim.trap_requests(KEY).len();
+    let running = rig.start().await;
+    running
+        .wait_for("the recovered span", all_ok(&["acme"]))
+        .await;
+    let last = checkpoint(&running, "acme", "archive");
+    running.stop().await;
+    let again = &rig.sim.sim.trap_requests(KEY)[asked..];
+    let from = again
+        .iter()
+        .filter_map(|r| created(&r.query, "created_after"))
+        .min()
+        .unwrap();
+    assert!(from <= cp - 4 * 3600, "went back a slice and the look-back");
+    assert_once(&incidents(&rig, "acme"), &upto(last));
 }

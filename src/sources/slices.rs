@@ -442,7 +442,8 @@ impl SlicePoller {
             ctx.metrics
                 .set_stream_gauges(&self.id, &s.sink, s.behind_seconds, s.backlog_seconds);
         }
-        ctx.metrics.set_budget(&self.id, 0, self.record.failed);
+        // No request budget: only the refused-credentials gauge (a budget of 0 would page).
+        ctx.metrics.set_tenant_failed(&self.id, self.record.failed);
         ctx.status.put(TenantStatus {
             tenant: self.id.to_string(),
             state: self.state,
