@@ -124,6 +124,59 @@ async fn a_backlog_arrives_once_and_full_pages_are_split() {
     assert!(st.sinks[0].deduplicated > 0, "duplicated rows recognised");
 }
 
+/// A one-second window that is still a full page cannot be split further: its page is
+/// delivered, and the source says records were left out (never `ok` about it silently).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_one_second_window_is_delivered_and_reported_partial() {
+    let mut rig = rig("interval = \"1m\"\ninitial_lookback = \"2m\"").await;
+    rig.sim.sim.serve_isolation(SimIsolation::new(KEY, 36_000));
+    rig.text.push_str(&iso_table(
+        &rig,
+        "acme",
+        KEY,
+        "\"archive\"",
+        "page_size = 3\nslice = \"1m\"",
+    ));
+    let running = rig.start().await;
+    running
+        .wait_for("the backlog", |s| {
+            s.iter()
+                .any(|t| t.tenant == "acme" && t.requests_by_status.contains_key("partial"))
+        })
+        .await;
+    // Caught up to now - lag, and still saying so: `partial` until an answer fits.
+    let now = rig.manual().now();
+    running.wait_idle(1, now).await;
+    // (The last second or two wait until they make a window as long as the current slice.)
+    let behind = now.timestamp() - 300 - checkpoint(&running, "acme", "archive");
+    assert!((0..=2).contains(&behind), "{behind}");
+    let st = running.board.get("acme").unwrap();
+    running.stop().await;
+    let partial = st.requests_by_status["partial"];
+    assert!(partial > 0, "{st:?}");
+    assert_eq!(st.state, "partial", "{st:?}");
+    assert!(st.last_error.as_deref().unwrap().contains("came back full"));
+    // Each partial window gave its page of 3, as the API sent it; nothing was delivered twice.
+    let got = records(&rig, "acme");
+    let unique: HashSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), got.len());
+    // (Windows include both ends, so neighbouring pages can share a record.)
+    assert!(
+        got.len() >= 3 && got.len() <= 3 * st.requests_by_status.values().sum::<u64>() as usize
+    );
+    let start = first_start(&rig, KEY);
+    let truth: HashSet<String> = rig
+        .sim
+        .sim
+        .isolation_records(KEY, start, now.timestamp())
+        .into_iter()
+        .collect();
+    assert!(
+        got.iter().all(|r| truth.contains(r)),
+        "records as the API sent them"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_position_past_30_days_is_clamped_with_the_gap_reported_and_no_400() {
     let mut rig = rig("interval = \"1m\"\ninitial_lookback = \"1h\"").await;
@@ -198,6 +251,8 @@ async fn the_key_in_the_query_string_never_reaches_a_log_status_metric_or_the_st
         ),
         (Fault::ResetBeforeHeaders, false),
         (Fault::TruncatedBody, false),
+        (Fault::Status(429), false),
+        (Fault::Status(503), false),
     ];
     for (fault, quotes_url) in faults {
         rig.sim.sim.inject_isolation(KEY, [fault.clone()]);
@@ -222,7 +277,7 @@ async fn the_key_in_the_query_string_never_reaches_a_log_status_metric_or_the_st
     texts.push(metrics.render());
     running.stop().await;
     assert_eq!(acme.state, "ok", "{acme:?}");
-    for label in ["502", "302", "transport", "not_json"] {
+    for label in ["502", "302", "transport", "not_json", "429", "503"] {
         assert!(
             acme.requests_by_status.contains_key(label),
             "{label}: {acme:?}"
