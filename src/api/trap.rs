@@ -74,13 +74,12 @@ pub struct SliceQuery<'a> {
 }
 
 /// The incidents of every state in `query.states` created in `[start, end]`, one request per
-/// state, as one batch; the number of requests answered is added to `requests` as they are.
+/// state, as one batch (a failure of any fails the slice, which is asked again whole).
 pub async fn fetch_slice(
     http: &reqwest::Client,
     query: &SliceQuery<'_>,
     start: i64,
     end: i64,
-    requests: &mut u32,
 ) -> Result<Batch, ApiError> {
     let secrets = std::slice::from_ref(query.key);
     let mut all = Vec::new();
@@ -97,7 +96,6 @@ pub async fn fetch_slice(
             },
         )
         .await?;
-        *requests += 1;
         all.push(body);
     }
     let mut batch = Batch::default();

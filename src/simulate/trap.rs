@@ -17,6 +17,8 @@
 //! - **Slice timeouts**: a request whose slice is longer than `timeout_above` never answers (the
 //!   server's query is too slow), as large slices do on real servers.
 //! - **Faults**: queued per key ([`Simulator::inject_trap`]), one per request: any [`Fault`].
+//! - **Rate limits**: none documented (uncertain), so none is enforced; a queued
+//!   [`Fault::Status`]`(429)` stands for one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -45,8 +45,7 @@ impl SliceApi for TrapApi {
             deadline: self.config.slice_timeout,
             max_bytes: self.config.max_slice_bytes,
         };
-        let mut requests = 0;
-        let batch = fetch_slice(http, &query, start, end, &mut requests).await?;
+        let batch = fetch_slice(http, &query, start, end).await?;
         Ok(Fetched { batch, full: false })
     }
 }
@@ -61,9 +60,7 @@ pub async fn probe(config: &TrapTenant, key: &SecretString, now: i64) -> Result<
         deadline: config.slice_timeout,
         max_bytes: config.max_slice_bytes,
     };
-    fetch_slice(&http, &query, now - 60, now, &mut 0)
-        .await
-        .map(|_| ())
+    fetch_slice(&http, &query, now - 60, now).await.map(|_| ())
 }
 
 /// The source of TRAP tenant `id`.
