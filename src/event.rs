@@ -35,6 +35,10 @@ pub enum EventKind {
     PodMessage,
     PodMaillog,
     PodAudit,
+    // TRAP: one incident object per event, as the API sent it (its events inside it).
+    TrapIncident,
+    // Isolation: one usage record per event.
+    IsolationUsage,
 }
 
 /// The API an event kind comes from.
@@ -46,11 +50,15 @@ pub enum Family {
     People,
     /// The PoD log stream.
     Pod,
+    /// TRAP incidents.
+    Trap,
+    /// Isolation usage data.
+    Isolation,
 }
 
 impl EventKind {
     /// Every kind, in [`EventKind::index`] order.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::MessagesBlocked,
         EventKind::MessagesDelivered,
         EventKind::ClicksBlocked,
@@ -60,6 +68,8 @@ impl EventKind {
         EventKind::PodMessage,
         EventKind::PodMaillog,
         EventKind::PodAudit,
+        EventKind::TrapIncident,
+        EventKind::IsolationUsage,
     ];
 
     /// The four arrays of a SIEM response, in the order the API documents them.
@@ -82,6 +92,8 @@ impl EventKind {
             EventKind::PodMessage => "podMessage",
             EventKind::PodMaillog => "podMaillog",
             EventKind::PodAudit => "podAudit",
+            EventKind::TrapIncident => "trapIncident",
+            EventKind::IsolationUsage => "isolationUsage",
         }
     }
 
@@ -102,6 +114,10 @@ impl EventKind {
             EventKind::PodMessage => "pps_messagelog",
             EventKind::PodMaillog => "pps_maillog",
             EventKind::PodAudit => "pps_auditlog",
+            // Splunk's CCX add-on for TRAP reads this sourcetype.
+            EventKind::TrapIncident => "ccx:proofpoint:trap:hec",
+            // No Splunk add-on reads Isolation data: tapfwd's own name.
+            EventKind::IsolationUsage => "proofpoint:isolation",
         }
     }
 
@@ -119,6 +135,8 @@ impl EventKind {
             | EventKind::ClicksPermitted => Family::Siem,
             EventKind::Vap | EventKind::TopClickers => Family::People,
             EventKind::PodMessage | EventKind::PodMaillog | EventKind::PodAudit => Family::Pod,
+            EventKind::TrapIncident => Family::Trap,
+            EventKind::IsolationUsage => Family::Isolation,
         }
     }
 
@@ -132,6 +150,25 @@ impl EventKind {
     /// The kind whose `eventType` label is `name`, if any (config keys such as `sourcetypes`).
     pub fn from_name(name: &str) -> Option<EventKind> {
         EventKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// The one field a record of this kind is filed under by its API (a time-slice source's
+    /// position), for the kinds read that way: `tapfwd recover` reads it back from a file sink.
+    /// `None` for SIEM kinds (their time rules are the splitter's) and snapshots and streams.
+    pub fn time_field(self) -> Option<&'static str> {
+        match self {
+            EventKind::TrapIncident => Some("created_at"),
+            EventKind::IsolationUsage => Some("date"),
+            EventKind::MessagesBlocked
+            | EventKind::MessagesDelivered
+            | EventKind::ClicksBlocked
+            | EventKind::ClicksPermitted
+            | EventKind::Vap
+            | EventKind::TopClickers
+            | EventKind::PodMessage
+            | EventKind::PodMaillog
+            | EventKind::PodAudit => None,
+        }
     }
 
     /// Whether this is a click event (`clickTime`) rather than a message event (`messageTime`).

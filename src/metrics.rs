@@ -327,6 +327,12 @@ impl Metrics {
             labels(tenant, None, None),
             remaining as f64,
         );
+        self.set_tenant_failed(tenant, failed);
+    }
+
+    /// `tapfwd_tenant_failed`: whether the API refuses `tenant`'s credentials. [`Metrics::set_budget`]
+    /// sets it for sources with a request budget; a source without one sets it alone.
+    pub fn set_tenant_failed(&self, tenant: &str, failed: bool) {
         self.set(
             "tapfwd_tenant_failed",
             labels(tenant, None, None),

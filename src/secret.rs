@@ -30,7 +30,9 @@ pub const REDACTED: &str = "[redacted]";
 const MIN_SECRET: usize = 4;
 
 /// Every form of `secrets` that [`scrub`] removes, longest first within each secret (so that a
-/// padded Base64 form is not left with its `=` behind).
+/// padded Base64 form is not left with its `=` behind): Base64 (an echoed `Authorization`), the
+/// percent-encoded forms a query string carries (an API key in `?key=`, as a URL quoted in a
+/// transport error or a `Location` shows it), and the secret itself.
 fn forms(secrets: &[&str]) -> Vec<String> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
     let mut out = Vec::new();
@@ -40,8 +42,29 @@ fn forms(secrets: &[&str]) -> Vec<String> {
             URL_SAFE.encode(s),
             STANDARD_NO_PAD.encode(s),
             URL_SAFE_NO_PAD.encode(s),
-            s.to_string(),
         ]);
+        for encoded in [percent_encoded(s, false), percent_encoded(s, true)] {
+            if encoded != *s && !out.contains(&encoded) {
+                out.push(encoded);
+            }
+        }
+        out.push(s.to_string());
+    }
+    out
+}
+
+/// `s` percent-encoded as a query value: every byte but `A-Z a-z 0-9 - . _ ~` as `%XX`
+/// (upper-case hex, or lower-case with `lower`), as `url` and most servers write it.
+fn percent_encoded(s: &str, lower: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else if lower {
+            out.push_str(&format!("%{b:02x}"));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
     }
     out
 }
@@ -109,11 +132,17 @@ pub fn scrubbed_excerpt(text: &[u8], secrets: &[&str], max_chars: usize) -> Stri
 
 /// `text` whose end, when it is the first [`MIN_SECRET`] or more bytes of one of `forms` (a
 /// secret cut off by a bounded read before it got here), is replaced by [`REDACTED`]. Of a
-/// `principal:secret` form, the part before the first `:` is not secret: a text that ends in the
+/// `principal:secret` form (or its percent-encoded `principal%3Asecret`), the part before the
+/// first `:` is not secret: a text that ends in the
 /// principal is left alone, one that ends in it and 4 or more bytes after the `:` is not.
 fn redact_partial_tail(mut text: String, forms: &[String]) -> String {
     for form in forms {
-        let shortest = form.find(':').map_or(0, |colon| colon + 1) + MIN_SECRET;
+        // The `:` of a pair, or its percent-encoded `%3A` in the pair's query-string form.
+        let colon = form
+            .find(':')
+            .map(|c| c + 1)
+            .or_else(|| form.find("%3A").or_else(|| form.find("%3a")).map(|c| c + 3));
+        let shortest = colon.unwrap_or(0) + MIN_SECRET;
         let form = form.as_bytes();
         let longest = (form.len() - 1).min(text.len());
         let Some(k) = (shortest..=longest)
@@ -307,6 +336,23 @@ mod tests {
             out.contains("p-acme:") || out.contains("pair=[redacted]"),
             "{out}"
         );
+    }
+
+    /// An API key that travels in a query string (Isolation's `?key=`) is scrubbed from a URL
+    /// quoted whole, percent-encoded or not.
+    #[test]
+    fn scrub_removes_a_query_string_key_in_its_encoded_forms() {
+        let key = "k3y/with+odd=chars&more";
+        let url = format!(
+            "error sending request for url (https://host/api?key={}&pageSize=10): timed out; lower {}",
+            percent_encoded(key, false),
+            percent_encoded(key, true)
+        );
+        let out = scrub(url, &[key]);
+        assert!(!out.contains("k3y"), "{out}");
+        assert!(out.contains("key=[redacted]&pageSize=10"), "{out}");
+        let plain = scrub("GET /api?key=plainkey123".into(), &["plainkey123"]);
+        assert_eq!(plain, "GET /api?key=[redacted]");
     }
 
     #[test]

@@ -828,7 +828,9 @@ fn demo_shows_tap_events_first_and_one_count_of_tenants() {
     }
     // One count of tenants, one of sources, the same on the console and in the log.
     assert!(
-        stdout.contains("4 tenants (3 TAP, 1 Essentials partner") && stdout.contains("6 sources"),
+        stdout.contains("6 tenants (3 TAP, 1 Essentials partner")
+            && stdout.contains("1 TRAP, 1 Isolation")
+            && stdout.contains("8 sources"),
         "{stdout}"
     );
     let running = stderr
@@ -836,7 +838,7 @@ fn demo_shows_tap_events_first_and_one_count_of_tenants() {
         .find(|l| l.contains("tapfwd running"))
         .unwrap_or_else(|| panic!("no `tapfwd running` line:\n{stderr}"));
     assert!(
-        running.contains("tenants=4") && running.contains("sources=6"),
+        running.contains("tenants=6") && running.contains("sources=8"),
         "{running}"
     );
     let count = |name: &str| read(name).len();
@@ -848,4 +850,22 @@ fn demo_shows_tap_events_first_and_one_count_of_tenants() {
         "{stdout}"
     );
     assert!(stdout.contains("head -n 3"), "{stdout}");
+    // The TRAP and Isolation tenants, each in a file of its own.
+    for (name, kind, tenant) in [
+        ("trap.ndjson", "trapIncident", "acme-trap"),
+        ("isolation.ndjson", "isolationUsage", "acme-isolation"),
+    ] {
+        let lines = read(name);
+        assert!(!lines.is_empty(), "{name}");
+        assert!(
+            lines
+                .iter()
+                .all(|e| e["tenant"] == tenant && e["eventType"] == kind),
+            "{name}"
+        );
+        assert!(
+            stdout.contains(&format!("{name} holds {} events", lines.len())),
+            "{stdout}"
+        );
+    }
 }

@@ -25,10 +25,13 @@
 
 pub mod error;
 pub mod intel;
+pub mod isolation;
 pub mod people;
 pub mod pod;
+pub mod records;
 pub mod siem;
 pub mod split;
+pub mod trap;
 pub mod window;
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ use anyhow::Context as _;
 use super::shutdown_on_signals;
 use crate::clock::Clock;
 use crate::config::{Config, LogFormat};
+use crate::simulate::isolation::SimIsolation;
+use crate::simulate::trap::SimTrap;
 use crate::simulate::{SimConfig, Simulator};
 use crate::App;
 
@@ -76,6 +78,9 @@ pub(super) async fn demo(
     );
     let sim = Simulator::new(sim_config.clone(), Clock::System);
     sim.keep_request_log(false);
+    // A TRAP server's incidents and an Isolation account's usage data, one tenant each.
+    sim.serve_trap(SimTrap::new(DEMO_TRAP_KEY, 12));
+    sim.serve_isolation(SimIsolation::new(DEMO_ISOLATION_KEY, events_per_hour));
     let server = sim.bind("127.0.0.1:0".parse()?).await?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let files = DemoFiles::in_dir(dir);
@@ -86,13 +91,14 @@ pub(super) async fn demo(
     let app = App::build(config, Clock::System).await?;
     let board = app.status();
     let shutdown = shutdown_on_signals();
-    // Each tenant's own source, and the first TAP tenant's two People lists.
+    // Each tenant's own source (the TRAP and Isolation tenants' too), and the first TAP
+    // tenant's two People lists.
     let people = if tenants > 0 { 2 } else { 0 };
-    let sources = sim_config.tenants.len() + people;
+    let sources = sim_config.tenants.len() + 2 + people;
     println!(
-        "demo: simulator on http://{}; {} tenants ({tenants} TAP, 1 Essentials partner with 3 client organisations), {sources} sources (each tenant's events, the first TAP tenant's {people} People lists)",
+        "demo: simulator on http://{}; {} tenants ({tenants} TAP, 1 Essentials partner with 3 client organisations, 1 TRAP, 1 Isolation), {sources} sources (each tenant's events, the first TAP tenant's {people} People lists)",
         server.addr,
-        sim_config.tenants.len(),
+        sim_config.tenants.len() + 2,
     );
     if !follow {
         let stop = shutdown.clone();
@@ -115,6 +121,8 @@ pub(super) async fn demo(
             "the Essentials partner's, for itself and clients 4712, 4713",
         ),
         (&files.client, "the Essentials partner's client 4711"),
+        (&files.trap, "the TRAP tenant's incidents"),
+        (&files.isolation, "the Isolation tenant's usage records"),
     ] {
         println!(
             "demo: {} holds {} events: {what}",
@@ -139,6 +147,10 @@ struct DemoFiles {
     essentials: PathBuf,
     /// The Essentials partner's client 4711, routed to a sink of its own.
     client: PathBuf,
+    /// The TRAP tenant's incidents.
+    trap: PathBuf,
+    /// The Isolation tenant's usage records.
+    isolation: PathBuf,
 }
 
 impl DemoFiles {
@@ -148,6 +160,8 @@ impl DemoFiles {
             people: dir.join("people.ndjson"),
             essentials: dir.join("essentials.ndjson"),
             client: dir.join("client-4711.ndjson"),
+            trap: dir.join("trap.ndjson"),
+            isolation: dir.join("isolation.ndjson"),
         }
     }
 }
@@ -171,6 +185,8 @@ fn demo_config(
         ("people", &files.people),
         ("essentials", &files.essentials),
         ("client-4711", &files.client),
+        ("trap", &files.trap),
+        ("isolation", &files.isolation),
     ] {
         text.push_str(&format!(
             "\n[sinks.{name}]\ntype = \"file\"\npath = {}\n",
@@ -194,8 +210,17 @@ fn demo_config(
             text.push_str(&format!("[tenants.{p}.people]\nsinks = [\"people\"]\n"));
         }
     }
+    text.push_str(&format!(
+        "\n[tenants.acme-trap]\nproduct = \"trap\"\nbase_url = \"http://{addr}\"\napi_key = \"{DEMO_TRAP_KEY}\"\nsinks = [\"trap\"]\n\
+         \n[tenants.acme-isolation]\nproduct = \"isolation\"\nbase_url = \"http://{addr}\"\napi_key = \"{DEMO_ISOLATION_KEY}\"\nsinks = [\"isolation\"]\n"
+    ));
     text
 }
+
+/// The demo TRAP server's API key.
+const DEMO_TRAP_KEY: &str = "demo-trap-key";
+/// The demo Isolation account's API key.
+const DEMO_ISOLATION_KEY: &str = "demo-isolation-key";
 
 /// Lines in the file at `path`, read in pieces: the events file of a long demo is gigabytes,
 /// and reading it whole to count it was what made the in-process demo's memory grow with the

@@ -79,6 +79,16 @@ pub(super) async fn check(path: &Path, connect: bool, shard: Option<Shard>) -> a
     };
     let mut failed = 0;
     for (id, tenant) in &config.tenants {
+        if let Some(result) = crate::sources::plan::probe(tenant, &secrets[id], now).await {
+            match result {
+                Ok(()) => println!("tenant {id}: credentials accepted"),
+                Err(e) => {
+                    failed += 1;
+                    println!("tenant {id}: {e}");
+                }
+            }
+            continue;
+        }
         if tenant.settings().siem_account().is_none() {
             // A PoD token allows one session at a time: a probe would take it from a running
             // daemon (or be refused by it), so the stream's own status says whether it connects.

@@ -24,7 +24,10 @@
 //! For any sink, `--start-at TIME` is the explicit other choice: every tenant's position into the
 //! sink is set to TIME (an RFC 3339 instant or a duration ago), accepting that events between TIME
 //! and the lost position are delivered again into that sink (invariant 1 still holds: nothing
-//! after TIME is skipped). People snapshot positions are not rebuilt: a list's next snapshot is
+//! after TIME is skipped). TRAP incidents and Isolation records are read back like SIEM events, by
+//! their kind's time field ([`EventKind::time_field`]: `created_at`, `date`), and their position
+//! goes back by what the product may still owe or repeat ([`crate::config::tenant::ProductSettings::replay_reach`]:
+//! a slice, and TRAP's update look-back). People snapshot positions are not rebuilt: a list's next snapshot is
 //! taken as after a first start.
 
 use std::collections::BTreeMap;
@@ -77,6 +80,10 @@ struct ThreatTime<'a> {
 /// message's in `threatsInfoMap`): a message whose threat was reclassified comes again, with its
 /// old `messageTime`, in the window of its new `threatTime`.
 fn event_time(kind: EventKind, raw: &str) -> Option<i64> {
+    if let Some(field) = kind.time_field() {
+        // A time-slice source's record: filed under its one time field.
+        return crate::api::records::time_of(raw, field).map(|ms| ms.div_euclid(1000));
+    }
     let t: Times<'_> = serde_json::from_str(raw).ok()?;
     let own = if kind.is_click() {
         t.click_time
@@ -206,7 +213,8 @@ pub fn read_file(path: &Path, tenants: &[String]) -> anyhow::Result<FileEvidence
                 env.event_type
             );
         };
-        if kind.family() != Family::Siem || !tenants.iter().any(|t| *t == env.tenant) {
+        let positioned = kind.family() == Family::Siem || kind.time_field().is_some();
+        if !positioned || !tenants.iter().any(|t| *t == env.tenant) {
             out.skipped += 1;
             continue;
         }
@@ -372,7 +380,13 @@ pub(super) async fn recover(path: &Path, sink: &str, start_at: Option<&str>) -> 
         let (checkpoint, keys, latest) = match evidence.tenants.get(id) {
             Some(e) if latest.is_some() => {
                 let latest = latest.unwrap_or_default();
-                let checkpoint = clock::floor_minute(latest) - max_window;
+                // A source whose slices are longer than a window, or that asks its past again,
+                // goes back that far.
+                let back = config.tenants[id]
+                    .settings()
+                    .replay_reach()
+                    .map_or(max_window, |d| max_window.max(d.as_secs() as i64));
+                let checkpoint = clock::floor_minute(latest) - back;
                 let keys: Vec<EventKey> = e
                     .timed
                     .iter()

@@ -24,11 +24,13 @@ use crate::shard::Shard;
 use crate::sinks::SinkConfig;
 
 pub mod essentials;
+pub mod isolation;
 pub mod people;
 pub mod pod;
 pub mod poll;
 pub mod tap;
 pub mod tenant;
+pub mod trap;
 
 pub use essentials::EssentialsTenant;
 pub use people::PeopleConfig;

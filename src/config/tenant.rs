@@ -24,8 +24,10 @@ use secrecy::SecretString;
 use serde::de::{self, Deserialize, Visitor};
 
 use super::essentials::EssentialsTenant;
+use super::isolation::IsolationTenant;
 use super::pod::PodTenant;
 use super::tap::{SiemAccount, TapTenant};
+use super::trap::TrapTenant;
 use super::{ConfigError, PollConfig};
 use crate::api::siem::Credentials;
 use crate::event::EventKind;
@@ -44,6 +46,10 @@ pub enum Product {
     Essentials,
     /// The Proofpoint on Demand (PoD) log stream (WebSocket).
     Pod,
+    /// Threat Response Auto-Pull incidents, from the customer's own TRAP server.
+    Trap,
+    /// Proofpoint Isolation usage data.
+    Isolation,
 }
 
 impl Product {
@@ -52,6 +58,8 @@ impl Product {
             Product::Tap => "tap",
             Product::Essentials => "essentials",
             Product::Pod => "pod",
+            Product::Trap => "trap",
+            Product::Isolation => "isolation",
         }
     }
 
@@ -62,6 +70,9 @@ impl Product {
         match self {
             Product::Tap => window::HORIZON_SECS,
             Product::Essentials | Product::Pod => window::ESSENTIALS_HORIZON_SECS,
+            // TRAP keeps incidents on the customer's server without a stated limit; 30 days is
+            // tapfwd's bound. Isolation keeps 30 days.
+            Product::Trap | Product::Isolation => crate::api::records::HORIZON_SECS,
         }
     }
 
@@ -71,6 +82,8 @@ impl Product {
             Product::Tap => "TAP",
             Product::Essentials => "Essentials",
             Product::Pod => "PoD",
+            Product::Trap => "TRAP",
+            Product::Isolation => "Isolation",
         }
     }
 }
@@ -81,6 +94,8 @@ pub enum TenantConfig {
     Tap(TapTenant),
     Essentials(EssentialsTenant),
     Pod(PodTenant),
+    Trap(TrapTenant),
+    Isolation(IsolationTenant),
 }
 
 /// What a product's `validate` sees besides its own keys.
@@ -177,7 +192,7 @@ pub struct ParsedTenant {
 impl TenantConfig {
     /// Every product with the keys its struct takes, for telling a misplaced key from an
     /// unknown one.
-    fn products() -> [(Product, Vec<&'static str>); 3] {
+    fn products() -> [(Product, Vec<&'static str>); 5] {
         let account = fields_of::<SiemAccount>();
         let with_account = |own: &[&'static str]| [account, own].concat();
         [
@@ -187,6 +202,8 @@ impl TenantConfig {
                 with_account(fields_of::<EssentialsTenant>()),
             ),
             (Product::Pod, fields_of::<PodTenant>().to_vec()),
+            (Product::Trap, fields_of::<TrapTenant>().to_vec()),
+            (Product::Isolation, fields_of::<IsolationTenant>().to_vec()),
         ]
     }
 
@@ -254,6 +271,8 @@ impl TenantConfig {
                 })
             }
             Product::Pod => TenantConfig::Pod(read(table)?),
+            Product::Trap => TenantConfig::Trap(read(table)?),
+            Product::Isolation => TenantConfig::Isolation(read(table)?),
         };
         Ok(ParsedTenant {
             config,
@@ -266,6 +285,8 @@ impl TenantConfig {
             TenantConfig::Tap(_) => Product::Tap,
             TenantConfig::Essentials(_) => Product::Essentials,
             TenantConfig::Pod(_) => Product::Pod,
+            TenantConfig::Trap(_) => Product::Trap,
+            TenantConfig::Isolation(_) => Product::Isolation,
         }
     }
 
@@ -275,6 +296,8 @@ impl TenantConfig {
             TenantConfig::Tap(t) => t,
             TenantConfig::Essentials(t) => t,
             TenantConfig::Pod(t) => t,
+            TenantConfig::Trap(t) => t,
+            TenantConfig::Isolation(t) => t,
         }
     }
 
@@ -283,6 +306,8 @@ impl TenantConfig {
             TenantConfig::Tap(t) => t,
             TenantConfig::Essentials(t) => t,
             TenantConfig::Pod(t) => t,
+            TenantConfig::Trap(t) => t,
+            TenantConfig::Isolation(t) => t,
         }
     }
 
@@ -456,6 +481,12 @@ pub trait ProductSettings: std::fmt::Debug {
     fn customer_sinks(&self) -> Option<&BTreeMap<String, Vec<String>>> {
         None
     }
+    /// How far before the latest record a sink has this product's source may still owe it
+    /// records or deliver some again (a time slice delivered unordered, a look-back for updates),
+    /// when that is longer than `poll.max_window`: `tapfwd recover` goes back that far.
+    fn replay_reach(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Deserialises `table` into `T`; `Err` names the key path under the tenant.
@@ -480,7 +511,7 @@ fn misplaced_key_message(product: Product, key: &str, owners: &[Product]) -> Str
         }
         (_, [owner]) => format!(
             "is {} {} setting; this tenant is not product = \"{}\"",
-            if owner.display().starts_with(['E']) {
+            if owner.display().starts_with(['E', 'I']) {
                 "an"
             } else {
                 "a"
@@ -555,7 +586,10 @@ mod tests {
 
     #[test]
     fn each_product_takes_its_own_keys_and_names_the_owner_of_another() {
-        let [(_, tap), (_, essentials), (_, pod)] = TenantConfig::products();
+        let [(_, tap), (_, essentials), (_, pod), (_, trap), (_, isolation)] =
+            TenantConfig::products();
+        assert!(trap.contains(&"ca_file") && trap.contains(&"api_key_env"));
+        assert!(isolation.contains(&"page_size") && !isolation.contains(&"ca_file"));
         assert!(tap.contains(&"principal") && essentials.contains(&"secret_env"));
         assert!(tap.contains(&"people") && tap.contains(&"threat_status"));
         assert!(essentials.contains(&"customer_sinks") && !essentials.contains(&"people"));

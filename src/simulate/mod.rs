@@ -59,15 +59,22 @@
 //!   tokens, one session per token and type (409), live frames with the one-hour replay after a
 //!   drop, pings and idle drops, duplicate frames, archive mode, and faults.
 //!
+//! - **TRAP incidents** ([`trap`]) and **Isolation usage data** ([`isolation`]): tenants by API
+//!   key, registered at run time, with their rules (unordered and duplicated rows, updates to
+//!   incidents, slice timeouts, full pages, the 30-day horizon) and queued faults.
+//!
 //! Not modelled: 204 on empty windows (only as a fault), `/v2/campaign/ids`, URL decode.
 
 mod events;
 mod intel;
+pub mod isolation;
+mod keyed;
 mod params;
 mod people;
 pub mod pod;
 mod render;
 mod server;
+pub mod trap;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -362,6 +369,12 @@ struct Inner {
     tenants: HashMap<String, TenantState>,
     /// PoD clusters by bearer token.
     pod: HashMap<String, Arc<pod::PodCluster>>,
+    /// The seed every generator starts from.
+    seed: u64,
+    /// TRAP and Isolation tenants by API key, registered while the simulator runs
+    /// ([`Simulator::serve_trap`], [`Simulator::serve_isolation`]).
+    trap: trap::TrapTenants,
+    isolation: isolation::IsolationTenants,
 }
 
 struct TenantState {
@@ -429,8 +442,16 @@ impl Simulator {
                 clock,
                 tenants,
                 pod,
+                seed: cfg.seed,
+                trap: Default::default(),
+                isolation: Default::default(),
             }),
         }
+    }
+
+    /// The seed the simulator was made with.
+    pub fn seed(&self) -> u64 {
+        self.inner.seed
     }
 
     /// Whether answered requests are kept for [`Simulator::request_log`] (they are by default).

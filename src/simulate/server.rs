@@ -208,6 +208,11 @@ async fn handle(sim: &Simulator, parts: &Parts, kill: Option<Arc<Notify>>) -> Re
     let tenant = creds
         .as_ref()
         .and_then(|(user, _)| sim.inner.tenants.get(user));
+    match parts.uri.path() {
+        super::trap::PATH => return super::trap::handle(sim, parts, kill).await,
+        super::isolation::PATH => return super::isolation::handle(sim, parts, kill).await,
+        _ => {}
+    }
     if let Some(route) = super::intel::route(parts.uri.path()) {
         return super::intel::handle(sim, parts, route, kill).await;
     }

@@ -430,6 +430,8 @@ mod tests {
             (EventKind::PodMessage, "pps_messagelog"),
             (EventKind::PodMaillog, "pps_maillog"),
             (EventKind::PodAudit, "pps_auditlog"),
+            (EventKind::TrapIncident, "ccx:proofpoint:trap:hec"),
+            (EventKind::IsolationUsage, "proofpoint:isolation"),
         ];
         assert_eq!(want.len(), EventKind::ALL.len());
         for (kind, sourcetype) in want {

@@ -27,10 +27,13 @@ use crate::metrics::Metrics;
 use crate::status::StatusBoard;
 use crate::store::Store;
 
+pub mod isolation;
 pub mod people;
 pub mod plan;
 pub mod pod;
+pub mod slices;
 pub mod tap_siem;
+pub mod trap;
 
 pub use plan::{for_tenant, plan, Planned, SourceId, SourceKind};
 

@@ -15,6 +15,8 @@ use secrecy::SecretString;
 use super::{people, pod, tap_siem, Context, Source};
 use crate::api::people::Feed;
 use crate::clock;
+use crate::config::isolation::IsolationTenant;
+use crate::config::trap::TrapTenant;
 use crate::config::{PeopleConfig, PodTenant, PodType, TenantConfig};
 use crate::sinks::Sink;
 use crate::status::{SinkStatus, TenantState, TenantStatus};
@@ -29,6 +31,10 @@ pub enum SourceKind {
     People(Feed),
     /// One PoD log type's stream.
     Pod(PodType),
+    /// TRAP incidents, in time slices.
+    Trap,
+    /// Isolation usage data, in time slices.
+    Isolation,
 }
 
 /// One source of one tenant.
@@ -50,7 +56,9 @@ impl SourceId {
 impl fmt::Display for SourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
-            SourceKind::Siem => write!(f, "{}", self.tenant),
+            SourceKind::Siem | SourceKind::Trap | SourceKind::Isolation => {
+                write!(f, "{}", self.tenant)
+            }
             SourceKind::People(feed) => write!(f, "{}:people.{}", self.tenant, feed.as_str()),
             SourceKind::Pod(kind) => write!(f, "{}:pod.{}", self.tenant, kind.as_str()),
         }
@@ -71,6 +79,8 @@ pub enum Planned<'a> {
     Siem,
     People(Feed, &'a PeopleConfig),
     Pod(PodType, &'a PodTenant),
+    Trap(&'a TrapTenant),
+    Isolation(&'a IsolationTenant),
 }
 
 impl Planned<'_> {
@@ -79,6 +89,8 @@ impl Planned<'_> {
             Planned::Siem => SourceKind::Siem,
             Planned::People(feed, _) => SourceKind::People(*feed),
             Planned::Pod(kind, _) => SourceKind::Pod(*kind),
+            Planned::Trap(_) => SourceKind::Trap,
+            Planned::Isolation(_) => SourceKind::Isolation,
         }
     }
 }
@@ -95,6 +107,8 @@ pub fn planned(config: &TenantConfig) -> Vec<Planned<'_>> {
             .collect(),
         TenantConfig::Essentials(_) => vec![Planned::Siem],
         TenantConfig::Pod(t) => t.types.iter().map(|k| Planned::Pod(*k, t)).collect(),
+        TenantConfig::Trap(t) => vec![Planned::Trap(t)],
+        TenantConfig::Isolation(t) => vec![Planned::Isolation(t)],
     }
 }
 
@@ -164,6 +178,17 @@ impl SourceId {
                     ..Default::default()
                 }
             }
+            // Time slices: positions are slice ends, no request budget.
+            SourceKind::Trap | SourceKind::Isolation => {
+                let sinks = stream_sinks(0);
+                TenantStatus {
+                    state: state(record.failed, &sinks),
+                    last_error: record.last_error.clone(),
+                    last_error_at: record.last_error_at.map(clock::rfc3339),
+                    sinks,
+                    ..Default::default()
+                }
+            }
             // PoD positions are frame times: no lag applies.
             SourceKind::Pod(_) => {
                 let sinks = stream_sinks(0);
@@ -176,6 +201,21 @@ impl SourceId {
             }
         };
         Ok(TenantStatus { tenant: key, ..row })
+    }
+}
+
+/// One request that tells whether the tenant's API takes its credentials (`check --connect`),
+/// for the products probed here; `None` for the others (TAP and Essentials are probed by the SIEM
+/// client, and a PoD probe would take the running daemon's one session).
+pub async fn probe(
+    config: &TenantConfig,
+    secret: &SecretString,
+    now: i64,
+) -> Option<Result<(), crate::api::ApiError>> {
+    match config {
+        TenantConfig::Trap(t) => Some(super::trap::probe(t, secret, now).await),
+        TenantConfig::Isolation(t) => Some(super::isolation::probe(t, secret, now).await),
+        TenantConfig::Tap(_) | TenantConfig::Essentials(_) | TenantConfig::Pod(_) => None,
     }
 }
 
@@ -231,6 +271,20 @@ pub fn for_tenant(
                 id,
                 kind,
                 Arc::new(pod.clone()),
+                secret.clone(),
+                sinks.clone(),
+                ctx,
+            )?),
+            Planned::Trap(t) => Box::new(super::trap::source(
+                id,
+                t,
+                secret.clone(),
+                sinks.clone(),
+                ctx,
+            )?),
+            Planned::Isolation(t) => Box::new(super::isolation::source(
+                id,
+                t,
                 secret.clone(),
                 sinks.clone(),
                 ctx,
