@@ -35,6 +35,15 @@ pub enum EventKind {
     PodMessage,
     PodMaillog,
     PodAudit,
+    // CTR incidents: one incident object per event, as the API sent it.
+    CtrIncident,
+    // ITM reports: one record per event, a kind per record type.
+    ItmUserActivity,
+    ItmDbaActivity,
+    ItmSystemEvent,
+    ItmAlert,
+    ItmAudit,
+    ItmInAppElement,
 }
 
 /// The API an event kind comes from.
@@ -46,11 +55,15 @@ pub enum Family {
     People,
     /// The PoD log stream.
     Pod,
+    /// CTR incidents.
+    Ctr,
+    /// ITM report records.
+    Itm,
 }
 
 impl EventKind {
     /// Every kind, in [`EventKind::index`] order.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::MessagesBlocked,
         EventKind::MessagesDelivered,
         EventKind::ClicksBlocked,
@@ -60,6 +73,13 @@ impl EventKind {
         EventKind::PodMessage,
         EventKind::PodMaillog,
         EventKind::PodAudit,
+        EventKind::CtrIncident,
+        EventKind::ItmUserActivity,
+        EventKind::ItmDbaActivity,
+        EventKind::ItmSystemEvent,
+        EventKind::ItmAlert,
+        EventKind::ItmAudit,
+        EventKind::ItmInAppElement,
     ];
 
     /// The four arrays of a SIEM response, in the order the API documents them.
@@ -82,6 +102,13 @@ impl EventKind {
             EventKind::PodMessage => "podMessage",
             EventKind::PodMaillog => "podMaillog",
             EventKind::PodAudit => "podAudit",
+            EventKind::CtrIncident => "ctrIncident",
+            EventKind::ItmUserActivity => "itmUserActivity",
+            EventKind::ItmDbaActivity => "itmDbaActivity",
+            EventKind::ItmSystemEvent => "itmSystemEvent",
+            EventKind::ItmAlert => "itmAlert",
+            EventKind::ItmAudit => "itmAudit",
+            EventKind::ItmInAppElement => "itmInAppElement",
         }
     }
 
@@ -90,7 +117,8 @@ impl EventKind {
     /// which its field extractions and the CIM extensions (Email, IDS, Malware) key; PoD events
     /// the Proofpoint on Demand add-on's (Splunkbase 4327) `pps_messagelog`, `pps_maillog` and
     /// `pps_auditlog`. No add-on indexes the People API, so its snapshots get sourcetypes of the
-    /// same family named after the endpoint.
+    /// same family named after the endpoint. No add-on indexes CTR or ITM through their APIs
+    /// either: `proofpoint:ctr:incident` and `proofpoint:itm:<type>` are tapfwd's choice.
     pub fn splunk_sourcetype(self) -> &'static str {
         match self {
             EventKind::MessagesBlocked
@@ -102,6 +130,13 @@ impl EventKind {
             EventKind::PodMessage => "pps_messagelog",
             EventKind::PodMaillog => "pps_maillog",
             EventKind::PodAudit => "pps_auditlog",
+            EventKind::CtrIncident => "proofpoint:ctr:incident",
+            EventKind::ItmUserActivity => "proofpoint:itm:user_activity",
+            EventKind::ItmDbaActivity => "proofpoint:itm:dba_activity",
+            EventKind::ItmSystemEvent => "proofpoint:itm:system_event",
+            EventKind::ItmAlert => "proofpoint:itm:alert",
+            EventKind::ItmAudit => "proofpoint:itm:audit",
+            EventKind::ItmInAppElement => "proofpoint:itm:in_app_element",
         }
     }
 
@@ -119,6 +154,13 @@ impl EventKind {
             | EventKind::ClicksPermitted => Family::Siem,
             EventKind::Vap | EventKind::TopClickers => Family::People,
             EventKind::PodMessage | EventKind::PodMaillog | EventKind::PodAudit => Family::Pod,
+            EventKind::CtrIncident => Family::Ctr,
+            EventKind::ItmUserActivity
+            | EventKind::ItmDbaActivity
+            | EventKind::ItmSystemEvent
+            | EventKind::ItmAlert
+            | EventKind::ItmAudit
+            | EventKind::ItmInAppElement => Family::Itm,
         }
     }
 

@@ -23,7 +23,9 @@ use std::path::Path;
 use secrecy::SecretString;
 use serde::de::{self, Deserialize, Visitor};
 
+use super::ctr::CtrTenant;
 use super::essentials::EssentialsTenant;
+use super::itm::ItmTenant;
 use super::pod::PodTenant;
 use super::tap::{SiemAccount, TapTenant};
 use super::{ConfigError, PollConfig};
@@ -44,6 +46,10 @@ pub enum Product {
     Essentials,
     /// The Proofpoint on Demand (PoD) log stream (WebSocket).
     Pod,
+    /// Cloud Threat Response incidents (OAuth2).
+    Ctr,
+    /// Insider Threat Management reports (OAuth2).
+    Itm,
 }
 
 impl Product {
@@ -52,6 +58,8 @@ impl Product {
             Product::Tap => "tap",
             Product::Essentials => "essentials",
             Product::Pod => "pod",
+            Product::Ctr => "ctr",
+            Product::Itm => "itm",
         }
     }
 
@@ -62,6 +70,8 @@ impl Product {
         match self {
             Product::Tap => window::HORIZON_SECS,
             Product::Essentials | Product::Pod => window::ESSENTIALS_HORIZON_SECS,
+            // No retention is documented: tapfwd keeps to 30 days.
+            Product::Ctr | Product::Itm => OAUTH_HORIZON_SECS,
         }
     }
 
@@ -71,9 +81,14 @@ impl Product {
             Product::Tap => "TAP",
             Product::Essentials => "Essentials",
             Product::Pod => "PoD",
+            Product::Ctr => "CTR",
+            Product::Itm => "ITM",
         }
     }
 }
+
+/// How far back CTR and ITM are asked, in seconds: 30 days (neither documents a retention).
+pub const OAUTH_HORIZON_SECS: i64 = 30 * 86_400;
 
 /// One client organisation: its product's settings.
 #[derive(Debug, Clone)]
@@ -81,6 +96,8 @@ pub enum TenantConfig {
     Tap(TapTenant),
     Essentials(EssentialsTenant),
     Pod(PodTenant),
+    Ctr(CtrTenant),
+    Itm(ItmTenant),
 }
 
 /// What a product's `validate` sees besides its own keys.
@@ -177,7 +194,7 @@ pub struct ParsedTenant {
 impl TenantConfig {
     /// Every product with the keys its struct takes, for telling a misplaced key from an
     /// unknown one.
-    fn products() -> [(Product, Vec<&'static str>); 3] {
+    fn products() -> [(Product, Vec<&'static str>); 5] {
         let account = fields_of::<SiemAccount>();
         let with_account = |own: &[&'static str]| [account, own].concat();
         [
@@ -187,6 +204,8 @@ impl TenantConfig {
                 with_account(fields_of::<EssentialsTenant>()),
             ),
             (Product::Pod, fields_of::<PodTenant>().to_vec()),
+            (Product::Ctr, fields_of::<CtrTenant>().to_vec()),
+            (Product::Itm, fields_of::<ItmTenant>().to_vec()),
         ]
     }
 
@@ -254,6 +273,8 @@ impl TenantConfig {
                 })
             }
             Product::Pod => TenantConfig::Pod(read(table)?),
+            Product::Ctr => TenantConfig::Ctr(read(table)?),
+            Product::Itm => TenantConfig::Itm(read(table)?),
         };
         Ok(ParsedTenant {
             config,
@@ -266,6 +287,8 @@ impl TenantConfig {
             TenantConfig::Tap(_) => Product::Tap,
             TenantConfig::Essentials(_) => Product::Essentials,
             TenantConfig::Pod(_) => Product::Pod,
+            TenantConfig::Ctr(_) => Product::Ctr,
+            TenantConfig::Itm(_) => Product::Itm,
         }
     }
 
@@ -275,6 +298,8 @@ impl TenantConfig {
             TenantConfig::Tap(t) => t,
             TenantConfig::Essentials(t) => t,
             TenantConfig::Pod(t) => t,
+            TenantConfig::Ctr(t) => t,
+            TenantConfig::Itm(t) => t,
         }
     }
 
@@ -283,6 +308,8 @@ impl TenantConfig {
             TenantConfig::Tap(t) => t,
             TenantConfig::Essentials(t) => t,
             TenantConfig::Pod(t) => t,
+            TenantConfig::Ctr(t) => t,
+            TenantConfig::Itm(t) => t,
         }
     }
 
@@ -480,7 +507,7 @@ fn misplaced_key_message(product: Product, key: &str, owners: &[Product]) -> Str
         }
         (_, [owner]) => format!(
             "is {} {} setting; this tenant is not product = \"{}\"",
-            if owner.display().starts_with(['E']) {
+            if owner.display().starts_with(['E', 'I']) {
                 "an"
             } else {
                 "a"
@@ -555,7 +582,9 @@ mod tests {
 
     #[test]
     fn each_product_takes_its_own_keys_and_names_the_owner_of_another() {
-        let [(_, tap), (_, essentials), (_, pod)] = TenantConfig::products();
+        let [(_, tap), (_, essentials), (_, pod), (_, ctr), (_, itm)] = TenantConfig::products();
+        assert!(ctr.contains(&"client_secret_env") && !ctr.contains(&"principal"));
+        assert!(itm.contains(&"types") && itm.contains(&"client_id"));
         assert!(tap.contains(&"principal") && essentials.contains(&"secret_env"));
         assert!(tap.contains(&"people") && tap.contains(&"threat_status"));
         assert!(essentials.contains(&"customer_sinks") && !essentials.contains(&"people"));

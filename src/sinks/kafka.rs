@@ -238,19 +238,27 @@ impl KafkaConfig {
 }
 
 /// The event type in snake case, as the `event_type` header carries it: for the four SIEM types
-/// the values Elastic's Proofpoint Essentials integration routes on.
+/// the values Elastic's Proofpoint Essentials integration routes on. Derived from the kind's
+/// `eventType` name (`messagesBlocked` → `messages_blocked`), so a new kind needs nothing here.
 pub fn snake_event_type(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::MessagesBlocked => "messages_blocked",
-        EventKind::MessagesDelivered => "messages_delivered",
-        EventKind::ClicksBlocked => "clicks_blocked",
-        EventKind::ClicksPermitted => "clicks_permitted",
-        EventKind::Vap => "vap",
-        EventKind::TopClickers => "top_clickers",
-        EventKind::PodMessage => "pod_message",
-        EventKind::PodMaillog => "pod_maillog",
-        EventKind::PodAudit => "pod_audit",
-    }
+    static TABLE: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        EventKind::ALL
+            .iter()
+            .map(|k| {
+                let mut out = String::new();
+                for c in k.as_str().chars() {
+                    if c.is_ascii_uppercase() {
+                        out.push('_');
+                        out.push(c.to_ascii_lowercase());
+                    } else {
+                        out.push(c);
+                    }
+                }
+                &*Box::leak(out.into_boxed_str())
+            })
+            .collect()
+    })[kind.index()]
 }
 
 /// librdkafka's log level from `options.log_level`: syslog's 0 (emergencies only) to 7 (debug).

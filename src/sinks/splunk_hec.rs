@@ -430,6 +430,13 @@ mod tests {
             (EventKind::PodMessage, "pps_messagelog"),
             (EventKind::PodMaillog, "pps_maillog"),
             (EventKind::PodAudit, "pps_auditlog"),
+            (EventKind::CtrIncident, "proofpoint:ctr:incident"),
+            (EventKind::ItmUserActivity, "proofpoint:itm:user_activity"),
+            (EventKind::ItmDbaActivity, "proofpoint:itm:dba_activity"),
+            (EventKind::ItmSystemEvent, "proofpoint:itm:system_event"),
+            (EventKind::ItmAlert, "proofpoint:itm:alert"),
+            (EventKind::ItmAudit, "proofpoint:itm:audit"),
+            (EventKind::ItmInAppElement, "proofpoint:itm:in_app_element"),
         ];
         assert_eq!(want.len(), EventKind::ALL.len());
         for (kind, sourcetype) in want {

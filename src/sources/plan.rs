@@ -12,10 +12,12 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use super::{people, pod, tap_siem, Context, Source};
+use super::{ctr, itm, people, pod, tap_siem, Context, Source};
 use crate::api::people::Feed;
 use crate::clock;
-use crate::config::{PeopleConfig, PodTenant, PodType, TenantConfig};
+use crate::config::{
+    CtrTenant, ItmTenant, ItmType, PeopleConfig, PodTenant, PodType, TenantConfig,
+};
 use crate::sinks::Sink;
 use crate::status::{SinkStatus, TenantState, TenantStatus};
 use crate::store::{Store, StoreError, StreamState, TenantRecord};
@@ -29,6 +31,10 @@ pub enum SourceKind {
     People(Feed),
     /// One PoD log type's stream.
     Pod(PodType),
+    /// CTR incidents.
+    Ctr,
+    /// One ITM record type's report.
+    Itm(ItmType),
 }
 
 /// One source of one tenant.
@@ -53,6 +59,8 @@ impl fmt::Display for SourceId {
             SourceKind::Siem => write!(f, "{}", self.tenant),
             SourceKind::People(feed) => write!(f, "{}:people.{}", self.tenant, feed.as_str()),
             SourceKind::Pod(kind) => write!(f, "{}:pod.{}", self.tenant, kind.as_str()),
+            SourceKind::Ctr => write!(f, "{}", self.tenant),
+            SourceKind::Itm(kind) => write!(f, "{}:itm.{}", self.tenant, kind.as_str()),
         }
     }
 }
@@ -71,6 +79,8 @@ pub enum Planned<'a> {
     Siem,
     People(Feed, &'a PeopleConfig),
     Pod(PodType, &'a PodTenant),
+    Ctr(&'a CtrTenant),
+    Itm(ItmType, &'a ItmTenant),
 }
 
 impl Planned<'_> {
@@ -79,6 +89,8 @@ impl Planned<'_> {
             Planned::Siem => SourceKind::Siem,
             Planned::People(feed, _) => SourceKind::People(*feed),
             Planned::Pod(kind, _) => SourceKind::Pod(*kind),
+            Planned::Ctr(_) => SourceKind::Ctr,
+            Planned::Itm(kind, _) => SourceKind::Itm(*kind),
         }
     }
 }
@@ -95,6 +107,8 @@ pub fn planned(config: &TenantConfig) -> Vec<Planned<'_>> {
             .collect(),
         TenantConfig::Essentials(_) => vec![Planned::Siem],
         TenantConfig::Pod(t) => t.types.iter().map(|k| Planned::Pod(*k, t)).collect(),
+        TenantConfig::Ctr(t) => vec![Planned::Ctr(t)],
+        TenantConfig::Itm(t) => t.types.iter().map(|k| Planned::Itm(*k, t)).collect(),
     }
 }
 
@@ -164,8 +178,8 @@ impl SourceId {
                     ..Default::default()
                 }
             }
-            // PoD positions are frame times: no lag applies.
-            SourceKind::Pod(_) => {
+            // PoD positions are frame times, CTR's and ITM's instants and cursors: no lag applies.
+            SourceKind::Pod(_) | SourceKind::Ctr | SourceKind::Itm(_) => {
                 let sinks = stream_sinks(0);
                 TenantStatus {
                     state: state(record.failed, &sinks),
@@ -197,6 +211,8 @@ pub fn for_tenant(
             .collect()
     };
     let mut out: Vec<Box<dyn Source>> = Vec::new();
+    // One OAuth2 token per tenant, shared by its ITM reports.
+    let mut itm_token = None;
     for source in planned(&config) {
         out.push(match source {
             Planned::Siem => {
@@ -235,6 +251,33 @@ pub fn for_tenant(
                 sinks.clone(),
                 ctx,
             )?),
+            Planned::Ctr(t) => Box::new(ctr::CtrSource::new(
+                id,
+                Arc::new(t.clone()),
+                secret.clone(),
+                sinks.clone(),
+                ctx,
+            )?),
+            Planned::Itm(kind, t) => {
+                let tokens = itm_token
+                    .get_or_insert_with(|| {
+                        Arc::new(tokio::sync::Mutex::new(crate::api::oauth::TokenCache::new(
+                            &t.token_url(),
+                            &t.client_id,
+                            secret.clone(),
+                            Some(crate::api::itm::SCOPE),
+                        )))
+                    })
+                    .clone();
+                Box::new(itm::ItmSource::new(
+                    id,
+                    kind,
+                    Arc::new(t.clone()),
+                    tokens,
+                    sinks.clone(),
+                    ctx,
+                )?)
+            }
         });
     }
     Ok(out)
@@ -270,6 +313,18 @@ mod tests {
             token = "tok"
             types = ["maillog", "audit"]
             sinks = ["f"]
+            [tenants.c]
+            product = "ctr"
+            client_id = "id"
+            client_secret = "s"
+            sinks = ["f"]
+            [tenants.i]
+            product = "itm"
+            base_url = "https://acme.explore.proofpoint.com"
+            client_id = "id"
+            client_secret = "s"
+            types = ["alert", "audit"]
+            sinks = ["f"]
             "#,
             Vec::new(),
         )
@@ -283,5 +338,7 @@ mod tests {
         assert_eq!(ids("t"), ["t", "t:people.vap"]);
         assert_eq!(ids("e"), ["e"]);
         assert_eq!(ids("p"), ["p:pod.maillog", "p:pod.audit"]);
+        assert_eq!(ids("c"), ["c"]);
+        assert_eq!(ids("i"), ["i:itm.alert", "i:itm.audit"]);
     }
 }
