@@ -80,12 +80,21 @@ pub(super) async fn check(path: &Path, connect: bool, shard: Option<Shard>) -> a
     let mut failed = 0;
     for (id, tenant) in &config.tenants {
         if tenant.settings().siem_account().is_none() {
-            // A PoD token allows one session at a time: a probe would take it from a running
-            // daemon (or be refused by it), so the stream's own status says whether it connects.
-            println!(
-                "tenant {id}: no connection check for product {} (see `tapfwd status`)",
-                tenant.product().as_str()
-            );
+            // Each other product says how it is tried (a token and one request); a PoD token
+            // allows one session at a time: a probe would take it from a running daemon (or be
+            // refused by it), so the stream's own status says whether it connects.
+            match crate::sources::plan::probe(tenant, &secrets[id], config.poll.read_timeout).await
+            {
+                Some(Ok(())) => println!("tenant {id}: credentials accepted"),
+                Some(Err(e)) => {
+                    failed += 1;
+                    println!("tenant {id}: {e}");
+                }
+                None => println!(
+                    "tenant {id}: no connection check for product {} (see `tapfwd status`)",
+                    tenant.product().as_str()
+                ),
+            }
             continue;
         }
         let creds = tenant.credentials(&secrets[id]);
@@ -363,7 +372,23 @@ pub(super) async fn rewind(
         ),
         Err(e) => return Err(e),
     };
-    for s in &sinks {
+    for scope in crate::sources::plan::rewind_scopes(tenant, t) {
+        rewind_scope(&store, &scope, &sinks, checkpoint, no_dedupe)?;
+    }
+    store.flush().await?;
+    Ok(())
+}
+
+/// Moves the streams of `sinks` kept under `scope` (a tenant, or one of its sources) back to
+/// `checkpoint`.
+fn rewind_scope(
+    store: &crate::store::Store,
+    tenant: &str,
+    sinks: &[String],
+    checkpoint: i64,
+    no_dedupe: bool,
+) -> anyhow::Result<()> {
+    for s in sinks {
         let mut state = store.stream(tenant, s)?.unwrap_or_default();
         let before = state.checkpoint;
         if before != 0 && before <= checkpoint {
@@ -396,7 +421,6 @@ pub(super) async fn rewind(
             }
         );
     }
-    store.flush().await?;
     Ok(())
 }
 

@@ -396,6 +396,31 @@ impl CtrSource {
     }
 }
 
+/// One token and one request of a minute's incidents (`tapfwd check --connect`).
+pub async fn probe(
+    config: &CtrTenant,
+    secret: &SecretString,
+    timeout: std::time::Duration,
+) -> Result<(), ApiError> {
+    use crate::config::tenant::ProductSettings;
+    let client = BearerClient::new(timeout)?;
+    let tokens = Arc::new(tokio::sync::Mutex::new(TokenCache::new(
+        config.token_url(),
+        &config.client_id,
+        secret.clone(),
+        None,
+    )));
+    let now = chrono::Utc::now().timestamp();
+    let request = Request::Post(
+        ctr::url(config.base_url())?,
+        ctr::body(ctr::STATE_GROUPS[0], now - 60, now, 0),
+    );
+    let body = client.call(&tokens, now, &request).await?;
+    ctr::page(&body)
+        .map(|_| ())
+        .map_err(|m| ApiError::InvalidJson(format!("the incidents API's answer is {m}")))
+}
+
 /// Counts a request's answer (`200`, or its error's class) in status and metrics.
 pub(super) fn count(
     by_status: &mut std::collections::BTreeMap<String, u64>,

@@ -220,6 +220,28 @@ impl ItmSource {
     }
 }
 
+/// One token and one page of one record of the tenant's first report (`tapfwd check --connect`).
+pub async fn probe(
+    config: &ItmTenant,
+    secret: &secrecy::SecretString,
+    timeout: std::time::Duration,
+) -> Result<(), crate::api::ApiError> {
+    let client = BearerClient::new(timeout)?;
+    let tokens = Arc::new(tokio::sync::Mutex::new(crate::api::oauth::TokenCache::new(
+        &config.token_url(),
+        &config.client_id,
+        secret.clone(),
+        Some(itm::SCOPE),
+    )));
+    let now = chrono::Utc::now().timestamp();
+    let kind = config.types.first().copied().unwrap_or(ItmType::Alert);
+    let url = itm::url(config.base_url(), config.report(kind), (now - 60) * 1000, 1)?;
+    let body = client.call(&tokens, now, &Request::Get(url)).await?;
+    itm::page(&body)
+        .map(|_| ())
+        .map_err(|m| crate::api::ApiError::InvalidJson(format!("the report's answer is {m}")))
+}
+
 /// A page's records as a batch, each keyed by its bytes, its time its `risingValue`.
 fn batch_of(kind: ItmType, records: &[itm::Record<'_>]) -> Batch {
     let mut buf = BytesMut::new();

@@ -112,6 +112,29 @@ pub fn planned(config: &TenantConfig) -> Vec<Planned<'_>> {
     }
 }
 
+/// Where the positions `tapfwd rewind` moves for tenant `id` are kept: the tenant id for its
+/// main source (TAP, Essentials, CTR), each report's source id for ITM.
+pub fn rewind_scopes(id: &str, config: &TenantConfig) -> Vec<String> {
+    match config {
+        TenantConfig::Itm(_) => plan(id, config).iter().map(ToString::to_string).collect(),
+        _ => vec![id.to_string()],
+    }
+}
+
+/// `tapfwd check --connect`'s try of a tenant that has no SIEM account: a token and one
+/// request. `None` for a product that has no such try (a PoD token allows one session).
+pub async fn probe(
+    config: &TenantConfig,
+    secret: &SecretString,
+    timeout: std::time::Duration,
+) -> Option<Result<(), crate::api::ApiError>> {
+    match config {
+        TenantConfig::Ctr(t) => Some(ctr::probe(t, secret, timeout).await),
+        TenantConfig::Itm(t) => Some(itm::probe(t, secret, timeout).await),
+        TenantConfig::Tap(_) | TenantConfig::Essentials(_) | TenantConfig::Pod(_) => None,
+    }
+}
+
 impl SourceId {
     /// The source's row in `tapfwd status` while the daemon is stopped: its positions from the
     /// store (`streams`, every stream of the store), its budget and last error, at `now`; `lag`
