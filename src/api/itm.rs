@@ -36,14 +36,9 @@ pub struct Record<'a> {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum Answer<'a> {
+struct Object<'a> {
     #[serde(borrow)]
-    List(Vec<&'a serde_json::value::RawValue>),
-    Object {
-        #[serde(borrow)]
-        data: Vec<&'a serde_json::value::RawValue>,
-    },
+    data: Vec<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -54,10 +49,14 @@ struct Rising {
 
 /// Reads a page; `Err` says why it is not one (a record without a numeric `risingValue`).
 pub fn page(body: &[u8]) -> Result<Vec<Record<'_>>, String> {
-    let answer: Answer<'_> =
-        serde_json::from_slice(body).map_err(|e| format!("not a page of records: {e}"))?;
-    let raws = match answer {
-        Answer::List(l) | Answer::Object { data: l } => l,
+    let list = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let raws = if list {
+        serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(body)
+            .map_err(|e| format!("not a page of records: {e}"))?
+    } else {
+        serde_json::from_slice::<Object<'_>>(body)
+            .map_err(|e| format!("not a page of records: {e}"))?
+            .data
     };
     raws.into_iter()
         .map(|raw| {

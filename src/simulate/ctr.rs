@@ -117,7 +117,12 @@ fn parse_time(v: &Value) -> Option<i64> {
 }
 
 /// The answer to one list request: its status and body.
-pub(super) fn answer(account: &Account, c: &SimCtr, body: &[u8], now: DateTime<Utc>) -> (u16, String) {
+pub(super) fn answer(
+    account: &Account,
+    c: &SimCtr,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> (u16, String) {
     if let Some(limit) = c.requests_per_minute {
         let mut live = account.lock();
         while live
@@ -137,10 +142,16 @@ pub(super) fn answer(account: &Account, c: &SimCtr, body: &[u8], now: DateTime<U
     };
     let range = &req["filters"]["time_range_filter"];
     let (Some(start), Some(end)) = (parse_time(&range["start"]), parse_time(&range["end"])) else {
-        return (400, r#"{"error":"time_range_filter start and end must be \"%Y-%m-%d %H:%M:%S\""}"#.into());
+        return (
+            400,
+            r#"{"error":"time_range_filter start and end must be \"%Y-%m-%d %H:%M:%S\""}"#.into(),
+        );
     };
     let (Some(from), Some(to)) = (req["startRow"].as_u64(), req["endRow"].as_u64()) else {
-        return (400, r#"{"error":"startRow and endRow are required"}"#.into());
+        return (
+            400,
+            r#"{"error":"startRow and endRow are required"}"#.into(),
+        );
     };
     if to < from || to - from > 200 {
         return (400, r#"{"error":"at most 200 rows a page"}"#.into());
@@ -158,7 +169,9 @@ pub(super) fn answer(account: &Account, c: &SimCtr, body: &[u8], now: DateTime<U
         Vec::new()
     } else {
         all.iter()
-            .filter(|(_, is_closed, _)| groups.is_empty() || (*is_closed && closed) || (!*is_closed && open))
+            .filter(|(_, is_closed, _)| {
+                groups.is_empty() || (*is_closed && closed) || (!*is_closed && open)
+            })
             .map(|(_, _, b)| b)
             .collect()
     };

@@ -122,7 +122,12 @@ fn param(query: &str, name: &str) -> Option<i64> {
 }
 
 /// The answer to one page request.
-pub(super) fn answer(account: &Account, i: &SimItm, parts: &Parts, now: DateTime<Utc>) -> (u16, String) {
+pub(super) fn answer(
+    account: &Account,
+    i: &SimItm,
+    parts: &Parts,
+    now: DateTime<Utc>,
+) -> (u16, String) {
     let path = parts.uri.path();
     let Some(report) = path
         .strip_prefix(PREFIX)
@@ -138,7 +143,10 @@ pub(super) fn answer(account: &Account, i: &SimItm, parts: &Parts, now: DateTime
         return (400, r#"{"error":"since and limit are required"}"#.into());
     };
     if limit < 1 || limit > i64::from(i.max_limit) {
-        return (400, format!(r#"{{"error":"limit must be 1 to {}"}}"#, i.max_limit));
+        return (
+            400,
+            format!(r#"{{"error":"limit must be 1 to {}"}}"#, i.max_limit),
+        );
     }
     let mut rows = records(account.key, i, report, since, limit as usize, now);
     if i.unordered {

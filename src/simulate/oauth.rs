@@ -15,8 +15,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 use axum::body::Body;
 use axum::http::{header, request::Parts, HeaderValue, Response};
@@ -87,7 +87,11 @@ pub(super) struct Live {
 
 impl Account {
     pub fn new(client: SimClient, product: Product, seed: u64) -> Account {
-        let key = mix(seed ^ client.client_id.bytes().fold(7u64, |h, b| mix(h ^ u64::from(b))));
+        let key = mix(seed
+            ^ client
+                .client_id
+                .bytes()
+                .fold(7u64, |h, b| mix(h ^ u64::from(b))));
         Account {
             client,
             product,
@@ -101,7 +105,14 @@ impl Account {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn record(&self, parts: &Parts, detail: &str, status: u16, at: DateTime<Utc>, fault: Option<Fault>) {
+    pub fn record(
+        &self,
+        parts: &Parts,
+        detail: &str,
+        status: u16,
+        at: DateTime<Utc>,
+        fault: Option<Fault>,
+    ) {
         if !self.log_requests.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
@@ -143,7 +154,9 @@ pub(super) async fn handle(
     kill: Option<Arc<Notify>>,
 ) -> Response<Body> {
     let now = sim.inner.clock.now();
-    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
     let path = parts.uri.path();
     if path == TOKEN_PATH_CTR || path == TOKEN_PATH_ITM {
         return token(sim, &parts, &body, now, kill).await;
@@ -166,7 +179,10 @@ pub(super) async fn handle(
         }
     });
     let Some(account) = account else {
-        return json(401, r#"{"error":"invalid_token","error_description":"the access token is invalid or has expired"}"#);
+        return json(
+            401,
+            r#"{"error":"invalid_token","error_description":"the access token is invalid or has expired"}"#,
+        );
     };
     let detail = match parts.method {
         axum::http::Method::POST => String::from_utf8_lossy(&body).into_owned(),
@@ -208,9 +224,16 @@ async fn token(
     if secret != account.client.client_secret
         || form.get("grant_type").map(String::as_str) != Some("client_credentials")
     {
-        let status = if account.client.refuse_with_400 { 400 } else { 401 };
+        let status = if account.client.refuse_with_400 {
+            400
+        } else {
+            401
+        };
         account.record(parts, "token", status, now, None);
-        return json(status, r#"{"error":"invalid_client","error_description":"client authentication failed"}"#);
+        return json(
+            status,
+            r#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
+        );
     }
     let lifetime = account.client.token_lifetime;
     let token = {
@@ -249,9 +272,24 @@ async fn fault_response(
     let logged = |status| account.record(parts, detail, status, now, Some(fault.clone()));
     let partial = Bytes::from_static(br#"{"data":[{"id":"0f1e2d3c","risingValue":1,"#);
     match fault {
-        Fault::Status(s) | Fault::EchoCredentials(s) => {
+        Fault::Status(s) => {
             logged(s);
             text(s, status_body(s))
+        }
+        Fault::EchoCredentials(s) => {
+            logged(s);
+            let auth = parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            text(
+                s,
+                format!(
+                    "proxy debug: Authorization: {auth}; client_secret={}",
+                    account.client.client_secret
+                ),
+            )
         }
         Fault::ResetBeforeHeaders => {
             logged(0);
