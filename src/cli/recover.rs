@@ -25,7 +25,8 @@
 //! sink is set to TIME (an RFC 3339 instant or a duration ago), accepting that events between TIME
 //! and the lost position are delivered again into that sink (invariant 1 still holds: nothing
 //! after TIME is skipped). People snapshot positions are not rebuilt: a list's next snapshot is
-//! taken as after a first start.
+//! taken as after a first start. CTR and ITM positions are set by `--start-at` (each ITM
+//! report's cursor too); the file is read back for TAP and Essentials events only.
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
@@ -270,13 +271,16 @@ pub(super) async fn recover(path: &Path, sink: &str, start_at: Option<&str>) -> 
             let horizon = config.tenants[id].product().horizon_secs();
             let (checkpoint, _) = rewind_target(asked, now, horizon)
                 .map_err(|e| anyhow::anyhow!("--start-at: {e}"))?;
-            let mut state = store.stream(id, sink)?.unwrap_or_default();
-            state.checkpoint = checkpoint;
-            store.put_stream(id, sink, &state)?;
-            println!(
-                "{id} -> {sink}: goes on from {}; events since then already in `{sink}` are delivered again",
-                clock::rfc3339(checkpoint)
-            );
+            // Each position the tenant keeps for the sink (ITM: one per report).
+            for scope in crate::sources::plan::rewind_scopes(id, &config.tenants[id]) {
+                let mut state = store.stream(&scope, sink)?.unwrap_or_default();
+                state.checkpoint = checkpoint;
+                store.put_stream(&scope, sink, &state)?;
+                println!(
+                    "{scope} -> {sink}: goes on from {}; events since then already in `{sink}` are delivered again",
+                    clock::rfc3339(checkpoint)
+                );
+            }
         }
         if let SinkConfig::File(f) = sink_config {
             let evidence =
