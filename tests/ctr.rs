@@ -657,3 +657,45 @@ async fn check_connect_tries_a_token_and_one_request_and_never_shows_the_secret(
     );
     let _ = &ctr.addr;
 }
+
+/// The shipped Sentinel template has a custom table per source, CTR's and ITM's, each declaring
+/// the columns the sink's default layout sends (those of `azuredeploy.json`), fed by its stream.
+#[test]
+fn the_sentinel_template_declares_a_table_per_source_with_the_sinks_columns() {
+    let read = |name: &str| -> Value {
+        let path = format!("{}/deploy/sentinel/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let envelope = read("azuredeploy.json");
+    let names = |cols: &Value| -> Vec<String> {
+        cols.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| format!("{}:{}", c["name"], c["type"]))
+            .collect()
+    };
+    let want = names(&envelope["variables"]["columns"]);
+    let t = read("proofpoint-ctr-itm.json");
+    assert_eq!(names(&t["variables"]["ctrColumns"]), want);
+    assert_eq!(names(&t["variables"]["itmColumns"]), want);
+    let dcr = t["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Microsoft.Insights/dataCollectionRules")
+        .unwrap();
+    for (stream, table) in [
+        ("Custom-ProofpointCTR", "Custom-ProofpointCTR_CL"),
+        ("Custom-ProofpointITM", "Custom-ProofpointITM_CL"),
+    ] {
+        assert_eq!(
+            names(&dcr["properties"]["streamDeclarations"][stream]["columns"]),
+            want
+        );
+        assert!(dcr["properties"]["dataFlows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["streams"][0] == stream && f["outputStream"] == table));
+    }
+}

@@ -74,6 +74,17 @@ pub(super) async fn demo(
         crate::simulate::SimTenant::new("essentials-partner", "partner-secret", events_per_hour)
             .essentials("1000", &["4711", "4712", "4713"]),
     );
+    // One tenant of each OAuth2 product: CTR incidents and two ITM reports.
+    sim_config.ctr.push(crate::simulate::ctr::SimCtr::new(
+        CTR_CLIENT,
+        "ctr-demo-secret",
+        6,
+    ));
+    sim_config.itm.push(crate::simulate::itm::SimItm::new(
+        ITM_CLIENT,
+        "itm-demo-secret",
+        events_per_hour.clamp(1, 600),
+    ));
     let sim = Simulator::new(sim_config.clone(), Clock::System);
     sim.keep_request_log(false);
     let server = sim.bind("127.0.0.1:0".parse()?).await?;
@@ -88,11 +99,12 @@ pub(super) async fn demo(
     let shutdown = shutdown_on_signals();
     // Each tenant's own source, and the first TAP tenant's two People lists.
     let people = if tenants > 0 { 2 } else { 0 };
-    let sources = sim_config.tenants.len() + people;
+    // CTR: one source; ITM: one per report (alert, audit).
+    let sources = sim_config.tenants.len() + people + 1 + ITM_TYPES;
     println!(
-        "demo: simulator on http://{}; {} tenants ({tenants} TAP, 1 Essentials partner with 3 client organisations), {sources} sources (each tenant's events, the first TAP tenant's {people} People lists)",
+        "demo: simulator on http://{}; {} tenants ({tenants} TAP, 1 Essentials partner with 3 client organisations, 1 CTR, 1 ITM), {sources} sources (each TAP, Essentials and CTR tenant's events, the first TAP tenant's {people} People lists, the ITM tenant's {ITM_TYPES} reports)",
         server.addr,
-        sim_config.tenants.len(),
+        sim_config.tenants.len() + 2,
     );
     if !follow {
         let stop = shutdown.clone();
@@ -115,6 +127,8 @@ pub(super) async fn demo(
             "the Essentials partner's, for itself and clients 4712, 4713",
         ),
         (&files.client, "the Essentials partner's client 4711"),
+        (&files.ctr, "the CTR tenant's incidents"),
+        (&files.itm, "the ITM tenant's alert and audit records"),
     ] {
         println!(
             "demo: {} holds {} events: {what}",
@@ -139,7 +153,17 @@ struct DemoFiles {
     essentials: PathBuf,
     /// The Essentials partner's client 4711, routed to a sink of its own.
     client: PathBuf,
+    /// The CTR tenant's incidents.
+    ctr: PathBuf,
+    /// The ITM tenant's report records.
+    itm: PathBuf,
 }
+
+/// The demo's CTR and ITM OAuth2 clients.
+const CTR_CLIENT: &str = "demo-ctr-client";
+const ITM_CLIENT: &str = "demo-itm-client";
+/// The ITM reports the demo reads.
+const ITM_TYPES: usize = 2;
 
 impl DemoFiles {
     fn in_dir(dir: &Path) -> DemoFiles {
@@ -148,6 +172,8 @@ impl DemoFiles {
             people: dir.join("people.ndjson"),
             essentials: dir.join("essentials.ndjson"),
             client: dir.join("client-4711.ndjson"),
+            ctr: dir.join("ctr.ndjson"),
+            itm: dir.join("itm.ndjson"),
         }
     }
 }
@@ -171,12 +197,20 @@ fn demo_config(
         ("people", &files.people),
         ("essentials", &files.essentials),
         ("client-4711", &files.client),
+        ("ctr", &files.ctr),
+        ("itm", &files.itm),
     ] {
         text.push_str(&format!(
             "\n[sinks.{name}]\ntype = \"file\"\npath = {}\n",
             path(file)
         ));
     }
+    text.push_str(&format!(
+        "\n[tenants.acme-ctr]\nproduct = \"ctr\"\nbase_url = \"http://{addr}\"\ntoken_url = \"http://{addr}/v1/token\"\nclient_id = \"{CTR_CLIENT}\"\nclient_secret = \"ctr-demo-secret\"\ninitial_lookback = \"{hours}h\"\nsinks = [\"ctr\"]\n"
+    ));
+    text.push_str(&format!(
+        "\n[tenants.acme-itm]\nproduct = \"itm\"\nbase_url = \"http://{addr}\"\nclient_id = \"{ITM_CLIENT}\"\nclient_secret = \"itm-demo-secret\"\ntypes = [\"alert\", \"audit\"]\ninitial_lookback = \"{hours}h\"\nsinks = [\"itm\"]\n"
+    ));
     let first_tap = sim_config.tenants.iter().find(|t| t.essentials.is_none());
     for t in &sim_config.tenants {
         let (p, s) = (&t.principal, &t.secret);
