@@ -294,8 +294,17 @@ async fn a_backlog_is_delivered_once_updates_are_new_facts_and_bad_credentials_h
         tries.len()
     );
     assert!(tries.windows(2).all(|w| w[1] - w[0] >= 600), "{tries:?}");
+    let board = serde_json::to_string(&running.board.snapshot()).unwrap();
+    assert!(
+        !board.contains("tok-") && !board.contains("s-bad-wrong-secret"),
+        "{board}"
+    );
     assert_eq!(sim.tokens_issued("c-bad"), 0);
     running.stop().await;
+    // Neither a secret nor a token reached the store.
+    for needle in [&b"s-acme-secret"[..], b"s-bad-wrong-secret", b"tok-"] {
+        assert!(!any_file_holds(&ctr.scratch.path("state"), needle));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,6 +482,24 @@ async fn a_sink_down_holds_its_checkpoint_then_catches_up_once() {
             "lost in siem: {v}"
         );
     }
+}
+
+/// Whether any file under `dir` holds `needle`.
+fn any_file_holds(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                any_file_holds(&path, needle)
+            } else {
+                std::fs::read(&path)
+                    .map(|b| b.windows(needle.len()).any(|w| w == needle))
+                    .unwrap_or(false)
+            }
+        })
 }
 
 fn spawn_run(config: &Path, log: &Path) -> Child {

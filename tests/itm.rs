@@ -178,7 +178,21 @@ async fn each_report_is_paged_by_its_cursor_once_and_bad_credentials_hold_one_te
         "{e}"
     );
     assert_eq!(sim.tokens_issued("c-bad"), 0);
+    let board = running.board.snapshot();
     running.stop().await;
+    // Neither the secret nor a token reached the store, status or the output.
+    for needle in [&b"s-acme-secret"[..], b"s-bad-wrong", b"tok-"] {
+        assert!(!any_file_holds(&itm.scratch.path("state"), needle));
+    }
+    let status = serde_json::to_string(&board).unwrap();
+    assert!(
+        !status.contains("tok-") && !status.contains("s-bad-wrong"),
+        "{status}"
+    );
+    assert!(
+        status.contains("refused the client id and secret"),
+        "{status}"
+    );
     for (kind, report) in [("itmAlert", "alerts"), ("itmAudit", "audit")] {
         let got = records(&itm.events(), "acme", kind);
         let want = sim.itm_records(
@@ -252,6 +266,24 @@ async fn faults_and_a_sink_down_end_with_every_record_once() {
         .filter(|r| r.fault.is_some())
         .count();
     assert_eq!(faults, 6);
+}
+
+/// Whether any file under `dir` holds `needle`.
+fn any_file_holds(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                any_file_holds(&path, needle)
+            } else {
+                std::fs::read(&path)
+                    .map(|b| b.windows(needle.len()).any(|w| w == needle))
+                    .unwrap_or(false)
+            }
+        })
 }
 
 fn spawn_run(config: &Path, log: &Path) -> Child {
