@@ -239,7 +239,7 @@ impl CtrSource {
             return Next::At(self.failures.retry_at);
         }
         // Inside the horizon: a stream left older is moved, and the gap reported.
-        let earliest = now - OAUTH_HORIZON_SECS + 3600;
+        let earliest = now - OAUTH_HORIZON_SECS;
         match self.streams.clamp(ctx.engine(), |p| {
             if p < earliest {
                 (earliest, Some((p, earliest)))
