@@ -39,6 +39,15 @@ pub enum EventKind {
     TrapIncident,
     // Isolation: one usage record per event.
     IsolationUsage,
+    // CTR incidents: one incident object per event, as the API sent it.
+    CtrIncident,
+    // ITM reports: one record per event, a kind per record type.
+    ItmUserActivity,
+    ItmDbaActivity,
+    ItmSystemEvent,
+    ItmAlert,
+    ItmAudit,
+    ItmInAppElement,
 }
 
 /// The API an event kind comes from.
@@ -54,11 +63,15 @@ pub enum Family {
     Trap,
     /// Isolation usage data.
     Isolation,
+    /// CTR incidents.
+    Ctr,
+    /// ITM report records.
+    Itm,
 }
 
 impl EventKind {
     /// Every kind, in [`EventKind::index`] order.
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 18] = [
         EventKind::MessagesBlocked,
         EventKind::MessagesDelivered,
         EventKind::ClicksBlocked,
@@ -70,6 +83,13 @@ impl EventKind {
         EventKind::PodAudit,
         EventKind::TrapIncident,
         EventKind::IsolationUsage,
+        EventKind::CtrIncident,
+        EventKind::ItmUserActivity,
+        EventKind::ItmDbaActivity,
+        EventKind::ItmSystemEvent,
+        EventKind::ItmAlert,
+        EventKind::ItmAudit,
+        EventKind::ItmInAppElement,
     ];
 
     /// The four arrays of a SIEM response, in the order the API documents them.
@@ -94,6 +114,13 @@ impl EventKind {
             EventKind::PodAudit => "podAudit",
             EventKind::TrapIncident => "trapIncident",
             EventKind::IsolationUsage => "isolationUsage",
+            EventKind::CtrIncident => "ctrIncident",
+            EventKind::ItmUserActivity => "itmUserActivity",
+            EventKind::ItmDbaActivity => "itmDbaActivity",
+            EventKind::ItmSystemEvent => "itmSystemEvent",
+            EventKind::ItmAlert => "itmAlert",
+            EventKind::ItmAudit => "itmAudit",
+            EventKind::ItmInAppElement => "itmInAppElement",
         }
     }
 
@@ -102,7 +129,8 @@ impl EventKind {
     /// which its field extractions and the CIM extensions (Email, IDS, Malware) key; PoD events
     /// the Proofpoint on Demand add-on's (Splunkbase 4327) `pps_messagelog`, `pps_maillog` and
     /// `pps_auditlog`. No add-on indexes the People API, so its snapshots get sourcetypes of the
-    /// same family named after the endpoint.
+    /// same family named after the endpoint. No add-on indexes CTR or ITM through their APIs
+    /// either: `proofpoint:ctr:incident` and `proofpoint:itm:<type>` are tapfwd's choice.
     pub fn splunk_sourcetype(self) -> &'static str {
         match self {
             EventKind::MessagesBlocked
@@ -118,6 +146,13 @@ impl EventKind {
             EventKind::TrapIncident => "ccx:proofpoint:trap:hec",
             // No Splunk add-on reads Isolation data: tapfwd's own name.
             EventKind::IsolationUsage => "proofpoint:isolation",
+            EventKind::CtrIncident => "proofpoint:ctr:incident",
+            EventKind::ItmUserActivity => "proofpoint:itm:user_activity",
+            EventKind::ItmDbaActivity => "proofpoint:itm:dba_activity",
+            EventKind::ItmSystemEvent => "proofpoint:itm:system_event",
+            EventKind::ItmAlert => "proofpoint:itm:alert",
+            EventKind::ItmAudit => "proofpoint:itm:audit",
+            EventKind::ItmInAppElement => "proofpoint:itm:in_app_element",
         }
     }
 
@@ -137,6 +172,13 @@ impl EventKind {
             EventKind::PodMessage | EventKind::PodMaillog | EventKind::PodAudit => Family::Pod,
             EventKind::TrapIncident => Family::Trap,
             EventKind::IsolationUsage => Family::Isolation,
+            EventKind::CtrIncident => Family::Ctr,
+            EventKind::ItmUserActivity
+            | EventKind::ItmDbaActivity
+            | EventKind::ItmSystemEvent
+            | EventKind::ItmAlert
+            | EventKind::ItmAudit
+            | EventKind::ItmInAppElement => Family::Itm,
         }
     }
 
@@ -168,6 +210,14 @@ impl EventKind {
             | EventKind::PodMessage
             | EventKind::PodMaillog
             | EventKind::PodAudit => None,
+            // CTR and ITM positions are set by `recover --start-at`, not read back from a file.
+            EventKind::CtrIncident
+            | EventKind::ItmUserActivity
+            | EventKind::ItmDbaActivity
+            | EventKind::ItmSystemEvent
+            | EventKind::ItmAlert
+            | EventKind::ItmAudit
+            | EventKind::ItmInAppElement => None,
         }
     }
 

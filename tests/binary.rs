@@ -765,8 +765,10 @@ fn check_refuses_an_admin_token_env_that_run_refuses() {
 /// The README's first look (`tapfwd demo`, then `head -n 3 var/demo/events.ndjson`): the first
 /// lines are TAP events, phishing messages and clicks of the TAP tenants; People snapshots and
 /// the Essentials partner's events are in files of their own. The demo's output and the daemon's
-/// log give the same counts, each meaning one thing: tenants (4: three TAP and the Essentials
-/// partner) and sources (6: one per tenant, and the first TAP tenant's two People lists). Before,
+/// log give the same counts, each meaning one thing: tenants (8: three TAP, the Essentials
+/// partner, one TRAP, one Isolation, one CTR and one ITM) and sources (11: one per TAP,
+/// Essentials, TRAP, Isolation and CTR tenant, the first TAP tenant's two People lists, the ITM
+/// tenant's two reports). Before,
 /// the first three lines were Very Attacked People users, and "4 tenant(s)" on the console was
 /// `tenants=6` in the log.
 #[test]
@@ -826,11 +828,19 @@ fn demo_shows_tap_events_first_and_one_count_of_tenants() {
             "{name}"
         );
     }
+    // The CTR and ITM tenants' events, each in a file of its own.
+    let ctr = read("ctr.ndjson");
+    assert!(!ctr.is_empty() && ctr.iter().all(|e| e["eventType"] == "ctrIncident"));
+    let itm = read("itm.ndjson");
+    assert!(itm.iter().any(|e| e["eventType"] == "itmAlert"));
+    assert!(itm
+        .iter()
+        .all(|e| ["itmAlert", "itmAudit"].contains(&e["eventType"].as_str().unwrap())));
     // One count of tenants, one of sources, the same on the console and in the log.
     assert!(
         stdout.contains("6 tenants (3 TAP, 1 Essentials partner")
-            && stdout.contains("1 TRAP, 1 Isolation")
-            && stdout.contains("8 sources"),
+            && stdout.contains("1 TRAP, 1 Isolation, 1 CTR, 1 ITM")
+            && stdout.contains("11 sources"),
         "{stdout}"
     );
     let running = stderr
@@ -838,7 +848,7 @@ fn demo_shows_tap_events_first_and_one_count_of_tenants() {
         .find(|l| l.contains("tapfwd running"))
         .unwrap_or_else(|| panic!("no `tapfwd running` line:\n{stderr}"));
     assert!(
-        running.contains("tenants=6") && running.contains("sources=8"),
+        running.contains("tenants=8") && running.contains("sources=11"),
         "{running}"
     );
     let count = |name: &str| read(name).len();

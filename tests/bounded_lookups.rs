@@ -37,7 +37,7 @@ fn simulator(secret: &str, per_hour: u32, seed: u64, clock: Clock) -> Simulator 
         SimConfig {
             seed,
             tenants: vec![tenant(P, secret, per_hour)],
-            pod: Vec::new(),
+            ..SimConfig::default()
         },
         clock,
     )

@@ -564,7 +564,15 @@ fn the_key_tables_list_exactly_the_keys_of_the_config_types() {
         "[sinks.x.auth] strategy = \"basic\"".into(),
         "[sinks.x.auth] strategy = \"bearer\"".into(),
     ];
-    for product in ["tap", "essentials", "pod", "trap", "isolation"] {
+    for product in [
+        "tap",
+        "essentials",
+        "pod",
+        "trap",
+        "isolation",
+        "ctr",
+        "itm",
+    ] {
         required.push(format!("[tenants.x] product = \"{product}\""));
     }
     for kind in [

@@ -594,6 +594,13 @@ async fn elastic_route_raw_records_per_type_topics_and_the_essentials_event_type
         (EventKind::PodMessage, "proofpoint_on_demand.message"),
         (EventKind::PodMaillog, "proofpoint_on_demand.mail"),
         (EventKind::PodAudit, "proofpoint_on_demand.audit"),
+        // `packages/proofpoint_itm/data_stream/report`: every ITM record type.
+        (EventKind::ItmUserActivity, "proofpoint_itm.report"),
+        (EventKind::ItmDbaActivity, "proofpoint_itm.report"),
+        (EventKind::ItmSystemEvent, "proofpoint_itm.report"),
+        (EventKind::ItmAlert, "proofpoint_itm.report"),
+        (EventKind::ItmAudit, "proofpoint_itm.report"),
+        (EventKind::ItmInAppElement, "proofpoint_itm.report"),
     ];
     let table = topic_table(&page);
     assert_eq!(table.len(), elastic.len(), "{table:?}");

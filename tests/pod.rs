@@ -60,6 +60,7 @@ async fn rig_pinging(
             seed: 11,
             tenants: Vec::new(),
             pod: clusters,
+            ..SimConfig::default()
         },
         clock.clone(),
     );
@@ -740,6 +741,7 @@ async fn kill_9_at_random_points_three_times_then_exactly_once() {
             seed: 12,
             tenants: Vec::new(),
             pod: vec![c],
+            ..SimConfig::default()
         },
         Clock::System,
     );

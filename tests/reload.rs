@@ -176,6 +176,7 @@ async fn a_pod_log_type_added_by_reload_streams() {
             seed: 44,
             tenants: Vec::new(),
             pod: vec![SimPodCluster::new("cid-acme", "tok-acme", 600)],
+            ..SimConfig::default()
         },
         clock.clone(),
     );

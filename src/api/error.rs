@@ -43,6 +43,10 @@ pub enum ApiError {
     /// The PoD service answered the WebSocket upgrade with 401 or 403.
     #[error("the service refused the token (HTTP {0})")]
     TokenRefused(u16),
+    /// An OAuth2 token endpoint refused the client id and secret (400 `invalid_client`, 401,
+    /// 403): the source waits for new credentials, it does not retry.
+    #[error("the token endpoint refused the client id and secret (HTTP {0}): check client_id and the client secret")]
+    ClientRefused(u16),
     /// The PoD service answered the upgrade with 409: a session of the token is still open.
     #[error("a session of this token and type is already open (HTTP 409)")]
     SessionOpen,
@@ -114,9 +118,10 @@ impl ApiError {
     /// What to do about this error. No wildcard: a new variant must say.
     pub fn disposition(&self) -> Disposition {
         match self {
-            ApiError::Unauthorized | ApiError::Forbidden { .. } | ApiError::TokenRefused(_) => {
-                Disposition::Credentials
-            }
+            ApiError::Unauthorized
+            | ApiError::Forbidden { .. }
+            | ApiError::TokenRefused(_)
+            | ApiError::ClientRefused(_) => Disposition::Credentials,
             ApiError::Throttled => Disposition::Throttled,
             ApiError::TooOld(_) => Disposition::TooOld,
             ApiError::BadRequest(_)
@@ -142,7 +147,9 @@ impl ApiError {
     /// A bounded label for metrics.
     pub fn class(&self) -> &'static str {
         match self {
-            ApiError::Unauthorized | ApiError::TokenRefused(401) => "unauthorized",
+            ApiError::Unauthorized | ApiError::TokenRefused(401) | ApiError::ClientRefused(_) => {
+                "unauthorized"
+            }
             ApiError::Forbidden { .. } | ApiError::TokenRefused(_) => "forbidden",
             ApiError::Throttled => "throttled",
             ApiError::TooOld(_) => "too_old",
@@ -206,6 +213,7 @@ impl ApiError {
             | ApiError::Throttled
             | ApiError::NotFound
             | ApiError::TokenRefused(_)
+            | ApiError::ClientRefused(_)
             | ApiError::SessionOpen
             | ApiError::NotUpgraded(_)
             | ApiError::Timeout(_)
@@ -230,6 +238,7 @@ impl ApiError {
             | ApiError::Unexpected { status, .. }
             | ApiError::Redirect { status, .. }
             | ApiError::TokenRefused(status)
+            | ApiError::ClientRefused(status)
             | ApiError::NotUpgraded(status) => Some(*status),
             ApiError::Transport(_)
             | ApiError::Timeout(_)
@@ -261,6 +270,8 @@ mod tests {
             ),
             (ApiError::TokenRefused(401), Disposition::Credentials),
             (ApiError::TokenRefused(403), Disposition::Credentials),
+            (ApiError::ClientRefused(400), Disposition::Credentials),
+            (ApiError::ClientRefused(401), Disposition::Credentials),
             (ApiError::Throttled, Disposition::Throttled),
             (ApiError::TooOld("x".into()), Disposition::TooOld),
             (ApiError::BadRequest("x".into()), Disposition::Rejected),

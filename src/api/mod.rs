@@ -23,9 +23,12 @@
 //! Every HTTP client here is built by [`http_client`], which follows no redirect: a 3xx is an
 //! [`ApiError::Redirect`] naming where it points ([`redirect`]), never a silent request elsewhere.
 
+pub mod ctr;
 pub mod error;
 pub mod intel;
 pub mod isolation;
+pub mod itm;
+pub mod oauth;
 pub mod people;
 pub mod pod;
 pub mod records;

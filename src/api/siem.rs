@@ -645,7 +645,7 @@ mod tests {
             SimConfig {
                 seed: 5,
                 tenants: vec![SimTenant::new("p-budget", "s-budget", 6000)],
-                pod: Vec::new(),
+                ..SimConfig::default()
             },
             clock,
         );

@@ -76,6 +76,17 @@ pub(super) async fn demo(
         crate::simulate::SimTenant::new("essentials-partner", "partner-secret", events_per_hour)
             .essentials("1000", &["4711", "4712", "4713"]),
     );
+    // One tenant of each OAuth2 product: CTR incidents and two ITM reports.
+    sim_config.ctr.push(crate::simulate::ctr::SimCtr::new(
+        CTR_CLIENT,
+        "ctr-demo-secret",
+        6,
+    ));
+    sim_config.itm.push(crate::simulate::itm::SimItm::new(
+        ITM_CLIENT,
+        "itm-demo-secret",
+        events_per_hour.clamp(1, 600),
+    ));
     let sim = Simulator::new(sim_config.clone(), Clock::System);
     sim.keep_request_log(false);
     // A TRAP server's incidents and an Isolation account's usage data, one tenant each.
@@ -94,11 +105,12 @@ pub(super) async fn demo(
     // Each tenant's own source (the TRAP and Isolation tenants' too), and the first TAP
     // tenant's two People lists.
     let people = if tenants > 0 { 2 } else { 0 };
-    let sources = sim_config.tenants.len() + 2 + people;
+    // TRAP, Isolation, CTR: one source each; ITM: one per report (alert, audit).
+    let sources = sim_config.tenants.len() + 2 + people + 1 + ITM_TYPES;
     println!(
-        "demo: simulator on http://{}; {} tenants ({tenants} TAP, 1 Essentials partner with 3 client organisations, 1 TRAP, 1 Isolation), {sources} sources (each tenant's events, the first TAP tenant's {people} People lists)",
+        "demo: simulator on http://{}; {} tenants ({tenants} TAP, 1 Essentials partner with 3 client organisations, 1 TRAP, 1 Isolation, 1 CTR, 1 ITM), {sources} sources (each TAP, Essentials, TRAP, Isolation and CTR tenant's events, the first TAP tenant's {people} People lists, the ITM tenant's {ITM_TYPES} reports)",
         server.addr,
-        sim_config.tenants.len() + 2,
+        sim_config.tenants.len() + 4,
     );
     if !follow {
         let stop = shutdown.clone();
@@ -123,6 +135,8 @@ pub(super) async fn demo(
         (&files.client, "the Essentials partner's client 4711"),
         (&files.trap, "the TRAP tenant's incidents"),
         (&files.isolation, "the Isolation tenant's usage records"),
+        (&files.ctr, "the CTR tenant's incidents"),
+        (&files.itm, "the ITM tenant's alert and audit records"),
     ] {
         println!(
             "demo: {} holds {} events: {what}",
@@ -151,7 +165,17 @@ struct DemoFiles {
     trap: PathBuf,
     /// The Isolation tenant's usage records.
     isolation: PathBuf,
+    /// The CTR tenant's incidents.
+    ctr: PathBuf,
+    /// The ITM tenant's report records.
+    itm: PathBuf,
 }
+
+/// The demo's CTR and ITM OAuth2 clients.
+const CTR_CLIENT: &str = "demo-ctr-client";
+const ITM_CLIENT: &str = "demo-itm-client";
+/// The ITM reports the demo reads.
+const ITM_TYPES: usize = 2;
 
 impl DemoFiles {
     fn in_dir(dir: &Path) -> DemoFiles {
@@ -162,6 +186,8 @@ impl DemoFiles {
             client: dir.join("client-4711.ndjson"),
             trap: dir.join("trap.ndjson"),
             isolation: dir.join("isolation.ndjson"),
+            ctr: dir.join("ctr.ndjson"),
+            itm: dir.join("itm.ndjson"),
         }
     }
 }
@@ -187,12 +213,20 @@ fn demo_config(
         ("client-4711", &files.client),
         ("trap", &files.trap),
         ("isolation", &files.isolation),
+        ("ctr", &files.ctr),
+        ("itm", &files.itm),
     ] {
         text.push_str(&format!(
             "\n[sinks.{name}]\ntype = \"file\"\npath = {}\n",
             path(file)
         ));
     }
+    text.push_str(&format!(
+        "\n[tenants.acme-ctr]\nproduct = \"ctr\"\nbase_url = \"http://{addr}\"\ntoken_url = \"http://{addr}/v1/token\"\nclient_id = \"{CTR_CLIENT}\"\nclient_secret = \"ctr-demo-secret\"\ninitial_lookback = \"{hours}h\"\nsinks = [\"ctr\"]\n"
+    ));
+    text.push_str(&format!(
+        "\n[tenants.acme-itm]\nproduct = \"itm\"\nbase_url = \"http://{addr}\"\nclient_id = \"{ITM_CLIENT}\"\nclient_secret = \"itm-demo-secret\"\ntypes = [\"alert\", \"audit\"]\ninitial_lookback = \"{hours}h\"\nsinks = [\"itm\"]\n"
+    ));
     let first_tap = sim_config.tenants.iter().find(|t| t.essentials.is_none());
     for t in &sim_config.tenants {
         let (p, s) = (&t.principal, &t.secret);

@@ -79,7 +79,9 @@ pub(super) async fn check(path: &Path, connect: bool, shard: Option<Shard>) -> a
     };
     let mut failed = 0;
     for (id, tenant) in &config.tenants {
-        if let Some(result) = crate::sources::plan::probe(tenant, &secrets[id], now).await {
+        let probed =
+            crate::sources::plan::probe(tenant, &secrets[id], now, config.poll.read_timeout).await;
+        if let Some(result) = probed {
             match result {
                 Ok(()) => println!("tenant {id}: credentials accepted"),
                 Err(e) => {
@@ -373,7 +375,23 @@ pub(super) async fn rewind(
         ),
         Err(e) => return Err(e),
     };
-    for s in &sinks {
+    for scope in crate::sources::plan::rewind_scopes(tenant, t) {
+        rewind_scope(&store, &scope, &sinks, checkpoint, no_dedupe)?;
+    }
+    store.flush().await?;
+    Ok(())
+}
+
+/// Moves the streams of `sinks` kept under `scope` (a tenant, or one of its sources) back to
+/// `checkpoint`.
+fn rewind_scope(
+    store: &crate::store::Store,
+    tenant: &str,
+    sinks: &[String],
+    checkpoint: i64,
+    no_dedupe: bool,
+) -> anyhow::Result<()> {
+    for s in sinks {
         let mut state = store.stream(tenant, s)?.unwrap_or_default();
         let before = state.checkpoint;
         if before != 0 && before <= checkpoint {
@@ -406,7 +424,6 @@ pub(super) async fn rewind(
             }
         );
     }
-    store.flush().await?;
     Ok(())
 }
 

@@ -27,8 +27,9 @@
 //! after TIME is skipped). TRAP incidents and Isolation records are read back like SIEM events, by
 //! their kind's time field ([`EventKind::time_field`]: `created_at`, `date`), and their position
 //! goes back by what the product may still owe or repeat ([`crate::config::tenant::ProductSettings::replay_reach`]:
-//! a slice, and TRAP's update look-back). People snapshot positions are not rebuilt: a list's next snapshot is
-//! taken as after a first start.
+//! a slice, and TRAP's update look-back). People snapshot positions are not rebuilt: a list's next
+//! snapshot is taken as after a first start. CTR and ITM positions are set by `--start-at` (each
+//! ITM report's cursor too).
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
@@ -278,13 +279,16 @@ pub(super) async fn recover(path: &Path, sink: &str, start_at: Option<&str>) -> 
             let horizon = config.tenants[id].product().horizon_secs();
             let (checkpoint, _) = rewind_target(asked, now, horizon)
                 .map_err(|e| anyhow::anyhow!("--start-at: {e}"))?;
-            let mut state = store.stream(id, sink)?.unwrap_or_default();
-            state.checkpoint = checkpoint;
-            store.put_stream(id, sink, &state)?;
-            println!(
-                "{id} -> {sink}: goes on from {}; events since then already in `{sink}` are delivered again",
-                clock::rfc3339(checkpoint)
-            );
+            // Each position the tenant keeps for the sink (ITM: one per report).
+            for scope in crate::sources::plan::rewind_scopes(id, &config.tenants[id]) {
+                let mut state = store.stream(&scope, sink)?.unwrap_or_default();
+                state.checkpoint = checkpoint;
+                store.put_stream(&scope, sink, &state)?;
+                println!(
+                    "{scope} -> {sink}: goes on from {}; events since then already in `{sink}` are delivered again",
+                    clock::rfc3339(checkpoint)
+                );
+            }
         }
         if let SinkConfig::File(f) = sink_config {
             let evidence =

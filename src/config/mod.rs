@@ -23,8 +23,10 @@ use crate::secret::{Env, SecretError, SecretSource};
 use crate::shard::Shard;
 use crate::sinks::SinkConfig;
 
+pub mod ctr;
 pub mod essentials;
 pub mod isolation;
+pub mod itm;
 pub mod people;
 pub mod pod;
 pub mod poll;
@@ -32,7 +34,9 @@ pub mod tap;
 pub mod tenant;
 pub mod trap;
 
+pub use ctr::CtrTenant;
 pub use essentials::EssentialsTenant;
+pub use itm::{ItmTenant, ItmType};
 pub use people::PeopleConfig;
 pub use pod::{PodTenant, PodType, POD_BASE_URL};
 pub use poll::{LogConfig, LogFormat, PollConfig};

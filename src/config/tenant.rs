@@ -23,8 +23,10 @@ use std::path::Path;
 use secrecy::SecretString;
 use serde::de::{self, Deserialize, Visitor};
 
+use super::ctr::CtrTenant;
 use super::essentials::EssentialsTenant;
 use super::isolation::IsolationTenant;
+use super::itm::ItmTenant;
 use super::pod::PodTenant;
 use super::tap::{SiemAccount, TapTenant};
 use super::trap::TrapTenant;
@@ -50,6 +52,10 @@ pub enum Product {
     Trap,
     /// Proofpoint Isolation usage data.
     Isolation,
+    /// Cloud Threat Response incidents (OAuth2).
+    Ctr,
+    /// Insider Threat Management reports (OAuth2).
+    Itm,
 }
 
 impl Product {
@@ -60,6 +66,8 @@ impl Product {
             Product::Pod => "pod",
             Product::Trap => "trap",
             Product::Isolation => "isolation",
+            Product::Ctr => "ctr",
+            Product::Itm => "itm",
         }
     }
 
@@ -73,6 +81,8 @@ impl Product {
             // TRAP keeps incidents on the customer's server without a stated limit; 30 days is
             // tapfwd's bound. Isolation keeps 30 days.
             Product::Trap | Product::Isolation => crate::api::records::HORIZON_SECS,
+            // No retention is documented: tapfwd keeps to 30 days.
+            Product::Ctr | Product::Itm => OAUTH_HORIZON_SECS,
         }
     }
 
@@ -84,9 +94,14 @@ impl Product {
             Product::Pod => "PoD",
             Product::Trap => "TRAP",
             Product::Isolation => "Isolation",
+            Product::Ctr => "CTR",
+            Product::Itm => "ITM",
         }
     }
 }
+
+/// How far back CTR and ITM are asked, in seconds: 30 days (neither documents a retention).
+pub const OAUTH_HORIZON_SECS: i64 = 30 * 86_400;
 
 /// One client organisation: its product's settings.
 #[derive(Debug, Clone)]
@@ -96,6 +111,8 @@ pub enum TenantConfig {
     Pod(PodTenant),
     Trap(TrapTenant),
     Isolation(IsolationTenant),
+    Ctr(CtrTenant),
+    Itm(ItmTenant),
 }
 
 /// What a product's `validate` sees besides its own keys.
@@ -192,7 +209,7 @@ pub struct ParsedTenant {
 impl TenantConfig {
     /// Every product with the keys its struct takes, for telling a misplaced key from an
     /// unknown one.
-    fn products() -> [(Product, Vec<&'static str>); 5] {
+    fn products() -> [(Product, Vec<&'static str>); 7] {
         let account = fields_of::<SiemAccount>();
         let with_account = |own: &[&'static str]| [account, own].concat();
         [
@@ -204,6 +221,8 @@ impl TenantConfig {
             (Product::Pod, fields_of::<PodTenant>().to_vec()),
             (Product::Trap, fields_of::<TrapTenant>().to_vec()),
             (Product::Isolation, fields_of::<IsolationTenant>().to_vec()),
+            (Product::Ctr, fields_of::<CtrTenant>().to_vec()),
+            (Product::Itm, fields_of::<ItmTenant>().to_vec()),
         ]
     }
 
@@ -273,6 +292,8 @@ impl TenantConfig {
             Product::Pod => TenantConfig::Pod(read(table)?),
             Product::Trap => TenantConfig::Trap(read(table)?),
             Product::Isolation => TenantConfig::Isolation(read(table)?),
+            Product::Ctr => TenantConfig::Ctr(read(table)?),
+            Product::Itm => TenantConfig::Itm(read(table)?),
         };
         Ok(ParsedTenant {
             config,
@@ -287,6 +308,8 @@ impl TenantConfig {
             TenantConfig::Pod(_) => Product::Pod,
             TenantConfig::Trap(_) => Product::Trap,
             TenantConfig::Isolation(_) => Product::Isolation,
+            TenantConfig::Ctr(_) => Product::Ctr,
+            TenantConfig::Itm(_) => Product::Itm,
         }
     }
 
@@ -298,6 +321,8 @@ impl TenantConfig {
             TenantConfig::Pod(t) => t,
             TenantConfig::Trap(t) => t,
             TenantConfig::Isolation(t) => t,
+            TenantConfig::Ctr(t) => t,
+            TenantConfig::Itm(t) => t,
         }
     }
 
@@ -308,6 +333,8 @@ impl TenantConfig {
             TenantConfig::Pod(t) => t,
             TenantConfig::Trap(t) => t,
             TenantConfig::Isolation(t) => t,
+            TenantConfig::Ctr(t) => t,
+            TenantConfig::Itm(t) => t,
         }
     }
 
@@ -586,10 +613,12 @@ mod tests {
 
     #[test]
     fn each_product_takes_its_own_keys_and_names_the_owner_of_another() {
-        let [(_, tap), (_, essentials), (_, pod), (_, trap), (_, isolation)] =
+        let [(_, tap), (_, essentials), (_, pod), (_, trap), (_, isolation), (_, ctr), (_, itm)] =
             TenantConfig::products();
         assert!(trap.contains(&"ca_file") && trap.contains(&"api_key_env"));
         assert!(isolation.contains(&"page_size") && !isolation.contains(&"ca_file"));
+        assert!(ctr.contains(&"client_secret_env") && !ctr.contains(&"principal"));
+        assert!(itm.contains(&"types") && itm.contains(&"client_id"));
         assert!(tap.contains(&"principal") && essentials.contains(&"secret_env"));
         assert!(tap.contains(&"people") && tap.contains(&"threat_status"));
         assert!(essentials.contains(&"customer_sinks") && !essentials.contains(&"people"));

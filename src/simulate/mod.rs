@@ -62,13 +62,20 @@
 //! - **TRAP incidents** ([`trap`]) and **Isolation usage data** ([`isolation`]): tenants by API
 //!   key, registered at run time, with their rules (unordered and duplicated rows, updates to
 //!   incidents, slice timeouts, full pages, the 30-day horizon) and queued faults.
+//! - **CTR incidents and ITM reports** ([`ctr`], [`itm`], behind the OAuth2 token endpoint of
+//!   [`oauth`]): `[[ctr]]` and `[[itm]]` accounts, one client id each, with their paging, cursor
+//!   and state-group rules, token expiry and revocation, and faults ([`Simulator::inject_oauth`],
+//!   [`Simulator::inject_token`]).
 //!
 //! Not modelled: 204 on empty windows (only as a fault), `/v2/campaign/ids`, URL decode.
 
+pub mod ctr;
 mod events;
 mod intel;
 pub mod isolation;
+pub mod itm;
 mod keyed;
+pub mod oauth;
 mod params;
 mod people;
 pub mod pod;
@@ -89,7 +96,7 @@ pub use events::ThreatType;
 pub use server::SimServer;
 
 /// The simulator's configuration.
-#[derive(Clone, Debug, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimConfig {
     /// Seeds every tenant's events; the same seed gives the same events.
@@ -99,6 +106,12 @@ pub struct SimConfig {
     /// The simulated PoD clusters (`[[pod]]`, one bearer token each).
     #[serde(default)]
     pub pod: Vec<pod::SimPodCluster>,
+    /// The simulated CTR accounts (`[[ctr]]`, one OAuth2 client each).
+    #[serde(default)]
+    pub ctr: Vec<ctr::SimCtr>,
+    /// The simulated ITM accounts (`[[itm]]`, one OAuth2 client each).
+    #[serde(default)]
+    pub itm: Vec<itm::SimItm>,
 }
 
 /// One simulated tenant (one TAP service principal).
@@ -291,7 +304,7 @@ impl SimConfig {
                     )
                 })
                 .collect(),
-            pod: Vec::new(),
+            ..SimConfig::default()
         }
     }
 }
@@ -375,6 +388,8 @@ struct Inner {
     /// ([`Simulator::serve_trap`], [`Simulator::serve_isolation`]).
     trap: trap::TrapTenants,
     isolation: isolation::IsolationTenants,
+    /// CTR and ITM accounts by client id.
+    oauth: HashMap<String, oauth::Account>,
 }
 
 struct TenantState {
@@ -437,6 +452,22 @@ impl Simulator {
             .into_iter()
             .map(|c| (c.token.clone(), Arc::new(pod::PodCluster::new(c, cfg.seed))))
             .collect();
+        let oauth = cfg
+            .ctr
+            .into_iter()
+            .map(|c| (c.client.clone(), oauth::Product::Ctr(c)))
+            .chain(
+                cfg.itm
+                    .into_iter()
+                    .map(|i| (i.client.clone(), oauth::Product::Itm(i))),
+            )
+            .map(|(client, product)| {
+                (
+                    client.client_id.clone(),
+                    oauth::Account::new(client, product, cfg.seed),
+                )
+            })
+            .collect();
         Simulator {
             inner: Arc::new(Inner {
                 clock,
@@ -445,6 +476,7 @@ impl Simulator {
                 seed: cfg.seed,
                 trap: Default::default(),
                 isolation: Default::default(),
+                oauth,
             }),
         }
     }
@@ -462,6 +494,95 @@ impl Simulator {
         for t in self.inner.tenants.values() {
             t.log_requests
                 .store(keep, std::sync::atomic::Ordering::Relaxed);
+        }
+        for a in self.inner.oauth.values() {
+            a.log_requests
+                .store(keep, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Queues faults for the CTR or ITM account `client_id`; each API request (not a token
+    /// request) consumes the next one.
+    pub fn inject_oauth(&self, client_id: &str, faults: impl IntoIterator<Item = Fault>) {
+        if let Some(a) = self.inner.oauth.get(client_id) {
+            a.lock().faults.extend(faults);
+        }
+    }
+
+    /// Queues faults for `client_id`'s token requests.
+    pub fn inject_token(&self, client_id: &str, faults: impl IntoIterator<Item = Fault>) {
+        if let Some(a) = self.inner.oauth.get(client_id) {
+            a.lock().token_faults.extend(faults);
+        }
+    }
+
+    /// Revokes every token of `client_id` (as an expiry the client did not foresee): its next
+    /// API request answers 401.
+    pub fn revoke_tokens(&self, client_id: &str) {
+        if let Some(a) = self.inner.oauth.get(client_id) {
+            a.lock().tokens.clear();
+        }
+    }
+
+    /// Tokens issued to `client_id` so far.
+    pub fn tokens_issued(&self, client_id: &str) -> u64 {
+        self.inner
+            .oauth
+            .get(client_id)
+            .map_or(0, |a| a.lock().issued)
+    }
+
+    /// Every request of `client_id`'s account (token requests with `query` = `token`; a POST's
+    /// JSON body in `query`), oldest first.
+    pub fn oauth_log(&self, client_id: &str) -> Vec<LoggedRequest> {
+        self.inner
+            .oauth
+            .get(client_id)
+            .map(|a| a.lock().log.clone())
+            .unwrap_or_default()
+    }
+
+    /// Ground truth: CTR account `client_id`'s incidents created in `[start, end]` (unix
+    /// seconds), as they are at `at`.
+    pub fn ctr_incidents(
+        &self,
+        client_id: &str,
+        start: i64,
+        end: i64,
+        at: DateTime<Utc>,
+    ) -> Vec<Vec<u8>> {
+        match self.inner.oauth.get(client_id) {
+            Some(a) => match &a.product {
+                oauth::Product::Ctr(c) => {
+                    ctr::incidents(a.key, c, start * 1000, end * 1000 + 999, at)
+                        .into_iter()
+                        .map(|(_, _, b)| b)
+                        .collect()
+                }
+                oauth::Product::Itm(_) => Vec::new(),
+            },
+            None => Vec::new(),
+        }
+    }
+
+    /// Ground truth: ITM account `client_id`'s records of `report` from `since` (epoch ms) that
+    /// exist at `at`.
+    pub fn itm_records(
+        &self,
+        client_id: &str,
+        report: &str,
+        since: i64,
+        at: DateTime<Utc>,
+    ) -> Vec<Vec<u8>> {
+        match self.inner.oauth.get(client_id) {
+            Some(a) => match &a.product {
+                oauth::Product::Itm(i) => itm::records(a.key, i, report, since, usize::MAX, at)
+                    .into_iter()
+                    .map(|(_, b)| b)
+                    .collect(),
+                oauth::Product::Ctr(_) => Vec::new(),
+            },
+            None => Vec::new(),
         }
     }
 

@@ -81,6 +81,13 @@ pub(super) async fn bind(sim: Simulator, addr: SocketAddr) -> std::io::Result<Si
                                     super::pod::handle(&sim, req, stopped).await,
                                 );
                             }
+                            if super::oauth::routes(req.uri().path()) {
+                                let (parts, body) = req.into_parts();
+                                let body = Body::new(body);
+                                return Ok::<_, Infallible>(
+                                    super::oauth::handle(&sim, parts, body, Some(kill)).await,
+                                );
+                            }
                             let (parts, _) = req.into_parts();
                             Ok::<_, Infallible>(handle(&sim, &parts, Some(kill)).await)
                         }
@@ -110,7 +117,10 @@ pub(super) fn router(sim: Simulator) -> axum::Router {
     axum::Router::new().fallback(move |req: axum::extract::Request| {
         let sim = sim.clone();
         async move {
-            let (parts, _) = req.into_parts();
+            let (parts, body) = req.into_parts();
+            if super::oauth::routes(parts.uri.path()) {
+                return super::oauth::handle(&sim, parts, body, None).await;
+            }
             handle(&sim, &parts, None).await
         }
     })

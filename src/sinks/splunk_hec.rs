@@ -432,6 +432,13 @@ mod tests {
             (EventKind::PodAudit, "pps_auditlog"),
             (EventKind::TrapIncident, "ccx:proofpoint:trap:hec"),
             (EventKind::IsolationUsage, "proofpoint:isolation"),
+            (EventKind::CtrIncident, "proofpoint:ctr:incident"),
+            (EventKind::ItmUserActivity, "proofpoint:itm:user_activity"),
+            (EventKind::ItmDbaActivity, "proofpoint:itm:dba_activity"),
+            (EventKind::ItmSystemEvent, "proofpoint:itm:system_event"),
+            (EventKind::ItmAlert, "proofpoint:itm:alert"),
+            (EventKind::ItmAudit, "proofpoint:itm:audit"),
+            (EventKind::ItmInAppElement, "proofpoint:itm:in_app_element"),
         ];
         assert_eq!(want.len(), EventKind::ALL.len());
         for (kind, sourcetype) in want {

@@ -27,7 +27,9 @@ use crate::metrics::Metrics;
 use crate::status::StatusBoard;
 use crate::store::Store;
 
+pub mod ctr;
 pub mod isolation;
+pub mod itm;
 pub mod people;
 pub mod plan;
 pub mod pod;

@@ -12,12 +12,14 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use super::{people, pod, tap_siem, Context, Source};
+use super::{ctr, itm, people, pod, tap_siem, Context, Source};
 use crate::api::people::Feed;
 use crate::clock;
 use crate::config::isolation::IsolationTenant;
 use crate::config::trap::TrapTenant;
-use crate::config::{PeopleConfig, PodTenant, PodType, TenantConfig};
+use crate::config::{
+    CtrTenant, ItmTenant, ItmType, PeopleConfig, PodTenant, PodType, TenantConfig,
+};
 use crate::sinks::Sink;
 use crate::status::{SinkStatus, TenantState, TenantStatus};
 use crate::store::{Store, StoreError, StreamState, TenantRecord};
@@ -35,6 +37,10 @@ pub enum SourceKind {
     Trap,
     /// Isolation usage data, in time slices.
     Isolation,
+    /// CTR incidents.
+    Ctr,
+    /// One ITM record type's report.
+    Itm(ItmType),
 }
 
 /// One source of one tenant.
@@ -61,6 +67,8 @@ impl fmt::Display for SourceId {
             }
             SourceKind::People(feed) => write!(f, "{}:people.{}", self.tenant, feed.as_str()),
             SourceKind::Pod(kind) => write!(f, "{}:pod.{}", self.tenant, kind.as_str()),
+            SourceKind::Ctr => write!(f, "{}", self.tenant),
+            SourceKind::Itm(kind) => write!(f, "{}:itm.{}", self.tenant, kind.as_str()),
         }
     }
 }
@@ -81,6 +89,8 @@ pub enum Planned<'a> {
     Pod(PodType, &'a PodTenant),
     Trap(&'a TrapTenant),
     Isolation(&'a IsolationTenant),
+    Ctr(&'a CtrTenant),
+    Itm(ItmType, &'a ItmTenant),
 }
 
 impl Planned<'_> {
@@ -91,6 +101,8 @@ impl Planned<'_> {
             Planned::Pod(kind, _) => SourceKind::Pod(*kind),
             Planned::Trap(_) => SourceKind::Trap,
             Planned::Isolation(_) => SourceKind::Isolation,
+            Planned::Ctr(_) => SourceKind::Ctr,
+            Planned::Itm(kind, _) => SourceKind::Itm(*kind),
         }
     }
 }
@@ -109,6 +121,17 @@ pub fn planned(config: &TenantConfig) -> Vec<Planned<'_>> {
         TenantConfig::Pod(t) => t.types.iter().map(|k| Planned::Pod(*k, t)).collect(),
         TenantConfig::Trap(t) => vec![Planned::Trap(t)],
         TenantConfig::Isolation(t) => vec![Planned::Isolation(t)],
+        TenantConfig::Ctr(t) => vec![Planned::Ctr(t)],
+        TenantConfig::Itm(t) => t.types.iter().map(|k| Planned::Itm(*k, t)).collect(),
+    }
+}
+
+/// Where the positions `tapfwd rewind` moves for tenant `id` are kept: the tenant id for its
+/// main source (TAP, Essentials, CTR, TRAP, Isolation), each report's source id for ITM.
+pub fn rewind_scopes(id: &str, config: &TenantConfig) -> Vec<String> {
+    match config {
+        TenantConfig::Itm(_) => plan(id, config).iter().map(ToString::to_string).collect(),
+        _ => vec![id.to_string()],
     }
 }
 
@@ -189,8 +212,8 @@ impl SourceId {
                     ..Default::default()
                 }
             }
-            // PoD positions are frame times: no lag applies.
-            SourceKind::Pod(_) => {
+            // PoD positions are frame times, CTR's and ITM's instants and cursors: no lag applies.
+            SourceKind::Pod(_) | SourceKind::Ctr | SourceKind::Itm(_) => {
                 let sinks = stream_sinks(0);
                 TenantStatus {
                     state: state(record.failed, &sinks),
@@ -211,10 +234,13 @@ pub async fn probe(
     config: &TenantConfig,
     secret: &SecretString,
     now: i64,
+    timeout: std::time::Duration,
 ) -> Option<Result<(), crate::api::ApiError>> {
     match config {
         TenantConfig::Trap(t) => Some(super::trap::probe(t, secret, now).await),
         TenantConfig::Isolation(t) => Some(super::isolation::probe(t, secret, now).await),
+        TenantConfig::Ctr(t) => Some(ctr::probe(t, secret, timeout).await),
+        TenantConfig::Itm(t) => Some(itm::probe(t, secret, timeout).await),
         TenantConfig::Tap(_) | TenantConfig::Essentials(_) | TenantConfig::Pod(_) => None,
     }
 }
@@ -237,6 +263,8 @@ pub fn for_tenant(
             .collect()
     };
     let mut out: Vec<Box<dyn Source>> = Vec::new();
+    // One OAuth2 token per tenant, shared by its ITM reports.
+    let mut itm_token = None;
     for source in planned(&config) {
         out.push(match source {
             Planned::Siem => {
@@ -289,6 +317,33 @@ pub fn for_tenant(
                 sinks.clone(),
                 ctx,
             )?),
+            Planned::Ctr(t) => Box::new(ctr::CtrSource::new(
+                id,
+                Arc::new(t.clone()),
+                secret.clone(),
+                sinks.clone(),
+                ctx,
+            )?),
+            Planned::Itm(kind, t) => {
+                let tokens = itm_token
+                    .get_or_insert_with(|| {
+                        Arc::new(tokio::sync::Mutex::new(crate::api::oauth::TokenCache::new(
+                            &t.token_url(),
+                            &t.client_id,
+                            secret.clone(),
+                            Some(crate::api::itm::SCOPE),
+                        )))
+                    })
+                    .clone();
+                Box::new(itm::ItmSource::new(
+                    id,
+                    kind,
+                    Arc::new(t.clone()),
+                    tokens,
+                    sinks.clone(),
+                    ctx,
+                )?)
+            }
         });
     }
     Ok(out)
@@ -324,6 +379,18 @@ mod tests {
             token = "tok"
             types = ["maillog", "audit"]
             sinks = ["f"]
+            [tenants.c]
+            product = "ctr"
+            client_id = "id"
+            client_secret = "s"
+            sinks = ["f"]
+            [tenants.i]
+            product = "itm"
+            base_url = "https://acme.explore.proofpoint.com"
+            client_id = "id"
+            client_secret = "s"
+            types = ["alert", "audit"]
+            sinks = ["f"]
             "#,
             Vec::new(),
         )
@@ -337,5 +404,7 @@ mod tests {
         assert_eq!(ids("t"), ["t", "t:people.vap"]);
         assert_eq!(ids("e"), ["e"]);
         assert_eq!(ids("p"), ["p:pod.maillog", "p:pod.audit"]);
+        assert_eq!(ids("c"), ["c"]);
+        assert_eq!(ids("i"), ["i:itm.alert", "i:itm.audit"]);
     }
 }

@@ -48,7 +48,7 @@ impl Sim {
             SimConfig {
                 seed,
                 tenants,
-                pod: Vec::new(),
+                ..SimConfig::default()
             },
             clock,
         );

@@ -44,7 +44,7 @@ pub(super) fn sim_config(n: usize, per_hour: u32) -> SimConfig {
     let mut cfg = SimConfig {
         seed: 6,
         tenants: Vec::with_capacity(n),
-        pod: Vec::new(),
+        ..SimConfig::default()
     };
     for i in 1..=n {
         cfg.tenants
