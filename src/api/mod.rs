@@ -6,6 +6,8 @@
 //! - [`people`]: the People lists (Very Attacked People, top clickers): URLs, pages, request pool.
 //! - [`pod`]: the Proofpoint on Demand log stream: the stream URL, the WebSocket connect and
 //!   handshake, the per-token session locks, a frame's time.
+//! - [`trap`] and [`isolation`]: TRAP incidents and Isolation usage data, one time slice per
+//!   request; [`records`] is the GET, the bounds and the record cutting they share.
 //!
 //! Every client returns one error type, [`ApiError`], whose exhaustive [`Disposition`] is what the
 //! sources decide on (never the words of a message).
@@ -14,9 +16,11 @@
 //! - **3, requests the API accepts**: TAP and Essentials windows are planned inside the API's
 //!   limits ([`window`]); the PoD service sees at most one session per token and log type in this
 //!   process ([`pod::session_lock`], held for as long as a socket is open).
-//! - **7, secrets stay secret**: credentials travel only in an `Authorization` header, and every
-//!   text that came back from an API (a body, a header, a transport error) is scrubbed of the
-//!   secret and its encoded forms before an error carrying it leaves this layer
+//! - **7, secrets stay secret**: credentials travel in an `Authorization` header, except
+//!   Isolation's key, which the API takes in the query string: no message ever holds a request's
+//!   URL ([`crate::net::ErrorUrl::Drop`]), and the scrubber removes the key's percent-encoded
+//!   forms too. Every text that came back from an API (a body, a header, a transport error) is
+//!   scrubbed of the secret and its encoded forms before an error carrying it leaves this layer
 //!   ([`ApiError::scrubbed`], [`crate::secret::scrub_with`]), and shortened only after that
 //!   ([`crate::secret::scrubbed_excerpt`]).
 //!
