@@ -726,3 +726,51 @@ fn the_sentinel_template_declares_a_table_per_source_with_the_sinks_columns() {
             .any(|f| f["streams"][0] == stream && f["outputStream"] == table));
     }
 }
+
+/// `tapfwd recover` after the store is lost: the file sink's incidents are read back (their keys,
+/// as far back as the tenant's lookback reads again), and the tenant goes on without delivering
+/// any of them twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_reads_the_incidents_back_and_nothing_comes_twice() {
+    let ctr = Ctr::new(
+        vec![SimCtr::new("c-acme", "s-acme-secret", 60)],
+        &table(
+            "acme",
+            "c-acme",
+            "s-acme-secret",
+            "requests_per_minute = 1000",
+        ),
+        false,
+    )
+    .await;
+    let manual = ctr.manual();
+    let running = ctr.start().await;
+    caught_up(&running, "acme", manual.now()).await;
+    running.stop().await;
+    let before = incidents(&ctr.events(), "acme").len();
+    std::fs::remove_dir_all(ctr.scratch.path("state")).unwrap();
+    let config = ctr.scratch.path("tapfwd.toml");
+    std::fs::write(&config, &ctr.text).unwrap();
+    let out = tapfwd()
+        .args(["recover", "--config"])
+        .arg(&config)
+        .args(["--sink", "archive"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("acme -> archive: {before} event(s) in the file")),
+        "{text}"
+    );
+    let running = ctr.start().await;
+    run_until_caught_up(&running, &manual, "acme", Duration::from_secs(300), 3).await;
+    running.stop().await;
+    let got = incidents(&ctr.events(), "acme");
+    assert_no_repeats(&got);
+    assert!(got.len() >= before);
+}

@@ -431,3 +431,54 @@ fn check_names_the_key_of_each_itm_mistake() {
         ]
     );
 }
+
+/// `tapfwd recover` after the store is lost: each report's records are read back from the file
+/// sink (their keys and cursor), and the reports go on without delivering any of them twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_reads_each_reports_cursor_back_and_nothing_comes_twice() {
+    let itm = Itm::new(
+        vec![SimItm::new("c-acme", "s-acme-secret", 120)],
+        &table("acme", "c-acme", "s-acme-secret", ""),
+        false,
+    )
+    .await;
+    let manual = itm.manual.clone().unwrap();
+    let ids = ["acme:itm.alert", "acme:itm.audit"];
+    let running = itm.start().await;
+    steps(&running, &manual, &ids, Duration::from_secs(60), 2).await;
+    running.stop().await;
+    let before = records(&itm.events(), "acme", "itmAlert").len();
+    std::fs::remove_dir_all(itm.scratch.path("state")).unwrap();
+    let config = itm.scratch.path("tapfwd.toml");
+    std::fs::write(&config, &itm.text).unwrap();
+    let out = tapfwd()
+        .args(["recover", "--config"])
+        .arg(&config)
+        .args(["--sink", "archive"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "acme:itm.alert -> archive: {before} event(s) in the file"
+        )),
+        "{text}"
+    );
+    let running = itm.start().await;
+    steps(&running, &manual, &ids, Duration::from_secs(60), 3).await;
+    running.stop().await;
+    for (kind, report) in [("itmAlert", "alerts"), ("itmAudit", "audit")] {
+        let want = itm.sim.itm_records(
+            "c-acme",
+            report,
+            (t0().timestamp() - 86_400) * 1000,
+            manual.now() - chrono::Duration::minutes(3),
+        );
+        assert_once(&records(&itm.events(), "acme", kind), &want);
+    }
+}

@@ -27,9 +27,11 @@
 //! after TIME is skipped). TRAP incidents and Isolation records are read back like SIEM events, by
 //! their kind's time field ([`EventKind::time_field`]: `created_at`, `date`), and their position
 //! goes back by what the product may still owe or repeat ([`crate::config::tenant::ProductSettings::replay_reach`]:
-//! a slice, and TRAP's update look-back). People snapshot positions are not rebuilt: a list's next
-//! snapshot is taken as after a first start. CTR and ITM positions are set by `--start-at` (each
-//! ITM report's cursor too).
+//! a slice, and TRAP's update look-back). CTR incidents and ITM records are read back too: an
+//! incident's time is its `createdAt`, a record's its `risingValue`, each ITM report has its own
+//! position (`TENANT:itm.TYPE`), and a CTR tenant keeps the keys of its `lookback` (what a
+//! caught-up poll reads again); `--start-at` sets every such position. People snapshot positions
+//! are not rebuilt: a list's next snapshot is taken as after a first start.
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
@@ -214,15 +216,32 @@ pub fn read_file(path: &Path, tenants: &[String]) -> anyhow::Result<FileEvidence
                 env.event_type
             );
         };
-        let positioned = kind.family() == Family::Siem || kind.time_field().is_some();
-        if !positioned || !tenants.iter().any(|t| *t == env.tenant) {
+        let family = kind.family();
+        let read_back = matches!(family, Family::Siem | Family::Ctr | Family::Itm)
+            || kind.time_field().is_some();
+        if !read_back || !tenants.iter().any(|t| *t == env.tenant) {
             out.skipped += 1;
             continue;
         }
         let raw = env.event.get();
         let key = EventKey::of(raw.as_bytes());
-        let evidence = out.tenants.entry(env.tenant.into_owned()).or_default();
-        match event_time(kind, raw) {
+        // Where the source of the event keeps its positions: the tenant, or an ITM report's id.
+        let scope = match crate::config::ItmType::ALL
+            .into_iter()
+            .find(|t| t.kind() == kind)
+        {
+            Some(t) => format!("{}:itm.{}", env.tenant, t.as_str()),
+            None => env.tenant.into_owned(),
+        };
+        let evidence = out.tenants.entry(scope).or_default();
+        let time = match family {
+            Family::Ctr => crate::api::ctr::created_ms(raw).map(|ms| ms.div_euclid(1000)),
+            Family::Itm => crate::api::itm::page(format!("[{raw}]").as_bytes())
+                .ok()
+                .and_then(|r| r.first().map(|r| r.rising.div_euclid(1000))),
+            _ => event_time(kind, raw),
+        };
+        match time {
             Some(t) => {
                 evidence.timed.push((t, key));
                 evidence.latest = Some(evidence.latest.map_or(t, |l| l.max(t)));
@@ -364,7 +383,26 @@ pub(super) async fn recover(path: &Path, sink: &str, start_at: Option<&str>) -> 
         .map(|l| clock::floor_minute(l) - max_window)
         .min()
         .unwrap_or(first_start);
-    for id in &tenants {
+    // Each position a tenant keeps for the sink: the tenant's, or each ITM report's.
+    let scopes: Vec<(String, i64, i64)> = tenants
+        .iter()
+        .flat_map(|id| {
+            let tenant = &config.tenants[id];
+            // Keys are kept as far back as the tenant's source reads again (CTR's lookback).
+            let reach = (tenant.settings().key_reach().as_secs() as i64).max(dedupe);
+            // A source whose slices are longer than a window, or that asks its past again,
+            // goes back that far.
+            let back = tenant
+                .settings()
+                .replay_reach()
+                .map_or(max_window, |d| max_window.max(d.as_secs() as i64));
+            crate::sources::plan::rewind_scopes(id, tenant)
+                .into_iter()
+                .map(move |scope| (scope, reach, back))
+        })
+        .collect();
+    for (id, dedupe, back) in &scopes {
+        let (id, dedupe, back) = (id, *dedupe, *back);
         let latest = times.get(id).and_then(|t| t.latest);
         if let Some(t) = times.get(id).filter(|t| t.future > 0) {
             println!(
@@ -384,12 +422,6 @@ pub(super) async fn recover(path: &Path, sink: &str, start_at: Option<&str>) -> 
         let (checkpoint, keys, latest) = match evidence.tenants.get(id) {
             Some(e) if latest.is_some() => {
                 let latest = latest.unwrap_or_default();
-                // A source whose slices are longer than a window, or that asks its past again,
-                // goes back that far.
-                let back = config.tenants[id]
-                    .settings()
-                    .replay_reach()
-                    .map_or(max_window, |d| max_window.max(d.as_secs() as i64));
                 let checkpoint = clock::floor_minute(latest) - back;
                 let keys: Vec<EventKey> = e
                     .timed

@@ -213,6 +213,10 @@ impl ProductSettings for CtrTenant {
             credential: self.client_secret_credential.as_deref(),
         }
     }
+    /// A caught-up poll reads `lookback` (and `clock_drift`) before its window of `max_window`.
+    fn key_reach(&self) -> Duration {
+        self.lookback + self.clock_drift + self.max_window
+    }
     fn validate(&self, check: &TenantCheck<'_>, err: &mut dyn FnMut(String, String)) {
         check_oauth(
             OAuthKeys {

@@ -514,6 +514,11 @@ pub trait ProductSettings: std::fmt::Debug {
     fn replay_reach(&self) -> Option<std::time::Duration> {
         None
     }
+    /// How far before its position the tenant's source reads again (CTR's `lookback`), beyond
+    /// `poll.dedupe_horizon`: `tapfwd recover` keeps the dedupe keys of that span.
+    fn key_reach(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// Deserialises `table` into `T`; `Err` names the key path under the tenant.
