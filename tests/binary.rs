@@ -838,7 +838,7 @@ fn demo_shows_tap_events_first_and_one_count_of_tenants() {
         .all(|e| ["itmAlert", "itmAudit"].contains(&e["eventType"].as_str().unwrap())));
     // One count of tenants, one of sources, the same on the console and in the log.
     assert!(
-        stdout.contains("6 tenants (3 TAP, 1 Essentials partner")
+        stdout.contains("8 tenants (3 TAP, 1 Essentials partner")
             && stdout.contains("1 TRAP, 1 Isolation, 1 CTR, 1 ITM")
             && stdout.contains("11 sources"),
         "{stdout}"
