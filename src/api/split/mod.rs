@@ -149,10 +149,14 @@ impl BatchBuilder {
         }
     }
 
-    /// Makes room for `bytes` more at once (see the response reader in `api::siem`, which
-    /// sizes every batch buffer once instead of letting it double its way up).
+    /// Moves what is held into a new buffer with room for exactly `bytes` more (see the response
+    /// reader in `api::siem`, which pays for every buffer from its budget before allocating it).
+    /// Not `BytesMut::reserve`: once the batches cut from the old buffer are gone, that grows
+    /// the old buffer in place, doubling it, past what was paid for.
     pub fn reserve(&mut self, bytes: usize) {
-        self.buf.reserve(bytes);
+        let mut buf = BytesMut::with_capacity(self.buf.len().saturating_add(bytes));
+        buf.extend_from_slice(&self.buf);
+        self.buf = buf;
     }
 
     /// Forgets the bytes of an unfinished event.
