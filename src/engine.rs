@@ -491,11 +491,11 @@ impl Delivery<'_> {
             }
             let set = &mut self.seen[slot];
             let sink = self.streams.streams[i].sink.clone();
-            let mine = match &self.streams.streams[i].route {
-                None => None,
-                Some(route) => Some(batch.filter(|e| route(e.customer.as_deref()))),
-            };
-            let mine = mine.as_ref().unwrap_or(batch);
+            let routed = self.streams.streams[i]
+                .route
+                .as_ref()
+                .map(|route| batch.filter(|e| route(e.customer.as_deref())));
+            let mine = routed.as_ref().unwrap_or(batch);
             let fresh = set.take_fresh(mine, end, deps.store, scope, sink.name())?;
             let dups = (mine.len() - fresh.len()) as u64;
             let probe = self.probe_failing && self.streams.streams[i].attempts > 0;
