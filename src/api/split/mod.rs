@@ -140,6 +140,9 @@ impl BatchBuilder {
     /// progress stay here for the next feed.
     pub fn take(&mut self) -> Batch {
         let buf = self.buf.split_to(self.complete).freeze();
+        // The event in progress leaves the buffer handed on, which is then freed with the batch
+        // (and its budget share returned) instead of when the next buffer is paid for.
+        self.buf = BytesMut::from(&self.buf[..]);
         self.complete = 0;
         Batch {
             buf,
