@@ -13,6 +13,15 @@
 //!   it once the batch is durably accepted, and the batch's keys (and the sink's own position, for
 //!   the file sink) are written in one store transaction (invariant 2). A delivery cut short is
 //!   started again from its beginning, and what was already delivered is recognised by its keys.
+//! - Memory holds whole keys only for what can recur from outside the delivery ([`Seen`]): the
+//!   keys loaded from the store. Of the delivery's own events it keeps a 4-byte fingerprint per
+//!   key, so a 600 MB window does not hold 380,000 keys in a set. Invariant 2 still holds
+//!   exactly: an event whose fingerprint is new was not delivered by this delivery (equal keys
+//!   have equal fingerprints); one whose fingerprint is known is looked up whole, among its
+//!   batch's fresh events and the keys the delivery's earlier batches committed, which are in
+//!   the store before the next batch goes out, since `deliver` returns after its commits and a
+//!   target whose sink failed takes no more of the delivery. A fingerprint alone never drops an
+//!   event (that would lose it, invariant 1) nor passes one twice.
 //! - [`Delivery::finish`] moves each surviving stream to the position the source reached, and
 //!   forgets keys older than the dedupe horizon, in one transaction per stream (invariant 1).
 //! - The dedupe horizon is the engine's, not the sources': a source opens its streams with a
@@ -24,7 +33,6 @@
 //!   first pass did not have reaches a sink, and it moves each stream's second position
 //!   ([`StreamState::swept`]), never the first.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +40,8 @@ use futures_util::future::join_all;
 
 use crate::backoff;
 use crate::clock::Clock;
-use crate::event::{Batch, EventKey};
+use crate::dedupe::Seen;
+use crate::event::{Batch, EventKey, KeySet};
 use crate::metrics::Metrics;
 use crate::sinks::{Sink, SinkError};
 use crate::status::SinkStatus;
@@ -336,14 +345,8 @@ impl Streams {
         let keys_since = span.start.saturating_sub(self.horizon.reach);
         let mut seen = Vec::with_capacity(targets.len());
         for &i in &targets {
-            let mut set = HashSet::new();
-            store.load_keys(
-                &self.scope,
-                self.streams[i].sink.name(),
-                keys_since,
-                &mut set,
-            )?;
-            seen.push(set);
+            let sink = self.streams[i].sink.name();
+            seen.push(Seen::load(store, &self.scope, sink, keys_since)?);
         }
         let alive = vec![true; targets.len()];
         Ok(Delivery {
@@ -406,7 +409,7 @@ pub struct Delivery<'a> {
     streams: &'a mut Streams,
     targets: Vec<usize>,
     /// Per target: the keys it already has, growing as batches are delivered.
-    seen: Vec<HashSet<EventKey>>,
+    seen: Vec<Seen>,
     /// Per target: false once its sink failed in this delivery.
     alive: Vec<bool>,
     start: i64,
@@ -441,9 +444,10 @@ impl Delivery<'_> {
         self.first_pass_swept = Some(swept);
     }
 
-    /// The events of `batch` that some live target takes and does not have yet. A sweep hands
-    /// only these on (to enrichment, then [`Delivery::send`]): it re-reads a whole window, and
-    /// the rest of it was delivered before.
+    /// The events of `batch` that some live target takes and may not have yet (whose key was not
+    /// loaded from the store; [`Delivery::send`] then decides exactly). A sweep hands only these
+    /// on (to enrichment, then [`Delivery::send`]): it re-reads a whole window, and the rest of it
+    /// was delivered before.
     pub fn lacked(&self, batch: &Batch) -> Batch {
         batch.filter(|e| {
             self.targets
@@ -455,7 +459,7 @@ impl Delivery<'_> {
                         None => true,
                         Some(route) => route(e.customer.as_deref()),
                     };
-                    alive && takes && !seen.contains(&e.key)
+                    alive && takes && !seen.surely_has(&e.key)
                 })
         })
     }
@@ -486,20 +490,14 @@ impl Delivery<'_> {
                 continue;
             }
             let set = &mut self.seen[slot];
-            let (fresh, dups) = match &self.streams.streams[i].route {
-                None => {
-                    let fresh = batch.filter(|e| set.insert(e.key));
-                    let dups = (batch.len() - fresh.len()) as u64;
-                    (fresh, dups)
-                }
-                Some(route) => {
-                    let mine = batch.filter(|e| route(e.customer.as_deref()));
-                    let fresh = mine.filter(|e| set.insert(e.key));
-                    let dups = (mine.len() - fresh.len()) as u64;
-                    (fresh, dups)
-                }
-            };
             let sink = self.streams.streams[i].sink.clone();
+            let routed = self.streams.streams[i]
+                .route
+                .as_ref()
+                .map(|route| batch.filter(|e| route(e.customer.as_deref())));
+            let mine = routed.as_ref().unwrap_or(batch);
+            let fresh = set.take_fresh(mine, end, deps.store, scope, sink.name())?;
+            let dups = (mine.len() - fresh.len()) as u64;
             let probe = self.probe_failing && self.streams.streams[i].attempts > 0;
             let store = deps.store.clone();
             let keys: Vec<EventKey> = fresh.events.iter().map(|e| e.key).collect();
@@ -526,7 +524,7 @@ impl Delivery<'_> {
         }
         let results = join_all(work).await;
         if self.sweep {
-            let taken: HashSet<EventKey> = swept_keys
+            let taken: KeySet = swept_keys
                 .into_iter()
                 .filter(|(slot, _)| results.iter().any(|r| r.0 == *slot && r.3.is_ok()))
                 .flat_map(|(_, keys)| keys)

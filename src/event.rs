@@ -234,18 +234,57 @@ impl fmt::Display for EventKind {
 }
 
 /// Identity of an event: the first 16 bytes of the BLAKE3 hash of its raw bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct EventKey(pub [u8; 16]);
 
 impl EventKey {
     /// The key of the raw event bytes `raw`.
     pub fn of(raw: &[u8]) -> EventKey {
-        let hash = blake3::hash(raw);
+        EventKey::of_hash(&blake3::hash(raw))
+    }
+
+    /// The key of the event whose bytes hashed to `hash` (fed to a [`blake3::Hasher`] piece by
+    /// piece as they arrive).
+    pub fn of_hash(hash: &blake3::Hash) -> EventKey {
         let mut key = [0u8; 16];
         key.copy_from_slice(&hash.as_bytes()[..16]);
         EventKey(key)
     }
 }
+
+/// A key is already a uniform hash: its first 8 bytes are all a hash table needs. With
+/// [`KeyHasher`] (a [`KeySet`]) they are the table's hash as they are, without hashing them again.
+impl std::hash::Hash for EventKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(word));
+    }
+}
+
+/// The pass-through hasher of a [`KeySet`]: an [`EventKey`] hashes to its own first 8 bytes.
+/// Only for keys: anything else written to it is folded in with a multiply, no better than that.
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = word;
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+}
+
+/// A set of dedupe keys, hashed by [`KeyHasher`] (the keys are BLAKE3 output already).
+pub type KeySet = std::collections::HashSet<EventKey, std::hash::BuildHasherDefault<KeyHasher>>;
 
 /// Longest Essentials customer id (`customerEid`) taken as one, in bytes.
 pub const MAX_CUSTOMER_ID_BYTES: usize = 64;
@@ -359,6 +398,30 @@ mod tests {
         assert_ne!(EventKey::of(a), EventKey::of(b));
         let replay = a.to_vec();
         assert_eq!(EventKey::of(a), EventKey::of(&replay));
+    }
+
+    #[test]
+    fn a_key_set_hashes_a_key_to_its_first_eight_bytes_and_tells_keys_apart() {
+        use std::hash::BuildHasher;
+        let key = EventKey::of(b"{}");
+        let build = std::hash::BuildHasherDefault::<KeyHasher>::default();
+        assert_eq!(
+            build.hash_one(key),
+            u64::from_le_bytes(key.0[..8].try_into().unwrap())
+        );
+        // Keys equal in their first 8 bytes are still two keys.
+        let mut twin = key;
+        twin.0[15] ^= 1;
+        let mut set = KeySet::default();
+        assert!(set.insert(key));
+        assert!(set.insert(twin));
+        assert!(!set.insert(key));
+        assert_eq!(set.len(), 2);
+        let many: KeySet = (0..10_000u32)
+            .map(|i| EventKey::of(&i.to_le_bytes()))
+            .collect();
+        assert_eq!(many.len(), 10_000);
+        assert!(many.contains(&EventKey::of(&77u32.to_le_bytes())));
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub mod budget;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dedupe;
 pub mod engine;
 pub mod enrich;
 pub mod event;

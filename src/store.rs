@@ -490,7 +490,7 @@ impl Store {
         tenant: &str,
         sink: &str,
         since: i64,
-        into: &mut HashSet<EventKey>,
+        into: &mut impl Extend<EventKey>,
     ) -> Result<(), StoreError> {
         self.stalled_read();
         let prefix = keys_prefix(tenant, sink);
@@ -502,11 +502,11 @@ impl Store {
         }
         for item in self.tree.range(from..end) {
             let (_, blob) = item?;
-            for chunk in blob.chunks_exact(16) {
+            into.extend(blob.chunks_exact(16).map(|chunk| {
                 let mut key = [0u8; 16];
                 key.copy_from_slice(chunk);
-                into.insert(EventKey(key));
-            }
+                EventKey(key)
+            }));
         }
         Ok(())
     }

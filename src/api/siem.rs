@@ -259,6 +259,15 @@ impl Room {
         Some(())
     }
 
+    /// Whether the share held pays for `bytes` of new buffer (all of the budget for more).
+    fn covers(&self, bytes: usize) -> bool {
+        let Some((_, total)) = &self.budget else {
+            return true;
+        };
+        let held = self.filling.as_ref().map_or(0, |p| p.num_permits());
+        held * 1024 >= bytes.min(*total as usize * 1024)
+    }
+
     /// Hands `batch` on with the share of the buffer it was cut from; `None` when the poller
     /// gave up on the window.
     async fn send(
@@ -302,9 +311,12 @@ async fn read_body(
     };
     // Batch buffers never grow by doubling (a copy at every step, and a buffer up to twice the
     // batch that the allocator then keeps): a response starts in a small buffer, which most
-    // windows never fill; when a chunk would not fit, the events so far are handed on as a
-    // batch and the rest goes into a buffer of one batch's final size (`limits.bytes`, plus
-    // room for the chunk that fills it and the event in progress).
+    // windows never fill; when it fills, the events so far are handed on as a batch and the
+    // rest goes into a buffer of one batch's final size (`limits.bytes`, plus room for the
+    // event in progress). Before issue 23 a chunk that did not fit got a buffer of its own
+    // size at once, unpaid when it was a response's first (the share held was the small
+    // buffer's): 16 readers each 1.3 MiB over the budget once hyper's reads had grown to
+    // 400 KiB, which a server writing whole responses, or a reader behind, brings about.
     let batch_capacity = limits.bytes.saturating_add(BATCH_SLACK);
     let first = FIRST_BUFFER.min(batch_capacity);
     if room.take(first, tx).await.is_none() {
@@ -321,26 +333,41 @@ async fn read_body(
         };
         let Some(chunk) = chunk else { break };
         let chunk = chunk.map_err(|e| transport_failure(e, read_timeout))?;
-        if builder.buffered() + chunk.len() > builder.capacity() {
-            if !builder.is_empty() && room.send(builder.take(), tx).await.is_none() {
-                return Ok(());
+        // A chunk is fed in pieces that fit the buffer paid for: how large a chunk is depends on
+        // how the server writes and how far behind the reader is (up to hyper's read buffer,
+        // 400 KiB, when a response comes in one piece), never on the budget.
+        let mut rest: &[u8] = &chunk;
+        while !rest.is_empty() {
+            let free = builder.capacity() - builder.buffered();
+            if free == 0 {
+                // Full: hand its events on and go on in a new buffer, paid for first (waiting
+                // for the budget, as the share went with the batch). A buffer holding only the
+                // event in progress grows instead: that event is larger than a batch.
+                let grows = builder.is_empty();
+                if !grows && room.send(builder.take(), tx).await.is_none() {
+                    return Ok(());
+                }
+                if room.take(batch_capacity, tx).await.is_none() {
+                    return Ok(());
+                }
+                builder.reserve(batch_capacity);
+                debug_assert!(grows || room.covers(builder.capacity() - builder.buffered()));
+                continue;
             }
-            let want = batch_capacity.max(chunk.len());
-            if room.take(want, tx).await.is_none() {
-                return Ok(());
+            let (piece, after) = rest.split_at(free.min(rest.len()));
+            rest = after;
+            splitter.feed(piece, &mut builder)?;
+            let full = builder.len() >= limits.events || builder.raw_bytes() >= limits.bytes;
+            if full {
+                if room.send(builder.take(), tx).await.is_none() {
+                    return Ok(()); // the poller gave up on this window
+                }
+                if room.take(batch_capacity, tx).await.is_none() {
+                    return Ok(());
+                }
+                builder.reserve(batch_capacity);
+                debug_assert!(room.covers(builder.capacity() - builder.buffered()));
             }
-            builder.reserve(want);
-        }
-        splitter.feed(&chunk, &mut builder)?;
-        let full = builder.len() >= limits.events || builder.raw_bytes() >= limits.bytes;
-        if full {
-            if room.send(builder.take(), tx).await.is_none() {
-                return Ok(()); // the poller gave up on this window
-            }
-            if room.take(batch_capacity, tx).await.is_none() {
-                return Ok(());
-            }
-            builder.reserve(batch_capacity);
         }
     }
     let summary = splitter.finish()?;
@@ -543,6 +570,60 @@ mod tests {
             }
         }
         (events, stalls)
+    }
+
+    /// A response that arrives in one piece (as hyper hands on a whole read buffer, up to
+    /// 400 KiB, from a server that writes whole responses or a reader that is behind) is read
+    /// into buffers the budget paid for: its first chunk, far larger than the first buffer,
+    /// used to get a buffer of its own size at once, unpaid while other windows held the
+    /// budget. The reader now fills the first buffer, hands its events on and waits for the
+    /// budget for the next (`read_body` asserts, in debug builds, that each new buffer is paid).
+    #[tokio::test]
+    async fn a_response_arriving_in_one_piece_is_read_into_buffers_the_budget_paid_for() {
+        let event = r#"{"GUID":"g","messageTime":"2026-01-01T00:00:00.000Z","subject":"x"}"#;
+        let body = format!(
+            r#"{{"queryEndTime":"2026-01-01T01:00:00Z","messagesDelivered":[{}]}}"#,
+            vec![event; 4000].join(",")
+        );
+        assert!(body.len() > 4 * FIRST_BUFFER);
+        let client = TapClient::new(Duration::from_secs(30))
+            .unwrap()
+            .with_buffer_budget(1 << 20);
+        let (sem, total) = client.budget.clone().unwrap();
+        // Other windows' batches hold all but 100 KiB of the budget until the first batch
+        // of this one arrives.
+        let mut others = Some(sem.clone().acquire_many_owned(total - 100).await.unwrap());
+        let response = reqwest::Response::from(axum::http::Response::new(body.into_bytes()));
+        let limits = BatchLimits {
+            events: 10_000,
+            bytes: 32 * 1024,
+        };
+        let (tx, mut rx) = mpsc::channel(1);
+        let budget = client.budget.clone();
+        let reader = tokio::spawn(async move {
+            read_body(response, limits, Duration::from_secs(30), budget, &tx).await
+        });
+        let mut events = 0;
+        loop {
+            match rx.recv().await.expect("the reader stopped early").unwrap() {
+                WindowItem::Batch(b) => {
+                    events += b.len();
+                    others = None;
+                }
+                WindowItem::Done(summary) => {
+                    assert_eq!(summary.events, 4000);
+                    break;
+                }
+            }
+        }
+        assert!(others.is_none());
+        assert_eq!(events, 4000);
+        reader.await.unwrap().unwrap();
+        assert_eq!(
+            sem.available_permits(),
+            total as usize,
+            "every share came back"
+        );
     }
 
     /// Answers every request with `body` as JSON, then closes the connection.

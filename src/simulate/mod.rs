@@ -159,6 +159,11 @@ pub struct SimTenant {
     /// answers uncompressed (the benchmark's uncompressed throughput run). Default true.
     #[serde(default = "default_gzip")]
     pub gzip: bool,
+    /// Write each SIEM answer whole, in one piece with a `Content-Length` (rendered, and gzipped
+    /// when asked, before its first byte goes out), as some servers and mocks do, instead of
+    /// streaming it in 64 KiB chunks. Default false.
+    #[serde(default)]
+    pub whole_responses: bool,
 }
 
 fn default_vap_users() -> u64 {
@@ -256,6 +261,7 @@ impl SimTenant {
             top_clickers: default_top_clickers(),
             people: SimPeople::default(),
             gzip: true,
+            whole_responses: false,
         }
     }
 

@@ -296,7 +296,11 @@ async fn handle(sim: &Simulator, parts: &Parts, kill: Option<Arc<Notify>>) -> Re
         Ok(p) => {
             record(t, parts, 200, now, None);
             let body = BodyGen::new(t.gen.clone(), p, now);
-            stream_response(body, gzip, None)
+            if t.cfg.whole_responses {
+                whole_response(body, gzip)
+            } else {
+                stream_response(body, gzip, None)
+            }
         }
     }
 }
@@ -568,6 +572,35 @@ fn stream_response(mut body: BodyGen, gzip: bool, cut: Option<Cut>) -> Response<
         }
     });
     let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if gzip {
+        resp.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    resp
+}
+
+/// The whole body at once, with its `Content-Length`: hyper writes it in one piece.
+fn whole_response(mut body: BodyGen, gzip: bool) -> Response<Body> {
+    let content_type = if body.json {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let mut raw = Vec::new();
+    while let Some(chunk) = body.next_chunk() {
+        raw.extend_from_slice(&chunk);
+    }
+    if gzip {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let zipped = enc.write_all(&raw).and_then(|()| enc.finish());
+        match zipped {
+            Ok(zipped) => raw = zipped,
+            Err(e) => return text(500, e.to_string()),
+        }
+    }
+    let mut resp = Response::new(Body::from(raw));
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if gzip {

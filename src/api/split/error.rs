@@ -30,7 +30,9 @@ pub enum SplitError {
     EventInvalid {
         kind: EventKind,
         index: u64,
-        detail: serde_json::Error,
+        /// What is wrong and where: `control character (\u0000-\u001F) in a string at byte 7 of
+        /// the event`.
+        detail: String,
     },
     #[error("event {index} of {kind} is not valid UTF-8 (byte {offset} of the event)")]
     EventNotUtf8 {

@@ -10,10 +10,9 @@
 //! that its bytes are only counted, for the error) and whatever the caller has not taken.
 //!
 //! Outside the events the splitter is a small validating push parser: every value under a key it
-//! does not know is checked for structure and skipped. Inside an event it only tracks strings,
-//! escapes and bracket depth (skipping through strings a word at a time, long ones with `memchr`)
-//! to find where the element ends; then the element is checked as UTF-8 and serde_json parses it
-//! once, which both validates it and yields its time, and the key is hashed over its final bytes.
+//! does not know is checked for structure and skipped. Inside an event a faster validating scan
+//! (`scan`) finds where the element ends, hashes its bytes as they come and notes where its time
+//! fields lie: one pass over each byte, then a UTF-8 check of the whole element.
 //!
 //! Invariant 5, "raw in, raw out": the bytes of an event are forwarded exactly as the API sent
 //! them, never re-serialized, and its [`EventKey`] is the hash of those bytes. The one exception is
@@ -25,8 +24,8 @@
 //! line break outside strings are kept byte for byte, spaces included.
 //!
 //! The module is cut along those lines: this file holds the public types and the push parser
-//! outside events; `scan` finds where an event element ends and completes it; `times` reads an
-//! event's time fields while serde_json validates it; `error` says what can go wrong.
+//! outside events; `scan` validates an event element and completes it; `times` reads an event's
+//! time fields; `error` says what can go wrong.
 
 mod error;
 #[cfg(test)]
@@ -40,7 +39,7 @@ use crate::event::{Batch, EventKind, EventMeta};
 
 use error::unexpected;
 pub use error::SplitError;
-use scan::EventScan;
+use scan::{EventScan, Num};
 
 /// Bounds that keep a hostile or broken response from exhausting memory or the stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +140,9 @@ impl BatchBuilder {
     /// progress stay here for the next feed.
     pub fn take(&mut self) -> Batch {
         let buf = self.buf.split_to(self.complete).freeze();
+        // The event in progress leaves the buffer handed on, which is then freed with the batch
+        // (and its budget share returned) instead of when the next buffer is paid for.
+        self.buf = BytesMut::from(&self.buf[..]);
         self.complete = 0;
         Batch {
             buf,
@@ -150,10 +152,14 @@ impl BatchBuilder {
         }
     }
 
-    /// Makes room for `bytes` more at once (see the response reader in `api::siem`, which
-    /// sizes every batch buffer once instead of letting it double its way up).
+    /// Moves what is held into a new buffer with room for exactly `bytes` more (see the response
+    /// reader in `api::siem`, which pays for every buffer from its budget before allocating it).
+    /// Not `BytesMut::reserve`: once the batches cut from the old buffer are gone, that grows
+    /// the old buffer in place, doubling it, past what was paid for.
     pub fn reserve(&mut self, bytes: usize) {
-        self.buf.reserve(bytes);
+        let mut buf = BytesMut::with_capacity(self.buf.len().saturating_add(bytes));
+        buf.extend_from_slice(&self.buf);
+        self.buf = buf;
     }
 
     /// Forgets the bytes of an unfinished event.
@@ -276,40 +282,6 @@ enum StrRole {
     Value,
 }
 
-/// Position inside a JSON number, per the grammar `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Num {
-    Minus,
-    Zero,
-    Int,
-    Dot,
-    Frac,
-    Exp,
-    ExpSign,
-    ExpDigits,
-}
-
-impl Num {
-    fn is_complete(self) -> bool {
-        matches!(self, Num::Zero | Num::Int | Num::Frac | Num::ExpDigits)
-    }
-
-    /// The state after `b`, or `None` when `b` cannot continue the number.
-    fn next(self, b: u8) -> Option<Num> {
-        Some(match (self, b) {
-            (Num::Minus, b'0') => Num::Zero,
-            (Num::Minus, b'1'..=b'9') => Num::Int,
-            (Num::Int, b'0'..=b'9') => Num::Int,
-            (Num::Zero | Num::Int, b'.') => Num::Dot,
-            (Num::Dot | Num::Frac, b'0'..=b'9') => Num::Frac,
-            (Num::Zero | Num::Int | Num::Frac, b'e' | b'E') => Num::Exp,
-            (Num::Exp, b'+' | b'-') => Num::ExpSign,
-            (Num::Exp | Num::ExpSign | Num::ExpDigits, b'0'..=b'9') => Num::ExpDigits,
-            _ => return None,
-        })
-    }
-}
-
 /// What a level of nesting outside events is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Frame {
@@ -374,6 +346,9 @@ pub struct Splitter {
     counting_unknown: bool,
     /// Events emitted whose `customerEid` is not a customer id.
     invalid_customers: u64,
+    /// The element in progress: where the fields read from it lie, and its hash so far.
+    fields: Vec<times::FieldSpan>,
+    hasher: blake3::Hasher,
 }
 
 impl Splitter {
@@ -394,6 +369,8 @@ impl Splitter {
             unknown_arrays: Vec::new(),
             counting_unknown: false,
             invalid_customers: 0,
+            fields: Vec::new(),
+            hasher: blake3::Hasher::new(),
         }
     }
 
@@ -585,7 +562,9 @@ impl Splitter {
                 });
             }
             out.drop_partial();
-            self.scan = EventScan::default();
+            self.scan = EventScan::at_body_offset(at);
+            self.fields.clear();
+            self.hasher.reset();
             self.state = State::Event;
             return Ok(false);
         }

@@ -1,36 +1,170 @@
-//! Inside an event element: finding where it ends, and turning its bytes into an event.
+//! Inside an event element: validating it while finding where it ends, and turning its bytes
+//! into an event, in one pass over its bytes.
 //!
 //! While the push parser in `mod.rs` sees an event array's element open, [`Splitter::scan_event`]
-//! takes over: it tracks only strings, escapes and bracket depth (skipping through strings a word
-//! at a time, long ones with `memchr`), appending the bytes to the [`BatchBuilder`] as they come,
-//! so an element may span any number of chunks. When the element closes,
-//! [`Splitter::complete_event`] checks it as UTF-8, has serde_json parse it once (validating it
-//! and reading its time), hashes its final bytes into its key and records it. It keeps invariant
-//! 5: the bytes are the API's own, except that an element spanning several lines outside its
-//! strings has that insignificant whitespace removed ([`compact`]), string contents untouched.
-//! Such an element is validated as sent before it is compacted: removing whitespace from invalid
-//! JSON can make it valid (`[1\n2]` becomes `[12]`), and that would forward a value never sent.
+//! takes over. It is a validating JSON scanner (RFC 8259, as serde_json reads it): every token is
+//! checked as it goes by (strings a word at a time, looking for a quote, a backslash or a control
+//! character), the bytes are appended to the [`BatchBuilder`] and fed to the event's BLAKE3
+//! hasher as they come, so an element may span any number of chunks and each byte is read once
+//! while it is in cache. On the way it notes where the event's own keys that may name a field the
+//! daemon reads (`messageTime`, `clickTime`, `threatTime`, `customerEid`) and their values lie;
+//! when the element closes, [`Splitter::complete_event`] checks it as UTF-8 (one `from_utf8` pass),
+//! reads those few values ([`EventTimes::from_fields`]) and takes the key from the hasher.
+//!
+//! It keeps invariant 5: the bytes are the API's own, except that an element spanning several
+//! lines outside its strings has that insignificant whitespace removed ([`compact`]), string
+//! contents untouched. Such an element is validated as sent (the scan) before it is compacted:
+//! removing whitespace from invalid JSON can make it valid (`[1\n2]` becomes `[12]`), and that
+//! would forward a value never sent. Its time fields are then read from the compacted bytes by
+//! serde_json ([`EventTimes::read`]) and its key hashed from them: rare, so not worth a second
+//! way of mapping offsets.
 
 use bytes::BytesMut;
 
-use super::times::{Customer, EventTimes};
-use super::{BatchBuilder, SplitError, Splitter, State};
+use super::times::{Customer, EventTimes, FieldSpan};
+use super::{BatchBuilder, Escape, SplitError, Splitter, State};
 use crate::event::{EventKey, EventKind, EventMeta};
 
+/// Deepest nesting inside an event: serde_json's own limit, which the splitter's read of events
+/// had before it scanned them itself. `SplitLimits::max_depth` (default 64) is lower.
+const MAX_EVENT_DEPTH: u32 = 128;
+
+/// Longest key text (between its quotes) that can name one of the fields read: the longest name,
+/// 11 characters, each written as a 6-byte `\uXXXX` escape.
+const MAX_FIELD_KEY: u64 = 66;
+
+/// What comes next in the element, outside strings, or which token is in progress.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum At {
+    /// A value must come (the element itself, after `:`, after `,` in an array).
+    #[default]
+    Value,
+    /// Just after `[`: a value or `]`.
+    ValueOrClose,
+    /// Just after `{`: a key or `}`.
+    KeyOrClose,
+    /// After `,` in an object: a key.
+    Key,
+    /// After a key: `:`.
+    Colon,
+    /// After a value: `,` or the close of the enclosing container.
+    CommaOrClose,
+    /// Inside a string (a key when `EventScan::str_key`).
+    Str,
+    Number(Num),
+    /// Inside `true`, `false` or `null`; `pos` bytes of `lit` matched.
+    Literal {
+        lit: &'static [u8],
+        pos: u8,
+    },
+}
+
 /// The scan of the event element in progress.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct EventScan {
-    in_string: bool,
-    /// The previous byte inside a string was an unescaped backslash.
-    escape: bool,
+    at: At,
+    /// Inside a string: where in an escape.
+    escape: Escape,
+    /// The string in progress is a key.
+    str_key: bool,
+    /// Bit `d - 1` set: the container open at depth `d` is an object, else an array.
+    objects: u128,
     /// Open brackets inside the element.
-    depth: usize,
+    depth: u32,
     /// A `\n` or `\r` was seen outside strings.
     multiline: bool,
     /// Bytes of the element seen so far, as sent.
     len: u64,
     /// Over the size limit: bytes are no longer kept, only counted.
     oversize: bool,
+    /// The event's own key being read: the offset of its opening quote, and whether it holds an
+    /// escape.
+    key_start: u64,
+    key_escaped: bool,
+    /// The last key of the event's own that may name a field read: its span (quotes included).
+    field_key: Option<(u64, u64)>,
+    /// The offset of that key's value's first byte, once it began.
+    field_value: Option<u64>,
+    /// The body offset of the element's first byte.
+    began: u64,
+}
+
+impl Default for EventScan {
+    fn default() -> Self {
+        EventScan {
+            at: At::Value,
+            escape: Escape::None,
+            str_key: false,
+            objects: 0,
+            depth: 0,
+            multiline: false,
+            len: 0,
+            oversize: false,
+            key_start: 0,
+            key_escaped: false,
+            field_key: None,
+            field_value: None,
+            began: 0,
+        }
+    }
+}
+
+impl EventScan {
+    /// The scan of an element whose first byte is at body offset `began`.
+    pub(super) fn at_body_offset(began: u64) -> EventScan {
+        EventScan {
+            began,
+            ..EventScan::default()
+        }
+    }
+
+    fn in_object(&self) -> bool {
+        self.depth > 0 && self.objects >> (self.depth - 1) & 1 == 1
+    }
+}
+
+/// Position inside a JSON number, per the grammar `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Num {
+    Minus,
+    Zero,
+    Int,
+    Dot,
+    Frac,
+    Exp,
+    ExpSign,
+    ExpDigits,
+}
+
+impl Num {
+    pub(super) fn is_complete(self) -> bool {
+        matches!(self, Num::Zero | Num::Int | Num::Frac | Num::ExpDigits)
+    }
+
+    /// The state after `b`, or `None` when `b` cannot continue the number.
+    pub(super) fn next(self, b: u8) -> Option<Num> {
+        Some(match (self, b) {
+            (Num::Minus, b'0') => Num::Zero,
+            (Num::Minus, b'1'..=b'9') => Num::Int,
+            (Num::Int, b'0'..=b'9') => Num::Int,
+            (Num::Zero | Num::Int, b'.') => Num::Dot,
+            (Num::Dot | Num::Frac, b'0'..=b'9') => Num::Frac,
+            (Num::Zero | Num::Int | Num::Frac, b'e' | b'E') => Num::Exp,
+            (Num::Exp, b'+' | b'-') => Num::ExpSign,
+            (Num::Exp | Num::ExpSign | Num::ExpDigits, b'0'..=b'9') => Num::ExpDigits,
+            _ => return None,
+        })
+    }
+}
+
+/// What one byte outside strings did.
+enum Step {
+    /// Consumed it.
+    Next,
+    /// Ended a number: the byte must be read again after it.
+    Again,
+    /// Closed the element.
+    Closed,
 }
 
 impl Splitter {
@@ -45,50 +179,67 @@ impl Splitter {
         let mut s = self.scan;
         let mut i = from;
         let end = chunk.len();
+        // The offset in the element of `chunk[k]` is `k + base`.
+        let base = s.len.wrapping_sub(from as u64);
         let mut closed = false;
         while i < end {
-            if s.in_string {
-                if s.escape {
-                    s.escape = false;
-                    i += 1;
-                    continue;
-                }
-                match find_quote_or_backslash(&chunk[i..]) {
-                    None => i = end,
-                    Some(k) => {
-                        i += k;
-                        if chunk[i] == b'"' {
-                            s.in_string = false;
-                        } else {
-                            s.escape = true;
+            if matches!(s.at, At::Str) {
+                match s.escape {
+                    Escape::None => match find_string_stop(&chunk[i..]) {
+                        None => i = end,
+                        Some(k) => {
+                            i += k;
+                            let at = base.wrapping_add(i as u64);
+                            match chunk[i] {
+                                b'"' => self.scan_string_end(&mut s, at),
+                                b'\\' => {
+                                    s.escape = Escape::Backslash;
+                                    s.key_escaped |= s.str_key;
+                                }
+                                _ => {
+                                    return Err(self.invalid(
+                                        "control character (\\u0000-\\u001F) in a string",
+                                        at,
+                                    ))
+                                }
+                            }
+                            i += 1;
                         }
+                    },
+                    Escape::Backslash => {
+                        s.escape = match chunk[i] {
+                            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Escape::None,
+                            b'u' => Escape::Hex(4),
+                            _ => {
+                                return Err(
+                                    self.invalid("invalid escape", base.wrapping_add(i as u64))
+                                )
+                            }
+                        };
+                        i += 1;
+                    }
+                    Escape::Hex(n) => {
+                        if !chunk[i].is_ascii_hexdigit() {
+                            return Err(self.invalid("invalid escape", base.wrapping_add(i as u64)));
+                        }
+                        s.escape = if n == 1 {
+                            Escape::None
+                        } else {
+                            Escape::Hex(n - 1)
+                        };
                         i += 1;
                     }
                 }
                 continue;
             }
-            let b = chunk[i];
-            i += 1;
-            match b {
-                b'"' => s.in_string = true,
-                b'{' | b'[' => {
-                    s.depth += 1;
-                    if self.stack.len() + s.depth > self.limits.max_depth {
-                        return Err(SplitError::TooDeep {
-                            limit: self.limits.max_depth,
-                            offset: self.pos + (i - 1) as u64,
-                        });
-                    }
+            match self.scan_byte(&mut s, chunk[i], base.wrapping_add(i as u64))? {
+                Step::Next => i += 1,
+                Step::Again => {}
+                Step::Closed => {
+                    i += 1;
+                    closed = true;
+                    break;
                 }
-                b'}' | b']' => {
-                    s.depth -= 1;
-                    if s.depth == 0 {
-                        closed = true;
-                        break;
-                    }
-                }
-                b'\n' | b'\r' => s.multiline = true,
-                _ => {}
             }
         }
         let seen = &chunk[from..i];
@@ -99,6 +250,7 @@ impl Splitter {
                 out.drop_partial();
             } else {
                 out.buf.extend_from_slice(seen);
+                self.hasher.update(seen);
             }
         }
         self.scan = s;
@@ -109,7 +261,181 @@ impl Splitter {
         Ok(i)
     }
 
-    /// Validates the element now at the end of `out` and records it as a complete event.
+    /// One byte `b` outside strings, at offset `at` of the element.
+    #[inline]
+    fn scan_byte(&mut self, s: &mut EventScan, b: u8, at: u64) -> Result<Step, SplitError> {
+        match s.at {
+            At::Value | At::ValueOrClose => match b {
+                b' ' | b'\t' => {}
+                b'\n' | b'\r' => s.multiline = true,
+                b']' if s.at == At::ValueOrClose => return self.scan_close(s, b, at),
+                _ => self.scan_value(s, b, at)?,
+            },
+            At::KeyOrClose | At::Key => match b {
+                b' ' | b'\t' => {}
+                b'\n' | b'\r' => s.multiline = true,
+                b'"' => {
+                    s.at = At::Str;
+                    s.str_key = true;
+                    if s.depth == 1 {
+                        s.key_start = at;
+                        s.key_escaped = false;
+                        s.field_key = None;
+                    }
+                }
+                b'}' if s.at == At::KeyOrClose => return self.scan_close(s, b, at),
+                _ => return Err(self.invalid("expected a string key", at)),
+            },
+            At::Colon => match b {
+                b' ' | b'\t' => {}
+                b'\n' | b'\r' => s.multiline = true,
+                b':' => s.at = At::Value,
+                _ => return Err(self.invalid("expected ':'", at)),
+            },
+            At::CommaOrClose => match b {
+                b' ' | b'\t' => {}
+                b'\n' | b'\r' => s.multiline = true,
+                b',' => {
+                    if s.depth == 1 {
+                        self.note_field(s, at);
+                    }
+                    s.at = if s.in_object() { At::Key } else { At::Value };
+                }
+                b'}' | b']' => return self.scan_close(s, b, at),
+                _ => return Err(self.invalid("expected ',' or a closing bracket", at)),
+            },
+            At::Number(num) => match num.next(b) {
+                Some(next) => s.at = At::Number(next),
+                None if num.is_complete() => {
+                    s.at = At::CommaOrClose;
+                    return Ok(Step::Again);
+                }
+                None => return Err(self.invalid("invalid number", at)),
+            },
+            At::Literal { lit, pos } => {
+                let pos = usize::from(pos);
+                if lit.get(pos) != Some(&b) {
+                    return Err(self.invalid("expected true, false or null", at));
+                }
+                s.at = if pos + 1 == lit.len() {
+                    At::CommaOrClose
+                } else {
+                    At::Literal {
+                        lit,
+                        pos: pos as u8 + 1,
+                    }
+                };
+            }
+            // Handled by `scan_event`.
+            At::Str => {}
+        }
+        Ok(Step::Next)
+    }
+
+    /// The first byte `b` of a value, at offset `at` of the element.
+    fn scan_value(&mut self, s: &mut EventScan, b: u8, at: u64) -> Result<(), SplitError> {
+        if s.depth == 1 && s.field_key.is_some() {
+            s.field_value = Some(at);
+        }
+        match b {
+            b'{' | b'[' => {
+                s.depth += 1;
+                if self.stack.len() + s.depth as usize > self.limits.max_depth {
+                    return Err(SplitError::TooDeep {
+                        limit: self.limits.max_depth,
+                        offset: s.began + at,
+                    });
+                }
+                if s.depth > MAX_EVENT_DEPTH {
+                    return Err(self.invalid("nested deeper than 128", at));
+                }
+                let bit = 1u128 << (s.depth - 1);
+                if b == b'{' {
+                    s.objects |= bit;
+                    s.at = At::KeyOrClose;
+                } else {
+                    s.objects &= !bit;
+                    s.at = At::ValueOrClose;
+                }
+            }
+            b'"' => {
+                s.at = At::Str;
+                s.str_key = false;
+            }
+            b'-' => s.at = At::Number(Num::Minus),
+            b'0' => s.at = At::Number(Num::Zero),
+            b'1'..=b'9' => s.at = At::Number(Num::Int),
+            b't' => s.at = literal(b"true"),
+            b'f' => s.at = literal(b"false"),
+            b'n' => s.at = literal(b"null"),
+            _ => return Err(self.invalid("expected a JSON value", at)),
+        }
+        Ok(())
+    }
+
+    /// A closing bracket `b` at offset `at` of the element, where one may stand.
+    fn scan_close(&mut self, s: &mut EventScan, b: u8, at: u64) -> Result<Step, SplitError> {
+        let object = s.in_object();
+        if object != (b == b'}') {
+            let expected = if object {
+                "expected ',' or '}'"
+            } else {
+                "expected ',' or ']'"
+            };
+            return Err(self.invalid(expected, at));
+        }
+        if s.depth == 1 {
+            self.note_field(s, at);
+        }
+        s.depth -= 1;
+        if s.depth == 0 {
+            return Ok(Step::Closed);
+        }
+        s.at = At::CommaOrClose;
+        Ok(Step::Next)
+    }
+
+    /// The closing quote of a string, at offset `at` of the element.
+    fn scan_string_end(&mut self, s: &mut EventScan, at: u64) {
+        if !s.str_key {
+            s.at = At::CommaOrClose;
+            return;
+        }
+        s.at = At::Colon;
+        if s.depth == 1 {
+            let inner = at - s.key_start - 1;
+            let may_name = if s.key_escaped {
+                inner <= MAX_FIELD_KEY
+            } else {
+                (9..=11).contains(&inner)
+            };
+            if may_name {
+                s.field_key = Some((s.key_start, at + 1));
+            }
+        }
+    }
+
+    /// The value of the event's own last key ended just before offset `at`: keep its span
+    /// when the key may name a field read.
+    fn note_field(&mut self, s: &mut EventScan, at: u64) {
+        if let (Some(key), Some(value)) = (s.field_key.take(), s.field_value.take()) {
+            self.fields.push(FieldSpan {
+                key: (key.0 as usize, key.1 as usize),
+                value: (value as usize, at as usize),
+            });
+        }
+    }
+
+    /// The element is not valid JSON at its byte `at`.
+    fn invalid(&self, what: &'static str, at: u64) -> SplitError {
+        SplitError::EventInvalid {
+            kind: self.kind,
+            index: self.index,
+            detail: format!("{what} at byte {at} of the event"),
+        }
+    }
+
+    /// Records the element now at the end of `out` (validated by the scan) as a complete event.
     fn complete_event(&mut self, out: &mut BatchBuilder) -> Result<(), SplitError> {
         let (kind, index) = (self.kind, self.index);
         if self.scan.oversize {
@@ -121,17 +447,33 @@ impl Splitter {
             });
         }
         let start = out.complete;
-        if self.scan.multiline {
-            // Validated as sent before compacting: removing whitespace would join the tokens of
-            // an invalid event into a valid one (`- 1` into `-1`, `[1\n2]` into `[12]`).
-            read_event(&out.buf[start..], kind, index)?;
+        fn utf8(raw: &[u8], kind: EventKind, index: u64) -> Result<&str, SplitError> {
+            std::str::from_utf8(raw).map_err(|e| SplitError::EventNotUtf8 {
+                kind,
+                index,
+                offset: e.valid_up_to(),
+            })
+        }
+        let multiline = self.scan.multiline;
+        if multiline {
+            // Checked as sent; compacting then removes only ASCII whitespace.
+            utf8(&out.buf[start..], kind, index)?;
             compact(&mut out.buf, start);
         }
-        let raw = &out.buf[start..];
-        let times = read_event(raw, kind, index)?;
+        let text = utf8(&out.buf[start..], kind, index)?;
+        let (key, times) = if multiline {
+            let times = EventTimes::read(text).map_err(|e| SplitError::EventInvalid {
+                kind,
+                index,
+                detail: e.to_string(),
+            })?;
+            (EventKey::of(text.as_bytes()), times)
+        } else {
+            let key = EventKey::of_hash(&self.hasher.finalize());
+            (key, EventTimes::from_fields(text, &self.fields))
+        };
         let time_ms = times.time_ms(kind);
-        let key = EventKey::of(raw);
-        let len = raw.len();
+        let len = out.buf.len() - start;
         let (Ok(start32), Ok(len32)) = (u32::try_from(start), u32::try_from(len)) else {
             return Err(SplitError::BuilderFull);
         };
@@ -160,38 +502,21 @@ impl Splitter {
     }
 }
 
-/// Checks the event `raw` as UTF-8 and has serde_json read it (validating it whole) for its
-/// times.
-fn read_event(raw: &[u8], kind: EventKind, index: u64) -> Result<EventTimes<'_>, SplitError> {
-    let text = std::str::from_utf8(raw).map_err(|e| SplitError::EventNotUtf8 {
-        kind,
-        index,
-        offset: e.valid_up_to(),
-    })?;
-    // Checked as UTF-8 as a whole above, so serde_json need not check each string again.
-    EventTimes::read(text).map_err(|detail| SplitError::EventInvalid {
-        kind,
-        index,
-        detail,
-    })
+fn literal(lit: &'static [u8]) -> At {
+    At::Literal { lit, pos: 1 }
 }
 
-/// The first `"` or `\\` in `s`.
-///
-/// Most strings of an event are short keys and values, for which memchr's setup costs more than
-/// the search: look 8 bytes at a time first, and hand long strings to memchr.
+/// The first byte of `s` that ends a run of plain string content: `"`, `\\` or a control
+/// character (below 0x20, invalid in a JSON string). Looks 8 bytes at a time.
 #[inline]
-fn find_quote_or_backslash(s: &[u8]) -> Option<usize> {
-    const SHORT: usize = 32;
+fn find_string_stop(s: &[u8]) -> Option<usize> {
     let mut i = 0;
     while i + 8 <= s.len() {
-        if i >= SHORT {
-            return memchr::memchr2(b'"', b'\\', &s[i..]).map(|k| i + k);
-        }
         let mut word = [0u8; 8];
         word.copy_from_slice(&s[i..i + 8]);
         let word = u64::from_le_bytes(word);
-        let found = zero_bytes(word ^ splat(b'"')) | zero_bytes(word ^ splat(b'\\'));
+        let found =
+            zero_bytes(word ^ splat(b'"')) | zero_bytes(word ^ splat(b'\\')) | below_space(word);
         if found != 0 {
             return Some(i + (found.trailing_zeros() / 8) as usize);
         }
@@ -199,7 +524,7 @@ fn find_quote_or_backslash(s: &[u8]) -> Option<usize> {
     }
     s[i..]
         .iter()
-        .position(|&b| b == b'"' || b == b'\\')
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
         .map(|k| i + k)
 }
 
@@ -214,6 +539,13 @@ const fn splat(b: u8) -> u64 {
 #[inline]
 const fn zero_bytes(w: u64) -> u64 {
     w.wrapping_sub(splat(1)) & !w & splat(0x80)
+}
+
+/// A word whose lowest set bit is the high bit of the lowest byte of `w` below 0x20 (as
+/// [`zero_bytes`]: only the lowest counts); 0 when there is none.
+#[inline]
+const fn below_space(w: u64) -> u64 {
+    w.wrapping_sub(splat(0x20)) & !w & splat(0x80)
 }
 
 /// Removes whitespace outside strings from `buf[start..]`, in place.
@@ -249,21 +581,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quote_search_finds_the_first_quote_or_backslash_at_any_length() {
+    fn string_stop_search_finds_the_first_quote_backslash_or_control_character_at_any_length() {
         for len in 0..100 {
             let hay = vec![b'a'; len];
-            assert_eq!(find_quote_or_backslash(&hay), None);
+            assert_eq!(find_string_stop(&hay), None);
             for at in 0..len {
-                for (needle, other) in [(b'"', b'\\'), (b'\\', b'"')] {
+                for (needle, other) in [
+                    (b'"', b'\\'),
+                    (b'\\', b'"'),
+                    (b'\n', b'"'),
+                    (0x00, b'\\'),
+                    (0x1f, 0x01),
+                ] {
                     let mut hay = hay.clone();
                     hay[at] = needle;
                     if at + 1 < len {
                         hay[len - 1] = other;
                     }
-                    assert_eq!(find_quote_or_backslash(&hay), Some(at), "len {len} at {at}");
+                    assert_eq!(find_string_stop(&hay), Some(at), "len {len} at {at}");
                 }
             }
         }
-        assert_eq!(find_quote_or_backslash("é😀\"".as_bytes()), Some(6));
+        assert_eq!(find_string_stop("é😀\"".as_bytes()), Some(6));
+        // DEL and bytes of multi-byte characters are string content.
+        assert_eq!(find_string_stop(b"\x7f\x80\xff\x20ab\xc3\xa9!\""), Some(9));
     }
 }

@@ -1324,3 +1324,104 @@ fn only_a_string_customer_id_is_a_customer_and_the_rest_are_counted() {
         .collect();
     assert_eq!(raw, expected);
 }
+
+/// The scan notes where an event's time fields and `customerEid` lie and reads only those; the
+/// reference is serde_json reading the whole event (`EventTimes::read`, which multi-line events
+/// still use). Random events of those keys, spelled plainly and escaped, near-misses, duplicates,
+/// and values of every kind must read the same both ways, under any chunking.
+#[test]
+fn time_fields_read_by_the_scan_match_serde_json_reading_the_event() {
+    const KEYS: &[&str] = &[
+        "\"messageTime\"",
+        "\"clickTime\"",
+        "\"threatTime\"",
+        "\"customerEid\"",
+        "\"message\\u0054ime\"",
+        "\"\\u0063lickTime\"",
+        "\"\\ud800\"",
+        "\"clickTim\"",
+        "\"threatTimes\"",
+        "\"recipient\"",
+        "\"customereid\"",
+    ];
+    const VALUES: &[&str] = &[
+        "\"2026-11-23T09:10:00Z\"",
+        "\"2026-11-23T09:10:00.250+01:00\"",
+        "\"2026-11-23T09:10:00\\u005a\"",
+        "\"not a time\"",
+        "\"\"",
+        "\"\\udead\"",
+        "null",
+        "1234",
+        "-1e400",
+        "true",
+        "[\"2026-11-23T09:10:00Z\"]",
+        "{\"messageTime\":\"2026-11-23T09:10:00Z\"}",
+        "\"4711\"",
+        "\"C-42\"",
+        "\"a b\"",
+        "\"\\u0034711\"",
+    ];
+    const SPACE: &[&str] = &["", "", " ", "\t", "  "];
+    let mut rng = Rng(0x7157_u64);
+    for round in 0..300 {
+        let mut events = Vec::new();
+        for _ in 0..1 + rng.below(4) {
+            let mut e = String::from("{");
+            for f in 0..rng.below(7) {
+                if f > 0 {
+                    e.push_str(SPACE[rng.below(SPACE.len())]);
+                    e.push(',');
+                }
+                e.push_str(SPACE[rng.below(SPACE.len())]);
+                e.push_str(KEYS[rng.below(KEYS.len())]);
+                e.push_str(SPACE[rng.below(SPACE.len())]);
+                e.push(':');
+                e.push_str(SPACE[rng.below(SPACE.len())]);
+                e.push_str(VALUES[rng.below(VALUES.len())]);
+            }
+            e.push_str(SPACE[rng.below(SPACE.len())]);
+            e.push('}');
+            events.push(e);
+        }
+        let kind = EventKind::SIEM[round % 4];
+        let body = format!("{{\"{kind}\":[{}]}}", events.join(","));
+        let mut expected_invalid = 0;
+        let expected: Vec<(Option<i64>, Option<String>)> = events
+            .iter()
+            .map(|e| {
+                let t = super::times::EventTimes::read(e).expect(e);
+                let customer = match &t.customer {
+                    super::times::Customer::Id(c) => Some(c.to_string()),
+                    super::times::Customer::Invalid => {
+                        expected_invalid += 1;
+                        None
+                    }
+                    super::times::Customer::None => None,
+                };
+                (t.time_ms(kind), customer)
+            })
+            .collect();
+        let mut cuts: Vec<usize> = (0..rng.below(6))
+            .map(|_| rng.below(body.len() + 1))
+            .collect();
+        cuts.sort_unstable();
+        let mut splitter = Splitter::new(SplitLimits::default());
+        let mut out = BatchBuilder::new();
+        let mut got = Vec::new();
+        let mut from = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&body.len())) {
+            splitter
+                .feed(&body.as_bytes()[from..cut], &mut out)
+                .unwrap_or_else(|e| panic!("{body}: {e}"));
+            let batch = out.take();
+            for (meta, _) in batch.iter() {
+                got.push((meta.time_ms, meta.customer.as_deref().map(str::to_string)));
+            }
+            from = cut;
+        }
+        let summary = splitter.finish().unwrap();
+        assert_eq!(got, expected, "{body} cut at {cuts:?}");
+        assert_eq!(summary.invalid_customers, expected_invalid, "{body}");
+    }
+}

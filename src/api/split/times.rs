@@ -1,17 +1,19 @@
-//! Reading an event's time while serde_json validates it, in one pass and without copying.
+//! Reading an event's time fields and `customerEid`, without copying.
 //!
-//! [`EventTimes`] is deserialized from the raw event: every field is checked by serde_json, the
+//! The splitter's scan validates an event and notes where its own keys that may name a field
+//! read lie, and their values ([`FieldSpan`]); [`EventTimes::from_fields`] reads just those. The
 //! three time fields (`messageTime`, `clickTime`, `threatTime`) are kept when they are strings
-//! (borrowed unless escaped), and every other value is skipped as [`IgnoredAny`]. Nothing here
-//! changes the event's bytes (invariant 5); a missing or unparsable time is `None`, never an error.
+//! (borrowed unless escaped). Nothing here changes the event's bytes (invariant 5); a missing or
+//! unparsable time is `None`, never an error: only JSON syntax can fail an event (the scan), never
+//! a value this module reads. A key or value that is valid JSON but not readable as text (a lone
+//! surrogate escape, `"\ud800"`) is simply not read.
 //!
-//! Only JSON syntax can fail an event, never a value this module reads. The fast pass reads keys
-//! and the kept fields as text, which serde_json refuses for valid JSON such as a lone surrogate
-//! escape (`"\ud800"`) or a number beyond `f64` (`1e400`); an event that fails it is read again
-//! leniently ([`EventTimes::read`]), keys and kept fields taken as raw JSON first, so such a field
-//! is simply unread instead of failing the window on every retry. The fast pass stays what it
-//! was: reading every event leniently cost 14–49 % more per event (a 2.2 KB event, measured on
-//! a loaded machine), so only the odd event that fails the fast pass pays for it.
+//! An event sent over several lines is compacted first and read by serde_json instead
+//! ([`EventTimes::read`]): every field checked, the kept ones as above and every other value
+//! skipped as [`IgnoredAny`]. Its fast pass reads keys and the kept fields as text, which serde_json
+//! refuses for valid JSON such as a lone surrogate escape or a number beyond `f64` (`1e400`);
+//! an event that fails it is read again leniently, keys and kept fields taken as raw JSON first,
+//! so both ways read the same fields the same way.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -57,6 +59,39 @@ impl<'a> Customer<'a> {
             Scalar::Str(s) if crate::event::is_customer_id(&s) => Customer::Id(s),
             Scalar::Str(_) | Scalar::Other => Customer::Invalid,
         }
+    }
+}
+
+/// Where one of an event's own keys and its value lie in the event's bytes, as byte ranges: the
+/// key with its quotes, the value as sent up to the `,` or `}` after it (whitespace included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct FieldSpan {
+    pub(super) key: (usize, usize),
+    pub(super) value: (usize, usize),
+}
+
+impl<'a> EventTimes<'a> {
+    /// Reads the fields `fields` of the valid event `text` (in order: a later duplicate key
+    /// wins, as it does for serde_json).
+    pub(super) fn from_fields(text: &'a str, fields: &[FieldSpan]) -> EventTimes<'a> {
+        let mut times = EventTimes::default();
+        for f in fields {
+            let (Some(key), Some(value)) =
+                (text.get(f.key.0..f.key.1), text.get(f.value.0..f.value.1))
+            else {
+                continue;
+            };
+            let value = value.trim_end_matches([' ', '\t', '\n', '\r']);
+            let scalar = || Scalar::of_raw(value);
+            match Field::of_raw(key) {
+                Field::MessageTime => times.message_time = scalar().time(),
+                Field::ClickTime => times.click_time = scalar().time(),
+                Field::ThreatTime => times.threat_time = scalar().time(),
+                Field::CustomerEid => times.customer = Customer::of(scalar()),
+                Field::Other => {}
+            }
+        }
+        times
     }
 }
 
@@ -200,6 +235,34 @@ impl Field {
         match serde_json::from_str::<String>(quoted) {
             Ok(name) => Field::of(&name),
             Err(_) => Field::Other,
+        }
+    }
+}
+
+impl<'a> Scalar<'a> {
+    /// The valid JSON value `raw`: a string unescaped (borrowed when it holds no escape), `null`,
+    /// or anything else, an unreadable string (a lone surrogate escape) included.
+    fn of_raw(raw: &'a str) -> Scalar<'a> {
+        if raw == "null" {
+            return Scalar::Null;
+        }
+        let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+            return Scalar::Other;
+        };
+        if !inner.contains('\\') {
+            return Scalar::Str(Cow::Borrowed(inner));
+        }
+        match serde_json::from_str::<String>(raw) {
+            Ok(s) => Scalar::Str(Cow::Owned(s)),
+            Err(_) => Scalar::Other,
+        }
+    }
+
+    /// A time field's text: a string that is not empty.
+    fn time(self) -> Option<Cow<'a, str>> {
+        match self {
+            Scalar::Str(s) if !s.is_empty() => Some(s),
+            _ => None,
         }
     }
 }

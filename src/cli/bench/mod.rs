@@ -112,6 +112,10 @@ pub struct BenchArgs {
     /// answers gzip; `--case all` runs the throughput case both ways).
     #[arg(long)]
     pub no_gzip: bool,
+    /// Throughput: the simulator writes each response whole, in one piece with a
+    /// `Content-Length`, as some servers and mocks do, instead of streaming it in 64 KiB chunks.
+    #[arg(long)]
+    pub whole_responses: bool,
     /// Throughput and large: `poll.batch_bytes` of the daemon (default: the daemon's default).
     #[arg(long)]
     pub batch_bytes: Option<usize>,
@@ -212,6 +216,9 @@ impl BenchArgs {
         }
         if self.no_reference {
             a.push("--no-reference".into());
+        }
+        if self.whole_responses {
+            a.push("--whole-responses".into());
         }
         a
     }

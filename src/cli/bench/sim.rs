@@ -39,6 +39,11 @@ pub(super) fn sim_toml(n: usize, per_hour: u32, gzip: bool) -> String {
     s
 }
 
+/// [`sim_toml`] whose tenants write each answer whole, in one piece with a `Content-Length`.
+pub(super) fn whole_responses(toml: &str) -> String {
+    toml.replace("\ngzip = ", "\nwhole_responses = true\ngzip = ")
+}
+
 /// The in-process simulator's config: `n` tenants at `per_hour`, no PoD cluster.
 pub(super) fn sim_config(n: usize, per_hour: u32) -> SimConfig {
     let mut cfg = SimConfig {

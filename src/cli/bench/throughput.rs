@@ -13,7 +13,7 @@ use anyhow::bail;
 
 use super::daemon::{delivered, tap_config, Running, Scratch};
 use super::measure::{cpu_secs, file_len, hwm_kib, loadavg, per_million, reset_hwm, rss_kib};
-use super::sim::{sim_toml, SimProcess};
+use super::sim::{sim_toml, whole_responses, SimProcess};
 use super::{
     flush_stdout, print_load_at_end, print_peak_rss, print_result, print_sim_cpu, BenchArgs,
 };
@@ -26,12 +26,21 @@ pub(super) async fn throughput(args: &BenchArgs, dir: &Path) -> anyhow::Result<(
     let gzip = !args.no_gzip;
     let scratch = Scratch::fresh(dir, "throughput")?;
     println!(
-        "\n== throughput: {n} tenants x {hours} h backlog x {per_hour} events/h into the file sink, {} responses (load {})",
+        "\n== throughput: {n} tenants x {hours} h backlog x {per_hour} events/h into the file sink, {} responses{} (load {})",
         if gzip { "gzip" } else { "uncompressed" },
+        if args.whole_responses {
+            ", each written whole"
+        } else {
+            ""
+        },
         loadavg()
     );
     flush_stdout();
-    let sim = SimProcess::start(&scratch.dir, &sim_toml(n, per_hour, gzip)).await?;
+    let mut toml = sim_toml(n, per_hour, gzip);
+    if args.whole_responses {
+        toml = whole_responses(&toml);
+    }
+    let sim = SimProcess::start(&scratch.dir, &toml).await?;
     let mut poll = format!("interval = \"5m\"\nlag = \"30m\"\ninitial_lookback = \"{hours}h\"\n");
     poll.push_str(&args.poll_overrides());
     let config = tap_config(&scratch, &sim.base_url, n, &poll)?;
@@ -95,19 +104,22 @@ pub(super) async fn throughput(args: &BenchArgs, dir: &Path) -> anyhow::Result<(
     print_sim_cpu(sim_cpu, events);
     print_peak_rss(hwm, baseline, "idle");
     print_load_at_end();
-    print_result(
-        "throughput",
-        &[
-            ("gzip", gzip.to_string()),
-            ("events", events.to_string()),
-            ("cpu", format!("{cpu:.3}")),
-            (
-                "ref_cpu",
-                format!("{:.3}", reference.as_ref().map_or(0.0, |r| r.cpu)),
-            ),
-            ("hwm_kib", hwm.to_string()),
-        ],
-    );
+    // Only a run with whole responses says so: the line of every other run stays as it was.
+    let whole = args
+        .whole_responses
+        .then(|| ("whole_responses", "true".to_string()));
+    let mut fields = vec![
+        ("gzip", gzip.to_string()),
+        ("events", events.to_string()),
+        ("cpu", format!("{cpu:.3}")),
+        (
+            "ref_cpu",
+            format!("{:.3}", reference.as_ref().map_or(0.0, |r| r.cpu)),
+        ),
+        ("hwm_kib", hwm.to_string()),
+    ];
+    fields.extend(whole);
+    print_result("throughput", &fields);
     drop(sim);
     std::fs::remove_file(&scratch.events).ok();
     Ok(())
