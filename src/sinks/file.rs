@@ -596,7 +596,9 @@ mod tests {
         hold.turn().await;
         let mut da = Box::pin(sink.deliver("acme", &a, commit()));
         let mut db = Box::pin(sink.deliver("beta", &b, commit()));
+        // Polled first, `acme` writes first: its ticket comes before `beta`'s.
         tokio::select! {
+            biased;
             _ = &mut da => panic!("nothing commits while the turn is held"),
             _ = &mut db => panic!("nothing commits while the turn is held"),
             _ = until_tickets(&sink, 3) => {}
