@@ -32,6 +32,14 @@
 //!   pass with [`Streams::begin_sweep`]: it is filtered against the same keys, so only what the
 //!   first pass did not have reaches a sink, and it moves each stream's second position
 //!   ([`StreamState::swept`]), never the first.
+//! - **Group commit.** Every commit is made durable by [`Store::flush`], and the file sink's
+//!   bytes by its `fdatasync`: both are shared by whatever became ready while the previous one
+//!   ran, across tenants and sources. A delivery waits for the flush (the sync) that covers its
+//!   writes and takes its outcome, so nothing is acknowledged before it is durable, and a failed
+//!   flush or sync fails every delivery it covered (invariant 1). A source that moves its
+//!   position right after each send (a live stream) defers the send's flush to the move
+//!   ([`Delivery::defer_flushes`]): one flush per chunk, not two, and the position still becomes
+//!   durable only with (never before) the keys it covers, as sled's log is written in order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -360,6 +368,7 @@ impl Streams {
             sweep,
             first_pass_swept: None,
             found: 0,
+            defer_flushes: false,
         })
     }
 
@@ -423,6 +432,8 @@ pub struct Delivery<'a> {
     first_pass_swept: Option<bool>,
     /// A sweep: distinct events some target lacked and took, so far.
     found: u64,
+    /// [`Delivery::send`] leaves the flush to the next advance or finish.
+    defer_flushes: bool,
 }
 
 impl Delivery<'_> {
@@ -432,6 +443,14 @@ impl Delivery<'_> {
     /// otherwise hold the others for its `retry.max_time` at each of its retries.
     pub fn probe_failing_sinks(&mut self) {
         self.probe_failing = true;
+    }
+
+    /// From now on [`Delivery::send`] does not flush the store: the [`Delivery::advance`] (or
+    /// finish) that the source makes right after each send does, covering the send's commits
+    /// too. Only for a source that acknowledges nothing between the two (a live stream): a sink
+    /// without a position of its own may otherwise get a chunk again after a crash in between.
+    pub fn defer_flushes(&mut self) {
+        self.defer_flushes = true;
     }
 
     /// For the first delivery of a span by a source with a late sweep: `swept` says whether this
@@ -547,6 +566,9 @@ impl Delivery<'_> {
                     sink_failed(stream, deps, tenant, e);
                 }
             }
+        }
+        if self.defer_flushes {
+            return Ok(());
         }
         deps.store.flush().await
     }

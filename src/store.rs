@@ -117,14 +117,21 @@ pub struct TenantRecord {
     pub failed: bool,
 }
 
+/// The last [`Store::flush`]: its number and how it ended.
+#[derive(Default)]
+struct LastFlush(Option<(u64, Result<(), sled::Error>)>);
+
 /// The open store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
     path: PathBuf,
-    /// Lets one [`Store::flush`] run at a time; see there.
-    flushing: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Lets one [`Store::flush`] run at a time, and keeps how the last one ended; see there.
+    flushing: std::sync::Arc<tokio::sync::Mutex<LastFlush>>,
+    /// Flushes started (the number of the latest), and flushes that went to sled: see
+    /// [`Store::flush`].
+    flushes_started: std::sync::Arc<AtomicU64>,
     /// Whether writes and flushes succeed; see [`Store::health`].
     health: std::sync::Arc<Health>,
     /// The test seam [`STALL_ENV`]: while this file exists, batches, flushes and reads hang.
@@ -277,6 +284,7 @@ impl Store {
             tree,
             path,
             flushing: Default::default(),
+            flushes_started: Default::default(),
             health: Default::default(),
             stall: std::env::var_os(STALL_ENV).map(|p| std::sync::Arc::new(PathBuf::from(p))),
         })
@@ -622,28 +630,50 @@ impl Store {
         Ok(out)
     }
 
-    /// Makes everything written so far durable.
+    /// Makes everything written so far durable: a group commit. The writes of every caller that
+    /// finished before a flush started are covered by that flush, so callers that come within
+    /// one flush of each other (the chunks and windows of many tenants and sources) share one
+    /// flush of sled's log: each waits for the flush that covers its writes, and gets its
+    /// outcome — a failed flush fails every caller it covered (invariant 1: nothing is
+    /// acknowledged before it is durable).
     ///
     /// One flush at a time: sled 0.34 runs `flush_async` on its small I/O thread pool, where a
     /// flush holds a read lock while it waits for log buffers that only that same pool writes
     /// out. With a dozen pollers flushing at once and one `apply_batch` waiting for the write
     /// lock, every pool thread ended up waiting and the daemon hung (`tapfwd bench`, scale case).
-    /// A flush that waited here still flushes: it covers the writes made while it waited.
+    /// A caller that waited here returns with the outcome of the flush that started after its
+    /// call, if one did; otherwise it flushes, covering every write made while it waited.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let _one = self.flushing.lock().await;
+        // Every write of this caller happened before this load: a flush numbered higher started
+        // after them, and sled's flush covers what was applied before it started.
+        let seen = self.flushes_started.load(Ordering::SeqCst);
+        let mut last = self.flushing.lock().await;
+        if let Some((number, outcome)) = &last.0 {
+            if *number > seen {
+                return outcome.clone().map_err(StoreError::from);
+            }
+        }
+        let number = self.flushes_started.fetch_add(1, Ordering::SeqCst) + 1;
         let _busy = Busy::start(&self.health);
         if let Some(file) = &self.stall {
             while file.exists() {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
-        match self.db.flush_async().await {
-            Ok(_) => {
+        let outcome = self.db.flush_async().await.map(|_| ());
+        last.0 = Some((number, outcome.clone()));
+        match outcome {
+            Ok(()) => {
                 self.health.failing_since.store(0, Ordering::Release);
                 Ok(())
             }
             Err(e) => Err(self.failed(e)),
         }
+    }
+
+    /// How many flushes of sled's log [`Store::flush`] has made (its callers may be many more).
+    pub fn flushes(&self) -> u64 {
+        self.flushes_started.load(Ordering::SeqCst)
     }
 
     /// Applies one atomic batch (see [`blocking`]), noting a failure.
@@ -726,6 +756,44 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Commits that wait while a flush runs share the next one: three callers, one flush of
+    /// sled's log, and each of their writes durable after it.
+    #[tokio::test]
+    async fn commits_made_while_a_flush_runs_share_the_next_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let before = store.flushes();
+        // A flush in progress: the callers below commit and queue behind it.
+        let running = store.flushing.lock().await;
+        for (i, sink) in ["a", "b", "c"].iter().enumerate() {
+            store
+                .commit_chunk(
+                    "acme",
+                    sink,
+                    100,
+                    &[EventKey([i as u8; 16])],
+                    Some(i as u64),
+                )
+                .unwrap();
+        }
+        let flushes = futures_util::future::join_all((0..3).map(|_| store.flush()));
+        let release = async {
+            tokio::task::yield_now().await;
+            drop(running);
+        };
+        let (results, ()) = tokio::join!(flushes, release);
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+        assert_eq!(store.flushes() - before, 1, "three commits, one flush");
+        // A commit after that flush is not covered by it: it gets one of its own.
+        store.set_position("a", 9).unwrap();
+        store.flush().await.unwrap();
+        assert_eq!(store.flushes() - before, 2);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.position("c").unwrap(), Some(2));
+        assert_eq!(store.position("a").unwrap(), Some(9));
+    }
 
     /// A failure shows until a flush works (a write that works proves nothing: it may only have
     /// reached memory); errors are counted; the probe is what ends it.

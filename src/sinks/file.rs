@@ -5,8 +5,10 @@
 //! `{"tenant":…,"eventType":…,"event":{…},"threats":{"ID":{…summary…}},"campaigns":{"ID":{…}}}`.
 //!
 //! **Delivered** means written and `fdatasync`ed. The committed length of the file is recorded in
-//! the state store together with the dedupe keys of the batch that reached it, inside the sink's
-//! lock, so commits follow the order of the bytes even when many tenants share the file. On
+//! the state store together with the dedupe keys of the batch that reached it, in the order of
+//! the bytes even when many tenants share the file. Deliveries that write within one sync of each
+//! other share that `fdatasync` (group commit, [`ledger`]): each commits once a sync covers its
+//! bytes, and a failed sync fails every delivery it covered. On
 //! start, anything past the committed length (a batch written before a crash but never
 //! committed) is cut, and those events are fetched and written again: after a `kill -9` at any
 //! moment the file holds every event exactly once. Rotating the file underneath the daemon is not
@@ -81,9 +83,9 @@ const WRITE_PIECE: usize = 256 * 1024;
 
 struct Open {
     file: Arc<File>,
-    /// The committed length: every byte before it belongs to a committed batch.
-    len: u64,
 }
+
+mod ledger;
 
 pub struct FileSink {
     name: String,
@@ -91,6 +93,8 @@ pub struct FileSink {
     /// Permission bits given to the file when this sink creates it.
     mode: u32,
     open: Mutex<Option<Open>>,
+    /// Where writes go, which are synced, which committed; the order of commits.
+    ledger: ledger::Ledger,
     /// Set when the path stopped naming the open file; the next delivery reopens it.
     lost: std::sync::atomic::AtomicBool,
 }
@@ -111,6 +115,7 @@ impl FileSink {
             path: config.path.clone(),
             mode: parse_mode(&config.mode).unwrap_or(0o600),
             open: Mutex::new(None),
+            ledger: Default::default(),
             lost: Default::default(),
         }
     }
@@ -207,9 +212,9 @@ impl Sink for FileSink {
             }
             actual
         };
+        self.ledger.reset(len);
         *self.open.lock().await = Some(Open {
             file: Arc::new(file),
-            len,
         });
         Ok(())
     }
@@ -220,36 +225,119 @@ impl Sink for FileSink {
         batch: &Batch,
         commit: Commit<'_>,
     ) -> Result<(), SinkError> {
-        let mut guard = self.open.lock().await;
-        if guard.is_none() && self.lost.load(std::sync::atomic::Ordering::Acquire) {
-            // The path stopped naming the file being written: open what it names now (creating
-            // it and its directory) and append after its end.
-            let file =
-                open_file(&self.path, self.mode).map_err(|e| self.io_error("cannot reopen", e))?;
-            let len = file
-                .metadata()
-                .map_err(|e| self.io_error("cannot stat", e))?
-                .len();
-            tracing::warn!(sink = %self.name, path = %self.path.display(), len, "reopened the events file");
-            self.lost.store(false, std::sync::atomic::Ordering::Release);
-            *guard = Some(Open {
-                file: Arc::new(file),
-                len,
-            });
+        let (mut ticket, file, end) = {
+            let mut guard = self.open.lock().await;
+            if self.lost.load(std::sync::atomic::Ordering::Acquire) {
+                // The path stopped naming the file being written: open what it names now
+                // (creating it and its directory) and append after its end.
+                let file = open_file(&self.path, self.mode)
+                    .map_err(|e| self.io_error("cannot reopen", e))?;
+                let len = file
+                    .metadata()
+                    .map_err(|e| self.io_error("cannot stat", e))?
+                    .len();
+                tracing::warn!(sink = %self.name, path = %self.path.display(), len, "reopened the events file");
+                self.lost.store(false, std::sync::atomic::Ordering::Release);
+                self.ledger.reset(len);
+                *guard = Some(Open {
+                    file: Arc::new(file),
+                });
+            }
+            let open = guard.as_ref().ok_or_else(|| {
+                SinkError::Unavailable(format!("file sink {} not started", self.name))
+            })?;
+            let file = open.file.clone();
+            let (epoch, at) = {
+                let s = self.ledger.lock();
+                (s.epoch, s.written)
+            };
+            let written = self.write(file.clone(), tenant, batch, at).await?;
+            let ticket = self.ledger.ticket(epoch, at + written).ok_or_else(|| {
+                SinkError::Unavailable(format!(
+                    "an earlier write to {} failed; writing again",
+                    self.path.display()
+                ))
+            })?;
+            (ticket, file, at + written)
+        };
+        // The write is complete and the next delivery may write after it; this one commits on
+        // its turn, once a sync covers its bytes (see `ledger`).
+        ticket.turn().await;
+        let (epoch, synced, target) = {
+            let s = ticket.state();
+            (s.epoch, s.synced, s.written)
+        };
+        if epoch != ticket.epoch {
+            ticket.failed(false);
+            return Err(SinkError::Unavailable(format!(
+                "a write to {} before this one failed; writing again",
+                self.path.display()
+            )));
         }
-        let open = guard.as_mut().ok_or_else(|| {
-            SinkError::Unavailable(format!("file sink {} not started", self.name))
-        })?;
-        let file = open.file.clone();
-        let at = open.len;
+        if synced < end {
+            let path = self.path.clone();
+            // Before the commit: the events count as delivered only if the path still names the
+            // file they were written to (its directory may have been deleted, or the file
+            // replaced, while it was open).
+            let same = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+                file.sync_data()?;
+                Ok(same_file(&file, &path))
+            })
+            .await
+            .map_err(|e| SinkError::Unavailable(format!("file sync task failed: {e}")))
+            .and_then(|r| r.map_err(|e| self.io_error("cannot sync", e)));
+            match same {
+                Ok(true) => {
+                    let mut s = ticket.state();
+                    s.synced = s.synced.max(target);
+                    s.syncs += 1;
+                }
+                Ok(false) => {
+                    ticket.failed(true);
+                    self.lost.store(true, std::sync::atomic::Ordering::Release);
+                    tracing::error!(sink = %self.name, path = %self.path.display(),
+                        "the events file was deleted or replaced while open; not committing, reopening it, and the window is fetched again");
+                    return Err(SinkError::Unavailable(format!(
+                        "{} no longer names the file being written (deleted or replaced); reopening it",
+                        self.path.display()
+                    )));
+                }
+                Err(e) => {
+                    ticket.failed(true);
+                    return Err(e);
+                }
+            }
+        }
+        match commit(Some(end)) {
+            Ok(()) => {
+                ticket.committed(end);
+                Ok(())
+            }
+            Err(e) => {
+                ticket.failed(true);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl FileSink {
+    /// Writes `batch`'s lines at `at` (cutting what lies past it first) and returns how many
+    /// bytes; does not sync.
+    async fn write(
+        &self,
+        file: Arc<File>,
+        tenant: &str,
+        batch: &Batch,
+        at: u64,
+    ) -> Result<u64, SinkError> {
         // The batch shares its buffer (no copy of the events); the lines are built and written a
         // small piece at a time, so a batch never costs a second copy of itself in memory.
         let batch = batch.clone();
         let tenant = tenant.to_string();
-        let path = self.path.clone();
         // Blocking I/O off the runtime. The task runs to completion even if this future is
         // dropped; a write that was never committed is cut by the next write (or the next start).
-        let written = tokio::task::spawn_blocking(move || -> std::io::Result<Option<u64>> {
+        tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
             if file.metadata()?.len() != at {
                 file.set_len(at)?;
             }
@@ -273,28 +361,16 @@ impl Sink for FileSink {
             }
             file.write_all_at(&lines, pos)?;
             pos += lines.len() as u64;
-            file.sync_data()?;
-            // Before the commit: the events count as delivered only if the path still names the
-            // file they were written to (its directory may have been deleted, or the file
-            // replaced, while it was open).
-            Ok(same_file(&file, &path).then_some(pos - at))
+            Ok(pos - at)
         })
         .await
         .map_err(|e| SinkError::Unavailable(format!("file write task failed: {e}")))?
-        .map_err(|e| self.io_error("cannot write", e))?;
-        let Some(written) = written else {
-            *guard = None;
-            self.lost.store(true, std::sync::atomic::Ordering::Release);
-            tracing::error!(sink = %self.name, path = %self.path.display(),
-                "the events file was deleted or replaced while open; not committing, reopening it, and the window is fetched again");
-            return Err(SinkError::Unavailable(format!(
-                "{} no longer names the file being written (deleted or replaced); reopening it",
-                self.path.display()
-            )));
-        };
-        commit(Some(at + written))?;
-        open.len = at + written;
-        Ok(())
+        .map_err(|e| self.io_error("cannot write", e))
+    }
+
+    /// The `fdatasync`s this sink made: one covers every write complete when it started.
+    pub fn syncs(&self) -> u64 {
+        self.ledger.syncs()
     }
 }
 
@@ -390,5 +466,150 @@ mod tests {
             .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
+    }
+
+    /// Waits (with a deadline) until `n` tickets were handed out: the deliveries wrote.
+    async fn until_tickets(sink: &FileSink, n: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sink.ledger.tickets() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writes did not finish"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
+    fn sink_at(path: &Path) -> FileSink {
+        FileSink::new(
+            "archive",
+            &FileConfig {
+                path: path.to_owned(),
+                mode: default_mode(),
+            },
+        )
+    }
+
+    /// Two deliveries that write while a commit is in progress share one `fdatasync`, and each
+    /// commits the length it reached, in the order of the bytes.
+    #[tokio::test]
+    async fn deliveries_written_before_a_sync_share_it_and_commit_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let path = dir.path().join("events.ndjson");
+        let sink = sink_at(&path);
+        sink.start(&store).await.unwrap();
+        let commits = std::sync::Mutex::new(Vec::new());
+        let commit = || -> Commit<'_> {
+            Box::new(|pos| {
+                commits.lock().unwrap().push(pos.unwrap());
+                store.set_position("archive", pos.unwrap())
+            })
+        };
+        let (a, b) = (
+            batch(r#"{"clicksBlocked":[{"id":"a"}]}"#),
+            batch(r#"{"clicksBlocked":[{"id":"b"}]}"#),
+        );
+        let mut hold = sink.ledger.hold();
+        hold.turn().await;
+        let (ra, rb, ()) = tokio::join!(
+            sink.deliver("acme", &a, commit()),
+            sink.deliver("beta", &b, commit()),
+            async {
+                until_tickets(&sink, 3).await;
+                assert_eq!(sink.syncs(), 0, "nothing commits while the turn is held");
+                hold.committed(0);
+            }
+        );
+        ra.unwrap();
+        rb.unwrap();
+        assert_eq!(sink.syncs(), 1, "one sync covered both deliveries");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        let commits = commits.into_inner().unwrap();
+        assert_eq!(commits.len(), 2);
+        assert!(commits[0] < commits[1], "{commits:?}");
+        assert_eq!(commits[1], text.len() as u64);
+        assert_eq!(store.position("archive").unwrap(), Some(text.len() as u64));
+    }
+
+    /// A shared sync that fails (the file was deleted under the sink) fails every delivery it
+    /// covered: none commits, and what comes next is written once, into the file the path
+    /// names.
+    #[tokio::test]
+    async fn a_failed_shared_sync_fails_every_delivery_it_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let path = dir.path().join("events.ndjson");
+        let sink = sink_at(&path);
+        sink.start(&store).await.unwrap();
+        let commits = std::sync::atomic::AtomicUsize::new(0);
+        let commit = || -> Commit<'_> {
+            Box::new(|pos| {
+                commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                store.set_position("archive", pos.unwrap())
+            })
+        };
+        let (a, b) = (
+            batch(r#"{"clicksBlocked":[{"id":"a"}]}"#),
+            batch(r#"{"clicksBlocked":[{"id":"b"}]}"#),
+        );
+        let mut hold = sink.ledger.hold();
+        hold.turn().await;
+        let (ra, rb, ()) = tokio::join!(
+            sink.deliver("acme", &a, commit()),
+            sink.deliver("beta", &b, commit()),
+            async {
+                until_tickets(&sink, 3).await;
+                std::fs::remove_file(&path).unwrap();
+                hold.committed(0);
+            }
+        );
+        assert!(matches!(ra, Err(SinkError::Unavailable(_))), "{ra:?}");
+        assert!(matches!(rb, Err(SinkError::Unavailable(_))), "{rb:?}");
+        assert_eq!(commits.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(store.position("archive").unwrap(), Some(0));
+
+        sink.deliver("beta", &b, commit()).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains(r#""id":"b""#), "{text}");
+        assert_eq!(store.position("archive").unwrap(), Some(text.len() as u64));
+    }
+
+    /// A delivery dropped after writing and before its turn ends its epoch: the deliveries
+    /// written after it fail, and the next write starts again at the committed length.
+    #[tokio::test]
+    async fn a_delivery_dropped_before_its_turn_voids_what_was_written_after_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let path = dir.path().join("events.ndjson");
+        let sink = sink_at(&path);
+        sink.start(&store).await.unwrap();
+        let commit =
+            || -> Commit<'_> { Box::new(|pos| store.set_position("archive", pos.unwrap())) };
+        let (a, b) = (
+            batch(r#"{"clicksBlocked":[{"id":"a"}]}"#),
+            batch(r#"{"clicksBlocked":[{"id":"b"}]}"#),
+        );
+        let mut hold = sink.ledger.hold();
+        hold.turn().await;
+        let mut da = Box::pin(sink.deliver("acme", &a, commit()));
+        let mut db = Box::pin(sink.deliver("beta", &b, commit()));
+        // Polled first, `acme` writes first: its ticket comes before `beta`'s.
+        tokio::select! {
+            biased;
+            _ = &mut da => panic!("nothing commits while the turn is held"),
+            _ = &mut db => panic!("nothing commits while the turn is held"),
+            _ = until_tickets(&sink, 3) => {}
+        }
+        drop(da);
+        hold.committed(0);
+        let rb = db.await;
+        assert!(matches!(rb, Err(SinkError::Unavailable(_))), "{rb:?}");
+        sink.deliver("gamma", &a, commit()).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("gamma"), "{text}");
     }
 }

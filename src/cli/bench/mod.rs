@@ -17,6 +17,9 @@
 //! - **pod**: one PoD tenant streaming `message` and `maillog` live (20,000 frames a minute in
 //!   all by default) from the simulator in a child process into the file sink, for a fixed time
 //!   on the system clock: CPU per million frames and peak RSS above the connected baseline.
+//! - **pod-fleet**: 200 PoD tenants at 15 events a second each, `message` and `maillog`, into
+//!   the file sink (with `--pod-sink-down`, beside an HTTP sink that is down): CPU per million
+//!   events, share of a core, peak RSS and connections.
 //!
 //! Two more runs are built from those: **state** (N tenants through D simulated days, the store's
 //! size on disk) and **curves** (scale and throughput at three sizes each, one process a point,
@@ -41,6 +44,7 @@ use anyhow::{bail, Context as _};
 
 mod curves;
 mod daemon;
+mod fleet;
 mod large;
 mod measure;
 mod pod;
@@ -59,6 +63,8 @@ pub enum Case {
     Scale,
     Large,
     Pod,
+    /// Many PoD tenants (200 by default) streaming into one file sink.
+    PodFleet,
     /// Growth curves: scale at 100 / 1,000 / 10,000 tenants and throughput at 10 k / 100 k /
     /// 1 M events, each point in its own process.
     Curves,
@@ -104,10 +110,20 @@ pub struct BenchArgs {
     /// Pod: seconds measured once both connections are open (default 60; quick 15).
     #[arg(long)]
     pub pod_seconds: Option<u64>,
-    /// Pod: a second sink, an HTTP collector that refuses every connection, down for the whole
-    /// run: memory must stay as flat as without it (nothing is queued for a failing sink).
+    /// Pod and pod-fleet: a second sink, an HTTP collector that refuses every connection, down
+    /// for the whole run: memory must stay as flat as without it (nothing is queued for a
+    /// failing sink).
     #[arg(long)]
     pub pod_sink_down: bool,
+    /// Pod-fleet: PoD tenants, each streaming `message` and `maillog` (default 200; quick 20).
+    #[arg(long)]
+    pub fleet_tenants: Option<usize>,
+    /// Pod-fleet: events a second per tenant, split evenly between its two streams (default 15).
+    #[arg(long)]
+    pub fleet_per_second: Option<u32>,
+    /// Pod-fleet: seconds measured once every connection is open (default 60; quick 15).
+    #[arg(long)]
+    pub fleet_seconds: Option<u64>,
     /// Throughput: the simulator answers uncompressed even when asked for gzip (the real API
     /// answers gzip; `--case all` runs the throughput case both ways).
     #[arg(long)]
@@ -169,6 +185,17 @@ impl BenchArgs {
     fn pod_seconds(&self) -> u64 {
         self.pod_seconds.unwrap_or(if self.quick { 15 } else { 60 })
     }
+    fn fleet_tenants(&self) -> usize {
+        self.fleet_tenants
+            .unwrap_or(if self.quick { 20 } else { 200 })
+    }
+    fn fleet_per_second(&self) -> u32 {
+        self.fleet_per_second.unwrap_or(15)
+    }
+    fn fleet_seconds(&self) -> u64 {
+        self.fleet_seconds
+            .unwrap_or(if self.quick { 15 } else { 60 })
+    }
 
     /// `poll` lines for the `--batch-bytes` and `--buffer-bytes` options.
     fn poll_overrides(&self) -> String {
@@ -207,6 +234,12 @@ impl BenchArgs {
         opt("large-events", self.large_events.map(|v| v.to_string()));
         opt("pod-per-minute", self.pod_per_minute.map(|v| v.to_string()));
         opt("pod-seconds", self.pod_seconds.map(|v| v.to_string()));
+        opt("fleet-tenants", self.fleet_tenants.map(|v| v.to_string()));
+        opt(
+            "fleet-per-second",
+            self.fleet_per_second.map(|v| v.to_string()),
+        );
+        opt("fleet-seconds", self.fleet_seconds.map(|v| v.to_string()));
         opt("state-tenants", self.state_tenants.map(|v| v.to_string()));
         opt("state-days", self.state_days.map(|v| v.to_string()));
         opt("batch-bytes", self.batch_bytes.map(|v| v.to_string()));
@@ -233,13 +266,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Case::All => {
             print_machine(&dir);
             let exe = std::env::current_exe()?;
-            let runs: [(&str, &[&str]); 6] = [
+            let runs: [(&str, &[&str]); 7] = [
                 ("throughput", &["--no-gzip"]),
                 ("throughput", &[]),
                 ("scale", &[]),
                 ("large", &[]),
                 ("state", &[]),
                 ("pod", &[]),
+                ("pod-fleet", &[]),
             ];
             for (case, extra) in runs {
                 let status = std::process::Command::new(&exe)
@@ -262,6 +296,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Case::Scale => scale::scale(&args, &dir).await,
         Case::Large => large::large(&args, &dir).await,
         Case::Pod => pod::pod(&args, &dir).await,
+        Case::PodFleet => fleet::fleet(&args, &dir).await,
     }
 }
 
@@ -328,7 +363,7 @@ fn print_peak_rss(hwm: u64, baseline: u64, which: &str) {
 }
 
 /// The load average once a case has measured: the last figure line of the throughput, scale,
-/// large and pod cases.
+/// large, pod and pod-fleet cases.
 fn print_load_at_end() {
     println!("load average at end:     {}", loadavg());
 }

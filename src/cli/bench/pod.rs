@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 use super::daemon::{delivered, parse_config, Running, Scratch};
-use super::measure::{cpu_secs, file_len, hwm_kib, loadavg, per_million, reset_hwm, rss_kib};
+use super::measure::{cpu_secs, file_len, hwm_kib, loadavg, mib, per_million, reset_hwm, rss_kib};
 use super::sim::SimProcess;
-use super::{flush_stdout, print_load_at_end, print_peak_rss, print_sim_cpu, BenchArgs};
+use super::{
+    flush_stdout, print_load_at_end, print_peak_rss, print_result, print_sim_cpu, BenchArgs,
+};
 use crate::clock::Clock;
 use crate::status::{StatusBoard, TenantStatus};
 use crate::App;
@@ -121,7 +123,25 @@ pub(super) async fn pod(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
     print_sim_cpu(sim_cpu, events);
     print_peak_rss(hwm, baseline, "connected");
     print_load_at_end();
-    flush_stdout();
+    print_result(
+        "pod",
+        &[
+            ("sink_down", args.pod_sink_down.to_string()),
+            ("events", events.to_string()),
+            ("seconds", format!("{wall:.1}")),
+            ("cpu_s", format!("{cpu:.2}")),
+            (
+                "cpu_per_million",
+                format!("{:.1}", per_million(cpu, events)),
+            ),
+            ("core_pct", format!("{:.1}", cpu / wall * 100.0)),
+            ("peak_rss_mib", format!("{:.1}", mib(hwm))),
+            (
+                "above_baseline_mib",
+                format!("{:.1}", mib(hwm.saturating_sub(baseline))),
+            ),
+        ],
+    );
     drop(sim);
     std::fs::remove_file(&scratch.events).ok();
     Ok(())

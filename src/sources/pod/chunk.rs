@@ -14,7 +14,11 @@ use crate::event::{Batch, EventKey, EventMeta};
 const BATCH_FRAMES: usize = 1000;
 /// …or this many bytes…
 const BATCH_BYTES: usize = 1 << 20;
-/// …or this long after its first frame arrived.
+/// …or this long after its first frame arrived. The socket is not read meanwhile: the frames
+/// that arrive in the linger are read together at its end (one wake-up a chunk, not one a
+/// frame). Every chunk costs a store flush and a sync of the file sink; a longer linger would
+/// cost fewer (200 ms: 45 against 109-121 CPU-s per million events in `tapfwd bench --case pod`) but
+/// made the PoD test suite, which waits for chunks on real time, twice as slow.
 pub(super) const LINGER: Duration = Duration::from_millis(50);
 
 /// Frames waiting to be delivered as one chunk.

@@ -107,6 +107,8 @@ pub(super) fn begin<'a>(
     // Every sink waits for the slowest before the next chunk: a sink that is down gets one try
     // per rejoin, not its retries, so the others keep up with the stream meanwhile.
     delivery.probe_failing_sinks();
+    // Each chunk's send is followed by the advance of the positions: one store flush for both.
+    delivery.defer_flushes();
     Ok(delivery)
 }
 
@@ -125,7 +127,8 @@ pub(super) async fn deliver(
     let (Some(min), Some(max)) = (min, max) else {
         // Frames without a readable `ts` still travel (raw in, raw out), moving no position.
         delivery.set_end(ctx.clock.now().timestamp());
-        return delivery.send(&batch, ctx.engine()).await;
+        delivery.send(&batch, ctx.engine()).await?;
+        return ctx.store.flush().await;
     };
     // A sink that has never had a frame starts here: its position is set before the chunk is
     // delivered, so a crash in between cannot leave it "new" with frames already delivered. It

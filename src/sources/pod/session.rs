@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -119,13 +119,17 @@ impl PodStream {
         loop {
             let wake = live.wake();
             let lingering = linger_until(live.linger);
+            // While a chunk lingers the socket is not read: its frames wait in the kernel's
+            // buffer and are read together when the linger ends, one wake-up a chunk instead
+            // of one a frame.
+            let reading = live.linger.is_none();
             let step = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => {
                     Step::End(live.close(ws, &mut delivery, LiveEnd::Cancelled).await)
                 }
-                msg = ws.next() => live.read(msg, ws, &mut delivery).await,
-                _ = lingering => Step::Flush,
+                msg = ws.next(), if reading => live.read(msg, ws, &mut delivery).await,
+                _ = lingering => live.drain(ws, &mut delivery).await,
                 _ = ctx.clock.sleep_until(wake) => live.tick(ws, &mut delivery).await,
             };
             let flush = match step {
@@ -245,6 +249,18 @@ impl Live<'_> {
             Some(Err(e)) => self.lost(delivery, e.to_string()).await,
             None => self.lost(delivery, "connection closed (1006)".into()).await,
         }
+    }
+
+    /// The linger ran out: reads the messages the socket already holds until the chunk is
+    /// full or none is left, then asks for the pending chunk to go.
+    async fn drain(&mut self, ws: &mut Ws, delivery: &mut Delivery<'_>) -> Step {
+        while let Some(msg) = ws.next().now_or_never() {
+            match self.read(msg, ws, delivery).await {
+                Step::Wait => {}
+                other => return other,
+            }
+        }
+        Step::Flush
     }
 
     /// A live frame: counted and noted for status (its `ts`, when it came), and added to the
