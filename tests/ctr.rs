@@ -11,12 +11,11 @@ mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::daemon::{file_len, sigterm, tapfwd, wait_until};
+use support::daemon::{any_file_holds, file_len, sigterm, spawn_run, tapfwd, wait_until};
 use support::fakes::{self, Fake};
 use support::*;
 use tapfwd::clock::{Clock, ManualClock};
@@ -482,36 +481,6 @@ async fn a_sink_down_holds_its_checkpoint_then_catches_up_once() {
             "lost in siem: {v}"
         );
     }
-}
-
-/// Whether any file under `dir` holds `needle`.
-fn any_file_holds(dir: &Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|e| {
-            let path = e.path();
-            if path.is_dir() {
-                any_file_holds(&path, needle)
-            } else {
-                std::fs::read(&path)
-                    .map(|b| b.windows(needle.len()).any(|w| w == needle))
-                    .unwrap_or(false)
-            }
-        })
-}
-
-fn spawn_run(config: &Path, log: &Path) -> Child {
-    let log = std::fs::File::create(log).unwrap();
-    tapfwd()
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("tapfwd runs")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

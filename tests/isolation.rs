@@ -10,7 +10,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use support::daemon::{file_len, sigterm, tapfwd, wait_for_tenant_lines, wait_until};
+use support::daemon::{file_len, files_under, sigterm, tapfwd, wait_for_tenant_lines, wait_until};
 use support::fakes::{self, Fake};
 use support::rig::Rig;
 use support::*;
@@ -42,32 +42,15 @@ fn records(rig: &Rig, id: &str) -> Vec<String> {
         .collect()
 }
 
-fn param(query: &str, name: &str) -> Option<i64> {
-    let v = query
-        .split('&')
-        .find_map(|p| p.strip_prefix(&format!("{name}=")))?;
-    chrono::DateTime::parse_from_rfc3339(&v.replace("%3A", ":"))
-        .ok()
-        .map(|t| t.timestamp())
-}
-
 fn first_start(rig: &Rig, key: &str) -> i64 {
     rig.sim
         .sim
         .isolation_requests(key)
         .iter()
         .filter(|r| r.status == 200)
-        .filter_map(|r| param(&r.query, "from"))
+        .filter_map(|r| query_instant(&r.query, "from"))
         .min()
         .expect("the source asked")
-}
-
-fn checkpoint(running: &Running, tenant: &str, sink: &str) -> i64 {
-    let st = running.board.get(tenant).unwrap();
-    let s = st.sinks.iter().find(|s| s.sink == sink).unwrap();
-    chrono::DateTime::parse_from_rfc3339(&s.checkpoint)
-        .unwrap()
-        .timestamp()
 }
 
 fn assert_once(got: &[String], want: &[String]) {
@@ -105,7 +88,7 @@ async fn a_backlog_arrives_once_and_full_pages_are_split() {
     let running = rig.start().await;
     running.wait_for("the backlog", all_ok(&["acme"])).await;
     let now = rig.manual().now().timestamp();
-    let cp = checkpoint(&running, "acme", "archive");
+    let cp = checkpoint(&running.board, "acme", "archive");
     let st = running.board.get("acme").unwrap();
     running.stop().await;
     assert_eq!(cp, now - 300, "caught up to now - lag");
@@ -148,7 +131,7 @@ async fn a_full_one_second_window_is_delivered_and_reported_partial() {
     let now = rig.manual().now();
     running.wait_idle(1, now).await;
     // (The last second or two wait until they make a window as long as the current slice.)
-    let behind = now.timestamp() - 300 - checkpoint(&running, "acme", "archive");
+    let behind = now.timestamp() - 300 - checkpoint(&running.board, "acme", "archive");
     assert!((0..=2).contains(&behind), "{behind}");
     let st = running.board.get("acme").unwrap();
     running.stop().await;
@@ -284,7 +267,7 @@ async fn the_key_in_the_query_string_never_reaches_a_log_status_metric_or_the_st
         );
     }
     // Every text shown anywhere, and every file of the store, holds no form of the key.
-    for f in walk(&rig.scratch.path("")) {
+    for f in files_under(&rig.scratch.path("")) {
         texts.push(String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned());
     }
     for text in &texts {
@@ -297,23 +280,6 @@ async fn the_key_in_the_query_string_never_reaches_a_log_status_metric_or_the_st
     let cp = rig.manual().now().timestamp() - 300;
     let want = rig.sim.sim.isolation_records(KEY, start, cp + 1);
     assert_once(&records(&rig, "acme"), &want);
-}
-
-/// Every file under `dir`.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,7 +301,7 @@ async fn a_refused_key_fails_its_tenant_alone() {
         })
         .await;
     let other = running.board.get("other").unwrap();
-    let cp = checkpoint(&running, "acme", "archive");
+    let cp = checkpoint(&running.board, "acme", "archive");
     running.stop().await;
     assert!(other.last_error.as_deref().unwrap().contains("401"));
     assert!(!format!("{other:?}").contains(wrong));
@@ -392,7 +358,7 @@ async fn a_sink_down_holds_its_records_then_gets_each_once() {
         }
     }
     let st = running.board.get("acme").unwrap();
-    let cp = checkpoint(&running, "acme", "siem");
+    let cp = checkpoint(&running.board, "acme", "siem");
     running.stop().await;
     assert!(st.sinks.iter().all(|k| !k.failing), "{st:?}");
     let got: Vec<String> = fake

@@ -55,29 +55,9 @@ fn first_start(rig: &Rig, key: &str) -> i64 {
         .sim
         .trap_requests(key)
         .iter()
-        .filter_map(|r| created(&r.query, "created_after"))
+        .filter_map(|r| query_instant(&r.query, "created_after"))
         .min()
         .expect("the source asked")
-}
-
-/// The instant of query parameter `name` in `query`.
-fn created(query: &str, name: &str) -> Option<i64> {
-    let v = query
-        .split('&')
-        .find_map(|p| p.strip_prefix(&format!("{name}=")))?;
-    let v = v.replace("%3A", ":");
-    chrono::DateTime::parse_from_rfc3339(&v)
-        .ok()
-        .map(|t| t.timestamp())
-}
-
-/// The checkpoint of `tenant`'s stream into `sink`.
-fn checkpoint(running: &Running, tenant: &str, sink: &str) -> i64 {
-    let st = running.board.get(tenant).unwrap();
-    let s = st.sinks.iter().find(|s| s.sink == sink).unwrap();
-    chrono::DateTime::parse_from_rfc3339(&s.checkpoint)
-        .unwrap()
-        .timestamp()
 }
 
 /// Every incident of the ground truth between the first start and the checkpoint, once each,
@@ -111,7 +91,7 @@ async fn a_backlog_arrives_once_and_updates_arrive_as_new_facts() {
     let manual = rig.manual();
     let t0 = manual.now().timestamp();
     let start = first_start(&rig, KEY);
-    let cp = checkpoint(&running, "acme", "archive");
+    let cp = checkpoint(&running.board, "acme", "archive");
     assert_eq!(cp, t0 - 60, "caught up to now - lag");
     // Unordered, duplicated rows: each incident once, as the server sent it.
     let want = rig.sim.sim.trap_incidents(KEY, start, cp + 1, t0);
@@ -173,7 +153,7 @@ async fn slices_that_time_out_or_come_back_too_large_are_split() {
     running.wait_for("the backlog", all_ok(&["acme"])).await;
     let now = rig.manual().now().timestamp();
     let st = running.board.get("acme").unwrap();
-    let cp = checkpoint(&running, "acme", "archive");
+    let cp = checkpoint(&running.board, "acme", "archive");
     running.stop().await;
     let requests = rig.sim.sim.trap_requests(KEY);
     assert!(
@@ -189,8 +169,8 @@ async fn slices_that_time_out_or_come_back_too_large_are_split() {
     // Every slice answered was at most 40 minutes long.
     for r in requests.iter().filter(|r| r.status == 200) {
         let (a, b) = (
-            created(&r.query, "created_after").unwrap(),
-            created(&r.query, "created_before").unwrap(),
+            query_instant(&r.query, "created_after").unwrap(),
+            query_instant(&r.query, "created_before").unwrap(),
         );
         assert!(b - a <= 40 * 60, "{}", r.query);
     }
@@ -234,7 +214,7 @@ async fn throttling_server_errors_resets_and_broken_answers_lose_and_repeat_noth
     }
     let st = running.board.get("acme").unwrap();
     assert_eq!(st.state, "ok", "{st:?}");
-    let cp = checkpoint(&running, "acme", "archive");
+    let cp = checkpoint(&running.board, "acme", "archive");
     running.stop().await;
     for label in ["429", "503", "500", "transport", "not_json"] {
         assert!(st.requests_by_status.contains_key(label), "{label}: {st:?}");
@@ -269,7 +249,7 @@ async fn a_refused_key_fails_its_tenant_alone_and_is_never_shown() {
         .await;
     let other = running.board.get("other").unwrap();
     let now = rig.manual().now().timestamp();
-    let cp = checkpoint(&running, "acme", "archive");
+    let cp = checkpoint(&running.board, "acme", "archive");
     running.stop().await;
     // The refused tenant is flagged for alerting, the other is not; neither has a budget gauge.
     let text = metrics.render();
@@ -356,7 +336,7 @@ async fn a_sink_down_holds_its_incidents_then_gets_each_once() {
         }
     }
     let st = running.board.get("acme").unwrap();
-    let cp = checkpoint(&running, "acme", "siem");
+    let cp = checkpoint(&running.board, "acme", "siem");
     running.stop().await;
     assert!(st.sinks.iter().all(|k| !k.failing), "{st:?}");
     let got: Vec<String> = fake
@@ -592,7 +572,7 @@ async fn rewind_and_recover_after_a_lost_store_deliver_nothing_twice() {
     let config = rig.write_config();
     let running = rig.start().await;
     running.wait_for("the backlog", all_ok(&["acme"])).await;
-    let cp = checkpoint(&running, "acme", "archive");
+    let cp = checkpoint(&running.board, "acme", "archive");
     running.stop().await;
     let t0 = cp;
     let start = first_start(&rig, KEY);
@@ -619,13 +599,13 @@ async fn rewind_and_recover_after_a_lost_store_deliver_nothing_twice() {
     running
         .wait_for("the rewound span", all_ok(&["acme"]))
         .await;
-    let cp = checkpoint(&running, "acme", "archive");
+    let cp = checkpoint(&running.board, "acme", "archive");
     running.stop().await;
     let again = &rig.sim.sim.trap_requests(KEY)[asked..];
     assert_eq!(
         again
             .iter()
-            .filter_map(|r| created(&r.query, "created_after"))
+            .filter_map(|r| query_instant(&r.query, "created_after"))
             .min(),
         Some((t0 - 3 * 3600).div_euclid(60) * 60)
     );
@@ -654,12 +634,12 @@ async fn rewind_and_recover_after_a_lost_store_deliver_nothing_twice() {
     running
         .wait_for("the recovered span", all_ok(&["acme"]))
         .await;
-    let last = checkpoint(&running, "acme", "archive");
+    let last = checkpoint(&running.board, "acme", "archive");
     running.stop().await;
     let again = &rig.sim.sim.trap_requests(KEY)[asked..];
     let from = again
         .iter()
-        .filter_map(|r| created(&r.query, "created_after"))
+        .filter_map(|r| query_instant(&r.query, "created_after"))
         .min()
         .unwrap();
     assert!(from <= cp - 4 * 3600, "went back a slice and the look-back");

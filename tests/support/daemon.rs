@@ -296,3 +296,42 @@ pub async fn wait_for_tenant_lines(events: &Path, want: std::collections::HashMa
     .await
     .unwrap();
 }
+
+/// `tapfwd run --config CONFIG` as a plain child (for `kill -9`), its log at debug level in `log`.
+pub fn spawn_run(config: &Path, log: &Path) -> std::process::Child {
+    let log = std::fs::File::create(log).unwrap();
+    tapfwd()
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("tapfwd runs")
+}
+
+/// Every file under `dir`, at any depth (none when it cannot be read).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Whether any file under `dir` holds `needle`.
+pub fn any_file_holds(dir: &Path, needle: &[u8]) -> bool {
+    files_under(dir).iter().any(|p| {
+        std::fs::read(p)
+            .map(|b| b.windows(needle.len()).any(|w| w == needle))
+            .unwrap_or(false)
+    })
+}

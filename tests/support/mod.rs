@@ -309,6 +309,22 @@ pub fn checkpoints(board: &StatusBoard, sink: &str) -> BTreeMap<String, i64> {
         .collect()
 }
 
+/// `tenant`'s checkpoint into `sink`, read from the status board (panics when it has none).
+pub fn checkpoint(board: &StatusBoard, tenant: &str, sink: &str) -> i64 {
+    checkpoints(board, sink)[tenant]
+}
+
+/// The instant (unix seconds) of query parameter `name` in a request's `query`, an RFC 3339 time
+/// with its colons percent-encoded or not.
+pub fn query_instant(query: &str, name: &str) -> Option<i64> {
+    let v = query
+        .split('&')
+        .find_map(|p| p.strip_prefix(&format!("{name}=")))?;
+    DateTime::parse_from_rfc3339(&v.replace("%3A", ":"))
+        .ok()
+        .map(|t| t.timestamp())
+}
+
 /// A scratch directory for one test.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
