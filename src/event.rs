@@ -340,6 +340,34 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// A batch of `kind` from whole records, each `(bytes, time in ms)`: the bytes exactly as
+    /// they came (invariant 5), each keyed by a hash of them (invariant 2). For sources whose API
+    /// answers with a list of records rather than a stream to split.
+    pub fn of_records<'a>(
+        kind: EventKind,
+        records: impl ExactSizeIterator<Item = (&'a [u8], Option<i64>)>,
+    ) -> Batch {
+        let mut buf = Vec::new();
+        let mut events = Vec::with_capacity(records.len());
+        for (bytes, time_ms) in records {
+            let start = buf.len() as u32;
+            buf.extend_from_slice(bytes);
+            events.push(EventMeta {
+                kind,
+                start,
+                len: bytes.len() as u32,
+                key: EventKey::of(bytes),
+                time_ms,
+                customer: None,
+            });
+        }
+        Batch {
+            buf: Bytes::from(buf),
+            events,
+            ..Batch::default()
+        }
+    }
+
     /// The raw bytes of `event`, exactly as the API sent them.
     pub fn raw(&self, event: &EventMeta) -> &[u8] {
         &self.buf[event.range()]

@@ -17,7 +17,7 @@ use secrecy::SecretString;
 use serde_json::value::RawValue;
 
 use super::ApiError;
-use crate::event::{Batch, EventKey, EventKind, EventMeta};
+use crate::event::{Batch, EventKind};
 use crate::net::{transport_error, ErrorUrl};
 use crate::secret;
 
@@ -123,26 +123,11 @@ async fn send(http: &reqwest::Client, get: &Get<'_>) -> Result<Bytes, ApiError> 
 /// element's bytes exactly as they came (invariant 5), its key the hash of those bytes, its time
 /// the RFC 3339 string under `time_field` (`None` when absent or unreadable).
 pub fn batch_of(list: &[&RawValue], kind: EventKind, time_field: &str) -> Batch {
-    let mut buf = Vec::with_capacity(list.iter().map(|r| r.get().len()).sum());
-    let mut events = Vec::with_capacity(list.len());
-    for raw in list {
-        let bytes = raw.get().as_bytes();
-        let start = buf.len() as u32;
-        buf.extend_from_slice(bytes);
-        events.push(EventMeta {
-            kind,
-            start,
-            len: bytes.len() as u32,
-            key: EventKey::of(bytes),
-            time_ms: time_of(raw.get(), time_field),
-            customer: None,
-        });
-    }
-    Batch {
-        buf: Bytes::from(buf),
-        events,
-        ..Default::default()
-    }
+    Batch::of_records(
+        kind,
+        list.iter()
+            .map(|raw| (raw.get().as_bytes(), time_of(raw.get(), time_field))),
+    )
 }
 
 /// The time under `field` of the JSON object `raw`, in milliseconds.

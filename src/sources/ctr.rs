@@ -29,7 +29,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::BytesMut;
 use secrecy::SecretString;
 use tracing::Instrument;
 
@@ -41,7 +40,7 @@ use crate::clock;
 use crate::config::tenant::OAUTH_HORIZON_SECS;
 use crate::config::CtrTenant;
 use crate::engine::{KeyHorizon, Span, Streams};
-use crate::event::{Batch, EventKey, EventKind, EventMeta};
+use crate::event::{Batch, EventKind};
 use crate::sinks::Sink;
 use crate::status::{TenantState, TenantStatus};
 
@@ -433,26 +432,11 @@ pub(super) fn count(
 }
 
 /// Incidents (each a JSON object as sent) as a batch, keyed by their bytes.
-fn batch_of<'a>(incidents: impl Iterator<Item = &'a str>) -> Batch {
-    let mut buf = BytesMut::new();
-    let mut events = Vec::new();
-    for raw in incidents {
-        let start = buf.len() as u32;
-        buf.extend_from_slice(raw.as_bytes());
-        events.push(EventMeta {
-            kind: EventKind::CtrIncident,
-            start,
-            len: raw.len() as u32,
-            key: EventKey::of(raw.as_bytes()),
-            time_ms: ctr::created_ms(raw),
-            customer: None,
-        });
-    }
-    Batch {
-        buf: buf.freeze(),
-        events,
-        ..Batch::default()
-    }
+fn batch_of<'a>(incidents: impl ExactSizeIterator<Item = &'a str>) -> Batch {
+    Batch::of_records(
+        EventKind::CtrIncident,
+        incidents.map(|raw| (raw.as_bytes(), ctr::created_ms(raw))),
+    )
 }
 
 #[async_trait]

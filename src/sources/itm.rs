@@ -23,7 +23,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::BytesMut;
 use tracing::Instrument;
 
 use super::ctr::{count, Failures, Stop};
@@ -35,7 +34,7 @@ use crate::clock;
 use crate::config::tenant::ProductSettings;
 use crate::config::{ItmTenant, ItmType};
 use crate::engine::{KeyHorizon, Span, Streams};
-use crate::event::{Batch, EventKey, EventMeta};
+use crate::event::Batch;
 use crate::sinks::Sink;
 use crate::status::{TenantState, TenantStatus};
 
@@ -244,26 +243,12 @@ pub async fn probe(
 
 /// A page's records as a batch, each keyed by its bytes, its time its `risingValue`.
 fn batch_of(kind: ItmType, records: &[itm::Record<'_>]) -> Batch {
-    let mut buf = BytesMut::new();
-    let mut events = Vec::with_capacity(records.len());
-    for r in records {
-        let raw = r.raw.get().as_bytes();
-        let start = buf.len() as u32;
-        buf.extend_from_slice(raw);
-        events.push(EventMeta {
-            kind: kind.kind(),
-            start,
-            len: raw.len() as u32,
-            key: EventKey::of(raw),
-            time_ms: Some(r.rising),
-            customer: None,
-        });
-    }
-    Batch {
-        buf: buf.freeze(),
-        events,
-        ..Batch::default()
-    }
+    Batch::of_records(
+        kind.kind(),
+        records
+            .iter()
+            .map(|r| (r.raw.get().as_bytes(), Some(r.rising))),
+    )
 }
 
 #[async_trait]
