@@ -80,6 +80,16 @@ pub enum Next {
     At(i64),
 }
 
+impl Next {
+    /// When the source is due again: `None` for now (a backlog), else the unix second.
+    pub fn at(&self) -> Option<i64> {
+        match self {
+            Next::Now => None,
+            Next::At(t) => Some(*t),
+        }
+    }
+}
+
 /// A source the scheduler steps.
 #[async_trait]
 pub trait Source: Send {

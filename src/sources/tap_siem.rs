@@ -572,11 +572,7 @@ impl Source for Poller {
     async fn step(&mut self, ctx: &Context) -> Next {
         let span = tracing::info_span!("tenant", tenant = %self.id);
         let next = self.step_once(ctx).instrument(span).await;
-        let at = match next {
-            Next::Now => None,
-            Next::At(t) => Some(t),
-        };
-        self.publish(ctx, at);
+        self.publish(ctx, next.at());
         next
     }
 }
